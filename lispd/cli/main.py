@@ -1,20 +1,31 @@
-"""The ``lispd`` command."""
+"""The ``lispd`` command: the daemon (``lispd -c FILE``) and its tools (``lispd decode``)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from lispd import __version__
 from lispd.cli import decode
 
+DEFAULT_CONFIG = "/etc/lispd/lispd.conf"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lispd`` and its sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="lispd", description="A userspace LISP router daemon for Linux."
+        prog="lispd",
+        description="A userspace LISP router daemon for Linux. Without a sub-command, runs the "
+        "daemon in the foreground with the configuration file.",
     )
     parser.add_argument("--version", action="version", version=f"lispd {__version__}")
+    parser.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file ({DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="validate the configuration file and exit (0 = ok)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     decode.add_arguments(
         sub.add_parser(
@@ -26,14 +37,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OwnDebugOnly(logging.Filter):
+    """Debug and info records of lispd's own loggers; only warnings and worse from libraries
+    (pyroute2 logs every netlink message at debug level)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("lispd") or record.levelno >= logging.WARNING
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(_OwnDebugOnly())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lispd`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "decode":
         return decode.run(args)
-    parser.print_help(sys.stderr)
-    return 2
+
+    from lispd.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"lispd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"lispd: {args.config}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.check:
+        print(f"lispd: {args.config}: configuration ok")
+        return 0
+    _setup_logging(config.daemon.log_level)
+    from lispd.daemon import run_daemon
+
+    return run_daemon(config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Control-socket server: answers JSON requests about the running daemon.
+
+Request: one line ``{"command": "stats"}`` (optionally with arguments); response: one line
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("lispd.api")
+
+Handler = Callable[[dict[str, Any]], Any]
+MAX_REQUEST = 65536
+
+
+class ControlServer:
+    """Serves ``handlers`` (command name -> function of the request) on a unix socket."""
+
+    def __init__(self, path: str, handlers: dict[str, Handler], mode: int = 0o660) -> None:
+        self.path = path
+        self.handlers = handlers
+        self.mode = mode
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Bind the socket (replacing a stale one) and start serving."""
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.server = await asyncio.start_unix_server(self._client, path=self.path)
+        os.chmod(self.path, self.mode)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The response to one decoded request."""
+        command = request.get("command")
+        handler = self.handlers.get(command) if isinstance(command, str) else None
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        try:
+            return {"ok": True, "result": handler(request)}
+        except (ValueError, KeyError) as exc:
+            return {"ok": False, "error": str(exc)}
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            if len(line) > MAX_REQUEST:
+                response = {"ok": False, "error": "request too long"}
+            else:
+                try:
+                    request = json.loads(line)
+                    if not isinstance(request, dict):
+                        raise ValueError("not an object")
+                    response = self.answer(request)
+                except ValueError as exc:
+                    response = {"ok": False, "error": f"bad request: {exc}"}
+            writer.write(json.dumps(response).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            log.debug("control client error=%s", exc)
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        """Stop serving and remove the socket file."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)

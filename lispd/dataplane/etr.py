@@ -1,0 +1,45 @@
+"""ETR: an encapsulated packet from UDP 4341 -> validated, decapsulated, to the TUN."""
+
+from __future__ import annotations
+
+from lispd.dataplane.outputs import Drop, Output, ToTun
+from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
+from lispd.fastpath.inner import fix_inner_on_decap, parse_inner
+from lispd.mapcache import LocalDatabase
+
+DROP_SHORT = Drop("truncated-header")
+DROP_ENCRYPTED = Drop("encrypted-unsupported")
+DROP_CONTROL = Drop("data-control-unsupported")
+DROP_BAD_INNER = Drop("bad-inner-header")
+DROP_WRONG_IID = Drop("wrong-instance-id")
+DROP_NOT_OURS = Drop("not-our-eid")
+DROP_ECN = Drop("ecn-ce-on-not-ect")
+
+
+class Etr:
+    """Decapsulation decisions for payloads received on the LISP data port."""
+
+    def __init__(self, database: LocalDatabase) -> None:
+        self.database = database
+
+    def handle(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Output:
+        """Decide what to do with one UDP payload (LISP header + inner packet)."""
+        header = read_header(payload)
+        if header is None:
+            return DROP_SHORT
+        iid, key_id = header
+        if key_id:
+            return DROP_ENCRYPTED
+        if iid == IID_CONTROL:
+            return DROP_CONTROL
+        inner = payload[HEADER_LEN:]
+        flow = parse_inner(inner)
+        if flow is None:
+            return DROP_BAD_INNER
+        if not self.database.contains(iid, flow.dst):
+            served = iid in self.database.instance_ids()
+            return DROP_NOT_OURS if served else DROP_WRONG_IID
+        fixed = fix_inner_on_decap(inner, outer_ttl, outer_tos)
+        if fixed is None:
+            return DROP_ECN
+        return ToTun(fixed)

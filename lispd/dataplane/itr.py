@@ -1,0 +1,95 @@
+"""ITR: an inner packet from the TUN -> encapsulated toward the destination EID's RLOC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+
+from lispd.dataplane.outputs import Drop, Encap, Output, ToTun
+from lispd.dataplane.ratelimit import TokenBucket
+from lispd.fastpath.header import build_header
+from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
+from lispd.fastpath.inner import flow_hash, parse_inner
+from lispd.fastpath.rloc import select_rloc
+from lispd.mapcache import LocalDatabase, MapCache
+from lispd.stats import Counters
+
+OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}  # outer IP + UDP + LISP header
+
+DROP_BAD_INNER = Drop("bad-inner-header")
+DROP_SOURCE_NOT_EID = Drop("source-not-eid")
+DROP_MISS = Drop("map-cache-miss")
+DROP_NO_RLOC = Drop("no-usable-rloc")
+DROP_TOO_BIG = Drop("too-big-rate-limited")
+
+
+class Itr:
+    """Encapsulation decisions for packets read from the TUN device."""
+
+    def __init__(
+        self,
+        mapcache: MapCache,
+        database: LocalDatabase,
+        local_rlocs: dict[int, IPv4Address | IPv6Address],
+        underlay_mtu: int,
+        counters: Counters,
+        nonce: Callable[[], int],
+        clock: Callable[[], float],
+    ) -> None:
+        self.mapcache = mapcache
+        self.database = database
+        self.local_rlocs = local_rlocs
+        self.families = frozenset(local_rlocs)
+        self.underlay_mtu = underlay_mtu
+        self.counters = counters
+        self.nonce = nonce
+        self.clock = clock
+        self.icmp_limit = TokenBucket(rate=10.0, burst=10.0)
+
+    def instance_for_source(self, src: bytes) -> int | None:
+        """The instance-ID of the local EID-prefix holding ``src`` (None: not a local EID)."""
+        for iid in self.database.instance_ids():
+            if self.database.contains(iid, src):
+                return iid
+        return None
+
+    def handle(self, pkt: bytes) -> Output:
+        """Decide what to do with one packet from the TUN."""
+        flow = parse_inner(pkt)
+        if flow is None:
+            return DROP_BAD_INNER
+        iid = self.instance_for_source(flow.src)
+        if iid is None:
+            return DROP_SOURCE_NOT_EID
+        now = self.clock()
+        entry = self.mapcache.lookup(iid, flow.dst, now)
+        if entry is None:
+            return DROP_MISS
+        if entry.action != "encapsulate":
+            return Drop("action-" + entry.action)
+        h = flow_hash(flow)
+        rloc = select_rloc(entry.rlocs, h, self.families)
+        if rloc is None:
+            return DROP_NO_RLOC
+        family = rloc.address.version
+        limit = self.underlay_mtu - OVERHEAD[family]
+        if len(pkt) > limit and flow.dont_fragment:
+            return self._too_big(pkt, flow.version, limit, now)
+        return Encap(
+            rloc.address, rloc.port, h, flow.ttl, flow.tos, build_header(self.nonce(), iid) + pkt
+        )
+
+    def _too_big(self, pkt: bytes, version: int, mtu: int, now: float) -> Output:
+        """ICMP back to the source saying how large a packet fits (rate-limited)."""
+        if not self.icmp_limit.take(now):
+            return DROP_TOO_BIG
+        self.counters.count("itr.icmp-too-big", len(pkt))
+        if version == 4:
+            src4 = self.local_rlocs.get(4)
+            if not isinstance(src4, IPv4Address):
+                src4 = IPv4Address(pkt[16:20])
+            return ToTun(frag_needed_v4(pkt, mtu, src4))
+        src6 = self.local_rlocs.get(6)
+        if not isinstance(src6, IPv6Address):
+            src6 = IPv6Address(pkt[24:40])
+        return ToTun(packet_too_big_v6(pkt, max(mtu, 1280), src6))

@@ -1,0 +1,65 @@
+"""RLOC choice: the lowest usable priority wins; ties share by weight, by flow hash, so one
+flow always lands on the same RLOC while the set is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+
+class RlocLike(Protocol):
+    """What selection reads of an RLOC (mapcache.RlocEntry has it)."""
+
+    @property
+    def priority(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def up(self) -> bool: ...
+    @property
+    def address(self) -> object: ...
+
+
+UNUSABLE_PRIORITY = 255
+
+
+def usable_candidates(rlocs: Sequence[RlocLike], families: Collection[int]) -> list[RlocLike]:
+    """The RLOCs of the best (lowest) priority among those that are up, not priority 255, and
+    of an address family this router can send in (``families``: versions 4 and/or 6)."""
+    best = UNUSABLE_PRIORITY + 1
+    chosen: list[RlocLike] = []
+    for r in rlocs:
+        prio = r.priority
+        if prio == UNUSABLE_PRIORITY or not r.up:
+            continue
+        if r.address.version not in families:  # type: ignore[attr-defined]
+            continue
+        if prio < best:
+            best = prio
+            chosen = [r]
+        elif prio == best:
+            chosen.append(r)
+    return chosen
+
+
+def pick_by_weight(candidates: Sequence[RlocLike], h: int) -> RlocLike | None:
+    """One of ``candidates`` chosen by flow hash ``h`` in proportion to the weights (equal
+    shares when every weight is 0; weight-0 RLOCs get nothing when others have weight)."""
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    total = sum(r.weight for r in candidates)
+    if total == 0:
+        return candidates[h % len(candidates)]
+    point = h % total
+    for r in candidates:
+        point -= r.weight
+        if point < 0:
+            return r
+    return candidates[-1]  # unreachable: the weights add up to total
+
+
+def select_rloc(rlocs: Sequence[RlocLike], h: int, families: Collection[int]) -> RlocLike | None:
+    """The RLOC flow hash ``h`` goes to, or None when no RLOC is usable."""
+    return pick_by_weight(usable_candidates(rlocs, families), h)

@@ -1,0 +1,27 @@
+"""The few per-interface kernel settings the data plane depends on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("lispd.io.sysctl")
+
+
+def set_sysctl(key: str, value: str) -> bool:
+    """Write ``value`` to /proc/sys/``key`` (dots as slashes); False (logged) when refused."""
+    path = Path("/proc/sys") / key.replace(".", "/")
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        log.warning("sysctl key=%s value=%s error=%s", key, value, exc.strerror)
+        return False
+    return True
+
+
+def prepare_tun_interface(ifname: str) -> None:
+    """Decapsulated packets arrive on the TUN with remote sources: no reverse-path filter there,
+    and no IPv6 autoconfiguration noise on it."""
+    set_sysctl(f"net.ipv4.conf.{ifname}.rp_filter", "0")
+    set_sysctl(f"net.ipv6.conf.{ifname}.accept_ra", "0")
+    set_sysctl(f"net.ipv6.conf.{ifname}.autoconf", "0")

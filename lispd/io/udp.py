@@ -1,0 +1,157 @@
+"""UDP sockets of the LISP data plane (port 4341).
+
+Receiving: one socket per local RLOC on 4341, reporting each datagram's TTL/hop limit and
+TOS/traffic class (needed by the decapsulation rules) through ancillary data.  Sending: a pool of
+sockets per family bound to distinct ephemeral ports, chosen by flow hash, so that the outer UDP
+source port carries flow entropy (ECMP) while one flow keeps one port.  The outer TTL and TOS of
+each packet are set per send with IP_TTL/IP_TOS (IPV6_HOPLIMIT/IPV6_TCLASS) control messages.
+
+Outer checksums: zero over IPv4 (SO_NO_CHECK, RFC 9300), computed over IPv6; zero-checksum IPv6
+is accepted on receive (UDP_NO_CHECK6_RX).  The kernel fragments an outer packet that exceeds
+the path MTU (IP_PMTUDISC_DONT): the ITR has already answered DF/IPv6 packets that cannot fit with
+ICMP, so only packets the sender allowed to be fragmented get there.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+SOL_UDP = 17
+SO_NO_CHECK = 11
+UDP_NO_CHECK6_RX = 102
+IP_RECVTTL = 12
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT = 0
+IPV6_PMTUDISC_DONT = 0
+IPV6_MTU_DISCOVER = 23
+RECV_SIZE = 65536
+CMSG_SPACE = 64
+
+_INT = struct.Struct("@i")
+
+
+def _family(addr: IPv4Address | IPv6Address) -> int:
+    return socket.AF_INET if addr.version == 4 else socket.AF_INET6
+
+
+def _configure(sock: socket.socket, version: int, receive: bool) -> None:
+    sock.setblocking(False)
+    if version == 4:
+        sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        if receive:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DONT)
+        if receive:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+            sock.setsockopt(SOL_UDP, UDP_NO_CHECK6_RX, 1)
+
+
+def open_receive_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.socket:
+    """The socket that receives encapsulated packets on ``addr``:``port``."""
+    sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    _configure(sock, addr.version, receive=True)
+    sock.bind((str(addr), port))
+    return sock
+
+
+def open_send_pool(addr: IPv4Address | IPv6Address, size: int) -> list[socket.socket]:
+    """``size`` sockets bound to ``addr`` on distinct kernel-chosen ports, for sending."""
+    pool = []
+    for _ in range(size):
+        sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
+        _configure(sock, addr.version, receive=False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind((str(addr), 0))
+        pool.append(sock)
+    return pool
+
+
+def recv_batch(sock: socket.socket, limit: int, default_ttl: int = 64):
+    """Up to ``limit`` datagrams as (payload, ttl, tos, source address, source port), reading
+    until the queue is empty."""
+    out = []
+    recvmsg = sock.recvmsg
+    unpack = _INT.unpack
+    for _ in range(limit):
+        try:
+            data, ancillary, _flags, addr = recvmsg(RECV_SIZE, CMSG_SPACE)
+        except BlockingIOError:
+            break
+        ttl, tos = default_ttl, 0
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP:
+                if kind == socket.IP_TTL:
+                    ttl = unpack(value[:4])[0]
+                elif kind == socket.IP_TOS:
+                    tos = value[0]
+            elif kind == socket.IPV6_HOPLIMIT:
+                ttl = unpack(value[:4])[0]
+            elif kind == socket.IPV6_TCLASS:
+                tos = unpack(value[:4])[0]
+        out.append((data, ttl, tos, addr[0], addr[1]))
+    return out
+
+
+class Sender:
+    """Sends encapsulated payloads from the flow's pool socket with per-packet TTL and TOS."""
+
+    def __init__(self, pools: dict[int, list[socket.socket]]) -> None:
+        self.pools = pools
+        self._cmsg: dict[tuple[int, int, int], list[tuple[int, int, bytes]]] = {}
+        self._sockaddr: dict[tuple[IPv4Address | IPv6Address, int], tuple] = {}
+
+    def _ancillary(self, version: int, ttl: int, tos: int) -> list[tuple[int, int, bytes]]:
+        key = (version, ttl, tos)
+        cmsg = self._cmsg.get(key)
+        if cmsg is None:
+            if version == 4:
+                cmsg = [
+                    (socket.IPPROTO_IP, socket.IP_TTL, _INT.pack(ttl)),
+                    (socket.IPPROTO_IP, socket.IP_TOS, _INT.pack(tos)),
+                ]
+            else:
+                cmsg = [
+                    (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, _INT.pack(ttl)),
+                    (socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _INT.pack(tos)),
+                ]
+            self._cmsg[key] = cmsg
+        return cmsg
+
+    def send(
+        self,
+        payload: bytes,
+        rloc: IPv4Address | IPv6Address,
+        port: int,
+        flow_hash: int,
+        ttl: int,
+        tos: int,
+    ) -> bool:
+        """Send one datagram; False when the socket buffer is full or the kernel refused."""
+        version = rloc.version
+        pool = self.pools.get(version)
+        if not pool:
+            return False
+        key = (rloc, port)
+        sockaddr = self._sockaddr.get(key)
+        if sockaddr is None:
+            sockaddr = self._sockaddr[key] = (str(rloc), port)
+        sock = pool[flow_hash % len(pool)]
+        try:
+            sock.sendmsg([payload], self._ancillary(version, ttl, tos), 0, sockaddr)
+        except (BlockingIOError, OSError):
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every pool socket."""
+        for pool in self.pools.values():
+            for sock in pool:
+                sock.close()
