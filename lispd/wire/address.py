@@ -29,7 +29,8 @@ AFI_IPV4 = 1
 AFI_IPV6 = 2
 AFI_DISTINGUISHED_NAME = 17
 AFI_LCAF = 16387
-AFI_MAC = 16389
+AFI_MAC = 16389  # 48-bit MAC, what lispd sends
+AFI_802 = 6  # "802 media": also read as a 6-byte MAC
 
 LCAF_AFI_LIST = 1
 LCAF_INSTANCE_ID = 2
@@ -161,7 +162,7 @@ def decode_address(r: Reader, depth: int = 0) -> Address:
         return _decode_lcaf(r, depth)
     if afi == AFI_DISTINGUISHED_NAME:
         return _decode_name(r)
-    if afi == AFI_MAC:
+    if afi in (AFI_MAC, AFI_802):
         return MacAddress(r.take(6, "mac address"))
     raise WireError(BAD_AFI, f"unknown AFI {afi}")
 
@@ -248,6 +249,8 @@ def encode_address(addr: Address) -> bytes:
     if isinstance(addr, AfiListAddress):
         return _lcaf(LCAF_AFI_LIST, b"".join(encode_address(a) for a in addr.addresses))
     if isinstance(addr, NatTraversalAddress):
+        if not (0 <= addr.ms_port <= 0xFFFF and 0 <= addr.etr_port <= 0xFFFF):
+            raise EncodeError("NAT-traversal ports are 16 bits")
         body = b"".join(
             [
                 struct.pack("!HH", addr.ms_port, addr.etr_port),
@@ -270,7 +273,10 @@ def encode_address(addr: Address) -> bytes:
     if isinstance(addr, DistinguishedName):
         if "\x00" in addr.name:
             raise EncodeError("a distinguished name cannot contain NUL")
-        return b"\x00\x11" + addr.name.encode("ascii") + b"\x00"
+        try:
+            return b"\x00\x11" + addr.name.encode("ascii") + b"\x00"
+        except UnicodeEncodeError:
+            raise EncodeError("a distinguished name is ASCII") from None
     if isinstance(addr, MacAddress):
         return struct.pack("!H", AFI_MAC) + addr.mac
     raise EncodeError(f"not a LISP address: {addr!r}")
@@ -279,7 +285,10 @@ def encode_address(addr: Address) -> bytes:
 def _lcaf(lcaf_type: int, body: bytes, flags: int = 0, rsvd1: int = 0, rsvd2: int = 0) -> bytes:
     if len(body) > 0xFFFF:
         raise EncodeError("LCAF body longer than 65535 bytes")
-    return _LCAF_HEADER.pack(AFI_LCAF, rsvd1, flags, lcaf_type, rsvd2, len(body)) + body
+    try:
+        return _LCAF_HEADER.pack(AFI_LCAF, rsvd1, flags, lcaf_type, rsvd2, len(body)) + body
+    except struct.error as exc:
+        raise EncodeError(f"LCAF header field out of range: {exc}") from None
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -314,6 +323,13 @@ def check_mask_len(addr: Address, mask_len: int) -> None:
     limit = max_mask_len(addr)
     if limit is not None and mask_len > limit:
         raise WireError(BAD_MASK_LEN, f"mask length {mask_len} > {limit}")
+
+
+def check_mask_len_for_encode(addr: Address, mask_len: int) -> None:
+    """Raise ``EncodeError`` for a prefix length the wire cannot carry or a decoder refuses."""
+    limit = max_mask_len(addr)
+    if not 0 <= mask_len <= (255 if limit is None else limit):
+        raise EncodeError(f"mask length {mask_len} does not fit {address_text(addr)}")
 
 
 def eid_prefix(iid: int, network: str | IPv4Network | IPv6Network) -> tuple[Address, int]:

@@ -11,8 +11,22 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lispd.wire.errors import BAD_TYPE, TRUNCATED, UNSUPPORTED_TYPE, WireError
-from lispd.wire.ip import IpHeader, UdpDatagram, build_udp_datagram, parse_udp_datagram
+from lispd.wire.errors import (
+    BAD_TYPE,
+    TRAILING_BYTES,
+    TRUNCATED,
+    UNSUPPORTED_TYPE,
+    EncodeError,
+    WireError,
+)
+from lispd.wire.ip import (
+    UDP_HEADER_LEN,
+    IpHeader,
+    UdpDatagram,
+    build_udp_datagram,
+    parse_ip_header,
+    parse_udp_datagram,
+)
 
 if TYPE_CHECKING:
     from lispd.wire.control import ControlMessage
@@ -57,6 +71,9 @@ def decode_ecm(data: bytes) -> EncapsulatedControl:
     if word0 & F_SECURITY:
         raise WireError(UNSUPPORTED_TYPE, "LISP-SEC ECM authentication data")
     inner = parse_udp_datagram(data[4:])
+    _, hlen, end = parse_ip_header(data[4:])
+    if end != len(data) - 4 or hlen + UDP_HEADER_LEN + len(inner.payload) != end:
+        raise WireError(TRAILING_BYTES, "bytes after the ECM's inner UDP datagram")
     if inner.payload[:1] and inner.payload[0] >> 4 == TYPE_ECM:
         raise WireError(BAD_TYPE, "ECM inside an ECM")
     message = decode_control(inner.payload)
@@ -89,5 +106,7 @@ def encode_ecm(m: EncapsulatedControl) -> bytes:
     ):
         if on:
             word0 |= flag
+    if isinstance(m.message, EncapsulatedControl):
+        raise EncodeError("an ECM cannot carry an ECM")
     inner = UdpDatagram(m.inner_ip, m.sport, m.dport, encode_control(m.message), m.zero_checksum)
     return struct.pack("!I", word0) + build_udp_datagram(inner)

@@ -110,6 +110,8 @@ def build_ip_header(ip: IpHeader, payload_len: int) -> bytes:
             total = ihl * 4 + payload_len
             if total > 0xFFFF:
                 raise EncodeError(f"IPv4 packet of {total} bytes is too long")
+            if not 0 <= ip.fragment_offset <= 0x1FFF:
+                raise EncodeError("fragment offset is 13 bits")
             frag = (ip.dont_fragment << 14) | (ip.more_fragments << 13) | ip.fragment_offset
             head = (
                 _IPV4.pack(
@@ -130,6 +132,8 @@ def build_ip_header(ip: IpHeader, payload_len: int) -> bytes:
             return head[:10] + struct.pack("!H", csum) + head[12:]
         if payload_len > 0xFFFF:
             raise EncodeError(f"IPv6 payload of {payload_len} bytes is too long")
+        if not (0 <= ip.traffic_class <= 0xFF and 0 <= ip.flow_label <= 0xFFFFF):
+            raise EncodeError("traffic class is 8 bits and flow label 20 bits")
         word0 = (6 << 28) | (ip.traffic_class << 20) | ip.flow_label
         return _IPV6.pack(
             word0, payload_len, ip.next_header, ip.hop_limit, ip.src.packed, ip.dst.packed

@@ -67,5 +67,7 @@ def encode_map_reply(m: MapReply) -> bytes:
     word0 = (TYPE_MAP_REPLY << 28) | (m.reported_ttl << 8) | len(m.records)
     word0 |= (F_PROBE if m.probe else 0) | (F_ECHO_NONCE if m.echo_nonce_capable else 0)
     word0 |= (F_SECURITY if m.security_data is not None else 0) | (m.reserved & 0x01FF0000)
+    if not 0 <= m.nonce < 1 << 64:
+        raise EncodeError("nonce is 64 bits")
     body = b"".join(encode_eid_record(rec) for rec in m.records)
     return struct.pack("!IQ", word0, m.nonce) + body + (m.security_data or b"")

@@ -9,6 +9,7 @@ from lispd.wire.address import (
     NO_ADDRESS,
     Address,
     check_mask_len,
+    check_mask_len_for_encode,
     decode_address,
     encode_address,
 )
@@ -120,11 +121,12 @@ def encode_map_request(m: MapRequest) -> bytes:
         if on:
             word0 |= flag
     word0 |= m.reserved & _RESERVED_MASK
+    if not 0 <= m.nonce < 1 << 64:
+        raise EncodeError("nonce is 64 bits")
     parts = [struct.pack("!IQ", word0, m.nonce), encode_address(m.source_eid)]
     parts += [encode_address(a) for a in m.itr_rlocs]
     for rec in m.records:
-        if not 0 <= rec.mask_len <= 255:
-            raise EncodeError("mask length is one byte")
+        check_mask_len_for_encode(rec.address, rec.mask_len)
         parts.append(bytes((0, rec.mask_len)) + encode_address(rec.address))
     if m.map_reply is not None:
         parts.append(encode_eid_record(m.map_reply))

@@ -6,7 +6,13 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from lispd.wire.address import Address, check_mask_len, decode_address, encode_address
+from lispd.wire.address import (
+    Address,
+    check_mask_len,
+    check_mask_len_for_encode,
+    decode_address,
+    encode_address,
+)
 from lispd.wire.errors import BAD_COUNT, EncodeError, WireError
 from lispd.wire.reader import Reader
 
@@ -42,6 +48,7 @@ class Locator:
     local: bool = False
     probed: bool = False
     reachable: bool = True
+    reserved: int = 0  # the 13 unused flag bits as received, re-sent unchanged
 
     @property
     def usable(self) -> bool:
@@ -84,12 +91,14 @@ def decode_locator(r: Reader) -> Locator:
         local=bool(flags & 0x4),
         probed=bool(flags & 0x2),
         reachable=bool(flags & 0x1),
+        reserved=flags >> 3,
     )
 
 
 def encode_locator(loc: Locator) -> bytes:
     """Bytes of one locator record."""
-    flags = (loc.local << 2) | (loc.probed << 1) | int(loc.reachable)
+    flags = ((loc.reserved & 0x1FFF) << 3) | (loc.local << 2) | (loc.probed << 1)
+    flags |= int(loc.reachable)
     try:
         head = _LOCATOR.pack(loc.priority, loc.weight, loc.m_priority, loc.m_weight, flags)
     except struct.error as exc:
@@ -125,6 +134,7 @@ def encode_eid_record(rec: EidRecord) -> bytes:
         raise EncodeError("an EID-record holds at most 255 locators")
     if not 0 <= rec.map_version <= 0xFFF:
         raise EncodeError("map-version is 12 bits")
+    check_mask_len_for_encode(rec.eid, rec.mask_len)
     act_word = (int(rec.action) << 13) | (rec.authoritative << 12) | (rec.incomplete << 11)
     act_word |= (rec.reserved >> 4) & 0x07FF
     version_word = ((rec.reserved & 0xF) << 12) | rec.map_version

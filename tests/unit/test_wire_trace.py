@@ -8,6 +8,7 @@ the order lispers.net inserts them: n, sr, hn, ets|dts, dr, rtts, hops, lats).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 from dataclasses import replace
@@ -635,17 +636,20 @@ def test_parse_rloc_rejects(text: str) -> None:
 
 
 def test_hop_constructors() -> None:
-    assert ITR_A == TraceHop.encap(
-        NODE_ITR,
-        format_rloc(V4("192.0.2.1"), 50000),
-        "192.0.2.5",
-        "xtr-a",
-        1700000000.123,
-        rtts=[0.012, 0.011, -1],
-        hops=["2/2", "2/2", "?/?"],
-        lats=["?/?", "?/?", "?/?"],
+    assert (
+        TraceHop.encap(
+            NODE_ITR,
+            format_rloc(V4("192.0.2.1"), 50000),
+            "192.0.2.5",
+            "xtr-a",
+            1700000000.123,
+            rtts=[0.012, 0.011, -1],
+            hops=["2/2", "2/2", "?/?"],
+            lats=["?/?", "?/?", "?/?"],
+        )
+        == ITR_A
     )
-    assert ETR_B == TraceHop.decap(NODE_ETR, "192.0.2.1", "192.0.2.5", "xtr-b", 1700000000.125)
+    assert TraceHop.decap(NODE_ETR, "192.0.2.1", "192.0.2.5", "xtr-b", 1700000000.125) == ETR_B
     assert ITR_A.is_encap and not ETR_B.is_encap
     assert ITR_A.timestamp == 1700000000.123
     assert ETR_B.timestamp == 1700000000.125
@@ -749,98 +753,33 @@ def _check_wire(data: bytes) -> None:
     assert wire[:16] == data[:16]
 
 
-_numbers = st.one_of(
-    st.integers(min_value=-(10**6), max_value=10**6),
-    st.floats(allow_nan=False, allow_infinity=False),
-)
-_json_leaf = st.one_of(st.none(), st.booleans(), _numbers, st.text(max_size=8))
-_json_values = st.recursive(
-    _json_leaf,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
-def _dumped(value: object) -> str:
-    return json.dumps(value)
-
-
-_extras = st.lists(
-    st.tuples(st.text(max_size=6), _json_values.map(_dumped)),
-    max_size=2,
-    unique_by=lambda kv: kv[0],
-)
-_HOP_KEY_SET = {"n", "sr", "dr", "hn", "ets", "dts", "rtts", "hops", "lats"}
-_hops = st.builds(
-    TraceHop,
-    node=st.sampled_from([NODE_ITR, NODE_RTR, NODE_ETR, "?"]) | st.text(max_size=4),
-    sr=st.text(max_size=20),
-    dr=st.text(max_size=20),
-    hn=st.text(max_size=10),
-    encap_ts=st.none() | _numbers,
-    decap_ts=st.none() | _numbers,
-    rtts=st.none() | st.lists(_numbers, max_size=3).map(tuple),
-    hops=st.none() | st.lists(st.text(max_size=5), max_size=3).map(tuple),
-    lats=st.none() | st.lists(st.text(max_size=5), max_size=3).map(tuple),
-    extra=_extras.map(lambda kvs: tuple(kv for kv in kvs if kv[0] not in _HOP_KEY_SET)),
-)
-_segments = st.builds(
-    TraceSegment,
-    se=st.text(max_size=20),
-    de=st.text(max_size=20),
-    paths=st.lists(_hops, max_size=4).map(tuple),
-    extra=_extras.map(lambda kvs: tuple(kv for kv in kvs if kv[0] not in {"se", "de", "paths"})),
-)
-_messages = st.builds(
-    TraceMessage,
-    local_port=st.integers(0, 0xFFFF),
-    local_rloc=st.integers(0, 0xFFFFFFFF).map(V4),
-    nonce=st.integers(0, (1 << 64) - 1),
-    segments=st.none() | st.lists(_segments, max_size=3).map(tuple),
-    reserved=st.integers(0, 0xFFF),
-)
-
 _FUZZ = settings(
     max_examples=10000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-
-@_FUZZ
-@given(st.binary(max_size=64))
-def test_fuzz_random_bytes(data: bytes) -> None:
-    _check_wire(data)
-
-
-@_FUZZ
-@given(st.binary(min_size=16, max_size=16), st.binary(max_size=64))
-def test_fuzz_random_body_after_trace_header(header: bytes, body: bytes) -> None:
-    _check_wire(bytes([0x90 | (header[0] & 0x0F)]) + header[1:] + body)
-
-
-@_FUZZ
-@given(st.text(alphabet='[]{}",: 0123456789.-eEntrufalsNIy\\"sepathndrs', max_size=80))
-def test_fuzz_json_like_bodies(text: str) -> None:
-    _check_wire(REPLY_HEADER + text.encode())
-
-
-@_FUZZ
-@given(_messages)
-def test_generated_messages_round_trip(msg: TraceMessage) -> None:
-    wire = encode_trace(msg)
-    assert decode_trace(wire) == msg
-    assert encode_trace(decode_trace(wire)) == wire
-
-
 _GOLDEN_WIRES = [p.values[0] for p in GOLDEN]
+_GOLDEN_DOCS = [json.loads(w[16:]) for w in _GOLDEN_WIRES if len(w) > 16]
+
+_numbers = st.one_of(
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+_short_text = st.text(max_size=6)
+_json_leaf = st.one_of(st.none(), st.booleans(), _numbers, _short_text)
+_json_small = st.one_of(
+    _json_leaf,
+    st.lists(_json_leaf, max_size=3),
+    st.dictionaries(st.sampled_from(["n", "sr", "dts", "x", "paths"]), _json_leaf, max_size=2),
+)
 
 
 @st.composite
 def _mutated(draw: st.DrawFn) -> bytes:
-    base = bytearray(draw(st.sampled_from(_GOLDEN_WIRES) | _messages.map(encode_trace)))
+    """A golden packet with 1-4 byte-level mutations: truncation, bit flip, overwrite,
+    insertion, deletion."""
+    base = bytearray(draw(st.sampled_from(_GOLDEN_WIRES)))
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["truncate", "flip", "set", "insert", "delete"]))
         if kind == "truncate":
@@ -859,28 +798,122 @@ def _mutated(draw: st.DrawFn) -> bytes:
     return bytes(base)
 
 
+def _slots(doc: object) -> list[tuple[list | dict, int | str]]:
+    """Every (container, index-or-key) position in a JSON document."""
+    out: list[tuple[list | dict, int | str]] = []
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            out.extend((node, i) for i in range(len(node)))
+            stack.extend(node)
+        elif isinstance(node, dict):
+            out.extend((node, k) for k in node)
+            stack.extend(node.values())
+    return out
+
+
+@st.composite
+def _edited_docs(draw: st.DrawFn) -> bytes:
+    """A golden JSON body with 1-3 structural edits: a value replaced (wrong type, small
+    container), a key or item removed, or an unknown key added; dumped with random spacing."""
+    doc = copy.deepcopy(draw(st.sampled_from(_GOLDEN_DOCS)))
+    for _ in range(draw(st.integers(1, 3))):
+        slots = _slots(doc)
+        if not slots:
+            break
+        container, where = slots[draw(st.integers(0, len(slots) - 1))]
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            container[where] = draw(_json_small)  # type: ignore[index]
+        elif action == "delete":
+            del container[where]  # type: ignore[arg-type]
+        elif isinstance(container, dict):
+            container[draw(_short_text)] = draw(_json_small)
+        else:
+            container.insert(int(where), draw(_json_small))
+    compact = draw(st.booleans())
+    text = json.dumps(doc, separators=(",", ":") if compact else None)
+    return REPLY_HEADER + text.encode()
+
+
+_HOP_KEY_SET = {"n", "sr", "dr", "hn", "ets", "dts", "rtts", "hops", "lats"}
+_SEG_KEY_SET = {"se", "de", "paths"}
+
+
+def _extras(known: set[str]) -> st.SearchStrategy[tuple[tuple[str, str], ...]]:
+    pairs = st.lists(
+        st.tuples(_short_text.filter(lambda k: k not in known), _json_small.map(json.dumps)),
+        max_size=2,
+        unique_by=lambda kv: kv[0],
+    )
+    return pairs.map(tuple)
+
+
+_hops = st.builds(
+    TraceHop,
+    node=st.sampled_from([NODE_ITR, NODE_RTR, NODE_ETR, "?"]) | _short_text,
+    sr=st.sampled_from(["192.0.2.1", "192.0.2.130:50000", "2001:db8::1"]) | _short_text,
+    dr=st.sampled_from(["192.0.2.5", "?", "? (map-cache miss)"]) | _short_text,
+    hn=_short_text,
+    encap_ts=st.none() | _numbers,
+    decap_ts=st.none() | _numbers,
+    rtts=st.none() | st.lists(_numbers, max_size=3).map(tuple),
+    hops=st.none() | st.lists(_short_text, max_size=3).map(tuple),
+    lats=st.none() | st.lists(_short_text, max_size=3).map(tuple),
+    extra=_extras(_HOP_KEY_SET),
+)
+_segments = st.builds(
+    TraceSegment,
+    se=_short_text,
+    de=_short_text,
+    paths=st.lists(_hops, max_size=3).map(tuple),
+    extra=_extras(_SEG_KEY_SET),
+)
+_messages = st.builds(
+    TraceMessage,
+    local_port=st.integers(0, 0xFFFF),
+    local_rloc=st.integers(0, 0xFFFFFFFF).map(V4),
+    nonce=st.integers(0, (1 << 64) - 1),
+    segments=st.none() | st.lists(_segments, max_size=2).map(tuple),
+    reserved=st.integers(0, 0xFFF),
+)
+
+
 @_FUZZ
-@given(_mutated())
-def test_fuzz_mutated_valid_messages(data: bytes) -> None:
+@given(st.binary(max_size=64))
+def test_fuzz_random_bytes(data: bytes) -> None:
     _check_wire(data)
 
 
 @_FUZZ
-@given(
-    st.recursive(
-        _json_leaf | st.sampled_from(["ITR", "[0]1.2.3.4", "?/?"]),
-        lambda inner: st.one_of(
-            st.lists(inner, max_size=4),
-            st.dictionaries(
-                st.sampled_from(["se", "de", "paths", "n", "sr", "dr", "hn", "ets", "dts"])
-                | st.sampled_from(["rtts", "hops", "lats"])
-                | st.text(max_size=3),
-                inner,
-                max_size=8,
-            ),
-        ),
-        max_leaves=30,
-    )
-)
-def test_fuzz_structured_json_bodies(doc: object) -> None:
-    _check_wire(REPLY_HEADER + json.dumps(doc).encode())
+@given(st.binary(min_size=16, max_size=16), st.binary(max_size=64))
+def test_fuzz_random_body_after_trace_header(header: bytes, body: bytes) -> None:
+    _check_wire(bytes([0x90 | (header[0] & 0x0F)]) + header[1:] + body)
+
+
+@_FUZZ
+@given(st.text(alphabet='[]{}",: 0123456789.-eEntrufalsNIy\\', max_size=80))
+def test_fuzz_json_like_bodies(text: str) -> None:
+    _check_wire(REPLY_HEADER + text.encode())
+
+
+@_FUZZ
+@given(_mutated())
+def test_fuzz_mutated_golden_packets(data: bytes) -> None:
+    _check_wire(data)
+
+
+@_FUZZ
+@given(_edited_docs())
+def test_fuzz_structurally_edited_bodies(data: bytes) -> None:
+    _check_wire(data)
+
+
+@_FUZZ
+@given(_messages)
+def test_generated_messages_round_trip(msg: TraceMessage) -> None:
+    wire = encode_trace(msg)
+    assert decode_trace(wire) == msg
+    assert encode_trace(decode_trace(wire)) == wire
+    _check_wire(wire[: len(wire) // 2])
