@@ -29,7 +29,7 @@ from lispd.io.sysctl import prepare_tun_interface
 from lispd.io.tun import Tun
 from lispd.io.udp import Sender, open_receive_socket, open_send_pool, recv_batch
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
-from lispd.stats import Counters
+from lispd.stats import Counters, DropLog
 from lispd.wire.data import LISP_DATA_PORT
 
 log = logging.getLogger("lispd")
@@ -74,6 +74,7 @@ class Daemon:
         self.clock = clock
         self.started = time.time()
         self.counters = Counters()
+        self.drop_log = DropLog(log, clock)
         self.mapcache, self.database = build_tables(config, clock())
         rng = random.Random()
         local_rlocs = {a.version: a for a in config.underlay.rlocs}
@@ -104,8 +105,7 @@ class Daemon:
         """Open the TUN, sockets, routes and control socket, then tell systemd we are ready."""
         loop = asyncio.get_running_loop()
         cfg = self.config
-        self.tun = Tun(cfg.tun.name, cfg.tun.mtu)
-        prepare_tun_interface(self.tun.name)
+        self.tun = Tun(cfg.tun.name, cfg.tun.mtu, prepare=prepare_tun_interface)
         self.routes = RouteTable(self.tun.name)
         for entry in self.mapcache.entries():
             self.routes.add(entry.prefix)
@@ -117,9 +117,8 @@ class Daemon:
             self.receivers.append(sock)
             loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
         loop.add_reader(self.tun.fd, self._on_tun_readable)
-        control_path = getattr(cfg.daemon, "control_socket", None)
-        if control_path:
-            self.control = ControlServer(control_path, self._handlers())
+        if cfg.daemon.control_socket:
+            self.control = ControlServer(cfg.daemon.control_socket, self._handlers())
             await self.control.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
@@ -169,40 +168,44 @@ class Daemon:
 
     # --- packet path --------------------------------------------------------------------------
 
+    def _drop(self, reason: str, source: str = "") -> None:
+        self.counters.drop(reason)
+        self.drop_log.note(reason, source)
+
     def _on_tun_readable(self) -> None:
         tun, itr, sender, counters = self.tun, self.itr, self.sender, self.counters
         assert tun is not None and sender is not None
         for pkt in tun.read_batch(BATCH):
             if itr is None:
-                counters.drop("itr-disabled")
+                self._drop("itr-disabled")
                 continue
             out = itr.handle(pkt)
             if type(out) is Encap:
                 if sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos):
                     counters.count("itr.encap", len(pkt))
                 else:
-                    counters.drop("send-failed")
+                    self._drop("send-failed")
             elif type(out) is ToTun:
                 if not tun.write(out.packet):
-                    counters.drop("tun-write-failed")
+                    self._drop("tun-write-failed")
             else:
-                counters.drop(out.reason)  # type: ignore[union-attr]
+                self._drop(out.reason, "tun")  # type: ignore[union-attr]
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
         tun, etr, counters = self.tun, self.etr, self.counters
         assert tun is not None
-        for payload, ttl, tos, _src, _sport in recv_batch(sock, BATCH):
+        for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
             if etr is None:
-                counters.drop("etr-disabled")
+                self._drop("etr-disabled", f"{src}:{sport}")
                 continue
             out = etr.handle(payload, ttl, tos)
             if type(out) is ToTun:
                 if tun.write(out.packet):
                     counters.count("etr.decap", len(out.packet))
                 else:
-                    counters.drop("tun-write-failed")
+                    self._drop("tun-write-failed")
             else:
-                counters.drop(out.reason)  # type: ignore[union-attr]
+                self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
 
     # --- control socket -----------------------------------------------------------------------
 

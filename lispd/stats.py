@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 
@@ -30,3 +32,28 @@ class Counters:
             "packets": dict(sorted(self.packets.items())),
             "drops": dict(sorted(self.drops.items())),
         }
+
+
+class DropLog:
+    """Logs drops on the packet path without flooding: the first drop of each reason at once,
+    then at most one line per reason per ``interval`` seconds with the count since the last."""
+
+    __slots__ = ("_last", "_pending", "clock", "interval", "logger")
+
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float], interval: float = 10.0):
+        self.logger = logger
+        self.clock = clock
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._pending: Counter[str] = Counter()
+
+    def note(self, reason: str, source: str = "") -> None:
+        """Record one drop; maybe log it."""
+        self._pending[reason] += 1
+        now = self.clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval:
+            return
+        self._last[reason] = now
+        count = self._pending.pop(reason)
+        self.logger.info("drop reason=%s count=%d source=%s", reason, count, source or "-")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lispd.dataplane.outputs import Drop, Output, ToTun
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
-from lispd.fastpath.inner import fix_inner_on_decap, parse_inner
+from lispd.fastpath.inner import fix_inner_on_decap, inner_destination
 from lispd.mapcache import LocalDatabase
 
 DROP_SHORT = Drop("truncated-header")
@@ -33,10 +33,10 @@ class Etr:
         if iid == IID_CONTROL:
             return DROP_CONTROL
         inner = payload[HEADER_LEN:]
-        flow = parse_inner(inner)
-        if flow is None:
+        dst = inner_destination(inner)
+        if dst is None:
             return DROP_BAD_INNER
-        if not self.database.contains(iid, flow.dst):
+        if not self.database.contains(iid, dst):
             served = iid in self.database.instance_ids()
             return DROP_NOT_OURS if served else DROP_WRONG_IID
         fixed = fix_inner_on_decap(inner, outer_ttl, outer_tos)

@@ -18,9 +18,14 @@ OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}  # outer IP + UDP + LISP header
 
 DROP_BAD_INNER = Drop("bad-inner-header")
 DROP_SOURCE_NOT_EID = Drop("source-not-eid")
+DROP_NOT_UNICAST = Drop("not-unicast")
 DROP_MISS = Drop("map-cache-miss")
 DROP_NO_RLOC = Drop("no-usable-rloc")
 DROP_TOO_BIG = Drop("too-big-rate-limited")
+
+
+def _multicast(dst: bytes) -> bool:
+    return dst[0] == 0xFF if len(dst) == 16 else dst[0] >= 224
 
 
 class Itr:
@@ -45,11 +50,18 @@ class Itr:
         self.nonce = nonce
         self.clock = clock
         self.icmp_limit = TokenBucket(rate=10.0, burst=10.0)
+        self._iids: tuple[int, ...] = ()
+        self._iids_generation = -1
 
     def instance_for_source(self, src: bytes) -> int | None:
-        """The instance-ID of the local EID-prefix holding ``src`` (None: not a local EID)."""
-        for iid in self.database.instance_ids():
-            if self.database.contains(iid, src):
+        """The instance-ID of the local EID-prefix holding ``src`` (None: not a local EID).
+        With overlapping local prefixes in several instances, the lowest instance-ID wins."""
+        database = self.database
+        if database.generation != self._iids_generation:
+            self._iids = tuple(database.instance_ids())
+            self._iids_generation = database.generation
+        for iid in self._iids:
+            if database.contains(iid, src):
                 return iid
         return None
 
@@ -60,7 +72,9 @@ class Itr:
             return DROP_BAD_INNER
         iid = self.instance_for_source(flow.src)
         if iid is None:
-            return DROP_SOURCE_NOT_EID
+            # The kernel's own multicast chatter on the TUN (MLD reports sent from :: when the
+            # link comes up) is no EID traffic: counted apart from real stray sources.
+            return DROP_NOT_UNICAST if _multicast(flow.dst) else DROP_SOURCE_NOT_EID
         now = self.clock()
         entry = self.mapcache.lookup(iid, flow.dst, now)
         if entry is None:

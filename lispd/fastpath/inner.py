@@ -5,7 +5,6 @@ Functions take and return ``bytes``/``bytearray`` and plain ints: no dataclass p
 
 from __future__ import annotations
 
-import struct
 from typing import NamedTuple
 from zlib import crc32
 
@@ -64,6 +63,22 @@ def parse_inner(pkt: bytes) -> InnerFlow | None:
     return None
 
 
+def inner_destination(pkt: bytes | memoryview) -> bytes | None:
+    """The packed destination address of an IPv4/IPv6 packet whose header length fields agree
+    with its size; None otherwise.  The decapsulation path needs no more than this."""
+    n = len(pkt)
+    if n < 20:
+        return None
+    version = pkt[0] >> 4
+    if version == 4:
+        if (pkt[2] << 8 | pkt[3]) != n or pkt[0] & 0x0F < 5:
+            return None
+        return bytes(pkt[16:20])
+    if version == 6 and n >= 40 and (pkt[4] << 8 | pkt[5]) + 40 == n:
+        return bytes(pkt[24:40])
+    return None
+
+
 def flow_hash(flow: InnerFlow) -> int:
     """A 32-bit hash of the inner 5-tuple (addresses and protocol only for fragments and
     port-less protocols, so all fragments of a datagram hash alike).  CRC-32 is deterministic
@@ -96,32 +111,44 @@ def ecn_decapsulate(outer_tos: int, inner_tos: int) -> int | None:
     return inner
 
 
-def fix_inner_on_decap(pkt: bytes, outer_ttl: int, outer_tos: int) -> bytes | None:
+def fix_inner_on_decap(pkt: bytes, outer_ttl: int, outer_tos: int) -> bytes | bytearray | None:
     """Apply RFC 9300's decapsulation rules to the inner packet: its TTL/hop limit becomes the
     lower of inner and outer, and congestion marks of the outer header carry over.  Returns the
-    (possibly rewritten) packet, or None when RFC 6040 says drop."""
-    version = pkt[0] >> 4
-    if version == 4:
+    packet (rewritten in a copy when needed), or None when RFC 6040 says drop."""
+    if pkt[0] >> 4 == 4:
         ttl, tos = pkt[8], pkt[1]
-    else:
-        ttl, tos = pkt[7], ((pkt[0] & 0x0F) << 4) | (pkt[1] >> 4)
+        ecn = tos & ECN_MASK
+        outer_ecn = outer_tos & ECN_MASK
+        if outer_ecn == ECN_CE or (outer_ecn == ECN_ECT1 and ecn == ECN_ECT0):
+            new_ecn = ecn_decapsulate(outer_tos, tos)
+            if new_ecn is None:
+                return None
+        else:
+            new_ecn = ecn
+        if ttl <= outer_ttl and new_ecn == ecn:
+            return pkt
+        buf = bytearray(pkt)
+        csum = buf[10] << 8 | buf[11]
+        if ttl > outer_ttl:
+            # Only the TTL byte of the (TTL, protocol) word changes: RFC 1624 update, the way
+            # routers patch the checksum when they decrement the TTL.
+            buf[8] = outer_ttl
+            csum = _checksum_adjust(csum, ttl << 8 | pkt[9], outer_ttl << 8 | pkt[9])
+        if new_ecn != ecn:
+            new_tos = (tos & ~ECN_MASK) | new_ecn
+            buf[1] = new_tos
+            csum = _checksum_adjust(csum, pkt[0] << 8 | tos, pkt[0] << 8 | new_tos)
+        buf[10], buf[11] = csum >> 8, csum & 0xFF
+        return buf
+    ttl, tos = pkt[7], ((pkt[0] & 0x0F) << 4) | (pkt[1] >> 4)
     ecn = ecn_decapsulate(outer_tos, tos)
     if ecn is None:
         return None
-    new_ttl = min(ttl, outer_ttl)
     new_tos = (tos & ~ECN_MASK) | ecn
-    if new_ttl == ttl and new_tos == tos:
+    if ttl <= outer_ttl and new_tos == tos:
         return pkt
     buf = bytearray(pkt)
-    if version == 4:
-        old_w1, old_w4 = pkt[0] << 8 | tos, ttl << 8 | pkt[9]
-        buf[1], buf[8] = new_tos, new_ttl
-        csum = struct.unpack_from("!H", pkt, 10)[0]
-        csum = _checksum_adjust(csum, old_w1, buf[0] << 8 | new_tos)
-        csum = _checksum_adjust(csum, old_w4, new_ttl << 8 | pkt[9])
-        struct.pack_into("!H", buf, 10, csum)
-    else:
-        buf[7] = new_ttl
-        buf[0] = 0x60 | (new_tos >> 4)
-        buf[1] = ((new_tos & 0x0F) << 4) | (pkt[1] & 0x0F)
-    return bytes(buf)
+    buf[7] = min(ttl, outer_ttl)
+    buf[0] = 0x60 | (new_tos >> 4)
+    buf[1] = ((new_tos & 0x0F) << 4) | (pkt[1] & 0x0F)
+    return buf

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from ipaddress import IPv4Network, IPv6Network
-
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from pyroute2 import IPRoute

@@ -20,8 +20,10 @@ def set_sysctl(key: str, value: str) -> bool:
 
 
 def prepare_tun_interface(ifname: str) -> None:
-    """Decapsulated packets arrive on the TUN with remote sources: no reverse-path filter there,
-    and no IPv6 autoconfiguration noise on it."""
+    """Decapsulated packets arrive on the TUN with remote sources: no reverse-path filter
+    there.  No IPv6 link-local address either (set before the link goes up), so the kernel sends
+    no router solicitations or MLD reports into the tunnel: only EID traffic enters it."""
     set_sysctl(f"net.ipv4.conf.{ifname}.rp_filter", "0")
+    set_sysctl(f"net.ipv6.conf.{ifname}.addr_gen_mode", "1")
     set_sysctl(f"net.ipv6.conf.{ifname}.accept_ra", "0")
     set_sysctl(f"net.ipv6.conf.{ifname}.autoconf", "0")

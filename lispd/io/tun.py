@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytun
 
@@ -10,12 +11,18 @@ READ_SIZE = 65536
 
 
 class Tun:
-    """A layer-3 TUN device (IFF_TUN | IFF_NO_PI), non-blocking, up, with the given MTU."""
+    """A layer-3 TUN device (IFF_TUN | IFF_NO_PI), non-blocking, with the given MTU.
 
-    def __init__(self, name: str, mtu: int) -> None:
+    ``prepare`` runs between creation and bringing the link up (for per-interface sysctls
+    that only act on a down link, such as turning off IPv6 link-local addresses).
+    """
+
+    def __init__(self, name: str, mtu: int, prepare: Callable[[str], None] | None = None) -> None:
         self.device = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
         self.name: str = self.device.name
         self.device.mtu = mtu
+        if prepare is not None:
+            prepare(self.name)
         self.device.up()
         self.fd: int = self.device.fileno()
         os.set_blocking(self.fd, False)

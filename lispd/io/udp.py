@@ -1,10 +1,11 @@
 """UDP sockets of the LISP data plane (port 4341).
 
 Receiving: one socket per local RLOC on 4341, reporting each datagram's TTL/hop limit and
-TOS/traffic class (needed by the decapsulation rules) through ancillary data.  Sending: a pool of
-sockets per family bound to distinct ephemeral ports, chosen by flow hash, so that the outer UDP
-source port carries flow entropy (ECMP) while one flow keeps one port.  The outer TTL and TOS of
-each packet are set per send with IP_TTL/IP_TOS (IPV6_HOPLIMIT/IPV6_TCLASS) control messages.
+TOS/traffic class (needed by the decapsulation rules) through ancillary data.  Sending: a pool
+of sockets per family bound to distinct ports of the dynamic range, chosen by flow hash, so that
+the outer UDP source port carries flow entropy (ECMP) while one flow keeps one port.  The outer
+TTL and TOS of each packet are set per send with IP_TTL/IP_TOS (IPV6_HOPLIMIT/IPV6_TCLASS)
+control messages.
 
 Outer checksums: zero over IPv4 (SO_NO_CHECK, RFC 9300), computed over IPv6; zero-checksum IPv6
 is accepted on receive (UDP_NO_CHECK6_RX).  The kernel fragments an outer packet that exceeds
@@ -14,6 +15,8 @@ ICMP, so only packets the sender allowed to be fragmented get there.
 
 from __future__ import annotations
 
+import errno
+import random
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
@@ -27,6 +30,12 @@ IP_PMTUDISC_DONT = 0
 IPV6_PMTUDISC_DONT = 0
 IPV6_MTU_DISCOVER = 23
 RECV_SIZE = 65536
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+# Bursts from a fast sender must wait in the kernel while Python catches up: a small receive
+# buffer turns every burst into losses that halve TCP's window.
+SOCKET_BUFFER = 4 * 1024 * 1024
+DYNAMIC_PORTS_FIRST = 49152
 CMSG_SPACE = 64
 
 _INT = struct.Struct("@i")
@@ -36,8 +45,21 @@ def _family(addr: IPv4Address | IPv6Address) -> int:
     return socket.AF_INET if addr.version == 4 else socket.AF_INET6
 
 
+def _set_buffer(sock: socket.socket, option: int, forced: int, size: int) -> None:
+    """A socket buffer of ``size`` bytes: beyond net.core.[rw]mem_max when we hold
+    CAP_NET_ADMIN (the *BUFFORCE options), else as large as the system allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, forced, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
 def _configure(sock: socket.socket, version: int, receive: bool) -> None:
     sock.setblocking(False)
+    if receive:
+        _set_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, SOCKET_BUFFER)
+    else:
+        _set_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, SOCKET_BUFFER)
     if version == 4:
         sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
         sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
@@ -62,14 +84,26 @@ def open_receive_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.so
     return sock
 
 
-def open_send_pool(addr: IPv4Address | IPv6Address, size: int) -> list[socket.socket]:
-    """``size`` sockets bound to ``addr`` on distinct kernel-chosen ports, for sending."""
-    pool = []
-    for _ in range(size):
+def open_send_pool(
+    addr: IPv4Address | IPv6Address, size: int, rng: random.Random | None = None
+) -> list[socket.socket]:
+    """``size`` sockets bound to ``addr`` on distinct random ports of the dynamic range
+    49152-65535 (RFC 6335), for sending."""
+    rng = rng or random.Random()
+    pool: list[socket.socket] = []
+    tries = 0
+    while len(pool) < size:
         sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
         _configure(sock, addr.version, receive=False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.bind((str(addr), 0))
+        try:
+            sock.bind((str(addr), rng.randint(DYNAMIC_PORTS_FIRST, 65535)))
+        except OSError as exc:
+            sock.close()
+            tries += 1
+            if exc.errno != errno.EADDRINUSE or tries > 100 * size:
+                raise
+            continue
         pool.append(sock)
     return pool
 

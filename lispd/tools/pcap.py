@@ -12,7 +12,10 @@ Two formats are understood:
   and the obsolete Packet Block (type 2, still counted as a frame by tshark).  Every other
   block type is skipped by its length.
 
-Packets are numbered from 1 in file order, like tshark's ``frame.number``.
+Packets are numbered from 1 in file order, like tshark's ``frame.number``.  tshark 4.0 also
+gives frame numbers to pcapng custom blocks (types 0x00000BAD, 0x40000BAD) and systemd journal
+export blocks (type 9); those are not yielded but consume their number, so ``index`` keeps
+matching tshark and may skip values in such files.
 
 Errors: anything malformed raises :class:`PcapError` with a short hyphenated ``reason``
 (``bad-magic``, ``truncated-header``, ``truncated-record``, ``truncated-block``,
@@ -86,6 +89,9 @@ _IDB = 0x00000001
 _PB = 0x00000002  # obsolete Packet Block
 _SPB = 0x00000003
 _EPB = 0x00000006
+# Blocks that tshark 4.0 numbers as frames although they hold no packet: systemd journal
+# export and custom blocks.  They are not yielded, but they use up a frame number.
+_NUMBERED_NON_PACKETS = frozenset({0x00000009, 0x00000BAD, 0x40000BAD})
 _OPT_ENDOFOPT = 0
 _OPT_IF_TSRESOL = 9
 _OPT_IF_TSOFFSET = 14
@@ -287,9 +293,7 @@ def _read_pcapng(data: bytes) -> Iterator[CapturedPacket]:
         elif btype == _PB:
             if len(body) < 20:
                 raise PcapError("bad-block", "packet block shorter than 32 bytes")
-            ifno, _drops, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(
-                bo + "HHIIII", body, 0
-            )
+            ifno, _drops, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(bo + "HHIIII", body, 0)
             iface = _interface(ifaces, ifno, "packet block")
             if caplen > len(body) - 20:
                 raise PcapError(
@@ -316,7 +320,9 @@ def _read_pcapng(data: bytes) -> Iterator[CapturedPacket]:
             yield CapturedPacket(
                 index=index, timestamp=0.0, linktype=iface.linktype, frame=body[4 : 4 + caplen]
             )
-        # every other block type (statistics, name resolution, custom, ...) is skipped
+        elif btype in _NUMBERED_NON_PACKETS:
+            index += 1
+        # every other block type (statistics, name resolution, decryption secrets...) is skipped
 
 
 def _ip_packet(frame: bytes, version: int | None = None) -> bytes | None:

@@ -1,0 +1,332 @@
+"""Declarative schema primitives: what a key may hold, checked and converted in one walk.
+
+A schema is a tree of specs. :class:`Table` holds :class:`Key` entries (kebab-case names as in
+the file), each with a value spec: :class:`Int`, :class:`Str`, :class:`Address`,
+:class:`Prefix`, :class:`ListOf` or another :class:`Table`. ``spec.check(value, path, ctx)``
+validates a value freshly parsed by :mod:`tomllib` and returns its converted form; a table with a
+``build`` function turns its checked values into a model object, so rules that involve several
+keys of one table live next to the table.
+
+The same tree answers "which keys exist" (:func:`key_paths`), which the tests use to prove that
+``lispd.conf.example`` documents every key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
+
+from lispd.config.errors import ConfigError
+from lispd.config.locate import KeyPath, key_lines
+from lispd.config.model import IPAddress, IPNetwork
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_LENGTH = re.compile(r"[0-9]{1,3}")
+
+
+def format_key_path(path: KeyPath) -> str:
+    """Render a key path the way an operator would write it: ``a[1].b[0].c``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            name = part if _BARE_KEY.fullmatch(part) else f'"{part}"'
+            text += f".{name}" if text else name
+    return text
+
+
+class Context:
+    """One parse: the file name and source text, used to report errors with a line."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._lines: dict[KeyPath, int] | None = None
+
+    def line_of(self, path: KeyPath, *, enclosing: bool = False) -> int | None:
+        """The line of ``path`` in the source; with ``enclosing``, of its nearest ancestor."""
+        if self._lines is None:
+            self._lines = key_lines(self.text)
+        while path:
+            line = self._lines.get(path)
+            if line is not None or not enclosing:
+                return line
+            path = path[:-1]
+        return None
+
+    def fail(self, path: KeyPath, message: str, *, at: KeyPath | None = None) -> NoReturn:
+        """Raise a :class:`ConfigError` for ``path``.
+
+        The line is the one of ``at`` (default: ``path`` itself); pass the enclosing table as
+        ``at`` for errors about something missing from it.
+        """
+        line = self.line_of(path) if at is None else self.line_of(at, enclosing=True)
+        raise ConfigError(self.path, line, format_key_path(path), message)
+
+
+class Spec(Protocol):
+    """What every value spec provides."""
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> Any:
+        """Validate ``value`` found at ``path``; return it converted, or fail through ``ctx``."""
+        ...
+
+
+def toml_type(value: object) -> str:
+    """The TOML name of the type of a value produced by :mod:`tomllib`."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime.date | datetime.time):
+        return "a date-time"
+    return type(value).__name__
+
+
+def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """``"; did you mean 'x'?"`` when a choice is close to ``word``, else ``""``."""
+    candidates = [c for c in choices if c == word.replace("_", "-").lower()]
+    candidates = candidates or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{candidates[0]}'?" if candidates else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Int:
+    """An integer from ``low`` to ``high`` inclusive (never a boolean nor a float)."""
+
+    low: int
+    high: int
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> int:
+        """Validate an integer in range."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            ctx.fail(path, f"must be an integer, not {toml_type(value)}")
+        if not self.low <= value <= self.high:
+            ctx.fail(path, f"must be from {self.low} to {self.high}, got {value}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Str:
+    """A string, optionally one of ``choices`` and/or accepted by ``validate``.
+
+    ``validate`` returns an error message for a bad value, ``None`` for a good one.
+    """
+
+    choices: tuple[str, ...] | None = None
+    validate: Callable[[str], str | None] | None = None
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> str:
+        """Validate a string."""
+        if not isinstance(value, str):
+            ctx.fail(path, f"must be a string, not {toml_type(value)}")
+        if self.choices is not None and value not in self.choices:
+            ctx.fail(
+                path,
+                f"{value!r} is not one of {', '.join(self.choices)}"
+                + _suggest(value, self.choices),
+            )
+        if self.validate is not None:
+            problem = self.validate(value)
+            if problem:
+                ctx.fail(path, problem)
+        return value
+
+
+def _address_problem(address: IPAddress) -> str | None:
+    """Why ``address`` cannot be a unicast RLOC, or ``None`` when it can."""
+    if address.is_unspecified:
+        return f"{address} is the unspecified address, not a usable RLOC"
+    if address.is_multicast:
+        return f"{address} is a multicast address, not a usable RLOC"
+    if address == ipaddress.IPv4Address("255.255.255.255"):
+        return f"{address} is the broadcast address, not a usable RLOC"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            return f"{address}: zone indexes (%{address.scope_id}) are not supported"
+        if address.ipv4_mapped is not None:
+            return f"{address} is IPv4-mapped; write it as {address.ipv4_mapped}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A unicast IPv4 or IPv6 address as a string, converted to an :mod:`ipaddress` object."""
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> IPAddress:
+        """Validate and convert an address."""
+        if not isinstance(value, str):
+            ctx.fail(path, f"must be an IP address string, not {toml_type(value)}")
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            if "/" in value:
+                ctx.fail(path, f"{value!r} is a prefix; give just the address")
+            ctx.fail(path, f"{value!r} is not a valid IPv4 or IPv6 address")
+        problem = _address_problem(address)
+        if problem:
+            ctx.fail(path, problem)
+        return address
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """An ``address/length`` IPv4 or IPv6 prefix without host bits set."""
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> IPNetwork:
+        """Validate and convert a prefix."""
+        if not isinstance(value, str):
+            ctx.fail(
+                path, f"must be a prefix string like '198.51.100.0/28', not {toml_type(value)}"
+            )
+        address_text, slash, length_text = value.strip().partition("/")
+        try:
+            address = ipaddress.ip_address(address_text)
+        except ValueError:
+            ctx.fail(path, f"{value!r} is not a valid IPv4 or IPv6 prefix")
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+            ctx.fail(path, f"{value!r}: zone indexes are not supported in prefixes")
+        if not slash:
+            example = f"{address}/{address.max_prefixlen}"
+            ctx.fail(path, f"{value!r} has no length; write e.g. '{example}'")
+        if not _LENGTH.fullmatch(length_text):
+            ctx.fail(path, f"{value!r}: {length_text!r} is not a prefix length")
+        length = int(length_text)
+        if length > address.max_prefixlen:
+            ctx.fail(
+                path,
+                f"{value!r}: length {length} is too long for IPv{address.version} "
+                f"(at most {address.max_prefixlen})",
+            )
+        network = ipaddress.ip_network((address, length), strict=False)
+        if network.network_address != address:
+            ctx.fail(path, f"{value!r} has host bits set; did you mean '{network}'?")
+        return network
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    """A TOML array of ``item`` values, converted to a tuple.
+
+    ``unique`` rejects two elements whose converted values are equal.
+    """
+
+    item: Spec
+    min_len: int = 0
+    unique: bool = False
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> tuple[Any, ...]:
+        """Validate every element; return them as a tuple."""
+        if not isinstance(value, list):
+            hint = ""
+            if isinstance(value, dict) and isinstance(self.item, Table):
+                name = format_key_path(path)
+                hint = f" (write [[{name}]] headers)" if len(path) == 1 else " ([ { ... }, ... ])"
+            ctx.fail(path, f"must be an array{hint}, not {toml_type(value)}")
+        if len(value) < self.min_len:
+            ctx.fail(path, f"needs at least {self.min_len} element{'s' * (self.min_len > 1)}")
+        items: list[Any] = []
+        for index, element in enumerate(value):
+            converted = self.item.check(element, (*path, index), ctx)
+            if self.unique and converted in items:
+                first = items.index(converted)
+                ctx.fail((*path, index), f"duplicate of {format_key_path((*path, first))}")
+            items.append(converted)
+        return tuple(items)
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of a table: its file name (kebab-case), value spec and default.
+
+    A missing key is an error when ``required``; otherwise it takes ``default`` (or the result
+    of ``default_factory()``). A missing optional :class:`Table` is checked as an empty table,
+    so its own defaults apply.
+    """
+
+    name: str
+    spec: Spec
+    required: bool = False
+    default: Any = None
+    default_factory: Callable[[], Any] | None = None
+
+    @property
+    def attr(self) -> str:
+        """The Python name of the key: ``log-level`` -> ``log_level``."""
+        return self.name.replace("-", "_")
+
+
+Builder = Callable[[dict[str, Any], KeyPath, Context], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A TOML table with a closed set of keys; anything else in it is an error.
+
+    Its checked values (by :attr:`Key.attr`, missing optional keys filled in) go to ``build``,
+    which returns the model object; without ``build`` the dict itself is the result.
+    """
+
+    keys: tuple[Key, ...]
+    build: Builder | None = None
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> Any:
+        """Validate a table, then build it."""
+        if not isinstance(value, dict):
+            ctx.fail(path, f"must be a table, not {toml_type(value)}")
+        names = tuple(key.name for key in self.keys)
+        for name in value:
+            if name not in names:
+                where = f"in {format_key_path(path)}" if path else "at the top level"
+                ctx.fail(
+                    (*path, name),
+                    f"unknown key {name!r}{_suggest(name, names)} "
+                    f"(allowed {where}: {', '.join(names)})",
+                )
+        values: dict[str, Any] = {}
+        for key in self.keys:
+            if key.name in value:
+                values[key.attr] = key.spec.check(value[key.name], (*path, key.name), ctx)
+            elif key.required:
+                what = "table" if isinstance(key.spec, Table) else "key"
+                ctx.fail((*path, key.name), f"required {what} is missing", at=path)
+            elif key.default_factory is not None:
+                values[key.attr] = key.default_factory()
+            elif isinstance(key.spec, Table):
+                values[key.attr] = key.spec.check({}, (*path, key.name), ctx)
+            else:
+                values[key.attr] = key.default
+        return self.build(values, path, ctx) if self.build is not None else values
+
+
+def key_paths(table: Table, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every key path ``table`` accepts, array indexes left out.
+
+    E.g. ``("daemon", "name")`` and ``("database-mapping", "rlocs", "priority")``; tables
+    and arrays of tables are listed themselves and then their keys.
+    """
+    for key in table.keys:
+        path = (*prefix, key.name)
+        yield path
+        spec = key.spec
+        while isinstance(spec, ListOf):
+            spec = spec.item
+        if isinstance(spec, Table):
+            yield from key_paths(spec, path)

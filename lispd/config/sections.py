@@ -1,0 +1,245 @@
+"""The schema of ``lispd.conf``: one :class:`~lispd.config.schema.Table` per section.
+
+Each section is declared once here, with the rules that involve only its own keys in its
+``build`` function; rules across sections are in :mod:`lispd.config.rules`.
+
+Adding a section (say ``[[map-server]]``): a dataclass in :mod:`lispd.config.model`, a field
+in :class:`~lispd.config.model.Config`, a ``Table`` here with its :class:`Key` in :data:`ROOT`,
+one line in :func:`lispd.config.rules.build_config`, and the keys in ``lispd.conf.example``
+(a test fails until they are documented there).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from lispd.config.locate import KeyPath
+from lispd.config.model import (
+    LOG_LEVELS,
+    MAP_CACHE_ACTIONS,
+    MAX_INSTANCE_ID,
+    MIN_IPV6_MTU,
+    ROLES,
+    DaemonConfig,
+    Mapping,
+    Rloc,
+    UnderlayConfig,
+)
+from lispd.config.rules import build_config
+from lispd.config.schema import Address, Context, Int, Key, ListOf, Prefix, Str, Table
+
+IFNAMSIZ = 16
+"""Linux interface names are at most ``IFNAMSIZ - 1`` bytes."""
+
+MAX_TTL_MINUTES = 0xFFFFFFFF
+"""Record TTLs are 32-bit minute counts (RFC 9301 section 5.4)."""
+
+DEFAULT_TUN_NAME = "lisp0"
+DEFAULT_UNDERLAY_MTU = 1500
+
+
+def default_node_name() -> str:
+    """The host name, the default of ``daemon.name``."""
+    return socket.gethostname() or "lispd"
+
+
+def node_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a node name (it goes in key=value logs and trace records)."""
+    if not 1 <= len(name) <= 64:
+        return "must be 1 to 64 characters"
+    if any(not char.isprintable() or char.isspace() for char in name):
+        return f"{name!r} has a space or a control character"
+    return None
+
+
+def interface_name_problem(name: str) -> str | None:
+    """Why Linux would refuse ``name`` as an interface name (``dev_valid_name``), or ``None``."""
+    if not name:
+        return "must not be empty"
+    if not name.isascii() or not name.isprintable():
+        return f"{name!r}: use printable ASCII characters only"
+    if len(name) >= IFNAMSIZ:
+        return f"{name!r} is {len(name)} characters; Linux allows at most {IFNAMSIZ - 1}"
+    if name in (".", ".."):
+        return f"{name!r} is not a valid interface name"
+    for char in "/: %":
+        if char in name:
+            return f"{name!r}: interface names cannot contain {char!r}"
+    return None
+
+
+# -- [daemon] -------------------------------------------------------------------------------------
+
+
+def _build_daemon(values: dict[str, Any], path: KeyPath, ctx: Context) -> DaemonConfig:
+    return DaemonConfig(
+        name=values["name"],
+        roles=frozenset(values["roles"]),
+        log_level=values["log_level"],
+        control_socket=values["control_socket"],
+    )
+
+
+def socket_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a unix socket path, or ``None`` (empty disables the socket)."""
+    if path and not path.startswith("/"):
+        return f"{path!r} must be an absolute path"
+    if len(path.encode()) > 107:
+        return "a unix socket path is at most 107 bytes"
+    return None
+
+
+DAEMON = Table(
+    keys=(
+        Key("name", Str(validate=node_name_problem), default_factory=default_node_name),
+        Key("roles", ListOf(Str(choices=ROLES), min_len=1, unique=True), required=True),
+        Key("log-level", Str(choices=LOG_LEVELS), default="info"),
+        Key(
+            "control-socket",
+            Str(validate=socket_path_problem),
+            default="/run/lispd/lispd.sock",
+        ),
+    ),
+    build=_build_daemon,
+)
+
+# -- [tun] ----------------------------------------------------------------------------------------
+
+# No build: the default MTU depends on [underlay], so rules.build_config makes the TunConfig.
+TUN = Table(
+    keys=(
+        Key("name", Str(validate=interface_name_problem), default=DEFAULT_TUN_NAME),
+        Key("mtu", Int(68, 65535)),
+    ),
+)
+
+# -- [underlay] -----------------------------------------------------------------------------------
+
+
+def _build_underlay(values: dict[str, Any], path: KeyPath, ctx: Context) -> UnderlayConfig:
+    rlocs = values["rlocs"]
+    for index, address in enumerate(rlocs):
+        first = next(i for i, other in enumerate(rlocs) if other.version == address.version)
+        if first != index:
+            ctx.fail(
+                (*path, "rlocs", index),
+                f"{address} is a second IPv{address.version} RLOC after {rlocs[first]}; "
+                "give at most one per address family",
+            )
+    underlay = UnderlayConfig(rlocs=rlocs, mtu=values["mtu"])
+    if underlay.rloc_v6 is not None and underlay.mtu < MIN_IPV6_MTU:
+        ctx.fail(
+            (*path, "mtu"),
+            f"must be at least {MIN_IPV6_MTU} with an IPv6 RLOC ({underlay.rloc_v6}), "
+            f"got {underlay.mtu}",
+            at=(*path, "mtu"),
+        )
+    return underlay
+
+
+UNDERLAY = Table(
+    keys=(
+        Key("rlocs", ListOf(Address(), min_len=1, unique=True), required=True),
+        Key("mtu", Int(576, 65535), default=DEFAULT_UNDERLAY_MTU),
+    ),
+    build=_build_underlay,
+)
+
+# -- rlocs = [ { address, priority, weight } ] ----------------------------------------------------
+
+
+def _build_rloc(values: dict[str, Any], path: KeyPath, ctx: Context) -> Rloc:
+    return Rloc(address=values["address"], priority=values["priority"], weight=values["weight"])
+
+
+RLOC = Table(
+    keys=(
+        Key("address", Address(), required=True),
+        Key("priority", Int(0, 255), default=1),
+        Key("weight", Int(0, 255), default=100),
+    ),
+    build=_build_rloc,
+)
+
+
+def _check_rloc_set(rlocs: tuple[Rloc, ...], path: KeyPath, ctx: Context) -> None:
+    """No address twice in one RLOC set."""
+    seen: dict[Any, int] = {}
+    for index, rloc in enumerate(rlocs):
+        if rloc.address in seen:
+            ctx.fail(
+                (*path, "rlocs", index, "address"),
+                f"{rloc.address} is already rlocs[{seen[rloc.address]}]",
+            )
+        seen[rloc.address] = index
+
+
+# -- [[database-mapping]] -------------------------------------------------------------------------
+
+
+def _build_database_mapping(values: dict[str, Any], path: KeyPath, ctx: Context) -> Mapping:
+    _check_rloc_set(values["rlocs"], path, ctx)
+    return Mapping(
+        instance_id=values["instance_id"], prefix=values["eid_prefix"], rlocs=values["rlocs"]
+    )
+
+
+DATABASE_MAPPING = Table(
+    keys=(
+        Key("eid-prefix", Prefix(), required=True),
+        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=0),
+        Key("rlocs", ListOf(RLOC, min_len=1), required=True),
+    ),
+    build=_build_database_mapping,
+)
+
+# -- [[map-cache]] --------------------------------------------------------------------------------
+
+
+def _build_map_cache(values: dict[str, Any], path: KeyPath, ctx: Context) -> Mapping:
+    rlocs, action = values["rlocs"], values["action"]
+    if rlocs is not None and action is not None:
+        ctx.fail((*path, "action"), "give either rlocs or action, not both")
+    if rlocs is None and action is None:
+        ctx.fail(
+            path,
+            "needs rlocs (a positive entry) or action = "
+            + " | ".join(f'"{a}"' for a in MAP_CACHE_ACTIONS)
+            + " (a negative entry)",
+        )
+    if rlocs is not None:
+        _check_rloc_set(rlocs, path, ctx)
+    return Mapping(
+        instance_id=values["instance_id"],
+        prefix=values["eid_prefix"],
+        rlocs=rlocs or (),
+        action=action,
+        ttl=values["ttl"],
+    )
+
+
+MAP_CACHE = Table(
+    keys=(
+        Key("eid-prefix", Prefix(), required=True),
+        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=0),
+        Key("rlocs", ListOf(RLOC, min_len=1)),
+        Key("action", Str(choices=MAP_CACHE_ACTIONS)),
+        Key("ttl", Int(1, MAX_TTL_MINUTES)),
+    ),
+    build=_build_map_cache,
+)
+
+# -- the whole file -------------------------------------------------------------------------------
+
+ROOT = Table(
+    keys=(
+        Key("daemon", DAEMON, required=True),
+        Key("tun", TUN),
+        Key("underlay", UNDERLAY, required=True),
+        Key("database-mapping", ListOf(DATABASE_MAPPING), default=()),
+        Key("map-cache", ListOf(MAP_CACHE), default=()),
+    ),
+    build=build_config,
+)
+"""The schema of a whole ``lispd.conf``; ``ROOT.check(toml_dict, (), ctx)`` returns a Config."""

@@ -1,0 +1,133 @@
+"""Ready-made topologies with their addresses as named attributes.
+
+:func:`two_site_topology` is the standard data-plane test bed::
+
+    A ---- xTR1 ---- R ---- xTR2 ---- B
+     site A      underlay      site B
+
+Links (left end first; gateways and routers take .1/::1 of a link):
+
+- a - xtr1: a 198.51.100.2/28, 2001:db8:100:1::2/64; xtr1 198.51.100.1/28, 2001:db8:100:1::1/64
+- xtr1 - r: xtr1 192.0.2.2/30, 2001:db8:0:1::2/64; r 192.0.2.1/30, 2001:db8:0:1::1/64
+- r - xtr2: r 192.0.2.5/30, 2001:db8:0:2::1/64; xtr2 192.0.2.6/30, 2001:db8:0:2::2/64
+- xtr2 - b: xtr2 198.51.100.17/28, 2001:db8:100:2::1/64; b 198.51.100.18/28, 2001:db8:100:2::2/64
+
+Interfaces are named ``to-<peer>``.
+Routes: hosts default-route (both families) to their xTR; xTRs reach the whole underlay
+(192.0.2.0/24, 2001:db8::/48) via R.  No route on an xTR leads to the other site: lispd
+installs those toward its TUN, so without lispd A cannot reach B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lispd.lab.topology import Topology
+
+__all__ = ["TwoSitePlan", "two_site_topology"]
+
+
+@dataclass(frozen=True)
+class TwoSitePlan:
+    """Node names, interface names and addresses of :func:`two_site_topology`.
+
+    ``*_v4``/``*_v6`` are bare addresses; ``*_prefix_*`` are networks; ``*_if`` interface
+    names.  ``xtrN_rloc_*`` is the xTR's underlay address, ``xtrN_eid_*`` its address on its
+    site (the hosts' gateway).
+    """
+
+    topology: Topology = field(compare=False, repr=False)
+
+    host_a: str = "a"
+    xtr1: str = "xtr1"
+    r: str = "r"
+    xtr2: str = "xtr2"
+    host_b: str = "b"
+
+    site_a_prefix_v4: str = "198.51.100.0/28"
+    site_a_prefix_v6: str = "2001:db8:100:1::/64"
+    site_b_prefix_v4: str = "198.51.100.16/28"
+    site_b_prefix_v6: str = "2001:db8:100:2::/64"
+    underlay_v4: str = "192.0.2.0/24"
+    underlay_v6: str = "2001:db8::/48"
+
+    host_a_v4: str = "198.51.100.2"
+    host_a_v6: str = "2001:db8:100:1::2"
+    xtr1_eid_v4: str = "198.51.100.1"
+    xtr1_eid_v6: str = "2001:db8:100:1::1"
+    xtr1_rloc_v4: str = "192.0.2.2"
+    xtr1_rloc_v6: str = "2001:db8:0:1::2"
+    r_xtr1_v4: str = "192.0.2.1"
+    r_xtr1_v6: str = "2001:db8:0:1::1"
+    r_xtr2_v4: str = "192.0.2.5"
+    r_xtr2_v6: str = "2001:db8:0:2::1"
+    xtr2_rloc_v4: str = "192.0.2.6"
+    xtr2_rloc_v6: str = "2001:db8:0:2::2"
+    xtr2_eid_v4: str = "198.51.100.17"
+    xtr2_eid_v6: str = "2001:db8:100:2::1"
+    host_b_v4: str = "198.51.100.18"
+    host_b_v6: str = "2001:db8:100:2::2"
+
+    host_a_if: str = "to-xtr1"
+    xtr1_site_if: str = "to-a"
+    xtr1_rloc_if: str = "to-r"
+    r_xtr1_if: str = "to-xtr1"
+    r_xtr2_if: str = "to-xtr2"
+    xtr2_rloc_if: str = "to-r"
+    xtr2_site_if: str = "to-b"
+    host_b_if: str = "to-xtr2"
+
+
+def two_site_topology(
+    *, underlay_mtu: int | None = None, site_mtu: int | None = None
+) -> TwoSitePlan:
+    """Build the A - xTR1 - R - xTR2 - B topology; return its plan (``plan.topology``).
+
+    ``underlay_mtu``/``site_mtu`` set the MTU of the RLOC links and of the site links.
+    """
+    topo = Topology()
+    p = TwoSitePlan(topo)
+    a, x1, r, x2, b = (
+        topo.host(p.host_a),
+        topo.lisp_router(p.xtr1),
+        topo.router(p.r),
+        topo.lisp_router(p.xtr2),
+        topo.host(p.host_b),
+    )
+    topo.link(
+        a,
+        x1,
+        [f"{p.host_a_v4}/28", f"{p.host_a_v6}/64"],
+        [f"{p.xtr1_eid_v4}/28", f"{p.xtr1_eid_v6}/64"],
+        mtu=site_mtu,
+    )
+    topo.link(
+        x1,
+        r,
+        [f"{p.xtr1_rloc_v4}/30", f"{p.xtr1_rloc_v6}/64"],
+        [f"{p.r_xtr1_v4}/30", f"{p.r_xtr1_v6}/64"],
+        mtu=underlay_mtu,
+    )
+    topo.link(
+        r,
+        x2,
+        [f"{p.r_xtr2_v4}/30", f"{p.r_xtr2_v6}/64"],
+        [f"{p.xtr2_rloc_v4}/30", f"{p.xtr2_rloc_v6}/64"],
+        mtu=underlay_mtu,
+    )
+    topo.link(
+        x2,
+        b,
+        [f"{p.xtr2_eid_v4}/28", f"{p.xtr2_eid_v6}/64"],
+        [f"{p.host_b_v4}/28", f"{p.host_b_v6}/64"],
+        mtu=site_mtu,
+    )
+    topo.route(a, "default", via=p.xtr1_eid_v4)
+    topo.route(a, "default", via=p.xtr1_eid_v6)
+    topo.route(b, "default", via=p.xtr2_eid_v4)
+    topo.route(b, "default", via=p.xtr2_eid_v6)
+    topo.route(x1, p.underlay_v4, via=p.r_xtr1_v4)
+    topo.route(x1, p.underlay_v6, via=p.r_xtr1_v6)
+    topo.route(x2, p.underlay_v4, via=p.r_xtr2_v4)
+    topo.route(x2, p.underlay_v6, via=p.r_xtr2_v6)
+    return p

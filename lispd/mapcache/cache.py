@@ -1,0 +1,159 @@
+"""The map-cache: EID-prefix -> :class:`MapCacheEntry` per instance-ID, with TTL expiry.
+
+Owned by the control plane, which adds entries from Map-Replies (and configuration) and calls
+:meth:`MapCache.expire` from its timer.  :attr:`MapCache.generation` grows on every change so a
+per-flow cache in front of the longest-prefix match can tell when it is stale.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from itertools import count
+
+from lispd.mapcache.entries import MapCacheEntry
+from lispd.mapcache.prefixes import AddressLike, PrefixLike, to_network
+from lispd.mapcache.scoped import ScopedTables
+
+_HeapItem = tuple[float, int, MapCacheEntry]  # (expires, insertion sequence, entry)
+
+
+class MapCache:
+    """Map-cache entries keyed by (iid, EID-prefix), looked up by longest-prefix match.
+
+    Time is never read here: expiry uses the ``now`` the caller passes.
+    """
+
+    __slots__ = ("_generation", "_heap", "_seq", "_tables")
+
+    def __init__(self, *, backend: str | None = None) -> None:
+        """Create an empty map-cache (``backend``: see :class:`~lispd.mapcache.PrefixTable`)."""
+        self._tables: ScopedTables[MapCacheEntry] = ScopedTables(backend=backend)
+        self._generation = 0
+        # Expiry queue with lazy deletion: an item whose entry is no longer the one stored for
+        # its (iid, prefix) is skipped when popped, and the heap is rebuilt when mostly stale.
+        self._heap: list[_HeapItem] = []
+        self._seq = count()
+
+    @property
+    def generation(self) -> int:
+        """Grows by at least one on every add, remove, clear and expiry that removed entries."""
+        return self._generation
+
+    def _live(self, entry: MapCacheEntry) -> bool:
+        return self._tables.exact(entry.iid, entry.prefix) is entry
+
+    def add(self, entry: MapCacheEntry) -> MapCacheEntry | None:
+        """Install ``entry``, replacing the entry for the same (iid, prefix); return that one."""
+        old = self._tables.exact(entry.iid, entry.prefix)
+        self._tables.insert(entry.iid, entry.prefix, entry)
+        self._generation += 1
+        if entry.expires is not None:
+            heapq.heappush(self._heap, (entry.expires, next(self._seq), entry))
+            if len(self._heap) > 2 * len(self._tables) + 64:
+                self._compact()
+        return old
+
+    def _compact(self) -> None:
+        self._heap = [item for item in self._heap if self._live(item[2])]
+        heapq.heapify(self._heap)
+
+    def remove(self, iid: int, prefix: PrefixLike) -> MapCacheEntry:
+        """Remove exactly ``prefix`` of ``iid`` and return its entry; KeyError when absent."""
+        entry = self._tables.delete(iid, prefix)
+        self._generation += 1
+        return entry
+
+    def get(self, iid: int, prefix: PrefixLike) -> MapCacheEntry | None:
+        """The entry for exactly ``prefix`` in ``iid`` (no longest match), or None."""
+        return self._tables.exact(iid, prefix)
+
+    def lookup(
+        self, iid: int, address: AddressLike, now: float | None = None
+    ) -> MapCacheEntry | None:
+        """The entry of the longest prefix of ``iid`` containing ``address``, or None.
+
+        ``address`` is 4/16 packed bytes, an address object or text.  With ``now``, an expired
+        best match is not returned and the result is None, not a less specific entry: the more
+        specific mapping is what must be refreshed, and a covering one may point elsewhere.
+        """
+        hit = self._tables.lookup(iid, address)
+        if hit is None:
+            return None
+        entry = hit[1]
+        if now is not None and entry.expires is not None and now >= entry.expires:
+            return None
+        return entry
+
+    def expire(self, now: float) -> list[MapCacheEntry]:
+        """Remove the entries whose expiry time is at or before ``now``; return them."""
+        heap = self._heap
+        removed: list[MapCacheEntry] = []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)[2]
+            if self._live(entry):
+                self._tables.delete(entry.iid, entry.prefix)
+                removed.append(entry)
+        if removed:
+            self._generation += 1
+        return removed
+
+    def next_expiry(self) -> float | None:
+        """Earliest expiry time among the stored entries (the timer to arm), or None."""
+        heap = self._heap
+        while heap and not self._live(heap[0][2]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def entries(self) -> list[MapCacheEntry]:
+        """Every entry in (iid, family, prefix) order (a snapshot)."""
+        return [entry for _iid, _net, entry in self._tables.items()]
+
+    def __iter__(self) -> Iterator[MapCacheEntry]:
+        return iter(self.entries())
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def count(self, iid: int | None = None, family: int | None = None) -> int:
+        """Number of entries, in total or for one instance and/or family."""
+        return self._tables.count(iid, family)
+
+    def instance_ids(self) -> list[int]:
+        """Instance-IDs holding at least one entry, ascending."""
+        return self._tables.instance_ids()
+
+    def clear(
+        self, iid: int | None = None, prefix: PrefixLike | None = None
+    ) -> list[MapCacheEntry]:
+        """Remove entries and return them.
+
+        No argument: everything.  ``iid``: that instance.  ``prefix``: the entries equal to or
+        more specific than it (in ``iid``, or in every instance when ``iid`` is None).
+        """
+        if prefix is None:
+            removed = [e for i, _net, e in self._tables.items() if iid is None or i == iid]
+            self._tables.clear(iid)
+            self._heap = [item for item in self._heap if self._live(item[2])]
+            heapq.heapify(self._heap)
+        else:
+            net = to_network(prefix)
+            iids = self._tables.instance_ids() if iid is None else [iid]
+            removed = []
+            for i in iids:
+                for found, entry in self._tables.more_specifics(i, net):
+                    self._tables.delete(i, found)
+                    removed.append(entry)
+        self._generation += 1
+        return removed
+
+    @property
+    def tables(self) -> ScopedTables[MapCacheEntry]:
+        """The underlying tables, for read-only queries (covering, more-specifics, counts).
+
+        Mutating them directly would bypass :attr:`generation`: use the methods of this class.
+        """
+        return self._tables
+
+    def __repr__(self) -> str:
+        return f"<MapCache {len(self)} entries, generation {self._generation}>"
