@@ -24,6 +24,9 @@ def prepare_tun_interface(ifname: str) -> None:
     there.  No IPv6 link-local address either (set before the link goes up), so the kernel sends
     no router solicitations or MLD reports into the tunnel: only EID traffic enters it."""
     set_sysctl(f"net.ipv4.conf.{ifname}.rp_filter", "0")
+    # ICMP errors the ITR writes back into the TUN are sourced from its own RLOC address:
+    # without accept_local the kernel would drop them as martians.
+    set_sysctl(f"net.ipv4.conf.{ifname}.accept_local", "1")
     set_sysctl(f"net.ipv6.conf.{ifname}.addr_gen_mode", "1")
     set_sysctl(f"net.ipv6.conf.{ifname}.accept_ra", "0")
     set_sysctl(f"net.ipv6.conf.{ifname}.autoconf", "0")

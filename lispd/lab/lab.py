@@ -423,7 +423,8 @@ class Lab:
         filter: str = "",
         *,
         name: str | None = None,
-        snaplen: int = 0,
+        snaplen: int = 9216,
+        buffer_kib: int = 32768,
         settle: float = 0.2,
     ) -> Iterator[Capture]:
         """Capture on ``ifname`` inside ``node`` with tcpdump for the ``with`` body.
@@ -431,14 +432,20 @@ class Lab:
         ``filter`` is a pcap filter (``"udp port 4341"``).  The body starts once tcpdump is
         listening; on exit it waits ``settle`` s for packets in flight and stops it.  The
         yielded :class:`~lispd.lab.process.Capture` has ``.path`` (a pcap file in the
-        workdir) and, after the ``with``, ``.packets()`` and ``.ip_packets()``.
+        workdir) and, after the ``with``, ``.packets()``, ``.ip_packets()`` and ``.dropped``
+        (packets the kernel dropped because tcpdump's ring was full; 0 expected).
+
+        ``snaplen``: bytes kept per packet, default a jumbo frame; GSO/GRO super-packets on
+        veths (TCP) can be longer and are then truncated.  Keep it small: in immediate mode
+        libpcap sizes every ring slot by it, so ``snaplen=0`` (262144) leaves only
+        ``buffer_kib / 64`` slots on an interface with offloads, and a burst overflows them.
         """
         node_name = self.topology.node(node).name
         stem = self._unique(name or f"{node_name}-{ifname}")
         path = self.workdir / f"{stem}.pcap"
         log = self.workdir / f"{stem}.tcpdump.log"
-        argv = ["tcpdump", "-i", ifname, "-n", "-U", "--immediate-mode", "-Z", "root", "-B", "32768"]
-        argv += ["-s", str(snaplen), "-w", str(path)]
+        argv = ["tcpdump", "-i", ifname, "-n", "-U", "--immediate-mode", "-Z", "root"]
+        argv += ["-B", str(buffer_kib), "-s", str(snaplen), "-w", str(path)]
         if filter:
             argv.append(filter)
         with log.open("wb") as logf:

@@ -19,6 +19,8 @@ import time
 
 __all__ = ["checksum", "echo_request", "main", "parse_reply"]
 
+_IP_MTU_DISCOVER = 10  # not exported by Python's socket module
+_IPV6_MTU_DISCOVER = 23
 _IP_PMTUDISC_DO = 2
 _IPV6_PMTUDISC_DO = 2
 
@@ -92,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             sock.bind((args.source, 0))
         if args.df:
             if family == 4:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+                sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
             else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MTU_DISCOVER, _IPV6_PMTUDISC_DO)
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _IPV6_PMTUDISC_DO)
     except OSError as exc:
         print(f"pinger: {exc}", file=sys.stderr)
         return 2

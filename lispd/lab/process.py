@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import socket
@@ -198,12 +199,14 @@ class Capture:
         self.proc = proc
         self.path = path
         self.log_path = log_path
+        #: Packets the kernel dropped (tcpdump's ring full); known after :meth:`stop`.
+        self.dropped: int | None = None
 
     def wait_listening(self, timeout: float = 10.0) -> None:
         """Wait until tcpdump says it is listening (packets from then on are captured)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "listening on" in self.log_path.read_text(errors="replace"):
+            if "listening on" in self._log():
                 return
             if self.proc.poll() is not None:
                 break
@@ -216,7 +219,15 @@ class Capture:
         if self.proc.poll() is None:
             time.sleep(settle)
             stop_process(self.proc, 5.0, signal.SIGINT)
+            m = re.search(r"^(\d+) packets? dropped by kernel", self._log(), re.MULTILINE)
+            self.dropped = int(m.group(1)) if m else None
         return self.path
+
+    def _log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def packets(self) -> list[CapturedPacket]:
         """The captured frames (read the file after :meth:`stop`)."""

@@ -307,7 +307,7 @@ class Topology:
         return r
 
     def masquerade(self, node: NodeRef, ifname: str) -> None:
-        """Source-NAT (nftables masquerade) everything ``node`` forwards out of ``ifname``."""
+        """Source-NAT (nftables ``ip`` masquerade: IPv4 only) what ``node`` sends out ``ifname``."""
         n = self.node(node)
         if all(i.name != ifname for i in self.interfaces(n)):
             raise TopologyError(f"masquerade on {n.name}: no interface {ifname!r}")

@@ -28,7 +28,7 @@ FAMILIES: Final = (4, 6)
 """Address families as the tables name them (the ``version`` of ``ipaddress`` objects)."""
 
 MAX_IID: Final = (1 << 24) - 1
-"""Largest LISP instance-ID (24 bits, RFC 8060 section 4.1)."""
+"""Largest LISP instance-ID (24 bits, RFC 8060 Instance ID LCAF)."""
 
 
 def family_bits(family: int) -> int:

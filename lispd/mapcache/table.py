@@ -269,8 +269,8 @@ class PrefixTable(Generic[V]):
         """The shortest prefix holding ``address`` that overlaps no stored prefix.
 
         None when a stored prefix contains ``address``.  This is the EID-prefix of a negative
-        Map-Reply (RFC 9301 section 8.4): the least specific prefix around the requested EID
-        for which nothing is registered.
+        Map-Reply (RFC 9301, Map-Resolver processing): the least specific prefix around the
+        requested EID for which nothing is registered.
         """
         a = self._address_int(address)
         masks = self._masks

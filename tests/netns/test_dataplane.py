@@ -296,3 +296,17 @@ s.sendto(bytes.fromhex('8b00000100000000') + inner('{plan.host_b_v4}'), to)  # K
         "bad-inner-header": 1,
         "encrypted-unsupported": 1,
     }, s2
+
+
+def test_sigterm_exits_zero_and_removes_tun_and_routes(lab: tuple[Lab, TwoSitePlan]) -> None:
+    built, plan = lab
+    s1, s2 = sites(plan)
+    daemon = built.start_lispd(plan.xtr1, XtrConfig(s1, s2, str(built.workdir / "t.sock")).text())
+    routes = built.run(plan.xtr1, "ip", "route").stdout
+    assert f"{plan.site_b_prefix_v4} dev lisp0" in routes
+    assert "lisp0" in built.run(plan.xtr1, "ip", "link").stdout
+    assert daemon.stop() == 0, daemon.log_tail()
+    assert "lisp0" not in built.run(plan.xtr1, "ip", "link").stdout
+    assert "lisp0" not in built.run(plan.xtr1, "ip", "-6", "route").stdout
+    assert "lisp0" not in built.run(plan.xtr1, "ip", "route").stdout
+    assert not (built.workdir / "t.sock").exists()

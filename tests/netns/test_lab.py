@@ -217,6 +217,7 @@ def test_capture_on_underlay_link_sees_the_ping(two_site: tuple[TwoSitePlan, Lab
         assert lab.ping(plan.xtr1, plan.xtr2_rloc_v6)
     assert cap.path.suffix == ".pcap" and cap.path.parent == lab.workdir
     assert cap.path.stat().st_size > 24
+    assert cap.dropped == 0
     v4 = [ipv4_fields(p) for p in cap.ip_packets() if p[0] >> 4 == 4]
     v6 = [ipv6_fields(p) for p in cap.ip_packets() if p[0] >> 4 == 6]
     assert (plan.xtr1_rloc_v4, plan.xtr2_rloc_v4, 1) in [
@@ -228,6 +229,20 @@ def test_capture_on_underlay_link_sees_the_ping(two_site: tuple[TwoSitePlan, Lab
     assert (plan.xtr1_rloc_v6, plan.xtr2_rloc_v6, 58) in [
         (s, d, nh) for s, d, nh, body in v6 if body[0] == 128
     ]
+
+
+def test_capture_keeps_up_with_a_burst(two_site: tuple[TwoSitePlan, Lab]) -> None:
+    plan, lab = two_site
+    sender = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "for i in range(3000):\n"
+        f"    s.sendto(i.to_bytes(4, 'big') + bytes(1200), ('{plan.xtr2_rloc_v6}', 4341))\n"
+    )
+    with lab.capture(plan.r, plan.r_xtr2_if, "udp dst port 4341") as cap:
+        lab.run(plan.xtr1, sys.executable, "-c", sender)
+    assert cap.dropped == 0
+    assert len(cap.packets()) == 3000
 
 
 def test_run_and_helpers(two_site: tuple[TwoSitePlan, Lab]) -> None:
@@ -394,6 +409,7 @@ def test_cleanup_stale_removes_dead_runs_only() -> None:
     subprocess.run(["ip", "netns", "add", live_ns], check=True)
     sleeper = subprocess.Popen(["ip", "netns", "exec", stale_ns, "sleep", "60"])
     try:
+        assert in_namespace(sleeper.pid, stale_ns)
         removed = cleanup_stale()
         assert stale_ns in removed and str(stale_dir) in removed
         assert sleeper.wait(timeout=5) == -signal.SIGKILL
