@@ -16,13 +16,14 @@ import socket
 import struct
 import sys
 import time
+import traceback
 
 __all__ = ["checksum", "echo_request", "main", "parse_reply"]
 
 _IP_MTU_DISCOVER = 10  # not exported by Python's socket module
 _IPV6_MTU_DISCOVER = 23
-_IP_PMTUDISC_DO = 2
-_IPV6_PMTUDISC_DO = 2
+_PMTUDISC_DONT = 0  # same values for IPv4 and IPv6
+_PMTUDISC_DO = 2
 
 
 def checksum(data: bytes) -> int:
@@ -70,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--interval", type=float, default=0.2)
     p.add_argument("-s", "--size", type=int, default=56, help="payload bytes")
     p.add_argument("-I", "--source", help="source address to bind")
-    p.add_argument("--df", action="store_true", help="set don't-fragment (no local fragmenting)")
+    p.add_argument(
+        "--df",
+        action="store_true",
+        help="never fragment (IPv4: set DF).  Default: IPv4 without DF, so routers fragment "
+        "(the kernel's default for raw sockets would set DF); IPv6 fragments locally at the "
+        "known path MTU, so the first packet larger than an unknown one is lost",
+    )
     return p
 
 
@@ -92,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         sock = socket.socket(af, socket.SOCK_RAW, proto)
         if args.source:
             sock.bind((args.source, 0))
-        if args.df:
-            if family == 4:
-                sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _IPV6_PMTUDISC_DO)
+        if family == 4:
+            mode = _PMTUDISC_DO if args.df else _PMTUDISC_DONT
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, mode)
+        elif args.df:  # else the kernel default: fragment locally at the known path MTU
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_DO)
     except OSError as exc:
         print(f"pinger: {exc}", file=sys.stderr)
         return 2
@@ -130,4 +137,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except Exception:  # a bug must not read as "no reply" (exit 1)
+        traceback.print_exc()
+        status = 2
+    sys.exit(status)

@@ -72,6 +72,19 @@ def _kind(sport: int, dport: int) -> str | None:
     return None
 
 
+def _is_data_map_notify(payload: bytes) -> bool:
+    """A LISP data header with IID 0xFFFFFF carrying IP/UDP to or from 4342: the Map-Notify
+    an RTR relays from its port 4342 to a NATed xTR's translated port, which the port-based
+    guess would take for a control message."""
+    if len(payload) <= DATA_HEADER_LEN or not payload[0] & 0x08 or payload[4:7] != b"\xff" * 3:
+        return False
+    try:
+        inner = parse_udp_datagram(payload[DATA_HEADER_LEN:])
+    except WireError:
+        return False
+    return LISP_CONTROL_PORT in (inner.sport, inner.dport)
+
+
 def _decode_inner(payload: bytes, header: DataHeader) -> InnerPacket | None:
     try:
         dg = parse_udp_datagram(payload)
@@ -117,6 +130,8 @@ def decode_ip_packet(data: bytes) -> LispPacket | None:
     kind = _kind(dg.sport, dg.dport)
     if kind is None:
         return None
+    if kind == "control" and dg.dport != LISP_CONTROL_PORT and _is_data_map_notify(dg.payload):
+        kind = "data"
     try:
         if kind == "control":
             return LispPacket(kind, dg.ip, dg.sport, dg.dport, decode_control(dg.payload))

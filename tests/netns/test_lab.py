@@ -278,7 +278,10 @@ def test_mtu_and_masquerade() -> None:
             assert lab.ping("in", "192.0.2.2")
         sources = {ipv4_fields(p)[0] for p in cap.ip_packets()}
         assert sources == {"192.0.2.1", "192.0.2.2"}
+        assert lab.ping("in", "192.0.2.2", size=1400)  # fragmented at the NAT
+        assert lab.ping("in", "192.0.2.2", size=1200, df=True)
         assert not lab.ping("in", "192.0.2.2", size=1400, df=True, wait=0.3)
+        assert lab.ping("in", "192.0.2.2", size=1400)
 
 
 def test_set_link_down_and_up() -> None:

@@ -30,9 +30,11 @@ from lispd.wire.address import (
     NO_ADDRESS,
     Address,
     AfiListAddress,
+    DistinguishedName,
     ElpAddress,
     ElpHop,
     InstanceIdAddress,
+    MacAddress,
     NatTraversalAddress,
     NoAddress,
     encode_address,
@@ -86,8 +88,11 @@ def _add(f: Fields, key: str, value: object) -> None:
     f.setdefault(key, []).append(str(value))
 
 
-def _address(f: Fields, addr: Address, afi_key: str, v4_key: str, v6_key: str) -> None:
-    """AFI + address as tshark shows it under the given field names (LCAFs: lisp.lcaf.*)."""
+def _address(
+    f: Fields, addr: Address, afi_key: str, v4_key: str, v6_key: str, other_key: str = ""
+) -> None:
+    """AFI + address as tshark shows it under the given field names (LCAFs: lisp.lcaf.*).
+    ``other_key`` names the field of a MAC / distinguished name where tshark decodes one."""
     raw = encode_address(addr)
     _add(f, afi_key, int.from_bytes(raw[:2], "big"))
     if isinstance(addr, IPv4Address):
@@ -96,6 +101,8 @@ def _address(f: Fields, addr: Address, afi_key: str, v4_key: str, v6_key: str) -
         _add(f, v6_key, addr)
     elif isinstance(addr, NoAddress):
         pass
+    elif isinstance(addr, MacAddress | DistinguishedName) and other_key:
+        _add(f, other_key, addr if isinstance(addr, MacAddress) else addr.name)
     else:
         _lcaf(f, addr, raw)
 
@@ -112,7 +119,14 @@ def _lcaf(f: Fields, addr: Address, raw: bytes) -> None:
     if isinstance(addr, InstanceIdAddress):
         assert (lcaf_type, rsvd2) == (2, addr.iid_mask_len)
         _add(f, "lisp.lcaf.iid", addr.iid)
-        _address(f, addr.address, "lisp.lcaf.iid.afi", "lisp.lcaf.iid.ipv4", "lisp.lcaf.iid.ipv6")
+        _address(
+            f,
+            addr.address,
+            "lisp.lcaf.iid.afi",
+            "lisp.lcaf.iid.ipv4",
+            "lisp.lcaf.iid.ipv6",
+            "lisp.lcaf.iid.mac",
+        )
     elif isinstance(addr, AfiListAddress):
         assert lcaf_type == 1
         for item in addr.addresses:
@@ -166,7 +180,9 @@ def _locator(f: Fields, loc: Locator) -> None:
     _add(f, "lisp.loc.flags.local", _bit(loc.local))
     _add(f, "lisp.loc.flags.probe", _bit(loc.probed))
     _add(f, "lisp.loc.flags.reach", _bit(loc.reachable))
-    _address(f, loc.address, "lisp.loc.afi", "lisp.loc.locator", "lisp.loc.locator")
+    _address(
+        f, loc.address, "lisp.loc.afi", "lisp.loc.locator", "lisp.loc.locator", "lisp.loc.locator"
+    )
 
 
 def _eid_record(f: Fields, rec: EidRecord) -> None:
@@ -533,6 +549,19 @@ MAP_REPLIES: dict[str, MapReply] = {
             ),
         ),
     ),
+    # a MAC EID in an instance-ID (what tshark 4.0 decodes of L2 EIDs), a host-name locator
+    # (AFI 17, as lispers.net sends), and an AFI-0 EID
+    "mac-eid-name-locator": MapReply(
+        11,
+        (
+            EidRecord(
+                InstanceIdAddress(3, MacAddress(bytes.fromhex("020000c00201"))),
+                48,
+                (Locator(DistinguishedName("rtr-1.example")), Locator(RLOC4)),
+            ),
+            EidRecord(NO_ADDRESS, 0, (), ttl=1, action=Action.NATIVELY_FORWARD),
+        ),
+    ),
 }
 for _action in Action:
     MAP_REPLIES[f"negative-{_action.name.lower()}"] = MapReply(
@@ -647,7 +676,7 @@ ECMS: dict[str, EncapsulatedControl] = {
         relayed=True,
     ),
 }
-_ECM_OUTER_V6 = {"v6-in-v6-map-request", "v4-in-v6-map-register"}
+_ECM_OUTER_V6 = {"v6-in-v6-map-request", "v4-in-v6-map-register"}  # the others: IPv4 outer
 
 
 def _inner_ip(ip: IPv4Header | IPv6Header, sport: int, dport: int) -> dict[str, str]:
@@ -826,7 +855,7 @@ def _lisp_sec_reply() -> Case:
 def _ecm_case(name: str, ecm: EncapsulatedControl) -> Case:
     return _control_case(
         ecm,
-        v6=name.endswith("v6-map-request") or name.endswith("in-v6-map-register"),
+        v6=name in _ECM_OUTER_V6,
         sport=61006,
         inner=_inner_ip(ecm.inner_ip, ecm.sport, ecm.dport),
     )
@@ -980,3 +1009,14 @@ def test_every_message_type_and_family_is_covered() -> None:
     assert any(i.startswith("data-") and i.endswith("in-v6") for i in ids)
     iids = {h.instance_id for h in DATA_HEADERS.values() if h.instance_id_present}
     assert {0, 1, 0xFFFFFF} <= iids
+
+
+def test_packet_decoder_reads_a_data_map_notify(decoded: Decoded) -> None:
+    from lispd.wire.packet import decode_ip_packet
+
+    case, _ = decoded["data-map-notify-iid-ffffff"]
+    pkt = decode_ip_packet(case.packet)
+    assert pkt is not None
+    assert (pkt.kind, pkt.error) == ("data", None)
+    assert pkt.message == case.header
+    assert pkt.inner is not None and pkt.inner.message == case.message
