@@ -248,6 +248,7 @@ def test_too_big_gets_icmp_and_tcp_adapts(lab: tuple[Lab, TwoSitePlan]) -> None:
     """The ITR's TUN takes 1500-byte packets but only 1400 fits the underlay (config): DF
     packets over 1364 get ICMP frag-needed / packet-too-big with MTU 1364 (1400 - 36)."""
     built, plan = lab
+    built.run(plan.host_a, "ip", "route", "flush", "cache")  # no PMTU left by earlier tests
     with xtrs(built, plan, underlay_mtu=1400, tun_mtu=1500) as (sock1, _sock2):
         assert not built.ping(plan.host_a, plan.host_b_v4, size=1472, df=True, wait=1.0)
         route = built.run(plan.host_a, "ip", "-4", "route", "get", plan.host_b_v4).stdout
