@@ -272,29 +272,17 @@ def _read_pcapng(data: bytes) -> Iterator[CapturedPacket]:
             ifaces = []
         elif btype == _IDB:
             ifaces.append(_parse_idb(body, bo))
-        elif btype == _EPB:
+        elif btype in (_EPB, _PB):
+            what = "enhanced packet block" if btype == _EPB else "packet block"
             if len(body) < 20:
-                raise PcapError("bad-block", "enhanced packet block shorter than 32 bytes")
-            ifno, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(bo + "IIIII", body, 0)
-            iface = _interface(ifaces, ifno, "enhanced packet block")
-            if caplen > len(body) - 20:
-                raise PcapError(
-                    "truncated-record", f"packet of {caplen} bytes in a {blen}-byte block"
+                raise PcapError("bad-block", f"{what} shorter than 32 bytes")
+            if btype == _EPB:
+                ifno, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(bo + "IIIII", body, 0)
+            else:  # the obsolete Packet Block: a 16-bit interface id and a drop count
+                ifno, _drops, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(
+                    bo + "HHIIII", body, 0
                 )
-            index += 1
-            yield CapturedPacket(
-                index=index,
-                timestamp=_seconds(
-                    (ts_hi << 32) | ts_lo, iface.units_per_second, iface.offset_seconds
-                ),
-                linktype=iface.linktype,
-                frame=body[20 : 20 + caplen],
-            )
-        elif btype == _PB:
-            if len(body) < 20:
-                raise PcapError("bad-block", "packet block shorter than 32 bytes")
-            ifno, _drops, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(bo + "HHIIII", body, 0)
-            iface = _interface(ifaces, ifno, "packet block")
+            iface = _interface(ifaces, ifno, what)
             if caplen > len(body) - 20:
                 raise PcapError(
                     "truncated-record", f"packet of {caplen} bytes in a {blen}-byte block"
