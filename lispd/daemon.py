@@ -3,7 +3,9 @@
 One asyncio loop (uvloop when installed).  The TUN device and the UDP 4341 sockets are drained in
 batches (read until EAGAIN, bounded per wake-up so that no source starves the others); each
 packet goes through the role logic (:mod:`lispd.dataplane`), whose output is sent, written to
-the TUN, or counted as a drop.
+the TUN, held for resolution, or counted as a drop.  UDP 4342 carries the control plane
+(:mod:`lispd.control.plane`), whose machines ask for one timer: the earliest deadline any of
+them has, re-armed after every input.
 """
 
 from __future__ import annotations
@@ -15,20 +17,33 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from ipaddress import ip_address
 from typing import Any
 
 from lispd import __version__
 from lispd.api.server import ControlServer
-from lispd.config import Config
+from lispd.build import build_control_plane, build_database, build_tables
+from lispd.config import Config, ConfigError, load_config
+from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.plane import ControlResult
+from lispd.control.responder import database_records
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
-from lispd.dataplane.outputs import Encap, ToTun
+from lispd.dataplane.outputs import Encap, Miss, ToTun
+from lispd.fastpath.header import HEADER_LEN, read_header
 from lispd.io.notify import sd_notify
 from lispd.io.routes import RouteTable
 from lispd.io.sysctl import prepare_tun_interface
 from lispd.io.tun import Tun
-from lispd.io.udp import Sender, open_receive_socket, open_send_pool, recv_batch
-from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.io.udp import (
+    Sender,
+    open_control_socket,
+    open_receive_socket,
+    open_send_pool,
+    recv_batch,
+)
+from lispd.mapcache import DatabaseEntry, MapCacheEntry
 from lispd.stats import Counters, DropLog
 from lispd.wire.data import LISP_DATA_PORT
 
@@ -36,34 +51,8 @@ log = logging.getLogger("lispd")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
 SEND_POOL_SIZE = 8  # outer source ports per address family
-
-
-def _rloc_entries(rlocs: Any) -> tuple[RlocEntry, ...]:
-    return tuple(RlocEntry(r.address, r.priority, r.weight) for r in rlocs)
-
-
-def build_tables(config: Config, now: float) -> tuple[MapCache, LocalDatabase]:
-    """The static map-cache and the local database described by ``config``."""
-    mapcache = MapCache()
-    for m in config.map_cache:
-        action = "encapsulate" if m.rlocs else (m.action or "drop")
-        ttl = None if m.ttl is None else m.ttl * 60.0
-        mapcache.add(
-            MapCacheEntry(
-                iid=m.instance_id,
-                prefix=m.prefix,
-                rlocs=_rloc_entries(m.rlocs),
-                action=action,
-                ttl=ttl,
-                created=now,
-                expires=None if ttl is None else now + ttl,
-                source="static",
-            )
-        )
-    database = LocalDatabase()
-    for m in config.database:
-        database.add(DatabaseEntry(m.instance_id, m.prefix, _rloc_entries(m.rlocs)))
-    return mapcache, database
+DATA_ROLES = frozenset({"itr", "etr"})
+SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
 
 
 class Daemon:
@@ -72,11 +61,11 @@ class Daemon:
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.started = time.time()
         self.counters = Counters()
         self.drop_log = DropLog(log, clock)
         self.mapcache, self.database = build_tables(config, clock())
-        rng = random.Random()
+        self.rng = random.Random()
+        roles = config.daemon.roles
         local_rlocs = {a.version: a for a in config.underlay.rlocs}
         self.itr = (
             Itr(
@@ -85,19 +74,32 @@ class Daemon:
                 local_rlocs,
                 config.underlay.mtu,
                 self.counters,
-                nonce=lambda: rng.getrandbits(24),
+                nonce=lambda: self.rng.getrandbits(24),
                 clock=clock,
             )
-            if "itr" in config.daemon.roles
+            if "itr" in roles
             else None
         )
-        self.etr = Etr(self.database) if "etr" in config.daemon.roles else None
+        self.etr = Etr(self.database) if "etr" in roles else None
+        self.control = build_control_plane(
+            config,
+            self.database,
+            lambda: self.rng.getrandbits(64),
+            first_register_nonce=time.time_ns() // 1000,  # microseconds: grows across restarts
+        )
+        self.control.is_cached = self._is_cached
         self.tun: Tun | None = None
         self.routes: RouteTable | None = None
         self.receivers: list[socket.socket] = []
+        self.control_sockets: dict[int, list[socket.socket]] = {}
         self.sender: Sender | None = None
-        self.control: ControlServer | None = None
+        self.api: ControlServer | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
+        # ITRs that recently encapsulated to us: outer source -> a payload of theirs (for SMRs).
+        self._recent_itrs: dict[str, bytes] = {}
+        self._older_itrs: dict[str, bytes] = {}
+        self._itrs_rotated = clock()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -105,26 +107,33 @@ class Daemon:
         """Open the TUN, sockets, routes and control socket, then tell systemd we are ready."""
         loop = asyncio.get_running_loop()
         cfg = self.config
-        self.tun = Tun(cfg.tun.name, cfg.tun.mtu, prepare=prepare_tun_interface)
-        self.routes = RouteTable(self.tun.name)
-        for entry in self.mapcache.entries():
-            self.routes.add(entry.prefix)
-        self.sender = Sender(
-            {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs}
-        )
+        if cfg.daemon.roles & DATA_ROLES:
+            self.tun = Tun(cfg.tun.name, cfg.tun.mtu, prepare=prepare_tun_interface)
+            self.routes = RouteTable(self.tun.name)
+            for entry in self.mapcache.entries():
+                self.routes.add(entry.prefix)
+            self.sender = Sender(
+                {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs}
+            )
+            for addr in cfg.underlay.rlocs:
+                sock = open_receive_socket(addr, LISP_DATA_PORT)
+                self.receivers.append(sock)
+                loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+            loop.add_reader(self.tun.fd, self._on_tun_readable)
         for addr in cfg.underlay.rlocs:
-            sock = open_receive_socket(addr, LISP_DATA_PORT)
-            self.receivers.append(sock)
-            loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
-        loop.add_reader(self.tun.fd, self._on_tun_readable)
+            sock = open_control_socket(addr, LISP_CONTROL_PORT)
+            self.control_sockets.setdefault(addr.version, []).append(sock)
+            loop.add_reader(sock.fileno(), self._on_control_readable, sock)
         if cfg.daemon.control_socket:
-            self.control = ControlServer(cfg.daemon.control_socket, self._handlers())
-            await self.control.start()
+            self.api = ControlServer(cfg.daemon.control_socket, self._handlers())
+            await self.api.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._on_timer()  # first registrations go out now
         summary = (
-            f"roles={','.join(sorted(cfg.daemon.roles))} tun={self.tun.name} "
+            f"roles={','.join(sorted(cfg.daemon.roles))} "
+            f"tun={self.tun.name if self.tun else '-'} "
             f"database={len(cfg.database)} map-cache={len(self.mapcache)}"
         )
         log.info("lispd ready version=%s %s", __version__, summary)
@@ -147,12 +156,15 @@ class Daemon:
     async def close(self) -> None:
         """Remove routes, close sockets and the TUN (safe on a half-started daemon)."""
         loop = asyncio.get_running_loop()
-        if self.control is not None:
-            await self.control.close()
-        for sock in self.receivers:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.api is not None:
+            await self.api.close()
+        sockets = self.receivers + [s for group in self.control_sockets.values() for s in group]
+        for sock in sockets:
             loop.remove_reader(sock.fileno())
             sock.close()
-        self.receivers = []
+        self.receivers, self.control_sockets = [], {}
         if self.sender is not None:
             self.sender.close()
         if self.routes is not None:
@@ -163,8 +175,60 @@ class Daemon:
             self.tun.close()
             self.tun = None
 
-    def _on_hup(self) -> None:
-        log.warning("reload requested: live reload is not supported yet; configuration unchanged")
+    def reload(self) -> None:
+        """SIGHUP: read the configuration again.  A file that does not validate changes nothing.
+        Changes to the database-mappings are applied at once (re-registration, SMRs to the ITRs
+        that talk to us); other changes need a restart for now and are reported as such."""
+        try:
+            new = load_config(self.config.path)
+        except (ConfigError, OSError) as exc:
+            log.error("reload refused, configuration unchanged: %s", exc)
+            return
+        if new.database != self.config.database:
+            self._apply_database(new)
+        others = [
+            name
+            for name in ("daemon", "tun", "underlay", "map_cache", "map_servers", "map_resolvers")
+            if getattr(new, name, None) != getattr(self.config, name, None)
+        ]
+        if others:
+            log.warning("reload: changes to %s take effect after a restart", ", ".join(others))
+        self.config = new if not others else replace(self.config, database=new.database)
+        log.info("reload done")
+
+    def _apply_database(self, new: Config) -> None:
+        database = build_database(new)
+        old_entries = {(e.iid, e.prefix): e for e in self.database.entries()}
+        for entry in list(self.database.entries()):
+            self.database.remove(entry.iid, entry.prefix)
+        for entry in database.entries():
+            self.database.add(entry)
+        changed = [e for e in self.database.entries() if old_entries.get((e.iid, e.prefix)) != e]
+        log.info("database changed prefixes=%d", len(changed))
+        rlocs = tuple(self.config.underlay.rlocs)
+        ttl = new.registration.record_ttl
+        now = self.clock()
+        sends: list[SendControl] = []
+        if self.control.registrar is not None:
+            records = database_records(self.database.entries(), rlocs, ttl)
+            sends += self.control.registrar.update_records(records, now)
+        if self.control.smr is not None and changed:
+            sends += self._solicit(changed, ttl, now)
+        self._send_control(sends)
+        self._arm_timer()
+
+    def _solicit(self, changed: list[DatabaseEntry], ttl: int, now: float) -> list[SendControl]:
+        smr = self.control.smr
+        assert smr is not None
+        for rloc, payload in {**self._older_itrs, **self._recent_itrs}.items():
+            header = read_header(payload)
+            inner = payload[HEADER_LEN:]
+            if header is None or len(inner) < 20:
+                continue
+            src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
+            smr.saw_traffic(rloc, src, header[0], now)
+        records = database_records(changed, tuple(self.config.underlay.rlocs), ttl)
+        return smr.solicit(records, now)
 
     # --- packet path --------------------------------------------------------------------------
 
@@ -173,33 +237,62 @@ class Daemon:
         self.drop_log.note(reason, source)
 
     def _on_tun_readable(self) -> None:
-        tun, itr, sender, counters = self.tun, self.itr, self.sender, self.counters
-        assert tun is not None and sender is not None
+        tun = self.tun
+        assert tun is not None
         for pkt in tun.read_batch(BATCH):
-            if itr is None:
-                self._drop("itr-disabled")
-                continue
-            out = itr.handle(pkt)
-            if type(out) is Encap:
-                if sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos):
-                    counters.count("itr.encap", len(pkt))
-                else:
-                    self._drop("send-failed")
-            elif type(out) is ToTun:
-                if not tun.write(out.packet):
-                    self._drop("tun-write-failed")
+            self._itr_packet(pkt)
+
+    def _itr_packet(self, pkt: bytes, held: bool = False) -> None:
+        itr, sender, counters = self.itr, self.sender, self.counters
+        if itr is None or sender is None:
+            self._drop("itr-disabled")
+            return
+        out = itr.handle(pkt)
+        if type(out) is Encap:
+            if sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos):
+                counters.count("itr.encap", len(pkt))
             else:
-                self._drop(out.reason, "tun")  # type: ignore[union-attr]
+                self._drop("send-failed")
+        elif type(out) is Miss:
+            if held:
+                self._drop("resolved-without-mapping")
+            else:
+                self._on_miss(out, pkt)
+        elif type(out) is ToTun:
+            if self.tun is None or not self.tun.write(out.packet):
+                self._drop("tun-write-failed")
+        else:
+            self._drop(out.reason, "tun")  # type: ignore[union-attr]
+
+    def _on_miss(self, miss: Miss, pkt: bytes) -> None:
+        resolver = self.control.resolver
+        if resolver is None:
+            self._drop("map-cache-miss", "tun")
+            return
+        now = self.clock()
+        dst = ip_address(miss.dst)
+        self._send_control(resolver.resolve(miss.iid, dst, ip_address(miss.src), now))
+        if resolver.hold(miss.iid, dst, pkt, now):
+            self.counters.count("itr.held", len(pkt))
+        else:
+            self._drop("resolve-queue-full", "tun")
+        self._arm_timer()
+
+    def _is_cached(self, iid: int, eid: Any) -> bool:
+        entry = self.mapcache.lookup(iid, eid)
+        return entry is not None and entry.source != "static"
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
         tun, etr, counters = self.tun, self.etr, self.counters
         assert tun is not None
+        recent = self._recent_itrs
         for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
             if etr is None:
                 self._drop("etr-disabled", f"{src}:{sport}")
                 continue
             out = etr.handle(payload, ttl, tos)
             if type(out) is ToTun:
+                recent[src] = payload
                 if tun.write(out.packet):
                     counters.count("etr.decap", len(out.packet))
                 else:
@@ -207,15 +300,111 @@ class Daemon:
             else:
                 self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
 
+    # --- control plane ------------------------------------------------------------------------
+
+    def _on_control_readable(self, sock: socket.socket) -> None:
+        now = self.clock()
+        for _ in range(BATCH):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # an ICMP error reported on the socket
+                log.debug("control socket error=%s", exc)
+                continue
+            self._apply(self.control.on_datagram(data, addr[0], addr[1], now))
+        self._arm_timer()
+
+    def _apply(self, result: ControlResult) -> None:
+        for entry in result.installs:
+            self.mapcache.add(entry)
+            log.info(
+                "map-cache add iid=%d prefix=%s action=%s rlocs=%s ttl=%s",
+                entry.iid,
+                entry.prefix,
+                entry.action,
+                ",".join(str(r.address) for r in entry.rlocs) or "-",
+                entry.ttl,
+            )
+        self._send_control(result.sends)
+        for _iid, pkt in result.released:
+            self._itr_packet(pkt, held=True)
+
+    def _send_control(self, sends: list[SendControl]) -> None:
+        for send in sends:
+            socks = self.control_sockets.get(send.dst.version)
+            if not socks:
+                self._drop("control-no-socket-for-family")
+                continue
+            try:
+                socks[0].sendto(send.payload, (str(send.dst), send.port))
+                self.counters.count("control.sent", len(send.payload))
+            except OSError as exc:
+                self._drop("control-send-failed", f"{send.dst}:{send.port} {exc.strerror}")
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.clock()
+        self._apply(self.control.on_timer(now))
+        for entry in self.mapcache.expire(now):
+            log.info("map-cache expired iid=%d prefix=%s", entry.iid, entry.prefix)
+        if now - self._itrs_rotated > SMR_MEMORY:
+            self._older_itrs, self._recent_itrs = self._recent_itrs, {}
+            self._itrs_rotated = now
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadlines = [d for d in (self.control.next_deadline(), self.mapcache.next_expiry()) if d]
+        deadline = min(deadlines, default=self.clock() + SMR_MEMORY)
+        if self._timer is not None:
+            if self._timer.when() <= self._loop_time(deadline):
+                return
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(self._loop_time(deadline), self._on_timer)
+
+    def _loop_time(self, deadline: float) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + max(0.0, deadline - self.clock())
+
     # --- control socket -----------------------------------------------------------------------
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {
             "version": lambda _req: {"version": __version__, "name": self.config.daemon.name},
-            "stats": lambda _req: self.counters.snapshot(),
+            "stats": lambda _req: self._stats(),
             "map-cache": lambda _req: [_entry_json(e) for e in self.mapcache.entries()],
             "database": lambda _req: [_entry_json(e) for e in self.database.entries()],
+            "site": lambda _req: self._sites(),
+            "registrations": lambda _req: (
+                self.control.registrar.status() if self.control.registrar else []
+            ),
         }
+
+    def _stats(self) -> dict[str, Any]:
+        snap = self.counters.snapshot()
+        snap["drops"].update(self.control.counters())
+        return snap
+
+    def _sites(self) -> list[dict[str, Any]]:
+        ms = self.control.map_server
+        if ms is None:
+            return []
+        now = self.clock()
+        out = []
+        for reg in ms.registrations():
+            out.append(
+                {
+                    "site": reg.site,
+                    "instance-id": reg.iid,
+                    "eid-prefix": str(reg.prefix),
+                    "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
+                    "last-registered-ago": round(now - reg.last_registered, 1),
+                    "rlocs": [str(loc.address) for loc in reg.record.locators],
+                    "proxy-reply": reg.proxy_reply,
+                }
+            )
+        return out
 
 
 def _entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
@@ -230,6 +419,7 @@ def _entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
     if isinstance(entry, MapCacheEntry):
         out["action"] = entry.action
         out["source"] = entry.source
+        out["ttl"] = entry.ttl
     return out
 
 

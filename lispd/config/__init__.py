@@ -4,7 +4,8 @@
 >>> config.has_role("itr"), config.tun.mtu, config.rloc_v4   # doctest: +SKIP
 
 Every problem raises :class:`ConfigError`, whose ``str`` is ``FILE:LINE: KEY.PATH: message``.
-``lispd.conf.example`` at the top of the repository documents every key.
+``lispd.conf.example`` (an xTR) and ``lispd.conf.example.msmr`` (a Map-Server/Map-Resolver) at
+the top of the repository document every key between them.
 
 Modules: :mod:`~lispd.config.model` (the dataclasses), :mod:`~lispd.config.schema` (the
 schema primitives), :mod:`~lispd.config.sections` (the schema of each section),
@@ -15,6 +16,7 @@ schema primitives), :mod:`~lispd.config.sections` (the schema of each section),
 from lispd.config.errors import ConfigError
 from lispd.config.loader import load_config, parse_config
 from lispd.config.model import (
+    KEY_IDS,
     LOG_LEVELS,
     MAP_CACHE_ACTIONS,
     ROLES,
@@ -23,7 +25,13 @@ from lispd.config.model import (
     IPAddress,
     IPNetwork,
     Mapping,
+    MappingSystemConfig,
+    MapServerRef,
+    RegistrationConfig,
+    ResolverConfig,
     Rloc,
+    Site,
+    SitePrefix,
     TunConfig,
     UnderlayConfig,
 )
@@ -31,6 +39,7 @@ from lispd.config.schema import key_paths
 from lispd.config.sections import ROOT
 
 __all__ = [
+    "KEY_IDS",
     "LOG_LEVELS",
     "MAP_CACHE_ACTIONS",
     "ROLES",
@@ -40,8 +49,14 @@ __all__ = [
     "DaemonConfig",
     "IPAddress",
     "IPNetwork",
+    "MapServerRef",
     "Mapping",
+    "MappingSystemConfig",
+    "RegistrationConfig",
+    "ResolverConfig",
     "Rloc",
+    "Site",
+    "SitePrefix",
     "TunConfig",
     "UnderlayConfig",
     "key_paths",

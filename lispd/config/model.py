@@ -21,8 +21,16 @@ ROLES: tuple[str, ...] = ("itr", "etr", "rtr", "pitr", "petr", "map-server", "ma
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 """Every value ``daemon.log-level`` accepts."""
 
-MAP_CACHE_ACTIONS: tuple[str, ...] = ("drop", "native-forward")
-"""Every value a negative ``map-cache`` entry's ``action`` accepts."""
+MAP_CACHE_ACTIONS: tuple[str, ...] = ("drop", "native-forward", "send-map-request")
+"""Every value a negative ``map-cache`` entry's ``action`` accepts.
+
+``"send-map-request"`` marks a prefix as EID space whose destinations are resolved through the
+Map-Resolvers (``Config.map_resolvers``): a miss inside it sends a Map-Request.
+"""
+
+KEY_IDS: dict[int, str] = {1: "HMAC-SHA-1-96", 2: "HMAC-SHA-256-128"}
+"""Authentication key-ids a ``map-server`` entry accepts, with their algorithm (RFC 9301 5.6);
+the values of :class:`lispd.wire.auth.KeyId` other than NONE."""
 
 IPV4_ENCAP_OVERHEAD = 20 + 8 + 8
 """Bytes added in front of an inner packet: outer IPv4, UDP and LISP headers."""
@@ -129,6 +137,91 @@ class UnderlayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MapServerRef:
+    """One ``[[map-server]]``: a Map-Server this ETR registers its database-mappings with."""
+
+    address: IPAddress
+    key: bytes = field(repr=False)
+    """The site's shared key, UTF-8 encoded; never shown by ``repr()``."""
+    key_id: int = 2
+    """Authentication algorithm, a key of :data:`KEY_IDS`: 1 HMAC-SHA-1-96, 2 HMAC-SHA-256-128."""
+    proxy_reply: bool = False
+    """Set the P-bit: ask the Map-Server to answer Map-Requests for our prefixes."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationConfig:
+    """The ``[registration]`` table: how the ETR registers (used with the ``etr`` role)."""
+
+    interval: float = 60.0
+    """Seconds between Map-Registers, 1..3600."""
+    record_ttl: int = 1440
+    """Minutes, the record TTL in Map-Registers (what the Map-Server hands out in proxy
+    replies), 1..0xFFFFFFFF."""
+    want_map_notify: bool = True
+    """Set the M-bit: ask the Map-Server to acknowledge each Map-Register with a Map-Notify."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverConfig:
+    """The ``[resolver]`` table: how the ITR resolves EIDs through the Map-Resolvers."""
+
+    retries: int = 3
+    """Map-Request retransmissions after the first, 0..10."""
+    retry_interval: float = 1.0
+    """Seconds before the first retransmission (doubling each time), 0.05..60."""
+    queue_per_entry: int = 64
+    """Packets held per unresolved destination, 0..65535 (0: drop while resolving)."""
+    queue_total: int = 4096
+    """Packets held in total, 0..1000000."""
+    queue_timeout: float = 3.0
+    """Seconds a held packet may wait, 0.1..60."""
+    min_request_interval: float = 1.0
+    """Seconds between Map-Requests for the same EID once the retries gave up, 0..3600."""
+    max_requests_per_second: int = 100
+    """Map-Requests sent per second in total, 1..100000."""
+    max_ttl: int = 1440
+    """Minutes; Map-Reply TTLs are capped to this, 1..0xFFFFFFFF."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSystemConfig:
+    """The ``[mapping-system]`` table: the embedded Map-Server / Map-Resolver."""
+
+    registration_timeout: float = 180.0
+    """Seconds without a Map-Register before a registration expires, 3..86400."""
+    negative_ttl: int = 15
+    """Minutes, the TTL of the Map-Resolver's negative Map-Replies, 1..1440."""
+
+
+@dataclass(frozen=True, slots=True)
+class SitePrefix:
+    """One EID-prefix a site may register."""
+
+    instance_id: int
+    prefix: IPNetwork
+    accept_more_specifics: bool = False
+    """Also accept registrations of prefixes inside ``prefix`` (else only ``prefix`` itself)."""
+
+    @property
+    def version(self) -> int:
+        """IP version of the EID-prefix (4 or 6)."""
+        return self.prefix.version
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One ``[[site]]``: a site allowed to register with this node's Map-Server."""
+
+    name: str
+    """Unique among the sites, 1 to 64 printable characters without spaces."""
+    key: bytes = field(repr=False)
+    """The site's shared key, UTF-8 encoded; never shown by ``repr()``."""
+    prefixes: tuple[SitePrefix, ...] = ()
+    """At least one; no two equal, none overlapping another site's in the same instance-id."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole, validated ``lispd.conf``."""
 
@@ -139,6 +232,18 @@ class Config:
     """``[[database-mapping]]`` entries: the local EID-prefixes, in file order."""
     map_cache: tuple[Mapping, ...] = ()
     """``[[map-cache]]`` entries: static remote mappings, in file order."""
+    map_servers: tuple[MapServerRef, ...] = ()
+    """``[[map-server]]`` entries (``etr`` role only), in file order; no address twice."""
+    map_resolvers: tuple[IPAddress, ...] = ()
+    """``[[map-resolver]]`` addresses in file order, the first is the primary; no duplicates."""
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    """``[registration]``, defaults when absent."""
+    resolver: ResolverConfig = field(default_factory=ResolverConfig)
+    """``[resolver]``, defaults when absent."""
+    mapping_system: MappingSystemConfig = field(default_factory=MappingSystemConfig)
+    """``[mapping-system]``, defaults when absent."""
+    sites: tuple[Site, ...] = ()
+    """``[[site]]`` entries (``map-server`` role only), in file order; names unique."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""
 

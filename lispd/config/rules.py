@@ -10,7 +10,18 @@ are the rules that need two of them:
   (other RLOCs in the set are allowed: they are the site's other xTRs, registered along);
 - every positive ``map-cache`` entry has an RLOC of a family this router has an RLOC of;
 - ``tun.mtu`` defaults to ``underlay.mtu`` minus the encapsulation overhead, and is at least
-  1280 when any EID-prefix is IPv6.
+  1280 when any EID-prefix is IPv6;
+- the control plane: ``map-server`` needs at least one ``site``, ``map-resolver`` needs the
+  ``map-server`` role (lispd's Map-Resolver answers from its co-located Map-Server's
+  registrations); ``[[map-server]]`` entries need the ``etr`` role and ``[[site]]`` entries the
+  ``map-server`` role (else they would be ignored); a ``"send-map-request"`` map-cache entry
+  needs the ``itr`` role and at least one ``[[map-resolver]]``;
+- no Map-Server nor Map-Resolver address twice, each of a family ``underlay.rlocs`` has, and not
+  one of this node's own RLOCs unless it has the matching role;
+- site names are unique, and no EID-prefix of one site overlaps (equals, contains or is inside)
+  one of another site in the same instance-id.
+
+Keys (``map-server.key``, ``site.key``) are secrets: no message here ever quotes one.
 """
 
 from __future__ import annotations
@@ -23,7 +34,11 @@ from lispd.config.model import (
     MIN_IPV6_MTU,
     Config,
     DaemonConfig,
+    IPAddress,
+    IPNetwork,
     Mapping,
+    MapServerRef,
+    Site,
     TunConfig,
     UnderlayConfig,
 )
@@ -31,6 +46,10 @@ from lispd.config.schema import Context, format_key_path
 
 DATABASE_KEY = "database-mapping"
 MAP_CACHE_KEY = "map-cache"
+MAP_SERVER_KEY = "map-server"
+MAP_RESOLVER_KEY = "map-resolver"
+SITE_KEY = "site"
+SEND_MAP_REQUEST = "send-map-request"
 
 RoleNeed = tuple[Callable[[dict[str, Any]], bool], str]
 
@@ -45,6 +64,19 @@ ROLE_NEEDS: dict[str, tuple[RoleNeed, ...]] = {
         (
             lambda values: bool(values["database_mapping"]),
             "needs at least one [[database-mapping]] (the local EID-prefixes it decapsulates for)",
+        ),
+    ),
+    "map-server": (
+        (
+            lambda values: bool(values["site"]),
+            "needs at least one [[site]] (the sites allowed to register)",
+        ),
+    ),
+    "map-resolver": (
+        (
+            lambda values: "map-server" in values["daemon"].roles,
+            "needs the 'map-server' role too: lispd's Map-Resolver answers Map-Requests from "
+            "the registrations of its co-located Map-Server",
         ),
     ),
 }
@@ -65,6 +97,32 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
     if "etr" in daemon.roles:
         _check_etr_rlocs(database, underlay, ctx)
     _check_map_cache_families(map_cache, underlay, ctx)
+
+    map_servers: tuple[MapServerRef, ...] = values["map_server"]
+    map_resolvers: tuple[IPAddress, ...] = values["map_resolver"]
+    sites: tuple[Site, ...] = values["site"]
+    if map_servers and "etr" not in daemon.roles:
+        ctx.fail(
+            (MAP_SERVER_KEY, 0),
+            "[[map-server]] is only used by the 'etr' role (to register the database-mappings), "
+            "which daemon.roles does not have: add 'etr' or remove the [[map-server]] entries",
+        )
+    if sites and "map-server" not in daemon.roles:
+        ctx.fail(
+            (SITE_KEY, 0),
+            "[[site]] is only used by the 'map-server' role, which daemon.roles does not "
+            "have: add 'map-server' or remove the [[site]] entries",
+        )
+    _check_control_addresses(
+        MAP_SERVER_KEY, [ms.address for ms in map_servers], "map-server", underlay, daemon, ctx
+    )
+    _check_control_addresses(
+        MAP_RESOLVER_KEY, list(map_resolvers), "map-resolver", underlay, daemon, ctx
+    )
+    _check_send_map_request(map_cache, map_resolvers, daemon, ctx)
+    _check_site_names(sites, ctx)
+    _check_site_overlaps(sites, ctx)
+
     tun = _resolve_tun(values["tun"], underlay, database + map_cache, ctx)
     return Config(
         daemon=daemon,
@@ -72,6 +130,12 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         underlay=underlay,
         database=database,
         map_cache=map_cache,
+        map_servers=map_servers,
+        map_resolvers=map_resolvers,
+        registration=values["registration"],
+        resolver=values["resolver"],
+        mapping_system=values["mapping_system"],
+        sites=sites,
         path=ctx.path,
     )
 
@@ -136,6 +200,118 @@ def _check_map_cache_families(
                 (MAP_CACHE_KEY, index, "rlocs"),
                 f"unreachable: all are {missing} and underlay.rlocs has no {missing} address",
             )
+
+
+def _check_control_addresses(
+    section: str,
+    addresses: list[IPAddress],
+    role: str,
+    underlay: UnderlayConfig,
+    daemon: DaemonConfig,
+    ctx: Context,
+) -> None:
+    """Map-Server or Map-Resolver addresses: unique, reachable, not ourselves without the role."""
+    seen: dict[IPAddress, int] = {}
+    local_versions = {address.version for address in underlay.rlocs}
+    for index, address in enumerate(addresses):
+        path = (section, index, "address")
+        if address in seen:
+            ctx.fail(path, f"{address} is already {format_key_path((section, seen[address]))}")
+        seen[address] = index
+        if address.version not in local_versions:
+            ctx.fail(
+                path,
+                f"unreachable: {address} is IPv{address.version} and underlay.rlocs has no "
+                f"IPv{address.version} address",
+            )
+        if address in underlay.rlocs and role not in daemon.roles:
+            ctx.fail(
+                path,
+                f"{address} is this node's own RLOC, but daemon.roles has no '{role}' role "
+                "to answer there",
+            )
+
+
+def _check_send_map_request(
+    map_cache: tuple[Mapping, ...],
+    map_resolvers: tuple[IPAddress, ...],
+    daemon: DaemonConfig,
+    ctx: Context,
+) -> None:
+    for index, mapping in enumerate(map_cache):
+        if mapping.action != SEND_MAP_REQUEST:
+            continue
+        path = (MAP_CACHE_KEY, index, "action")
+        if "itr" not in daemon.roles:
+            ctx.fail(
+                path,
+                f"\"{SEND_MAP_REQUEST}\" needs the 'itr' role (only an ITR resolves the "
+                "destinations it encapsulates to), which daemon.roles does not have",
+            )
+        if not map_resolvers:
+            ctx.fail(
+                path,
+                f'"{SEND_MAP_REQUEST}" needs at least one [[map-resolver]] to send the '
+                "Map-Requests to",
+            )
+
+
+def _check_site_names(sites: tuple[Site, ...], ctx: Context) -> None:
+    seen: dict[str, int] = {}
+    for index, site in enumerate(sites):
+        if site.name in seen:
+            first = format_key_path((SITE_KEY, seen[site.name]))
+            ctx.fail((SITE_KEY, index, "name"), f"site name {site.name!r} is already {first}")
+        seen[site.name] = index
+
+
+_Position = tuple[int, int]
+"""A site prefix's place in the file: (index in ``site``, index in its ``eid-prefixes``)."""
+
+
+def _check_site_overlaps(sites: tuple[Site, ...], ctx: Context) -> None:
+    """No EID-prefix of one site equals, contains or is inside one of another site.
+
+    Per (instance-id, IP version), the prefixes sorted by (address, length) put every prefix
+    after those that contain it, so a stack of the nested prefixes seen so far holds all of
+    them: linear but for the nesting depth. The conflict reported is the first in file order.
+    """
+    groups: dict[tuple[int, int], list[tuple[IPNetwork, _Position]]] = {}
+    for site_index, site in enumerate(sites):
+        for prefix_index, entry in enumerate(site.prefixes):
+            group = groups.setdefault((entry.instance_id, entry.version), [])
+            group.append((entry.prefix, (site_index, prefix_index)))
+    conflict: tuple[_Position, _Position] | None = None  # (later, earlier) in file order
+    for group in groups.values():
+        group.sort(key=lambda item: (int(item[0].network_address), item[0].prefixlen, item[1]))
+        stack: list[tuple[IPNetwork, _Position]] = []
+        for prefix, position in group:
+            while stack and not prefix.subnet_of(stack[-1][0]):  # type: ignore[arg-type]
+                stack.pop()
+            for _outer, outer_position in stack:
+                if outer_position[0] != position[0]:
+                    found = (max(position, outer_position), min(position, outer_position))
+                    conflict = found if conflict is None else min(conflict, found)
+            stack.append((prefix, position))
+    if conflict is None:
+        return
+    (site_index, prefix_index), (other_site, other_index) = conflict
+    entry = sites[site_index].prefixes[prefix_index]
+    other = sites[other_site].prefixes[other_index]
+    if entry.prefix == other.prefix:
+        relation = "is also"
+    elif entry.prefix.subnet_of(other.prefix):  # type: ignore[arg-type]
+        relation = "is inside"
+    else:
+        relation = "contains"
+    ctx.fail(
+        (SITE_KEY, site_index, "eid-prefixes", prefix_index, "eid-prefix"),
+        f"{entry.prefix} in instance-id {entry.instance_id} of site "
+        f"{sites[site_index].name!r} {relation} {other.prefix} of site "
+        f"{sites[other_site].name!r} "
+        f"({format_key_path((SITE_KEY, other_site, 'eid-prefixes', other_index))}); "
+        "an EID-prefix can belong to one site only",
+    )
 
 
 def _resolve_tun(

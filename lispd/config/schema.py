@@ -1,14 +1,15 @@
 """Declarative schema primitives: what a key may hold, checked and converted in one walk.
 
 A schema is a tree of specs. :class:`Table` holds :class:`Key` entries (kebab-case names as in
-the file), each with a value spec: :class:`Int`, :class:`Str`, :class:`Address`,
-:class:`Prefix`, :class:`ListOf` or another :class:`Table`. ``spec.check(value, path, ctx)``
+the file), each with a value spec: :class:`Int`, :class:`Number`, :class:`IntChoice`,
+:class:`Bool`, :class:`Str`, :class:`Secret`, :class:`Address`, :class:`Prefix`,
+:class:`ListOf` or another :class:`Table`. ``spec.check(value, path, ctx)``
 validates a value freshly parsed by :mod:`tomllib` and returns its converted form; a table with a
 ``build`` function turns its checked values into a model object, so rules that involve several
 keys of one table live next to the table.
 
 The same tree answers "which keys exist" (:func:`key_paths`), which the tests use to prove that
-``lispd.conf.example`` documents every key.
+the two ``lispd.conf.example*`` files document every key.
 """
 
 from __future__ import annotations
@@ -118,6 +119,77 @@ class Int:
         if not self.low <= value <= self.high:
             ctx.fail(path, f"must be from {self.low} to {self.high}, got {value}")
         return value
+
+
+def _number_text(value: float) -> str:
+    """``60``, ``0.05``: a bound as an operator would write it."""
+    return f"{value:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A number from ``low`` to ``high`` inclusive, integer or float, returned as a float.
+
+    Booleans, NaN and infinities are refused (the last two by the range check).
+    """
+
+    low: float
+    high: float
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> float:
+        """Validate a number in range."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            ctx.fail(path, f"must be a number, not {toml_type(value)}")
+        if not self.low <= value <= self.high:
+            ctx.fail(
+                path,
+                f"must be from {_number_text(self.low)} to {_number_text(self.high)}, "
+                f"got {_number_text(value)}",
+            )
+        return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class IntChoice:
+    """An integer that is one of ``choices``: (value, meaning) pairs, listed in errors."""
+
+    choices: tuple[tuple[int, str], ...]
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> int:
+        """Validate an integer among the choices."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            ctx.fail(path, f"must be an integer, not {toml_type(value)}")
+        if value not in (choice for choice, _ in self.choices):
+            listed = [f"{choice} ({meaning})" for choice, meaning in self.choices]
+            ctx.fail(path, f"must be {' or '.join(listed)}, got {value}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    """``true`` or ``false``."""
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> bool:
+        """Validate a boolean."""
+        if not isinstance(value, bool):
+            ctx.fail(path, f"must be true or false, not {toml_type(value)}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A non-empty string holding a secret, returned UTF-8 encoded.
+
+    Its errors never quote the value: they name the key path and the problem only.
+    """
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> bytes:
+        """Validate a secret string; return its UTF-8 bytes."""
+        if not isinstance(value, str):
+            ctx.fail(path, f"must be a string, not {toml_type(value)}")
+        if not value:
+            ctx.fail(path, "must not be empty")
+        return value.encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

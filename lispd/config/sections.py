@@ -3,10 +3,11 @@
 Each section is declared once here, with the rules that involve only its own keys in its
 ``build`` function; rules across sections are in :mod:`lispd.config.rules`.
 
-Adding a section (say ``[[map-server]]``): a dataclass in :mod:`lispd.config.model`, a field
+Adding a section (say ``[[petr]]``): a dataclass in :mod:`lispd.config.model`, a field
 in :class:`~lispd.config.model.Config`, a ``Table`` here with its :class:`Key` in :data:`ROOT`,
 one line in :func:`lispd.config.rules.build_config`, and the keys in ``lispd.conf.example``
-(a test fails until they are documented there).
+or, for Map-Server/Map-Resolver keys, ``lispd.conf.example.msmr`` (a test fails until they are
+documented in one of them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
+    KEY_IDS,
     LOG_LEVELS,
     MAP_CACHE_ACTIONS,
     MAX_INSTANCE_ID,
@@ -23,11 +25,31 @@ from lispd.config.model import (
     ROLES,
     DaemonConfig,
     Mapping,
+    MappingSystemConfig,
+    MapServerRef,
+    RegistrationConfig,
+    ResolverConfig,
     Rloc,
+    Site,
+    SitePrefix,
     UnderlayConfig,
 )
 from lispd.config.rules import build_config
-from lispd.config.schema import Address, Context, Int, Key, ListOf, Prefix, Str, Table
+from lispd.config.schema import (
+    Address,
+    Bool,
+    Context,
+    Int,
+    IntChoice,
+    Key,
+    ListOf,
+    Number,
+    Prefix,
+    Secret,
+    Str,
+    Table,
+    format_key_path,
+)
 
 IFNAMSIZ = 16
 """Linux interface names are at most ``IFNAMSIZ - 1`` bytes."""
@@ -230,6 +252,139 @@ MAP_CACHE = Table(
     build=_build_map_cache,
 )
 
+# -- [[map-server]] -------------------------------------------------------------------------------
+
+
+def _build_map_server(values: dict[str, Any], path: KeyPath, ctx: Context) -> MapServerRef:
+    return MapServerRef(
+        address=values["address"],
+        key=values["key"],
+        key_id=values["key_id"],
+        proxy_reply=values["proxy_reply"],
+    )
+
+
+MAP_SERVER = Table(
+    keys=(
+        Key("address", Address(), required=True),
+        Key("key", Secret(), required=True),
+        Key("key-id", IntChoice(tuple(KEY_IDS.items())), default=2),
+        Key("proxy-reply", Bool(), default=False),
+    ),
+    build=_build_map_server,
+)
+
+# -- [[map-resolver]] -----------------------------------------------------------------------------
+
+
+def _build_map_resolver(values: dict[str, Any], path: KeyPath, ctx: Context) -> Any:
+    return values["address"]
+
+
+MAP_RESOLVER = Table(
+    keys=(Key("address", Address(), required=True),),
+    build=_build_map_resolver,
+)
+
+# -- [registration] -------------------------------------------------------------------------------
+
+
+def _build_registration(values: dict[str, Any], path: KeyPath, ctx: Context) -> RegistrationConfig:
+    return RegistrationConfig(**values)
+
+
+REGISTRATION = Table(
+    keys=(
+        Key("interval", Number(1, 3600), default=60.0),
+        Key("record-ttl", Int(1, MAX_TTL_MINUTES), default=1440),
+        Key("want-map-notify", Bool(), default=True),
+    ),
+    build=_build_registration,
+)
+
+# -- [resolver] -----------------------------------------------------------------------------------
+
+
+def _build_resolver(values: dict[str, Any], path: KeyPath, ctx: Context) -> ResolverConfig:
+    return ResolverConfig(**values)
+
+
+RESOLVER = Table(
+    keys=(
+        Key("retries", Int(0, 10), default=3),
+        Key("retry-interval", Number(0.05, 60), default=1.0),
+        Key("queue-per-entry", Int(0, 65535), default=64),
+        Key("queue-total", Int(0, 1_000_000), default=4096),
+        Key("queue-timeout", Number(0.1, 60), default=3.0),
+        Key("min-request-interval", Number(0, 3600), default=1.0),
+        Key("max-requests-per-second", Int(1, 100_000), default=100),
+        Key("max-ttl", Int(1, MAX_TTL_MINUTES), default=1440),
+    ),
+    build=_build_resolver,
+)
+
+# -- [mapping-system] -----------------------------------------------------------------------------
+
+
+def _build_mapping_system(
+    values: dict[str, Any], path: KeyPath, ctx: Context
+) -> MappingSystemConfig:
+    return MappingSystemConfig(**values)
+
+
+MAPPING_SYSTEM = Table(
+    keys=(
+        Key("registration-timeout", Number(3, 86400), default=180.0),
+        Key("negative-ttl", Int(1, 1440), default=15),
+    ),
+    build=_build_mapping_system,
+)
+
+# -- [[site]] -------------------------------------------------------------------------------------
+
+
+def _build_site_prefix(values: dict[str, Any], path: KeyPath, ctx: Context) -> SitePrefix:
+    return SitePrefix(
+        instance_id=values["instance_id"],
+        prefix=values["eid_prefix"],
+        accept_more_specifics=values["accept_more_specifics"],
+    )
+
+
+SITE_PREFIX = Table(
+    keys=(
+        Key("eid-prefix", Prefix(), required=True),
+        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=0),
+        Key("accept-more-specifics", Bool(), default=False),
+    ),
+    build=_build_site_prefix,
+)
+
+
+def _build_site(values: dict[str, Any], path: KeyPath, ctx: Context) -> Site:
+    prefixes: tuple[SitePrefix, ...] = values["eid_prefixes"]
+    seen: dict[tuple[int, Any], int] = {}
+    for index, entry in enumerate(prefixes):
+        key = (entry.instance_id, entry.prefix)
+        if key in seen:
+            ctx.fail(
+                (*path, "eid-prefixes", index, "eid-prefix"),
+                f"{entry.prefix} in instance-id {entry.instance_id} is already "
+                f"{format_key_path(('eid-prefixes', seen[key]))}",
+            )
+        seen[key] = index
+    return Site(name=values["name"], key=values["key"], prefixes=prefixes)
+
+
+SITE = Table(
+    keys=(
+        Key("name", Str(validate=node_name_problem), required=True),
+        Key("key", Secret(), required=True),
+        Key("eid-prefixes", ListOf(SITE_PREFIX, min_len=1), required=True),
+    ),
+    build=_build_site,
+)
+
 # -- the whole file -------------------------------------------------------------------------------
 
 ROOT = Table(
@@ -239,6 +394,12 @@ ROOT = Table(
         Key("underlay", UNDERLAY, required=True),
         Key("database-mapping", ListOf(DATABASE_MAPPING), default=()),
         Key("map-cache", ListOf(MAP_CACHE), default=()),
+        Key("map-server", ListOf(MAP_SERVER), default=()),
+        Key("map-resolver", ListOf(MAP_RESOLVER), default=()),
+        Key("registration", REGISTRATION),
+        Key("resolver", RESOLVER),
+        Key("mapping-system", MAPPING_SYSTEM),
+        Key("site", ListOf(SITE), default=()),
     ),
     build=build_config,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.dataplane.outputs import Drop, Encap, Output, ToTun
+from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
 from lispd.dataplane.ratelimit import TokenBucket
 from lispd.fastpath.header import build_header
 from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
@@ -19,7 +19,6 @@ OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}  # outer IP + UDP + LISP header
 DROP_BAD_INNER = Drop("bad-inner-header")
 DROP_SOURCE_NOT_EID = Drop("source-not-eid")
 DROP_NOT_UNICAST = Drop("not-unicast")
-DROP_MISS = Drop("map-cache-miss")
 DROP_NO_RLOC = Drop("no-usable-rloc")
 DROP_TOO_BIG = Drop("too-big-rate-limited")
 
@@ -77,8 +76,8 @@ class Itr:
             return DROP_NOT_UNICAST if _multicast(flow.dst) else DROP_SOURCE_NOT_EID
         now = self.clock()
         entry = self.mapcache.lookup(iid, flow.dst, now)
-        if entry is None:
-            return DROP_MISS
+        if entry is None or entry.action == "send-map-request":
+            return Miss(iid, flow.dst, flow.src)
         if entry.action != "encapsulate":
             return Drop("action-" + entry.action)
         h = flow_hash(flow)

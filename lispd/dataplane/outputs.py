@@ -23,10 +23,18 @@ class ToTun(NamedTuple):
     packet: bytes
 
 
+class Miss(NamedTuple):
+    """No mapping yet for ``dst`` in instance ``iid``: resolve it (and hold the packet)."""
+
+    iid: int
+    dst: bytes  # packed inner destination
+    src: bytes  # packed inner source (the Map-Request's source EID)
+
+
 class Drop(NamedTuple):
     """Drop the packet; ``reason`` names the counter."""
 
     reason: str
 
 
-Output = Encap | ToTun | Drop
+Output = Encap | ToTun | Miss | Drop

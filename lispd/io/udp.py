@@ -84,6 +84,18 @@ def open_receive_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.so
     return sock
 
 
+def open_control_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.socket:
+    """The LISP control socket on ``addr``:``port`` (4342), non-blocking, real checksums."""
+    sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if addr.version == 6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setblocking(False)
+    _set_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, SOCKET_BUFFER)
+    sock.bind((str(addr), port))
+    return sock
+
+
 def open_send_pool(
     addr: IPv4Address | IPv6Address, size: int, rng: random.Random | None = None
 ) -> list[socket.socket]:

@@ -12,7 +12,13 @@ captures), ``lab`` (the builder), ``plans`` (ready-made topologies).
 
 from lispd.lab.lab import DEFAULT_SYSCTLS, FORWARDING_SYSCTLS, LISPD_ARGV, Lab
 from lispd.lab.netns import CommandError, LabError, cleanup_stale
-from lispd.lab.plans import TwoSitePlan, two_site_topology
+from lispd.lab.plans import (
+    MappingSystemPlan,
+    SiteHandle,
+    TwoSitePlan,
+    mapping_system_topology,
+    two_site_topology,
+)
 from lispd.lab.process import Capture, DaemonHandle, DaemonStartError
 from lispd.lab.topology import (
     Interface,
@@ -36,12 +42,15 @@ __all__ = [
     "Lab",
     "LabError",
     "Link",
+    "MappingSystemPlan",
     "Node",
     "NodeKind",
     "Route",
+    "SiteHandle",
     "Topology",
     "TopologyError",
     "TwoSitePlan",
     "cleanup_stale",
+    "mapping_system_topology",
     "two_site_topology",
 ]

@@ -131,3 +131,86 @@ def two_site_topology(
     topo.route(x2, p.underlay_v4, via=p.r_xtr2_v4)
     topo.route(x2, p.underlay_v6, via=p.r_xtr2_v6)
     return p
+
+
+@dataclass(frozen=True)
+class SiteHandle:
+    """One LISP site of :func:`mapping_system_topology`: its host, xTR and addresses."""
+
+    index: int
+    host: str
+    xtr: str
+    prefix_v4: str
+    prefix_v6: str
+    host_v4: str
+    host_v6: str
+    gateway_v4: str
+    gateway_v6: str
+    rloc: str  # the xTR's IPv4 RLOC (the underlay is IPv4 only)
+    router_side: str  # R's address on the xTR link
+
+
+@dataclass(frozen=True)
+class MappingSystemPlan:
+    """Nodes and addresses of :func:`mapping_system_topology`."""
+
+    topology: Topology = field(compare=False, repr=False)
+    sites: tuple[SiteHandle, ...] = ()
+    r: str = "r"
+    msmr: str = "msmr"
+    msmr_rloc: str = "192.0.2.30"
+    r_msmr: str = "192.0.2.29"
+    underlay_v4: str = "192.0.2.0/24"
+    eid_space_v4: str = "198.51.100.0/24"
+    eid_space_v6: str = "2001:db8:100::/48"
+    outside_v4: str = "203.0.113.5"
+
+
+def mapping_system_topology(sites: int = 3) -> MappingSystemPlan:
+    """``sites`` LISP sites and one MS/MR around a core router R, IPv4 underlay (the seed
+    "IPv6 over IPv4 transition" lab)::
+
+        hN ---- xtrN ---- R ---- msmr        (N = 1..sites, each xtrN also on R)
+
+    Site N: 198.51.100.(16*(N-1))/28 and 2001:db8:100:N::/64, host .2/::2, xTR .1/::1.
+    xtrN - R: 192.0.2.(4*(N-1)) /30, R takes .1, the xTR .2.  msmr - R: 192.0.2.28/30.
+    xTRs and the MS/MR reach the underlay 192.0.2.0/24 via R; nothing else is routed.
+    """
+    if not 1 <= sites <= 7:
+        raise ValueError("1 to 7 sites")
+    topo = Topology()
+    r = topo.router("r")
+    handles = []
+    for n in range(1, sites + 1):
+        base4 = 16 * (n - 1)
+        link4 = 4 * (n - 1)
+        site = SiteHandle(
+            index=n,
+            host=f"h{n}",
+            xtr=f"xtr{n}",
+            prefix_v4=f"198.51.100.{base4}/28",
+            prefix_v6=f"2001:db8:100:{n}::/64",
+            host_v4=f"198.51.100.{base4 + 2}",
+            host_v6=f"2001:db8:100:{n}::2",
+            gateway_v4=f"198.51.100.{base4 + 1}",
+            gateway_v6=f"2001:db8:100:{n}::1",
+            rloc=f"192.0.2.{link4 + 2}",
+            router_side=f"192.0.2.{link4 + 1}",
+        )
+        host, xtr = topo.host(site.host), topo.lisp_router(site.xtr)
+        topo.link(
+            host,
+            xtr,
+            [f"{site.host_v4}/28", f"{site.host_v6}/64"],
+            [f"{site.gateway_v4}/28", f"{site.gateway_v6}/64"],
+        )
+        topo.link(xtr, r, [f"{site.rloc}/30"], [f"{site.router_side}/30"])
+        topo.route(host, "default", via=site.gateway_v4)
+        topo.route(host, "default", via=site.gateway_v6)
+        topo.route(xtr, "192.0.2.0/24", via=site.router_side)
+        handles.append(site)
+    plan = MappingSystemPlan(topo, tuple(handles))
+    msmr = topo.lisp_router(plan.msmr)
+    topo.link(msmr, r, [f"{plan.msmr_rloc}/30"], [f"{plan.r_msmr}/30"])
+    topo.route(msmr, plan.underlay_v4, via=plan.r_msmr)
+    return plan

@@ -1,0 +1,116 @@
+"""From a validated configuration to the objects a node runs: tables and control machines.
+
+Pure construction, no I/O: the daemon calls these, and tests can build a node's brain without
+root or sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from lispd.config import Config
+from lispd.control.mapresolver import MapResolver
+from lispd.control.mapserver import MapServer, SitePrefixSpec, SiteSpec
+from lispd.control.plane import ControlPlane
+from lispd.control.registrar import MapServerTarget, Registrar
+from lispd.control.resolver import Resolver, ResolverSettings
+from lispd.control.responder import MapReplier, SmrSender, database_records
+from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+
+
+def rloc_entries(rlocs: Iterable[Any]) -> tuple[RlocEntry, ...]:
+    """Configured RLOCs as map-cache RLOC entries."""
+    return tuple(RlocEntry(r.address, r.priority, r.weight) for r in rlocs)
+
+
+def build_database(config: Config) -> LocalDatabase:
+    """The local database (the node's own EID-prefixes)."""
+    database = LocalDatabase()
+    for m in config.database:
+        database.add(DatabaseEntry(m.instance_id, m.prefix, rloc_entries(m.rlocs)))
+    return database
+
+
+def build_tables(config: Config, now: float) -> tuple[MapCache, LocalDatabase]:
+    """The static map-cache and the local database described by ``config``."""
+    mapcache = MapCache()
+    for m in config.map_cache:
+        action = "encapsulate" if m.rlocs else (m.action or "drop")
+        ttl = None if m.ttl is None else m.ttl * 60.0
+        mapcache.add(
+            MapCacheEntry(
+                iid=m.instance_id,
+                prefix=m.prefix,
+                rlocs=rloc_entries(m.rlocs),
+                action=action,
+                ttl=ttl,
+                created=now,
+                source="static",
+            )
+        )
+    return mapcache, build_database(config)
+
+
+def build_control_plane(
+    config: Config,
+    database: LocalDatabase,
+    rng: Callable[[], int],
+    first_register_nonce: int | None = None,
+) -> ControlPlane:
+    """The control machines the node's roles need.  ``first_register_nonce`` starts the
+    Map-Register nonce sequence (the daemon derives it from the wall clock so that it keeps
+    increasing across restarts, as Map-Servers that check replay want)."""
+    roles = config.daemon.roles
+    rlocs = tuple(config.underlay.rlocs)
+    plane = ControlPlane()
+    if "itr" in roles and config.map_resolvers:
+        r = config.resolver
+        settings = ResolverSettings(
+            retries=r.retries,
+            retry_interval=r.retry_interval,
+            queue_per_entry=r.queue_per_entry,
+            queue_total=r.queue_total,
+            queue_timeout=r.queue_timeout,
+            min_request_interval=r.min_request_interval,
+            max_requests_per_second=r.max_requests_per_second,
+            max_ttl_minutes=r.max_ttl,
+        )
+        plane.resolver = Resolver(config.map_resolvers, rlocs, settings, rng)
+    if "etr" in roles:
+        reg = config.registration
+        plane.replier = MapReplier(database, rlocs, record_ttl=reg.record_ttl)
+        plane.smr = SmrSender(rlocs, rng)
+        if config.map_servers:
+            targets = [
+                MapServerTarget(ms.address, ms.key, ms.key_id, ms.proxy_reply)
+                for ms in config.map_servers
+            ]
+            plane.registrar = Registrar(
+                targets,
+                database_records(database.entries(), rlocs, reg.record_ttl),
+                interval=reg.interval,
+                want_map_notify=reg.want_map_notify,
+                rng=rng,
+                first_nonce=first_register_nonce,
+            )
+    if "map-server" in roles:
+        sites = [
+            SiteSpec(
+                s.name,
+                s.key,
+                tuple(
+                    SitePrefixSpec(p.instance_id, p.prefix, p.accept_more_specifics)
+                    for p in s.prefixes
+                ),
+            )
+            for s in config.sites
+        ]
+        plane.map_server = MapServer(
+            sites, registration_timeout=config.mapping_system.registration_timeout, rng=rng
+        )
+        if "map-resolver" in roles:
+            plane.map_resolver = MapResolver(
+                plane.map_server, negative_ttl_minutes=config.mapping_system.negative_ttl
+            )
+    return plane

@@ -1,0 +1,155 @@
+"""The Map-Resolver (RFC 9301 section 8.3), in front of a co-located Map-Server.
+
+A sans-IO machine: :meth:`MapResolver.on_ecm` takes an Encapsulated Control Message received on
+UDP 4342 and the caller's monotonic time, and returns what to send.  A Map-Request for a
+registered EID goes to the :class:`~lispd.control.mapserver.MapServer` (which proxy-replies or
+forwards it to the ETR); for any other EID the Map-Resolver answers with a negative Map-Reply
+itself (no locators), sent to one of the request's ITR-RLOCs at the ECM's inner UDP source port.
+
+Negative replies come in two kinds:
+
+``natively-forward`` (the EID is outside every configured site prefix)
+    The record's EID-prefix is the LARGEST prefix holding the requested address that overlaps
+    no configured site prefix and no registration, so that one reply covers as much non-LISP
+    space as possible (RFC 9301: the Map-Resolver returns the least-specific prefix for which
+    no more-specific EID-prefix exists).  Action Natively-Forward, TTL ``negative_ttl_minutes``
+    (15 by default, as lispers.net does).
+
+``send-map-request`` (the EID is inside a configured site prefix nobody has registered)
+    The space is EID space, just not reachable yet: telling the ITR to forward natively would
+    leak the site's traffic outside the overlay, and a Drop would black-hole it for the whole
+    negative TTL.  lispd answers Send-Map-Request with a TTL of 1 minute
+    (:data:`UNREGISTERED_TTL_MINUTES`), so the ITR keeps the space in its map-cache, drops
+    while waiting (as for any miss) and asks again a minute later, when the site may have
+    registered (lispers.net's private ACT 7 "not-registered-yet" means the same but other
+    implementations treat unknown ACT values as Drop).  The prefix is the configured site
+    prefix itself, or — when more-specifics of it are registered — the largest prefix inside
+    it that holds the address and overlaps none of them.
+
+Refusals are counted in :attr:`MapResolver.drops` and logged once each at WARNING through
+``lispd.control.mapresolver``; accepted work in :attr:`MapResolver.stats`: ``answered`` (a proxy
+Map-Reply from the Map-Server), ``forwarded`` (sent to the ETR), ``negative`` (every negative
+reply) and ``negative-unregistered`` (those of the second kind).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from lispd.control.mapserver import (
+    IPAddress,
+    IPNetwork,
+    MapServer,
+    reply_destination,
+    request_eid,
+)
+from lispd.control.outputs import SendControl
+from lispd.wire.address import eid_prefix
+from lispd.wire.ecm import TYPE_ECM, EncapsulatedControl
+from lispd.wire.errors import EncodeError
+from lispd.wire.mapreply import TYPE_MAP_REPLY, MapReply, encode_map_reply
+from lispd.wire.maprequest import MapRequest
+from lispd.wire.records import Action, EidRecord
+
+log = logging.getLogger("lispd.control.mapresolver")
+
+DEFAULT_NEGATIVE_TTL_MINUTES = 15
+"""TTL of Natively-Forward negative replies (lispers.net's value; Cisco used 1)."""
+
+UNREGISTERED_TTL_MINUTES = 1
+"""TTL of Send-Map-Request replies for configured but unregistered site space."""
+
+ECM_NOT_MAP_REQUEST = "ecm-not-map-request"
+REQUEST_BAD_EID = "request-bad-eid"
+REQUEST_BAD_PORT = "request-bad-port"
+REQUEST_NO_ITR_RLOC = "request-no-itr-rloc"
+REQUEST_ENCODE_FAILED = "request-encode-failed"
+
+
+def _narrower(a: IPNetwork, b: IPNetwork) -> IPNetwork:
+    """The longer of two prefixes that hold the same address (so one contains the other)."""
+    return a if a.prefixlen >= b.prefixlen else b
+
+
+class MapResolver:
+    """Resolves ECM'd Map-Requests: through the Map-Server, or with a negative Map-Reply."""
+
+    def __init__(
+        self, map_server: MapServer, negative_ttl_minutes: int = DEFAULT_NEGATIVE_TTL_MINUTES
+    ) -> None:
+        """Resolve against ``map_server``'s sites and registrations."""
+        if not 0 <= negative_ttl_minutes <= 0xFFFFFFFF:
+            raise ValueError("negative_ttl_minutes must fit 32 bits")
+        self.map_server = map_server
+        self.negative_ttl_minutes = negative_ttl_minutes
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+
+    def _refuse(self, reason: str, ecm: EncapsulatedControl, detail: str = "") -> None:
+        self.drops[reason] += 1
+        extra = f" {detail}" if detail else ""
+        log.warning(
+            "map-request refused reason=%s src=%s:%d%s", reason, ecm.inner_ip.src, ecm.sport, extra
+        )
+
+    def negative_answer(self, iid: int, address: IPAddress) -> tuple[IPNetwork, Action, int] | None:
+        """(EID-prefix, action, TTL minutes) of the negative reply for ``address`` in ``iid``,
+        or None when a registration covers it (the Map-Server answers then)."""
+        ms = self.map_server
+        registered = ms.registration_tables.largest_uncovered(iid, address)
+        if registered is None:
+            return None
+        configured = ms.site_prefix_tables.largest_uncovered(iid, address)
+        if configured is None:  # inside a configured site prefix: EID space, not registered
+            site = ms.site_prefix(iid, address)
+            prefix = registered if site is None else _narrower(site[0], registered)
+            return prefix, Action.SEND_MAP_REQUEST, UNREGISTERED_TTL_MINUTES
+        return _narrower(configured, registered), Action.NATIVELY_FORWARD, self.negative_ttl_minutes
+
+    def on_ecm(self, ecm: EncapsulatedControl, now: float) -> list[SendControl]:
+        """Handle an ECM received by the Map-Resolver; returns what to send (maybe nothing)."""
+        request = ecm.message
+        if not isinstance(request, MapRequest):
+            self._refuse(ECM_NOT_MAP_REQUEST, ecm, f"message={type(request).__name__}")
+            return []
+        eid = request_eid(request)
+        if eid is None:
+            self._refuse(REQUEST_BAD_EID, ecm)
+            return []
+        out = self.map_server.on_map_request(ecm, now)
+        if out is not None:
+            for send in out:
+                kind = send.payload[0] >> 4 if send.payload else None
+                if kind == TYPE_MAP_REPLY:
+                    self.stats["answered"] += 1
+                elif kind == TYPE_ECM:
+                    self.stats["forwarded"] += 1
+            return out
+
+        iid, address = eid
+        answer = self.negative_answer(iid, address)
+        if answer is None:  # pragma: no cover - the Map-Server would have answered
+            return []
+        prefix, action, ttl = answer
+        if not 0 < ecm.sport <= 0xFFFF:
+            self._refuse(REQUEST_BAD_PORT, ecm)
+            return []
+        dst = reply_destination(request, ecm)
+        if dst is None:
+            self._refuse(REQUEST_NO_ITR_RLOC, ecm, f"eid=[{iid}]{address}")
+            return []
+        eid_addr, mask_len = eid_prefix(iid, prefix)
+        record = EidRecord(eid=eid_addr, mask_len=mask_len, ttl=ttl, action=action)
+        try:
+            payload = encode_map_reply(MapReply(nonce=request.nonce, records=(record,)))
+        except EncodeError as exc:
+            self._refuse(REQUEST_ENCODE_FAILED, ecm, f"error={exc}")
+            return []
+        self.stats["negative"] += 1
+        if action == Action.SEND_MAP_REQUEST:
+            self.stats["negative-unregistered"] += 1
+        return [SendControl(dst, ecm.sport, payload)]
+
+    def __repr__(self) -> str:
+        return f"<MapResolver negative-ttl={self.negative_ttl_minutes}min {self.map_server!r}>"

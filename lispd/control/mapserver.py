@@ -1,0 +1,623 @@
+"""The Map-Server (RFC 9301 sections 8.2-8.4): site registrations and Map-Request delivery.
+
+A sans-IO machine: every method takes the caller's monotonic time ``now`` (seconds) and returns
+what to send as :class:`~lispd.control.outputs.SendControl`; nothing here touches a socket, the
+event loop or the wall clock.  Every input that is malformed, unauthenticated or against policy
+is dropped, counted in :attr:`MapServer.drops` under a reason, logged once at WARNING and never
+raises.
+
+Registration (:meth:`MapServer.on_map_register`), in this order:
+
+1. at least one EID-record, key-id 1 (HMAC-SHA-1-96) or 2 (HMAC-SHA-256-128);
+2. every EID-record is an IP EID-prefix (optionally in an instance-ID LCAF) that one configured
+   site allows: exactly one of its prefixes, or a more-specific one when that prefix accepts
+   more-specifics.  All records must be allowed by one same site;
+3. the HMAC verifies with that site's key (nothing is installed otherwise);
+4. the nonce is not a replay (see below);
+5. one :class:`Registration` per EID-record is installed or refreshed, keyed by (instance-ID,
+   EID-prefix): the latest authenticated Map-Register for a prefix replaces the previous one
+   (the merge bit is not implemented, so every xTR of a multi-homed site should register all of
+   the site's RLOCs, as OOR and lispers.net do when so configured);
+6. a Map-Notify is returned when the Map-Register asked for one (M bit).
+
+Registrations live ``registration_timeout`` seconds (180, three missed 60 s refreshes), or the
+record TTL in minutes when the Map-Register has the T bit; T with a record TTL of 0 removes the
+site's registration of that prefix at once (a deregistration).
+
+Nonce replay.  RFC 9301 asks the Map-Server to accept only strictly increasing nonces per
+(xTR-ID, key), but deployed xTRs (lispers.net, Cisco, OOR, pylisp) send random nonces and
+persist nothing across restarts, so an increasing-nonce rule would lock them out.  lispd keeps
+the last nonce seen per (site, xTR-ID — or the source address when the Map-Register carries no
+xTR-ID) and refuses only an exact repeat of it within ``registration_timeout`` seconds
+(``register-replayed``): a captured Map-Register cannot be replayed back-to-back to resurrect
+or flip a registration inside its lifetime.  ``check_replay=False`` turns the check off for
+xTRs that send a constant nonce.
+
+Map-Requests (:meth:`MapServer.on_map_request`, called by the Map-Resolver with the ECM it
+received) for a registered EID are answered by the Map-Server itself when the registration
+asked for proxy replies (P bit), else forwarded to the registered ETR inside a new ECM with the
+E (to-ETR) bit.  An EID with no registration returns None: the Map-Resolver answers negatively.
+An ECM that already carries the E bit is refused: it is meant for an ETR, and forwarding it again
+could loop between co-located roles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.mapcache.prefixes import MAX_IID
+from lispd.mapcache.scoped import ScopedTables
+from lispd.wire import auth
+from lispd.wire.address import AfiListAddress, InstanceIdAddress, split_eid
+from lispd.wire.ecm import EncapsulatedControl, encode_ecm
+from lispd.wire.errors import EncodeError, WireError
+from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
+from lispd.wire.mapreply import MapReply, encode_map_reply
+from lispd.wire.maprequest import MapRequest
+from lispd.wire.records import EidRecord, Locator
+
+log = logging.getLogger("lispd.control.mapserver")
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+DEFAULT_REGISTRATION_TIMEOUT = 180.0
+"""Seconds a registration lives without a refresh (RFC 9301: three 60 s periods)."""
+
+_ACCEPTED_KEY_IDS = (auth.KeyId.HMAC_SHA_1_96, auth.KeyId.HMAC_SHA_256_128)
+
+# Drop reasons, one spelling for counters, logs and tests.
+REGISTER_NO_RECORDS = "register-no-records"
+REGISTER_BAD_KEY_ID = "register-bad-key-id"
+REGISTER_BAD_EID = "register-bad-eid"
+REGISTER_UNKNOWN_SITE = "register-unknown-site"
+REGISTER_PREFIX_NOT_ALLOWED = "register-prefix-not-allowed"
+REGISTER_MULTIPLE_SITES = "register-multiple-sites"
+REGISTER_MALFORMED = "register-malformed"
+REGISTER_AUTH_FAILED = "register-auth-failed"
+REGISTER_REPLAYED = "register-replayed"
+NOTIFY_ENCODE_FAILED = "notify-encode-failed"
+REQUEST_NOT_MAP_REQUEST = "request-not-map-request"
+REQUEST_TO_ETR = "request-to-etr"
+REQUEST_BAD_EID = "request-bad-eid"
+REQUEST_BAD_PORT = "request-bad-port"
+REQUEST_NO_ITR_RLOC = "request-no-itr-rloc"
+REQUEST_NO_ETR_LOCATOR = "request-no-etr-locator"
+REQUEST_ENCODE_FAILED = "request-encode-failed"
+
+
+@dataclass(frozen=True, slots=True)
+class SitePrefixSpec:
+    """One EID-prefix a site may register, in instance ``iid``."""
+
+    iid: int
+    prefix: IPNetwork
+    accept_more_specifics: bool = False
+    """Also accept registrations of prefixes strictly inside ``prefix``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSpec:
+    """A site allowed to register: its name, shared key and EID-prefixes."""
+
+    name: str
+    key: bytes = field(repr=False)
+    prefixes: tuple[SitePrefixSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One registered EID-prefix: what an authenticated Map-Register said about it."""
+
+    site: str
+    iid: int
+    prefix: IPNetwork
+    record: EidRecord
+    """The EID-record as registered (EID as on the wire, locators, TTL, action)."""
+    registered_by: IPAddress
+    """Source address of the last accepted Map-Register."""
+    registered_by_port: int
+    first_registered: float
+    last_registered: float
+    expires: float
+    proxy_reply: bool = False
+    xtr_id: int | None = None
+    site_id: int | None = None
+
+    @property
+    def locators(self) -> tuple[Locator, ...]:
+        """The registered RLOCs."""
+        return self.record.locators
+
+    @property
+    def ttl(self) -> int:
+        """The registered record TTL in minutes (what proxy replies hand out)."""
+        return self.record.ttl
+
+
+# --- helpers shared with the Map-Resolver ----------------------------------------------------
+
+
+def request_eid(request: MapRequest) -> tuple[int, IPAddress] | None:
+    """(instance-ID, address) of a Map-Request's first EID-record; None when it is not IP."""
+    if not request.records:
+        return None
+    first = request.records[0]
+    try:
+        iid, net = split_eid(first.address, first.mask_len)
+    except ValueError:
+        return None
+    if net is None:
+        return None
+    address = first.address
+    if isinstance(address, InstanceIdAddress):
+        address = address.address
+    if not isinstance(address, IPv4Address | IPv6Address):
+        return None
+    return iid, address
+
+
+def _reply_rloc_ok(addr: object) -> bool:
+    return (
+        isinstance(addr, IPv4Address | IPv6Address)
+        and not addr.is_unspecified
+        and not addr.is_multicast
+        and not addr.is_loopback
+    )
+
+
+def reply_destination(request: MapRequest, ecm: EncapsulatedControl) -> IPAddress | None:
+    """The ITR-RLOC a Map-Reply to ``request`` goes to, or None when none is usable.
+
+    Plain IPv4/IPv6 ITR-RLOCs (and those listed in an AFI-list LCAF) are candidates; unspecified,
+    multicast and loopback addresses are skipped.  One of the family of the ECM's inner source
+    address is preferred (the ITR could source the request from that family), else the first.
+    """
+    candidates: list[IPAddress] = []
+    for rloc in request.itr_rlocs:
+        items: Iterable[object] = rloc.addresses if isinstance(rloc, AfiListAddress) else (rloc,)
+        candidates.extend(a for a in items if _reply_rloc_ok(a))  # type: ignore[misc]
+    if not candidates:
+        return None
+    family = ecm.inner_ip.src.version
+    for addr in candidates:
+        if addr.version == family:
+            return addr
+    return candidates[0]
+
+
+def best_etr_locator(record: EidRecord) -> IPAddress | None:
+    """The RLOC a Map-Request is forwarded to: a reachable IPv4/IPv6 locator of priority < 255
+    with the lowest priority, then the highest weight, then the first listed."""
+    best: Locator | None = None
+    for loc in record.locators:
+        if not (loc.usable and loc.reachable and _reply_rloc_ok(loc.address)):
+            continue
+        if best is None or (loc.priority, -loc.weight) < (best.priority, -best.weight):
+            best = loc
+    return None if best is None else best.address  # type: ignore[return-value]
+
+
+def proxy_record(record: EidRecord) -> EidRecord:
+    """The EID-record of a proxy Map-Reply: not authoritative, L and p bits cleared."""
+    return dataclasses.replace(
+        record,
+        authoritative=False,
+        locators=tuple(
+            dataclasses.replace(loc, local=False, probed=False) for loc in record.locators
+        ),
+    )
+
+
+# --- the machine ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedPrefix:
+    """A configured site prefix and the site it belongs to (values of the site-prefix table)."""
+
+    site: SiteSpec
+    spec: SitePrefixSpec
+
+
+class MapServer:
+    """Accepts Map-Registers from configured sites and answers or forwards Map-Requests.
+
+    Attributes:
+        drops: refused inputs by reason (``register-auth-failed``, ``request-bad-eid``...).
+        stats: accepted work: ``map-register-accepted`` (messages), ``registered`` (new
+            prefixes), ``refreshed``, ``deregistered``, ``expired``, ``map-notify-sent``,
+            ``proxy-replied``, ``forwarded``.
+    """
+
+    def __init__(
+        self,
+        sites: Sequence[SiteSpec],
+        registration_timeout: float = DEFAULT_REGISTRATION_TIMEOUT,
+        rng: Callable[[], int] = lambda: secrets.randbits(64),
+        *,
+        check_replay: bool = True,
+    ) -> None:
+        """Serve ``sites``.  Raises ValueError for an unusable site list (a configuration error:
+        duplicate names, empty keys, instance-IDs out of range, a prefix twice in one site).
+
+        ``rng`` returns 64-bit nonces; it is kept for Map-Server-initiated messages (unsolicited
+        Map-Notify) — replies and notifies echo the nonce they answer.
+        """
+        if registration_timeout <= 0:
+            raise ValueError("registration_timeout must be positive")
+        self.registration_timeout = float(registration_timeout)
+        self.rng = rng
+        self.check_replay = check_replay
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self._sites: dict[str, SiteSpec] = {}
+        self._site_prefixes: ScopedTables[tuple[AllowedPrefix, ...]] = ScopedTables()
+        self._registrations: ScopedTables[Registration] = ScopedTables()
+        self._heap: list[tuple[float, int, int, IPNetwork]] = []
+        self._seq = 0
+        self._nonces: dict[tuple[str, object], tuple[int, float]] = {}
+        self._next_nonce_prune = float("-inf")
+        self._load_sites(sites)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _load_sites(self, sites: Sequence[SiteSpec]) -> None:
+        by_name: dict[str, SiteSpec] = {}
+        table: ScopedTables[tuple[AllowedPrefix, ...]] = ScopedTables()
+        for site in sites:
+            if site.name in by_name:
+                raise ValueError(f"site {site.name!r} is configured twice")
+            if not site.key:
+                raise ValueError(f"site {site.name!r} has an empty key")
+            seen: set[tuple[int, IPNetwork]] = set()
+            for spec in site.prefixes:
+                if not isinstance(spec.iid, int) or not 0 <= spec.iid <= MAX_IID:
+                    raise ValueError(f"site {site.name!r}: instance-id {spec.iid!r} out of range")
+                if not isinstance(spec.prefix, IPv4Network | IPv6Network):
+                    raise ValueError(f"site {site.name!r}: {spec.prefix!r} is not an IP prefix")
+                if (spec.iid, spec.prefix) in seen:
+                    raise ValueError(f"site {site.name!r}: [{spec.iid}]{spec.prefix} twice")
+                seen.add((spec.iid, spec.prefix))
+                previous = table.exact(spec.iid, spec.prefix) or ()
+                table.insert(spec.iid, spec.prefix, (*previous, AllowedPrefix(site, spec)))
+            by_name[site.name] = site
+        self._sites = by_name
+        self._site_prefixes = table
+
+    def set_sites(self, sites: Sequence[SiteSpec], now: float) -> list[Registration]:
+        """Replace the site configuration (a reload).  Registrations the new configuration
+        still allows (same site name, prefix still allowed) are kept untouched; the others are
+        removed and returned.  Registrations past their lifetime at ``now`` are expired first
+        (as :meth:`expire`, not returned here).  Raises ValueError, changing nothing, for an
+        unusable list."""
+        self._load_sites(sites)  # builds the new tables aside; assigns only when valid
+        self.expire(now)
+        removed: list[Registration] = []
+        for iid, prefix, reg in list(self._registrations.items()):
+            if reg.site not in {a.site.name for a in self._allowing(iid, prefix)}:
+                self._registrations.delete(iid, prefix)
+                removed.append(reg)
+                log.info("registration removed by reload site=%s eid=[%d]%s", reg.site, iid, prefix)
+        self._nonces = {k: v for k, v in self._nonces.items() if k[0] in self._sites}
+        return removed
+
+    @property
+    def sites(self) -> tuple[SiteSpec, ...]:
+        """The configured sites, by name."""
+        return tuple(self._sites[name] for name in sorted(self._sites))
+
+    def site_prefix(self, iid: int, address: IPAddress) -> tuple[IPNetwork, str] | None:
+        """The most specific configured site prefix holding ``address`` in ``iid`` and the
+        name of (the first) site it belongs to, or None."""
+        try:
+            hit = self._site_prefixes.lookup(iid, address)
+        except ValueError:
+            return None
+        if hit is None:
+            return None
+        return hit[0], hit[1][0].site.name
+
+    @property
+    def site_prefix_tables(self) -> ScopedTables[tuple[AllowedPrefix, ...]]:
+        """The configured site prefixes per (instance-ID, family) (read only, please)."""
+        return self._site_prefixes
+
+    @property
+    def registration_tables(self) -> ScopedTables[Registration]:
+        """The registrations per (instance-ID, family) (read only, please)."""
+        return self._registrations
+
+    def _allowing(self, iid: int, net: IPNetwork) -> list[AllowedPrefix]:
+        """Configured prefixes that allow registering exactly ``net`` in ``iid``."""
+        out: list[AllowedPrefix] = []
+        for prefix, allowed in self._site_prefixes.covering(iid, net):
+            for entry in allowed:
+                if prefix == net or entry.spec.accept_more_specifics:
+                    out.append(entry)
+        return out
+
+    def _overlaps_site(self, iid: int, net: IPNetwork) -> bool:
+        return bool(
+            self._site_prefixes.covering(iid, net) or self._site_prefixes.more_specifics(iid, net)
+        )
+
+    # -- Map-Register --------------------------------------------------------------------------
+
+    def _refuse(self, reason: str, what: str, src: object, sport: int, detail: str = "") -> None:
+        self.drops[reason] += 1
+        extra = f" {detail}" if detail else ""
+        log.warning("%s refused reason=%s src=%s:%d%s", what, reason, src, sport, extra)
+
+    def on_map_register(
+        self, raw: bytes, msg: MapRegister, src: IPAddress, sport: int, now: float
+    ) -> list[SendControl]:
+        """Handle a Map-Register: ``raw`` is the message as received (the HMAC covers it),
+        ``msg`` its decoded form, ``src``:``sport`` where it came from.  Returns the Map-Notify
+        to send when one was asked for and the registration was accepted, else nothing."""
+        if not msg.records:
+            self._refuse(REGISTER_NO_RECORDS, "map-register", src, sport)
+            return []
+        if msg.key_id not in _ACCEPTED_KEY_IDS:
+            self._refuse(REGISTER_BAD_KEY_ID, "map-register", src, sport, f"key-id={msg.key_id}")
+            return []
+
+        # Policy: which sites allow every record?
+        targets: list[tuple[EidRecord, int, IPNetwork]] = []
+        candidates: set[str] | None = None
+        for record in msg.records:
+            try:
+                iid, net = split_eid(record.eid, record.mask_len)
+            except ValueError:
+                net = None
+            if net is None:
+                self._refuse(REGISTER_BAD_EID, "map-register", src, sport)
+                return []
+            allowing = {a.site.name for a in self._allowing(iid, net)}
+            if not allowing:
+                reason = (
+                    REGISTER_PREFIX_NOT_ALLOWED
+                    if self._overlaps_site(iid, net)
+                    else REGISTER_UNKNOWN_SITE
+                )
+                self._refuse(reason, "map-register", src, sport, f"eid=[{iid}]{net}")
+                return []
+            candidates = allowing if candidates is None else candidates & allowing
+            targets.append((record, iid, net))
+        if not candidates:
+            self._refuse(REGISTER_MULTIPLE_SITES, "map-register", src, sport)
+            return []
+
+        # Authentication with the key of (one of) the site(s) allowing every record.
+        site: SiteSpec | None = None
+        try:
+            for name in sorted(candidates):
+                if auth.verify(raw, self._sites[name].key):
+                    site = self._sites[name]
+                    break
+        except WireError as exc:
+            self._refuse(REGISTER_MALFORMED, "map-register", src, sport, f"error={exc.reason}")
+            return []
+        if site is None:
+            names = ",".join(sorted(candidates))
+            self._refuse(REGISTER_AUTH_FAILED, "map-register", src, sport, f"site={names}")
+            return []
+
+        # Replay: an exact repeat of the last nonce from this sender within the timeout.
+        sender: object = ("xtr-id", msg.xtr_id) if msg.xtr_id is not None else ("addr", src)
+        nonce_key = (site.name, sender)
+        last = self._nonces.get(nonce_key)
+        if (
+            self.check_replay
+            and last is not None
+            and last[0] == msg.nonce
+            and now - last[1] < self.registration_timeout
+        ):
+            self._refuse(
+                REGISTER_REPLAYED,
+                "map-register",
+                src,
+                sport,
+                f"site={site.name} nonce={msg.nonce:#x}",
+            )
+            return []
+        self._nonces[nonce_key] = (msg.nonce, now)
+        self.stats["map-register-accepted"] += 1
+
+        for record, iid, net in targets:
+            self._install(site, record, iid, net, msg, src, sport, now)
+
+        if not msg.want_map_notify:
+            return []
+        notify = MapNotify(
+            nonce=msg.nonce,
+            records=msg.records,
+            key_id=msg.key_id,
+            xtr_id=msg.xtr_id,
+            site_id=msg.site_id,
+        )
+        try:
+            payload = encode_signed(notify, site.key)
+        except EncodeError as exc:
+            self._refuse(NOTIFY_ENCODE_FAILED, "map-notify", src, sport, f"error={exc}")
+            return []
+        self.stats["map-notify-sent"] += 1
+        return [SendControl(src, sport, payload)]
+
+    def _install(
+        self,
+        site: SiteSpec,
+        record: EidRecord,
+        iid: int,
+        net: IPNetwork,
+        msg: MapRegister,
+        src: IPAddress,
+        sport: int,
+        now: float,
+    ) -> None:
+        previous = self._registrations.exact(iid, net)
+        lifetime = record.ttl * 60.0 if msg.ttl_timeout else self.registration_timeout
+        if lifetime <= 0:
+            if previous is not None and previous.site == site.name:
+                self._registrations.delete(iid, net)
+                self.stats["deregistered"] += 1
+                log.info("deregistered site=%s eid=[%d]%s src=%s", site.name, iid, net, src)
+            return
+        same = previous is not None and previous.site == site.name
+        reg = Registration(
+            site=site.name,
+            iid=iid,
+            prefix=net,
+            record=record,
+            registered_by=src,
+            registered_by_port=sport,
+            first_registered=previous.first_registered if same and previous else now,
+            last_registered=now,
+            expires=now + lifetime,
+            proxy_reply=msg.proxy_reply,
+            xtr_id=msg.xtr_id,
+            site_id=msg.site_id,
+        )
+        self._registrations.insert(iid, net, reg)
+        self._seq += 1
+        heapq.heappush(self._heap, (reg.expires, self._seq, iid, net))
+        if same:
+            self.stats["refreshed"] += 1
+        else:
+            self.stats["registered"] += 1
+            rlocs = ",".join(str(loc.address) for loc in record.locators) or "none"
+            log.info(
+                "registered site=%s eid=[%d]%s rlocs=%s src=%s:%d proxy-reply=%s",
+                site.name,
+                iid,
+                net,
+                rlocs,
+                src,
+                sport,
+                msg.proxy_reply,
+            )
+
+    # -- registrations -------------------------------------------------------------------------
+
+    def registrations(self) -> list[Registration]:
+        """Every registration, in (instance-ID, family, prefix) order."""
+        return [reg for _iid, _net, reg in self._registrations.items()]
+
+    def lookup(self, iid: int, address: IPAddress | str) -> Registration | None:
+        """The registration with the longest prefix covering ``address`` in ``iid``."""
+        try:
+            hit = self._registrations.lookup(iid, address)
+        except ValueError:
+            return None
+        return None if hit is None else hit[1]
+
+    def _is_current(self, expires: float, iid: int, net: IPNetwork) -> Registration | None:
+        reg = self._registrations.exact(iid, net)
+        return reg if reg is not None and reg.expires == expires else None
+
+    def expire(self, now: float) -> list[Registration]:
+        """Remove and return the registrations whose lifetime ended at or before ``now``."""
+        removed: list[Registration] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            expires, _seq, iid, net = heapq.heappop(heap)
+            reg = self._is_current(expires, iid, net)
+            if reg is None:
+                continue  # refreshed, replaced or removed since
+            self._registrations.delete(iid, net)
+            removed.append(reg)
+            self.stats["expired"] += 1
+            log.info(
+                "registration expired site=%s eid=[%d]%s last-registered-by=%s",
+                reg.site,
+                iid,
+                net,
+                reg.registered_by,
+            )
+        if now >= self._next_nonce_prune:
+            # Forget nonces older than the replay window (they could not be refused any more).
+            horizon = now - self.registration_timeout
+            self._nonces = {k: v for k, v in self._nonces.items() if v[1] > horizon}
+            self._next_nonce_prune = now + self.registration_timeout
+        return removed
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`expire` next has work (the earliest registration expiry), or None."""
+        heap = self._heap
+        while heap and self._is_current(heap[0][0], heap[0][2], heap[0][3]) is None:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    # -- Map-Request ---------------------------------------------------------------------------
+
+    def on_map_request(self, ecm: EncapsulatedControl, now: float) -> list[SendControl] | None:
+        """Deliver an ECM'd Map-Request for a registered EID.
+
+        Returns None when no registration covers the requested EID (the Map-Resolver answers
+        negatively), else what to send: a proxy Map-Reply to an ITR-RLOC at the ECM's inner UDP
+        source port, or the ECM re-encoded with the E bit to the registered ETR's port 4342.
+        An empty list means the request was refused (counted in :attr:`drops`).  Registrations
+        whose lifetime ended by ``now`` are expired first, as :meth:`expire` would.
+        """
+        self.expire(now)  # a registration past its lifetime answers nothing, timer or not
+        request = ecm.message
+        sport = ecm.sport
+        src = ecm.inner_ip.src
+        if not isinstance(request, MapRequest):
+            self._refuse(REQUEST_NOT_MAP_REQUEST, "ecm", src, sport)
+            return []
+        if ecm.to_etr:
+            self._refuse(REQUEST_TO_ETR, "map-request", src, sport)
+            return []
+        eid = request_eid(request)
+        if eid is None:
+            self._refuse(REQUEST_BAD_EID, "map-request", src, sport)
+            return []
+        iid, address = eid
+        reg = self.lookup(iid, address)
+        if reg is None:
+            return None
+
+        if reg.proxy_reply:
+            if not 0 < sport <= 0xFFFF:
+                self._refuse(REQUEST_BAD_PORT, "map-request", src, sport)
+                return []
+            dst = reply_destination(request, ecm)
+            if dst is None:
+                self._refuse(
+                    REQUEST_NO_ITR_RLOC, "map-request", src, sport, f"eid=[{iid}]{address}"
+                )
+                return []
+            reply = MapReply(nonce=request.nonce, records=(proxy_record(reg.record),))
+            try:
+                payload = encode_map_reply(reply)
+            except EncodeError as exc:
+                self._refuse(REQUEST_ENCODE_FAILED, "map-reply", src, sport, f"error={exc}")
+                return []
+            self.stats["proxy-replied"] += 1
+            return [SendControl(dst, sport, payload)]
+
+        etr = best_etr_locator(reg.record)
+        if etr is None:
+            self._refuse(
+                REQUEST_NO_ETR_LOCATOR, "map-request", src, sport, f"eid=[{iid}]{reg.prefix}"
+            )
+            return []
+        try:
+            payload = encode_ecm(dataclasses.replace(ecm, to_etr=True, to_ms=False))
+        except EncodeError as exc:
+            self._refuse(REQUEST_ENCODE_FAILED, "ecm", src, sport, f"error={exc}")
+            return []
+        self.stats["forwarded"] += 1
+        return [SendControl(etr, LISP_CONTROL_PORT, payload)]
+
+    def __repr__(self) -> str:
+        return f"<MapServer {len(self._sites)} sites {len(self._registrations)} registrations>"

@@ -1,0 +1,196 @@
+"""The control plane of one node: decodes what arrives on UDP 4342, hands each message to the
+machine that the node's roles run, and gathers what they want done.
+
+Sans-IO like the machines it drives: datagrams and the time go in, a :class:`ControlResult`
+(datagrams to send, map-cache entries to install, held packets to push through the ITR again)
+comes out.  The daemon does the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from lispd.control.mapresolver import MapResolver
+from lispd.control.mapserver import MapServer
+from lispd.control.outputs import SendControl
+from lispd.control.registrar import Registrar
+from lispd.control.resolver import Resolver
+from lispd.control.responder import MapReplier, SmrSender
+from lispd.mapcache import MapCacheEntry
+from lispd.wire.address import max_mask_len, split_eid
+from lispd.wire.control import decode_control
+from lispd.wire.ecm import EncapsulatedControl
+from lispd.wire.errors import WireError
+from lispd.wire.info import InfoMessage
+from lispd.wire.mapregister import MapNotify, MapRegister
+from lispd.wire.mapreply import MapReply
+from lispd.wire.maprequest import MapRequest
+
+log = logging.getLogger("lispd.control")
+
+IPAddress = IPv4Address | IPv6Address
+
+
+@dataclass
+class ControlResult:
+    """What the daemon must do after a control-plane input."""
+
+    sends: list[SendControl] = field(default_factory=list)
+    installs: list[MapCacheEntry] = field(default_factory=list)
+    released: list[tuple[int, bytes]] = field(default_factory=list)  # (iid, held packet)
+    dropped: int = 0  # held packets given up
+
+    def merge(self, other: ControlResult) -> None:
+        """Add ``other``'s actions to these."""
+        self.sends += other.sends
+        self.installs += other.installs
+        self.released += other.released
+        self.dropped += other.dropped
+
+
+@dataclass
+class ControlPlane:
+    """The machines this node runs (None for a role it does not have)."""
+
+    resolver: Resolver | None = None
+    registrar: Registrar | None = None
+    replier: MapReplier | None = None
+    smr: SmrSender | None = None
+    map_server: MapServer | None = None
+    map_resolver: MapResolver | None = None
+    # Whether the ITR's map-cache holds a mapping for (iid, EID): an SMR is only acted on for
+    # a mapping we actually cache (the daemon sets this; the resolver cannot see the cache).
+    is_cached: Callable[[int, IPAddress], bool] = lambda _iid, _eid: False
+    drops: Counter[str] = field(default_factory=Counter)
+
+    def machines(self) -> list[object]:
+        """Every machine present, for counters and deadlines."""
+        return [
+            m
+            for m in (
+                self.resolver,
+                self.registrar,
+                self.replier,
+                self.smr,
+                self.map_server,
+                self.map_resolver,
+            )
+            if m is not None
+        ]
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def on_datagram(self, data: bytes, src: str, sport: int, now: float) -> ControlResult:
+        """One datagram received on a LISP control socket from ``src``:``sport``."""
+        try:
+            msg = decode_control(data)
+        except WireError as exc:
+            self.drops["control-" + exc.reason] += 1
+            return ControlResult()
+        source = ip_address(src)
+        if isinstance(msg, MapReply):
+            return self._map_reply(msg, source, now)
+        if isinstance(msg, MapRequest):
+            return self._map_request(msg, sport, source, now)
+        if isinstance(msg, EncapsulatedControl):
+            return self._ecm(msg, source, now)
+        if isinstance(msg, MapRegister):
+            if self.map_server is None:
+                return self._unexpected("map-register")
+            return ControlResult(self.map_server.on_map_register(data, msg, source, sport, now))
+        if isinstance(msg, MapNotify):
+            if msg.ack:
+                return self._unexpected("map-notify-ack")
+            if self.registrar is None:
+                return self._unexpected("map-notify")
+            return ControlResult(self.registrar.on_map_notify(data, msg, source, now))
+        if isinstance(msg, InfoMessage):
+            return self._unexpected("info")  # NAT traversal comes with the RTR role
+        return self._unexpected(type(msg).__name__.lower())
+
+    def _unexpected(self, what: str) -> ControlResult:
+        self.drops[f"control-unexpected-{what}"] += 1
+        return ControlResult()
+
+    def _map_reply(self, msg: MapReply, src: IPAddress, now: float) -> ControlResult:
+        if self.resolver is None:
+            return self._unexpected("map-reply")
+        result = self.resolver.on_map_reply(msg, src, now)
+        return ControlResult(
+            installs=list(result.installs), released=list(result.released), dropped=result.dropped
+        )
+
+    def _map_request(
+        self, msg: MapRequest, sport: int, src: IPAddress, now: float
+    ) -> ControlResult:
+        if msg.smr:
+            if self.resolver is None:
+                return self._unexpected("smr")
+            iid, network = split_eid(msg.source_eid, max_mask_len(msg.source_eid) or 0)
+            if network is None or not self.is_cached(iid, network.network_address):
+                self.drops["smr-not-cached"] += 1
+                return ControlResult()
+            return ControlResult(self.resolver.on_smr(msg, src, now))
+        if self.replier is None:
+            return self._unexpected("map-request")
+        return ControlResult(self._answer(msg, sport, src, now))
+
+    def _answer(self, msg: MapRequest, port: int, src: IPAddress, now: float) -> list[SendControl]:
+        """The ETR answers; an SMR-invoked request also tells the SMR sender that ITR reacted."""
+        assert self.replier is not None
+        if msg.smr_invoked and self.smr is not None:
+            self.smr.saw_invoked(msg.itr_rlocs)
+        return self.replier.on_map_request(msg, port, src, now)
+
+    def _ecm(self, ecm: EncapsulatedControl, src: IPAddress, now: float) -> ControlResult:
+        inner = ecm.message
+        if ecm.to_etr or (self.map_resolver is None and self.map_server is None):
+            # A Map-Server forwarded a request to us as the ETR (or we are only an ETR).
+            if self.replier is None or not isinstance(inner, MapRequest):
+                return self._unexpected("ecm")
+            return ControlResult(self._answer(inner, ecm.sport, src, now))
+        if self.map_resolver is not None:
+            return ControlResult(self.map_resolver.on_ecm(ecm, now))
+        assert self.map_server is not None
+        sends = self.map_server.on_map_request(ecm, now)
+        if sends is None:
+            self.drops["ecm-not-registered"] += 1
+            return ControlResult()
+        return ControlResult(sends)
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def on_timer(self, now: float) -> ControlResult:
+        """Retransmissions, periodic registrations, expiries that are due at ``now``."""
+        result = ControlResult()
+        if self.resolver is not None:
+            sends, dropped = self.resolver.on_timer(now)
+            result.sends += sends
+            result.dropped += dropped
+        if self.registrar is not None:
+            result.sends += self.registrar.on_timer(now)
+        if self.smr is not None:
+            result.sends += self.smr.on_timer(now)
+        if self.map_server is not None:
+            self.map_server.expire(now)
+        return result
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a machine wants :meth:`on_timer` called."""
+        deadlines = [
+            d
+            for m in (self.resolver, self.registrar, self.smr, self.map_server)
+            if m is not None and (d := m.next_deadline()) is not None
+        ]
+        return min(deadlines, default=None)
+
+    def counters(self) -> dict[str, int]:
+        """Every machine's drop counters, merged, for ``show stats``."""
+        merged: Counter[str] = Counter(self.drops)
+        for machine in self.machines():
+            merged.update(getattr(machine, "drops", {}))
+        return dict(merged)

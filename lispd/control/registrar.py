@@ -1,0 +1,321 @@
+"""The ETR side of RFC 9301 registration: Map-Register out, Map-Notify in, Map-Notify-Ack back.
+
+A sans-IO machine like :mod:`lispd.control.resolver`: every input carries ``now`` from the
+daemon's monotonic clock, outputs are :class:`SendControl` values, nonces come from an injected
+source, and :meth:`Registrar.next_deadline` is the one timer to arm.
+
+Every Map-Server target is scheduled on its own: the first :meth:`Registrar.on_timer` call
+registers with all of them, then each one again ``interval`` seconds after its last
+Map-Register.  A target that never answers delays nobody.
+
+Choices:
+
+- Nonces increase by one on every Map-Register (RFC 9301 section 5.6: the Map-Server may drop
+  non-increasing nonces per xTR-ID and key).  The sequence starts at ``first_nonce`` when given
+  (the daemon can derive it from the wall clock so that it also increases across restarts), else
+  at a random 63-bit value from ``rng`` (headroom so it never wraps).
+- A Map-Notify is accepted only from a target's address, with a valid HMAC under that target's
+  key.  Its nonce is then one of the last :data:`RECENT_NONCES` Map-Registers sent to that target
+  (an acknowledgement: the target is marked acknowledged), a nonce already acknowledged (a
+  duplicate, counted and ignored), or none of ours: an unsolicited Map-Notify, answered with a
+  Map-Notify-Ack (same nonce and records, signed with the target's key under the notify's key-id)
+  to the sender's port 4342.
+- ``acknowledged`` in :meth:`Registrar.status` means a Map-Notify acknowledged a registration in
+  the last 3 intervals (so it is never true with ``want_map_notify=False``).
+- Nothing is sent while the database is empty (``stats["register-skipped-empty"]``).
+
+``drops`` counts refused Map-Notifies by reason (``map-notify-unknown-source``,
+``map-notify-bad-auth``, ``map-notify-duplicate``, ``map-notify-ack-unexpected``,
+``map-notify-malformed``); ``stats`` counts events (``registers-sent``, ``notifies-accepted``,
+``unsolicited-notifies``, ``notify-acks-sent``).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import Final
+
+from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.wire import auth
+from lispd.wire.errors import EncodeError, WireError
+from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
+from lispd.wire.records import EidRecord, encode_eid_record
+
+IpAddress = IPv4Address | IPv6Address
+
+RECENT_NONCES: Final = 4
+"""Map-Register nonces remembered per target: a late Map-Notify for one of the last few
+registrations still counts as an acknowledgement."""
+
+ACK_WINDOW_INTERVALS: Final = 3
+"""A target is ``acknowledged`` when its last acknowledgement is at most this many intervals old."""
+
+_MASK64: Final = (1 << 64) - 1
+_MASK63: Final = (1 << 63) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class MapServerTarget:
+    """A Map-Server to register with: its address, shared key and key-id (1 HMAC-SHA-1-96,
+    2 HMAC-SHA-256-128), and whether to ask it for proxy Map-Replies."""
+
+    address: IpAddress
+    key: bytes = field(repr=False)
+    key_id: int = auth.KeyId.HMAC_SHA_256_128
+    proxy_reply: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.address, IPv4Address | IPv6Address):
+            raise TypeError(f"a Map-Server address is an IPv4/IPv6 address, not {self.address!r}")
+        if not isinstance(self.key, bytes) or not self.key:
+            raise ValueError("a Map-Server key is non-empty bytes")
+        if self.key_id not in (auth.KeyId.HMAC_SHA_1_96, auth.KeyId.HMAC_SHA_256_128):
+            raise ValueError(f"key-id {self.key_id} is not 1 (HMAC-SHA-1) or 2 (HMAC-SHA-256)")
+
+
+@dataclass(slots=True, eq=False)
+class _TargetState:
+    target: MapServerTarget
+    next_send: float | None = None  # None: not registered yet, due at once
+    last_sent: float | None = None
+    last_acked: float | None = None
+    registers_sent: int = 0
+    notifies_accepted: int = 0
+    recent: OrderedDict[int, bool] = field(default_factory=OrderedDict)  # nonce -> acked
+
+
+def _check_records(records: Sequence[EidRecord]) -> tuple[EidRecord, ...]:
+    out = tuple(records)
+    if len(out) > 255:
+        raise ValueError("a Map-Register carries at most 255 EID-records")
+    for record in out:
+        if not isinstance(record, EidRecord):
+            raise TypeError(f"a record is an EidRecord, not {type(record).__name__}")
+        encode_eid_record(record)  # EncodeError (a ValueError) now rather than at send time
+    return out
+
+
+class Registrar:
+    """Registers the local database with Map-Servers and verifies their Map-Notifies."""
+
+    def __init__(
+        self,
+        targets: Sequence[MapServerTarget],
+        records: Sequence[EidRecord],
+        interval: float = 60.0,
+        want_map_notify: bool = True,
+        rng: Callable[[], int] | None = None,
+        xtr_id: int | None = None,
+        site_id: int = 0,
+        first_nonce: int | None = None,
+    ) -> None:
+        """``records`` are the wire EID-records of the database as the Map-Servers should hold
+        them (authoritative, locators with the local bit, TTL for proxy replies).  With
+        ``xtr_id`` set, every Map-Register carries it and ``site_id`` (I bit)."""
+        if interval <= 0:
+            raise ValueError("the registration interval must be > 0")
+        if xtr_id is not None and not 0 <= xtr_id < 1 << 128:
+            raise ValueError("the xTR-ID is 128 bits")
+        if not 0 <= site_id < 1 << 64:
+            raise ValueError("the site-ID is 64 bits")
+        self.interval = interval
+        self.want_map_notify = want_map_notify
+        self.xtr_id = xtr_id
+        self.site_id = site_id
+        self._rng: Callable[[], int] = rng if rng is not None else lambda: secrets.randbits(64)
+        self._records = _check_records(records)
+        self._states: list[_TargetState] = [_TargetState(t) for t in self._check_targets(targets)]
+        start = first_nonce if first_nonce is not None else self._rng() & _MASK63
+        self._next_nonce = start & _MASK64
+        self._now: float | None = None
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+
+    @staticmethod
+    def _check_targets(targets: Sequence[MapServerTarget]) -> list[MapServerTarget]:
+        out = list(targets)
+        for target in out:
+            if not isinstance(target, MapServerTarget):
+                raise TypeError(f"a target is a MapServerTarget, not {type(target).__name__}")
+        return out
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    @property
+    def records(self) -> tuple[EidRecord, ...]:
+        """The EID-records being registered."""
+        return self._records
+
+    @property
+    def targets(self) -> tuple[MapServerTarget, ...]:
+        """The Map-Servers registered with."""
+        return tuple(s.target for s in self._states)
+
+    def on_timer(self, now: float) -> list[SendControl]:
+        """Map-Registers due at ``now``: every target on the first call, then each target
+        ``interval`` after its previous one."""
+        self._now = now
+        sends: list[SendControl] = []
+        for state in self._states:
+            if state.next_send is None or state.next_send <= now:
+                sends.extend(self._register(state, now))
+        return sends
+
+    def update_records(self, records: Sequence[EidRecord], now: float) -> list[SendControl]:
+        """The database changed: register the new records with every target at once (each
+        target's period restarts from ``now``)."""
+        self._now = now
+        self._records = _check_records(records)
+        sends: list[SendControl] = []
+        for state in self._states:
+            sends.extend(self._register(state, now))
+        return sends
+
+    def update_targets(self, targets: Sequence[MapServerTarget], now: float) -> list[SendControl]:
+        """Reconfigure the Map-Servers: unchanged targets keep their schedule and state, new
+        ones (or changed key, key-id, proxy flag) register at once, removed ones are forgotten."""
+        self._now = now
+        old = {s.target: s for s in self._states}
+        states: list[_TargetState] = []
+        sends: list[SendControl] = []
+        for target in self._check_targets(targets):
+            state = old.pop(target, None)
+            if state is None:
+                state = _TargetState(target)
+                sends.extend(self._register(state, now))
+            states.append(state)
+        self._states = states
+        return sends
+
+    def on_map_notify(
+        self, raw: bytes, notify: MapNotify, src: IpAddress, now: float
+    ) -> list[SendControl]:
+        """Handle a Map-Notify (``raw`` its bytes, ``notify`` them decoded) from ``src``.
+
+        Returns the Map-Notify-Ack to send for an unsolicited one, else nothing.
+        """
+        self._now = now
+        if notify.ack:
+            self.drops["map-notify-ack-unexpected"] += 1
+            return []
+        states = [s for s in self._states if s.target.address == src]
+        if not states:
+            self.drops["map-notify-unknown-source"] += 1
+            return []
+        state = None
+        for candidate in states:
+            try:
+                ok = auth.verify(raw, candidate.target.key)
+            except WireError:
+                self.drops["map-notify-malformed"] += 1
+                return []
+            if ok:
+                state = candidate
+                break
+        if state is None:
+            self.drops["map-notify-bad-auth"] += 1
+            return []
+        acked = state.recent.get(notify.nonce)
+        if acked is False:
+            state.recent[notify.nonce] = True
+            state.last_acked = now
+            state.notifies_accepted += 1
+            self.stats["notifies-accepted"] += 1
+            return []
+        if acked is True:
+            self.drops["map-notify-duplicate"] += 1
+            return []
+        # Authentic but answering none of our Map-Registers: the Map-Server's own news.
+        self.stats["unsolicited-notifies"] += 1
+        key_id = notify.key_id
+        if key_id not in (auth.KeyId.HMAC_SHA_1_96, auth.KeyId.HMAC_SHA_256_128):
+            key_id = state.target.key_id
+        ack = MapNotify(
+            nonce=notify.nonce,
+            records=notify.records,
+            key_id=key_id,
+            xtr_id=notify.xtr_id if notify.site_id is not None else None,
+            site_id=notify.site_id if notify.xtr_id is not None else None,
+            ack=True,
+        )
+        try:
+            payload = encode_signed(ack, state.target.key)
+        except (EncodeError, ValueError, TypeError):
+            self.drops["map-notify-malformed"] += 1
+            return []
+        self.stats["notify-acks-sent"] += 1
+        return [SendControl(src, LISP_CONTROL_PORT, payload)]
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` next has work: ``-inf`` (at once) before the first call, None
+        without targets."""
+        if not self._states:
+            return None
+        return min(-math.inf if s.next_send is None else s.next_send for s in self._states)
+
+    def status(self, now: float | None = None) -> list[dict[str, object]]:
+        """Per target: address, last-sent, last-acked, acknowledged, registers-sent, ...
+
+        ``acknowledged`` is judged at ``now`` (default: the latest time given to any method).
+        """
+        if now is None:
+            now = self._now
+        window = ACK_WINDOW_INTERVALS * self.interval
+        out: list[dict[str, object]] = []
+        for s in self._states:
+            acknowledged = (
+                s.last_acked is not None and now is not None and now - s.last_acked <= window
+            )
+            out.append(
+                {
+                    "address": str(s.target.address),
+                    "key-id": int(s.target.key_id),
+                    "proxy-reply": s.target.proxy_reply,
+                    "last-sent": s.last_sent,
+                    "last-acked": s.last_acked,
+                    "acknowledged": acknowledged,
+                    "registers-sent": s.registers_sent,
+                    "notifies-accepted": s.notifies_accepted,
+                    "next-send": s.next_send,
+                }
+            )
+        return out
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _take_nonce(self) -> int:
+        nonce = self._next_nonce
+        self._next_nonce = (nonce + 1) & _MASK64
+        return nonce
+
+    def _register(self, state: _TargetState, now: float) -> list[SendControl]:
+        state.next_send = now + self.interval
+        if not self._records:
+            self.stats["register-skipped-empty"] += 1
+            return []
+        target = state.target
+        nonce = self._take_nonce()
+        message = MapRegister(
+            nonce=nonce,
+            records=self._records,
+            key_id=target.key_id,
+            proxy_reply=target.proxy_reply,
+            want_map_notify=self.want_map_notify,
+            xtr_id=self.xtr_id,
+            site_id=self.site_id if self.xtr_id is not None else None,
+        )
+        payload = encode_signed(message, target.key)
+        state.recent[nonce] = False
+        while len(state.recent) > RECENT_NONCES:
+            state.recent.popitem(last=False)
+        state.last_sent = now
+        state.registers_sent += 1
+        self.stats["registers-sent"] += 1
+        return [SendControl(target.address, LISP_CONTROL_PORT, payload)]
