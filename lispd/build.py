@@ -13,6 +13,7 @@ from lispd.config import Config
 from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer, SitePrefixSpec, SiteSpec
 from lispd.control.plane import ControlPlane
+from lispd.control.prober import Prober, ProbeSettings
 from lispd.control.registrar import MapServerTarget, Registrar
 from lispd.control.resolver import Resolver, ResolverSettings
 from lispd.control.responder import MapReplier, SmrSender, database_records
@@ -64,7 +65,7 @@ def build_control_plane(
     roles = config.daemon.roles
     rlocs = tuple(config.underlay.rlocs)
     plane = ControlPlane()
-    if "itr" in roles and config.map_resolvers:
+    if roles & {"itr", "pitr"} and config.map_resolvers:
         r = config.resolver
         settings = ResolverSettings(
             retries=r.retries,
@@ -77,9 +78,19 @@ def build_control_plane(
             max_ttl_minutes=r.max_ttl,
         )
         plane.resolver = Resolver(config.map_resolvers, rlocs, settings, rng)
+    if roles & {"itr", "pitr"} and config.petrs:
+        p = config.probing
+        plane.prober = Prober(
+            rlocs,
+            ProbeSettings(interval=p.interval, timeout=p.timeout, down_after=p.down_after),
+            rng,
+        )
+    reg = config.registration
+    if roles & {"etr", "petr"}:
+        plane.replier = MapReplier(
+            database, rlocs, record_ttl=reg.record_ttl, answer_probes="petr" in roles
+        )
     if "etr" in roles:
-        reg = config.registration
-        plane.replier = MapReplier(database, rlocs, record_ttl=reg.record_ttl)
         plane.smr = SmrSender(rlocs, rng)
         if config.map_servers:
             targets = [

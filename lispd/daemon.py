@@ -23,7 +23,7 @@ from typing import Any
 
 from lispd import __version__
 from lispd.api.server import ControlServer
-from lispd.build import build_control_plane, build_database, build_tables
+from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config, ConfigError, load_config
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.control.plane import ControlResult
@@ -51,7 +51,7 @@ log = logging.getLogger("lispd")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
 SEND_POOL_SIZE = 8  # outer source ports per address family
-DATA_ROLES = frozenset({"itr", "etr"})
+DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr"})
 SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
 
 
@@ -76,11 +76,13 @@ class Daemon:
                 self.counters,
                 nonce=lambda: self.rng.getrandbits(24),
                 clock=clock,
+                proxy="pitr" in roles,
+                petrs=rloc_entries(config.petrs),
             )
-            if "itr" in roles
+            if roles & {"itr", "pitr"}
             else None
         )
-        self.etr = Etr(self.database) if "etr" in roles else None
+        self.etr = Etr(self.database, petr="petr" in roles) if roles & {"etr", "petr"} else None
         self.control = build_control_plane(
             config,
             self.database,
@@ -130,6 +132,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if self.control.prober is not None:
+            now = self.clock()
+            for petr in cfg.petrs:
+                self._send_control(self.control.prober.watch(petr.address, None, now))
         self._on_timer()  # first registrations go out now
         summary = (
             f"roles={','.join(sorted(cfg.daemon.roles))} "
@@ -329,6 +335,13 @@ class Daemon:
         self._send_control(result.sends)
         for _iid, pkt in result.released:
             self._itr_packet(pkt, held=True)
+        if result.rloc_changes and self.itr is not None:
+            state = {c.rloc: c.up for c in result.rloc_changes}
+            for change in result.rloc_changes:
+                log.info("rloc %s rloc=%s", "up" if change.up else "down", change.rloc)
+            self.itr.petrs = tuple(
+                replace(p, up=state.get(p.address, p.up)) for p in self.itr.petrs
+            )
 
     def _send_control(self, sends: list[SendControl]) -> None:
         for send in sends:
@@ -376,6 +389,7 @@ class Daemon:
             "map-cache": lambda _req: [_entry_json(e) for e in self.mapcache.entries()],
             "database": lambda _req: [_entry_json(e) for e in self.database.entries()],
             "site": lambda _req: self._sites(),
+            "rlocs": lambda _req: self.control.prober.states() if self.control.prober else [],
             "registrations": lambda _req: (
                 self.control.registrar.status() if self.control.registrar else []
             ),

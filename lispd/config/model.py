@@ -163,6 +163,18 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbingConfig:
+    """The ``[probing]`` table: RLOC probing of the PETRs (and, later, map-cache RLOCs)."""
+
+    interval: float = 10.0
+    """Seconds between probes of one RLOC."""
+    timeout: float = 3.0
+    """Seconds after which an unanswered probe counts as lost."""
+    down_after: int = 3
+    """Consecutive lost probes that mark an RLOC down (one reply brings it back)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ResolverConfig:
     """The ``[resolver]`` table: how the ITR resolves EIDs through the Map-Resolvers."""
 
@@ -243,6 +255,10 @@ class Config:
     mapping_system: MappingSystemConfig = field(default_factory=MappingSystemConfig)
     """``[mapping-system]``, defaults when absent."""
     sites: tuple[Site, ...] = ()
+    """``[[site]]`` entries (map-server role)."""
+    petrs: tuple[Rloc, ...] = ()
+    """``[[petr]]``: Proxy-ETRs the ITR/PITR encapsulates native-forward traffic to."""
+    probing: ProbingConfig = field(default_factory=ProbingConfig)
     """``[[site]]`` entries (``map-server`` role only), in file order; names unique."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""

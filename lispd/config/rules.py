@@ -38,6 +38,7 @@ from lispd.config.model import (
     IPNetwork,
     Mapping,
     MapServerRef,
+    Rloc,
     Site,
     TunConfig,
     UnderlayConfig,
@@ -49,6 +50,7 @@ MAP_CACHE_KEY = "map-cache"
 MAP_SERVER_KEY = "map-server"
 MAP_RESOLVER_KEY = "map-resolver"
 SITE_KEY = "site"
+PETR_KEY = "petr"
 SEND_MAP_REQUEST = "send-map-request"
 
 RoleNeed = tuple[Callable[[dict[str, Any]], bool], str]
@@ -64,6 +66,13 @@ ROLE_NEEDS: dict[str, tuple[RoleNeed, ...]] = {
         (
             lambda values: bool(values["database_mapping"]),
             "needs at least one [[database-mapping]] (the local EID-prefixes it decapsulates for)",
+        ),
+    ),
+    "pitr": (
+        (
+            lambda values: any(m.action == SEND_MAP_REQUEST for m in values["map_cache"]),
+            'needs at least one [[map-cache]] with action = "send-map-request" (the EID-prefixes '
+            "it attracts from non-LISP space and resolves)",
         ),
     ),
     "map-server": (
@@ -120,6 +129,14 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         MAP_RESOLVER_KEY, list(map_resolvers), "map-resolver", underlay, daemon, ctx
     )
     _check_send_map_request(map_cache, map_resolvers, daemon, ctx)
+    petrs: tuple[Rloc, ...] = values["petr"]
+    if petrs and not daemon.roles & {"itr", "pitr"}:
+        ctx.fail(
+            (PETR_KEY, 0),
+            "[[petr]] is only used by the 'itr' and 'pitr' roles (to send native-forward "
+            "traffic to), which daemon.roles does not have",
+        )
+    _check_control_addresses(PETR_KEY, [p.address for p in petrs], "petr", underlay, daemon, ctx)
     _check_site_names(sites, ctx)
     _check_site_overlaps(sites, ctx)
 
@@ -136,6 +153,8 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         resolver=values["resolver"],
         mapping_system=values["mapping_system"],
         sites=sites,
+        petrs=petrs,
+        probing=values["probing"],
         path=ctx.path,
     )
 
@@ -242,11 +261,11 @@ def _check_send_map_request(
         if mapping.action != SEND_MAP_REQUEST:
             continue
         path = (MAP_CACHE_KEY, index, "action")
-        if "itr" not in daemon.roles:
+        if not daemon.roles & {"itr", "pitr"}:
             ctx.fail(
                 path,
-                f"\"{SEND_MAP_REQUEST}\" needs the 'itr' role (only an ITR resolves the "
-                "destinations it encapsulates to), which daemon.roles does not have",
+                f"\"{SEND_MAP_REQUEST}\" needs the 'itr' or 'pitr' role (only they resolve the "
+                "destinations they encapsulate to), which daemon.roles does not have",
             )
         if not map_resolvers:
             ctx.fail(

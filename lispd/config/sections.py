@@ -27,6 +27,7 @@ from lispd.config.model import (
     Mapping,
     MappingSystemConfig,
     MapServerRef,
+    ProbingConfig,
     RegistrationConfig,
     ResolverConfig,
     Rloc,
@@ -323,6 +324,22 @@ RESOLVER = Table(
     build=_build_resolver,
 )
 
+# -- [probing] ------------------------------------------------------------------------------------
+
+
+def _build_probing(values: dict[str, Any], path: KeyPath, ctx: Context) -> ProbingConfig:
+    return ProbingConfig(**values)
+
+
+PROBING = Table(
+    keys=(
+        Key("interval", Number(0.1, 3600), default=10.0),
+        Key("timeout", Number(0.05, 60), default=3.0),
+        Key("down-after", Int(1, 100), default=3),
+    ),
+    build=_build_probing,
+)
+
 # -- [mapping-system] -----------------------------------------------------------------------------
 
 
@@ -400,6 +417,8 @@ ROOT = Table(
         Key("resolver", RESOLVER),
         Key("mapping-system", MAPPING_SYSTEM),
         Key("site", ListOf(SITE), default=()),
+        Key("petr", ListOf(RLOC), default=()),
+        Key("probing", PROBING),
     ),
     build=build_config,
 )

@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer
 from lispd.control.outputs import SendControl
+from lispd.control.prober import Prober, RlocChange
 from lispd.control.registrar import Registrar
 from lispd.control.resolver import Resolver
 from lispd.control.responder import MapReplier, SmrSender
@@ -42,14 +43,8 @@ class ControlResult:
     sends: list[SendControl] = field(default_factory=list)
     installs: list[MapCacheEntry] = field(default_factory=list)
     released: list[tuple[int, bytes]] = field(default_factory=list)  # (iid, held packet)
-    dropped: int = 0  # held packets given up
-
-    def merge(self, other: ControlResult) -> None:
-        """Add ``other``'s actions to these."""
-        self.sends += other.sends
-        self.installs += other.installs
-        self.released += other.released
-        self.dropped += other.dropped
+    dropped: int = 0  # held packets given up (already counted by the resolver)
+    rloc_changes: list[RlocChange] = field(default_factory=list)  # probed RLOCs up/down
 
 
 @dataclass
@@ -62,6 +57,7 @@ class ControlPlane:
     smr: SmrSender | None = None
     map_server: MapServer | None = None
     map_resolver: MapResolver | None = None
+    prober: Prober | None = None
     # Whether the ITR's map-cache holds a mapping for (iid, EID): an SMR is only acted on for
     # a mapping we actually cache (the daemon sets this; the resolver cannot see the cache).
     is_cached: Callable[[int, IPAddress], bool] = lambda _iid, _eid: False
@@ -78,6 +74,7 @@ class ControlPlane:
                 self.smr,
                 self.map_server,
                 self.map_resolver,
+                self.prober,
             )
             if m is not None
         ]
@@ -117,6 +114,11 @@ class ControlPlane:
         return ControlResult()
 
     def _map_reply(self, msg: MapReply, src: IPAddress, now: float) -> ControlResult:
+        if msg.probe:
+            if self.prober is None:
+                return self._unexpected("probe-reply")
+            change = self.prober.on_map_reply(msg, src, now)
+            return ControlResult(rloc_changes=[change] if change is not None else [])
         if self.resolver is None:
             return self._unexpected("map-reply")
         result = self.resolver.on_map_reply(msg, src, now)
@@ -175,6 +177,10 @@ class ControlPlane:
             result.sends += self.registrar.on_timer(now)
         if self.smr is not None:
             result.sends += self.smr.on_timer(now)
+        if self.prober is not None:
+            sends, changes = self.prober.on_timer(now)
+            result.sends += sends
+            result.rloc_changes += changes
         if self.map_server is not None:
             self.map_server.expire(now)
         return result
@@ -183,7 +189,7 @@ class ControlPlane:
         """The earliest time a machine wants :meth:`on_timer` called."""
         deadlines = [
             d
-            for m in (self.resolver, self.registrar, self.smr, self.map_server)
+            for m in (self.resolver, self.registrar, self.smr, self.map_server, self.prober)
             if m is not None and (d := m.next_deadline()) is not None
         ]
         return min(deadlines, default=None)

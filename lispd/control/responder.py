@@ -84,12 +84,16 @@ class MapReplier:
         record_ttl: int = 1440,
         rate: float = 10.0,
         burst: float = 20.0,
+        answer_probes: bool = False,
     ) -> None:
         self.database = database
         self.local_rlocs = tuple(local_rlocs)
         self.families = frozenset(a.version for a in local_rlocs)
         self.record_ttl = record_ttl
         self.limiter = _Limiter(rate, burst)
+        # A PETR (or RTR) has no database for what it is probed about: it still answers RLOC
+        # probes so that ITRs learn it is alive, naming its own RLOCs.
+        self.answer_probes = answer_probes
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -107,6 +111,12 @@ class MapReplier:
         )
         return EidRecord(eid, mask_len, locators, ttl=self.record_ttl, authoritative=True)
 
+    def _probe_record(self, wanted: EidPrefix) -> EidRecord:
+        locators = tuple(
+            Locator(a, 1, 100, local=True, probed=True, reachable=True) for a in self.local_rlocs
+        )
+        return EidRecord(wanted.address, wanted.mask_len, locators, ttl=self.record_ttl)
+
     def on_map_request(
         self, request: MapRequest, reply_port: int, src: IPAddress, now: float
     ) -> list[SendControl]:
@@ -119,6 +129,8 @@ class MapReplier:
             self.drops["request-rate-limited"] += 1
             return []
         records = [r for r in map(self._record_for, request.records) if r is not None]
+        if not records and request.probe and self.answer_probes:
+            records = [self._probe_record(r) for r in request.records]
         if not records:
             self.drops["request-not-our-eid"] += 1
             return []

@@ -1,4 +1,8 @@
-"""ETR: an encapsulated packet from UDP 4341 -> validated, decapsulated, to the TUN."""
+"""ETR: an encapsulated packet from UDP 4341 -> validated, decapsulated, to the TUN.
+
+As a PETR (RFC 6832) it also decapsulates packets for destinations outside its database: the
+kernel then forwards them natively through its routing table.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ DROP_ECN = Drop("ecn-ce-on-not-ect")
 class Etr:
     """Decapsulation decisions for payloads received on the LISP data port."""
 
-    def __init__(self, database: LocalDatabase) -> None:
+    def __init__(self, database: LocalDatabase, petr: bool = False) -> None:
         self.database = database
+        self.petr = petr  # also decapsulate for non-EID destinations (forwarded natively)
 
     def handle(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Output:
         """Decide what to do with one UDP payload (LISP header + inner packet)."""
@@ -36,7 +41,7 @@ class Etr:
         dst = inner_destination(inner)
         if dst is None:
             return DROP_BAD_INNER
-        if not self.database.contains(iid, dst):
+        if not self.database.contains(iid, dst) and not self.petr:
             served = iid in self.database.instance_ids()
             return DROP_NOT_OURS if served else DROP_WRONG_IID
         fixed = fix_inner_on_decap(inner, outer_ttl, outer_tos)

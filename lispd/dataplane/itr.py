@@ -1,8 +1,13 @@
-"""ITR: an inner packet from the TUN -> encapsulated toward the destination EID's RLOC."""
+"""ITR: an inner packet from the TUN -> encapsulated toward the destination EID's RLOC.
+
+As a PITR (RFC 6832) it also encapsulates packets whose source is not a local EID, in the
+instance of the map-cache entry covering the destination.  Destinations the mapping system says
+to forward natively go to a Proxy-ETR when the node has live ones.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
@@ -11,7 +16,7 @@ from lispd.fastpath.header import build_header
 from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
 from lispd.fastpath.inner import flow_hash, parse_inner
 from lispd.fastpath.rloc import select_rloc
-from lispd.mapcache import LocalDatabase, MapCache
+from lispd.mapcache import LocalDatabase, MapCache, RlocEntry
 from lispd.stats import Counters
 
 OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}  # outer IP + UDP + LISP header
@@ -21,6 +26,9 @@ DROP_SOURCE_NOT_EID = Drop("source-not-eid")
 DROP_NOT_UNICAST = Drop("not-unicast")
 DROP_NO_RLOC = Drop("no-usable-rloc")
 DROP_TOO_BIG = Drop("too-big-rate-limited")
+DROP_PITR_NO_ENTRY = Drop("pitr-no-map-cache-entry")
+DROP_NATIVE_NO_PETR = Drop("native-forward-no-petr")
+DROP_NO_LIVE_PETR = Drop("no-live-petr")
 
 
 def _multicast(dst: bytes) -> bool:
@@ -39,6 +47,8 @@ class Itr:
         counters: Counters,
         nonce: Callable[[], int],
         clock: Callable[[], float],
+        proxy: bool = False,
+        petrs: Sequence[RlocEntry] = (),
     ) -> None:
         self.mapcache = mapcache
         self.database = database
@@ -49,6 +59,8 @@ class Itr:
         self.nonce = nonce
         self.clock = clock
         self.icmp_limit = TokenBucket(rate=10.0, burst=10.0)
+        self.proxy = proxy
+        self.petrs: tuple[RlocEntry, ...] = tuple(petrs)  # `up` kept current by the daemon
         self._iids: tuple[int, ...] = ()
         self._iids_generation = -1
 
@@ -69,19 +81,32 @@ class Itr:
         flow = parse_inner(pkt)
         if flow is None:
             return DROP_BAD_INNER
-        iid = self.instance_for_source(flow.src)
-        if iid is None:
+        if _multicast(flow.dst):
             # The kernel's own multicast chatter on the TUN (MLD reports sent from :: when the
             # link comes up) is no EID traffic: counted apart from real stray sources.
-            return DROP_NOT_UNICAST if _multicast(flow.dst) else DROP_SOURCE_NOT_EID
+            return DROP_NOT_UNICAST
         now = self.clock()
+        iid = self.instance_for_source(flow.src)
+        if iid is None:
+            if not self.proxy:
+                return DROP_SOURCE_NOT_EID
+            iid = self._instance_for_destination(flow.dst, now)
+            if iid is None:
+                return DROP_PITR_NO_ENTRY
         entry = self.mapcache.lookup(iid, flow.dst, now)
         if entry is None or entry.action == "send-map-request":
             return Miss(iid, flow.dst, flow.src)
-        if entry.action != "encapsulate":
-            return Drop("action-" + entry.action)
         h = flow_hash(flow)
-        rloc = select_rloc(entry.rlocs, h, self.families)
+        if entry.action == "encapsulate":
+            rloc = select_rloc(entry.rlocs, h, self.families)
+        elif entry.action == "native-forward":
+            if not self.petrs:
+                return DROP_NATIVE_NO_PETR
+            rloc = select_rloc(self.petrs, h, self.families)
+            if rloc is None:
+                return DROP_NO_LIVE_PETR
+        else:
+            return Drop("action-" + entry.action)
         if rloc is None:
             return DROP_NO_RLOC
         family = rloc.address.version
@@ -91,6 +116,13 @@ class Itr:
         return Encap(
             rloc.address, rloc.port, h, flow.ttl, flow.tos, build_header(self.nonce(), iid) + pkt
         )
+
+    def _instance_for_destination(self, dst: bytes, now: float) -> int | None:
+        """PITR: the instance whose map-cache covers ``dst`` (the lowest one if several)."""
+        for iid in self.mapcache.instance_ids():
+            if self.mapcache.lookup(iid, dst, now) is not None:
+                return iid
+        return None
 
     def _too_big(self, pkt: bytes, version: int, mtu: int, now: float) -> Output:
         """ICMP back to the source saying how large a packet fits (rate-limited)."""

@@ -14,9 +14,11 @@ from lispd.lab.lab import DEFAULT_SYSCTLS, FORWARDING_SYSCTLS, LISPD_ARGV, Lab
 from lispd.lab.netns import CommandError, LabError, cleanup_stale
 from lispd.lab.plans import (
     MappingSystemPlan,
+    ProxyPlan,
     SiteHandle,
     TwoSitePlan,
     mapping_system_topology,
+    proxy_topology,
     two_site_topology,
 )
 from lispd.lab.process import Capture, DaemonHandle, DaemonStartError
@@ -45,6 +47,7 @@ __all__ = [
     "MappingSystemPlan",
     "Node",
     "NodeKind",
+    "ProxyPlan",
     "Route",
     "SiteHandle",
     "Topology",
@@ -52,5 +55,6 @@ __all__ = [
     "TwoSitePlan",
     "cleanup_stale",
     "mapping_system_topology",
+    "proxy_topology",
     "two_site_topology",
 ]

@@ -214,3 +214,81 @@ def mapping_system_topology(sites: int = 3) -> MappingSystemPlan:
     topo.link(msmr, r, [f"{plan.msmr_rloc}/30"], [f"{plan.r_msmr}/30"])
     topo.route(msmr, plan.underlay_v4, via=plan.r_msmr)
     return plan
+
+
+@dataclass(frozen=True)
+class ProxyPlan:
+    """Nodes and addresses of :func:`proxy_topology`."""
+
+    topology: Topology = field(compare=False, repr=False)
+    sites: tuple[SiteHandle, ...] = ()
+    r: str = "r"
+    pxtr: str = "pxtr"
+    pxtr_rloc: str = "192.0.2.14"
+    r_pxtr: str = "192.0.2.13"
+    pxtr_v6: str = "2001:db8:0:4::2"
+    r_pxtr_v6: str = "2001:db8:0:4::1"
+    outside: str = "ow"
+    outside_link: str = "192.0.2.18"
+    r_outside: str = "192.0.2.17"
+    outside_link_v6: str = "2001:db8:0:5::2"
+    r_outside_v6: str = "2001:db8:0:5::1"
+    outside_v4: str = "203.0.113.1"
+    outside_v6: str = "2001:db8:200::1"
+    eid_space_v4: str = "198.51.100.0/24"
+    eid_space_v6: str = "2001:db8:100::/48"
+
+
+def proxy_topology() -> ProxyPlan:
+    """The seed "LISP - Proxy xTR" lab: two LISP sites, one node that is Map-Server,
+    Map-Resolver, PITR and PETR, and a non-LISP "outside world", around a core router R::
+
+        h1 - xtr1 --+            +-- pxtr (MS/MR/PITR/PETR)
+                    +---- R -----+
+        h2 - xtr2 --+            +-- ow (outside world: 203.0.113.1, 2001:db8:200::1)
+
+    The underlay between the LISP nodes is IPv4 (xTRs know only 192.0.2.0/24, as the seed's
+    lisp1 knows only the PETR); the PxTR and the outside world also speak IPv6 natively.  R
+    sends the EID space to the PITR and 203.0.113.0/24, 2001:db8:200::/48 to the outside world.
+    """
+    topo = Topology()
+    r = topo.router("r")
+    handles = []
+    for n in (1, 2):
+        base4, link4 = 16 * (n - 1), 4 * (n - 1)
+        site = SiteHandle(
+            n, f"h{n}", f"xtr{n}", f"198.51.100.{base4}/28", f"2001:db8:100:{n}::/64",
+            f"198.51.100.{base4 + 2}", f"2001:db8:100:{n}::2", f"198.51.100.{base4 + 1}",
+            f"2001:db8:100:{n}::1", f"192.0.2.{link4 + 2}", f"192.0.2.{link4 + 1}",
+        )  # fmt: skip
+        host, xtr = topo.host(site.host), topo.lisp_router(site.xtr)
+        topo.link(
+            host,
+            xtr,
+            [f"{site.host_v4}/28", f"{site.host_v6}/64"],
+            [f"{site.gateway_v4}/28", f"{site.gateway_v6}/64"],
+        )
+        topo.link(xtr, r, [f"{site.rloc}/30"], [f"{site.router_side}/30"])
+        topo.route(host, "default", via=site.gateway_v4)
+        topo.route(host, "default", via=site.gateway_v6)
+        topo.route(xtr, "192.0.2.0/24", via=site.router_side)
+        handles.append(site)
+    plan = ProxyPlan(topo, tuple(handles))
+    pxtr, ow = topo.lisp_router(plan.pxtr), topo.host(plan.outside)
+    topo.link(
+        pxtr, r, [f"{plan.pxtr_rloc}/30", f"{plan.pxtr_v6}/64"],
+        [f"{plan.r_pxtr}/30", f"{plan.r_pxtr_v6}/64"],
+    )  # fmt: skip
+    topo.link(
+        ow, r, [f"{plan.outside_link}/30", f"{plan.outside_link_v6}/64"],
+        [f"{plan.r_outside}/30", f"{plan.r_outside_v6}/64"],
+    )  # fmt: skip
+    topo.route(pxtr, "default", via=plan.r_pxtr)
+    topo.route(pxtr, "default", via=plan.r_pxtr_v6)
+    topo.route(ow, "default", via=plan.r_outside)
+    topo.route(ow, "default", via=plan.r_outside_v6)
+    topo.route(r, plan.eid_space_v4, via=plan.pxtr_rloc)
+    topo.route(r, plan.eid_space_v6, via=plan.pxtr_v6)
+    topo.route(r, "203.0.113.0/24", via=plan.outside_link)
+    topo.route(r, "2001:db8:200::/48", via=plan.outside_link_v6)
+    return plan

@@ -309,7 +309,9 @@ def test_log_levels(level: str) -> None:
 
 def test_every_role_accepted() -> None:
     roles = ", ".join(f'"{role}"' for role in ROLES)
-    config = parse_config(BASE.replace('roles = ["itr", "etr"]', f"roles = [{roles}]") + SITE)
+    pitr_needs = '\n[[map-resolver]]\naddress = "192.0.2.10"\n' + SEND_MAP_REQUEST
+    text = BASE.replace('roles = ["itr", "etr"]', f"roles = [{roles}]") + SITE + pitr_needs
+    config = parse_config(text)
     assert config.roles == frozenset(ROLES)
 
 
@@ -658,7 +660,7 @@ def test_role_needs_database_mapping(role: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "roles", ['"rtr"', '"pitr"', '"petr"', '"map-server"', '"map-server", "map-resolver"']
+    "roles", ['"rtr"', '"petr"', '"map-server"', '"map-server", "map-resolver"']
 )
 def test_other_roles_need_no_database_mapping(roles: str) -> None:
     text = BASE.split("[[database-mapping]]")[0].replace('"itr", "etr"', roles)
@@ -1027,7 +1029,7 @@ def test_send_map_request_needs_a_map_resolver() -> None:
 
 def test_send_map_request_needs_the_itr_role() -> None:
     text = XTR_CP.replace('"itr", "etr"', '"etr"') + SEND_MAP_REQUEST  # action on line 20
-    _check_error(error_of(text), "map-cache[0].action", 20, "needs the 'itr' role")
+    _check_error(error_of(text), "map-cache[0].action", 20, "needs the 'itr' or 'pitr' role")
     config = parse_config(XTR_CP + SEND_MAP_REQUEST)
     (entry,) = config.map_cache
     assert entry.action == "send-map-request" and entry.is_negative and entry.rlocs == ()
@@ -1240,3 +1242,31 @@ z = 1979-05-27 07:32:00Z
 
 def test_key_lines_is_best_effort() -> None:
     assert key_lines("a = 1\n= broken") == {("a",): 1}
+
+
+def test_pitr_needs_a_send_map_request_entry() -> None:
+    text = BASE.split("[[database-mapping]]")[0].replace('"itr", "etr"', '"pitr"')
+    err = error_of(text)
+    assert (err.key_path, err.line) == ("daemon.roles", 2)
+    assert "send-map-request" in err.message
+    pitr = text + '\n[[map-resolver]]\naddress = "192.0.2.10"\n' + SEND_MAP_REQUEST
+    assert parse_config(pitr).roles == frozenset({"pitr"})
+
+
+def test_petrs_and_probing() -> None:
+    text = XTR_CP + (
+        '\n[[petr]]\naddress = "192.0.2.10"\n\n[[petr]]\naddress = "192.0.2.14"\n'
+        "priority = 2\n\n[probing]\ninterval = 1.5\n"
+    )
+    config = parse_config(text)
+    assert [(str(p.address), p.priority, p.weight) for p in config.petrs] == [
+        ("192.0.2.10", 1, 100),
+        ("192.0.2.14", 2, 100),
+    ]
+    assert config.probing.interval == 1.5 and config.probing.down_after == 3
+    etr_only = text.replace('roles = ["itr", "etr"]', 'roles = ["etr"]')
+    assert error_of(etr_only).key_path == "petr[0]"
+    twice = XTR_CP + '\n[[petr]]\naddress = "192.0.2.10"\n[[petr]]\naddress = "192.0.2.10"\n'
+    assert "is already petr[0]" in error_of(twice).message
+    v6 = XTR_CP + '\n[[petr]]\naddress = "2001:db8::10"\n'
+    assert "unreachable" in error_of(v6).message

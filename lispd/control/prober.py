@@ -1,0 +1,394 @@
+"""RLOC probing (RFC 9301 section 6.3.2): is an RLOC alive, how far away, how slow?
+
+A probe is a Map-Request with the P bit sent straight to the RLOC's UDP 4342 (not inside an
+ECM); the answer is a Map-Reply with the P bit and the same nonce.  A sans-IO machine like
+:mod:`lispd.control.registrar`: every input carries ``now`` from the daemon's monotonic clock,
+outputs are :class:`SendControl` values and :class:`RlocChange` verdicts, nonces come from an
+injected 64-bit source, and :meth:`Prober.next_deadline` is the one timer to arm.
+
+What a probe carries:
+
+- Source-EID AFI 0 (RLOC-probes are not about a source EID).
+- One EID-record: the ``(iid, prefix)`` given to :meth:`Prober.watch` (instance-ID LCAF when
+  ``iid != 0``), or ``0.0.0.0/0`` (``::/0`` for an IPv6 RLOC) when none is given (a PETR, which
+  has no EID-prefix of its own to be asked about).
+- ITR-RLOCs: the local RLOCs *of the probed RLOC's address family* only.  The answerer sends its
+  Map-Reply to one ITR-RLOC from one of its own addresses; the reply is accepted only from the
+  probed address, so offering an ITR-RLOC of the other family would invite a reply from an
+  address we then refuse.  An RLOC of a family we have no local RLOC of cannot be probed
+  (``ValueError`` from :meth:`Prober.watch`).
+
+Timing and verdicts:
+
+- The first probe goes out from :meth:`Prober.watch`; then one every ``interval`` seconds
+  (measured from the previous probe).  At most one probe per RLOC is outstanding: a probe
+  unanswered ``timeout`` seconds after it was sent is *lost* (its nonce is forgotten, a late
+  answer counts as ``probe-reply-unknown-nonce``), and only then may the next one go out, so
+  with ``timeout > interval`` probes go out every ``timeout`` seconds.
+- An RLOC starts *unknown* (``up is None``), which :meth:`Prober.is_usable` treats like up: a
+  dead-on-arrival RLOC costs ``down_after`` probe rounds of traffic, but a live one (the common
+  case) never has its traffic held back or dropped while the first answer is on its way.
+- ``down_after`` losses in a row make it *down*; the first accepted reply makes it *up*.
+- An :class:`RlocChange` is reported when usability flips: unknown or up -> down (from
+  :meth:`Prober.on_timer`), down -> up (from :meth:`Prober.on_map_reply`).  unknown -> up changes
+  nothing for forwarding and is not reported.
+
+Round-trip time is reply arrival - probe send time.  Hop counts are not in the RFC; like
+lispers.net we derive them from IP TTLs: the daemon sends probes with TTL :data:`PROBE_TTL` (64);
+the answerer reports the TTL the probe arrived with in the Map-Reply's reserved byte 2
+(:attr:`MapReply.reported_ttl`), and the daemon hands :meth:`Prober.on_map_reply` the TTL the
+reply arrived with (``IP_RECVTTL`` / ``IPV6_RECVHOPLIMIT``).  Forward hops = 64 - reported TTL,
+return hops = 64 - received TTL: the number of routers that decremented the TTL, so 0 for a
+directly connected RLOC (lispers.net counts one more, the receiving host).  A value outside
+1..64 (0 is "not reported") makes that direction unknown, shown ``?``; hops are kept as
+``"F/R"`` strings, e.g. ``"2/3"``, ``"?/3"``.
+
+``drops`` counts refused probe replies by reason: ``probe-reply-not-probe`` (no P bit),
+``probe-reply-unknown-nonce`` (no outstanding probe has that nonce: never sent, already answered,
+timed out, or unwatched), ``probe-reply-wrong-source`` (the nonce of an outstanding probe, but
+from an address other than the RLOC it was sent to).  ``stats`` counts ``probes-sent``,
+``probes-lost``, ``replies``, ``rloc-down`` and ``rloc-up`` (reported changes only).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from typing import Final, NamedTuple
+
+from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.wire.address import NO_ADDRESS
+from lispd.wire.address import eid_prefix as wire_eid_prefix
+from lispd.wire.mapreply import MapReply
+from lispd.wire.maprequest import MapRequest, encode_map_request
+from lispd.wire.records import EidPrefix
+
+IpAddress = IPv4Address | IPv6Address
+IpNetwork = IPv4Network | IPv6Network
+
+PROBE_TTL: Final = 64
+"""The IP TTL (hop limit) the daemon sends probes with; hop counts are reckoned from it."""
+
+_MASK64: Final = (1 << 64) - 1
+_NONCE_TRIES: Final = 16
+_DEFAULT_V4: Final = IPv4Network("0.0.0.0/0")
+_DEFAULT_V6: Final = IPv6Network("::/0")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    """Probe every ``interval`` seconds; a probe unanswered after ``timeout`` seconds is lost;
+    an RLOC is down after ``down_after`` losses in a row and up again on the first reply; the
+    last ``history`` RTTs and hop counts are kept."""
+
+    interval: float = 10.0
+    timeout: float = 3.0
+    down_after: int = 3
+    history: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"probe {name} must be a finite number > 0, not {value!r}")
+        for name in ("down_after", "history"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"probe {name} must be an integer >= 1, not {value!r}")
+
+
+class RlocChange(NamedTuple):
+    """A probed RLOC became usable (``up=True``) or unusable (``up=False``)."""
+
+    rloc: IpAddress
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RlocState:
+    """A snapshot of what probing knows of one RLOC.
+
+    ``up`` is None until the first verdict; ``rtts`` (seconds) and ``hops`` (``"F/R"``) are
+    newest first; ``losses`` counts losses since the last reply; ``last_reply`` is the clock
+    time of the last accepted reply.
+    """
+
+    rloc: IpAddress
+    eid_prefix: tuple[int, IpNetwork]
+    up: bool | None
+    last_rtt: float | None
+    rtts: tuple[float, ...]
+    hops: tuple[str, ...]
+    last_reply: float | None
+    losses: int
+    probes_sent: int
+    replies: int
+    outstanding: bool
+
+    @property
+    def usable(self) -> bool:
+        """Unknown and up RLOCs carry traffic; down ones do not."""
+        return self.up is not False
+
+
+@dataclass(slots=True, eq=False)
+class _Target:
+    rloc: IpAddress
+    eid_prefix: tuple[int, IpNetwork]
+    history: int
+    up: bool | None = None
+    rtts: deque[float] = field(init=False)
+    hops: deque[str] = field(init=False)
+    last_reply: float | None = None
+    losses: int = 0
+    probes_sent: int = 0
+    replies: int = 0
+    nonce: int | None = None  # of the outstanding probe
+    sent_at: float = 0.0  # of the outstanding (or last) probe
+    expires: float = 0.0  # when the outstanding probe counts as lost
+    next_probe: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.rtts = deque(maxlen=self.history)
+        self.hops = deque(maxlen=self.history)
+
+    def deadline(self) -> float:
+        """The outstanding probe's expiry (no probe may go out before it), else the next probe."""
+        return self.expires if self.nonce is not None else self.next_probe
+
+
+def hop_count(ttl: int | None) -> str:
+    """Routers between sender and receiver of a packet sent with TTL :data:`PROBE_TTL` that
+    arrived with ``ttl``; ``"?"`` when ``ttl`` is unknown or outside 1..64."""
+    if ttl is None or not 1 <= ttl <= PROBE_TTL:
+        return "?"
+    return str(PROBE_TTL - ttl)
+
+
+def _prefix_text(iid: int, prefix: IpNetwork) -> str:
+    return f"[{iid}]{prefix}" if iid else str(prefix)
+
+
+class Prober:
+    """Probes RLOCs and tracks their reachability, round-trip times and hop counts."""
+
+    def __init__(
+        self,
+        local_rlocs: Sequence[IpAddress],
+        settings: ProbeSettings | None = None,
+        rng: Callable[[], int] | None = None,
+    ) -> None:
+        """``local_rlocs`` are offered as ITR-RLOCs (those of the probed RLOC's family);
+        ``rng`` returns 64-bit nonces (default: :func:`secrets.randbits`)."""
+        rlocs: list[IpAddress] = []
+        for addr in local_rlocs:
+            if not isinstance(addr, IPv4Address | IPv6Address):
+                raise TypeError(f"a local RLOC is an IPv4/IPv6 address, not {addr!r}")
+            if addr not in rlocs:
+                rlocs.append(addr)
+        self.local_rlocs: tuple[IpAddress, ...] = tuple(rlocs)
+        self.settings = settings if settings is not None else ProbeSettings()
+        self._rng: Callable[[], int] = rng if rng is not None else lambda: secrets.randbits(64)
+        self._targets: dict[IpAddress, _Target] = {}
+        self._nonces: dict[int, IpAddress] = {}  # outstanding probe nonce -> probed RLOC
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+
+    # --- API ----------------------------------------------------------------------------------
+
+    @property
+    def watched(self) -> tuple[IpAddress, ...]:
+        """The RLOCs being probed, in the order they were added."""
+        return tuple(self._targets)
+
+    def watch(
+        self,
+        rloc: IpAddress,
+        eid_prefix: tuple[int, IpNetwork] | None,
+        now: float,
+    ) -> list[SendControl]:
+        """Start probing ``rloc``, naming ``eid_prefix`` (instance-ID, prefix) in the probes
+        (the default route of the RLOC's family when None); returns the first probe.
+
+        Idempotent: an RLOC already watched keeps its state and EID-prefix, and nothing is sent.
+        Raises ``ValueError`` for an RLOC of a family without a local RLOC, or an EID-prefix that
+        cannot be encoded; ``TypeError`` for something that is not an address.
+        """
+        if not isinstance(rloc, IPv4Address | IPv6Address):
+            raise TypeError(f"an RLOC is an IPv4/IPv6 address, not {rloc!r}")
+        if rloc in self._targets:
+            return []
+        if not any(a.version == rloc.version for a in self.local_rlocs):
+            raise ValueError(f"cannot probe {rloc}: no local IPv{rloc.version} RLOC")
+        if eid_prefix is None:
+            record: tuple[int, IpNetwork] = (0, _DEFAULT_V4 if rloc.version == 4 else _DEFAULT_V6)
+        else:
+            iid, prefix = eid_prefix
+            if isinstance(iid, bool) or not isinstance(iid, int) or not 0 <= iid < 1 << 24:
+                raise ValueError(f"instance-ID {iid!r} is not a 24-bit integer")
+            record = (iid, ip_network(prefix))
+        target = _Target(rloc, record, self.settings.history)
+        self._encode(target, 0)  # refuse an unencodable probe now, before any state is kept
+        self._targets[rloc] = target
+        try:
+            return self._probe(target, now)
+        except RuntimeError:
+            del self._targets[rloc]
+            raise
+
+    def unwatch(self, rloc: IpAddress) -> None:
+        """Stop probing ``rloc`` and forget its state (a later reply to its probe is dropped as
+        ``probe-reply-unknown-nonce``).  Unknown RLOCs are ignored."""
+        target = self._targets.pop(rloc, None)
+        if target is not None and target.nonce is not None:
+            self._nonces.pop(target.nonce, None)
+
+    def is_usable(self, rloc: IpAddress) -> bool:
+        """False only for an RLOC probing has declared down (unknown, up and unwatched RLOCs are
+        usable)."""
+        target = self._targets.get(rloc)
+        return target is None or target.up is not False
+
+    def state(self, rloc: IpAddress) -> RlocState:
+        """What probing knows of ``rloc`` (``KeyError`` if it is not watched)."""
+        t = self._targets[rloc]
+        return RlocState(
+            rloc=t.rloc,
+            eid_prefix=t.eid_prefix,
+            up=t.up,
+            last_rtt=t.rtts[0] if t.rtts else None,
+            rtts=tuple(t.rtts),
+            hops=tuple(t.hops),
+            last_reply=t.last_reply,
+            losses=t.losses,
+            probes_sent=t.probes_sent,
+            replies=t.replies,
+            outstanding=t.nonce is not None,
+        )
+
+    def states(self, now: float | None = None) -> list[dict[str, object]]:
+        """Every watched RLOC as JSON-ready dicts for ``show rlocs`` (RTTs in seconds, rounded to
+        microseconds; with ``now``, also the age of the last reply)."""
+        out: list[dict[str, object]] = []
+        for rloc in self._targets:
+            s = self.state(rloc)
+            row: dict[str, object] = {
+                "rloc": str(s.rloc),
+                "eid-prefix": _prefix_text(*s.eid_prefix),
+                "state": {None: "unknown", True: "up", False: "down"}[s.up],
+                "up": s.up,
+                "last-rtt": None if s.last_rtt is None else round(s.last_rtt, 6),
+                "rtts": [round(r, 6) for r in s.rtts],
+                "hops": list(s.hops),
+                "last-reply": s.last_reply,
+                "losses": s.losses,
+                "probes-sent": s.probes_sent,
+                "replies": s.replies,
+                "outstanding": s.outstanding,
+            }
+            if now is not None:
+                row["last-reply-age"] = (
+                    None if s.last_reply is None else round(now - s.last_reply, 3)
+                )
+            out.append(row)
+        return out
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def on_timer(self, now: float) -> tuple[list[SendControl], list[RlocChange]]:
+        """Count the probes lost by ``now`` and send the ones due; returns (probes to send,
+        RLOCs that went down)."""
+        sends: list[SendControl] = []
+        changes: list[RlocChange] = []
+        for target in self._targets.values():
+            if target.nonce is not None and now >= target.expires:
+                change = self._lost(target)
+                if change is not None:
+                    changes.append(change)
+            if target.nonce is None and now >= target.next_probe:
+                sends += self._probe(target, now)
+        return sends, changes
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` next has something to do (None when nothing is watched)."""
+        return min((t.deadline() for t in self._targets.values()), default=None)
+
+    def on_map_reply(
+        self, reply: MapReply, src: IpAddress, now: float, ttl: int | None = None
+    ) -> RlocChange | None:
+        """A Map-Reply received from ``src`` at ``now`` (``ttl``: the IP TTL / hop limit it
+        arrived with, when the daemon knows it).  Returns ``RlocChange(rloc, True)`` when it
+        brought a down RLOC back up, else None; refused replies are counted in ``drops``."""
+        if not reply.probe:
+            self.drops["probe-reply-not-probe"] += 1
+            return None
+        probed = self._nonces.get(reply.nonce)
+        if probed is None:
+            self.drops["probe-reply-unknown-nonce"] += 1
+            return None
+        if probed != src:
+            self.drops["probe-reply-wrong-source"] += 1
+            return None
+        target = self._targets[probed]
+        del self._nonces[reply.nonce]
+        target.nonce = None
+        target.losses = 0
+        target.replies += 1
+        target.last_reply = now
+        target.rtts.appendleft(max(0.0, now - target.sent_at))
+        target.hops.appendleft(f"{hop_count(reply.reported_ttl)}/{hop_count(ttl)}")
+        self.stats["replies"] += 1
+        was, target.up = target.up, True
+        if was is False:
+            self.stats["rloc-up"] += 1
+            return RlocChange(target.rloc, True)
+        return None
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _encode(self, target: _Target, nonce: int) -> bytes:
+        iid, prefix = target.eid_prefix
+        address, mask_len = wire_eid_prefix(iid, prefix)
+        request = MapRequest(
+            nonce=nonce,
+            records=(EidPrefix(address, mask_len),),
+            itr_rlocs=tuple(a for a in self.local_rlocs if a.version == target.rloc.version),
+            source_eid=NO_ADDRESS,
+            probe=True,
+        )
+        return encode_map_request(request)
+
+    def _new_nonce(self) -> int:
+        for _ in range(_NONCE_TRIES):
+            nonce = self._rng() & _MASK64
+            if nonce not in self._nonces:
+                return nonce
+        raise RuntimeError("the nonce source keeps repeating outstanding nonces")
+
+    def _probe(self, target: _Target, now: float) -> list[SendControl]:
+        nonce = self._new_nonce()
+        payload = self._encode(target, nonce)
+        target.nonce = nonce
+        target.sent_at = now
+        target.expires = now + self.settings.timeout
+        target.next_probe = now + self.settings.interval
+        target.probes_sent += 1
+        self._nonces[nonce] = target.rloc
+        self.stats["probes-sent"] += 1
+        return [SendControl(target.rloc, LISP_CONTROL_PORT, payload)]
+
+    def _lost(self, target: _Target) -> RlocChange | None:
+        assert target.nonce is not None
+        self._nonces.pop(target.nonce, None)
+        target.nonce = None
+        target.losses += 1
+        self.stats["probes-lost"] += 1
+        if target.losses >= self.settings.down_after and target.up is not False:
+            target.up = False
+            self.stats["rloc-down"] += 1
+            return RlocChange(target.rloc, False)
+        return None

@@ -1,0 +1,219 @@
+"""Interworking with non-LISP space through real namespaces: PITR and PETR (RFC 6832).
+
+lispd.lab.proxy_topology (the seed "LISP - Proxy xTR" lab): two lispd xTR sites, one lispd node
+that is Map-Server + Map-Resolver + PITR + PETR, and an "outside world" that knows nothing of
+LISP.  The xTRs resolve everything through the Map-Resolver; non-EID destinations come back as
+native-forward, which they send to the PETR; the outside world reaches the EIDs through the
+PITR, which attracts the EID space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from lispd.api.client import request
+from lispd.lab import Lab, ProxyPlan, SiteHandle, proxy_topology
+from lispd.wire.data import decapsulate
+from lispd.wire.ip import parse_ip_header
+
+pytestmark = pytest.mark.netns
+
+KEYS = {1: "key-one", 2: "key-two"}
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def xtr_config(plan: ProxyPlan, site: SiteHandle, sock: str, petrs: list[str]) -> str:
+    petr_tables = "".join(f'\n[[petr]]\naddress = "{p}"\n' for p in petrs)
+    return f"""
+[daemon]
+name = "{site.xtr}"
+roles = ["itr", "etr"]
+log-level = "debug"
+control-socket = "{sock}"
+
+[underlay]
+rlocs = ["{site.rloc}"]
+
+[[database-mapping]]
+eid-prefix = "{site.prefix_v4}"
+rlocs = [{{ address = "{site.rloc}" }}]
+
+[[database-mapping]]
+eid-prefix = "{site.prefix_v6}"
+rlocs = [{{ address = "{site.rloc}" }}]
+
+[[map-cache]]
+eid-prefix = "0.0.0.0/0"
+action = "send-map-request"
+
+[[map-cache]]
+eid-prefix = "::/0"
+action = "send-map-request"
+
+[[map-server]]
+address = "{plan.pxtr_rloc}"
+key = "{KEYS[site.index]}"
+
+[[map-resolver]]
+address = "{plan.pxtr_rloc}"
+
+[probing]
+interval = 0.5
+timeout = 0.5
+down-after = 2
+{petr_tables}"""
+
+
+def pxtr_config(plan: ProxyPlan, sock: str) -> str:
+    sites = "".join(
+        f"""
+[[site]]
+name = "site{s.index}"
+key = "{KEYS[s.index]}"
+eid-prefixes = [{{ eid-prefix = "{s.prefix_v4}" }}, {{ eid-prefix = "{s.prefix_v6}" }}]
+"""
+        for s in plan.sites
+    )
+    return f"""
+[daemon]
+name = "pxtr"
+roles = ["map-server", "map-resolver", "pitr", "petr"]
+log-level = "debug"
+control-socket = "{sock}"
+
+[underlay]
+rlocs = ["{plan.pxtr_rloc}"]
+
+[[map-resolver]]
+address = "{plan.pxtr_rloc}"
+
+[[map-cache]]
+eid-prefix = "{plan.eid_space_v4}"
+action = "send-map-request"
+
+[[map-cache]]
+eid-prefix = "{plan.eid_space_v6}"
+action = "send-map-request"
+
+[mapping-system]
+negative-ttl = 1
+{sites}"""
+
+
+@dataclass
+class World:
+    lab: Lab
+    plan: ProxyPlan
+
+    def sock(self, node: str) -> str:
+        return str(self.lab.workdir / f"{node}.sock")
+
+    def ask(self, node: str, command: str) -> Any:
+        return request(self.sock(node), command)
+
+
+@contextlib.contextmanager
+def world(petrs: list[str] | None = None) -> Iterator[World]:
+    plan = proxy_topology()
+    with Lab(plan.topology) as lab:
+        lab.run(plan.outside, "ip", "addr", "add", f"{plan.outside_v4}/32", "dev", "lo")
+        lab.run(plan.outside, "ip", "addr", "add", f"{plan.outside_v6}/128", "dev", "lo")
+        w = World(lab, plan)
+        daemons = [lab.start_lispd(plan.pxtr, pxtr_config(plan, w.sock(plan.pxtr)))]
+        for site in plan.sites:
+            config = xtr_config(plan, site, w.sock(site.xtr), petrs or [plan.pxtr_rloc])
+            daemons.append(lab.start_lispd(site.xtr, config))
+        deadline = time.monotonic() + 10
+        while len(w.ask(plan.pxtr, "site")) < 4:
+            assert time.monotonic() < deadline, "sites did not register"
+            time.sleep(0.1)
+        try:
+            yield w
+        finally:
+            for daemon in daemons:
+                assert daemon.stop() == 0, daemon.log_tail()
+
+
+def transfer(lab: Lab, src: str, dst: str, dst_addr: str, nbytes: int = 2_000_000) -> None:
+    env = {**os.environ, "PYTHONPATH": REPO}
+    server = lab.popen(
+        dst,
+        [sys.executable, "-m", "lispd.lab.transfer", "serve", dst_addr, "5001"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert server.stdout is not None and server.stdout.readline().strip() == "listening"
+    sent = lab.run(
+        src, sys.executable, "-m", "lispd.lab.transfer", "send", dst_addr, "5001", str(nbytes),
+        timeout=60, env={"PYTHONPATH": REPO},
+    ).stdout.split()  # fmt: skip
+    assert sent == server.stdout.readline().split()
+    server.wait(timeout=10)
+
+
+def test_sites_and_outside_world_reach_each_other_through_the_proxies() -> None:
+    with world() as w:
+        plan, lab = w.plan, w.lab
+        h1 = plan.sites[0]
+        with lab.capture(h1.xtr, "to-r", "udp port 4341") as cap:
+            for dst in (plan.outside_v4, plan.outside_v6):
+                assert lab.ping(h1.host, dst, count=2, wait=3.0), f"{h1.host} -> {dst}"
+            for dst in (h1.host_v4, h1.host_v6):
+                assert lab.ping(plan.outside, dst, count=2, wait=3.0), f"outside -> {dst}"
+        transfer(lab, h1.host, plan.outside, plan.outside_v4)
+        transfer(lab, plan.outside, h1.host, h1.host_v6)
+
+        legs = set()
+        for pkt in cap.ip_packets():
+            encap = decapsulate(pkt)
+            inner, _, _ = parse_ip_header(encap.inner)
+            legs.add((str(encap.outer.src), str(encap.outer.dst), str(inner.src), str(inner.dst)))
+        # EID -> outside: encapsulated by xtr1 to the PETR; outside -> EID: by the PITR.
+        assert (h1.rloc, plan.pxtr_rloc, h1.host_v4, plan.outside_v4) in legs
+        assert (h1.rloc, plan.pxtr_rloc, h1.host_v6, plan.outside_v6) in legs
+        assert (plan.pxtr_rloc, h1.rloc, plan.outside_v4, h1.host_v4) in legs
+        assert (plan.pxtr_rloc, h1.rloc, plan.outside_v6, h1.host_v6) in legs
+
+        negative = {
+            e["eid-prefix"]: e
+            for e in w.ask(h1.xtr, "map-cache")
+            if e["action"] == "native-forward"
+        }
+        assert "200.0.0.0/5" in negative and negative["200.0.0.0/5"]["ttl"] == 60
+        pxtr_stats = w.ask(plan.pxtr, "stats")["packets"]
+        assert pxtr_stats["etr.decap.packets"] > 100 and pxtr_stats["itr.encap.packets"] > 100
+
+        # The negative entry expires (TTL one minute), and the next packet resolves again.
+        deadline = time.monotonic() + 75
+        while "200.0.0.0/5" in {e["eid-prefix"] for e in w.ask(h1.xtr, "map-cache")}:
+            assert time.monotonic() < deadline, "negative entry never expired"
+            time.sleep(0.5)
+        assert lab.ping(h1.host, plan.outside_v4, count=1, wait=3.0)
+
+
+def test_a_dead_petr_is_skipped() -> None:
+    with world(petrs=["192.0.2.99", "192.0.2.14"]) as w:
+        plan, lab = w.plan, w.lab
+        h1 = plan.sites[0]
+        deadline = time.monotonic() + 10
+        while True:
+            states = {r["rloc"]: r for r in w.ask(h1.xtr, "rlocs")}
+            if states.get("192.0.2.99", {}).get("up") is False:
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.2)
+        assert states["192.0.2.14"]["up"] is True
+        for sport_flows in range(3):  # flows hash over both PETRs; all must work now
+            assert lab.ping(h1.host, plan.outside_v4, count=3, wait=3.0), sport_flows
+        transfer(lab, h1.host, plan.outside, plan.outside_v4)
+        assert w.ask(h1.xtr, "stats")["drops"].get("no-live-petr", 0) == 0
