@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lispd.config import Config
+from lispd.control.infoserver import InfoResponder
 from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer, SitePrefixSpec, SiteSpec
+from lispd.control.nat import NatClient
 from lispd.control.plane import ControlPlane
 from lispd.control.prober import Prober, ProbeSettings
 from lispd.control.registrar import MapServerTarget, Registrar
@@ -21,8 +23,13 @@ from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry
 
 
 def rloc_entries(rlocs: Iterable[Any]) -> tuple[RlocEntry, ...]:
-    """Configured RLOCs as map-cache RLOC entries."""
-    return tuple(RlocEntry(r.address, r.priority, r.weight) for r in rlocs)
+    """Configured RLOCs as map-cache RLOC entries (an RLOC with an explicit locator path is
+    entered at the path's first hop)."""
+    out = []
+    for r in rlocs:
+        elp = tuple(getattr(r, "elp", ()))
+        out.append(RlocEntry(elp[0] if elp else r.address, r.priority, r.weight, elp=elp))
+    return tuple(out)
 
 
 def build_database(config: Config) -> LocalDatabase:
@@ -65,7 +72,7 @@ def build_control_plane(
     roles = config.daemon.roles
     rlocs = tuple(config.underlay.rlocs)
     plane = ControlPlane()
-    if roles & {"itr", "pitr"} and config.map_resolvers:
+    if roles & {"itr", "pitr", "rtr"} and config.map_resolvers:
         r = config.resolver
         settings = ResolverSettings(
             retries=r.retries,
@@ -77,7 +84,9 @@ def build_control_plane(
             max_requests_per_second=r.max_requests_per_second,
             max_ttl_minutes=r.max_ttl,
         )
-        plane.resolver = Resolver(config.map_resolvers, rlocs, settings, rng)
+        # An RTR behind a 1:1 NAT is answered at its public addresses.
+        itr_rlocs = config.rtr.public_rlocs if "rtr" in roles and config.rtr.public_rlocs else rlocs
+        plane.resolver = Resolver(config.map_resolvers, itr_rlocs, settings, rng)
     if roles & {"itr", "pitr"} and config.petrs:
         p = config.probing
         plane.prober = Prober(
@@ -98,13 +107,25 @@ def build_control_plane(
                 for ms in config.map_servers
             ]
             plane.registrar = Registrar(
-                targets,
+                # With NAT traversal, registering waits for NAT discovery: what to register
+                # (our RLOC, or the translated one and the RTRs) depends on its answer.
+                [] if config.nat_traversal.enabled else targets,
                 database_records(database.entries(), rlocs, reg.record_ttl),
                 interval=reg.interval,
                 want_map_notify=reg.want_map_notify,
                 rng=rng,
                 first_nonce=first_register_nonce,
             )
+    nat = config.nat_traversal
+    if nat.enabled and config.map_servers:
+        plane.nat = NatClient(
+            [ms.address for ms in config.map_servers],
+            rlocs,
+            [(m.instance_id, m.prefix) for m in config.database],
+            info_interval=nat.info_interval,
+            keepalive_interval=nat.keepalive_interval,
+            rng=rng,
+        )
     if "map-server" in roles:
         sites = [
             SiteSpec(
@@ -120,6 +141,8 @@ def build_control_plane(
         plane.map_server = MapServer(
             sites, registration_timeout=config.mapping_system.registration_timeout, rng=rng
         )
+        plane.map_server.rtrs = frozenset(config.mapping_system.rtr_rlocs)
+        plane.info_responder = InfoResponder(rlocs, config.mapping_system.rtr_rlocs)
         if "map-resolver" in roles:
             plane.map_resolver = MapResolver(
                 plane.map_server, negative_ttl_minutes=config.mapping_system.negative_ttl

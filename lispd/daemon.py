@@ -25,13 +25,18 @@ from lispd import __version__
 from lispd.api.server import ControlServer
 from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config, ConfigError, load_config
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.nat import NatStatus
+from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.control.plane import ControlResult
+from lispd.control.registrar import MapServerTarget
 from lispd.control.responder import database_records
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
+from lispd.dataplane.natbindings import NatBindings
 from lispd.dataplane.outputs import Encap, Miss, ToTun
-from lispd.fastpath.header import HEADER_LEN, read_header
+from lispd.dataplane.rtr import Rtr
+from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
+from lispd.fastpath.inner import inner_destination
 from lispd.io.notify import sd_notify
 from lispd.io.routes import RouteTable
 from lispd.io.sysctl import prepare_tun_interface
@@ -43,15 +48,20 @@ from lispd.io.udp import (
     open_send_pool,
     recv_batch,
 )
-from lispd.mapcache import DatabaseEntry, MapCacheEntry
+from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
 from lispd.stats import Counters, DropLog
 from lispd.wire.data import LISP_DATA_PORT
+from lispd.wire.errors import WireError
+from lispd.wire.info import decode_info
+from lispd.wire.records import EidRecord, Locator
 
 log = logging.getLogger("lispd")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
 SEND_POOL_SIZE = 8  # outer source ports per address family
-DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr"})
+DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
+TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
+NAT_RTR_PRIORITY = 254  # RTR locators of a site behind NAT (as lispers.net registers them)
 SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
 
 
@@ -67,6 +77,11 @@ class Daemon:
         self.rng = random.Random()
         roles = config.daemon.roles
         local_rlocs = {a.version: a for a in config.underlay.rlocs}
+        self.nat_bindings = (
+            NatBindings(config.rtr.nat_binding_timeout, config.rtr.max_nat_bindings)
+            if "rtr" in roles
+            else None
+        )
         self.itr = (
             Itr(
                 self.mapcache,
@@ -78,11 +93,15 @@ class Daemon:
                 clock=clock,
                 proxy="pitr" in roles,
                 petrs=rloc_entries(config.petrs),
+                own_rlocs=config.rtr.public_rlocs,
+                nat_port=self.nat_bindings.port_for if self.nat_bindings is not None else None,
             )
-            if roles & {"itr", "pitr"}
+            if roles & {"itr", "pitr", "rtr"}
             else None
         )
         self.etr = Etr(self.database, petr="petr" in roles) if roles & {"etr", "petr"} else None
+        self.rtr = Rtr(self.itr) if "rtr" in roles and self.itr is not None else None
+        self.nat_status: NatStatus | None = None
         self.control = build_control_plane(
             config,
             self.database,
@@ -109,19 +128,23 @@ class Daemon:
         """Open the TUN, sockets, routes and control socket, then tell systemd we are ready."""
         loop = asyncio.get_running_loop()
         cfg = self.config
-        if cfg.daemon.roles & DATA_ROLES:
+        if cfg.daemon.roles & TUN_ROLES:
             self.tun = Tun(cfg.tun.name, cfg.tun.mtu, prepare=prepare_tun_interface)
             self.routes = RouteTable(self.tun.name)
             for entry in self.mapcache.entries():
                 self.routes.add(entry.prefix)
-            self.sender = Sender(
-                {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs}
-            )
+            loop.add_reader(self.tun.fd, self._on_tun_readable)
+        if cfg.daemon.roles & DATA_ROLES:
+            data_sockets = {}
             for addr in cfg.underlay.rlocs:
                 sock = open_receive_socket(addr, LISP_DATA_PORT)
                 self.receivers.append(sock)
+                data_sockets[addr.version] = sock
                 loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
-            loop.add_reader(self.tun.fd, self._on_tun_readable)
+            self.sender = Sender(
+                {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs},
+                data_sockets,
+            )
         for addr in cfg.underlay.rlocs:
             sock = open_control_socket(addr, LISP_CONTROL_PORT)
             self.control_sockets.setdefault(addr.version, []).append(sock)
@@ -211,13 +234,11 @@ class Daemon:
             self.database.add(entry)
         changed = [e for e in self.database.entries() if old_entries.get((e.iid, e.prefix)) != e]
         log.info("database changed prefixes=%d", len(changed))
-        rlocs = tuple(self.config.underlay.rlocs)
         ttl = new.registration.record_ttl
         now = self.clock()
         sends: list[SendControl] = []
         if self.control.registrar is not None:
-            records = database_records(self.database.entries(), rlocs, ttl)
-            sends += self.control.registrar.update_records(records, now)
+            sends += self.control.registrar.update_records(self._registration_records(ttl), now)
         if self.control.smr is not None and changed:
             sends += self._solicit(changed, ttl, now)
         self._send_control(sends)
@@ -248,14 +269,14 @@ class Daemon:
         for pkt in tun.read_batch(BATCH):
             self._itr_packet(pkt)
 
-    def _itr_packet(self, pkt: bytes, held: bool = False) -> None:
+    def _itr_packet(self, pkt: bytes, held: bool = False, iid: int | None = None) -> None:
         itr, sender, counters = self.itr, self.sender, self.counters
         if itr is None or sender is None:
             self._drop("itr-disabled")
             return
-        out = itr.handle(pkt)
+        out = itr.handle(pkt, iid)
         if type(out) is Encap:
-            if sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos):
+            if self._send_encap(out):
                 counters.count("itr.encap", len(pkt))
             else:
                 self._drop("send-failed")
@@ -269,6 +290,13 @@ class Daemon:
                 self._drop("tun-write-failed")
         else:
             self._drop(out.reason, "tun")  # type: ignore[union-attr]
+
+    def _send_encap(self, out: Encap) -> bool:
+        sender = self.sender
+        assert sender is not None
+        if out.data_port:
+            return sender.send_from_data_port(out.payload, out.rloc, out.port, out.ttl, out.tos)
+        return sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos)
 
     def _on_miss(self, miss: Miss, pkt: bytes) -> None:
         resolver = self.control.resolver
@@ -289,6 +317,9 @@ class Daemon:
         return entry is not None and entry.source != "static"
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
+        if self.rtr is not None:
+            self._on_udp_readable_rtr(sock)
+            return
         tun, etr, counters = self.tun, self.etr, self.counters
         assert tun is not None
         recent = self._recent_itrs
@@ -305,6 +336,61 @@ class Daemon:
                     self._drop("tun-write-failed")
             else:
                 self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+
+    def _on_udp_readable_rtr(self, sock: socket.socket) -> None:
+        """The data port of a node with the RTR role: packets for our own EIDs (when also an
+        ETR) are decapsulated to the TUN, every other one re-encapsulated; NAT keepalives
+        from xTRs behind NAT teach us their translated address and port."""
+        rtr, etr, tun, counters = self.rtr, self.etr, self.tun, self.counters
+        assert rtr is not None
+        database = self.database
+        for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
+            header = read_header(payload)
+            if header is not None and header[0] == IID_CONTROL:
+                self._data_control(payload, src, sport)
+                continue
+            if etr is not None and tun is not None and header is not None:
+                dst = inner_destination(payload[HEADER_LEN:])
+                if dst is not None and database.contains(header[0], dst):
+                    out = etr.handle(payload, ttl, tos)
+                    if type(out) is ToTun and tun.write(out.packet):
+                        counters.count("etr.decap", len(out.packet))
+                    elif type(out) is not ToTun:
+                        self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+                    else:
+                        self._drop("tun-write-failed")
+                    continue
+            out = rtr.handle(payload, ttl, tos)
+            if type(out) is Encap:
+                if self._send_encap(out):
+                    counters.count("rtr.reencap", len(out.payload))
+                else:
+                    self._drop("send-failed")
+            elif type(out) is Miss:
+                self._on_miss(out, out.packet)
+            else:
+                self._drop("rtr-" + out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+
+    def _data_control(self, payload: bytes, src: str, sport: int) -> None:
+        """A control message in the data path (instance-ID 0xFFFFFF): an RTR takes NAT
+        keepalives (Info-Requests) from xTRs behind NAT; anything else is dropped."""
+        bindings = self.nat_bindings
+        if bindings is None:
+            self._drop("data-control-unsupported", f"{src}:{sport}")
+            return
+        try:
+            msg = decode_info(payload[HEADER_LEN:])
+        except WireError as exc:
+            self._drop("rtr-keepalive-" + exc.reason, f"{src}:{sport}")
+            return
+        if msg.reply:
+            self._drop("rtr-keepalive-unexpected-reply", f"{src}:{sport}")
+            return
+        address = ip_address(src)
+        if bindings.learn(address, sport, self.clock()):
+            log.info("nat binding rloc=%s port=%d", address, sport)
+            self._arm_timer()
+        self.counters.count("rtr.nat-keepalive", len(payload))
 
     # --- control plane ------------------------------------------------------------------------
 
@@ -333,8 +419,10 @@ class Daemon:
                 entry.ttl,
             )
         self._send_control(result.sends)
-        for _iid, pkt in result.released:
-            self._itr_packet(pkt, held=True)
+        for iid, pkt in result.released:
+            self._itr_packet(pkt, held=True, iid=iid)
+        if result.nat_status is not None:
+            self._apply_nat_status(result.nat_status)
         if result.rloc_changes and self.itr is not None:
             state = {c.rloc: c.up for c in result.rloc_changes}
             for change in result.rloc_changes:
@@ -343,8 +431,71 @@ class Daemon:
                 replace(p, up=state.get(p.address, p.up)) for p in self.itr.petrs
             )
 
-    def _send_control(self, sends: list[SendControl]) -> None:
+    def _apply_nat_status(self, status: NatStatus) -> None:
+        """NAT discovery changed what we know: behind a NAT, off-site traffic goes to the RTRs
+        and we register the RTRs (and our translated RLOC) with proxy-reply set, since Map-
+        Requests cannot reach us through the NAT; not behind one, we are a normal xTR."""
+        self.nat_status = status
+        log.info(
+            "nat status behind-nat=%s global-rloc=%s rtrs=%s",
+            status.behind_nat,
+            status.global_rloc,
+            ",".join(str(r) for r in status.rtrs) or "-",
+        )
+        behind = status.behind_nat and bool(status.rtrs)
+        if self.itr is not None:
+            self.itr.rtrs = tuple(RlocEntry(r, 1, 100) for r in status.rtrs) if behind else None
+        registrar = self.control.registrar
+        if registrar is None:
+            return
+        now = self.clock()
+        targets = [
+            MapServerTarget(ms.address, ms.key, ms.key_id, ms.proxy_reply or behind)
+            for ms in self.config.map_servers
+        ]
+        # Register everywhere at once with the new records (and the proxy-reply flag).
+        registrar.update_targets([], now)
+        registrar.update_records(
+            self._registration_records(self.config.registration.record_ttl), now
+        )
+        self._send_control(registrar.update_targets(targets, now))
+
+    def _registration_records(self, ttl: int) -> list[EidRecord]:
+        """The database as we register it (changed by NAT traversal when behind a NAT)."""
+        records = database_records(self.database.entries(), tuple(self.config.underlay.rlocs), ttl)
+        status = self.nat_status
+        if status is not None and status.behind_nat and status.rtrs:
+            records = [self._nat_record(r, status) for r in records]
+        return records
+
+    @staticmethod
+    def _nat_record(record: EidRecord, status: NatStatus) -> EidRecord:
+        """A database record as an xTR behind NAT registers it: its translated RLOC in place of
+        the private one, and the RTRs at priority 254 (the Map-Server hands those to ITRs)."""
+        locators = [
+            replace(loc, address=status.global_rloc, local=False)
+            if loc.local
+            and status.global_rloc is not None
+            and loc.address.version == status.global_rloc.version  # type: ignore[union-attr]
+            else loc
+            for loc in record.locators
+        ]
+        locators += [Locator(r, NAT_RTR_PRIORITY, 100) for r in status.rtrs]
+        return replace(record, locators=tuple(locators))
+
+    def _send_control(self, sends: list[SendControl] | list[SendControl | SendData]) -> None:
         for send in sends:
+            if type(send) is SendData:
+                sock = self.sender.data_sockets.get(send.dst.version) if self.sender else None
+                if sock is None:
+                    self._drop("data-control-no-socket")
+                    continue
+                try:
+                    sock.sendto(send.payload, (str(send.dst), send.port))
+                    self.counters.count("nat.keepalive-sent", len(send.payload))
+                except OSError as exc:
+                    self._drop("control-send-failed", f"{send.dst}:{send.port} {exc.strerror}")
+                continue
             socks = self.control_sockets.get(send.dst.version)
             if not socks:
                 self._drop("control-no-socket-for-family")
@@ -361,13 +512,19 @@ class Daemon:
         self._apply(self.control.on_timer(now))
         for entry in self.mapcache.expire(now):
             log.info("map-cache expired iid=%d prefix=%s", entry.iid, entry.prefix)
+        if self.nat_bindings is not None:
+            for address in self.nat_bindings.expire(now):
+                log.info("nat binding expired rloc=%s", address)
         if now - self._itrs_rotated > SMR_MEMORY:
             self._older_itrs, self._recent_itrs = self._recent_itrs, {}
             self._itrs_rotated = now
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        deadlines = [d for d in (self.control.next_deadline(), self.mapcache.next_expiry()) if d]
+        candidates = [self.control.next_deadline(), self.mapcache.next_expiry()]
+        if self.nat_bindings is not None:
+            candidates.append(self.nat_bindings.next_deadline())
+        deadlines = [d for d in candidates if d is not None]
         deadline = min(deadlines, default=self.clock() + SMR_MEMORY)
         if self._timer is not None:
             if self._timer.when() <= self._loop_time(deadline):
@@ -390,6 +547,10 @@ class Daemon:
             "database": lambda _req: [_entry_json(e) for e in self.database.entries()],
             "site": lambda _req: self._sites(),
             "rlocs": lambda _req: self.control.prober.states() if self.control.prober else [],
+            "nat": lambda _req: self.control.nat.states() if self.control.nat else {},
+            "rtr": lambda _req: (
+                self.nat_bindings.states(self.clock()) if self.nat_bindings is not None else []
+            ),
             "registrations": lambda _req: (
                 self.control.registrar.status() if self.control.registrar else []
             ),

@@ -54,6 +54,10 @@ class Rloc:
     """0..255, lower is preferred; 255 means "do not use for unicast"."""
     weight: int = 100
     """0..255, load share among the RLOCs of the best priority."""
+    elp: tuple[IPAddress, ...] = ()
+    """An Explicit Locator Path (LISP-TE, the ELP LCAF of RFC 8060): the hops in forwarding
+    order, the last one being the ETR, which is also ``address``. Empty for a plain RLOC; else
+    at least two hops, none repeated, all of one address family."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,41 @@ class MappingSystemConfig:
     """Seconds without a Map-Register before a registration expires, 3..86400."""
     negative_ttl: int = 15
     """Minutes, the TTL of the Map-Resolver's negative Map-Replies, 1..1440."""
+    rtr_rlocs: tuple[IPAddress, ...] = ()
+    """The RTRs (their public addresses) the Map-Server hands to xTRs behind a NAT in its
+    Info-Replies, in file order; no duplicates. Empty: no NAT traversal service."""
+
+
+@dataclass(frozen=True, slots=True)
+class NatTraversalConfig:
+    """The ``[nat-traversal]`` table: an xTR that may sit behind a NAT
+    (draft-ietf-lisp-nat-traversal)."""
+
+    enabled: bool = False
+    """This xTR may sit behind a NAT: it discovers its translated RLOC with Info-Requests to
+    its Map-Servers and, when behind a NAT, sends through the RTRs they name. Needs the ``etr``
+    or ``itr`` role and at least one ``[[map-server]]``."""
+    info_interval: float = 15.0
+    """Seconds between Info-Requests to each Map-Server, 0.1..3600."""
+    keepalive_interval: float = 10.0
+    """Seconds between NAT keepalives to each RTR (they keep the NAT's binding open),
+    0.1..3600."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtrConfig:
+    """The ``[rtr]`` table: the re-encapsulating tunnel router (used with the ``rtr`` role)."""
+
+    public_rlocs: tuple[IPAddress, ...] = ()
+    """The addresses other nodes reach this RTR at when it sits behind a 1:1 NAT (a cloud VM):
+    at most one per address family, each of a family ``underlay.rlocs`` has. Used as ITR-RLOCs
+    in its Map-Requests and to find itself in Explicit Locator Paths. Empty: not behind a NAT."""
+    nat_binding_timeout: float = 120.0
+    """Seconds without a keepalive after which a NATed xTR's translated address:port is
+    forgotten, 1..86400."""
+    max_nat_bindings: int = 100000
+    """NATed xTRs remembered at once, 1..10000000 (when full, a new one evicts the least
+    recently refreshed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,11 +294,15 @@ class Config:
     mapping_system: MappingSystemConfig = field(default_factory=MappingSystemConfig)
     """``[mapping-system]``, defaults when absent."""
     sites: tuple[Site, ...] = ()
-    """``[[site]]`` entries (map-server role)."""
+    """``[[site]]`` entries (``map-server`` role only), in file order; names unique."""
     petrs: tuple[Rloc, ...] = ()
     """``[[petr]]``: Proxy-ETRs the ITR/PITR encapsulates native-forward traffic to."""
     probing: ProbingConfig = field(default_factory=ProbingConfig)
-    """``[[site]]`` entries (``map-server`` role only), in file order; names unique."""
+    """``[probing]``, defaults when absent."""
+    nat_traversal: NatTraversalConfig = field(default_factory=NatTraversalConfig)
+    """``[nat-traversal]``, defaults (disabled) when absent."""
+    rtr: RtrConfig = field(default_factory=RtrConfig)
+    """``[rtr]``, defaults when absent (used with the ``rtr`` role only)."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""
 

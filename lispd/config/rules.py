@@ -9,13 +9,21 @@ are the rules that need two of them:
 - with the ``etr`` role, every ``database-mapping`` lists at least one of ``underlay.rlocs``
   (other RLOCs in the set are allowed: they are the site's other xTRs, registered along);
 - every positive ``map-cache`` entry has an RLOC of a family this router has an RLOC of;
+- in both rules an Explicit Locator Path counts as its last hop, the ETR (its ``Rloc.address``;
+  its hops are all of one family);
 - ``tun.mtu`` defaults to ``underlay.mtu`` minus the encapsulation overhead, and is at least
   1280 when any EID-prefix is IPv6;
 - the control plane: ``map-server`` needs at least one ``site``, ``map-resolver`` needs the
   ``map-server`` role (lispd's Map-Resolver answers from its co-located Map-Server's
-  registrations); ``[[map-server]]`` entries need the ``etr`` role and ``[[site]]`` entries the
-  ``map-server`` role (else they would be ignored); a ``"send-map-request"`` map-cache entry
+  registrations); ``[[map-server]]`` entries need the ``etr`` role or an enabled
+  ``[nat-traversal]`` (an ITR behind a NAT sends them Info-Requests), and ``[[site]]`` entries
+  the ``map-server`` role (else they would be ignored); a ``"send-map-request"`` map-cache entry
   needs the ``itr`` role and at least one ``[[map-resolver]]``;
+- NAT traversal: ``nat-traversal.enabled`` needs the ``etr`` or ``itr`` role and at least one
+  ``[[map-server]]``; each of ``rtr.public-rlocs`` is of a family ``underlay.rlocs`` has (it
+  stands for that RLOC behind the NAT); no ``mapping-system.rtr-rlocs`` is one of this node's
+  own RLOCs unless it has the ``rtr`` role. Like ``[mapping-system]`` without the
+  ``map-server`` role, an ``[rtr]`` table without the ``rtr`` role is checked but unused;
 - no Map-Server nor Map-Resolver address twice, each of a family ``underlay.rlocs`` has, and not
   one of this node's own RLOCs unless it has the matching role;
 - site names are unique, and no EID-prefix of one site overlaps (equals, contains or is inside)
@@ -37,8 +45,11 @@ from lispd.config.model import (
     IPAddress,
     IPNetwork,
     Mapping,
+    MappingSystemConfig,
     MapServerRef,
+    NatTraversalConfig,
     Rloc,
+    RtrConfig,
     Site,
     TunConfig,
     UnderlayConfig,
@@ -51,6 +62,9 @@ MAP_SERVER_KEY = "map-server"
 MAP_RESOLVER_KEY = "map-resolver"
 SITE_KEY = "site"
 PETR_KEY = "petr"
+NAT_TRAVERSAL_KEY = "nat-traversal"
+RTR_KEY = "rtr"
+MAPPING_SYSTEM_KEY = "mapping-system"
 SEND_MAP_REQUEST = "send-map-request"
 
 RoleNeed = tuple[Callable[[dict[str, Any]], bool], str]
@@ -110,11 +124,19 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
     map_servers: tuple[MapServerRef, ...] = values["map_server"]
     map_resolvers: tuple[IPAddress, ...] = values["map_resolver"]
     sites: tuple[Site, ...] = values["site"]
-    if map_servers and "etr" not in daemon.roles:
+    nat_traversal: NatTraversalConfig = values["nat_traversal"]
+    _check_nat_traversal(nat_traversal, daemon, map_servers, ctx)
+    if map_servers and "etr" not in daemon.roles and not nat_traversal.enabled:
+        nat_hint = (
+            ", set nat-traversal.enabled (an ITR behind a NAT sends them Info-Requests)"
+            if "itr" in daemon.roles
+            else ""
+        )
         ctx.fail(
             (MAP_SERVER_KEY, 0),
             "[[map-server]] is only used by the 'etr' role (to register the database-mappings), "
-            "which daemon.roles does not have: add 'etr' or remove the [[map-server]] entries",
+            f"which daemon.roles does not have: add 'etr'{nat_hint} or remove the "
+            "[[map-server]] entries",
         )
     if sites and "map-server" not in daemon.roles:
         ctx.fail(
@@ -139,6 +161,10 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
     _check_control_addresses(PETR_KEY, [p.address for p in petrs], "petr", underlay, daemon, ctx)
     _check_site_names(sites, ctx)
     _check_site_overlaps(sites, ctx)
+    rtr: RtrConfig = values["rtr"]
+    _check_public_rlocs(rtr, underlay, ctx)
+    mapping_system: MappingSystemConfig = values["mapping_system"]
+    _check_rtr_rlocs(mapping_system, underlay, daemon, ctx)
 
     tun = _resolve_tun(values["tun"], underlay, database + map_cache, ctx)
     return Config(
@@ -151,10 +177,12 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         map_resolvers=map_resolvers,
         registration=values["registration"],
         resolver=values["resolver"],
-        mapping_system=values["mapping_system"],
+        mapping_system=mapping_system,
         sites=sites,
         petrs=petrs,
         probing=values["probing"],
+        nat_traversal=nat_traversal,
+        rtr=rtr,
         path=ctx.path,
     )
 
@@ -272,6 +300,58 @@ def _check_send_map_request(
                 path,
                 f'"{SEND_MAP_REQUEST}" needs at least one [[map-resolver]] to send the '
                 "Map-Requests to",
+            )
+
+
+def _check_nat_traversal(
+    nat_traversal: NatTraversalConfig,
+    daemon: DaemonConfig,
+    map_servers: tuple[MapServerRef, ...],
+    ctx: Context,
+) -> None:
+    if not nat_traversal.enabled:
+        return
+    path = (NAT_TRAVERSAL_KEY, "enabled")
+    if not daemon.roles & {"etr", "itr"}:
+        ctx.fail(
+            path,
+            "NAT traversal is for an xTR behind a NAT: it needs the 'etr' or 'itr' role, which "
+            "daemon.roles does not have",
+        )
+    if not map_servers:
+        ctx.fail(
+            path,
+            "NAT traversal needs at least one [[map-server]] (to send the Info-Requests to that "
+            "discover the translated RLOC and the RTRs)",
+        )
+
+
+def _check_public_rlocs(rtr: RtrConfig, underlay: UnderlayConfig, ctx: Context) -> None:
+    local_versions = {address.version for address in underlay.rlocs}
+    for index, address in enumerate(rtr.public_rlocs):
+        if address.version not in local_versions:
+            ctx.fail(
+                (RTR_KEY, "public-rlocs", index),
+                f"{address} is IPv{address.version} and underlay.rlocs has no "
+                f"IPv{address.version} address for it to stand for (a public RLOC is the "
+                "address of a local RLOC of its family seen through a 1:1 NAT)",
+            )
+
+
+def _check_rtr_rlocs(
+    mapping_system: MappingSystemConfig,
+    underlay: UnderlayConfig,
+    daemon: DaemonConfig,
+    ctx: Context,
+) -> None:
+    if "rtr" in daemon.roles:
+        return
+    for index, address in enumerate(mapping_system.rtr_rlocs):
+        if address in underlay.rlocs:
+            ctx.fail(
+                (MAPPING_SYSTEM_KEY, "rtr-rlocs", index),
+                f"{address} is this node's own RLOC, but daemon.roles has no 'rtr' role to "
+                "relay there",
             )
 
 

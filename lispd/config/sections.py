@@ -27,10 +27,12 @@ from lispd.config.model import (
     Mapping,
     MappingSystemConfig,
     MapServerRef,
+    NatTraversalConfig,
     ProbingConfig,
     RegistrationConfig,
     ResolverConfig,
     Rloc,
+    RtrConfig,
     Site,
     SitePrefix,
     UnderlayConfig,
@@ -140,16 +142,21 @@ TUN = Table(
 # -- [underlay] -----------------------------------------------------------------------------------
 
 
-def _build_underlay(values: dict[str, Any], path: KeyPath, ctx: Context) -> UnderlayConfig:
-    rlocs = values["rlocs"]
-    for index, address in enumerate(rlocs):
-        first = next(i for i, other in enumerate(rlocs) if other.version == address.version)
+def _check_one_per_family(addresses: tuple[Any, ...], path: KeyPath, ctx: Context) -> None:
+    """At most one address per family in the list at ``path``."""
+    for index, address in enumerate(addresses):
+        first = next(i for i, other in enumerate(addresses) if other.version == address.version)
         if first != index:
             ctx.fail(
-                (*path, "rlocs", index),
-                f"{address} is a second IPv{address.version} RLOC after {rlocs[first]}; "
+                (*path, index),
+                f"{address} is a second IPv{address.version} RLOC after {addresses[first]}; "
                 "give at most one per address family",
             )
+
+
+def _build_underlay(values: dict[str, Any], path: KeyPath, ctx: Context) -> UnderlayConfig:
+    rlocs = values["rlocs"]
+    _check_one_per_family(rlocs, (*path, "rlocs"), ctx)
     underlay = UnderlayConfig(rlocs=rlocs, mtu=values["mtu"])
     if underlay.rloc_v6 is not None and underlay.mtu < MIN_IPV6_MTU:
         ctx.fail(
@@ -169,32 +176,94 @@ UNDERLAY = Table(
     build=_build_underlay,
 )
 
-# -- rlocs = [ { address, priority, weight } ] ----------------------------------------------------
+# -- rlocs = [ { address | elp, priority, weight } ] ----------------------------------------------
+
+MIN_ELP_HOPS = 2
+"""An Explicit Locator Path has at least one hop before the ETR (else it is a plain RLOC)."""
+
+
+def _check_elp(elp: tuple[Any, ...], path: KeyPath, ctx: Context) -> None:
+    """At least two hops, all of one address family (``ListOf`` already refused repeats)."""
+    if len(elp) < MIN_ELP_HOPS:
+        ctx.fail(
+            path,
+            f"an Explicit Locator Path needs at least {MIN_ELP_HOPS} hops (the last is the "
+            f"ETR), got {len(elp)}; give a single RLOC as address instead",
+        )
+    first = elp[0]
+    for index, hop in enumerate(elp):
+        if hop.version != first.version:
+            ctx.fail(
+                (*path, index),
+                f"{hop} is IPv{hop.version} but elp[0] ({first}) is IPv{first.version}; all "
+                "hops of a path must be of one address family",
+            )
 
 
 def _build_rloc(values: dict[str, Any], path: KeyPath, ctx: Context) -> Rloc:
-    return Rloc(address=values["address"], priority=values["priority"], weight=values["weight"])
+    address, elp = values["address"], values["elp"]
+    if address is not None and elp is not None:
+        ctx.fail(
+            (*path, "elp"),
+            "give either address or elp, not both (the address of a path is its last hop)",
+        )
+    if elp is None:
+        if address is None:
+            ctx.fail(
+                (*path, "address"),
+                "required key is missing (or give elp, an Explicit Locator Path)",
+                at=path,
+            )
+        return Rloc(address=address, priority=values["priority"], weight=values["weight"])
+    _check_elp(elp, (*path, "elp"), ctx)
+    return Rloc(address=elp[-1], priority=values["priority"], weight=values["weight"], elp=elp)
 
+
+_PRIORITY = Key("priority", Int(0, 255), default=1)
+_WEIGHT = Key("weight", Int(0, 255), default=100)
 
 RLOC = Table(
     keys=(
-        Key("address", Address(), required=True),
-        Key("priority", Int(0, 255), default=1),
-        Key("weight", Int(0, 255), default=100),
+        Key("address", Address()),
+        Key("elp", ListOf(Address(), unique=True)),
+        _PRIORITY,
+        _WEIGHT,
     ),
     build=_build_rloc,
 )
+"""A locator of a database-mapping or map-cache entry: an address, or an Explicit Locator
+Path whose last hop becomes the address."""
+
+
+def _build_petr(values: dict[str, Any], path: KeyPath, ctx: Context) -> Rloc:
+    return Rloc(address=values["address"], priority=values["priority"], weight=values["weight"])
+
+
+PETR = Table(
+    keys=(Key("address", Address(), required=True), _PRIORITY, _WEIGHT),
+    build=_build_petr,
+)
+"""A ``[[petr]]``: an RLOC without an Explicit Locator Path."""
+
+
+def _rloc_address_path(rloc: Rloc) -> KeyPath:
+    """Where, inside its inline table, ``rloc.address`` was written: ``address`` or the last
+    hop of ``elp``."""
+    return ("elp", len(rloc.elp) - 1) if rloc.elp else ("address",)
 
 
 def _check_rloc_set(rlocs: tuple[Rloc, ...], path: KeyPath, ctx: Context) -> None:
-    """No address twice in one RLOC set."""
+    """No address twice in one RLOC set (an Explicit Locator Path counts as its last hop)."""
     seen: dict[Any, int] = {}
     for index, rloc in enumerate(rlocs):
-        if rloc.address in seen:
-            ctx.fail(
-                (*path, "rlocs", index, "address"),
-                f"{rloc.address} is already rlocs[{seen[rloc.address]}]",
-            )
+        first = seen.get(rloc.address)
+        if first is not None:
+            message = f"{rloc.address} is already rlocs[{first}]"
+            if rloc.elp or rlocs[first].elp:
+                message += (
+                    "; an ETR is in an RLOC set once, on its own or as the last hop of an elp"
+                )
+            ctx.fail((*path, "rlocs", index, *_rloc_address_path(rloc)), message)
         seen[rloc.address] = index
 
 
@@ -353,8 +422,42 @@ MAPPING_SYSTEM = Table(
     keys=(
         Key("registration-timeout", Number(3, 86400), default=180.0),
         Key("negative-ttl", Int(1, 1440), default=15),
+        Key("rtr-rlocs", ListOf(Address(), unique=True), default=()),
     ),
     build=_build_mapping_system,
+)
+
+# -- [nat-traversal] ------------------------------------------------------------------------------
+
+
+def _build_nat_traversal(values: dict[str, Any], path: KeyPath, ctx: Context) -> NatTraversalConfig:
+    return NatTraversalConfig(**values)
+
+
+NAT_TRAVERSAL = Table(
+    keys=(
+        Key("enabled", Bool(), default=False),
+        Key("info-interval", Number(0.1, 3600), default=15.0),
+        Key("keepalive-interval", Number(0.1, 3600), default=10.0),
+    ),
+    build=_build_nat_traversal,
+)
+
+# -- [rtr] ----------------------------------------------------------------------------------------
+
+
+def _build_rtr(values: dict[str, Any], path: KeyPath, ctx: Context) -> RtrConfig:
+    _check_one_per_family(values["public_rlocs"], (*path, "public-rlocs"), ctx)
+    return RtrConfig(**values)
+
+
+RTR = Table(
+    keys=(
+        Key("public-rlocs", ListOf(Address(), unique=True), default=()),
+        Key("nat-binding-timeout", Number(1, 86400), default=120.0),
+        Key("max-nat-bindings", Int(1, 10_000_000), default=100000),
+    ),
+    build=_build_rtr,
 )
 
 # -- [[site]] -------------------------------------------------------------------------------------
@@ -417,8 +520,10 @@ ROOT = Table(
         Key("resolver", RESOLVER),
         Key("mapping-system", MAPPING_SYSTEM),
         Key("site", ListOf(SITE), default=()),
-        Key("petr", ListOf(RLOC), default=()),
+        Key("petr", ListOf(PETR), default=()),
         Key("probing", PROBING),
+        Key("nat-traversal", NAT_TRAVERSAL),
+        Key("rtr", RTR),
     ),
     build=build_config,
 )

@@ -217,6 +217,26 @@ def proxy_record(record: EidRecord) -> EidRecord:
     )
 
 
+def requester_is_rtr(request: MapRequest, rtrs: frozenset[IPAddress]) -> bool:
+    """Whether one of the request's ITR-RLOCs is one of ``rtrs``."""
+    for rloc in request.itr_rlocs:
+        items: Iterable[object] = rloc.addresses if isinstance(rloc, AfiListAddress) else (rloc,)
+        if any(a in rtrs for a in items):
+            return True
+    return False
+
+
+def nat_view(record: EidRecord, rtrs: frozenset[IPAddress], for_rtr: bool) -> EidRecord:
+    """What a requester sees of a registration from an xTR behind NAT, whose locators are its
+    translated RLOC and the RTRs (draft-ietf-lisp-nat-traversal): an RTR gets the translated
+    RLOC (the RTR knows the NAT's port from the xTR's keepalives), anyone else the RTRs, the
+    only way in through the NAT.  A record without RTR locators is returned as it is."""
+    if not any(loc.address in rtrs for loc in record.locators):
+        return record
+    kept = tuple(loc for loc in record.locators if (loc.address in rtrs) != for_rtr)
+    return dataclasses.replace(record, locators=kept) if kept else record
+
+
 # --- the machine ------------------------------------------------------------------------------
 
 
@@ -266,6 +286,8 @@ class MapServer:
         self._seq = 0
         self._nonces: dict[tuple[str, object], tuple[int, float]] = {}
         self._next_nonce_prune = float("-inf")
+        # RTRs handed to xTRs behind NAT: registrations listing them are NATed sites.
+        self.rtrs: frozenset[IPAddress] = frozenset()
         self._load_sites(sites)
 
     # -- configuration -------------------------------------------------------------------------
@@ -596,7 +618,8 @@ class MapServer:
                     REQUEST_NO_ITR_RLOC, "map-request", src, sport, f"eid=[{iid}]{address}"
                 )
                 return []
-            reply = MapReply(nonce=request.nonce, records=(proxy_record(reg.record),))
+            record = nat_view(reg.record, self.rtrs, requester_is_rtr(request, self.rtrs))
+            reply = MapReply(nonce=request.nonce, records=(proxy_record(record),))
             try:
                 payload = encode_map_reply(reply)
             except EncodeError as exc:

@@ -15,3 +15,17 @@ class SendControl(NamedTuple):
     dst: IPv4Address | IPv6Address
     port: int
     payload: bytes
+
+
+class SendData(NamedTuple):
+    """Send ``payload`` (a LISP data header and what follows it) from our UDP 4341 socket of the
+    same address family to ``dst``:``port``.
+
+    Used where the source port matters: NAT-traversal keepalives (an Info-Request behind a data
+    header with instance-ID 0xFFFFFF) must leave from port 4341 so that the NAT binding they
+    keep open is the one the xTR's encapsulated traffic uses.
+    """
+
+    dst: IPv4Address | IPv6Address
+    port: int
+    payload: bytes

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from lispd.control.infoserver import InfoResponder
 from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer
-from lispd.control.outputs import SendControl
+from lispd.control.nat import NatClient, NatStatus
+from lispd.control.outputs import SendControl, SendData
 from lispd.control.prober import Prober, RlocChange
 from lispd.control.registrar import Registrar
 from lispd.control.resolver import Resolver
@@ -40,11 +42,12 @@ IPAddress = IPv4Address | IPv6Address
 class ControlResult:
     """What the daemon must do after a control-plane input."""
 
-    sends: list[SendControl] = field(default_factory=list)
+    sends: list[SendControl | SendData] = field(default_factory=list)
     installs: list[MapCacheEntry] = field(default_factory=list)
     released: list[tuple[int, bytes]] = field(default_factory=list)  # (iid, held packet)
     dropped: int = 0  # held packets given up (already counted by the resolver)
     rloc_changes: list[RlocChange] = field(default_factory=list)  # probed RLOCs up/down
+    nat_status: NatStatus | None = None  # NAT discovery learned something new
 
 
 @dataclass
@@ -58,6 +61,8 @@ class ControlPlane:
     map_server: MapServer | None = None
     map_resolver: MapResolver | None = None
     prober: Prober | None = None
+    nat: NatClient | None = None
+    info_responder: InfoResponder | None = None
     # Whether the ITR's map-cache holds a mapping for (iid, EID): an SMR is only acted on for
     # a mapping we actually cache (the daemon sets this; the resolver cannot see the cache).
     is_cached: Callable[[int, IPAddress], bool] = lambda _iid, _eid: False
@@ -75,6 +80,8 @@ class ControlPlane:
                 self.map_server,
                 self.map_resolver,
                 self.prober,
+                self.nat,
+                self.info_responder,
             )
             if m is not None
         ]
@@ -106,7 +113,13 @@ class ControlPlane:
                 return self._unexpected("map-notify")
             return ControlResult(self.registrar.on_map_notify(data, msg, source, now))
         if isinstance(msg, InfoMessage):
-            return self._unexpected("info")  # NAT traversal comes with the RTR role
+            if msg.reply:
+                if self.nat is None:
+                    return self._unexpected("info-reply")
+                return ControlResult(nat_status=self.nat.on_info_reply(msg, source, now))
+            if self.info_responder is None:
+                return self._unexpected("info-request")
+            return ControlResult(list(self.info_responder.on_info_request(msg, source, sport, now)))
         return self._unexpected(type(msg).__name__.lower())
 
     def _unexpected(self, what: str) -> ControlResult:
@@ -181,6 +194,8 @@ class ControlPlane:
             sends, changes = self.prober.on_timer(now)
             result.sends += sends
             result.rloc_changes += changes
+        if self.nat is not None:
+            result.sends += self.nat.on_timer(now)
         if self.map_server is not None:
             self.map_server.expire(now)
         return result
@@ -189,7 +204,14 @@ class ControlPlane:
         """The earliest time a machine wants :meth:`on_timer` called."""
         deadlines = [
             d
-            for m in (self.resolver, self.registrar, self.smr, self.map_server, self.prober)
+            for m in (
+                self.resolver,
+                self.registrar,
+                self.smr,
+                self.map_server,
+                self.prober,
+                self.nat,
+            )
             if m is not None and (d := m.next_deadline()) is not None
         ]
         return min(deadlines, default=None)

@@ -62,7 +62,7 @@ from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
 from lispd.mapcache import MAX_IID, MapCacheEntry, RlocEntry
 from lispd.mapcache import Action as CacheAction
-from lispd.wire.address import NO_ADDRESS, Address, InstanceIdAddress, split_eid
+from lispd.wire.address import NO_ADDRESS, Address, ElpAddress, InstanceIdAddress, split_eid
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError
 from lispd.wire.ip import IPv4Header, IPv6Header
@@ -576,15 +576,28 @@ class Resolver:
         rlocs: list[RlocEntry] = []
         for locator in record.locators:
             address = locator.address
+            path: tuple[IpAddress, ...] = ()
+            if isinstance(address, ElpAddress):
+                path = tuple(hop.address for hop in address.hops)  # type: ignore[misc]
+                if len(path) < 2 or not all(
+                    isinstance(a, IPv4Address | IPv6Address) for a in path
+                ):
+                    self.drops["locator-unsupported"] += 1
+                    continue
+                address = path[0]
             if not isinstance(address, IPv4Address | IPv6Address):
                 self.drops["locator-unsupported"] += 1
                 continue
-            if iid == 0 and address.version == network.version and address in network:
+            if iid == 0 and any(
+                a.version == network.version and a in network for a in path or (address,)
+            ):
                 self.drops["locator-in-eid-prefix"] += 1
                 continue
             try:
                 rlocs.append(
-                    RlocEntry(address, locator.priority, locator.weight, up=locator.reachable)
+                    RlocEntry(
+                        address, locator.priority, locator.weight, up=locator.reachable, elp=path
+                    )
                 )
             except (ValueError, TypeError):
                 self.drops["locator-unsupported"] += 1

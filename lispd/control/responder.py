@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
 from lispd.mapcache import DatabaseEntry, LocalDatabase
-from lispd.wire.address import InstanceIdAddress, eid_prefix, split_eid
+from lispd.wire.address import ElpAddress, ElpHop, InstanceIdAddress, eid_prefix, split_eid
 from lispd.wire.mapreply import MapReply, encode_map_reply
 from lispd.wire.maprequest import MapRequest, encode_map_request
 from lispd.wire.records import EidPrefix, EidRecord, Locator
@@ -39,10 +39,10 @@ def database_records(
         eid, mask_len = eid_prefix(entry.iid, entry.prefix)
         locators = tuple(
             Locator(
-                r.address,
+                ElpAddress(tuple(ElpHop(hop) for hop in r.elp)) if r.elp else r.address,
                 r.priority,
                 r.weight,
-                local=r.address in local_rlocs,
+                local=(r.elp[-1] if r.elp else r.address) in local_rlocs,
                 reachable=r.up,
             )
             for r in entry.rlocs

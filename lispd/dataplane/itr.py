@@ -15,7 +15,7 @@ from lispd.dataplane.ratelimit import TokenBucket
 from lispd.fastpath.header import build_header
 from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
 from lispd.fastpath.inner import flow_hash, parse_inner
-from lispd.fastpath.rloc import select_rloc
+from lispd.fastpath.rloc import elp_next_hop, select_rloc
 from lispd.mapcache import LocalDatabase, MapCache, RlocEntry
 from lispd.stats import Counters
 
@@ -29,6 +29,8 @@ DROP_TOO_BIG = Drop("too-big-rate-limited")
 DROP_PITR_NO_ENTRY = Drop("pitr-no-map-cache-entry")
 DROP_NATIVE_NO_PETR = Drop("native-forward-no-petr")
 DROP_NO_LIVE_PETR = Drop("no-live-petr")
+DROP_NO_LIVE_RTR = Drop("no-live-rtr")
+DROP_ELP_END = Drop("elp-ends-here")
 
 
 def _multicast(dst: bytes) -> bool:
@@ -49,6 +51,8 @@ class Itr:
         clock: Callable[[], float],
         proxy: bool = False,
         petrs: Sequence[RlocEntry] = (),
+        own_rlocs: Sequence[IPv4Address | IPv6Address] = (),
+        nat_port: Callable[[IPv4Address | IPv6Address], int | None] | None = None,
     ) -> None:
         self.mapcache = mapcache
         self.database = database
@@ -61,6 +65,13 @@ class Itr:
         self.icmp_limit = TokenBucket(rate=10.0, burst=10.0)
         self.proxy = proxy
         self.petrs: tuple[RlocEntry, ...] = tuple(petrs)  # `up` kept current by the daemon
+        # Behind a NAT: every destination without a static mapping goes to these RTRs (the
+        # daemon sets them from NAT discovery; None when not behind a NAT).
+        self.rtrs: tuple[RlocEntry, ...] | None = None
+        # Addresses that are this node on an Explicit Locator Path (its RLOCs, public ones too).
+        self.own_rlocs = frozenset(own_rlocs) | frozenset(local_rlocs.values())
+        # RTR: the translated port of a NATed xTR's RLOC, None when that RLOC is not NATed.
+        self.nat_port = nat_port
         self._iids: tuple[int, ...] = ()
         self._iids_generation = -1
 
@@ -76,8 +87,10 @@ class Itr:
                 return iid
         return None
 
-    def handle(self, pkt: bytes) -> Output:
-        """Decide what to do with one packet from the TUN."""
+    def handle(self, pkt: bytes | bytearray, iid: int | None = None) -> Output:
+        """Decide what to do with one packet from the TUN.  ``iid`` given: the packet is being
+        forwarded in that instance (an RTR re-encapsulating, or a packet held during
+        resolution), so its source need not be a local EID."""
         flow = parse_inner(pkt)
         if flow is None:
             return DROP_BAD_INNER
@@ -86,18 +99,25 @@ class Itr:
             # link comes up) is no EID traffic: counted apart from real stray sources.
             return DROP_NOT_UNICAST
         now = self.clock()
-        iid = self.instance_for_source(flow.src)
         if iid is None:
-            if not self.proxy:
-                return DROP_SOURCE_NOT_EID
-            iid = self._instance_for_destination(flow.dst, now)
+            iid = self.instance_for_source(flow.src)
             if iid is None:
-                return DROP_PITR_NO_ENTRY
+                if not self.proxy:
+                    return DROP_SOURCE_NOT_EID
+                iid = self._instance_for_destination(flow.dst, now)
+                if iid is None:
+                    return DROP_PITR_NO_ENTRY
         entry = self.mapcache.lookup(iid, flow.dst, now)
-        if entry is None or entry.action == "send-map-request":
-            return Miss(iid, flow.dst, flow.src)
         h = flow_hash(flow)
-        if entry.action == "encapsulate":
+        data_port = False
+        if self.rtrs is not None and (entry is None or entry.action != "encapsulate"):
+            rloc = select_rloc(self.rtrs, h, self.families)
+            if rloc is None:
+                return DROP_NO_LIVE_RTR
+            data_port = True
+        elif entry is None or entry.action == "send-map-request":
+            return Miss(iid, flow.dst, flow.src)
+        elif entry.action == "encapsulate":
             rloc = select_rloc(entry.rlocs, h, self.families)
         elif entry.action == "native-forward":
             if not self.petrs:
@@ -109,12 +129,28 @@ class Itr:
             return Drop("action-" + entry.action)
         if rloc is None:
             return DROP_NO_RLOC
-        family = rloc.address.version
+        address, port = rloc.address, rloc.port
+        if rloc.elp:
+            hop = elp_next_hop(rloc.elp, self.own_rlocs)
+            if hop is None:
+                return DROP_ELP_END
+            address = hop  # type: ignore[assignment]
+        if self.nat_port is not None:
+            translated = self.nat_port(address)
+            if translated is not None:
+                port, data_port = translated, True
+        family = address.version
         limit = self.underlay_mtu - OVERHEAD[family]
         if len(pkt) > limit and flow.dont_fragment:
-            return self._too_big(pkt, flow.version, limit, now)
+            return self._too_big(bytes(pkt), flow.version, limit, now)
         return Encap(
-            rloc.address, rloc.port, h, flow.ttl, flow.tos, build_header(self.nonce(), iid) + pkt
+            address,
+            port,
+            h,
+            flow.ttl,
+            flow.tos,
+            build_header(self.nonce(), iid) + pkt,
+            data_port,
         )
 
     def _instance_for_destination(self, dst: bytes, now: float) -> int | None:

@@ -15,6 +15,10 @@ class Encap(NamedTuple):
     ttl: int
     tos: int
     payload: bytes
+    # Send from our UDP 4341 socket (source port 4341) instead of the flow's pool socket: the
+    # way through a NAT (toward an RTR from behind one, or from an RTR to a NATed xTR's
+    # translated port) is the binding of that socket.
+    data_port: bool = False
 
 
 class ToTun(NamedTuple):
@@ -29,6 +33,7 @@ class Miss(NamedTuple):
     iid: int
     dst: bytes  # packed inner destination
     src: bytes  # packed inner source (the Map-Request's source EID)
+    packet: bytes = b""  # the packet to hold, when not the one the daemon handed in (RTR)
 
 
 class Drop(NamedTuple):

@@ -152,3 +152,23 @@ def fix_inner_on_decap(pkt: bytes, outer_ttl: int, outer_tos: int) -> bytes | by
     buf[0] = 0x60 | (new_tos >> 4)
     buf[1] = ((new_tos & 0x0F) << 4) | (pkt[1] & 0x0F)
     return buf
+
+
+def decrement_ttl(pkt: bytes | bytearray) -> bytes | bytearray | None:
+    """``pkt`` with its TTL/hop limit one lower, as a router forwarding it does (an RTR
+    re-encapsulating without the kernel); None when it reaches zero (the packet must die)."""
+    if pkt[0] >> 4 == 4:
+        ttl = pkt[8]
+        if ttl <= 1:
+            return None
+        buf = bytearray(pkt)
+        buf[8] = ttl - 1
+        csum = _checksum_adjust(buf[10] << 8 | buf[11], ttl << 8 | pkt[9], (ttl - 1) << 8 | pkt[9])
+        buf[10], buf[11] = csum >> 8, csum & 0xFF
+        return buf
+    hops = pkt[7]
+    if hops <= 1:
+        return None
+    buf = bytearray(pkt)
+    buf[7] = hops - 1
+    return buf

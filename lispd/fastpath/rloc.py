@@ -63,3 +63,13 @@ def pick_by_weight(candidates: Sequence[RlocLike], h: int) -> RlocLike | None:
 def select_rloc(rlocs: Sequence[RlocLike], h: int, families: Collection[int]) -> RlocLike | None:
     """The RLOC flow hash ``h`` goes to, or None when no RLOC is usable."""
     return pick_by_weight(usable_candidates(rlocs, families), h)
+
+
+def elp_next_hop(path: Sequence[object], own: Collection[object]) -> object | None:
+    """Where a node encapsulates to along the Explicit Locator Path ``path`` (LISP-TE): the
+    hop after the last one that is one of ``own`` addresses, or the first hop when the node is
+    not on the path (an ITR).  None when the node is the path's last hop."""
+    for i in range(len(path) - 1, -1, -1):
+        if path[i] in own:
+            return path[i + 1] if i + 1 < len(path) else None
+    return path[0]

@@ -149,8 +149,14 @@ def recv_batch(sock: socket.socket, limit: int, default_ttl: int = 64):
 class Sender:
     """Sends encapsulated payloads from the flow's pool socket with per-packet TTL and TOS."""
 
-    def __init__(self, pools: dict[int, list[socket.socket]]) -> None:
+    def __init__(
+        self,
+        pools: dict[int, list[socket.socket]],
+        data_sockets: dict[int, socket.socket] | None = None,
+    ) -> None:
         self.pools = pools
+        # The 4341 receive sockets: the source of traffic that must use a NAT binding.
+        self.data_sockets = data_sockets if data_sockets is not None else {}
         self._cmsg: dict[tuple[int, int, int], list[tuple[int, int, bytes]]] = {}
         self._sockaddr: dict[tuple[IPv4Address | IPv6Address, int], tuple] = {}
 
@@ -190,6 +196,29 @@ class Sender:
         if sockaddr is None:
             sockaddr = self._sockaddr[key] = (str(rloc), port)
         sock = pool[flow_hash % len(pool)]
+        try:
+            sock.sendmsg([payload], self._ancillary(version, ttl, tos), 0, sockaddr)
+        except (BlockingIOError, OSError):
+            return False
+        return True
+
+    def send_from_data_port(
+        self,
+        payload: bytes,
+        rloc: IPv4Address | IPv6Address,
+        port: int,
+        ttl: int,
+        tos: int,
+    ) -> bool:
+        """Send one datagram from our 4341 socket of the family (source port 4341)."""
+        version = rloc.version
+        sock = self.data_sockets.get(version)
+        if sock is None:
+            return False
+        key = (rloc, port)
+        sockaddr = self._sockaddr.get(key)
+        if sockaddr is None:
+            sockaddr = self._sockaddr[key] = (str(rloc), port)
         try:
             sock.sendmsg([payload], self._ancillary(version, ttl, tos), 0, sockaddr)
         except (BlockingIOError, OSError):

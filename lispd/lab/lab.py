@@ -17,9 +17,17 @@ namespace per node with ``lo`` up and the sysctls (IPv6 DAD, router advertisemen
 solicitations off everywhere, reverse-path filter off, forwarding on for routers, then the
 node's own ``sysctls``); the veth pairs (created directly inside their namespaces, so names
 never clash with the host's or another run's); links up with their MTU and addresses; static
-routes; nftables masquerade on NAT boxes; then it waits until every veth is operationally up
-(so the first packet is not lost).  Any failure tears down what was built and raises
-:class:`~lispd.lab.netns.LabError`.
+routes; nftables NAT (masquerade, 1:1 static NAT; table ``ip lab_nat``, see
+:meth:`~lispd.lab.topology.Node.nat_ruleset`) on the nodes that have some, a static NAT's
+outside address added as a /32 to its interface; then the nodes' conntrack UDP timeouts
+(written once conntrack exists in the namespace, i.e. after the NAT rules, and read back);
+then it waits until every veth is operationally up (so the first packet is not lost).  Any
+failure tears down what was built and raises :class:`~lispd.lab.netns.LabError`.
+
+NAT state: :meth:`Lab.set_nat_udp_timeout` / :meth:`Lab.nat_udp_timeouts` change and read a
+node's conntrack UDP timeouts; :meth:`Lab.conntrack_entries` lists its conntrack table and
+:meth:`Lab.flush_conntrack` deletes entries (by default the UDP ones: every UDP NAT binding is
+forgotten, as after a NAT reboot).  Both talk ctnetlink directly (no ``conntrack`` tool).
 
 Teardown (``__exit__`` or :meth:`Lab.close`, which always runs): captures stopped, tracked
 processes SIGTERMed then SIGKILLed, anything left in a namespace SIGKILLed, namespaces
@@ -33,14 +41,21 @@ A ``Lab`` is not thread-safe; several may be alive in one process (up to 26).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import ipaddress
+import itertools
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,9 +64,17 @@ import lispd
 from lispd.lab import netns, pinger
 from lispd.lab.netns import CommandError, LabError
 from lispd.lab.process import Capture, DaemonHandle, terminate_all
-from lispd.lab.topology import Interface, IPInterface, NodeRef, Topology
+from lispd.lab.topology import (
+    UDP_TIMEOUT_STREAM_SYSCTL,
+    UDP_TIMEOUT_SYSCTL,
+    Interface,
+    IPAddress,
+    IPInterface,
+    NodeRef,
+    Topology,
+)
 
-__all__ = ["DEFAULT_SYSCTLS", "FORWARDING_SYSCTLS", "LISPD_ARGV", "Lab"]
+__all__ = ["DEFAULT_SYSCTLS", "FORWARDING_SYSCTLS", "LISPD_ARGV", "ConntrackEntry", "Lab"]
 
 #: Written in every namespace before its interfaces exist (``default`` covers new ones).
 DEFAULT_SYSCTLS: dict[str, str] = {
@@ -87,6 +110,14 @@ table inet lab_blackhole {
   set ifs { type ifname; }
   chain pre { type filter hook prerouting priority -300; policy accept; iifname @ifs drop; }
   chain post { type filter hook postrouting priority 300; policy accept; oifname @ifs drop; }
+}
+"""
+
+# Loaded only when a namespace has no conntrack yet (nf_conntrack built as a module and not
+# used anywhere): the ``ct`` expression makes the kernel load it, which registers its sysctls.
+_CONNTRACK_TABLE = """\
+table inet lab_conntrack {
+  chain pre { type filter hook prerouting priority -200; policy accept; ct state new counter; }
 }
 """
 
@@ -233,6 +264,7 @@ class Lab:
             for end in topo.interfaces(node):
                 lines += [_addr_line(end, a) for a in end.addresses]
                 lines.append(f"link set {end.name} up")
+            lines += [f"addr add {nat.outside}/32 dev {nat.ifname}" for nat in node.static_nats]
             netns.ip_batch(self.ns(node.name), lines)
         netns.wait_links_up({self.ns(n): [i.name for i in topo.interfaces(n)] for n in topo.nodes})
         for node in topo.nodes.values():
@@ -242,17 +274,14 @@ class Lab:
                 [f"route add {' '.join(r.ip_args())}" for r in routes],
             )
         for node in topo.nodes.values():
-            if node.masquerade:
-                rules = "".join(f'    oifname "{i}" masquerade\n' for i in node.masquerade)
-                ruleset = (
-                    "table ip lab_nat {\n"
-                    "  chain postrouting {\n"
-                    "    type nat hook postrouting priority srcnat; policy accept;\n"
-                    f"{rules}  }}\n}}\n"
-                )
+            ruleset = node.nat_ruleset()
+            if ruleset:
                 netns.run_checked(
                     ["ip", "netns", "exec", self.ns(node.name), "nft", "-f", "-"], input=ruleset
                 )
+        for node in topo.nodes.values():
+            if node.udp_timeout is not None or node.udp_timeout_stream is not None:
+                self._write_conntrack_sysctls(node.name, node.nat_sysctls())
 
     # -- names and addresses ------------------------------------------------------------
 
@@ -389,6 +418,99 @@ class Lab:
                 self.ns(node), [f"route replace {' '.join(r.ip_args())}" for r in routes]
             )
 
+    # -- sysctls and conntrack (NAT state) ---------------------------------------------
+
+    def sysctl(self, node: NodeRef, key: str) -> str | None:
+        """The value of sysctl ``key`` in ``node`` (``net.*`` keys are per namespace), or
+        None when the namespace has no such key."""
+        proc = self.run(node, "sysctl", "-n", key, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def set_nat_udp_timeout(self, node: NodeRef, seconds: int, stream: int | None = None) -> None:
+        """Set ``node``'s conntrack UDP timeouts: ``nf_conntrack_udp_timeout`` to ``seconds``
+        and ``nf_conntrack_udp_timeout_stream`` to ``stream`` (default ``seconds``).
+
+        They apply to new and existing entries from their next packet on.  Loads conntrack in
+        the namespace if needed (the sysctls exist only then); reads them back and raises
+        :class:`LabError` if they differ.
+        """
+        stream = seconds if stream is None else stream
+        for value in (seconds, stream):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LabError(f"conntrack UDP timeout {value!r} is not a positive integer")
+        name = self.topology.node(node).name
+        self._write_conntrack_sysctls(
+            name, {UDP_TIMEOUT_SYSCTL: str(seconds), UDP_TIMEOUT_STREAM_SYSCTL: str(stream)}
+        )
+
+    def nat_udp_timeouts(self, node: NodeRef) -> tuple[int, int]:
+        """``node``'s (``nf_conntrack_udp_timeout``, ``..._udp_timeout_stream``) in seconds."""
+        values = [self.sysctl(node, k) for k in (UDP_TIMEOUT_SYSCTL, UDP_TIMEOUT_STREAM_SYSCTL)]
+        if None in values:
+            raise LabError(f"no conntrack in {self.topology.node(node).name} (no UDP timeouts)")
+        return int(values[0] or 0), int(values[1] or 0)
+
+    def _write_conntrack_sysctls(self, node: str, settings: dict[str, str]) -> None:
+        ns = self.ns(node)
+        if self.sysctl(node, UDP_TIMEOUT_SYSCTL) is None:
+            netns.run_checked(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=_CONNTRACK_TABLE)
+            if self.sysctl(node, UDP_TIMEOUT_SYSCTL) is None:
+                raise LabError(f"{node}: no {UDP_TIMEOUT_SYSCTL} even with conntrack in use")
+        netns.set_sysctls(ns, settings)
+        for key, value in settings.items():
+            got = self.sysctl(node, key)
+            if got != value:
+                raise LabError(f"{node}: {key} reads back {got!r} after writing {value!r}")
+
+    def conntrack_entries(self, node: NodeRef, proto: int | None = 17) -> list[ConntrackEntry]:
+        """The conntrack entries (IPv4 and IPv6) of ``node`` whose layer-4 protocol is
+        ``proto`` (17 UDP, 6 TCP, 1 ICMP; None: all).
+
+        On a NAT node an entry is one NAT binding: ``orig_*`` as the inside host sent it,
+        ``reply_*`` as the outside answers (``reply_dst``/``reply_dport`` are the public
+        address and port the NAT chose).
+        """
+        with self._ctnetlink(node) as sock:
+            return [e for e in _ct_dump(sock) if proto is None or e.proto == proto]
+
+    def flush_conntrack(self, node: NodeRef, proto: int | None = 17) -> int:
+        """Delete ``node``'s conntrack entries of protocol ``proto`` (default UDP; None: all)
+        and return how many went; a NAT then forgets those bindings (the next packet of a
+        flow makes a new one, with a new port when the masquerade is fully random)."""
+        with self._ctnetlink(node) as sock:
+            entries = [e for e in _ct_dump(sock) if proto is None or e.proto == proto]
+            return sum(_ct_delete(sock, e) for e in entries)
+
+    def _ctnetlink(self, node: NodeRef) -> socket.socket:
+        """A ctnetlink socket inside ``node``'s namespace (opened from a helper thread that
+        enters it, so this process stays where it is)."""
+        path = f"/run/netns/{self.ns(node)}"
+        box: dict[str, Any] = {}
+
+        def enter_and_open() -> None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    if libc.setns(fd, _CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns({path}): {os.strerror(err)}")
+                finally:
+                    os.close(fd)
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+                sock.settimeout(5.0)
+                sock.bind((0, 0))
+                box["sock"] = sock
+            except BaseException as exc:
+                box["error"] = exc
+
+        thread = threading.Thread(target=enter_and_open, name="lab-setns")
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise LabError(f"ctnetlink socket in {self.ns(node)}: {box['error']}")
+        return box["sock"]
+
     def set_blackhole(self, a: NodeRef, b: NodeRef, *, on: bool) -> None:
         """Silently drop (``on=True``) or pass again all IP traffic on the link(s) between
         ``a`` and ``b``, in both directions; carrier, addresses and routes stay as they are.
@@ -521,6 +643,139 @@ class Lab:
             handle.stop(2.0)
             raise
         return handle
+
+
+# -- ctnetlink (the conntrack table over netlink, as the conntrack tool does) --------------
+
+_CLONE_NEWNET = 0x40000000
+_NETLINK_NETFILTER = 12
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP = 0x1, 0x4, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NFNL_SUBSYS_CTNETLINK = 1
+_IPCTNL_MSG_CT_GET, _IPCTNL_MSG_CT_DELETE = 1, 2
+_CTA_TUPLE_ORIG, _CTA_TUPLE_REPLY, _CTA_ZONE = 1, 2, 18
+_CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 2
+_CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
+_NLA_F_NESTED = 0x8000
+_NLA_TYPE_MASK = 0x3FFF
+_NLMSG = struct.Struct("=IHHII")
+_NFGEN = struct.Struct("=BBH")
+_NLA = struct.Struct("=HH")
+_SEQ = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    """One conntrack entry: both directions' tuples (ports are None for ICMP and others)."""
+
+    family: int  # socket.AF_INET or AF_INET6
+    proto: int
+    orig_src: IPAddress
+    orig_dst: IPAddress
+    orig_sport: int | None
+    orig_dport: int | None
+    reply_src: IPAddress
+    reply_dst: IPAddress
+    reply_sport: int | None
+    reply_dport: int | None
+    raw_orig: bytes  # the CTA_TUPLE_ORIG payload, to name the entry in a delete
+    zone: bytes | None = None  # the CTA_ZONE payload, if any
+
+
+def _nla_parse(data: bytes) -> dict[int, bytes]:
+    """Netlink attributes ``type -> payload`` (flags stripped; the last of a type wins)."""
+    out: dict[int, bytes] = {}
+    pos = 0
+    while pos + _NLA.size <= len(data):
+        length, kind = _NLA.unpack_from(data, pos)
+        if length < _NLA.size:
+            break
+        out[kind & _NLA_TYPE_MASK] = data[pos + _NLA.size : pos + length]
+        pos += (length + 3) & ~3
+    return out
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    length = _NLA.size + len(payload)
+    return _NLA.pack(length, kind) + payload + b"\0" * (-length % 4)
+
+
+def _ct_tuple(payload: bytes) -> tuple[IPAddress, IPAddress, int, int | None, int | None]:
+    attrs = _nla_parse(payload)
+    ip = _nla_parse(attrs.get(_CTA_TUPLE_IP, b""))
+    l4 = _nla_parse(attrs.get(_CTA_TUPLE_PROTO, b""))
+    src_b, dst_b = (ip[1], ip[2]) if 1 in ip else (ip[3], ip[4])
+    proto = l4[_CTA_PROTO_NUM][0]
+    ports: list[int | None] = [None, None]
+    for i, kind in enumerate((_CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT)):
+        if kind in l4 and len(l4[kind]) == 2:
+            ports[i] = struct.unpack("!H", l4[kind])[0]
+    return ipaddress.ip_address(src_b), ipaddress.ip_address(dst_b), proto, ports[0], ports[1]
+
+
+def _ct_request(sock: socket.socket, msg: int, flags: int, family: int, attrs: bytes) -> int:
+    seq = next(_SEQ)
+    body = _NFGEN.pack(family, 0, 0) + attrs
+    kind = (_NFNL_SUBSYS_CTNETLINK << 8) | msg
+    sock.send(_NLMSG.pack(_NLMSG.size + len(body), kind, _NLM_F_REQUEST | flags, seq, 0) + body)
+    return seq
+
+
+def _ct_messages(sock: socket.socket, seq: int) -> Iterator[tuple[int, bytes]]:
+    """``(type, payload)`` of the answers to request ``seq`` until DONE or the ack; an error
+    answer raises ``OSError``."""
+    while True:
+        data = sock.recv(1 << 20)
+        pos = 0
+        while pos + _NLMSG.size <= len(data):
+            length, kind, _flags, mseq, _pid = _NLMSG.unpack_from(data, pos)
+            if length < _NLMSG.size:
+                return
+            payload = data[pos + _NLMSG.size : pos + length]
+            pos += (length + 3) & ~3
+            if mseq != seq:
+                continue
+            if kind == _NLMSG_DONE:
+                return
+            if kind == _NLMSG_ERROR:
+                code = -struct.unpack_from("=i", payload)[0]
+                if code:
+                    raise OSError(code, os.strerror(code))
+                return
+            yield kind, payload
+
+
+def _ct_dump(sock: socket.socket) -> list[ConntrackEntry]:
+    seq = _ct_request(sock, _IPCTNL_MSG_CT_GET, _NLM_F_DUMP, socket.AF_UNSPEC, b"")
+    entries = []
+    for _kind, payload in _ct_messages(sock, seq):
+        family = payload[0]
+        attrs = _nla_parse(payload[_NFGEN.size :])
+        if _CTA_TUPLE_ORIG not in attrs or _CTA_TUPLE_REPLY not in attrs:
+            continue
+        osrc, odst, proto, osport, odport = _ct_tuple(attrs[_CTA_TUPLE_ORIG])
+        rsrc, rdst, _p, rsport, rdport = _ct_tuple(attrs[_CTA_TUPLE_REPLY])
+        orig = (osrc, odst, osport, odport)
+        reply = (rsrc, rdst, rsport, rdport)
+        raw = (attrs[_CTA_TUPLE_ORIG], attrs.get(_CTA_ZONE))
+        entries.append(ConntrackEntry(family, proto, *orig, *reply, *raw))
+    return entries
+
+
+def _ct_delete(sock: socket.socket, entry: ConntrackEntry) -> bool:
+    """Delete ``entry``; False if it was already gone."""
+    attrs = _nla(_CTA_TUPLE_ORIG | _NLA_F_NESTED, entry.raw_orig)
+    if entry.zone is not None:
+        attrs += _nla(_CTA_ZONE, entry.zone)
+    seq = _ct_request(sock, _IPCTNL_MSG_CT_DELETE, _NLM_F_ACK, entry.family, attrs)
+    try:
+        for _ in _ct_messages(sock, seq):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise
+    return True
 
 
 def _addr_line(end: Interface, a: IPInterface) -> str:

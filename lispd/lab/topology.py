@@ -16,9 +16,24 @@ turns into network namespaces.  Write one like this::
 
 Nodes
     ``host`` (no forwarding), ``router`` (forwarding), ``lisp_router`` (forwarding; will run
-    lispd), ``nat`` (forwarding; ``masquerade`` adds an nftables source NAT on one of its
-    interfaces).  Names are 1-12 characters ``[a-z0-9-]`` starting with a letter, so that the
-    default interface name ``to-<peer>`` fits the kernel's 15-character limit.
+    lispd), ``nat`` (forwarding; optional conntrack UDP timeouts).  Names are 1-12 characters
+    ``[a-z0-9-]`` starting with a letter, so that the default interface name ``to-<peer>`` fits
+    the kernel's 15-character limit.
+
+NAT (nftables table ``ip lab_nat``, IPv4 only; :meth:`Node.nat_ruleset` is its text)
+    ``topo.masquerade(nat, "to-core", fully_random=True)``: source NAT of what leaves that
+    interface to the interface's address (``masquerade fully-random``: random source ports,
+    an endpoint-dependent NAT as most home and carrier NATs behave).
+    ``topo.static_nat(nat, inside="192.0.2.130", outside="192.0.2.100", ifname="to-core")``:
+    1:1 NAT as a cloud provider's elastic address: packets for ``outside`` are
+    destination-NATed to ``inside`` (whatever interface they come in on), packets from
+    ``inside`` leaving ``ifname`` get source ``outside`` (ports kept).  The lab adds
+    ``outside/32`` to ``ifname`` so that the node answers ARP for it; a neighbour still needs
+    a route to it (or the address must lie in the link's subnet).  Static rules come before
+    masquerade ones, so the inside host keeps its own public address.
+    ``topo.nat("nat1", udp_timeout=20)`` sets ``net.netfilter.nf_conntrack_udp_timeout``
+    (unreplied flows) and ``..._udp_timeout_stream`` (flows with replies; defaults to the same
+    value) in the node, i.e. how long an idle UDP NAT binding lives.
 
 Links
     One veth pair between two nodes.  Each end gets a list of addresses with prefix length
@@ -47,6 +62,8 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "DOCUMENTATION_NETWORKS",
+    "UDP_TIMEOUT_STREAM_SYSCTL",
+    "UDP_TIMEOUT_SYSCTL",
     "IPAddress",
     "IPInterface",
     "IPNetwork",
@@ -56,6 +73,7 @@ __all__ = [
     "NodeKind",
     "NodeRef",
     "Route",
+    "StaticNat",
     "Topology",
     "TopologyError",
 ]
@@ -74,6 +92,10 @@ DOCUMENTATION_NETWORKS: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("fe80::/10"),
 )
 
+#: The conntrack sysctls set by ``udp_timeout``/``udp_timeout_stream``.
+UDP_TIMEOUT_SYSCTL = "net.netfilter.nf_conntrack_udp_timeout"
+UDP_TIMEOUT_STREAM_SYSCTL = "net.netfilter.nf_conntrack_udp_timeout_stream"
+
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 NODE_NAME_MAX = 12  # so that "to-" + name fits IFNAME_MAX
 _NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -82,6 +104,22 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 class TopologyError(ValueError):
     """A topology description that cannot be built (bad name, address, route...)."""
+
+
+@dataclass(frozen=True)
+class StaticNat:
+    """A 1:1 NAT on a node: ``inside`` <-> ``outside``, the latter published on ``ifname``."""
+
+    inside: ipaddress.IPv4Address
+    outside: ipaddress.IPv4Address
+    ifname: str
+
+    def rules(self) -> tuple[str, str]:
+        """The nftables (prerouting, postrouting) rules of this mapping."""
+        return (
+            f"ip daddr {self.outside} dnat to {self.inside}",
+            f'oifname "{self.ifname}" ip saddr {self.inside} snat to {self.outside}',
+        )
 
 
 class NodeKind(enum.Enum):
@@ -99,18 +137,59 @@ class Node:
 
     ``forwarding`` is on for every kind but ``HOST``; ``sysctls`` are extra ``key: value``
     settings applied in the namespace after the lab's defaults; ``masquerade`` lists the
-    interfaces on which an nftables masquerade (source NAT) is installed.
+    interfaces on which an nftables masquerade (source NAT) is installed, ``fully_random``
+    those of them whose masquerade uses random ports; ``static_nats`` are 1:1 NATs;
+    ``udp_timeout``/``udp_timeout_stream`` the conntrack UDP timeouts in seconds (None: the
+    kernel's, 30 and 120 s by default).
     """
 
     name: str
     kind: NodeKind
     sysctls: dict[str, str] = field(default_factory=dict)
     masquerade: list[str] = field(default_factory=list)
+    fully_random: list[str] = field(default_factory=list)
+    static_nats: list[StaticNat] = field(default_factory=list)
+    udp_timeout: int | None = None
+    udp_timeout_stream: int | None = None
 
     @property
     def forwarding(self) -> bool:
         """Whether the node forwards IPv4 and IPv6 packets."""
         return self.kind is not NodeKind.HOST
+
+    def nat_sysctls(self) -> dict[str, str]:
+        """The conntrack UDP timeout sysctls of this node (empty when none is set)."""
+        out = {}
+        if self.udp_timeout is not None:
+            out[UDP_TIMEOUT_SYSCTL] = str(self.udp_timeout)
+        if self.udp_timeout_stream is not None:
+            out[UDP_TIMEOUT_STREAM_SYSCTL] = str(self.udp_timeout_stream)
+        return out
+
+    def nat_ruleset(self) -> str:
+        """The nftables script of this node's NAT (table ``ip lab_nat``), "" without NAT.
+
+        A ``prerouting`` chain (priority dstnat) holds the static NATs' DNAT rules; a
+        ``postrouting`` chain (priority srcnat) their SNAT rules, then the masquerades.
+        """
+        pre = [nat.rules()[0] for nat in self.static_nats]
+        post = [nat.rules()[1] for nat in self.static_nats]
+        for ifname in self.masquerade:
+            random = " fully-random" if ifname in self.fully_random else ""
+            post.append(f'oifname "{ifname}" masquerade{random}')
+        if not pre and not post:
+            return ""
+        text = "table ip lab_nat {\n"
+        for chain, hook, prio, rules in (
+            ("prerouting", "prerouting", "dstnat", pre),
+            ("postrouting", "postrouting", "srcnat", post),
+        ):
+            if rules:
+                text += f"  chain {chain} {{\n"
+                text += f"    type nat hook {hook} priority {prio}; policy accept;\n"
+                text += "".join(f"    {rule}\n" for rule in rules)
+                text += "  }\n"
+        return text + "}\n"
 
 
 NodeRef = Node | str
@@ -219,9 +298,28 @@ class Topology:
         """Add a router that will run lispd (xTR, RTR, PxTR, MS/MR); forwarding on."""
         return self.add_node(name, NodeKind.LISP, sysctls)
 
-    def nat(self, name: str, *, sysctls: dict[str, str] | None = None) -> Node:
-        """Add a NAT box (forwarding on); call :meth:`masquerade` for its outside interface."""
-        return self.add_node(name, NodeKind.NAT, sysctls)
+    def nat(
+        self,
+        name: str,
+        *,
+        sysctls: dict[str, str] | None = None,
+        udp_timeout: int | None = None,
+        udp_timeout_stream: int | None = None,
+    ) -> Node:
+        """Add a NAT box (forwarding on); then call :meth:`masquerade` and/or
+        :meth:`static_nat` for its outside interface.
+
+        ``udp_timeout``: seconds an idle UDP conntrack entry (so a NAT binding) lives before a
+        reply was seen (``nf_conntrack_udp_timeout``); ``udp_timeout_stream``: after a reply
+        (``nf_conntrack_udp_timeout_stream``), by default ``udp_timeout`` as well.
+        """
+        for label, value in (("udp_timeout", udp_timeout), ("stream", udp_timeout_stream)):
+            if value is not None and (isinstance(value, bool) or not 1 <= value <= 2**31 - 1):
+                raise TopologyError(f"nat {name}: {label} {value!r} is not a positive integer")
+        node = self.add_node(name, NodeKind.NAT, sysctls)
+        node.udp_timeout = udp_timeout
+        node.udp_timeout_stream = udp_timeout if udp_timeout_stream is None else udp_timeout_stream
+        return node
 
     def nodes_of_kind(self, *kinds: NodeKind) -> list[Node]:
         """The nodes whose kind is one of ``kinds``, in the order they were added."""
@@ -306,12 +404,47 @@ class Topology:
         self.routes.append(r)
         return r
 
-    def masquerade(self, node: NodeRef, ifname: str) -> None:
-        """Source-NAT (nftables ``ip`` masquerade: IPv4 only) what ``node`` sends out ``ifname``."""
+    def masquerade(self, node: NodeRef, ifname: str, fully_random: bool = False) -> None:
+        """Source-NAT (nftables ``ip`` masquerade: IPv4 only) what ``node`` sends out ``ifname``.
+
+        ``fully_random``: pick every mapping's source port at random (``masquerade
+        fully-random``) instead of keeping the original port when it is free.
+        """
         n = self.node(node)
         if all(i.name != ifname for i in self.interfaces(n)):
             raise TopologyError(f"masquerade on {n.name}: no interface {ifname!r}")
+        if ifname in n.masquerade:
+            raise TopologyError(f"masquerade on {n.name}: {ifname!r} already masqueraded")
         n.masquerade.append(ifname)
+        if fully_random:
+            n.fully_random.append(ifname)
+
+    def static_nat(self, node: NodeRef, inside: str, outside: str, ifname: str) -> StaticNat:
+        """1:1 NAT on ``node`` between ``inside`` and ``outside`` (IPv4 addresses).
+
+        Packets for ``outside`` are destination-NATed to ``inside``; packets from ``inside``
+        leaving ``ifname`` get source ``outside``.  The lab adds ``outside/32`` to ``ifname``.
+        """
+        n = self.node(node)
+        where = f"static nat {inside} <-> {outside} on {n.name}"
+        if not n.forwarding:
+            raise TopologyError(f"{where}: the node does not forward (use nat() or router())")
+        if all(i.name != ifname for i in self.interfaces(n)):
+            raise TopologyError(f"{where}: no interface {ifname!r}")
+        try:
+            ins, out = ipaddress.IPv4Address(inside), ipaddress.IPv4Address(outside)
+        except ValueError as exc:
+            raise TopologyError(f"{where}: {exc} (IPv4 only)") from None
+        if ins == out:
+            raise TopologyError(f"{where}: inside and outside are the same address")
+        self._check_doc(n.name, ipaddress.ip_network(ins))
+        self._check_doc(n.name, ipaddress.ip_network(out))
+        for other in n.static_nats:
+            if ins == other.inside or out == other.outside:
+                raise TopologyError(f"{where}: clashes with {other.inside} <-> {other.outside}")
+        nat = StaticNat(ins, out, ifname)
+        n.static_nats.append(nat)
+        return nat
 
     # -- queries ------------------------------------------------------------------------
 
@@ -357,7 +490,8 @@ class Topology:
     def validate(self) -> None:
         """Check cross-references the builder relies on; raise :class:`TopologyError`.
 
-        Interface names unique per node; no address used twice; gateways on-link.
+        Interface names unique per node; no address used twice (static NATs' outside
+        addresses included); gateways on-link.
         """
         seen: dict[IPAddress, str] = {}
         for link in self.links:
@@ -366,6 +500,14 @@ class Topology:
                     if a.ip in seen:
                         raise TopologyError(f"address {a.ip} on {end.node} and {seen[a.ip]}")
                     seen[a.ip] = end.node
+        for node in self.nodes.values():
+            for nat in node.static_nats:
+                if nat.outside in seen:
+                    raise TopologyError(
+                        f"static nat outside address {nat.outside} on {node.name} "
+                        f"is also on {seen[nat.outside]}"
+                    )
+                seen[nat.outside] = node.name
         for r in self.routes:
             if r.via is None or r.dev is not None:
                 continue

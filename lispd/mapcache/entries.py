@@ -45,7 +45,9 @@ class RlocEntry:
     ``priority`` 0..255, lower preferred, 255 meaning "not for unicast"; ``weight`` 0..255
     shares traffic among equal priorities; ``up`` is the reachability as last learned;
     ``port`` the UDP port to encapsulate to (4341, or the translated port behind a NAT).
-    ``address`` may be given as text.
+    ``elp`` is an Explicit Locator Path (LISP-TE), the hops in forwarding order, the last one
+    the ETR; then ``address`` is the first hop, where an ITR encapsulates to.
+    ``address`` and the hops may be given as text.
     """
 
     address: Address
@@ -53,9 +55,19 @@ class RlocEntry:
     weight: int
     up: bool = True
     port: int = LISP_DATA_PORT
+    elp: tuple[Address, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", to_address(self.address))
+        if self.elp:
+            hops = tuple(to_address(a) for a in self.elp)
+            if len(hops) < 2:
+                raise ValueError("an explicit locator path has at least two hops")
+            if len(set(hops)) != len(hops):
+                raise ValueError("an explicit locator path visits a hop twice")
+            if hops[0] != self.address:
+                raise ValueError("the address of an RLOC with a path is the path's first hop")
+            object.__setattr__(self, "elp", hops)
         if not 0 <= self.priority <= 255:
             raise ValueError(f"RLOC priority {self.priority} is outside 0..255")
         if not 0 <= self.weight <= 255:

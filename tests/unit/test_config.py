@@ -125,6 +125,9 @@ def test_example_loads() -> None:
     assert any(m.action == "send-map-request" for m in config.map_cache)
     assert len(config.map_servers) == 1 and len(config.map_resolvers) == 1
     assert config.sites == ()
+    assert any(rloc.elp for m in config.database for rloc in m.rlocs)
+    assert any(rloc.elp for m in config.map_cache for rloc in m.rlocs)
+    assert not config.nat_traversal.enabled and config.rtr.public_rlocs == ()
 
 
 def test_msmr_example_loads() -> None:
@@ -146,6 +149,9 @@ def test_examples_describe_one_network() -> None:
     assert {(m.instance_id, m.prefix) for m in xtr.database} == registered
     site_b = {(p.instance_id, p.prefix) for p in msmr.sites[1].prefixes}
     assert any((m.instance_id, m.prefix) in site_b for m in xtr.map_cache)
+    # The xTR's Explicit Locator Paths go through an RTR the Map-Server hands out.
+    first_hops = {r.elp[0] for m in xtr.database + xtr.map_cache for r in m.rlocs if r.elp}
+    assert first_hops and first_hops <= set(msmr.mapping_system.rtr_rlocs)
 
 
 def _document_paths(value: object, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -223,7 +229,9 @@ def test_example_uses_documentation_addresses_only(example: Path) -> None:
     for mapping in config.database + config.map_cache:
         addresses.append(mapping.prefix)
         addresses += [rloc.address for rloc in mapping.rlocs]
+        addresses += [hop for rloc in mapping.rlocs for hop in rloc.elp]
     addresses += [ms.address for ms in config.map_servers] + list(config.map_resolvers)
+    addresses += list(config.rtr.public_rlocs) + list(config.mapping_system.rtr_rlocs)
     addresses += [entry.prefix for site in config.sites for entry in site.prefixes]
     for item in addresses:
         network = ipaddress.ip_network(item)  # type: ignore[arg-type]
@@ -441,7 +449,7 @@ def test_unknown_key_in_inline_rloc_table() -> None:
     err = error_of(BASE.replace('"192.0.2.2" }', '"192.0.2.2", prio = 2 }'))
     assert (err.key_path, err.line) == ("database-mapping[0].rlocs[0].prio", 9)
     assert "did you mean 'priority'?" in err.message
-    assert "address, priority, weight" in err.message
+    assert "address, elp, priority, weight" in err.message
 
 
 def test_unknown_key_in_second_array_table() -> None:

@@ -1,0 +1,51 @@
+"""RTR: a LISP packet from UDP 4341 -> decapsulated and encapsulated again toward the next RLOC.
+
+A re-encapsulating tunnel router (RFC 9300 section 8) sits between an ITR and an ETR: the NAT
+traversal relay for xTRs behind NATs, and the middle hops of Explicit Locator Paths.  The inner
+packet is validated like an ETR does it (same drop reasons), its TTL is lowered the way a router
+lowers it (the RTR forwards without the kernel), then the ITR logic picks the next RLOC in the
+packet's own instance-ID: the map-cache (a miss is resolved like an ITR's), an ELP's next hop,
+and a NATed xTR's translated port.
+"""
+
+from __future__ import annotations
+
+from lispd.dataplane.etr import DROP_BAD_INNER, DROP_CONTROL, DROP_ECN, DROP_ENCRYPTED, DROP_SHORT
+from lispd.dataplane.itr import Itr
+from lispd.dataplane.outputs import Drop, Miss, Output
+from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
+from lispd.fastpath.inner import decrement_ttl, fix_inner_on_decap, inner_destination
+
+DROP_TTL = Drop("ttl-exceeded")
+
+
+class Rtr:
+    """Re-encapsulation decisions for payloads received on the LISP data port."""
+
+    def __init__(self, forwarder: Itr) -> None:
+        self.forwarder = forwarder
+
+    def handle(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Output:
+        """Decide what to do with one UDP payload (LISP header + inner packet)."""
+        header = read_header(payload)
+        if header is None:
+            return DROP_SHORT
+        iid, key_id = header
+        if key_id:
+            return DROP_ENCRYPTED
+        if iid == IID_CONTROL:
+            return DROP_CONTROL
+        inner = payload[HEADER_LEN:]
+        if inner_destination(inner) is None:
+            return DROP_BAD_INNER
+        fixed = fix_inner_on_decap(inner, outer_ttl, outer_tos)
+        if fixed is None:
+            return DROP_ECN
+        forwarded = decrement_ttl(fixed)
+        if forwarded is None:
+            return DROP_TTL
+        forwarded = bytes(forwarded)
+        out = self.forwarder.handle(forwarded, iid)
+        if type(out) is Miss:
+            return out._replace(packet=forwarded)  # held decapsulated, TTL lowered
+        return out
