@@ -50,6 +50,7 @@ from lispd.io.udp import (
 )
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
 from lispd.stats import Counters, DropLog
+from lispd.wire.address import ElpAddress
 from lispd.wire.data import LISP_DATA_PORT
 from lispd.wire.errors import WireError
 from lispd.wire.info import decode_info
@@ -575,11 +576,18 @@ class Daemon:
                     "eid-prefix": str(reg.prefix),
                     "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
                     "last-registered-ago": round(now - reg.last_registered, 1),
-                    "rlocs": [str(loc.address) for loc in reg.record.locators],
+                    "rlocs": [_address_text(loc.address) for loc in reg.record.locators],
                     "proxy-reply": reg.proxy_reply,
                 }
             )
         return out
+
+
+def _address_text(address: object) -> str:
+    """A locator address for people: an Explicit Locator Path as its hops joined by "->"."""
+    if isinstance(address, ElpAddress):
+        return "->".join(str(hop.address) for hop in address.hops)
+    return str(address)
 
 
 def _entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
@@ -587,7 +595,13 @@ def _entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
         "instance-id": entry.iid,
         "eid-prefix": str(entry.prefix),
         "rlocs": [
-            {"address": str(r.address), "priority": r.priority, "weight": r.weight, "up": r.up}
+            {
+                "address": str(r.address),
+                "priority": r.priority,
+                "weight": r.weight,
+                "up": r.up,
+                **({"elp": [str(hop) for hop in r.elp]} if r.elp else {}),
+            }
             for r in entry.rlocs
         ],
     }

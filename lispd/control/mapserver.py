@@ -56,7 +56,7 @@ from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.mapcache.prefixes import MAX_IID
 from lispd.mapcache.scoped import ScopedTables
 from lispd.wire import auth
-from lispd.wire.address import AfiListAddress, InstanceIdAddress, split_eid
+from lispd.wire.address import AfiListAddress, ElpAddress, InstanceIdAddress, split_eid
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
@@ -198,12 +198,22 @@ def best_etr_locator(record: EidRecord) -> IPAddress | None:
     """The RLOC a Map-Request is forwarded to: a reachable IPv4/IPv6 locator of priority < 255
     with the lowest priority, then the highest weight, then the first listed."""
     best: Locator | None = None
+    best_address: object = None
     for loc in record.locators:
-        if not (loc.usable and loc.reachable and _reply_rloc_ok(loc.address)):
+        address = etr_address(loc.address)
+        if not (loc.usable and loc.reachable and _reply_rloc_ok(address)):
             continue
         if best is None or (loc.priority, -loc.weight) < (best.priority, -best.weight):
-            best = loc
-    return None if best is None else best.address  # type: ignore[return-value]
+            best, best_address = loc, address
+    return best_address  # type: ignore[return-value]
+
+
+def etr_address(address: object) -> object:
+    """The ETR behind a locator address: the last hop of an Explicit Locator Path, else the
+    address itself."""
+    if isinstance(address, ElpAddress) and address.hops:
+        return address.hops[-1].address
+    return address
 
 
 def proxy_record(record: EidRecord) -> EidRecord:

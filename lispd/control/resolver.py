@@ -579,9 +579,7 @@ class Resolver:
             path: tuple[IpAddress, ...] = ()
             if isinstance(address, ElpAddress):
                 path = tuple(hop.address for hop in address.hops)  # type: ignore[misc]
-                if len(path) < 2 or not all(
-                    isinstance(a, IPv4Address | IPv6Address) for a in path
-                ):
+                if len(path) < 2 or not all(isinstance(a, IPv4Address | IPv6Address) for a in path):
                     self.drops["locator-unsupported"] += 1
                     continue
                 address = path[0]

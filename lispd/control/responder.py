@@ -104,12 +104,7 @@ class MapReplier:
         hit = self.database.lookup(iid, network.network_address)
         if hit is None or network.prefixlen < hit.prefix.prefixlen:
             return None  # not ours, or asking for more than we hold
-        eid, mask_len = eid_prefix(iid, hit.prefix)
-        locators = tuple(
-            Locator(r.address, r.priority, r.weight, local=r.address in self.local_rlocs)
-            for r in hit.rlocs
-        )
-        return EidRecord(eid, mask_len, locators, ttl=self.record_ttl, authoritative=True)
+        return database_records([hit], self.local_rlocs, self.record_ttl)[0]
 
     def _probe_record(self, wanted: EidPrefix) -> EidRecord:
         locators = tuple(

@@ -31,6 +31,7 @@ DROP_NATIVE_NO_PETR = Drop("native-forward-no-petr")
 DROP_NO_LIVE_PETR = Drop("no-live-petr")
 DROP_NO_LIVE_RTR = Drop("no-live-rtr")
 DROP_ELP_END = Drop("elp-ends-here")
+DROP_TO_SELF = Drop("rloc-is-self")
 
 
 def _multicast(dst: bytes) -> bool:
@@ -135,6 +136,8 @@ class Itr:
             if hop is None:
                 return DROP_ELP_END
             address = hop  # type: ignore[assignment]
+        if address in self.own_rlocs:
+            return DROP_TO_SELF  # a mapping that points back at us: never loop
         if self.nat_port is not None:
             translated = self.nat_port(address)
             if translated is not None:
