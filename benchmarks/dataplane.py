@@ -270,16 +270,16 @@ def run_scenarios(args: argparse.Namespace, wanted: list[str]) -> dict[str, Any]
     return results
 
 
-def fmt_range(r: dict[str, Any], stat: str, scale: float) -> str:
+def fmt_range(r: dict[str, Any], stat: str, scale: float, digits: int) -> str:
     """``min-max`` of a figure, and the spread as a percentage of the median."""
     lo, hi, med = r[f"{stat}_min"] * scale, r[f"{stat}_max"] * scale, r[stat] * scale
     spread = 100 * (hi - lo) / med if med else 0.0
-    return f"{lo:.3g}-{hi:.3g} ({spread:.0f}%)"
+    return f"{lo:.{digits}f}-{hi:.{digits}f} ({spread:.0f}%)"
 
 
 def print_table(results: dict[str, Any]) -> None:
     """Medians, ratios to the kernel path and run-to-run spread, one row per path."""
-    header = f"{'path':<16}{'TCP Gbit/s':>11}{'x kernel':>9}{'UDP-64 kpps':>13}{'x kernel':>9}"
+    header = f"{'path':<16}{'TCP Gbit/s':>11}{'x kernel':>10}{'UDP-64 kpps':>13}{'x kernel':>10}"
     print(f"{header}   {'TCP min-max (spread)':<24}UDP kpps min-max (spread)")
     kernel = results.get("kernel-routed")
     for name, label in LABELS.items():
@@ -291,9 +291,9 @@ def print_table(results: dict[str, Any]) -> None:
             udp_x = f"{r['udp64_pps'] / kernel['udp64_pps']:.3f}"
         else:
             tcp_x = udp_x = "-"
-        row = f"{label:<16}{r['tcp_gbps']:>11.3f}{tcp_x:>9}{r['udp64_pps'] / 1e3:>13.1f}"
-        row += f"{udp_x:>9}   {fmt_range(r, 'tcp_gbps', 1.0):<24}"
-        print(row + fmt_range(r, "udp64_pps", 1e-3))
+        row = f"{label:<16}{r['tcp_gbps']:>11.3f}{tcp_x:>10}{r['udp64_pps'] / 1e3:>13.1f}"
+        row += f"{udp_x:>10}   {fmt_range(r, 'tcp_gbps', 1.0, 3):<24}"
+        print(row + fmt_range(r, "udp64_pps", 1e-3, 1))
     rtr = results.get("lispd-via-rtr")
     if rtr is not None:
         c = rtr["counters"]

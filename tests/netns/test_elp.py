@@ -27,7 +27,9 @@ pytestmark = pytest.mark.netns
 KEYS = {1: "key-one", 2: "key-two"}
 
 
-def xtr_config(plan: ElpPlan, site: SiteHandle, sock: str, path: list[str] | None) -> str:
+def xtr_config(
+    plan: ElpPlan, site: SiteHandle, sock: str, path: list[str] | None, nat: bool = False
+) -> str:
     rloc = (
         f"{{ elp = [{', '.join(repr(h).replace(chr(39), chr(34)) for h in path)}] }}"
         if path
@@ -65,6 +67,9 @@ key = "{KEYS[site.index]}"
 
 [[map-resolver]]
 address = "{plan.ms_rloc_v4}"
+
+[nat-traversal]
+enabled = {"true" if nat else "false"}
 """
 
 
@@ -86,6 +91,9 @@ control-socket = "{sock}"
 
 [underlay]
 rlocs = ["{plan.ms_rloc_v4}"]
+
+[mapping-system]
+rtr-rlocs = ["{plan.rtra_rloc_v4}"]
 {sites}"""
 
 
@@ -119,7 +127,8 @@ def elp_lab() -> Iterator[tuple[Lab, ElpPlan]]:
         for rtr, rloc in ((plan.rtra, plan.rtra_rloc_v4), (plan.rtrb, plan.rtrb_rloc_v4)):
             daemons.append(lab.start_lispd(rtr, rtr_config(plan, rtr, rloc, sock(rtr))))
         daemons += [
-            lab.start_lispd(s1.xtr, xtr_config(plan, s1, sock(s1.xtr), None)),
+            # xtr1 runs NAT discovery but is not behind a NAT: a normal xTR.
+            lab.start_lispd(s1.xtr, xtr_config(plan, s1, sock(s1.xtr), None, nat=True)),
             lab.start_lispd(s2.xtr, xtr_config(plan, s2, sock(s2.xtr), path)),
         ]  # fmt: skip
         deadline = time.monotonic() + 10
@@ -181,6 +190,11 @@ def test_traffic_follows_the_explicit_locator_path_in_order() -> None:
                 if (src, dst) not in order:
                     order.append((src, dst))
             assert order == expected, (key, hits)
+        # xtr1 found it is not behind a NAT: registered its own RLOC, not the RTR.
+        nat = request(str(lab.workdir / f"{s1.xtr}.sock"), "nat")
+        assert nat["behind-nat"] is False and nat["global-rloc"] == s1.rloc, nat
+        sites = request(str(lab.workdir / f"{plan.ms}.sock"), "site")
+        assert {tuple(r["rlocs"]) for r in sites if r["site"] == "site1"} == {(s1.rloc,)}
         # The replies come straight back: xtr1's own mapping has no path.
         back = {
             (src, dst)
