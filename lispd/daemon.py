@@ -268,14 +268,17 @@ class Daemon:
         tun = self.tun
         assert tun is not None
         for pkt in tun.read_batch(BATCH):
-            self._itr_packet(pkt)
+            try:
+                self._itr_packet(pkt)
+            except Exception:  # a bug must cost one packet, never the daemon
+                self._internal_error("tun")
 
     def _itr_packet(self, pkt: bytes, held: bool = False, iid: int | None = None) -> None:
         itr, sender, counters = self.itr, self.sender, self.counters
         if itr is None or sender is None:
             self._drop("itr-disabled")
             return
-        out = itr.handle(pkt, iid)
+        out = itr.handle(pkt, iid, self.tun is None)  # no TUN (an RTR): no ICMP to send
         if type(out) is Encap:
             if self._send_encap(out):
                 counters.count("itr.encap", len(pkt))
@@ -318,59 +321,58 @@ class Daemon:
         return entry is not None and entry.source != "static"
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
-        if self.rtr is not None:
-            self._on_udp_readable_rtr(sock)
-            return
-        tun, etr, counters = self.tun, self.etr, self.counters
-        assert tun is not None
-        recent = self._recent_itrs
+        handle = self._rtr_packet if self.rtr is not None else self._etr_packet
         for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
-            if etr is None:
-                self._drop("etr-disabled", f"{src}:{sport}")
-                continue
-            out = etr.handle(payload, ttl, tos)
-            if type(out) is ToTun:
-                recent[src] = payload
-                if tun.write(out.packet):
-                    counters.count("etr.decap", len(out.packet))
-                else:
-                    self._drop("tun-write-failed")
-            else:
-                self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+            try:
+                handle(payload, ttl, tos, src, sport)
+            except Exception:  # a bug must cost one packet, never the daemon
+                self._internal_error(f"{src}:{sport}")
 
-    def _on_udp_readable_rtr(self, sock: socket.socket) -> None:
+    def _internal_error(self, source: str) -> None:
+        self.counters.drop("internal-error")
+        if self.drop_log.allow("log:internal-error"):
+            log.exception("internal error handling a packet from %s", source)
+
+    def _etr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
+        etr, tun = self.etr, self.tun
+        if etr is None or tun is None:
+            self._drop("etr-disabled", f"{src}:{sport}")
+            return
+        out = etr.handle(payload, ttl, tos)
+        if type(out) is ToTun:
+            self._recent_itrs[src] = payload
+            if tun.write(out.packet):
+                self.counters.count("etr.decap", len(out.packet))
+            else:
+                self._drop("tun-write-failed")
+        else:
+            self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+
+    def _rtr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
         """The data port of a node with the RTR role: packets for our own EIDs (when also an
         ETR) are decapsulated to the TUN, every other one re-encapsulated; NAT keepalives
         from xTRs behind NAT teach us their translated address and port."""
-        rtr, etr, tun, counters = self.rtr, self.etr, self.tun, self.counters
+        rtr = self.rtr
         assert rtr is not None
-        database = self.database
-        for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
-            header = read_header(payload)
-            if header is not None and header[0] == IID_CONTROL:
-                self._data_control(payload, src, sport)
-                continue
-            if etr is not None and tun is not None and header is not None:
-                dst = inner_destination(payload[HEADER_LEN:])
-                if dst is not None and database.contains(header[0], dst):
-                    out = etr.handle(payload, ttl, tos)
-                    if type(out) is ToTun and tun.write(out.packet):
-                        counters.count("etr.decap", len(out.packet))
-                    elif type(out) is not ToTun:
-                        self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
-                    else:
-                        self._drop("tun-write-failed")
-                    continue
-            out = rtr.handle(payload, ttl, tos)
-            if type(out) is Encap:
-                if self._send_encap(out):
-                    counters.count("rtr.reencap", len(out.payload))
-                else:
-                    self._drop("send-failed")
-            elif type(out) is Miss:
-                self._on_miss(out, out.packet)
+        header = read_header(payload)
+        if header is not None and header[0] == IID_CONTROL:
+            self._data_control(payload, src, sport)
+            return
+        if self.etr is not None and header is not None:
+            dst = inner_destination(payload[HEADER_LEN:])
+            if dst is not None and self.database.contains(header[0], dst):
+                self._etr_packet(payload, ttl, tos, src, sport)
+                return
+        out = rtr.handle(payload, ttl, tos)
+        if type(out) is Encap:
+            if self._send_encap(out):
+                self.counters.count("rtr.reencap", len(out.payload))
             else:
-                self._drop("rtr-" + out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+                self._drop("send-failed")
+        elif type(out) is Miss:
+            self._on_miss(out, out.packet)
+        else:
+            self._drop("rtr-" + out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
 
     def _data_control(self, payload: bytes, src: str, sport: int) -> None:
         """A control message in the data path (instance-ID 0xFFFFFF): an RTR takes NAT
@@ -405,7 +407,10 @@ class Daemon:
             except OSError as exc:  # an ICMP error reported on the socket
                 log.debug("control socket error=%s", exc)
                 continue
-            self._apply(self.control.on_datagram(data, addr[0], addr[1], now))
+            try:
+                self._apply(self.control.on_datagram(data, addr[0], addr[1], now))
+            except Exception:  # a bug must cost one message, never the daemon
+                self._internal_error(f"{addr[0]}:{addr[1]}")
         self._arm_timer()
 
     def _apply(self, result: ControlResult) -> None:

@@ -57,3 +57,12 @@ class DropLog:
         self._last[reason] = now
         count = self._pending.pop(reason)
         self.logger.info("drop reason=%s count=%d source=%s", reason, count, source or "-")
+
+    def allow(self, key: str) -> bool:
+        """Whether a line about ``key`` may be logged now (at most one per ``interval``)."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[key] = now
+        return True

@@ -88,10 +88,14 @@ class Itr:
                 return iid
         return None
 
-    def handle(self, pkt: bytes | bytearray, iid: int | None = None) -> Output:
+    def handle(
+        self, pkt: bytes | bytearray, iid: int | None = None, reencap: bool = False
+    ) -> Output:
         """Decide what to do with one packet from the TUN.  ``iid`` given: the packet is being
         forwarded in that instance (an RTR re-encapsulating, or a packet held during
-        resolution), so its source need not be a local EID."""
+        resolution), so its source need not be a local EID.  ``reencap``: an RTR's packet,
+        which has no TUN to send an ICMP too-big into: one too large for the next hop is
+        encapsulated anyway, and the outer packet fragmented by the kernel."""
         flow = parse_inner(pkt)
         if flow is None:
             return DROP_BAD_INNER
@@ -144,7 +148,7 @@ class Itr:
                 port, data_port = translated, True
         family = address.version
         limit = self.underlay_mtu - OVERHEAD[family]
-        if len(pkt) > limit and flow.dont_fragment:
+        if len(pkt) > limit and flow.dont_fragment and not reencap:
             return self._too_big(bytes(pkt), flow.version, limit, now)
         return Encap(
             address,

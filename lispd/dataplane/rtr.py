@@ -45,7 +45,7 @@ class Rtr:
         if forwarded is None:
             return DROP_TTL
         forwarded = bytes(forwarded)
-        out = self.forwarder.handle(forwarded, iid)
+        out = self.forwarder.handle(forwarded, iid, True)
         if type(out) is Miss:
             return out._replace(packet=forwarded)  # held decapsulated, TTL lowered
         return out

@@ -15,6 +15,7 @@ from lispd.config import parse_config
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss, ToTun
+from lispd.dataplane.rtr import Rtr
 from lispd.stats import Counters
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
 from tests.fuzz.test_decoders import mutated
@@ -89,3 +90,29 @@ def test_itr_handles_anything(data: bytes) -> None:
 def test_etr_handles_anything(data: bytes, ttl: int, tos: int) -> None:
     out = ETR.handle(data, ttl, tos)
     assert type(out) in (ToTun, Drop)
+
+
+def _rtr() -> Rtr:
+    mapcache, database = build_tables(CONFIG, 0.0)
+    rng = random.Random(2)
+    rlocs = {a.version: a for a in CONFIG.underlay.rlocs}
+    ports = {ip_address("192.0.2.6"): 40000}
+    forwarder = Itr(
+        mapcache, database, rlocs, 1400, Counters(), lambda: rng.getrandbits(24), float,
+        nat_port=ports.get,
+    )  # fmt: skip
+    return Rtr(forwarder)
+
+
+RTR = _rtr()
+
+
+@FUZZ
+@given(mutated(SEEDS), st.integers(0, 255), st.integers(0, 255))
+def test_rtr_handles_anything(data: bytes, ttl: int, tos: int) -> None:
+    out = RTR.handle(data, ttl, tos)
+    assert type(out) in (Encap, Miss, Drop)
+    if type(out) is Miss:
+        assert out.packet  # an RTR always hands over the packet to hold
+    if type(out) is Drop:
+        assert out.reason

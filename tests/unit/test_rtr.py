@@ -160,3 +160,18 @@ def test_itr_behind_nat_sends_everything_without_a_mapping_to_the_rtrs() -> None
     assert type(static) is Encap and str(static.rloc) == "192.0.2.40" and not static.data_port
     itr.rtrs = (RlocEntry(RTR_A, 1, 100, up=False),)
     assert itr.handle(pkt) == Drop("no-live-rtr")
+
+
+def test_rtr_encapsulates_a_packet_too_big_for_the_next_hop_instead_of_answering_icmp() -> None:
+    big = build_udp_datagram(
+        UdpDatagram(
+            IPv4Header(ip_address("198.51.100.2"), ip_address("198.51.100.18")),
+            1000,
+            2000,
+            b"x" * 1460,
+        )
+    )
+    itr = forwarder(RTR_A, [entry("198.51.100.16/28", RlocEntry(ETR, 1, 100))])
+    assert type(itr.handle(big)) is not Encap  # an ITR answers ICMP too-big instead
+    out = Rtr(itr).handle(build_header(1, 0) + big, 64, 0)
+    assert type(out) is Encap and len(out.payload) == 8 + len(big)
