@@ -21,6 +21,7 @@ from lispd.lab import ElpPlan, Lab, SiteHandle, elp_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
 from lispd.wire.ip import parse_ip_header
+from tests.netns import common
 
 pytestmark = pytest.mark.netns
 
@@ -30,71 +31,21 @@ KEYS = {1: "key-one", 2: "key-two"}
 def xtr_config(
     plan: ElpPlan, site: SiteHandle, sock: str, path: list[str] | None, nat: bool = False
 ) -> str:
-    rloc = (
-        f"{{ elp = [{', '.join(repr(h).replace(chr(39), chr(34)) for h in path)}] }}"
-        if path
-        else f'{{ address = "{site.rloc}" }}'
+    hops = ", ".join(f'"{h}"' for h in path or ())
+    return common.xtr_config(
+        site,
+        sock,
+        plan.ms_rloc_v4,
+        KEYS[site.index],
+        eid_space=(plan.eid_space_v4, plan.eid_space_v6),
+        rloc_table=f"{{ elp = [{hops}] }}" if path else None,
+        extra=f"\n[nat-traversal]\nenabled = {'true' if nat else 'false'}\n",
     )
-    return f"""
-[daemon]
-name = "{site.xtr}"
-roles = ["itr", "etr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{site.rloc}"]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v4}"
-rlocs = [{rloc}]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v6}"
-rlocs = [{rloc}]
-
-[[map-cache]]
-eid-prefix = "{plan.eid_space_v4}"
-action = "send-map-request"
-
-[[map-cache]]
-eid-prefix = "{plan.eid_space_v6}"
-action = "send-map-request"
-
-[[map-server]]
-address = "{plan.ms_rloc_v4}"
-key = "{KEYS[site.index]}"
-
-[[map-resolver]]
-address = "{plan.ms_rloc_v4}"
-
-[nat-traversal]
-enabled = {"true" if nat else "false"}
-"""
 
 
 def ms_config(plan: ElpPlan, sock: str) -> str:
-    sites = "".join(
-        f"""
-[[site]]
-name = "site{s.index}"
-key = "{KEYS[s.index]}"
-eid-prefixes = [{{ eid-prefix = "{s.prefix_v4}" }}, {{ eid-prefix = "{s.prefix_v6}" }}]
-"""
-        for s in plan.sites
-    )
-    return f"""
-[daemon]
-name = "ms"
-roles = ["map-server", "map-resolver"]
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{plan.ms_rloc_v4}"]
-
-[mapping-system]
-rtr-rlocs = ["{plan.rtra_rloc_v4}"]
-{sites}"""
+    extra = f'\n[mapping-system]\nrtr-rlocs = ["{plan.rtra_rloc_v4}"]\n'
+    return common.ms_config("ms", plan.ms_rloc_v4, sock, plan.sites, KEYS, extra=extra)
 
 
 def rtr_config(plan: ElpPlan, name: str, rloc: str, sock: str) -> str:

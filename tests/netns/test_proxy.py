@@ -10,9 +10,6 @@ PITR, which attracts the EID space.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,75 +21,26 @@ from lispd.api.client import request
 from lispd.lab import Lab, ProxyPlan, SiteHandle, proxy_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.ip import parse_ip_header
+from tests.netns import common
 
 pytestmark = pytest.mark.netns
 
 KEYS = {1: "key-one", 2: "key-two"}
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def xtr_config(plan: ProxyPlan, site: SiteHandle, sock: str, petrs: list[str]) -> str:
     petr_tables = "".join(f'\n[[petr]]\naddress = "{p}"\n' for p in petrs)
-    return f"""
-[daemon]
-name = "{site.xtr}"
-roles = ["itr", "etr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{site.rloc}"]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v4}"
-rlocs = [{{ address = "{site.rloc}" }}]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v6}"
-rlocs = [{{ address = "{site.rloc}" }}]
-
-[[map-cache]]
-eid-prefix = "0.0.0.0/0"
-action = "send-map-request"
-
-[[map-cache]]
-eid-prefix = "::/0"
-action = "send-map-request"
-
-[[map-server]]
-address = "{plan.pxtr_rloc}"
-key = "{KEYS[site.index]}"
-
-[[map-resolver]]
-address = "{plan.pxtr_rloc}"
-
+    extra = f"""
 [probing]
 interval = 0.5
 timeout = 0.5
 down-after = 2
 {petr_tables}"""
+    return common.xtr_config(site, sock, plan.pxtr_rloc, KEYS[site.index], extra=extra)
 
 
 def pxtr_config(plan: ProxyPlan, sock: str) -> str:
-    sites = "".join(
-        f"""
-[[site]]
-name = "site{s.index}"
-key = "{KEYS[s.index]}"
-eid-prefixes = [{{ eid-prefix = "{s.prefix_v4}" }}, {{ eid-prefix = "{s.prefix_v6}" }}]
-"""
-        for s in plan.sites
-    )
-    return f"""
-[daemon]
-name = "pxtr"
-roles = ["map-server", "map-resolver", "pitr", "petr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{plan.pxtr_rloc}"]
-
+    extra = f"""
 [[map-resolver]]
 address = "{plan.pxtr_rloc}"
 
@@ -106,7 +54,11 @@ action = "send-map-request"
 
 [mapping-system]
 negative-ttl = 1
-{sites}"""
+"""
+    roles = '"map-server", "map-resolver", "pitr", "petr"'
+    return common.ms_config(
+        "pxtr", plan.pxtr_rloc, sock, plan.sites, KEYS, roles=roles, extra=extra
+    )
 
 
 @dataclass
@@ -143,24 +95,6 @@ def world(petrs: list[str] | None = None) -> Iterator[World]:
                 assert daemon.stop() == 0, daemon.log_tail()
 
 
-def transfer(lab: Lab, src: str, dst: str, dst_addr: str, nbytes: int = 2_000_000) -> None:
-    env = {**os.environ, "PYTHONPATH": REPO}
-    server = lab.popen(
-        dst,
-        [sys.executable, "-m", "lispd.lab.transfer", "serve", dst_addr, "5001"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert server.stdout is not None and server.stdout.readline().strip() == "listening"
-    sent = lab.run(
-        src, sys.executable, "-m", "lispd.lab.transfer", "send", dst_addr, "5001", str(nbytes),
-        timeout=60, env={"PYTHONPATH": REPO},
-    ).stdout.split()  # fmt: skip
-    assert sent == server.stdout.readline().split()
-    server.wait(timeout=10)
-
-
 def test_sites_and_outside_world_reach_each_other_through_the_proxies() -> None:
     with world() as w:
         plan, lab = w.plan, w.lab
@@ -170,8 +104,8 @@ def test_sites_and_outside_world_reach_each_other_through_the_proxies() -> None:
                 assert lab.ping(h1.host, dst, count=2, wait=3.0), f"{h1.host} -> {dst}"
             for dst in (h1.host_v4, h1.host_v6):
                 assert lab.ping(plan.outside, dst, count=2, wait=3.0), f"outside -> {dst}"
-        transfer(lab, h1.host, plan.outside, plan.outside_v4)
-        transfer(lab, plan.outside, h1.host, h1.host_v6)
+        common.transfer(lab, h1.host, plan.outside, plan.outside_v4)
+        common.transfer(lab, plan.outside, h1.host, h1.host_v6)
 
         legs = set()
         for pkt in cap.ip_packets():
@@ -215,5 +149,5 @@ def test_a_dead_petr_is_skipped() -> None:
         assert states["192.0.2.14"]["up"] is True
         for sport_flows in range(3):  # flows hash over both PETRs; all must work now
             assert lab.ping(h1.host, plan.outside_v4, count=3, wait=3.0), sport_flows
-        transfer(lab, h1.host, plan.outside, plan.outside_v4)
+        common.transfer(lab, h1.host, plan.outside, plan.outside_v4)
         assert w.ask(h1.xtr, "stats")["drops"].get("no-live-petr", 0) == 0

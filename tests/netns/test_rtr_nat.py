@@ -26,78 +26,30 @@ from lispd.lab import Lab, NatPlan, SiteHandle, nat_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
 from lispd.wire.ip import parse_ip_header
+from tests.netns import common
 
 pytestmark = pytest.mark.netns
 
 KEYS = {1: "key-one", 2: "key-two"}
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEEPALIVE = 1.0
 
 
-def xtr_config(plan: NatPlan, site: SiteHandle, sock: str, nat: bool = True) -> str:
-    return f"""
-[daemon]
-name = "{site.xtr}"
-roles = ["itr", "etr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{site.rloc}"]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v4}"
-rlocs = [{{ address = "{site.rloc}" }}]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v6}"
-rlocs = [{{ address = "{site.rloc}" }}]
-
-[[map-cache]]
-eid-prefix = "{plan.eid_space_v4}"
-action = "send-map-request"
-
-[[map-cache]]
-eid-prefix = "{plan.eid_space_v6}"
-action = "send-map-request"
-
-[[map-server]]
-address = "{plan.ms_rloc_v4}"
-key = "{KEYS[site.index]}"
-
-[[map-resolver]]
-address = "{plan.ms_rloc_v4}"
-
+def xtr_config(plan: NatPlan, site: SiteHandle, sock: str) -> str:
+    extra = f"""
 [nat-traversal]
-enabled = {"true" if nat else "false"}
+enabled = true
 info-interval = 5
 keepalive-interval = {KEEPALIVE}
 """
+    eid_space = (plan.eid_space_v4, plan.eid_space_v6)
+    return common.xtr_config(
+        site, sock, plan.ms_rloc_v4, KEYS[site.index], eid_space=eid_space, extra=extra
+    )
 
 
 def ms_config(plan: NatPlan, sock: str) -> str:
-    sites = "".join(
-        f"""
-[[site]]
-name = "site{s.index}"
-key = "{KEYS[s.index]}"
-eid-prefixes = [{{ eid-prefix = "{s.prefix_v4}" }}, {{ eid-prefix = "{s.prefix_v6}" }}]
-"""
-        for s in plan.sites
-    )
-    return f"""
-[daemon]
-name = "ms"
-roles = ["map-server", "map-resolver"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{plan.ms_rloc_v4}"]
-
-[mapping-system]
-rtr-rlocs = ["{plan.rtr1_public_v4}"]
-{sites}"""
+    extra = f'\n[mapping-system]\nrtr-rlocs = ["{plan.rtr1_public_v4}"]\n'
+    return common.ms_config("ms", plan.ms_rloc_v4, sock, plan.sites, KEYS, extra=extra)
 
 
 def rtr_config(plan: NatPlan, sock: str) -> str:
@@ -159,24 +111,6 @@ def world(nat_udp_timeout: int | None = None) -> Iterator[World]:
                 assert daemon.stop() == 0, daemon.log_tail()
 
 
-def transfer(lab: Lab, src: str, dst: str, dst_addr: str, nbytes: int = 2_000_000) -> None:
-    env = {**os.environ, "PYTHONPATH": REPO}
-    server = lab.popen(
-        dst,
-        [sys.executable, "-m", "lispd.lab.transfer", "serve", dst_addr, "5001"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert server.stdout is not None and server.stdout.readline().strip() == "listening"
-    sent = lab.run(
-        src, sys.executable, "-m", "lispd.lab.transfer", "send", dst_addr, "5001", str(nbytes),
-        timeout=60, env={"PYTHONPATH": REPO},
-    ).stdout.split()  # fmt: skip
-    assert sent == server.stdout.readline().split()
-    server.wait(timeout=10)
-
-
 def legs(cap: Any) -> set[tuple[str, int, str, int, str, str]]:
     """(outer src, sport, outer dst, dport, inner src, inner dst) of every LISP data packet."""
     out = set()
@@ -220,8 +154,8 @@ def test_xtrs_behind_nats_reach_each_other_through_the_rtr() -> None:
             for a, b in ((s1, s2), (s2, s1)):
                 for dst in (b.host_v4, b.host_v6):
                     assert lab.ping(a.host, dst, count=3, wait=3.0), f"{a.host} -> {dst}"
-        transfer(lab, s1.host, s2.host, s2.host_v4)
-        transfer(lab, s2.host, s1.host, s1.host_v6)
+        common.transfer(lab, s1.host, s2.host, s2.host_v4)
+        common.transfer(lab, s2.host, s1.host, s1.host_v6)
 
         bindings = {b["address"]: b["port"] for b in w.ask(plan.rtr1, "rtr")}
         port1, port2 = bindings[plan.nat1_public_v4], bindings[plan.nat2_public_v4]
@@ -248,7 +182,7 @@ def test_xtrs_behind_nats_reach_each_other_through_the_rtr() -> None:
             [sys.executable, "-m", "lispd.lab.pinger", "-i", "0.05", "-c", "80", s2.host_v4],
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": REPO},
+            env={**os.environ, "PYTHONPATH": common.REPO},
         )
         bad = [
             b"",
