@@ -72,6 +72,8 @@ def build_control_plane(
     roles = config.daemon.roles
     rlocs = tuple(config.underlay.rlocs)
     plane = ControlPlane()
+    # An RTR behind a 1:1 NAT is answered at its public addresses.
+    itr_rlocs = config.rtr.public_rlocs if "rtr" in roles and config.rtr.public_rlocs else rlocs
     if roles & {"itr", "pitr", "rtr"} and config.map_resolvers:
         r = config.resolver
         settings = ResolverSettings(
@@ -84,20 +86,19 @@ def build_control_plane(
             max_requests_per_second=r.max_requests_per_second,
             max_ttl_minutes=r.max_ttl,
         )
-        # An RTR behind a 1:1 NAT is answered at its public addresses.
-        itr_rlocs = config.rtr.public_rlocs if "rtr" in roles and config.rtr.public_rlocs else rlocs
         plane.resolver = Resolver(config.map_resolvers, itr_rlocs, settings, rng)
-    if roles & {"itr", "pitr"} and config.petrs:
-        p = config.probing
+    p = config.probing
+    if roles & {"itr", "pitr", "rtr"} and (config.petrs or p.map_cache):
         plane.prober = Prober(
-            rlocs,
+            itr_rlocs,
             ProbeSettings(interval=p.interval, timeout=p.timeout, down_after=p.down_after),
             rng,
         )
     reg = config.registration
-    if roles & {"etr", "petr"}:
+    if roles & {"etr", "petr", "rtr"}:
+        # PETRs and RTRs have no EID-prefix of their own to name: they answer probes anyway.
         plane.replier = MapReplier(
-            database, rlocs, record_ttl=reg.record_ttl, answer_probes="petr" in roles
+            database, rlocs, record_ttl=reg.record_ttl, answer_probes=bool(roles & {"petr", "rtr"})
         )
     if "etr" in roles:
         plane.smr = SmrSender(rlocs, rng)

@@ -160,6 +160,8 @@ class Daemon:
             now = self.clock()
             for petr in cfg.petrs:
                 self._send_control(self.control.prober.watch(petr.address, None, now))
+            for entry in self.mapcache.entries():
+                self._watch_rlocs(entry)
         self._on_timer()  # first registrations go out now
         summary = (
             f"roles={','.join(sorted(cfg.daemon.roles))} "
@@ -399,23 +401,18 @@ class Daemon:
 
     def _on_control_readable(self, sock: socket.socket) -> None:
         now = self.clock()
-        for _ in range(BATCH):
+        for data, ttl, _tos, src, sport in recv_batch(sock, BATCH):
             try:
-                data, addr = sock.recvfrom(65535)
-            except BlockingIOError:
-                break
-            except OSError as exc:  # an ICMP error reported on the socket
-                log.debug("control socket error=%s", exc)
-                continue
-            try:
-                self._apply(self.control.on_datagram(data, addr[0], addr[1], now))
+                self._apply(self.control.on_datagram(data, src, sport, now, ttl))
             except Exception:  # a bug must cost one message, never the daemon
-                self._internal_error(f"{addr[0]}:{addr[1]}")
+                self._internal_error(f"{src}:{sport}")
         self._arm_timer()
 
     def _apply(self, result: ControlResult) -> None:
         for entry in result.installs:
+            entry = self._with_probe_state(entry)
             self.mapcache.add(entry)
+            self._watch_rlocs(entry)
             log.info(
                 "map-cache add iid=%d prefix=%s action=%s rlocs=%s ttl=%s",
                 entry.iid,
@@ -436,6 +433,65 @@ class Daemon:
             self.itr.petrs = tuple(
                 replace(p, up=state.get(p.address, p.up)) for p in self.itr.petrs
             )
+            self._mark_rlocs(state)
+
+    # --- RLOC probing of the map-cache ---------------------------------------------------------
+
+    def _probing_map_cache(self) -> bool:
+        # From behind a NAT probes cannot be answered (our RLOC is private): the RTRs carry
+        # everything anyway.
+        return (
+            self.control.prober is not None
+            and self.config.probing.map_cache
+            and (self.itr is None or self.itr.rtrs is None)
+        )
+
+    def _with_probe_state(self, entry: MapCacheEntry) -> MapCacheEntry:
+        """``entry`` with the RLOCs probing knows to be down marked so."""
+        prober = self.control.prober
+        if prober is None or not entry.rlocs:
+            return entry
+        rlocs = tuple(
+            r if not r.up or prober.is_usable(r.address) else replace(r, up=False)
+            for r in entry.rlocs
+        )
+        return entry if rlocs == entry.rlocs else replace(entry, rlocs=rlocs)
+
+    def _watch_rlocs(self, entry: MapCacheEntry) -> None:
+        """Start probing the RLOCs of a new map-cache entry (the first hop of a path)."""
+        prober = self.control.prober
+        if prober is None or not entry.rlocs or not self._probing_map_cache():
+            return
+        now = self.clock()
+        sends: list[SendControl] = []
+        for rloc in entry.rlocs:
+            try:
+                sends += prober.watch(rloc.address, (entry.iid, entry.prefix), now)  # type: ignore[arg-type]
+            except (ValueError, TypeError):
+                continue  # a family we have no RLOC of: never used anyway
+        self._send_control(sends)
+
+    def _unwatch_unused(self) -> None:
+        """Stop probing RLOCs no map-cache entry (nor PETR) refers to any more."""
+        prober = self.control.prober
+        if prober is None:
+            return
+        used = {r.address for e in self.mapcache.entries() for r in e.rlocs}
+        used.update(p.address for p in self.config.petrs)
+        for rloc in prober.watched:
+            if rloc not in used:
+                prober.unwatch(rloc)
+
+    def _mark_rlocs(self, state: dict[Any, bool]) -> None:
+        """Probing says these RLOCs went up or down: the map-cache entries using them follow,
+        so the fast path fails over to the next priority (and back)."""
+        for entry in self.mapcache.entries():
+            if not any(r.address in state for r in entry.rlocs):
+                continue
+            rlocs = tuple(
+                replace(r, up=state[r.address]) if r.address in state else r for r in entry.rlocs
+            )
+            self.mapcache.add(replace(entry, rlocs=rlocs))
 
     def _apply_nat_status(self, status: NatStatus) -> None:
         """NAT discovery changed what we know: behind a NAT, off-site traffic goes to the RTRs
@@ -516,8 +572,11 @@ class Daemon:
         self._timer = None
         now = self.clock()
         self._apply(self.control.on_timer(now))
-        for entry in self.mapcache.expire(now):
+        expired = self.mapcache.expire(now)
+        for entry in expired:
             log.info("map-cache expired iid=%d prefix=%s", entry.iid, entry.prefix)
+        if expired:
+            self._unwatch_unused()
         if self.nat_bindings is not None:
             for address in self.nat_bindings.expire(now):
                 log.info("nat binding expired rloc=%s", address)
@@ -552,7 +611,9 @@ class Daemon:
             "map-cache": lambda _req: [_entry_json(e) for e in self.mapcache.entries()],
             "database": lambda _req: [_entry_json(e) for e in self.database.entries()],
             "site": lambda _req: self._sites(),
-            "rlocs": lambda _req: self.control.prober.states() if self.control.prober else [],
+            "rlocs": lambda _req: (
+                self.control.prober.states(self.clock()) if self.control.prober else []
+            ),
             "nat": lambda _req: self.control.nat.states() if self.control.nat else {},
             "rtr": lambda _req: (
                 self.nat_bindings.states(self.clock()) if self.nat_bindings is not None else []

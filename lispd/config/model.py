@@ -168,7 +168,7 @@ class RegistrationConfig:
 
 @dataclass(frozen=True, slots=True)
 class ProbingConfig:
-    """The ``[probing]`` table: RLOC probing of the PETRs (and, later, map-cache RLOCs)."""
+    """The ``[probing]`` table: RLOC probing of the PETRs and the map-cache RLOCs."""
 
     interval: float = 10.0
     """Seconds between probes of one RLOC."""
@@ -176,6 +176,9 @@ class ProbingConfig:
     """Seconds after which an unanswered probe counts as lost."""
     down_after: int = 3
     """Consecutive lost probes that mark an RLOC down (one reply brings it back)."""
+    map_cache: bool = True
+    """Also probe the RLOCs of the map-cache (else only the PETRs): down RLOCs are avoided,
+    and the RTTs and hop counts show in ``rlocs`` and LISP-Trace records."""
 
 
 @dataclass(frozen=True, slots=True)

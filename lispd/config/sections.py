@@ -405,6 +405,7 @@ PROBING = Table(
         Key("interval", Number(0.1, 3600), default=10.0),
         Key("timeout", Number(0.05, 60), default=3.0),
         Key("down-after", Int(1, 100), default=3),
+        Key("map-cache", Bool(), default=True),
     ),
     build=_build_probing,
 )

@@ -88,8 +88,11 @@ class ControlPlane:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def on_datagram(self, data: bytes, src: str, sport: int, now: float) -> ControlResult:
-        """One datagram received on a LISP control socket from ``src``:``sport``."""
+    def on_datagram(
+        self, data: bytes, src: str, sport: int, now: float, ttl: int | None = None
+    ) -> ControlResult:
+        """One datagram received on a LISP control socket from ``src``:``sport`` (``ttl``: the
+        IP TTL / hop limit it arrived with, when known: RLOC probing counts hops with it)."""
         try:
             msg = decode_control(data)
         except WireError as exc:
@@ -97,9 +100,9 @@ class ControlPlane:
             return ControlResult()
         source = ip_address(src)
         if isinstance(msg, MapReply):
-            return self._map_reply(msg, source, now)
+            return self._map_reply(msg, source, now, ttl)
         if isinstance(msg, MapRequest):
-            return self._map_request(msg, sport, source, now)
+            return self._map_request(msg, sport, source, now, ttl)
         if isinstance(msg, EncapsulatedControl):
             return self._ecm(msg, source, now)
         if isinstance(msg, MapRegister):
@@ -126,11 +129,13 @@ class ControlPlane:
         self.drops[f"control-unexpected-{what}"] += 1
         return ControlResult()
 
-    def _map_reply(self, msg: MapReply, src: IPAddress, now: float) -> ControlResult:
+    def _map_reply(
+        self, msg: MapReply, src: IPAddress, now: float, ttl: int | None = None
+    ) -> ControlResult:
         if msg.probe:
             if self.prober is None:
                 return self._unexpected("probe-reply")
-            change = self.prober.on_map_reply(msg, src, now)
+            change = self.prober.on_map_reply(msg, src, now, ttl)
             return ControlResult(rloc_changes=[change] if change is not None else [])
         if self.resolver is None:
             return self._unexpected("map-reply")
@@ -140,7 +145,7 @@ class ControlPlane:
         )
 
     def _map_request(
-        self, msg: MapRequest, sport: int, src: IPAddress, now: float
+        self, msg: MapRequest, sport: int, src: IPAddress, now: float, ttl: int | None = None
     ) -> ControlResult:
         if msg.smr:
             if self.resolver is None:
@@ -152,14 +157,16 @@ class ControlPlane:
             return ControlResult(self.resolver.on_smr(msg, src, now))
         if self.replier is None:
             return self._unexpected("map-request")
-        return ControlResult(self._answer(msg, sport, src, now))
+        return ControlResult(self._answer(msg, sport, src, now, ttl))
 
-    def _answer(self, msg: MapRequest, port: int, src: IPAddress, now: float) -> list[SendControl]:
+    def _answer(
+        self, msg: MapRequest, port: int, src: IPAddress, now: float, ttl: int | None = None
+    ) -> list[SendControl]:
         """The ETR answers; an SMR-invoked request also tells the SMR sender that ITR reacted."""
         assert self.replier is not None
         if msg.smr_invoked and self.smr is not None:
             self.smr.saw_invoked(msg.itr_rlocs)
-        return self.replier.on_map_request(msg, port, src, now)
+        return self.replier.on_map_request(msg, port, src, now, ttl)
 
     def _ecm(self, ecm: EncapsulatedControl, src: IPAddress, now: float) -> ControlResult:
         inner = ecm.message

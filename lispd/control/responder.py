@@ -113,10 +113,17 @@ class MapReplier:
         return EidRecord(wanted.address, wanted.mask_len, locators, ttl=self.record_ttl)
 
     def on_map_request(
-        self, request: MapRequest, reply_port: int, src: IPAddress, now: float
+        self,
+        request: MapRequest,
+        reply_port: int,
+        src: IPAddress,
+        now: float,
+        ttl: int | None = None,
     ) -> list[SendControl]:
         """Answer ``request`` (its reply goes to an ITR-RLOC at ``reply_port``: the inner UDP
-        source port of an ECM, or the source port of a plain request)."""
+        source port of an ECM, or the source port of a plain request).  ``ttl`` is the IP TTL
+        the request arrived with: a probe's answer reports it, so the prober can count the
+        forward hops."""
         if request.smr:
             self.drops["request-smr-at-etr"] += 1  # handled by the ITR side, not here
             return []
@@ -133,7 +140,13 @@ class MapReplier:
         if dst is None:
             self.drops["request-no-usable-itr-rloc"] += 1
             return []
-        reply = MapReply(nonce=request.nonce, records=tuple(records), probe=request.probe)
+        reported = ttl if request.probe and ttl is not None and 0 < ttl < 256 else 0
+        reply = MapReply(
+            nonce=request.nonce,
+            records=tuple(records),
+            probe=request.probe,
+            reported_ttl=reported,
+        )
         self.stats["map-replies-sent"] += 1
         return [SendControl(dst, reply_port, encode_map_reply(reply))]
 

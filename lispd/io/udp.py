@@ -37,6 +37,7 @@ SO_RCVBUFFORCE = 33
 SOCKET_BUFFER = 4 * 1024 * 1024
 DYNAMIC_PORTS_FIRST = 49152
 CMSG_SPACE = 64
+CONTROL_TTL = 64  # what RLOC probes (and every control message) leave with
 
 _INT = struct.Struct("@i")
 
@@ -85,11 +86,19 @@ def open_receive_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.so
 
 
 def open_control_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.socket:
-    """The LISP control socket on ``addr``:``port`` (4342), non-blocking, real checksums."""
+    """The LISP control socket on ``addr``:``port`` (4342), non-blocking, real checksums.
+
+    It sends with TTL/hop limit :data:`CONTROL_TTL` and reports the TTL of what it receives
+    (RLOC probing derives underlay hop counts from both)."""
     sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if addr.version == 6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, CONTROL_TTL)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, CONTROL_TTL)
     sock.setblocking(False)
     _set_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, SOCKET_BUFFER)
     sock.bind((str(addr), port))
@@ -131,6 +140,10 @@ def recv_batch(sock: socket.socket, limit: int, default_ttl: int = 64):
             data, ancillary, _flags, addr = recvmsg(RECV_SIZE, CMSG_SPACE)
         except BlockingIOError:
             break
+        except OSError:
+            # An ICMP error for something we sent (port unreachable behind a NAT...) is
+            # reported on the next receive: it costs nothing but this turn of the loop.
+            continue
         ttl, tos = default_ttl, 0
         for level, kind, value in ancillary:
             if level == socket.IPPROTO_IP:
