@@ -30,12 +30,15 @@ from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.control.plane import ControlResult
 from lispd.control.registrar import MapServerTarget
 from lispd.control.responder import database_records
+from lispd.dataplane import trace
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.natbindings import NatBindings
 from lispd.dataplane.outputs import Encap, Miss, ToTun
 from lispd.dataplane.rtr import Rtr
-from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
+from lispd.dataplane.trace import TRACE_PORT, is_trace
+from lispd.dataplane.tracing import Tracer
+from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
 from lispd.fastpath.inner import inner_destination
 from lispd.io.notify import sd_notify
 from lispd.io.routes import RouteTable
@@ -51,9 +54,12 @@ from lispd.io.udp import (
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
 from lispd.stats import Counters, DropLog
 from lispd.wire.address import ElpAddress
+from lispd.wire.control import decode_control
 from lispd.wire.data import LISP_DATA_PORT
 from lispd.wire.errors import WireError
-from lispd.wire.info import decode_info
+from lispd.wire.info import InfoMessage
+from lispd.wire.mapreply import MapReply
+from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import EidRecord, Locator
 
 log = logging.getLogger("lispd")
@@ -102,6 +108,8 @@ class Daemon:
         )
         self.etr = Etr(self.database, petr="petr" in roles) if roles & {"etr", "petr"} else None
         self.rtr = Rtr(self.itr) if "rtr" in roles and self.itr is not None else None
+        self.tracer = Tracer(config.daemon.name, local_rlocs, self._probe_history)
+        self.trace_sockets: dict[int, socket.socket] = {}
         self.nat_status: NatStatus | None = None
         self.control = build_control_plane(
             config,
@@ -146,6 +154,10 @@ class Daemon:
                 {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs},
                 data_sockets,
             )
+            for addr in cfg.underlay.rlocs:  # LISP-Trace: error returns, NATed ltr clients
+                sock = open_control_socket(addr, TRACE_PORT)
+                self.trace_sockets[addr.version] = sock
+                loop.add_reader(sock.fileno(), self._on_trace_readable, sock)
         for addr in cfg.underlay.rlocs:
             sock = open_control_socket(addr, LISP_CONTROL_PORT)
             self.control_sockets.setdefault(addr.version, []).append(sock)
@@ -193,6 +205,8 @@ class Daemon:
         if self.api is not None:
             await self.api.close()
         sockets = self.receivers + [s for group in self.control_sockets.values() for s in group]
+        sockets += list(self.trace_sockets.values())
+        self.trace_sockets = {}
         for sock in sockets:
             loop.remove_reader(sock.fileno())
             sock.close()
@@ -282,6 +296,8 @@ class Daemon:
             return
         out = itr.handle(pkt, iid, self.tun is None)  # no TUN (an RTR): no ICMP to send
         if type(out) is Encap:
+            if is_trace(pkt):
+                out = self.tracer.encap(out, self._trace_role(pkt))
             if self._send_encap(out):
                 counters.count("itr.encap", len(pkt))
             else:
@@ -295,7 +311,53 @@ class Daemon:
             if self.tun is None or not self.tun.write(out.packet):
                 self._drop("tun-write-failed")
         else:
-            self._drop(out.reason, "tun")  # type: ignore[union-attr]
+            reason = out.reason  # type: ignore[union-attr]
+            self._drop(reason, "tun")
+            if is_trace(pkt):
+                self._trace_failure(pkt, iid, self._trace_role(pkt), reason)
+
+    def _trace_role(self, pkt: bytes) -> str:
+        """ITR for a packet from one of our EIDs (or as a PITR), RTR for one passing through."""
+        itr = self.itr
+        if itr is None or itr.proxy:
+            return "ITR"
+        src = pkt[12:16] if pkt[0] >> 4 == 4 else pkt[8:24]
+        return "ITR" if itr.instance_for_source(src) is not None else "RTR"
+
+    def _trace_failure(self, inner: bytes, iid: int | None, role: str, reason: str) -> None:
+        """A trace we cannot forward goes back to the ltr client with our record and why."""
+        if iid is None and self.itr is not None:
+            src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
+            iid = self.itr.instance_for_source(src)
+        back = self.tracer.failure(inner, iid or 0, role, reason)
+        if back is None:
+            self._drop("trace-no-return-address")
+            return
+        payload, address, port = back
+        sock = self.trace_sockets.get(address.version)
+        if sock is None:
+            self._drop("trace-no-socket-for-family")
+            return
+        try:
+            sock.sendto(payload, (str(address), port))
+            self.counters.count("trace.returned", len(payload))
+        except OSError as exc:
+            self._drop("trace-send-failed", f"{address}:{port} {exc.strerror}")
+
+    def _on_trace_readable(self, sock: socket.socket) -> None:
+        """Port 2434: an RTR learns where NATed ltr clients are; nothing else is expected."""
+        for payload, _ttl, _tos, src, sport in recv_batch(sock, BATCH):
+            if self.rtr is not None and self.tracer.learn_client(payload, src, sport):
+                self.counters.count("trace.nat-client", len(payload))
+            else:
+                self._drop("trace-unexpected", f"{src}:{sport}")
+
+    def _probe_history(self, rloc: Any) -> tuple[list[float], list[str]] | None:
+        prober = self.control.prober
+        if prober is None or rloc not in prober.watched:
+            return None
+        state = prober.state(rloc)
+        return list(state.rtts), list(state.hops)
 
     def _send_encap(self, out: Encap) -> bool:
         sender = self.sender
@@ -303,6 +365,16 @@ class Daemon:
         if out.data_port:
             return sender.send_from_data_port(out.payload, out.rloc, out.port, out.ttl, out.tos)
         return sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos)
+
+    def _resolve(self, miss: Miss) -> None:
+        """Ask the Map-Resolver for ``miss.dst`` (nothing held)."""
+        resolver = self.control.resolver
+        if resolver is not None:
+            now = self.clock()
+            self._send_control(
+                resolver.resolve(miss.iid, ip_address(miss.dst), ip_address(miss.src), now)
+            )
+            self._arm_timer()
 
     def _on_miss(self, miss: Miss, pkt: bytes) -> None:
         resolver = self.control.resolver
@@ -326,7 +398,14 @@ class Daemon:
         handle = self._rtr_packet if self.rtr is not None else self._etr_packet
         for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
             try:
-                handle(payload, ttl, tos, src, sport)
+                if (
+                    payload[4:7] == b"\xff\xff\xff"
+                    and payload[0] & 0x08  # the I bit: bytes 4-6 are the instance-ID
+                    and len(payload) > HEADER_LEN
+                ):
+                    self._data_control(payload, ttl, src, sport)  # instance-ID 0xFFFFFF
+                else:
+                    handle(payload, ttl, tos, src, sport)
             except Exception:  # a bug must cost one packet, never the daemon
                 self._internal_error(f"{src}:{sport}")
 
@@ -343,12 +422,29 @@ class Daemon:
         out = etr.handle(payload, ttl, tos)
         if type(out) is ToTun:
             self._recent_itrs[src] = payload
-            if tun.write(out.packet):
-                self.counters.count("etr.decap", len(out.packet))
+            packet = out.packet
+            if is_trace(packet) and self._etr_trace(bytes(packet), payload, src, sport):
+                return
+            if tun.write(packet):
+                self.counters.count("etr.decap", len(packet))
             else:
                 self._drop("tun-write-failed")
         else:
             self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+
+    def _etr_trace(self, inner: bytes, payload: bytes, src: str, sport: int) -> bool:
+        """Stamp the ETR's decap record; at the traced EID's site turn the trace around and
+        send it back through our ITR.  True when the packet was consumed here."""
+        iid = read_header(payload)[0]  # type: ignore[index]
+        stamped = self.tracer.decap(inner, iid, "ETR", src, sport)
+        back = trace.turn_around_packet(stamped, iid=iid)
+        self.counters.count("trace.etr", len(inner))
+        if back is None:
+            if self.tun is not None and self.tun.write(stamped):
+                self.counters.count("etr.decap", len(stamped))
+            return True
+        self._itr_packet(back, iid=iid)
+        return True
 
     def _rtr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
         """The data port of a node with the RTR role: packets for our own EIDs (when also an
@@ -357,45 +453,93 @@ class Daemon:
         rtr = self.rtr
         assert rtr is not None
         header = read_header(payload)
-        if header is not None and header[0] == IID_CONTROL:
-            self._data_control(payload, src, sport)
-            return
         if self.etr is not None and header is not None:
             dst = inner_destination(payload[HEADER_LEN:])
             if dst is not None and self.database.contains(header[0], dst):
                 self._etr_packet(payload, ttl, tos, src, sport)
                 return
+        traced = header is not None and is_trace(payload[HEADER_LEN:])
+        if traced:
+            iid = header[0]  # type: ignore[index]
+            stamped = self.tracer.decap(payload[HEADER_LEN:], iid, "RTR", src, sport)
+            payload = payload[:HEADER_LEN] + stamped
         out = rtr.handle(payload, ttl, tos)
         if type(out) is Encap:
+            if traced:
+                out = self.tracer.encap(out, "RTR")
             if self._send_encap(out):
                 self.counters.count("rtr.reencap", len(out.payload))
             else:
                 self._drop("send-failed")
         elif type(out) is Miss:
-            self._on_miss(out, out.packet)
+            if traced:  # no waiting for a trace: resolve, and say where it stopped
+                self._resolve(out)
+                self._trace_failure(out.packet, out.iid, "RTR", "map-cache-miss")
+            else:
+                self._on_miss(out, out.packet)
         else:
-            self._drop("rtr-" + out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+            reason = "rtr-" + out.reason  # type: ignore[union-attr]
+            self._drop(reason, f"{src}:{sport}")
+            if traced:
+                self._trace_failure(payload[HEADER_LEN:], header[0], "RTR", reason)  # type: ignore[index]
 
-    def _data_control(self, payload: bytes, src: str, sport: int) -> None:
-        """A control message in the data path (instance-ID 0xFFFFFF): an RTR takes NAT
-        keepalives (Info-Requests) from xTRs behind NAT; anything else is dropped."""
-        bindings = self.nat_bindings
-        if bindings is None:
-            self._drop("data-control-unsupported", f"{src}:{sport}")
-            return
+    def _data_control(self, payload: bytes, ttl: int, src: str, sport: int) -> None:
+        """A control message in the data path (instance-ID 0xFFFFFF), the way through NATs:
+        an RTR takes NAT keepalives (Info-Requests) from xTRs behind NAT; RLOC probes between
+        RTRs and NATed xTRs, and their answers, travel this way too."""
+        body = payload[HEADER_LEN:]
         try:
-            msg = decode_info(payload[HEADER_LEN:])
+            msg = decode_control(body)
         except WireError as exc:
-            self._drop("rtr-keepalive-" + exc.reason, f"{src}:{sport}")
-            return
-        if msg.reply:
-            self._drop("rtr-keepalive-unexpected-reply", f"{src}:{sport}")
+            self._drop("data-control-" + exc.reason, f"{src}:{sport}")
             return
         address = ip_address(src)
-        if bindings.learn(address, sport, self.clock()):
-            log.info("nat binding rloc=%s port=%d", address, sport)
-            self._arm_timer()
-        self.counters.count("rtr.nat-keepalive", len(payload))
+        now = self.clock()
+        if isinstance(msg, InfoMessage) and not msg.reply and self.nat_bindings is not None:
+            if self.nat_bindings.learn(address, sport, now):
+                log.info("nat binding rloc=%s port=%d", address, sport)
+                self._arm_timer()
+            self.counters.count("rtr.nat-keepalive", len(payload))
+        elif isinstance(msg, MapRequest) and msg.probe and self.control.replier is not None:
+            for send in self.control.replier.on_map_request(msg, sport, address, now, ttl):
+                self._send_data_control(send.payload, address, sport)
+        elif isinstance(msg, MapReply) and msg.probe:
+            self._apply(self.control.on_datagram(body, src, sport, now, ttl))
+        else:
+            self._drop("data-control-unexpected", f"{src}:{sport}")
+
+    def _send_data_control(self, message: bytes, dst: Any, port: int) -> None:
+        """Send a control message from our 4341 socket inside a data header (IID 0xFFFFFF)."""
+        sock = self.sender.data_sockets.get(dst.version) if self.sender else None
+        if sock is None:
+            self._drop("data-control-no-socket")
+            return
+        try:
+            sock.sendto(
+                build_header(self.rng.getrandbits(24), IID_CONTROL) + message, (str(dst), port)
+            )
+            self.counters.count("data-control.sent", len(message))
+        except OSError as exc:
+            self._drop("control-send-failed", f"{dst}:{port} {exc.strerror}")
+
+    def _probe_port_through_nat(self, send: SendControl) -> int | None:
+        """The data port to send an RLOC probe to when it must cross a NAT: to a NATed xTR
+        (its translated port, learned by us as RTR) or, from behind a NAT, to our RTRs."""
+        payload = send.payload
+        if not payload or payload[0] >> 4 != 1 or not payload[0] & 0x02:
+            return None  # not a Map-Request with the probe bit
+        if self.nat_bindings is not None:
+            port = self.nat_bindings.port_for(send.dst)
+            if port is not None:
+                return port
+        itr = self.itr
+        if (
+            itr is not None
+            and itr.rtrs is not None
+            and any(r.address == send.dst for r in itr.rtrs)
+        ):
+            return LISP_DATA_PORT
+        return None
 
     # --- control plane ------------------------------------------------------------------------
 
@@ -492,6 +636,9 @@ class Daemon:
                 replace(r, up=state[r.address]) if r.address in state else r for r in entry.rlocs
             )
             self.mapcache.add(replace(entry, rlocs=rlocs))
+        itr = self.itr
+        if itr is not None and itr.rtrs is not None:
+            itr.rtrs = tuple(replace(r, up=state.get(r.address, r.up)) for r in itr.rtrs)
 
     def _apply_nat_status(self, status: NatStatus) -> None:
         """NAT discovery changed what we know: behind a NAT, off-site traffic goes to the RTRs
@@ -507,6 +654,14 @@ class Daemon:
         behind = status.behind_nat and bool(status.rtrs)
         if self.itr is not None:
             self.itr.rtrs = tuple(RlocEntry(r, 1, 100) for r in status.rtrs) if behind else None
+        prober = self.control.prober
+        if prober is not None and behind:  # probed through the NAT, over the data port
+            now = self.clock()
+            for rtr in status.rtrs:
+                try:
+                    self._send_control(prober.watch(rtr, None, now))
+                except (ValueError, TypeError):
+                    continue
         registrar = self.control.registrar
         if registrar is None:
             return
@@ -557,6 +712,10 @@ class Daemon:
                     self.counters.count("nat.keepalive-sent", len(send.payload))
                 except OSError as exc:
                     self._drop("control-send-failed", f"{send.dst}:{send.port} {exc.strerror}")
+                continue
+            port = self._probe_port_through_nat(send)
+            if port is not None:
+                self._send_data_control(send.payload, send.dst, port)
                 continue
             socks = self.control_sockets.get(send.dst.version)
             if not socks:
