@@ -91,7 +91,12 @@ def build_control_plane(
     if roles & {"itr", "pitr", "rtr"} and (config.petrs or p.map_cache):
         plane.prober = Prober(
             itr_rlocs,
-            ProbeSettings(interval=p.interval, timeout=p.timeout, down_after=p.down_after),
+            ProbeSettings(
+                interval=p.interval,
+                timeout=p.timeout,
+                down_after=p.down_after,
+                max_per_second=p.max_per_second,
+            ),
             rng,
         )
     reg = config.registration

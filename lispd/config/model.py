@@ -176,6 +176,8 @@ class ProbingConfig:
     """Seconds after which an unanswered probe counts as lost."""
     down_after: int = 3
     """Consecutive lost probes that mark an RLOC down (one reply brings it back)."""
+    max_per_second: float = 100.0
+    """Probes sent per second at most, all RLOCs together (the others wait their turn)."""
     map_cache: bool = True
     """Also probe the RLOCs of the map-cache (else only the PETRs): down RLOCs are avoided,
     and the RTTs and hop counts show in ``rlocs`` and LISP-Trace records."""

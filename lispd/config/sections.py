@@ -406,6 +406,7 @@ PROBING = Table(
         Key("timeout", Number(0.05, 60), default=3.0),
         Key("down-after", Int(1, 100), default=3),
         Key("map-cache", Bool(), default=True),
+        Key("max-per-second", Number(1, 100000), default=100.0),
     ),
     build=_build_probing,
 )

@@ -61,6 +61,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_net
 from typing import Final, NamedTuple
 
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.dataplane.ratelimit import TokenBucket
 from lispd.wire.address import NO_ADDRESS
 from lispd.wire.address import eid_prefix as wire_eid_prefix
 from lispd.wire.mapreply import MapReply
@@ -83,15 +84,17 @@ _DEFAULT_V6: Final = IPv6Network("::/0")
 class ProbeSettings:
     """Probe every ``interval`` seconds; a probe unanswered after ``timeout`` seconds is lost;
     an RLOC is down after ``down_after`` losses in a row and up again on the first reply; the
-    last ``history`` RTTs and hop counts are kept."""
+    last ``history`` RTTs and hop counts are kept; at most ``max_per_second`` probes go out a
+    second in all (a large map-cache spreads its probes out rather than bursting)."""
 
     interval: float = 10.0
     timeout: float = 3.0
     down_after: int = 3
     history: int = 3
+    max_per_second: float = 100.0
 
     def __post_init__(self) -> None:
-        for name in ("interval", "timeout"):
+        for name in ("interval", "timeout", "max_per_second"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"probe {name} must be a finite number > 0, not {value!r}")
@@ -195,6 +198,8 @@ class Prober:
         self._rng: Callable[[], int] = rng if rng is not None else lambda: secrets.randbits(64)
         self._targets: dict[IpAddress, _Target] = {}
         self._nonces: dict[int, IpAddress] = {}  # outstanding probe nonce -> probed RLOC
+        rate = self.settings.max_per_second
+        self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -235,7 +240,7 @@ class Prober:
         self._encode(target, 0)  # refuse an unencodable probe now, before any state is kept
         self._targets[rloc] = target
         try:
-            return self._probe(target, now)
+            return self._probe_within_budget(target, now)
         except RuntimeError:
             del self._targets[rloc]
             raise
@@ -310,7 +315,7 @@ class Prober:
                 if change is not None:
                     changes.append(change)
             if target.nonce is None and now >= target.next_probe:
-                sends += self._probe(target, now)
+                sends += self._probe_within_budget(target, now)
         return sends, changes
 
     def next_deadline(self) -> float | None:
@@ -368,6 +373,14 @@ class Prober:
             if nonce not in self._nonces:
                 return nonce
         raise RuntimeError("the nonce source keeps repeating outstanding nonces")
+
+    def _probe_within_budget(self, target: _Target, now: float) -> list[SendControl]:
+        """Probe ``target`` now, or, over the rate limit, a little later."""
+        if not self._budget.take(now):
+            target.next_probe = now + 1.0 / self.settings.max_per_second
+            self.stats["probes-deferred"] += 1
+            return []
+        return self._probe(target, now)
 
     def _probe(self, target: _Target, now: float) -> list[SendControl]:
         nonce = self._new_nonce()

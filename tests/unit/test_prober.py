@@ -558,3 +558,24 @@ def test_replies_decoded_from_random_bytes_never_raise(
     except WireError:
         return
     p.on_map_reply(reply, src, 0.5, ttl=ttl)
+
+
+def test_probes_are_rate_limited_in_all_and_deferred_not_lost() -> None:
+    prober = Prober(
+        [IPv4Address("192.0.2.1")],
+        ProbeSettings(interval=10.0, timeout=1.0, max_per_second=2.0),
+        counting_rng(),
+    )
+    rlocs = [IPv4Address(f"192.0.2.{n}") for n in range(10, 16)]
+    first = [s for r in rlocs for s in prober.watch(r, None, 0.0)]
+    assert len(first) == 2  # the burst allowed at once; the other four wait
+    assert prober.stats["probes-deferred"] == 4
+    sent = {s.dst for s in first}
+    now = 0.0
+    while len(sent) < len(rlocs):
+        now = prober.next_deadline() or now
+        sends, _ = prober.on_timer(now)
+        assert len(sends) <= 2
+        sent.update(s.dst for s in sends)
+        assert now < 3.0, "deferred probes never went out"
+    assert sent == set(rlocs)
