@@ -25,7 +25,7 @@ from lispd import __version__
 from lispd.api.server import ControlServer
 from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config, ConfigError, load_config
-from lispd.control.nat import NatStatus
+from lispd.control.nat import NatStatus, nat_record
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.control.plane import ControlResult
 from lispd.control.registrar import MapServerTarget
@@ -60,7 +60,7 @@ from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
-from lispd.wire.records import EidRecord, Locator
+from lispd.wire.records import EidRecord
 
 log = logging.getLogger("lispd")
 
@@ -68,7 +68,6 @@ BATCH = 256  # packets handled per wake-up and source before yielding to the loo
 SEND_POOL_SIZE = 8  # outer source ports per address family
 DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
 TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
-NAT_RTR_PRIORITY = 254  # RTR locators of a site behind NAT (as lispers.net registers them)
 SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
 
 
@@ -399,9 +398,11 @@ class Daemon:
         for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
             try:
                 if (
-                    payload[4:7] == b"\xff\xff\xff"
-                    and payload[0] & 0x08  # the I bit: bytes 4-6 are the instance-ID
-                    and len(payload) > HEADER_LEN
+                    len(payload) > HEADER_LEN
+                    and payload[4] == 0xFF  # instance-ID 0xFFFFFF (with the I bit): control
+                    and payload[5] == 0xFF
+                    and payload[6] == 0xFF
+                    and payload[0] & 0x08
                 ):
                     self._data_control(payload, ttl, src, sport)  # instance-ID 0xFFFFFF
                 else:
@@ -682,23 +683,8 @@ class Daemon:
         records = database_records(self.database.entries(), tuple(self.config.underlay.rlocs), ttl)
         status = self.nat_status
         if status is not None and status.behind_nat and status.rtrs:
-            records = [self._nat_record(r, status) for r in records]
+            records = [nat_record(r, status) for r in records]
         return records
-
-    @staticmethod
-    def _nat_record(record: EidRecord, status: NatStatus) -> EidRecord:
-        """A database record as an xTR behind NAT registers it: its translated RLOC in place of
-        the private one, and the RTRs at priority 254 (the Map-Server hands those to ITRs)."""
-        locators = [
-            replace(loc, address=status.global_rloc, local=False)
-            if loc.local
-            and status.global_rloc is not None
-            and loc.address.version == status.global_rloc.version  # type: ignore[union-attr]
-            else loc
-            for loc in record.locators
-        ]
-        locators += [Locator(r, NAT_RTR_PRIORITY, 100) for r in status.rtrs]
-        return replace(record, locators=tuple(locators))
 
     def _send_control(self, sends: list[SendControl] | list[SendControl | SendData]) -> None:
         for send in sends:

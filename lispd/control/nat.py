@@ -56,6 +56,7 @@ in :meth:`NatClient.states`; such a reply never changes the status (the RTR list
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from collections import Counter, OrderedDict
@@ -68,6 +69,7 @@ from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.wire.address import NO_ADDRESS, Address, NatTraversalAddress, eid_prefix
 from lispd.wire.info import InfoMessage, encode_info
+from lispd.wire.records import EidRecord, Locator
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -448,3 +450,22 @@ class NatClient:
         rtr.keepalives_sent += 1
         self.stats["keepalives-sent"] += 1
         return SendData(rtr.address, LISP_DATA_PORT, payload)
+
+
+NAT_RTR_PRIORITY: Final = 254
+"""Priority of the RTR locators a site behind NAT registers (as lispers.net registers them)."""
+
+
+def nat_record(record: EidRecord, status: NatStatus) -> EidRecord:
+    """A database record as an xTR behind NAT registers it: its translated (global) RLOC in
+    place of the private one, plus the RTRs at :data:`NAT_RTR_PRIORITY` (the Map-Server hands
+    those to ITRs, and the translated RLOC to the RTRs)."""
+    glob = status.global_rloc
+    locators = [
+        dataclasses.replace(loc, address=glob, local=False)
+        if loc.local and glob is not None and getattr(loc.address, "version", None) == glob.version
+        else loc
+        for loc in record.locators
+    ]
+    locators += [Locator(rtr, NAT_RTR_PRIORITY, 100) for rtr in status.rtrs]
+    return dataclasses.replace(record, locators=tuple(locators))

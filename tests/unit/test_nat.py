@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 from lispd.control.infoserver import InfoResponder
 from lispd.control.nat import (
     INFO_TTL,
+    NAT_RTR_PRIORITY,
     RECENT_NONCES,
     NatClient,
     NatStatus,
+    nat_record,
 )
 from lispd.control.outputs import SendControl, SendData
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
@@ -35,6 +37,7 @@ from lispd.wire.address import (
 )
 from lispd.wire.data import decode_data_header
 from lispd.wire.info import InfoMessage, decode_info, encode_info
+from lispd.wire.records import EidRecord, Locator
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -618,3 +621,21 @@ def test_random_inputs_keep_the_invariants(ops: list) -> None:
         assert isinstance(servers, list)
         assert s.behind_nat == any(ms["behind-nat"] for ms in servers)
         assert s.behind_nat == (s.global_rloc not in (None, LOCAL4, LOCAL6))
+
+
+def test_nat_record_registers_the_translated_rloc_and_the_rtrs() -> None:
+    private, glob, rtr = (
+        IPv4Address("192.0.2.134"),
+        IPv4Address("192.0.2.10"),
+        IPv4Address("192.0.2.100"),
+    )
+    record = EidRecord(
+        IPv4Address("198.51.100.0"), 28, (Locator(private, 1, 100, local=True),), ttl=1440
+    )
+    status = NatStatus(behind_nat=True, global_rloc=glob, rtrs=(rtr,), discovered=True)
+    out = nat_record(record, status)
+    assert [(loc.address, loc.priority, loc.local) for loc in out.locators] == [
+        (glob, 1, False),
+        (rtr, NAT_RTR_PRIORITY, False),
+    ]
+    assert (out.eid, out.mask_len, out.ttl) == (record.eid, 28, 1440)
