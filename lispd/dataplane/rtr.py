@@ -44,8 +44,7 @@ class Rtr:
         forwarded = decrement_ttl(fixed)
         if forwarded is None:
             return DROP_TTL
-        forwarded = bytes(forwarded)
         out = self.forwarder.handle(forwarded, iid, True)
-        if type(out) is Miss:
-            return out._replace(packet=forwarded)  # held decapsulated, TTL lowered
+        if type(out) is Miss:  # held decapsulated, TTL lowered (as bytes: it is kept a while)
+            return Miss(out.iid, bytes(out.dst), bytes(out.src), bytes(forwarded))
         return out

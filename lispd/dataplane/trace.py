@@ -129,31 +129,33 @@ _BAD_INPUT: Final = (WireError, ValueError, struct.error, OverflowError, Recursi
 # The hot-path test
 
 
-def is_trace(inner: bytes | bytearray) -> bool:
-    """True when ``inner`` looks like a LISP-Trace: an unfragmented IPv4 packet (any IHL) or an
-    IPv6 packet whose next header is UDP, with UDP source or destination port 2434.
+def is_trace(inner: bytes | bytearray, start: int = 0) -> bool:
+    """True when ``inner`` (the packet from offset ``start``: 8 to look past a LISP header
+    without copying) looks like a LISP-Trace: an unfragmented IPv4 packet (any IHL) or an IPv6
+    packet whose next header is UDP, with UDP source or destination port 2434.
 
     Called for every data packet: it reads a handful of bytes, allocates nothing and never
     raises (lengths are checked before every index).  It does not validate the packet; the
     stamping functions do that.
     """
-    n = len(inner)
+    n = len(inner) - start
     if n < 28:
         return False
-    first = inner[0]
+    first = inner[start]
     version = first >> 4
     if version == 4:
-        if inner[9] != _PROTO_UDP or inner[6] & 0x3F or inner[7]:  # not UDP, or a fragment
-            return False
+        if inner[start + 9] != _PROTO_UDP or inner[start + 6] & 0x3F or inner[start + 7]:
+            return False  # not UDP, or a fragment
         off = (first & 0x0F) << 2
         if off < 20 or n < off + 8:
             return False
     elif version == 6:
-        if inner[6] != _PROTO_UDP or n < 48:
+        if inner[start + 6] != _PROTO_UDP or n < 48:
             return False
         off = 40
     else:
         return False
+    off += start
     return (inner[off] == _PORT_HI and inner[off + 1] == _PORT_LO) or (
         inner[off + 2] == _PORT_HI and inner[off + 3] == _PORT_LO
     )
