@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from ipaddress import ip_address
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from lispd import __version__
@@ -459,7 +459,7 @@ class Daemon:
             if dst is not None and self.database.contains(header[0], dst):
                 self._etr_packet(payload, ttl, tos, src, sport)
                 return
-        traced = header is not None and is_trace(payload[HEADER_LEN:])
+        traced = header is not None and is_trace(payload, HEADER_LEN)
         if traced:
             iid = header[0]  # type: ignore[index]
             stamped = self.tracer.decap(payload[HEADER_LEN:], iid, "RTR", src, sport)
@@ -750,6 +750,44 @@ class Daemon:
     # --- control socket -----------------------------------------------------------------------
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        def clear_map_cache(req: dict[str, Any]) -> dict[str, int]:
+            """Remove learned entries (every one, or those of exactly ``prefix``, in every
+            instance or in ``instance-id``); static entries come from the configuration and
+            stay."""
+            iid, prefix = req.get("instance-id"), req.get("prefix")
+            if iid is not None and (type(iid) is not int or not 0 <= iid <= 0xFFFFFF):
+                raise ValueError(f"instance-id must be an integer in 0..16777215, not {iid!r}")
+            if prefix is not None and not isinstance(prefix, str):
+                raise ValueError(f"prefix must be a string, not {prefix!r}")
+            net = None if prefix is None else ip_network(prefix)  # ValueError when malformed
+            cleared = [
+                e
+                for e in self.mapcache.entries()
+                if e.source != "static"
+                and (iid is None or e.iid == iid)
+                and (net is None or e.prefix == net)
+            ]
+            for entry in cleared:
+                self.mapcache.remove(entry.iid, entry.prefix)
+                log.info("map-cache cleared iid=%d prefix=%s", entry.iid, entry.prefix)
+            if cleared:
+                self._unwatch_unused()
+            return {"cleared": len(cleared)}
+
+        def reload(_req: dict[str, Any]) -> dict[str, Any]:
+            """SIGHUP's reload; reload() replaces self.config exactly when it accepted the
+            file, so that tells whether it did."""
+            before = self.config
+            self.reload()
+            if self.config is not before:
+                changed = self.config.database != before.database
+                return {"reloaded": True, "database-changed": changed}
+            try:  # refused: find out why (reload() only logged it)
+                load_config(before.path)
+            except (ConfigError, OSError) as exc:
+                return {"reloaded": False, "error": str(exc)}
+            return {"reloaded": False, "error": "configuration refused, see the daemon's log"}
+
         return {
             "version": lambda _req: {"version": __version__, "name": self.config.daemon.name},
             "stats": lambda _req: self._stats(),
@@ -766,6 +804,8 @@ class Daemon:
             "registrations": lambda _req: (
                 self.control.registrar.status() if self.control.registrar else []
             ),
+            "clear-map-cache": clear_map_cache,
+            "reload": reload,
         }
 
     def _stats(self) -> dict[str, Any]:
