@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import math
 import re
 import secrets
 import socket
@@ -66,6 +65,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TextIO
 
+from lispd.cli.args import seconds
 from lispd.wire.address import (
     NO_ADDRESS,
     Address,
@@ -486,16 +486,6 @@ def run_lig(
 # The command
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
-    return value
-
-
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -546,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=_timeout,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help=f"seconds to wait for a reply to each try ({format_seconds(DEFAULT_TIMEOUT)})",

@@ -48,7 +48,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
+
+from lispd.cli.args import Parser, seconds
 
 DEFAULT_SOCKET = "/run/lispd/lispd.sock"
 DEFAULT_TIMEOUT = 5.0
@@ -561,20 +563,8 @@ def call(path: str, command: str, timeout: float = DEFAULT_TIMEOUT, **args: Any)
 # The command
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+class _Parser(Parser):
+    usage_exit = EXIT_USAGE
 
 
 def _commands_help() -> str:
@@ -608,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=_timeout,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long to wait for the daemon (default {DEFAULT_TIMEOUT:g})",

@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import math
 import re
 import secrets
 import socket
@@ -62,8 +61,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple, NoReturn, TextIO
+from typing import Any, NamedTuple, TextIO
 
+from lispd.cli.args import Parser, seconds
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.trace import (
     REPLY_WORD0,
@@ -604,22 +604,10 @@ def run_trace(
 # The command
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
+class _Parser(Parser):
     """argparse, but usage errors exit with 1 (2 means "trace stopped at a node")."""
 
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+    usage_exit = EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -645,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=_timeout,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long to wait for the reply ({format_seconds(DEFAULT_TIMEOUT)})",
