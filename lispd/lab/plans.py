@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lispd.lab.topology import Topology
+from lispd.lab.topology import Node, Topology
 
 __all__ = [
     "ElpPlan",
@@ -195,35 +195,7 @@ def mapping_system_topology(sites: int = 3) -> MappingSystemPlan:
         raise ValueError("1 to 7 sites")
     topo = Topology()
     r = topo.router("r")
-    handles = []
-    for n in range(1, sites + 1):
-        base4 = 16 * (n - 1)
-        link4 = 4 * (n - 1)
-        site = SiteHandle(
-            index=n,
-            host=f"h{n}",
-            xtr=f"xtr{n}",
-            prefix_v4=f"198.51.100.{base4}/28",
-            prefix_v6=f"2001:db8:100:{n}::/64",
-            host_v4=f"198.51.100.{base4 + 2}",
-            host_v6=f"2001:db8:100:{n}::2",
-            gateway_v4=f"198.51.100.{base4 + 1}",
-            gateway_v6=f"2001:db8:100:{n}::1",
-            rloc=f"192.0.2.{link4 + 2}",
-            router_side=f"192.0.2.{link4 + 1}",
-        )
-        host, xtr = topo.host(site.host), topo.lisp_router(site.xtr)
-        topo.link(
-            host,
-            xtr,
-            [f"{site.host_v4}/28", f"{site.host_v6}/64"],
-            [f"{site.gateway_v4}/28", f"{site.gateway_v6}/64"],
-        )
-        topo.link(xtr, r, [f"{site.rloc}/30"], [f"{site.router_side}/30"])
-        topo.route(host, "default", via=site.gateway_v4)
-        topo.route(host, "default", via=site.gateway_v6)
-        topo.route(xtr, "192.0.2.0/24", via=site.router_side)
-        handles.append(site)
+    handles = [_star_site(topo, r, n) for n in range(1, sites + 1)]
     plan = MappingSystemPlan(topo, tuple(handles))
     msmr = topo.lisp_router(plan.msmr)
     topo.link(msmr, r, [f"{plan.msmr_rloc}/30"], [f"{plan.r_msmr}/30"])
@@ -268,26 +240,7 @@ def proxy_topology() -> ProxyPlan:
     """
     topo = Topology()
     r = topo.router("r")
-    handles = []
-    for n in (1, 2):
-        base4, link4 = 16 * (n - 1), 4 * (n - 1)
-        site = SiteHandle(
-            n, f"h{n}", f"xtr{n}", f"198.51.100.{base4}/28", f"2001:db8:100:{n}::/64",
-            f"198.51.100.{base4 + 2}", f"2001:db8:100:{n}::2", f"198.51.100.{base4 + 1}",
-            f"2001:db8:100:{n}::1", f"192.0.2.{link4 + 2}", f"192.0.2.{link4 + 1}",
-        )  # fmt: skip
-        host, xtr = topo.host(site.host), topo.lisp_router(site.xtr)
-        topo.link(
-            host,
-            xtr,
-            [f"{site.host_v4}/28", f"{site.host_v6}/64"],
-            [f"{site.gateway_v4}/28", f"{site.gateway_v6}/64"],
-        )
-        topo.link(xtr, r, [f"{site.rloc}/30"], [f"{site.router_side}/30"])
-        topo.route(host, "default", via=site.gateway_v4)
-        topo.route(host, "default", via=site.gateway_v6)
-        topo.route(xtr, "192.0.2.0/24", via=site.router_side)
-        handles.append(site)
+    handles = [_star_site(topo, r, n) for n in (1, 2)]
     plan = ProxyPlan(topo, tuple(handles))
     pxtr, ow = topo.lisp_router(plan.pxtr), topo.host(plan.outside)
     topo.link(
@@ -327,6 +280,26 @@ def _site(n: int, xtr: str, *, rloc: str, router_side: str) -> SiteHandle:
         rloc=rloc,
         router_side=router_side,
     )
+
+
+def _star_site(topo: Topology, r: Node, n: int) -> SiteHandle:
+    """Site ``n`` around router ``r`` (the mapping-system and proxy plans): host ``hN`` behind
+    ``xtrN`` (see :func:`_site`), the xTR on 192.0.2.4*(n-1)/30 to ``r`` (``r`` takes .1, the
+    xTR .2) reaching the underlay 192.0.2.0/24 through it."""
+    link4 = 4 * (n - 1)
+    site = _site(n, f"xtr{n}", rloc=f"192.0.2.{link4 + 2}", router_side=f"192.0.2.{link4 + 1}")
+    host, xtr = topo.host(site.host), topo.lisp_router(site.xtr)
+    topo.link(
+        host,
+        xtr,
+        [f"{site.host_v4}/28", f"{site.host_v6}/64"],
+        [f"{site.gateway_v4}/28", f"{site.gateway_v6}/64"],
+    )
+    topo.link(xtr, r, [f"{site.rloc}/30"], [f"{site.router_side}/30"])
+    topo.route(host, "default", via=site.gateway_v4)
+    topo.route(host, "default", via=site.gateway_v6)
+    topo.route(xtr, "192.0.2.0/24", via=site.router_side)
+    return site
 
 
 @dataclass(frozen=True)

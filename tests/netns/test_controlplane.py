@@ -18,6 +18,7 @@ import pytest
 
 from lispd.api.client import request
 from lispd.lab import DaemonHandle, Lab, MappingSystemPlan, SiteHandle, mapping_system_topology
+from tests.netns import common
 
 pytestmark = pytest.mark.netns
 
@@ -34,71 +35,24 @@ def xtr_config(
     interval: int = 60,
     record_ttl: int = 1440,
 ) -> str:
-    return f"""
-[daemon]
-name = "{site.xtr}"
-roles = ["itr", "etr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{site.rloc}"]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v4}"
-rlocs = [{{ address = "{site.rloc}", priority = {priority} }}]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v6}"
-rlocs = [{{ address = "{site.rloc}", priority = {priority} }}]
-
-[[map-cache]]
-eid-prefix = "0.0.0.0/0"
-action = "send-map-request"
-
-[[map-cache]]
-eid-prefix = "::/0"
-action = "send-map-request"
-
-[[map-server]]
-address = "{plan.msmr_rloc}"
-key = "{key or KEYS[site.index]}"
-
-[[map-resolver]]
-address = "{plan.msmr_rloc}"
-
+    extra = f"""
 [registration]
 interval = {interval}
 record-ttl = {record_ttl}
 """
+    return common.xtr_config(
+        site,
+        sock,
+        plan.msmr_rloc,
+        key or KEYS[site.index],
+        rloc_table=f'{{ address = "{site.rloc}", priority = {priority} }}',
+        extra=extra,
+    )
 
 
 def msmr_config(plan: MappingSystemPlan, sock: str, timeout: int = 180) -> str:
-    sites = "".join(
-        f"""
-[[site]]
-name = "site{s.index}"
-key = "{KEYS[s.index]}"
-eid-prefixes = [
-  {{ eid-prefix = "{s.prefix_v4}" }},
-  {{ eid-prefix = "{s.prefix_v6}" }},
-]
-"""
-        for s in plan.sites
-    )
-    return f"""
-[daemon]
-name = "msmr"
-roles = ["map-server", "map-resolver"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{plan.msmr_rloc}"]
-
-[mapping-system]
-registration-timeout = {timeout}
-{sites}"""
+    extra = f"\n[mapping-system]\nregistration-timeout = {timeout}\n"
+    return common.ms_config("msmr", plan.msmr_rloc, sock, plan.sites, KEYS, extra=extra)
 
 
 @dataclass
