@@ -315,7 +315,10 @@ class NatPlan:
     ``<xtr>_eid_v4/_v6`` an xTR's address on its site (the host's gateway).  ``sites`` holds the
     same as :class:`SiteHandle` s (``rloc`` the private RLOC, ``router_side`` the NAT's inside
     address).  With ``extra_hops`` the routers ``hops`` sit between core and nat2, and
-    ``core_nat2_if``/``nat2_public_if`` are the interfaces of that path's two ends.
+    ``core_nat2_if``/``nat2_public_if`` are the interfaces of that path's two ends.  With
+    ``outside_world`` (``nat_topology(outside_world=True)``) the non-LISP host ``outside``
+    (``outside_v4``/``outside_v6``, its gateway ``core_outside_v4/_v6``) hangs off core, and
+    ms also has ``ms_v6`` (gateway ``core_ms_v6``) to be a PITR/PETR for both families.
     """
 
     topology: Topology = field(compare=False, repr=False)
@@ -371,6 +374,20 @@ class NatPlan:
     h2_v4: str = "198.51.100.18"
     h2_v6: str = "2001:db8:100:2::2"
 
+    # the non-LISP outside world (``outside_world=True`` only)
+    outside_world: bool = False
+    outside: str = "outside"
+    outside_space_v4: str = "203.0.113.0/24"
+    outside_space_v6: str = "2001:db8:200::/48"
+    core_outside_v4: str = "203.0.113.1"
+    outside_v4: str = "203.0.113.2"
+    core_outside_v6: str = "2001:db8:200::1"
+    outside_v6: str = "2001:db8:200::2"
+    core_ms_v6: str = "2001:db8:0:1::1"
+    ms_v6: str = "2001:db8:0:1::2"
+    core_outside_if: str = "to-outside"
+    outside_if: str = "to-core"
+
     # interfaces: public links (captures of what the Internet sees) ...
     core_ms_if: str = "to-ms"
     ms_if: str = "to-core"
@@ -399,6 +416,7 @@ def nat_topology(
     extra_hops: int = 0,
     fully_random: bool = True,
     nat_udp_timeout: int | None = None,
+    outside_world: bool = False,
 ) -> NatPlan:
     """The seed "A LISP TraceRoute Tool" lab: LISP sites behind NATs and an RTR behind a 1:1
     NAT, around a core router of the public underlay (IPv4 only)::
@@ -421,6 +439,13 @@ def nat_topology(
     masquerade on their public link (``fully_random``: random source ports); cloudnat does
     only the 1:1 NAT.  ``nat_udp_timeout`` sets the conntrack UDP timeouts (both) of the
     three NATs.  ``extra_hops`` (0-4) plain routers ``hop1``.. sit between core and nat2.
+
+    ``outside_world`` adds the seed's non-LISP Internet (see :func:`_add_outside_world`): a host
+    ``outside`` on core (203.0.113.2/30, 2001:db8:200::2/64), core routing the EID space to ms
+    (the PITR), IPv6 on the core - ms link (2001:db8:0:1::/64), and the xTRs reaching the
+    underlay 192.0.2.0/24 through their NAT also without their default route::
+
+        outside ---- core ---- ms (MS/MR, PITR, PETR)
     """
     if not 0 <= extra_hops <= 4:
         raise ValueError("extra_hops: 0 to 4")
@@ -436,6 +461,7 @@ def nat_topology(
         hops=hops,
         core_nat2_if=f"to-{hops[0]}" if hops else "to-nat2",
         nat2_public_if=f"to-{nat2_up}",
+        outside_world=outside_world,
     )
     core = topo.router(p.core)
     ms = topo.lisp_router(p.ms)
@@ -446,7 +472,10 @@ def nat_topology(
     h1, h2 = topo.host(p.h1), topo.host(p.h2)
 
     # public side
-    topo.link(core, ms, [f"{p.core_ms_v4}/30"], [f"{p.ms_rloc_v4}/30"])
+    core_ms, ms_core = [f"{p.core_ms_v4}/30"], [f"{p.ms_rloc_v4}/30"]
+    if outside_world:
+        core_ms, ms_core = [*core_ms, f"{p.core_ms_v6}/64"], [*ms_core, f"{p.ms_v6}/64"]
+    topo.link(core, ms, core_ms, ms_core)
     topo.link(core, p.cloudnat, [f"{p.core_cloudnat_v4}/30"], [f"{p.cloudnat_public_v4}/30"])
     topo.link(core, p.nat1, [f"{p.core_nat1_v4}/30"], [f"{p.nat1_public_v4}/30"])
     chain = [p.core, *hops]
@@ -488,7 +517,29 @@ def nat_topology(
         )
         topo.route(host, "default", via=site.gateway_v4)
         topo.route(host, "default", via=site.gateway_v6)
+    if outside_world:
+        _add_outside_world(topo, p)
     return p
+
+
+def _add_outside_world(topo: Topology, p: NatPlan) -> None:
+    """The non-LISP side of :func:`nat_topology`: host ``outside`` on core (core .1/::1), its
+    default routes to core, core's routes of the EID space to ms (the PITR that attracts it),
+    ms's IPv6 default route (the PETR forwards IPv6 natively), and the xTRs' routes of the
+    underlay 192.0.2.0/24 via their NAT (so that lispd may take their default routes into its
+    TUN, to send the outside world's traffic through LISP too)."""
+    outside = topo.host(p.outside)
+    topo.link(
+        p.core, outside, [f"{p.core_outside_v4}/30", f"{p.core_outside_v6}/64"],
+        [f"{p.outside_v4}/30", f"{p.outside_v6}/64"],
+    )  # fmt: skip
+    topo.route(outside, "default", via=p.core_outside_v4)
+    topo.route(outside, "default", via=p.core_outside_v6)
+    topo.route(p.core, p.eid_space_v4, via=p.ms_rloc_v4)
+    topo.route(p.core, p.eid_space_v6, via=p.ms_v6)
+    topo.route(p.ms, "default", via=p.core_ms_v6)
+    for site in p.sites:
+        topo.route(site.xtr, "192.0.2.0/24", via=site.router_side)
 
 
 @dataclass(frozen=True)
