@@ -394,7 +394,7 @@ def run_demo(out: Any = None) -> int:
     started = time.monotonic()
     plan = seed_plan()
     demo = SeedDemo(story, plan, Lab(plan.topology))
-    status = 0
+    status, interrupted = 0, ""
     story.title(
         "lispd seed-world demo: two LISP sites behind NATs, an RTR in a cloud behind a 1:1 NAT, "
         "a Map-Server/Map-Resolver that is also PITR and PETR, and a host outside LISP."
@@ -410,11 +410,11 @@ def run_demo(out: Any = None) -> int:
             if story.failed and demo.daemons:
                 demo.report_logs()
     except Interrupted as exc:
-        status = 128 + exc.signum
-        story.say(f"\ninterrupted ({exc}): tearing everything down")
+        status, interrupted = 128 + exc.signum, str(exc)
+        story.lines(["", f"Interrupted by {exc}."])
     torn_down = demo.teardown()
     restore_signals()
-    story.summary(time.monotonic() - started, torn_down)
+    story.summary(time.monotonic() - started, torn_down, interrupted)
     if status:
         return status
     return 0 if torn_down and not story.failed else 1

@@ -33,7 +33,9 @@ from types import FrameType
 from typing import Any
 
 from lispd.lab import netns
+from lispd.lab import pinger as pinger_module
 from lispd.lab.lab import Lab
+from lispd.lab.plans import NatPlan
 from lispd.lab.world import ROLES, seed_plan, socket_path, start_daemons, wait_converged
 
 __all__ = [
@@ -68,7 +70,7 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
 
 def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
     tmp = state_dir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(state_dir / STATE_FILE)
 
 
@@ -100,7 +102,7 @@ def explore_text(state: dict[str, Any]) -> str:
     plan = seed_plan()
     s1, s2 = plan.sites
     py = state.get("python", sys.executable)
-    pinger = f"{py} -m lispd.lab.pinger -c 3"
+    pinger = f"{py} {pinger_module.__file__} -c 3"
     lispctl, ltr = _tool("lispctl"), _tool("ltr")
     lines = [
         f"The seed world is up (run {state['run_id']}; keeper pid {state['keeper_pid']}).",
@@ -113,20 +115,34 @@ def explore_text(state: dict[str, Any]) -> str:
         f"  configs, logs and control sockets: {state['workdir']}",
         "",
         "Explore:",
-        f"  ip netns exec {ns[s1.host]} bash                  # a shell on h1",
+        f"  ip netns exec {ns[s1.host]} bash     # a shell on h1 (exit to leave)",
+        "  # ping between the sites, and to and from the outside world:",
         f"  ip netns exec {ns[s1.host]} {pinger} {s2.host_v4}",
-        f"  ip netns exec {ns[s1.host]} {pinger} {s2.host_v6}",
-        f"  ip netns exec {ns[plan.outside]} {pinger} {s1.host_v4}",
+        f"  ip netns exec {ns[s2.host]} {pinger} {s1.host_v6}",
         f"  ip netns exec {ns[s1.host]} {pinger} {plan.outside_v6}",
+        f"  ip netns exec {ns[plan.outside]} {pinger} {s1.host_v4}",
+        "  # what the lispd nodes know:",
         f"  {lispctl} -s {socks[s1.xtr]} show map-cache",
+        f"  {lispctl} -s {socks[s1.xtr]} show nat",
+        f"  {lispctl} -s {socks[plan.rtr1]} show map-cache",
         f"  {lispctl} -s {socks[plan.rtr1]} show rtr",
         f"  {lispctl} -s {socks[plan.ms]} show site",
+        "  # LISP-Trace from gxtr1 to h2 (IPv4 and IPv6 EIDs):",
         f"  ip netns exec {ns[s1.xtr]} {ltr} -c {confs[s1.xtr]} {s2.host_v4}",
+        f"  ip netns exec {ns[s1.xtr]} {ltr} -c {confs[s1.xtr]} {s2.host_v6}",
+        "  # what the Internet sees of site 1 (Ctrl-C to stop):",
         f"  ip netns exec {ns[plan.nat1]} tcpdump -ni {plan.nat1_public_if} udp",
         "",
-        "Tear it down with: lispd-lab down",
+        f"Tear it down with: {_down_command(state)}",
     ]
     return "\n".join(lines)
+
+
+def _down_command(state: dict[str, Any]) -> str:
+    state_dir = state.get("state_dir")
+    if state_dir is None or Path(state_dir) == DEFAULT_STATE_DIR:
+        return "lispd-lab down"
+    return f"lispd-lab --state-dir {state_dir} down"
 
 
 # -- the keeper (runs detached) --------------------------------------------------------------
@@ -153,6 +169,7 @@ def keep(state_dir: Path, ready_fd: int) -> int:
         lab.start()
         handles = start_daemons(lab, plan)
         wait_converged(plan, workdir)
+        _warm_up(lab, plan)
         state.update(
             status="up",
             run_id=lab.run_id,
@@ -162,6 +179,7 @@ def keep(state_dir: Path, ready_fd: int) -> int:
             sockets={node: str(socket_path(workdir, node)) for node in handles},
             configs={node: str(h.config_path) for node, h in handles.items()},
             python=sys.executable,
+            state_dir=str(state_dir),
         )
         _write_state(state_dir, state)
         _tell(ready_fd, "ok")
@@ -180,6 +198,18 @@ def keep(state_dir: Path, ready_fd: int) -> int:
         lab.close(raise_errors=False)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _warm_up(lab: Lab, plan: NatPlan) -> None:
+    """Ping between the sites (both families, both ways) and to the outside world, so that
+    the world is known to work and rtr1 has its mappings (an RTR does not hold LISP-Trace
+    packets while it resolves: ``ltr`` through a cold RTR stops at a map-cache miss)."""
+    s1, s2 = plan.sites
+    pairs = [(s1.host, s2.host_v4), (s1.host, s2.host_v6), (s2.host, s1.host_v4)]
+    pairs += [(s2.host, s1.host_v6), (s1.host, plan.outside_v4), (s1.host, plan.outside_v6)]
+    for src, dst in pairs:
+        if not lab.ping(src, dst, wait=3.0):
+            raise RuntimeError(f"{src} cannot reach {dst}")
 
 
 def _tell(fd: int, text: str) -> None:
@@ -341,6 +371,9 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, out: Any = None) -> int:
     if left:
         print(f"lispd-lab down: still there: {' '.join(left)}", file=sys.stderr)
         return 1
+    (state_dir / KEEPER_LOG).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        state_dir.rmdir()  # only when empty
     extra = f" ({len(deleted)} left behind by the keeper removed)" if deleted else ""
     print(
         f"lispd-lab: the seed world is down: lispd stopped, {len(names)} namespaces deleted{extra}",

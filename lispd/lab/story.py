@@ -87,15 +87,18 @@ class Story:
         """The checks that did not hold."""
         return [c for c in self.checks if not c.ok]
 
-    def summary(self, seconds: float, torn_down: bool) -> None:
-        """The closing table: every check with ok/FAILED, then one verdict line."""
+    def summary(self, seconds: float, torn_down: bool, interrupted: str = "") -> None:
+        """The closing table: every check with ok/FAILED, then one verdict line
+        (``interrupted``: the signal's name, when one cut the demo short)."""
         self._print()
         self._print("Summary")
         for c in self.checks:
             self._print(f"{NARRATIVE_INDENT}{'ok    ' if c.ok else 'FAILED'}  {c.name}")
         passed = len(self.checks) - len(self.failed)
         cleanup = "everything torn down" if torn_down else "TEARDOWN INCOMPLETE"
-        if self.failed or not torn_down:
+        if interrupted:
+            verdict = f"demo INTERRUPTED by {interrupted} after {passed} passed checks"
+        elif self.failed or not torn_down:
             verdict = f"demo FAILED: {passed} of {len(self.checks)} checks passed"
         else:
             verdict = f"demo succeeded: all {passed} checks passed"
