@@ -251,6 +251,25 @@ class RtrConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The ``[metrics]`` table: the Prometheus endpoint (``GET /metrics`` over HTTP).
+
+    The table is optional: without it (``Config.metrics is None``) there is no endpoint."""
+
+    address: IPAddress
+    """The address to listen on; an unspecified one (``0.0.0.0``, ``::``) means every address
+    of that family."""
+    port: int
+    """TCP port, 1..65535."""
+
+    @property
+    def listen(self) -> str:
+        """``address:port`` as written in the file, IPv6 in brackets: ``[::1]:9342``."""
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class SitePrefix:
     """One EID-prefix a site may register."""
 
@@ -308,6 +327,8 @@ class Config:
     """``[nat-traversal]``, defaults (disabled) when absent."""
     rtr: RtrConfig = field(default_factory=RtrConfig)
     """``[rtr]``, defaults when absent (used with the ``rtr`` role only)."""
+    metrics: MetricsConfig | None = None
+    """``[metrics]``: where to serve Prometheus metrics; ``None`` (no endpoint) when absent."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""
 

@@ -183,6 +183,7 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         probing=values["probing"],
         nat_traversal=nat_traversal,
         rtr=rtr,
+        metrics=values["metrics"],
         path=ctx.path,
     )
 

@@ -2,8 +2,8 @@
 
 A schema is a tree of specs. :class:`Table` holds :class:`Key` entries (kebab-case names as in
 the file), each with a value spec: :class:`Int`, :class:`Number`, :class:`IntChoice`,
-:class:`Bool`, :class:`Str`, :class:`Secret`, :class:`Address`, :class:`Prefix`,
-:class:`ListOf` or another :class:`Table`. ``spec.check(value, path, ctx)``
+:class:`Bool`, :class:`Str`, :class:`Secret`, :class:`Address`, :class:`Endpoint`,
+:class:`Prefix`, :class:`ListOf` or another :class:`Table`. ``spec.check(value, path, ctx)``
 validates a value freshly parsed by :mod:`tomllib` and returns its converted form; a table with a
 ``build`` function turns its checked values into a model object, so rules that involve several
 keys of one table live next to the table.
@@ -253,6 +253,90 @@ class Address:
         if problem:
             ctx.fail(path, problem)
         return address
+
+
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _is_ipv6(text: str) -> bool:
+    """Whether ``text`` is an IPv6 address."""
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A listening ``address:port``, an IPv6 address in brackets (``[::1]:9342``), converted
+    to an ``(address, port)`` pair.
+
+    The address is an IP literal (names are not resolved); an unspecified one (``0.0.0.0``,
+    ``[::]``) stands for every address of its family; multicast, broadcast and zone indexes are
+    refused. The port is 1..65535.
+    """
+
+    example_port: int = 9342
+    """The port shown in the examples of error messages."""
+
+    def check(self, value: object, path: KeyPath, ctx: Context) -> tuple[IPAddress, int]:
+        """Validate and convert ``address:port``."""
+        if not isinstance(value, str):
+            ctx.fail(
+                path,
+                f"must be an 'address:port' string like '127.0.0.1:{self.example_port}', "
+                f"not {toml_type(value)}",
+            )
+        text = value.strip()
+        host, port_text = self._split(value, text, path, ctx)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            ctx.fail(
+                path, f"{value!r}: {host!r} is not an IP address (host names are not resolved)"
+            )
+        bracketed = text.startswith("[")
+        if bracketed and address.version == 4:
+            ctx.fail(path, f"{value!r}: brackets are for IPv6 only; write '{host}:{port_text}'")
+        if address.version == 6 and not bracketed:
+            ctx.fail(path, f"{value!r}: write an IPv6 address in brackets: '[{host}]:{port_text}'")
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+            ctx.fail(path, f"{value!r}: zone indexes (%{address.scope_id}) are not supported")
+        if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+            ctx.fail(path, f"{value!r}: {address} is not a unicast address to listen on")
+        if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+            ctx.fail(path, f"{value!r}: the port must be from 1 to 65535, got {port_text!r}")
+        return address, int(port_text)
+
+    def _split(self, value: str, text: str, path: KeyPath, ctx: Context) -> tuple[str, str]:
+        """``(host, port text)`` of ``text``, or fail with a hint."""
+        if text.startswith("["):
+            host, bracket, rest = text[1:].partition("]")
+            if not bracket:
+                ctx.fail(path, f"{value!r} has no closing ']'")
+            if not rest.startswith(":"):
+                ctx.fail(path, f"{value!r} has no port; write e.g. '[{host}]:{self.example_port}'")
+            return host, rest[1:]
+        try:
+            whole = ipaddress.ip_address(text)
+        except ValueError:
+            whole = None
+        host, colon, port_text = text.rpartition(":")
+        if whole is not None:
+            if whole.version == 6 and _PORT.fullmatch(port_text) and _is_ipv6(host):
+                ctx.fail(
+                    path,
+                    f"{value!r} is ambiguous: write an IPv6 address in brackets, "
+                    f"e.g. '[{host}]:{port_text}'",
+                )
+            written = f"[{whole}]" if whole.version == 6 else str(whole)
+            ctx.fail(path, f"{value!r} has no port; write e.g. '{written}:{self.example_port}'")
+        if not colon:
+            ctx.fail(
+                path,
+                f"{value!r} is not 'address:port'; write e.g. '127.0.0.1:{self.example_port}'",
+            )
+        return host, port_text
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from lispd.config.model import (
     Mapping,
     MappingSystemConfig,
     MapServerRef,
+    MetricsConfig,
     NatTraversalConfig,
     ProbingConfig,
     RegistrationConfig,
@@ -42,6 +43,7 @@ from lispd.config.schema import (
     Address,
     Bool,
     Context,
+    Endpoint,
     Int,
     IntChoice,
     Key,
@@ -462,6 +464,20 @@ RTR = Table(
     build=_build_rtr,
 )
 
+# -- [metrics] ------------------------------------------------------------------------------------
+
+
+def _build_metrics(values: dict[str, Any], path: KeyPath, ctx: Context) -> MetricsConfig:
+    address, port = values["listen"]
+    return MetricsConfig(address=address, port=port)
+
+
+METRICS = Table(
+    keys=(Key("listen", Endpoint(), required=True),),
+    build=_build_metrics,
+)
+"""``[metrics]``: the Prometheus endpoint; the whole table is optional (absent: no endpoint)."""
+
 # -- [[site]] -------------------------------------------------------------------------------------
 
 
@@ -526,6 +542,7 @@ ROOT = Table(
         Key("probing", PROBING),
         Key("nat-traversal", NAT_TRAVERSAL),
         Key("rtr", RTR),
+        Key("metrics", METRICS, default_factory=lambda: None),
     ),
     build=build_config,
 )
