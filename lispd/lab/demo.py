@@ -216,7 +216,7 @@ class SeedDemo:
     def registration(self) -> None:
         """Step 3: NAT discovery (Info-Request/Reply) and registration through the RTR."""
         p = self.plan
-        self.story.step("The xTRs discover their NATs and register through the RTR")
+        self.story.step("The xTRs discover their NATs and register the RTR as their RLOC")
         self.story.say(
             "Each xTR sends an Info-Request to ms. The reply tells it the address and port its "
             "NAT gave it, so it learns it is behind a NAT, and names the RTR to use. It then "
@@ -229,7 +229,8 @@ class SeedDemo:
         except TimeoutError as exc:
             self.story.check("both sites registered through the RTR", False, str(exc))
             raise Abort from exc
-        self.story.say(f"Both sites registered, {took:.1f} s after the last lispd started:")
+        when = "at once" if took < 0.1 else f"{took:.1f} s after the last lispd was ready"
+        self.story.say(f"Both sites registered ({when}):")
         self.lispctl(p.gxtr1, "show", "nat")
         self.lispctl(p.ms, "show", "site")
         self.lispctl(p.rtr1, "show", "rtr")

@@ -256,9 +256,10 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, out: Any = None) -> int:
     print(f"lispd-lab: building the seed world (keeper pid {keeper.pid}) ...", file=out)
     try:
         word = _read_word(read_fd, keeper, UP_TIMEOUT)
-    except BaseException:
+    except KeyboardInterrupt:
         _stop_keeper(keeper.pid)
-        raise
+        print("lispd-lab up: interrupted; everything torn down", file=sys.stderr)
+        return 130
     finally:
         os.close(read_fd)
     if word != "ok":

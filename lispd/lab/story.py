@@ -42,7 +42,7 @@ class Story:
 
     def title(self, text: str) -> None:
         """The demo's heading (wrapped)."""
-        self._print(textwrap.fill(text, WIDTH))
+        self._print(textwrap.fill(text, WIDTH, break_on_hyphens=False))
 
     def step(self, title: str) -> None:
         """Start the next numbered step."""
@@ -54,7 +54,11 @@ class Story:
         """A narrative paragraph, wrapped and indented under the step title."""
         self._print(
             textwrap.fill(
-                text, WIDTH, initial_indent=NARRATIVE_INDENT, subsequent_indent=NARRATIVE_INDENT
+                text,
+                WIDTH,
+                initial_indent=NARRATIVE_INDENT,
+                subsequent_indent=NARRATIVE_INDENT,
+                break_on_hyphens=False,
             )
         )
 

@@ -49,6 +49,7 @@ __all__ = [
     "converged",
     "daemon_nodes",
     "ms_config",
+    "progress",
     "rtr_config",
     "seed_plan",
     "socket_path",
@@ -145,6 +146,8 @@ def rtr_config(plan: NatPlan, sock: str | Path) -> str:
     return f"""# {plan.rtr1}: {ROLES["rtr1"]}
 [daemon]
 name = "{plan.rtr1}"
+# "pitr" only because lispd accepts [[petr]] with the "itr" or "pitr" role alone: the RTR
+# sends what the Map-Resolver calls non-EID space (native-forward) to the PETR.
 roles = ["rtr", "pitr"]
 control-socket = "{sock}"
 
@@ -230,11 +233,17 @@ def _ask(sock: Path, command: str) -> Any:
         return None
 
 
-def converged(plan: NatPlan, sock_dir: Path) -> bool:
-    """Whether ms has both sites' four prefixes registered and rtr1 both NAT bindings."""
+def progress(plan: NatPlan, sock_dir: Path) -> tuple[int, int]:
+    """(EID-prefixes registered at ms, NAT bindings rtr1 knows); converged at (4, 2)."""
     sites = _ask(socket_path(sock_dir, plan.ms), "site") or []
     bindings = _ask(socket_path(sock_dir, plan.rtr1), "rtr") or []
-    return len(sites) >= 2 * len(plan.sites) and len(bindings) >= len(plan.sites)
+    return len(sites), len(bindings)
+
+
+def converged(plan: NatPlan, sock_dir: Path) -> bool:
+    """Whether ms has both sites' four prefixes registered and rtr1 both NAT bindings."""
+    prefixes, bindings = progress(plan, sock_dir)
+    return prefixes >= 2 * len(plan.sites) and bindings >= len(plan.sites)
 
 
 def wait_converged(plan: NatPlan, sock_dir: Path, timeout: float = 20.0) -> float:
@@ -242,8 +251,10 @@ def wait_converged(plan: NatPlan, sock_dir: Path, timeout: float = 20.0) -> floa
     start = time.monotonic()
     while not converged(plan, sock_dir):
         if time.monotonic() - start > timeout:
+            prefixes, bindings = progress(plan, sock_dir)
             raise TimeoutError(
-                f"after {timeout:g} s the sites are not both registered through the RTR"
+                f"after {timeout:g} s ms has {prefixes} of {2 * len(plan.sites)} EID-prefixes "
+                f"registered and rtr1 {bindings} of {len(plan.sites)} NAT bindings"
             )
         time.sleep(0.1)
     return time.monotonic() - start
