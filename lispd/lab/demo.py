@@ -36,8 +36,14 @@ from lispd.lab.netns import LabError, list_namespaces
 from lispd.lab.plans import NatPlan
 from lispd.lab.process import DaemonHandle
 from lispd.lab.story import Story
-from lispd.lab.world import ROLES, daemon_nodes, seed_plan, socket_path, start_daemons
-from lispd.lab.world import wait_converged as world_wait_converged
+from lispd.lab.world import (
+    ROLES,
+    daemon_nodes,
+    seed_plan,
+    socket_path,
+    start_daemons,
+    wait_converged,
+)
 
 __all__ = ["DIAGRAM", "Interrupted", "interruptible", "main", "run_demo", "tool_env"]
 
@@ -70,8 +76,8 @@ class Abort(Exception):
 @contextmanager
 def interruptible() -> Iterator[None]:
     """Turn the first SIGINT or SIGTERM into :class:`Interrupted`; ignore both after it (the
-    teardown must not be cut short), and again once the body is left.  The previous handlers
-    are restored by :func:`restore_signals`."""
+    teardown must not be cut short), and again once the body is left.  :func:`restore_signals`
+    puts the defaults back after the teardown."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         ignore_signals()
@@ -225,7 +231,7 @@ class SeedDemo:
             "NAT binding open and tells the RTR where to send."
         )
         try:
-            took = world_wait_converged(p, self.lab.workdir)
+            took = wait_converged(p, self.lab.workdir)
         except TimeoutError as exc:
             self.story.check("both sites registered through the RTR", False, str(exc))
             raise Abort from exc
