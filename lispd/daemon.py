@@ -22,6 +22,7 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 from lispd import __version__
+from lispd.api.metrics import MetricsServer, MetricsSnapshot
 from lispd.api.server import ControlServer
 from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config, ConfigError, load_config
@@ -40,7 +41,7 @@ from lispd.dataplane.trace import TRACE_PORT, is_trace
 from lispd.dataplane.tracing import Tracer
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
 from lispd.fastpath.inner import inner_destination
-from lispd.io.notify import sd_notify
+from lispd.io.notify import sd_notify, watchdog_interval
 from lispd.io.routes import RouteTable
 from lispd.io.sysctl import prepare_tun_interface
 from lispd.io.tun import Tun
@@ -52,6 +53,7 @@ from lispd.io.udp import (
     recv_batch,
 )
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
+from lispd.reconfigure import plan_reload, update_control_plane
 from lispd.stats import Counters, DropLog
 from lispd.wire.address import ElpAddress
 from lispd.wire.control import decode_control
@@ -69,13 +71,22 @@ SEND_POOL_SIZE = 8  # outer source ports per address family
 DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
 TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
 SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
+STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
 
 
 class Daemon:
     """One running lispd: tables, roles, OS resources and the control socket."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.monotonic,
+        fixed_log_level: bool = False,
+    ) -> None:
+        """``fixed_log_level``: the log level was given on the command line (``-v``), so a
+        reload does not change it."""
         self.config = config
+        self.fixed_log_level = fixed_log_level
         self.clock = clock
         self.counters = Counters()
         self.drop_log = DropLog(log, clock)
@@ -123,7 +134,11 @@ class Daemon:
         self.control_sockets: dict[int, list[socket.socket]] = {}
         self.sender: Sender | None = None
         self.api: ControlServer | None = None
+        self.metrics: MetricsServer | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._status_handle: asyncio.TimerHandle | None = None
+        self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
+        self._last_status = ""
         self._stop = asyncio.Event()
         # ITRs that recently encapsulated to us: outer source -> a payload of theirs (for SMRs).
         self._recent_itrs: dict[str, bytes] = {}
@@ -164,9 +179,12 @@ class Daemon:
         if cfg.daemon.control_socket:
             self.api = ControlServer(cfg.daemon.control_socket, self._handlers())
             await self.api.start()
+        if cfg.metrics is not None:
+            self.metrics = MetricsServer(str(cfg.metrics.address), cfg.metrics.port, self._metrics)
+            await self.metrics.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)  # its answer goes to the log
         if self.control.prober is not None:
             now = self.clock()
             for petr in cfg.petrs:
@@ -174,13 +192,51 @@ class Daemon:
             for entry in self.mapcache.entries():
                 self._watch_rlocs(entry)
         self._on_timer()  # first registrations go out now
-        summary = (
-            f"roles={','.join(sorted(cfg.daemon.roles))} "
-            f"tun={self.tun.name if self.tun else '-'} "
-            f"database={len(cfg.database)} map-cache={len(self.mapcache)}"
-        )
+        summary = self._status_line()
         log.info("lispd ready version=%s %s", __version__, summary)
         sd_notify(f"READY=1\nSTATUS={summary}")
+        self._last_status = summary
+        self._watchdog = watchdog_interval()
+        if self._watchdog is not None:
+            log.info("systemd watchdog ping-interval=%.1fs", self._watchdog)
+        self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
+
+    def _tick_interval(self) -> float:
+        return min(self._watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
+
+    def _status_tick(self) -> None:
+        """Tell systemd we are alive (``WATCHDOG=1``, when it asked: a stalled loop misses it
+        and gets restarted) and, when it changed, what we are doing (``STATUS=``)."""
+        status = self._status_line()
+        lines = ["WATCHDOG=1"] if self._watchdog is not None else []
+        if status != self._last_status:
+            lines.append(f"STATUS={status}")
+            self._last_status = status
+        if lines:
+            sd_notify("\n".join(lines))
+        loop = asyncio.get_running_loop()
+        self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
+
+    def _status_line(self) -> str:
+        """One line for ``systemctl status``: roles, table sizes, registrations, traffic."""
+        packets = self.counters.packets
+        parts = [
+            f"roles={','.join(sorted(self.config.daemon.roles))}",
+            f"map-cache={len(self.mapcache)}",
+            f"database={len(self.database)}",
+        ]
+        registrar = self.control.registrar
+        if registrar is not None:
+            status = registrar.status(self.clock())
+            acked = sum(1 for s in status if s["acknowledged"])
+            parts.append(f"registered={acked}/{len(status)}")
+        if self.control.map_server is not None:
+            parts.append(f"site-registrations={len(self.control.map_server.registrations())}")
+        if self.nat_bindings is not None:
+            parts.append(f"nat-bindings={len(self.nat_bindings)}")
+        parts.append(f"encap={packets['itr.encap.packets']} decap={packets['etr.decap.packets']}")
+        parts.append(f"drops={sum(self.counters.drops.values())}")
+        return " ".join(parts)
 
     def stop(self) -> None:
         """Ask the daemon to shut down (signal handlers call this)."""
@@ -201,8 +257,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         if self._timer is not None:
             self._timer.cancel()
+        if self._status_handle is not None:
+            self._status_handle.cancel()
         if self.api is not None:
             await self.api.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         sockets = self.receivers + [s for group in self.control_sockets.values() for s in group]
         sockets += list(self.trace_sockets.values())
         self.trace_sockets = {}
@@ -220,26 +280,97 @@ class Daemon:
             self.tun.close()
             self.tun = None
 
-    def reload(self) -> None:
-        """SIGHUP: read the configuration again.  A file that does not validate changes nothing.
-        Changes to the database-mappings are applied at once (re-registration, SMRs to the ITRs
-        that talk to us); other changes need a restart for now and are reported as such."""
+    def reload(self) -> dict[str, Any]:
+        """SIGHUP / ``lispctl reload``: read the configuration file again.
+
+        A file that does not validate changes nothing: the error is logged and returned.  A
+        valid one is applied at once (database-mappings re-registered or withdrawn, Map-Servers
+        and their keys, Map-Resolvers, PETRs, static map-cache entries, sites, timers, log
+        level) without touching the TUN, the sockets or unaffected map-cache entries; settings
+        only a restart can change are kept as they run and reported."""
         try:
             new = load_config(self.config.path)
         except (ConfigError, OSError) as exc:
             log.error("reload refused, configuration unchanged: %s", exc)
-            return
-        if new.database != self.config.database:
+            return {"reloaded": False, "error": str(exc)}
+        plan = plan_reload(self.config, new)
+        self._reconfigure(plan.effective)
+        if plan.restart_needed:
+            log.warning(
+                "reload: changes to %s take effect after a restart", ", ".join(plan.restart_needed)
+            )
+        log.info("reload done changed=%s", ",".join(plan.applied) or "-")
+        return {
+            "reloaded": True,
+            "applied": list(plan.applied),
+            "restart-needed": list(plan.restart_needed),
+            "database-changed": "database-mapping" in plan.applied,
+        }
+
+    def _reconfigure(self, new: Config) -> None:
+        """Move the running node from ``self.config`` to ``new`` (already stripped of what needs
+        a restart)."""
+        old, now = self.config, self.clock()
+        self.config = new
+        if new.daemon.log_level != old.daemon.log_level and not self.fixed_log_level:
+            logging.getLogger().setLevel(new.daemon.logging_level)
+        self.tracer.node_name = new.daemon.name
+        if new.database != old.database or new.registration != old.registration:
             self._apply_database(new)
-        others = [
-            name
-            for name in ("daemon", "tun", "underlay", "map_cache", "map_servers", "map_resolvers")
-            if getattr(new, name, None) != getattr(self.config, name, None)
-        ]
-        if others:
-            log.warning("reload: changes to %s take effect after a restart", ", ".join(others))
-        self.config = new if not others else replace(self.config, database=new.database)
-        log.info("reload done")
+        fresh = build_control_plane(
+            new, self.database, lambda: self.rng.getrandbits(64), time.time_ns() // 1000
+        )
+        had_prober = self.control.prober is not None
+        self._send_control(
+            update_control_plane(
+                self.control, fresh, now, registrar_targets=not new.nat_traversal.enabled
+            )
+        )
+        if new.map_cache != old.map_cache:
+            self._apply_static_map_cache(old, new, now)
+        if self.itr is not None and new.petrs != old.petrs:
+            up = {p.address: p.up for p in self.itr.petrs}
+            self.itr.petrs = tuple(
+                replace(p, up=up.get(p.address, True)) for p in rloc_entries(new.petrs)
+            )
+        prober = self.control.prober
+        if prober is not None:
+            for petr in new.petrs:
+                if petr.address not in prober.watched:
+                    self._send_control(prober.watch(petr.address, None, now))
+            if not had_prober:
+                for entry in self.mapcache.entries():
+                    self._watch_rlocs(entry)
+        self._unwatch_unused()
+        if self.nat_bindings is not None:
+            self.nat_bindings.timeout = new.rtr.nat_binding_timeout
+            self.nat_bindings.max_entries = new.rtr.max_nat_bindings
+        # Run the machines now: a Map-Server added where there was none registers at once.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._on_timer()
+
+    def _apply_static_map_cache(self, old: Config, new: Config, now: float) -> None:
+        """Static map-cache entries added, changed or removed by a reload; learned entries and
+        the unchanged static ones stay as they are (with their probe state)."""
+        before = {(m.instance_id, m.prefix): m for m in old.map_cache}
+        after = {(m.instance_id, m.prefix): m for m in new.map_cache}
+        table, _ = build_tables(new, now)
+        for key in before.keys() - after.keys():
+            if self.mapcache.get(*key) is not None:
+                self.mapcache.remove(*key)
+            log.info("map-cache static removed iid=%d prefix=%s", *key)
+            if self.routes is not None and all(p != key[1] for _i, p in after):
+                self.routes.remove(key[1])
+        for key, mapping in after.items():
+            if before.get(key) == mapping:
+                continue
+            entry = self._with_probe_state(table.get(*key))  # type: ignore[arg-type]
+            self.mapcache.add(entry)
+            self._watch_rlocs(entry)
+            if self.routes is not None:
+                self.routes.add(entry.prefix)
+            log.info("map-cache static set iid=%d prefix=%s action=%s", *key, entry.action)
 
     def _apply_database(self, new: Config) -> None:
         database = build_database(new)
@@ -249,12 +380,20 @@ class Daemon:
         for entry in database.entries():
             self.database.add(entry)
         changed = [e for e in self.database.entries() if old_entries.get((e.iid, e.prefix)) != e]
-        log.info("database changed prefixes=%d", len(changed))
+        removed = [e for key, e in old_entries.items() if self.database.get(*key) is None]
+        for entry in changed:
+            log.info("database set iid=%d prefix=%s", entry.iid, entry.prefix)
+        for entry in removed:
+            log.info("database removed iid=%d prefix=%s", entry.iid, entry.prefix)
         ttl = new.registration.record_ttl
         now = self.clock()
         sends: list[SendControl] = []
-        if self.control.registrar is not None:
-            sends += self.control.registrar.update_records(self._registration_records(ttl), now)
+        registrar = self.control.registrar
+        if registrar is not None:
+            sends += registrar.update_records(self._registration_records(ttl), now)
+            rlocs = tuple(self.config.underlay.rlocs)
+            sends += registrar.deregister(database_records(removed, rlocs, ttl), now)
+        changed += removed
         if self.control.smr is not None and changed:
             sends += self._solicit(changed, ttl, now)
         self._send_control(sends)
@@ -774,20 +913,6 @@ class Daemon:
                 self._unwatch_unused()
             return {"cleared": len(cleared)}
 
-        def reload(_req: dict[str, Any]) -> dict[str, Any]:
-            """SIGHUP's reload; reload() replaces self.config exactly when it accepted the
-            file, so that tells whether it did."""
-            before = self.config
-            self.reload()
-            if self.config is not before:
-                changed = self.config.database != before.database
-                return {"reloaded": True, "database-changed": changed}
-            try:  # refused: find out why (reload() only logged it)
-                load_config(before.path)
-            except (ConfigError, OSError) as exc:
-                return {"reloaded": False, "error": str(exc)}
-            return {"reloaded": False, "error": "configuration refused, see the daemon's log"}
-
         return {
             "version": lambda _req: {"version": __version__, "name": self.config.daemon.name},
             "stats": lambda _req: self._stats(),
@@ -805,13 +930,30 @@ class Daemon:
                 self.control.registrar.status() if self.control.registrar else []
             ),
             "clear-map-cache": clear_map_cache,
-            "reload": reload,
+            "reload": lambda _req: self.reload(),
         }
 
     def _stats(self) -> dict[str, Any]:
         snap = self.counters.snapshot()
         snap["drops"].update(self.control.counters())
         return snap
+
+    def _metrics(self) -> MetricsSnapshot:
+        """What ``GET /metrics`` shows: the data of the control socket's show commands."""
+        control, ms, now = self.control, self.control.map_server, self.clock()
+        return MetricsSnapshot(
+            name=self.config.daemon.name,
+            version=__version__,
+            stats=self._stats(),
+            map_cache=self.mapcache.entries(),
+            pending=control.resolver.pending() if control.resolver else None,
+            registrations=control.registrar.status(now) if control.registrar else None,
+            rlocs=control.prober.states(now) if control.prober else None,
+            nat_bindings=len(self.nat_bindings) if self.nat_bindings is not None else None,
+            sites=[site.name for site in ms.sites] if ms else None,
+            registered=[reg.site for reg in ms.registrations()] if ms else None,
+            now=now,
+        )
 
     def _sites(self) -> list[dict[str, Any]]:
         ms = self.control.map_server
@@ -863,8 +1005,9 @@ def _entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
     return out
 
 
-def run_daemon(config: Config) -> int:
-    """Run the daemon in the foreground until SIGTERM/SIGINT; the process exit code."""
+def run_daemon(config: Config, fixed_log_level: bool = False) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; the process exit code.
+    ``fixed_log_level``: the level came from the command line, reloads keep it."""
     try:
         import uvloop
 
@@ -873,7 +1016,7 @@ def run_daemon(config: Config) -> int:
         runner = asyncio.run
 
     async def main() -> None:
-        await Daemon(config).run()
+        await Daemon(config, fixed_log_level=fixed_log_level).run()
 
     try:
         runner(main())

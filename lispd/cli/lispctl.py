@@ -491,8 +491,12 @@ def format_clear(result: dict[str, Any], prefix: str | None) -> str:
 def format_reload(result: dict[str, Any]) -> str:
     if not result.get("reloaded"):
         return f"Reload refused, configuration unchanged: {result.get('error', 'unknown error')}\n"
-    changed = "changed" if result.get("database-changed") else "unchanged"
-    return f"Configuration reloaded (database-mappings {changed})\n"
+    applied = result.get("applied") or []
+    out = f"Configuration reloaded: {', '.join(applied) if applied else 'nothing changed'}\n"
+    restart = result.get("restart-needed") or []
+    if restart:
+        out += f"Needs a restart to take effect: {', '.join(restart)}\n"
+    return out
 
 
 def format_version(result: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from lispd import __version__
@@ -26,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check", action="store_true", help="validate the configuration file and exit (0 = ok)"
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log at debug level, whatever daemon.log-level says (a reload keeps it)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     decode.add_arguments(
         sub.add_parser(
@@ -45,9 +52,27 @@ class _OwnDebugOnly(logging.Filter):
         return record.name.startswith("lispd") or record.levelno >= logging.WARNING
 
 
+class _JournalPriority(logging.Formatter):
+    """Under journald (``JOURNAL_STREAM`` set) the journal stamps the time itself and reads the
+    syslog priority from a ``<N>`` prefix, so ``journalctl -p warning`` filters lispd's lines."""
+
+    PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelname, 6)}>{super().format(record)}"
+
+
+def log_formatter(journal: bool) -> logging.Formatter:
+    """key=value lines on stderr: ``level=... logger=... <event> key=value...``; with a
+    timestamp on a terminal, without one (and with a priority prefix) under journald."""
+    if journal:
+        return _JournalPriority("level=%(levelname)s logger=%(name)s %(message)s")
+    return logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+
+
 def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(log_formatter(bool(os.environ.get("JOURNAL_STREAM"))))
     handler.addFilter(_OwnDebugOnly())
     root = logging.getLogger()
     root.addHandler(handler)
@@ -74,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"lispd: {args.config}: configuration ok")
         return 0
-    _setup_logging(config.daemon.log_level)
+    _setup_logging("debug" if args.verbose else config.daemon.log_level)
     from lispd.daemon import run_daemon
 
-    return run_daemon(config)
+    return run_daemon(config, fixed_log_level=args.verbose)
 
 
 if __name__ == "__main__":

@@ -205,6 +205,13 @@ class Prober:
 
     # --- API ----------------------------------------------------------------------------------
 
+    def set_settings(self, settings: ProbeSettings) -> None:
+        """Replace the settings (reload): watched RLOCs keep their state and history and
+        follow the new interval from their next probe."""
+        self.settings = settings
+        rate = settings.max_per_second
+        self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
+
     @property
     def watched(self) -> tuple[IpAddress, ...]:
         """The RLOCs being probed, in the order they were added."""

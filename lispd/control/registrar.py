@@ -36,7 +36,7 @@ import math
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
@@ -190,6 +190,22 @@ class Registrar:
                 sends.extend(self._register(state, now))
             states.append(state)
         self._states = states
+        # A Map-Server we no longer use (or one whose key changed) forgets us now rather than
+        # at its registration timeout, unless another target is still the same address.
+        kept = {t.address for t in self.targets}
+        for state in old.values():
+            if state.target.address not in kept:
+                sends.extend(self._deregister(state.target, self._records))
+        return sends
+
+    def deregister(self, records: Sequence[EidRecord], now: float) -> list[SendControl]:
+        """Withdraw ``records`` (EID-prefixes removed from the database) from every target: a
+        Map-Register with the T bit and a record TTL of 0, which removes the registration at
+        once instead of at the Map-Server's timeout."""
+        self._now = now
+        sends: list[SendControl] = []
+        for state in self._states:
+            sends.extend(self._deregister(state.target, _check_records(records)))
         return sends
 
     def on_map_notify(
@@ -294,6 +310,24 @@ class Registrar:
         nonce = self._next_nonce
         self._next_nonce = (nonce + 1) & _MASK64
         return nonce
+
+    def _deregister(
+        self, target: MapServerTarget, records: Sequence[EidRecord]
+    ) -> list[SendControl]:
+        if not records:
+            return []
+        message = MapRegister(
+            nonce=self._take_nonce(),
+            records=tuple(replace(r, ttl=0) for r in records),
+            key_id=target.key_id,
+            proxy_reply=target.proxy_reply,
+            want_map_notify=False,
+            ttl_timeout=True,
+            xtr_id=self.xtr_id,
+            site_id=self.site_id if self.xtr_id is not None else None,
+        )
+        self.stats["deregisters-sent"] += 1
+        return [SendControl(target.address, LISP_CONTROL_PORT, encode_signed(message, target.key))]
 
     def _register(self, state: _TargetState, now: float) -> list[SendControl]:
         state.next_send = now + self.interval

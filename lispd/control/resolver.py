@@ -220,6 +220,13 @@ class Resolver:
             raise ValueError("a Map-Request carries at most 32 ITR-RLOCs")
         self._itr_rlocs = tuple(itr_rlocs)
 
+    def set_settings(self, settings: ResolverSettings) -> None:
+        """Replace the settings (reload): pending lookups keep their packets and follow the new
+        retry and queue limits from their next event."""
+        self.settings = settings
+        rate = settings.max_requests_per_second
+        self._bucket = TokenBucket(rate, max(1.0, rate))
+
     @property
     def map_resolvers(self) -> tuple[IpAddress, ...]:
         """The Map-Resolvers in use."""

@@ -21,3 +21,19 @@ def sd_notify(state: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def watchdog_interval(
+    environ: dict[str, str] | None = None, pid: int | None = None
+) -> float | None:
+    """Seconds between ``WATCHDOG=1`` pings when the service manager asked for them
+    (``WATCHDOG_USEC``, for this process if ``WATCHDOG_PID`` names one): half the watchdog
+    timeout, as systemd recommends.  None when no watchdog is armed."""
+    env = os.environ if environ is None else environ
+    usec = env.get("WATCHDOG_USEC", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    owner = env.get("WATCHDOG_PID", "")
+    if owner and owner != str(os.getpid() if pid is None else pid):
+        return None
+    return int(usec) / 1_000_000 / 2

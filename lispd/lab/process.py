@@ -187,6 +187,7 @@ class DaemonHandle:
         """SIGTERM, wait ``timeout`` s, SIGKILL; return the exit code (negative: signal)."""
         code = stop_process(self.proc, timeout)
         if self._sock is not None:
+            self._receive(0.0)  # what it said while stopping (STOPPING=1)
             self._sock.close()
             self._sock = None
         return code

@@ -208,7 +208,12 @@ def test_every_lispctl_command_against_live_daemons() -> None:
         # reload: unchanged, refused (configuration broken), then a database change applied
         config = Path(w.config_paths[s1.xtr])
         original = config.read_text()
-        assert show_json(x1, "reload") == {"reloaded": True, "database-changed": False}
+        assert show_json(x1, "reload") == {
+            "reloaded": True,
+            "applied": [],
+            "restart-needed": [],
+            "database-changed": False,
+        }
         config.write_text(original + "\n[daemon\n")
         refused = show_json(x1, "reload", expect=1)
         assert refused["reloaded"] is False and str(config) in refused["error"], refused
@@ -218,10 +223,10 @@ def test_every_lispctl_command_against_live_daemons() -> None:
                 f'{{ address = "{s1.rloc}" }}', f'{{ address = "{s1.rloc}", weight = 50 }}'
             )
         )
-        assert show(x1, "reload") == "Configuration reloaded (database-mappings changed)\n"
+        assert show(x1, "reload") == "Configuration reloaded: database-mapping\n"
         assert {r["weight"] for e in show_json(x1, "show", "database") for r in e["rlocs"]} == {50}
         config.write_text(original)
-        assert show_json(x1, "reload") == {"reloaded": True, "database-changed": True}
+        assert show_json(x1, "reload")["applied"] == ["database-mapping"]
 
         # the daemon gone: a clear message, exit 1
         lab_sock = w.sock("nobody")

@@ -397,8 +397,11 @@ def test_one_line_results() -> None:
         "Cleared 1 learned map-cache entry for [0]10.0.0.0/8\n"
     )
     assert format_clear({"cleared": 4}, None) == "Cleared 4 learned map-cache entries\n"
-    assert format_reload({"reloaded": True, "database-changed": True}) == (
-        "Configuration reloaded (database-mappings changed)\n"
+    assert format_reload({"reloaded": True, "applied": ["database-mapping", "petr"]}) == (
+        "Configuration reloaded: database-mapping, petr\n"
+    )
+    assert format_reload({"reloaded": True, "applied": [], "restart-needed": ["tun"]}) == (
+        "Configuration reloaded: nothing changed\nNeeds a restart to take effect: tun\n"
     )
     assert format_reload({"reloaded": False, "error": "x.conf:3: bad"}) == (
         "Reload refused, configuration unchanged: x.conf:3: bad\n"

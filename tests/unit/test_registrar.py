@@ -178,9 +178,29 @@ def test_targets_are_scheduled_independently() -> None:
     assert status[str(MS3)]["acknowledged"] is True
     assert status[str(MS1)]["acknowledged"] is False
     assert [s.dst for s in r.on_timer(120.0)] == [MS1]
-    # Removing a target forgets it.
-    assert r.update_targets([t3], now=121.0) == []
+    # Removing a target forgets it, after telling it to drop our registrations at once.
+    [withdraw] = r.update_targets([t3], now=121.0)
+    assert withdraw.dst == MS1
     assert [s["address"] for s in r.status()] == [str(MS3)]
+    assert r.next_deadline() == 130.0  # MS3 keeps its own phase
+
+
+def test_deregister_sends_ttl_zero_with_the_t_bit_everywhere() -> None:
+    r = make()
+    r.on_timer(0.0)
+    sends = r.deregister(RECORDS[:1], now=5.0)
+    assert {s.dst for s in sends} == {MS1, MS2}
+    for send in sends:
+        msg = decode_map_register(send.payload)
+        assert msg.ttl_timeout and not msg.want_map_notify
+        assert [(rec.eid, rec.mask_len) for rec in msg.records] == [
+            (RECORDS[0].eid, RECORDS[0].mask_len)
+        ]
+        assert all(rec.ttl == 0 for rec in msg.records)
+    assert r.deregister([], now=6.0) == []
+    assert r.stats["deregisters-sent"] == 2
+    # The periodic registrations of what is left go on unchanged.
+    assert r.next_deadline() == 60.0
 
 
 def test_update_records_registers_everywhere_at_once() -> None:
