@@ -152,11 +152,11 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
     )
     _check_send_map_request(map_cache, map_resolvers, daemon, ctx)
     petrs: tuple[Rloc, ...] = values["petr"]
-    if petrs and not daemon.roles & {"itr", "pitr"}:
+    if petrs and not daemon.roles & {"itr", "pitr", "rtr"}:
         ctx.fail(
             (PETR_KEY, 0),
-            "[[petr]] is only used by the 'itr' and 'pitr' roles (to send native-forward "
-            "traffic to), which daemon.roles does not have",
+            "[[petr]] is only used by the 'itr', 'pitr' and 'rtr' roles (to send "
+            "native-forward traffic to), which daemon.roles does not have",
         )
     _check_control_addresses(PETR_KEY, [p.address for p in petrs], "petr", underlay, daemon, ctx)
     _check_site_names(sites, ctx)

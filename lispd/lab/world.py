@@ -17,9 +17,7 @@ The configurations below (pure text, validated by the unit tests with
   ``::/0`` (lispd routes those into its TUN; the plan gives them a route of the underlay via
   their NAT), so that traffic to the outside world goes through LISP too;
 - ``rtr1`` re-encapsulates between them (it knows the NAT bindings) and resolves everything else
-  through ms: a negative Map-Reply (native-forward) sends the packet to the PETR (ms).  It has
-  the ``pitr`` role as well only because lispd accepts ``[[petr]]`` with the ``itr`` or
-  ``pitr`` role alone (so it also owns a TUN with the EID space routed into it, unused);
+  through ms: a negative Map-Reply (native-forward) sends the packet to the PETR (ms);
 - ``ms`` is Map-Server and Map-Resolver of both sites (handing out rtr1 in Info-Replies), PETR
   (decapsulates and forwards natively to the outside world) and PITR (core routes the EID space
   to it; it resolves through itself and encapsulates to rtr1, which alone reaches the NATed
@@ -142,13 +140,11 @@ address = "{plan.ms_rloc_v4}"
 
 def rtr_config(plan: NatPlan, sock: str | Path) -> str:
     """lispd.conf of rtr1: the RTR behind cloudnat's 1:1 NAT, using ms as Map-Resolver and
-    PETR (the ``pitr`` role only makes ``[[petr]]`` acceptable, see the module's doc)."""
+    PETR."""
     return f"""# {plan.rtr1}: {ROLES["rtr1"]}
 [daemon]
 name = "{plan.rtr1}"
-# "pitr" only because lispd accepts [[petr]] with the "itr" or "pitr" role alone: the RTR
-# sends what the Map-Resolver calls non-EID space (native-forward) to the PETR.
-roles = ["rtr", "pitr"]
+roles = ["rtr"]
 control-socket = "{sock}"
 
 [underlay]
@@ -162,7 +158,7 @@ address = "{plan.ms_rloc_v4}"
 
 [[petr]]
 address = "{plan.ms_rloc_v4}"
-{_eid_space_tables(plan)}{_probing()}"""
+{_probing()}"""
 
 
 def xtr_config(plan: NatPlan, site: SiteHandle, sock: str | Path) -> str:
