@@ -113,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     received = 0
     with sock:
         for seq in range(1, args.count + 1):
+            request = echo_request(family, ident, seq, payload)
             try:
-                sock.sendto(echo_request(family, ident, seq, payload), (str(dst), 0))
+                # Stamped before the send: a process descheduled inside sendto() would
+                # otherwise report a round trip shorter than the real one.
                 sent[seq] = time.monotonic()
+                sock.sendto(request, (str(dst), 0))
             except OSError as exc:
+                sent.pop(seq, None)
                 print(f"seq={seq} send error: {exc}")
             deadline = time.monotonic() + (args.interval if seq < args.count else args.wait)
             while (left := deadline - time.monotonic()) > 0:

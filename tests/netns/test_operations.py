@@ -50,6 +50,7 @@ def unit_capabilities() -> str:
 CAPS = unit_capabilities()
 NOBODY = 65534
 PINGER = [sys.executable, "-m", "lispd.lab.pinger"]
+STATIC_EID = "203.0.113.0/24"  # reached by nobody here: only its map-cache entry and route
 
 
 def lispctl(sock: str, *words: str) -> subprocess.CompletedProcess[str]:
@@ -156,14 +157,32 @@ def test_reload_under_a_20ms_ping_loses_nothing_and_a_bad_file_is_refused() -> N
             "",
         )
         assert without_v6 != original1
-        path1.write_text(without_v6.replace('log-level = "debug"', 'log-level = "info"'))
+        #    A static map-cache entry and a PETR arrive too: the entry and its route into the
+        #    TUN appear, the PETR is probed.
+        additions = f"""
+[[map-cache]]
+eid-prefix = "{STATIC_EID}"
+rlocs = [{{ address = "{site2.rloc}" }}]
+
+[[petr]]
+address = "{plan.msmr_rloc}"
+"""
+        path1.write_text(
+            without_v6.replace('log-level = "debug"', 'log-level = "info"') + additions
+        )
         answer = json.loads(lispctl(sock1, "--json", "reload").stdout)
         assert answer["reloaded"] is True, answer
-        assert {"database-mapping", "daemon.log-level"} <= set(answer["applied"]), answer
+        assert {"database-mapping", "daemon.log-level", "map-cache", "petr"} <= set(
+            answer["applied"]
+        ), answer
         assert answer["restart-needed"] == []
         database = json.loads(lispctl(sock1, "--json", "show", "database").stdout)
         assert [d["eid-prefix"] for d in database] == [site1.prefix_v4]
         wait_for("the withdrawn prefix gone", lambda: site1.prefix_v6 not in registered(net), 3.0)
+        static = [e for e in net.ask(site1.xtr, "map-cache") if e["eid-prefix"] == STATIC_EID]
+        assert [e["source"] for e in static] == ["static"]
+        assert "dev lisp0" in net.lab.run(site1.xtr, "ip", "route", "show", STATIC_EID).stdout
+        assert plan.msmr_rloc in {r["rloc"] for r in net.ask(site1.xtr, "rlocs")}
 
         # 2. An invalid file at xtr2 is refused, by lispctl and by SIGHUP alike.
         path2 = net.daemons[site2.xtr].config_path
@@ -188,9 +207,14 @@ def test_reload_under_a_20ms_ping_loses_nothing_and_a_bad_file_is_refused() -> N
         assert set(answer["applied"]) == {
             "daemon.log-level",
             "database-mapping",
+            "map-cache",
+            "petr",
             "registration",
         }, answer
         wait_for("the prefix registered again", lambda: site1.prefix_v6 in registered(net), 3.0)
+        assert not [e for e in net.ask(site1.xtr, "map-cache") if e["eid-prefix"] == STATIC_EID]
+        assert net.lab.run(site1.xtr, "ip", "route", "show", STATIC_EID).stdout.strip() == ""
+        assert plan.msmr_rloc not in {r["rloc"] for r in net.ask(site1.xtr, "rlocs")}
         # xtr2 was told (SMR) both times; its Map-Requests for one EID are at least 1 s apart.
         assert net.lab.ping(site1.host, site2.host_v6, count=3, wait=3.0)
 
