@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from lispd.lab import Lab, SiteHandle
 
@@ -116,3 +118,16 @@ def transfer(lab: Lab, src: str, dst: str, dst_addr: str, nbytes: int = 2_000_00
     ).stdout.split()  # fmt: skip
     assert sent == server.stdout.readline().split()
     server.wait(timeout=10)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``check`` every 0.1 s until it returns something true (returned); fail the test
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

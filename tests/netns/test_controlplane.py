@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from lispd.api.client import request
 from lispd.lab import DaemonHandle, Lab, MappingSystemPlan, SiteHandle, mapping_system_topology
 from tests.netns import common
+from tests.netns.common import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -75,17 +76,6 @@ class Network:
     def stop(self, node: str) -> None:
         daemon = self.daemons.pop(node)
         assert daemon.stop() == 0, daemon.log_tail()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @contextlib.contextmanager

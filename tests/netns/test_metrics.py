@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lispd.api.client import request
 from lispd.lab import Lab, MappingSystemPlan, mapping_system_topology
-from tests.netns.common import ms_config, xtr_config
+from tests.netns.common import ms_config, wait_for, xtr_config
 
 pytestmark = pytest.mark.netns
 
@@ -83,16 +82,6 @@ def family(samples: Samples, name: str) -> dict[tuple[tuple[str, str], ...], flo
     return {labels: v for (n, labels), v in samples.items() if n == name}
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def world() -> Iterator[World]:
     plan = mapping_system_topology(sites=2)
@@ -115,6 +104,7 @@ def world() -> Iterator[World]:
         wait_for(
             "sites not registered",
             lambda: {r["eid-prefix"] for r in w.ask(plan.msmr, "site")} == wanted,
+            timeout=15.0,
         )
         try:
             yield w
@@ -159,6 +149,7 @@ def test_metrics_endpoint_of_live_daemons() -> None:
         wait_for(
             "registration not acknowledged",
             lambda: metric(w.scrape(s1.xtr), "lispd_registration_acknowledged", map_server=ms) == 1,
+            timeout=15.0,
         )
         assert metric(x1, "lispd_nat_bindings") is None  # no RTR here
         assert metric(x1, "lispd_map_server_sites") is None  # no Map-Server here
@@ -203,7 +194,7 @@ def test_metrics_endpoint_of_live_daemons() -> None:
             up = metric(samples, "lispd_rloc_state", rloc=s2.rloc, state="up")
             return samples if up == 1 else None
 
-        x1 = wait_for("xtr2's RLOC not up", probed)
+        x1 = wait_for("xtr2's RLOC not up", probed, timeout=15.0)
         assert metric(x1, "lispd_rloc_state", rloc=s2.rloc, state="down") == 0
         assert metric(x1, "lispd_rloc_state", rloc=s2.rloc, state="unknown") == 0
         rtt = metric(x1, "lispd_rloc_rtt_seconds", rloc=s2.rloc)
