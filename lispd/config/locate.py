@@ -5,16 +5,44 @@ with a small scanner that only understands what it needs: table headers (``[a]``
 counted per array), keys (bare, quoted, dotted), and values just well enough to skip them (strings
 of the four kinds, arrays and inline tables, whose elements and keys it also records).
 
-It runs only on text that :mod:`tomllib` already accepted and only when an error is reported.
+It runs only when an error is reported: on text that :mod:`tomllib` accepted (to find the line
+of a key), or on the part of a rejected text that :mod:`tomllib` read before its error (to find a
+key defined twice, or the arrays, inline tables and strings still open there).
 It is best effort: anything it does not follow ends the scan and keeps what was found so far.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 KeyPath = tuple[str | int, ...]
 """A position in the document: table names and keys (str) and array indexes (int)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """A key or table defined a second time (which TOML forbids)."""
+
+    path: KeyPath
+    line: int
+    """The line of the second definition."""
+    first_line: int
+    """The line of the first one."""
+    is_table: bool
+    """Whether the second definition is a ``[table]`` header (else a ``key =``)."""
+    first_is_table: bool
+    """Whether the first one is."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenValue:
+    """An array, inline table or string not closed yet at some point of the text."""
+
+    opener: str
+    """``[``, ``{``, or the quote(s) that opened the string."""
+    line: int
+
 
 _BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -24,14 +52,22 @@ class _ScanError(Exception):
 
 
 class _Scanner:
-    """One pass over the text, filling ``lines`` with the first line of every key path."""
+    """One pass over the text, filling ``lines`` with the first line of every key path.
 
-    def __init__(self, text: str) -> None:
+    It also notes every key or table defined twice (``repeats``) and keeps the stack of the
+    values being read (``open``); with ``stop``, it ends before reading past that offset.
+    """
+
+    def __init__(self, text: str, stop: int | None = None) -> None:
         self.text = text
+        self.stop = stop
         self.pos = 0
         self.line = 1
         self.lines: dict[KeyPath, int] = {}
         self.array_counts: dict[KeyPath, int] = {}
+        self.definitions: dict[KeyPath, tuple[int, bool]] = {}
+        self.repeats: list[Repeat] = []
+        self.open: list[OpenValue] = []
 
     # -- characters ---------------------------------------------------------------------------
 
@@ -44,6 +80,8 @@ class _Scanner:
 
     def advance(self, count: int = 1) -> None:
         end = min(self.pos + count, len(self.text))
+        if self.stop is not None and end > self.stop:
+            raise _ScanError("stop")
         self.line += self.text.count("\n", self.pos, end)
         self.pos = end
 
@@ -74,6 +112,15 @@ class _Scanner:
         for end in range(1, len(path) + 1):
             self.lines.setdefault(path[:end], line)
 
+    def define(self, path: KeyPath, line: int, *, is_table: bool = False) -> None:
+        """Record a key or a ``[table]`` header, noting it when it was defined before."""
+        first = self.definitions.get(path)
+        if first is None:
+            self.definitions[path] = (line, is_table)
+        else:
+            self.repeats.append(Repeat(path, line, first[0], is_table, first[1]))
+        self.record(path, line)
+
     # -- grammar --------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -94,12 +141,12 @@ class _Scanner:
                 prefix = self.resolve(self.key())
                 self.skip_blanks()
                 self.expect("]")
-                self.record(prefix, line)
+                self.define(prefix, line, is_table=True)
             else:
                 path = prefix + self.key()
                 self.skip_blanks()
                 self.expect("=")
-                self.record(path, line)
+                self.define(path, line)
                 self.skip_blanks()
                 self.value(path)
 
@@ -147,11 +194,13 @@ class _Scanner:
         char = self.peek()
         if char == "[":
             self.advance()
+            self.open.append(OpenValue("[", self.line))
             index = 0
             while True:
                 self.skip_space()
                 if self.peek() == "]":
                     self.advance()
+                    self.open.pop()
                     return
                 if not self.peek():
                     raise _ScanError("array")
@@ -163,10 +212,12 @@ class _Scanner:
                     self.advance()
         elif char == "{":
             self.advance()
+            self.open.append(OpenValue("{", self.line))
             while True:
                 self.skip_space()
                 if self.peek() == "}":
                     self.advance()
+                    self.open.pop()
                     return
                 if not self.peek():
                     raise _ScanError("inline table")
@@ -174,7 +225,7 @@ class _Scanner:
                 key_path = path + self.key()
                 self.skip_blanks()
                 self.expect("=")
-                self.record(key_path, line)
+                self.define(key_path, line)
                 self.skip_blanks()
                 self.value(key_path)
                 self.skip_space()
@@ -195,6 +246,7 @@ class _Scanner:
     def basic_string(self) -> str:
         """Skip a ``"..."`` or ``\"\"\"...\"\"\"`` string; return its raw content."""
         if self.startswith('"""'):
+            self.open.append(OpenValue('"""', self.line))
             self.advance(3)
             start = self.pos
             while not self.startswith('"""'):
@@ -207,7 +259,9 @@ class _Scanner:
                 if self.peek() == '"':
                     self.advance()
                     end += 1
+            self.open.pop()
             return self.text[start:end]
+        self.open.append(OpenValue('"', self.line))
         self.advance()
         start = self.pos
         while self.peek() != '"':
@@ -216,11 +270,13 @@ class _Scanner:
             self.advance(2 if self.peek() == "\\" else 1)
         end = self.pos
         self.advance()
+        self.open.pop()
         return self.text[start:end]
 
     def literal_string(self) -> str:
         """Skip a ``'...'`` or ``'''...'''`` string; return its content."""
         if self.startswith("'''"):
+            self.open.append(OpenValue("'''", self.line))
             self.advance(3)
             end = self.text.find("'''", self.pos)
             if end < 0:
@@ -230,13 +286,16 @@ class _Scanner:
                 extra += 1
             content = self.text[self.pos : end + extra]
             self.advance(end + 3 + extra - self.pos)
+            self.open.pop()
             return content
+        self.open.append(OpenValue("'", self.line))
         self.advance()
         end = self.text.find("'", self.pos)
         if end < 0 or "\n" in self.text[self.pos : end]:
             raise _ScanError("string")
         content = self.text[self.pos : end]
         self.advance(end + 1 - self.pos)
+        self.open.pop()
         return content
 
 
@@ -246,7 +305,26 @@ def key_lines(text: str) -> dict[KeyPath, int]:
     Tables map to their header line, keys to their ``key =`` line, array elements to the line
     where the element starts; e.g. ``("database-mapping", 1, "rlocs", 0, "priority")``.
     """
-    scanner = _Scanner(text)
+    return _scan(text).lines
+
+
+def _scan(text: str, stop: int | None = None) -> _Scanner:
+    scanner = _Scanner(text, stop)
     with contextlib.suppress(_ScanError, IndexError):
         scanner.run()
-    return scanner.lines
+    return scanner
+
+
+def first_repeat(text: str) -> Repeat | None:
+    """The first key or ``[table]`` defined a second time in ``text``, in document order."""
+    repeats = _scan(text).repeats
+    return repeats[0] if repeats else None
+
+
+def open_values(text: str, offset: int) -> list[OpenValue]:
+    """The arrays, inline tables and strings still open at ``offset``, outermost first.
+
+    ``offset`` is where a parser met something it did not expect (``len(text)`` for the end of
+    the file); a value counts as open there when it started before it and did not end before it.
+    """
+    return _scan(text, offset).open

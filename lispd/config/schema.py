@@ -27,6 +27,8 @@ from lispd.config.locate import KeyPath, key_lines
 from lispd.config.model import IPAddress, IPNetwork
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_HOST_NAME = re.compile(r"(?=.*[g-zG-Z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?")
+"""A DNS name: labels with at least one letter that is not a hex digit (so no IPv6 typo)."""
 _LENGTH = re.compile(r"[0-9]{1,3}")
 
 
@@ -196,21 +198,25 @@ class Secret:
 class Str:
     """A string, optionally one of ``choices`` and/or accepted by ``validate``.
 
-    ``validate`` returns an error message for a bad value, ``None`` for a good one.
+    ``validate`` returns an error message for a bad value, ``None`` for a good one. ``hints``
+    are (value, hint) pairs for values that are not among the choices but that an operator may
+    well write: the hint (compared in lower case) replaces the "did you mean" guess.
     """
 
     choices: tuple[str, ...] | None = None
     validate: Callable[[str], str | None] | None = None
+    hints: tuple[tuple[str, str], ...] = ()
 
     def check(self, value: object, path: KeyPath, ctx: Context) -> str:
         """Validate a string."""
         if not isinstance(value, str):
             ctx.fail(path, f"must be a string, not {toml_type(value)}")
         if self.choices is not None and value not in self.choices:
+            hint = dict(self.hints).get(value.lower())
             ctx.fail(
                 path,
                 f"{value!r} is not one of {', '.join(self.choices)}"
-                + _suggest(value, self.choices),
+                + (f"; {hint}" if hint else _suggest(value, self.choices)),
             )
         if self.validate is not None:
             problem = self.validate(value)
@@ -248,6 +254,8 @@ class Address:
         except ValueError:
             if "/" in value:
                 ctx.fail(path, f"{value!r} is a prefix; give just the address")
+            if _HOST_NAME.fullmatch(value.strip()):
+                ctx.fail(path, f"{value!r} is not an IP address (host names are not resolved)")
             ctx.fail(path, f"{value!r} is not a valid IPv4 or IPv6 address")
         problem = _address_problem(address)
         if problem:
@@ -339,6 +347,16 @@ class Endpoint:
         return host, port_text
 
 
+def _mask_length(address: IPAddress, mask: str) -> int | None:
+    """The prefix length a dotted IPv4 netmask (or host mask) stands for, else ``None``."""
+    if address.version != 4 or "." not in mask:
+        return None
+    try:
+        return ipaddress.ip_network(f"{address}/{mask}", strict=False).prefixlen
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Prefix:
     """An ``address/length`` IPv4 or IPv6 prefix without host bits set."""
@@ -360,6 +378,13 @@ class Prefix:
             example = f"{address}/{address.max_prefixlen}"
             ctx.fail(path, f"{value!r} has no length; write e.g. '{example}'")
         if not _LENGTH.fullmatch(length_text):
+            mask_length = _mask_length(address, length_text)
+            if mask_length is not None:
+                ctx.fail(
+                    path,
+                    f"{value!r}: {length_text!r} is a mask; write the prefix length: "
+                    f"'{address}/{mask_length}'",
+                )
             ctx.fail(path, f"{value!r}: {length_text!r} is not a prefix length")
         length = int(length_text)
         if length > address.max_prefixlen:

@@ -117,10 +117,25 @@ def socket_path_problem(path: str) -> str | None:
     return None
 
 
+ROLE_HINTS = (
+    ("xtr", 'an xTR has two roles: write "itr", "etr"'),
+    ("pxtr", 'a PxTR has two roles: write "pitr", "petr"'),
+    ("ms", "did you mean 'map-server'?"),
+    ("mr", "did you mean 'map-resolver'?"),
+    ("msmr", 'a Map-Server/Map-Resolver has two roles: write "map-server", "map-resolver"'),
+    ("ms/mr", 'a Map-Server/Map-Resolver has two roles: write "map-server", "map-resolver"'),
+)
+"""Role names from LISP parlance that lispd spells otherwise (difflib would guess wrong:
+'xtr' is close to 'rtr')."""
+
 DAEMON = Table(
     keys=(
         Key("name", Str(validate=node_name_problem), default_factory=default_node_name),
-        Key("roles", ListOf(Str(choices=ROLES), min_len=1, unique=True), required=True),
+        Key(
+            "roles",
+            ListOf(Str(choices=ROLES, hints=ROLE_HINTS), min_len=1, unique=True),
+            required=True,
+        ),
         Key("log-level", Str(choices=LOG_LEVELS), default="info"),
         Key(
             "control-socket",
