@@ -145,7 +145,10 @@ def build_control_plane(
             for s in config.sites
         ]
         plane.map_server = MapServer(
-            sites, registration_timeout=config.mapping_system.registration_timeout, rng=rng
+            sites,
+            registration_timeout=config.mapping_system.registration_timeout,
+            rng=rng,
+            max_site_registrations=config.limits.site_registrations,
         )
         plane.map_server.rtrs = frozenset(config.mapping_system.rtr_rlocs)
         plane.info_responder = InfoResponder(rlocs, config.mapping_system.rtr_rlocs)

@@ -695,6 +695,7 @@ class Daemon:
     def _apply(self, result: ControlResult) -> None:
         for entry in result.installs:
             entry = self._with_probe_state(entry)
+            self._make_room(entry)
             self.mapcache.add(entry)
             self._watch_rlocs(entry)
             log.info(
@@ -718,6 +719,21 @@ class Daemon:
                 replace(p, up=state.get(p.address, p.up)) for p in self.itr.petrs
             )
             self._mark_rlocs(state)
+
+    def _make_room(self, entry: MapCacheEntry) -> None:
+        """A new learned entry in a map-cache holding ``limits.map-cache-entries`` learned ones
+        replaces the one closest to its expiry."""
+        if self.mapcache.get(entry.iid, entry.prefix) is not None:
+            return  # a refresh
+        learned = len(self.mapcache) - len(self.config.map_cache)
+        if learned < self.config.limits.map_cache_entries:
+            return
+        victim = self.mapcache.evict_soonest()
+        if victim is not None:
+            self.counters.drop("map-cache-evicted")
+            # Its RLOCs stay probed until the next expiry sweeps unused ones (a sweep is a pass
+            # over the whole map-cache: too dear for every install of a flood).
+            self.drop_log.note("map-cache-evicted", f"[{victim.iid}]{victim.prefix}")
 
     # --- RLOC probing of the map-cache ---------------------------------------------------------
 

@@ -45,6 +45,7 @@ LIVE: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("petr", lambda c: c.petrs),
     ("probing", lambda c: c.probing),
     ("rtr", lambda c: replace(c.rtr, public_rlocs=())),
+    ("limits", lambda c: c.limits),
 )
 
 
@@ -135,6 +136,7 @@ def update_control_plane(
     else:
         ms = plane.map_server
         ms.registration_timeout = fresh.map_server.registration_timeout
+        ms.max_site_registrations = fresh.map_server.max_site_registrations
         ms.rtrs = fresh.map_server.rtrs
         if ms.sites != fresh.map_server.sites:
             ms.set_sites(fresh.map_server.sites, now)

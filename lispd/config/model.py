@@ -251,6 +251,21 @@ class RtrConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """The ``[limits]`` table: upper bounds on the tables that traffic and peers make grow."""
+
+    map_cache_entries: int = 100_000
+    """Learned map-cache entries (from Map-Replies) at most, 1..10000000; when full, the entry
+    closest to its expiry makes room (counted ``map-cache-evicted``). Static ones do not count."""
+    site_registrations: int = 10_000
+    """EID-prefixes one site may have registered at this Map-Server at once (more-specifics
+    included), 1..1000000; more are refused (``register-site-full``)."""
+    probed_rlocs: int = 10_000
+    """RLOCs probed at once, 1..1000000; more are not probed (``probe-table-full``) and count
+    as up."""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """The ``[metrics]`` table: the Prometheus endpoint (``GET /metrics`` over HTTP).
 
@@ -329,6 +344,8 @@ class Config:
     """``[rtr]``, defaults when absent (used with the ``rtr`` role only)."""
     metrics: MetricsConfig | None = None
     """``[metrics]``: where to serve Prometheus metrics; ``None`` (no endpoint) when absent."""
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """``[limits]``, defaults when absent."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""
 

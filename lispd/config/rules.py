@@ -184,6 +184,7 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         nat_traversal=nat_traversal,
         rtr=rtr,
         metrics=values["metrics"],
+        limits=values["limits"],
         path=ctx.path,
     )
 

@@ -24,6 +24,7 @@ from lispd.config.model import (
     MIN_IPV6_MTU,
     ROLES,
     DaemonConfig,
+    LimitsConfig,
     Mapping,
     MappingSystemConfig,
     MapServerRef,
@@ -479,6 +480,22 @@ RTR = Table(
     build=_build_rtr,
 )
 
+# -- [limits] -------------------------------------------------------------------------------------
+
+
+def _build_limits(values: dict[str, Any], path: KeyPath, ctx: Context) -> LimitsConfig:
+    return LimitsConfig(**values)
+
+
+LIMITS = Table(
+    keys=(
+        Key("map-cache-entries", Int(1, 10_000_000), default=100_000),
+        Key("site-registrations", Int(1, 1_000_000), default=10_000),
+        Key("probed-rlocs", Int(1, 1_000_000), default=10_000),
+    ),
+    build=_build_limits,
+)
+
 # -- [metrics] ------------------------------------------------------------------------------------
 
 
@@ -558,6 +575,7 @@ ROOT = Table(
         Key("nat-traversal", NAT_TRAVERSAL),
         Key("rtr", RTR),
         Key("metrics", METRICS, default_factory=lambda: None),
+        Key("limits", LIMITS),
     ),
     build=build_config,
 )

@@ -275,18 +275,22 @@ class MapServer:
         rng: Callable[[], int] = lambda: secrets.randbits(64),
         *,
         check_replay: bool = True,
+        max_site_registrations: int = 10_000,
     ) -> None:
         """Serve ``sites``.  Raises ValueError for an unusable site list (a configuration error:
         duplicate names, empty keys, instance-IDs out of range, a prefix twice in one site).
 
         ``rng`` returns 64-bit nonces; it is kept for Map-Server-initiated messages (unsolicited
-        Map-Notify) — replies and notifies echo the nonce they answer.
+        Map-Notify) — replies and notifies echo the nonce they answer.  A site holds at most
+        ``max_site_registrations`` EID-prefixes at once (``register-site-full`` beyond).
         """
         if registration_timeout <= 0:
             raise ValueError("registration_timeout must be positive")
         self.registration_timeout = float(registration_timeout)
         self.rng = rng
         self.check_replay = check_replay
+        self.max_site_registrations = max_site_registrations
+        self._per_site: Counter[str] = Counter()  # registrations held per site
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._sites: dict[str, SiteSpec] = {}
@@ -337,6 +341,7 @@ class MapServer:
         for iid, prefix, reg in list(self._registrations.items()):
             if reg.site not in {a.site.name for a in self._allowing(iid, prefix)}:
                 self._registrations.delete(iid, prefix)
+                self._per_site[reg.site] -= 1
                 removed.append(reg)
                 log.info("registration removed by reload site=%s eid=[%d]%s", reg.site, iid, prefix)
         self._nonces = {k: v for k, v in self._nonces.items() if k[0] in self._sites}
@@ -500,6 +505,7 @@ class MapServer:
         if lifetime <= 0:
             if previous is not None and previous.site == site.name:
                 self._registrations.delete(iid, net)
+                self._per_site[site.name] -= 1
                 self.stats["deregistered"] += 1
                 log.info("deregistered site=%s eid=[%d]%s src=%s", site.name, iid, net, src)
             return
@@ -518,6 +524,13 @@ class MapServer:
             xtr_id=msg.xtr_id,
             site_id=msg.site_id,
         )
+        if not same:
+            if self._per_site[site.name] >= self.max_site_registrations:
+                self._refuse("register-site-full", "register", src, sport, f"site={site.name}")
+                return
+            if previous is not None:
+                self._per_site[previous.site] -= 1
+            self._per_site[site.name] += 1
         self._registrations.insert(iid, net, reg)
         self._seq += 1
         heapq.heappush(self._heap, (reg.expires, self._seq, iid, net))
@@ -565,6 +578,7 @@ class MapServer:
             if reg is None:
                 continue  # refreshed, replaced or removed since
             self._registrations.delete(iid, net)
+            self._per_site[reg.site] -= 1
             removed.append(reg)
             self.stats["expired"] += 1
             log.info(

@@ -98,6 +98,27 @@ class MapCache:
             self._generation += 1
         return removed
 
+    def evict_soonest(self) -> MapCacheEntry | None:
+        """Make room in a full map-cache: remove and return the learned entry (one that is not
+        ``static``) that would expire first, or None when there is none."""
+        heap = self._heap
+        skipped: list[_HeapItem] = []
+        victim = None
+        while heap:
+            item = heapq.heappop(heap)
+            if not self._live(item[2]):
+                continue
+            if item[2].source == "static":
+                skipped.append(item)
+                continue
+            victim = item[2]
+            self._tables.delete(victim.iid, victim.prefix)
+            self._generation += 1
+            break
+        for item in skipped:
+            heapq.heappush(heap, item)
+        return victim
+
     def next_expiry(self) -> float | None:
         """Earliest expiry time among the stored entries (the timer to arm), or None."""
         heap = self._heap

@@ -699,3 +699,20 @@ def test_local_database(backend: str) -> None:
     with pytest.raises(KeyError):
         db.remove(7, "198.51.100.0/28")
     assert db.tables.count() == 2 and "2 entries" in repr(db)
+
+
+def test_evict_soonest_spares_static_entries(backend: str) -> None:
+    mc = MapCache(backend=backend)
+    static_soon = MapCacheEntry(
+        0, IPv4Network("203.0.113.0/24"), action="drop", ttl=1, created=0.0, source="static"
+    )
+    later = mc_entry(0, "198.51.100.0/28", ttl=60, created=0.0)
+    sooner = mc_entry(0, "198.51.100.16/28", ttl=30, created=0.0)
+    for e in (static_soon, later, sooner):
+        mc.add(e)
+    generation = mc.generation
+    assert mc.evict_soonest() is sooner and mc.generation > generation
+    assert mc.evict_soonest() is later
+    assert mc.evict_soonest() is None
+    assert mc.entries() == [static_soon]
+    assert mc.next_expiry() == 1.0  # the static entry still expires

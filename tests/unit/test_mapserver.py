@@ -730,3 +730,29 @@ def test_set_sites_keeps_what_is_still_allowed() -> None:
         ms.set_sites((SiteSpec("x", b""),), 6.0)
     assert ms.sites == new_sites
     assert ms.site_prefix(7, ip_address("198.51.100.3")) == (PREFIX_A, "site-b")
+
+
+def test_a_site_holds_at_most_its_registration_limit() -> None:
+    """More-specifics let one site register any number of prefixes: the limit bounds them,
+    refreshes and deregistrations keep working at the limit, and room made is reusable."""
+    ms = make_ms(max_site_registrations=2)
+    subnets = [f"198.51.100.{16 + 4 * i}/30" for i in range(3)]
+    register(ms, tuple(record(p, ETR_B) for p in subnets[:2]), KEY_B, 0.0, src=ETR_B)
+    register(ms, (record(subnets[2], ETR_B),), KEY_B, 1.0, src=ETR_B, nonce=2)
+    assert ms.drops == {"register-site-full": 1}
+    assert len(ms.registrations()) == 2
+    # A refresh at the limit is no new registration.
+    register(ms, (record(subnets[0], ETR_B),), KEY_B, 2.0, src=ETR_B, nonce=3)
+    assert ms.drops == {"register-site-full": 1}
+    # A deregistration makes room; so does expiry.
+    register(
+        ms, (record(subnets[0], ETR_B, ttl=0),), KEY_B, 3.0, src=ETR_B, nonce=4, ttl_timeout=True
+    )
+    register(ms, (record(subnets[2], ETR_B),), KEY_B, 4.0, src=ETR_B, nonce=5)
+    assert sorted(str(r.prefix) for r in ms.registrations()) == sorted(subnets[1:])
+    ms.expire(1e9)
+    register(ms, (record(subnets[0], ETR_B),), KEY_B, 1e9 + 1, src=ETR_B, nonce=6)
+    assert [str(r.prefix) for r in ms.registrations()] == [subnets[0]]
+    # Other sites have their own count.
+    register(ms, (record("198.51.100.0/28", ETR_A),), KEY_A, 1e9 + 2, nonce=7)
+    assert len(ms.registrations()) == 2
