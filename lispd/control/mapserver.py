@@ -26,12 +26,15 @@ site's registration of that prefix at once (a deregistration).
 
 Nonce replay.  RFC 9301 asks the Map-Server to accept only strictly increasing nonces per
 (xTR-ID, key), but deployed xTRs (lispers.net, Cisco, OOR, pylisp) send random nonces and
-persist nothing across restarts, so an increasing-nonce rule would lock them out.  lispd keeps
-the last nonce seen per (site, xTR-ID — or the source address when the Map-Register carries no
-xTR-ID) and refuses only an exact repeat of it within ``registration_timeout`` seconds
-(``register-replayed``): a captured Map-Register cannot be replayed back-to-back to resurrect
-or flip a registration inside its lifetime.  ``check_replay=False`` turns the check off for
-xTRs that send a constant nonce.
+persist nothing across restarts, so an increasing-nonce rule would lock them out.  lispd
+remembers every nonce it accepted per (site, xTR-ID — none when the Map-Register carries no
+xTR-ID) for ``registration_timeout`` seconds and refuses a Map-Register repeating one of them
+(``register-replayed``), whatever address it comes from: a captured Map-Register cannot be
+replayed, from anywhere, to resurrect or flip a registration inside its lifetime (keying by the
+source address would let a replay from any other address through).  Only authenticated
+Map-Registers are remembered, so the memory grows with the sites' own registrations, not with
+what an attacker sends.  ``check_replay=False`` turns the check off for xTRs that send a
+constant nonce.
 
 Map-Requests (:meth:`MapServer.on_map_request`, called by the Map-Resolver with the ECM it
 received) for a registered EID are answered by the Map-Server itself when the registration
@@ -298,7 +301,7 @@ class MapServer:
         self._registrations: ScopedTables[Registration] = ScopedTables()
         self._heap: list[tuple[float, int, int, IPNetwork]] = []
         self._seq = 0
-        self._nonces: dict[tuple[str, object], tuple[int, float]] = {}
+        self._nonces: dict[tuple[str, int | None, int], float] = {}  # accepted -> when
         self._next_nonce_prune = float("-inf")
         # RTRs handed to xTRs behind NAT: registrations listing them are NATed sites.
         self.rtrs: frozenset[IPAddress] = frozenset()
@@ -448,16 +451,10 @@ class MapServer:
             self._refuse(REGISTER_AUTH_FAILED, "map-register", src, sport, f"site={names}")
             return []
 
-        # Replay: an exact repeat of the last nonce from this sender within the timeout.
-        sender: object = ("xtr-id", msg.xtr_id) if msg.xtr_id is not None else ("addr", src)
-        nonce_key = (site.name, sender)
-        last = self._nonces.get(nonce_key)
-        if (
-            self.check_replay
-            and last is not None
-            and last[0] == msg.nonce
-            and now - last[1] < self.registration_timeout
-        ):
+        # Replay: a nonce this site (and xTR-ID) used within the timeout, from any address.
+        nonce_key = (site.name, msg.xtr_id, msg.nonce)
+        seen = self._nonces.get(nonce_key)
+        if self.check_replay and seen is not None and now - seen < self.registration_timeout:
             self._refuse(
                 REGISTER_REPLAYED,
                 "map-register",
@@ -466,7 +463,7 @@ class MapServer:
                 f"site={site.name} nonce={msg.nonce:#x}",
             )
             return []
-        self._nonces[nonce_key] = (msg.nonce, now)
+        self._nonces[nonce_key] = now
         self.stats["map-register-accepted"] += 1
 
         for record, iid, net in targets:
@@ -591,7 +588,7 @@ class MapServer:
         if now >= self._next_nonce_prune:
             # Forget nonces older than the replay window (they could not be refused any more).
             horizon = now - self.registration_timeout
-            self._nonces = {k: v for k, v in self._nonces.items() if v[1] > horizon}
+            self._nonces = {k: v for k, v in self._nonces.items() if v > horizon}
             self._next_nonce_prune = now + self.registration_timeout
         return removed
 

@@ -404,9 +404,10 @@ def test_exact_replay_is_refused_within_the_timeout() -> None:
     # a fresh nonce (random, not increasing) is fine
     out, _ = register(ms, (record("198.51.100.0/28", ETR_A),), KEY_A, 61.0, nonce=0x05)
     assert ms.lookup(0, "198.51.100.1").last_registered == 61.0
-    # the previous nonce is not the last one any more: accepted (only exact repeats refused)
+    # an older nonce than the last one is a replay too (within the timeout)
     register(ms, (record("198.51.100.0/28", ETR_A),), KEY_A, 62.0, nonce=0xA1)
-    assert ms.drops == {"register-replayed": 1}
+    assert ms.drops == {"register-replayed": 2}
+    assert ms.lookup(0, "198.51.100.1").last_registered == 61.0
 
 
 def test_same_nonce_after_the_timeout_is_accepted() -> None:
@@ -416,15 +417,32 @@ def test_same_nonce_after_the_timeout_is_accepted() -> None:
     assert not ms.drops and ms.lookup(0, "198.51.100.1").last_registered == 180.0
 
 
-def test_replay_state_is_per_xtr_id_or_source() -> None:
+def test_replay_state_is_per_site_and_xtr_id() -> None:
     ms = make_ms()
     recs = (record("198.51.100.0/28", ETR_A, ETR_B),)
     register(ms, recs, KEY_A, 0.0, nonce=7, xtr_id=1, site_id=1)
     register(ms, recs, KEY_A, 1.0, nonce=7, xtr_id=2, site_id=1)  # the other xTR
-    register(ms, recs, KEY_A, 2.0, nonce=7, src=ETR_B)  # no xTR-ID: keyed by address
+    register(ms, recs, KEY_A, 2.0, nonce=7, src=ETR_B)  # no xTR-ID
+    register(ms, (record("198.51.100.16/28", ETR_B),), KEY_B, 2.5, nonce=7)  # another site
     assert not ms.drops
     register(ms, recs, KEY_A, 3.0, nonce=7, xtr_id=2, site_id=1, src=ETR_B)
     assert ms.drops == {"register-replayed": 1}
+
+
+def test_replay_from_another_address_is_refused() -> None:
+    """A captured Map-Register sent again from elsewhere (an attacker's address, or a
+    spoofed one) changes nothing: not who registered, not when, and no Map-Notify goes out."""
+    ms = make_ms()
+    recs = (record("198.51.100.0/28", ETR_A),)
+    out, raw = register(ms, recs, KEY_A, 0.0, want_map_notify=True)
+    assert len(out) == 1
+    attacker = IPv4Address("192.0.2.66")
+    for t, src in ((1.0, attacker), (2.0, IPv4Address("192.0.2.81")), (3.0, attacker)):
+        assert ms.on_map_register(raw, decode_map_register(raw), src, 4342, t) == []
+    assert ms.drops == {"register-replayed": 3}
+    reg = ms.lookup(0, "198.51.100.1")
+    assert reg is not None and reg.registered_by == ETR_A and reg.last_registered == 0.0
+    assert ms.stats["map-register-accepted"] == 1
 
 
 def test_replay_check_can_be_disabled() -> None:
