@@ -26,6 +26,14 @@ Negative replies come in two kinds:
     prefix itself, or — when more-specifics of it are registered — the largest prefix inside
     it that holds the address and overlaps none of them.
 
+Rate limit.  Every ECM counts against a token bucket of its (outer) source address, ``rate``
+a second in bursts of ``burst`` (100 and 200: a lispd ITR or RTR sends at most 100 Map-Requests
+a second); beyond it the request is dropped unanswered and counted ``request-rate-limited``
+(not logged: that is what a flood looks like).  A Map-Reply goes to an ITR-RLOC named in the
+request, not necessarily its source, so without the limit one source could have the
+Map-Resolver send replies as fast as it sends requests to any address it names.  The replies
+are not larger than the requests (no amplification), but the rate is bounded per source.
+
 Refusals are counted in :attr:`MapResolver.drops` and logged once each at WARNING through
 ``lispd.control.mapresolver``; accepted work in :attr:`MapResolver.stats`: ``answered`` (a proxy
 Map-Reply from the Map-Server), ``forwarded`` (sent to the ETR), ``negative`` (every negative
@@ -45,6 +53,7 @@ from lispd.control.mapserver import (
     request_eid,
 )
 from lispd.control.outputs import SendControl
+from lispd.control.responder import _Limiter
 from lispd.wire.address import eid_prefix
 from lispd.wire.ecm import TYPE_ECM, EncapsulatedControl
 from lispd.wire.errors import EncodeError
@@ -65,6 +74,11 @@ REQUEST_BAD_EID = "request-bad-eid"
 REQUEST_BAD_PORT = "request-bad-port"
 REQUEST_NO_ITR_RLOC = "request-no-itr-rloc"
 REQUEST_ENCODE_FAILED = "request-encode-failed"
+REQUEST_RATE_LIMITED = "request-rate-limited"
+
+DEFAULT_RATE = 100.0
+"""ECMs answered per second and source address (a lispd ITR sends at most 100 a second)."""
+DEFAULT_BURST = 200.0
 
 
 def _narrower(a: IPNetwork, b: IPNetwork) -> IPNetwork:
@@ -76,13 +90,21 @@ class MapResolver:
     """Resolves ECM'd Map-Requests: through the Map-Server, or with a negative Map-Reply."""
 
     def __init__(
-        self, map_server: MapServer, negative_ttl_minutes: int = DEFAULT_NEGATIVE_TTL_MINUTES
+        self,
+        map_server: MapServer,
+        negative_ttl_minutes: int = DEFAULT_NEGATIVE_TTL_MINUTES,
+        rate: float = DEFAULT_RATE,
+        burst: float = DEFAULT_BURST,
     ) -> None:
-        """Resolve against ``map_server``'s sites and registrations."""
+        """Resolve against ``map_server``'s sites and registrations, answering each source
+        address ``rate`` times a second in bursts of up to ``burst``."""
         if not 0 <= negative_ttl_minutes <= 0xFFFFFFFF:
             raise ValueError("negative_ttl_minutes must fit 32 bits")
+        if not rate > 0 or not burst >= 1:
+            raise ValueError("the Map-Request rate limit needs rate > 0 and burst >= 1")
         self.map_server = map_server
         self.negative_ttl_minutes = negative_ttl_minutes
+        self._limiter = _Limiter(rate, burst)
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -107,8 +129,14 @@ class MapResolver:
             return prefix, Action.SEND_MAP_REQUEST, UNREGISTERED_TTL_MINUTES
         return _narrower(configured, registered), Action.NATIVELY_FORWARD, self.negative_ttl_minutes
 
-    def on_ecm(self, ecm: EncapsulatedControl, now: float) -> list[SendControl]:
-        """Handle an ECM received by the Map-Resolver; returns what to send (maybe nothing)."""
+    def on_ecm(
+        self, ecm: EncapsulatedControl, now: float, src: IPAddress | None = None
+    ) -> list[SendControl]:
+        """Handle an ECM received by the Map-Resolver from ``src`` (its outer source address:
+        the rate limit's key; None skips the limit); returns what to send (maybe nothing)."""
+        if src is not None and not self._limiter.allow(src, now):
+            self.drops[REQUEST_RATE_LIMITED] += 1
+            return []
         request = ecm.message
         if not isinstance(request, MapRequest):
             self._refuse(ECM_NOT_MAP_REQUEST, ecm, f"message={type(request).__name__}")

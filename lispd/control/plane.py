@@ -176,7 +176,7 @@ class ControlPlane:
                 return self._unexpected("ecm")
             return ControlResult(self._answer(inner, ecm.sport, src, now))
         if self.map_resolver is not None:
-            return ControlResult(self.map_resolver.on_ecm(ecm, now))
+            return ControlResult(self.map_resolver.on_ecm(ecm, now, src))
         assert self.map_server is not None
         sends = self.map_server.on_map_request(ecm, now)
         if sends is None:

@@ -17,6 +17,7 @@ from lispd.control.mapresolver import (
 )
 from lispd.control.mapserver import MapServer, SitePrefixSpec, SiteSpec
 from lispd.control.outputs import LISP_CONTROL_PORT
+from lispd.control.plane import ControlPlane
 from lispd.wire.address import DistinguishedName, InstanceIdAddress, MacAddress
 from lispd.wire.ecm import EncapsulatedControl, decode_ecm, encode_ecm
 from lispd.wire.ip import IPv4Header, IPv6Header
@@ -237,6 +238,45 @@ def test_registered_eid_is_answered_or_forwarded_by_the_map_server() -> None:
 
 
 # --- refusals ---------------------------------------------------------------------------------
+
+
+def test_requests_are_answered_at_a_bounded_rate_per_source(two_sites: MapResolver) -> None:
+    """A flood from one (spoofed) source naming a victim as ITR-RLOC: the first ``burst`` and
+    then ``rate`` a second are answered, the rest dropped and counted; other sources and the
+    source once its bucket refilled are answered as usual (regression: no limit at all)."""
+    mr = MapResolver(two_sites.map_server, rate=10.0, burst=20.0)
+    flooder, victim, other = IPv4Address("192.0.2.90"), IPv4Address("192.0.2.91"), ITR
+    ecm = decode_ecm(ecm_bytes("203.0.113.7", itr_rlocs=(victim,)))
+    answered = 0
+    for k in range(1000):  # 1000 requests in one second
+        answered += len(mr.on_ecm(ecm, k / 1000, flooder))
+    assert 20 <= answered <= 20 + 10 + 1
+    assert mr.drops == {"request-rate-limited": 1000 - answered}
+    assert mr.stats["negative"] == answered
+    assert len(mr.on_ecm(ecm, 1.0, other)) == 1  # another source has its own bucket
+    assert len(mr.on_ecm(ecm, 3.0, flooder)) == 1  # refilled
+    registered = decode_ecm(ecm_bytes("198.51.100.5", itr_rlocs=(victim,)))
+    for _ in range(30):  # proxy replies and forwards count against the same bucket
+        mr.on_ecm(registered, 3.0, flooder)
+    assert mr.drops["request-rate-limited"] == 1000 - answered + 30 - 19
+    assert mr.on_ecm(ecm, 4.0) != []  # without a source (in-process callers): no limit
+
+
+def test_control_plane_limits_by_the_outer_source(two_sites: MapResolver) -> None:
+    """The control plane hands the Map-Resolver the datagram's source address as the key."""
+    mr = MapResolver(two_sites.map_server, rate=10.0, burst=20.0)
+    plane = ControlPlane(map_server=two_sites.map_server, map_resolver=mr)
+    raw = ecm_bytes("203.0.113.7", itr_rlocs=(IPv4Address("192.0.2.91"),))
+    sends = [len(plane.on_datagram(raw, "192.0.2.90", 4342, 0.0).sends) for _ in range(50)]
+    assert sum(sends) == 20 and plane.counters()["request-rate-limited"] == 30
+    assert plane.on_datagram(raw, "192.0.2.9", 4342, 0.0).sends  # another source
+
+
+def test_rate_limit_must_be_positive(two_sites: MapResolver) -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        MapResolver(two_sites.map_server, rate=0.0)
+    with pytest.raises(ValueError, match="rate limit"):
+        MapResolver(two_sites.map_server, burst=0.5)
 
 
 def test_ecm_not_carrying_a_map_request(two_sites: MapResolver) -> None:
