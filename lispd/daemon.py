@@ -636,6 +636,9 @@ class Daemon:
         address = ip_address(src)
         now = self.clock()
         if isinstance(msg, InfoMessage) and not msg.reply and self.nat_bindings is not None:
+            if not sport:  # no binding to port 0: nothing could be sent back there
+                self._drop("nat-keepalive-port-zero", f"{src}:{sport}")
+                return
             if self.nat_bindings.learn(address, sport, now):
                 log.info("nat binding rloc=%s port=%d", address, sport)
                 self._arm_timer()
