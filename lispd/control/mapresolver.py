@@ -34,10 +34,11 @@ request, not necessarily its source, so without the limit one source could have 
 Map-Resolver send replies as fast as it sends requests to any address it names.  The replies
 are not larger than the requests (no amplification), but the rate is bounded per source.
 
-Refusals are counted in :attr:`MapResolver.drops` and logged once each at WARNING through
-``lispd.control.mapresolver``; accepted work in :attr:`MapResolver.stats`: ``answered`` (a proxy
-Map-Reply from the Map-Server), ``forwarded`` (sent to the ETR), ``negative`` (every negative
-reply) and ``negative-unregistered`` (those of the second kind).
+Refusals are counted in :attr:`MapResolver.drops` and logged at WARNING through
+``lispd.control.mapresolver``, at most one line per reason every 10 s
+(:class:`~lispd.control.mapserver.RefusalLog`); accepted work in :attr:`MapResolver.stats`:
+``answered`` (a proxy Map-Reply from the Map-Server), ``forwarded`` (sent to the ETR),
+``negative`` (every negative reply) and ``negative-unregistered`` (those of the second kind).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from lispd.control.mapserver import (
     IPAddress,
     IPNetwork,
     MapServer,
+    RefusalLog,
     reply_destination,
     request_eid,
 )
@@ -105,14 +107,22 @@ class MapResolver:
         self.map_server = map_server
         self.negative_ttl_minutes = negative_ttl_minutes
         self._limiter = _Limiter(rate, burst)
+        self._refusal_log = RefusalLog(log)
+        self._now = 0.0  # the latest time an ECM came with (for the refusal log)
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
     def _refuse(self, reason: str, ecm: EncapsulatedControl, detail: str = "") -> None:
         self.drops[reason] += 1
         extra = f" {detail}" if detail else ""
-        log.warning(
-            "map-request refused reason=%s src=%s:%d%s", reason, ecm.inner_ip.src, ecm.sport, extra
+        self._refusal_log.warn(
+            reason,
+            self._now,
+            "map-request refused reason=%s src=%s:%d%s",
+            reason,
+            ecm.inner_ip.src,
+            ecm.sport,
+            extra,
         )
 
     def negative_answer(self, iid: int, address: IPAddress) -> tuple[IPNetwork, Action, int] | None:
@@ -134,6 +144,7 @@ class MapResolver:
     ) -> list[SendControl]:
         """Handle an ECM received by the Map-Resolver from ``src`` (its outer source address:
         the rate limit's key; None skips the limit); returns what to send (maybe nothing)."""
+        self._now = now
         if src is not None and not self._limiter.allow(src, now):
             self.drops[REQUEST_RATE_LIMITED] += 1
             return []

@@ -3,8 +3,10 @@
 A sans-IO machine: every method takes the caller's monotonic time ``now`` (seconds) and returns
 what to send as :class:`~lispd.control.outputs.SendControl`; nothing here touches a socket, the
 event loop or the wall clock.  Every input that is malformed, unauthenticated or against policy
-is dropped, counted in :attr:`MapServer.drops` under a reason, logged once at WARNING and never
-raises.
+is dropped, counted in :attr:`MapServer.drops` under a reason and never raises; it is logged at
+WARNING through a :class:`RefusalLog`: the first of each reason at once, then at most one line
+per reason every 10 s saying how many went unlogged (a flood of forged Map-Registers must not
+become a flood of log lines).
 
 Registration (:meth:`MapServer.on_map_register`), in this order:
 
@@ -147,6 +149,38 @@ class Registration:
 
 
 # --- helpers shared with the Map-Resolver ----------------------------------------------------
+
+
+REFUSAL_LOG_INTERVAL = 10.0
+"""Seconds between two WARNING lines about refusals of one reason."""
+
+
+class RefusalLog:
+    """WARNING lines about refused inputs that an attacker cannot turn into a log flood: the
+    first refusal of each reason is logged at once, then at most one per reason every
+    ``interval`` seconds, with the number left unlogged since the previous line (every refusal
+    is counted in the machine's ``drops`` all the same).  ``now`` is the caller's monotonic
+    time, as everywhere in the machines."""
+
+    def __init__(self, logger: logging.Logger, interval: float = REFUSAL_LOG_INTERVAL) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._unlogged: Counter[str] = Counter()
+
+    def warn(self, reason: str, now: float, message: str, *args: object) -> None:
+        """Log ``message % args`` for a refusal of ``reason`` at ``now``, unless one of that
+        reason was logged less than ``interval`` seconds ago."""
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval:
+            self._unlogged[reason] += 1
+            return
+        self._last[reason] = now
+        unlogged = self._unlogged.pop(reason, 0)
+        if unlogged:
+            message += " (%d more since the last line)"
+            args = (*args, unlogged)
+        self.logger.warning(message, *args)
 
 
 def request_eid(request: MapRequest) -> tuple[int, IPAddress] | None:
@@ -296,6 +330,8 @@ class MapServer:
         self._per_site: Counter[str] = Counter()  # registrations held per site
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        self._refusal_log = RefusalLog(log)
+        self._now = 0.0  # the latest time an input came with (for the refusal log)
         self._sites: dict[str, SiteSpec] = {}
         self._site_prefixes: ScopedTables[tuple[AllowedPrefix, ...]] = ScopedTables()
         self._registrations: ScopedTables[Registration] = ScopedTables()
@@ -395,7 +431,9 @@ class MapServer:
     def _refuse(self, reason: str, what: str, src: object, sport: int, detail: str = "") -> None:
         self.drops[reason] += 1
         extra = f" {detail}" if detail else ""
-        log.warning("%s refused reason=%s src=%s:%d%s", what, reason, src, sport, extra)
+        self._refusal_log.warn(
+            reason, self._now, "%s refused reason=%s src=%s:%d%s", what, reason, src, sport, extra
+        )
 
     def on_map_register(
         self, raw: bytes, msg: MapRegister, src: IPAddress, sport: int, now: float
@@ -403,6 +441,7 @@ class MapServer:
         """Handle a Map-Register: ``raw`` is the message as received (the HMAC covers it),
         ``msg`` its decoded form, ``src``:``sport`` where it came from.  Returns the Map-Notify
         to send when one was asked for and the registration was accepted, else nothing."""
+        self._now = now
         if not msg.records:
             self._refuse(REGISTER_NO_RECORDS, "map-register", src, sport)
             return []
@@ -610,6 +649,7 @@ class MapServer:
         An empty list means the request was refused (counted in :attr:`drops`).  Registrations
         whose lifetime ended by ``now`` are expired first, as :meth:`expire` would.
         """
+        self._now = now
         self.expire(now)  # a registration past its lifetime answers nothing, timer or not
         request = ecm.message
         sport = ecm.sport

@@ -3,6 +3,7 @@ Map-Server, wired in memory through wire bytes with an injected clock."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
@@ -270,6 +271,21 @@ def test_control_plane_limits_by_the_outer_source(two_sites: MapResolver) -> Non
     sends = [len(plane.on_datagram(raw, "192.0.2.90", 4342, 0.0).sends) for _ in range(50)]
     assert sum(sends) == 20 and plane.counters()["request-rate-limited"] == 30
     assert plane.on_datagram(raw, "192.0.2.9", 4342, 0.0).sends  # another source
+
+
+def test_refusals_are_logged_at_most_once_per_reason_every_10_s(
+    two_sites: MapResolver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten unusable requests a second for 50 s: all counted, five WARNING lines."""
+    raw = ecm_bytes("198.51.100.40", itr_rlocs=(DistinguishedName("itr"),))
+    with caplog.at_level(logging.WARNING, logger="lispd.control.mapresolver"):
+        for k in range(500):
+            assert two_sites.on_ecm(decode_ecm(raw), k / 10) == []
+    assert two_sites.drops == {"request-no-itr-rloc": 500}
+    lines = [r.getMessage() for r in caplog.records if r.name == "lispd.control.mapresolver"]
+    assert len(lines) == 5, lines
+    assert "reason=request-no-itr-rloc" in lines[0] and "more since" not in lines[0]
+    assert all(line.endswith("(99 more since the last line)") for line in lines[1:])
 
 
 def test_rate_limit_must_be_positive(two_sites: MapResolver) -> None:

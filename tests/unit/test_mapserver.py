@@ -217,6 +217,25 @@ def test_wrong_key_is_refused_counted_and_installs_nothing(caplog) -> None:
     assert "\n" not in refusals[0].getMessage()
 
 
+def test_a_flood_of_refusals_is_counted_in_full_but_logged_sparingly(caplog) -> None:
+    """1000 forged Map-Registers in one second: 1000 counted, one WARNING line; the next one
+    after 10 s logs again and says how many went unlogged (regression: a line per packet)."""
+    ms = make_ms()
+    recs = (record("198.51.100.0/28", ETR_A),)
+    with caplog.at_level(logging.WARNING, logger="lispd.control.mapserver"):
+        for k in range(1000):
+            register(ms, recs, b"forged", k / 1000, nonce=k)
+        register(ms, (record("203.0.113.0/24", ETR_A),), b"forged", 0.5)  # another reason
+        register(ms, recs, b"forged", 10.5, nonce=5000)
+    assert ms.drops == {"register-auth-failed": 1001, "register-unknown-site": 1}
+    lines = [r.getMessage() for r in caplog.records if r.name == "lispd.control.mapserver"]
+    assert len(lines) == 3, lines
+    assert "reason=register-auth-failed" in lines[0] and "more since" not in lines[0]
+    assert "reason=register-unknown-site" in lines[1]
+    assert "reason=register-auth-failed" in lines[2]
+    assert lines[2].endswith("(999 more since the last line)")
+
+
 def test_tampered_bytes_fail_authentication() -> None:
     ms = make_ms()
     msg = MapRegister(nonce=1, records=(record("198.51.100.0/28", ETR_A),))
