@@ -71,6 +71,8 @@ SEND_POOL_SIZE = 8  # outer source ports per address family
 DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
 TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
 SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
+MAX_RECENT_ITRS = 4096  # ITRs remembered per SMR_MEMORY window (spoofed sources: bounded)
+SMR_SAMPLE = HEADER_LEN + 40  # what an SMR needs of their packet: header, inner source
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
 
 
@@ -140,7 +142,8 @@ class Daemon:
         self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
         self._last_status = ""
         self._stop = asyncio.Event()
-        # ITRs that recently encapsulated to us: outer source -> a payload of theirs (for SMRs).
+        # ITRs that recently encapsulated to us: outer source -> the start of a payload of
+        # theirs (for SMRs), at most MAX_RECENT_ITRS per window.
         self._recent_itrs: dict[str, bytes] = {}
         self._older_itrs: dict[str, bytes] = {}
         self._itrs_rotated = clock()
@@ -561,7 +564,9 @@ class Daemon:
             return
         out = etr.handle(payload, ttl, tos)
         if type(out) is ToTun:
-            self._recent_itrs[src] = payload
+            recent = self._recent_itrs
+            if src not in recent and len(recent) < MAX_RECENT_ITRS:
+                recent[src] = payload[:SMR_SAMPLE]  # not the whole packet, per source
             packet = out.packet
             if is_trace(packet) and self._etr_trace(bytes(packet), payload, src, sport):
                 return
