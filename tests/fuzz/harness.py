@@ -36,7 +36,7 @@ from typing import Any
 
 from lispd.api.metrics import render_metrics
 from lispd.config import parse_config
-from lispd.daemon import Daemon
+from lispd.daemon import DATA_ROLES, TUN_ROLES, Daemon
 from lispd.io.udp import Sender
 from lispd.wire.control import decode_control
 from lispd.wire.ecm import EncapsulatedControl
@@ -259,7 +259,6 @@ class Harness:
         """``world``: called after every run of the timer to play the node's peers (answer
         what it sent, send it some ordinary traffic) through :meth:`deliver`."""
         self.role = role
-        self.rng = random.Random(seed)
         self.clock = FakeClock(random.Random(seed + 1))
         self.config = parse_config(ROLE_CONFIGS[role])
         self.daemon = Daemon(self.config, clock=self.clock)
@@ -278,7 +277,6 @@ class Harness:
         self.pool_sockets: list[FakeSocket] = []
         self._inputs = 0
         self._errors = _ErrorCatcher()
-        self._started = False
         self._baseline: Counter[str] = Counter()  # counters after start
         self._background: Counter[str] = Counter()  # counted by the timer and the world
 
@@ -287,8 +285,6 @@ class Harness:
     @property
     def entry_points(self) -> tuple[str, ...]:
         """The entry points this role has (what :meth:`Daemon.start` would open)."""
-        from lispd.daemon import DATA_ROLES, TUN_ROLES
-
         roles = self.config.daemon.roles
         out = []
         if roles & TUN_ROLES:
@@ -339,7 +335,6 @@ class Harness:
                 d._watch_rlocs(entry)
         d._on_timer()
         self._baseline = self._snapshot()
-        self._started = True
 
     def close(self) -> None:
         """Cancel the daemon's timer and detach the log catcher."""

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzz.decoders import TARGETS, Target, run_target
 from tests.fuzz.entrypoints import role_entries
 from tests.fuzz.harness import FuzzInput, Harness, RunStats, run_inputs
 from tests.fuzz.mutator import SPORTS, Mutator, World, entry_seeds
@@ -110,3 +111,13 @@ def test_hypothesis_inputs(fed: _Fed, role: str, entry: str) -> None:
         assert not fed.stats.failure_kinds, _explain(fed.stats)
 
     run()
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
+def test_decoder_targets(target: Target) -> None:
+    """The dedicated job's decoder targets (``--entry decoders``), a short run each (the
+    hypothesis tests of every decoder are in test_decoders.py and the unit tests)."""
+    stats = RunStats()
+    run_target(target, seed=1, count=INPUTS // 5, stats=stats)
+    assert not stats.failure_kinds, _explain(stats)
+    assert stats.inputs[(target.name, "decoders")] == INPUTS // 5
