@@ -25,6 +25,13 @@ Timing and verdicts:
   unanswered ``timeout`` seconds after it was sent is *lost* (its nonce is forgotten, a late
   answer counts as ``probe-reply-unknown-nonce``), and only then may the next one go out, so
   with ``timeout > interval`` probes go out every ``timeout`` seconds.
+- A lost probe of an RLOC that is not (yet) down is followed by the next one at once, not an
+  interval later: an RLOC that stops answering right after a reply is down ``interval +
+  down_after * timeout`` seconds later at most (19 s with the defaults), within three
+  intervals whenever ``down_after * timeout <= 2 * interval``.  (Waiting an interval after
+  each loss would take up to ``down_after * interval + timeout``: 33 s.)  A down RLOC is
+  probed every ``interval`` again.  Over the rate limit these quick retries wait behind the
+  regular probes, so that dead RLOCs cannot starve the others.
 - An RLOC starts *unknown* (``up is None``), which :meth:`Prober.is_usable` treats like up: a
   dead-on-arrival RLOC costs ``down_after`` probe rounds of traffic, but a live one (the common
   case) never has its traffic held back or dropped while the first answer is on its way.
@@ -316,13 +323,19 @@ class Prober:
         RLOCs that went down)."""
         sends: list[SendControl] = []
         changes: list[RlocChange] = []
+        retries: list[_Target] = []
         for target in self._targets.values():
             if target.nonce is not None and now >= target.expires:
                 change = self._lost(target)
                 if change is not None:
                     changes.append(change)
             if target.nonce is None and now >= target.next_probe:
-                sends += self._probe_within_budget(target, now)
+                if target.losses and target.up is not False:
+                    retries.append(target)  # a suspect's quick retry: after the regular probes
+                else:
+                    sends += self._probe_within_budget(target, now)
+        for target in retries:
+            sends += self._probe_within_budget(target, now)
         return sends, changes
 
     def next_deadline(self) -> float | None:
@@ -407,8 +420,12 @@ class Prober:
         target.nonce = None
         target.losses += 1
         self.stats["probes-lost"] += 1
-        if target.losses >= self.settings.down_after and target.up is not False:
+        if target.up is False:
+            return None
+        if target.losses >= self.settings.down_after:
             target.up = False
             self.stats["rloc-down"] += 1
             return RlocChange(target.rloc, False)
+        # Suspect: probe again at once rather than an interval later (see the module doc).
+        target.next_probe = min(target.next_probe, target.expires)
         return None

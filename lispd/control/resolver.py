@@ -8,7 +8,7 @@ Life of a lookup, keyed by ``(iid, eid)`` (the host address that missed):
 
 1. The ITR misses in the map-cache and calls :meth:`Resolver.resolve`.  Unless that key is
    already pending or rate-limited, the resolver returns one :class:`SendControl`: an ECM to the
-   first Map-Resolver carrying a Map-Request for the host prefix (/32 or /128).
+   preferred Map-Resolver carrying a Map-Request for the host prefix (/32 or /128).
 2. The ITR hands the packet to :meth:`Resolver.hold`, which queues it while the lookup is
    pending (bounded per entry and in total, and in time).
 3. :meth:`Resolver.on_map_reply` matches the reply's nonce, checks every record covers the
@@ -22,6 +22,12 @@ Choices:
 - A retransmission reuses the request's nonce (the message is the same Map-Request): a reply
   to any attempt completes the lookup, and one nonce per lookup is all the state kept.  The
   nonce is forgotten when the lookup completes, so a replayed reply counts as unknown.
+- Map-Resolver failover sticks: a lookup starts at the *preferred* Map-Resolver (the first
+  configured one at start) and its retransmissions rotate through the others; the
+  Map-Resolver its last attempt went to when a reply completes it becomes the preferred one
+  (``stats["map-resolver-switched"]``).  So with the first Map-Resolver down, one lookup
+  waits one retransmission interval and the following ones go straight to the next.  A new
+  Map-Resolver list (reload) starts again from its first.
 - With ``retries = 3`` a lookup sends 4 Map-Requests, at t, t+1, t+3, t+7 (interval doubling
   from ``retry_interval``), and gives up at t+15 when no answer came.
 - Rate limits: a new lookup for a key is refused for ``min_request_interval`` after the
@@ -154,6 +160,7 @@ class _Pending:
     source_eid: IpAddress | None
     smr_invoked: bool
     started: float
+    first_mr: int = 0  # index of the Map-Resolver its first attempt went to
     attempts: int = 0
     next_retry: float = 0.0
     last_sent_to: IpAddress | None = None
@@ -175,7 +182,8 @@ class Resolver:
         rng: Callable[[], int] | None = None,
         local_port: int = LISP_CONTROL_PORT,
     ) -> None:
-        """``map_resolvers`` are tried in order (the first one first, the others on retries);
+        """``map_resolvers`` are tried in order (the preferred one first, initially the first
+        one, the others on retries);
         ``itr_rlocs`` (1 to 32) all go in every Map-Request; ``rng`` returns 64-bit nonces
         (default: :func:`secrets.randbits`); ``local_port`` is the UDP port the daemon receives
         Map-Replies on, written as the inner UDP source port."""
@@ -185,6 +193,7 @@ class Resolver:
             raise ValueError(f"local port {local_port} is outside 1..65535")
         self.local_port = local_port
         self._map_resolvers: tuple[IpAddress, ...] = ()
+        self._preferred: IpAddress | None = None
         self._itr_rlocs: tuple[IpAddress, ...] = ()
         self.set_map_resolvers(map_resolvers)
         self.set_itr_rlocs(itr_rlocs)
@@ -204,10 +213,13 @@ class Resolver:
 
     def set_map_resolvers(self, map_resolvers: Sequence[IpAddress]) -> None:
         """Replace the Map-Resolver list (pending lookups use it from their next retry).  An
-        empty list is allowed: lookups are then refused (``stats["no-map-resolver"]``)."""
+        empty list is allowed: lookups are then refused (``stats["no-map-resolver"]``).  A
+        different list forgets the preferred Map-Resolver: new lookups start at its first."""
         for mr in map_resolvers:
             if not isinstance(mr, IPv4Address | IPv6Address):
                 raise TypeError(f"a Map-Resolver is an IPv4/IPv6 address, not {mr!r}")
+        if tuple(map_resolvers) != self._map_resolvers:
+            self._preferred = None
         self._map_resolvers = tuple(map_resolvers)
 
     def set_itr_rlocs(self, itr_rlocs: Sequence[IpAddress]) -> None:
@@ -231,6 +243,13 @@ class Resolver:
     def map_resolvers(self) -> tuple[IpAddress, ...]:
         """The Map-Resolvers in use."""
         return self._map_resolvers
+
+    @property
+    def preferred_map_resolver(self) -> IpAddress | None:
+        """The Map-Resolver new lookups go to first (None without Map-Resolvers)."""
+        if self._preferred in self._map_resolvers:
+            return self._preferred
+        return self._map_resolvers[0] if self._map_resolvers else None
 
     @property
     def itr_rlocs(self) -> tuple[IpAddress, ...]:
@@ -289,6 +308,8 @@ class Resolver:
             source_eid = None
         self._rid += 1
         pending = _Pending(self._rid, iid, eid, nonce, source_eid, smr_invoked, started=now)
+        preferred = self.preferred_map_resolver
+        pending.first_mr = self._map_resolvers.index(preferred) if preferred is not None else 0
         self._pending[key] = pending
         self._by_nonce[nonce] = pending
         send = self._send(pending, now)
@@ -335,6 +356,10 @@ class Resolver:
             return result
         self.stats["replies-accepted"] += 1
         self._complete(pending, now)
+        answered_by = pending.last_sent_to
+        if answered_by in self._map_resolvers and answered_by != self.preferred_map_resolver:
+            self._preferred = answered_by
+            self.stats["map-resolver-switched"] += 1
         ttl_zero = False
         for record in reply.records:
             verdict = self._record_entry(pending, record, now)
@@ -492,7 +517,7 @@ class Resolver:
         return encode_ecm(ecm)
 
     def _send(self, p: _Pending, now: float) -> SendControl:
-        dst = self._map_resolvers[p.attempts % len(self._map_resolvers)]
+        dst = self._map_resolvers[(p.first_mr + p.attempts) % len(self._map_resolvers)]
         payload = self._build(p)
         p.attempts += 1
         p.next_retry = now + self.settings.retry_interval * 2 ** (p.attempts - 1)

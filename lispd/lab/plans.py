@@ -179,9 +179,14 @@ class MappingSystemPlan:
     eid_space_v4: str = "198.51.100.0/24"
     eid_space_v6: str = "2001:db8:100::/48"
     outside_v4: str = "203.0.113.5"
+    # A second MS/MR (``mapping_system_topology(second_msmr=True)`` only).
+    second_msmr: bool = False
+    msmr2: str = "msmr2"
+    msmr2_rloc: str = "192.0.2.34"
+    r_msmr2: str = "192.0.2.33"
 
 
-def mapping_system_topology(sites: int = 3) -> MappingSystemPlan:
+def mapping_system_topology(sites: int = 3, *, second_msmr: bool = False) -> MappingSystemPlan:
     """``sites`` LISP sites and one MS/MR around a core router R, IPv4 underlay (the seed
     "IPv6 over IPv4 transition" lab)::
 
@@ -190,16 +195,24 @@ def mapping_system_topology(sites: int = 3) -> MappingSystemPlan:
     Site N: 198.51.100.(16*(N-1))/28 and 2001:db8:100:N::/64, host .2/::2, xTR .1/::1.
     xtrN - R: 192.0.2.(4*(N-1)) /30, R takes .1, the xTR .2.  msmr - R: 192.0.2.28/30.
     xTRs and the MS/MR reach the underlay 192.0.2.0/24 via R; nothing else is routed.
+
+    ``second_msmr`` adds a second MS/MR node ``msmr2`` on R (msmr2 - R: 192.0.2.32/30, R .33,
+    msmr2 .34), also reaching the underlay via R: the mapping system of a fault test, where
+    one MS/MR goes down and the other carries on.
     """
     if not 1 <= sites <= 7:
         raise ValueError("1 to 7 sites")
     topo = Topology()
     r = topo.router("r")
     handles = [_star_site(topo, r, n) for n in range(1, sites + 1)]
-    plan = MappingSystemPlan(topo, tuple(handles))
+    plan = MappingSystemPlan(topo, tuple(handles), second_msmr=second_msmr)
     msmr = topo.lisp_router(plan.msmr)
     topo.link(msmr, r, [f"{plan.msmr_rloc}/30"], [f"{plan.r_msmr}/30"])
     topo.route(msmr, plan.underlay_v4, via=plan.r_msmr)
+    if second_msmr:
+        msmr2 = topo.lisp_router(plan.msmr2)
+        topo.link(msmr2, r, [f"{plan.msmr2_rloc}/30"], [f"{plan.r_msmr2}/30"])
+        topo.route(msmr2, plan.underlay_v4, via=plan.r_msmr2)
     return plan
 
 

@@ -80,15 +80,14 @@ def answer(
 
 
 def lose_rounds(p: Prober, rloc: IPv4Address | IPv6Address, start: float, rounds: int) -> list:
-    """Let ``rounds`` probes go unanswered from ``start`` (a probe just sent at ``start``)."""
+    """Let ``rounds`` probes go unanswered from ``start`` (a probe just sent at ``start``); each
+    loss short of down is followed by the next probe at once."""
     changes: list[RlocChange] = []
     t = start
     for _ in range(rounds):
-        _, lost = p.on_timer(t + SETTINGS.timeout)
+        t += SETTINGS.timeout
+        sends, lost = p.on_timer(t)
         changes += lost
-        t += SETTINGS.interval
-        sends, more = p.on_timer(t)
-        changes += more
         assert [s.dst for s in sends] == [rloc]
     return changes
 
@@ -323,34 +322,54 @@ def test_down_after_consecutive_losses_and_back_up_on_first_reply() -> None:
     (send,) = p.watch(PETR4, None, 0.0)
     p.on_map_reply(answer(send), PETR4, 0.1)  # up
     p.on_timer(10.0)
-    changes = lose_rounds(p, PETR4, 10.0, 2)
+    changes = lose_rounds(p, PETR4, 10.0, 2)  # lost at 13 and 16, retried at once each time
     assert changes == [] and p.state(PETR4).losses == 2 and p.is_usable(PETR4)
-    _, changes = p.on_timer(33.0)  # third loss in a row
-    assert changes == [RlocChange(PETR4, False)]
+    sends, changes = p.on_timer(19.0)  # third loss in a row
+    assert changes == [RlocChange(PETR4, False)] and sends == []
     assert not p.is_usable(PETR4) and p.state(PETR4).up is False
     assert p.stats["rloc-down"] == 1 and p.stats["probes-lost"] == 3
-    # Probing goes on while down; more losses report nothing new.
-    (send,), _ = p.on_timer(40.0)
-    assert p.on_timer(43.0) == ([], [])
-    assert p.state(PETR4).losses == 4
-    (send,), _ = p.on_timer(50.0)
-    change = p.on_map_reply(answer(send, reported_ttl=63), PETR4, 50.02, ttl=63)
+    # Probing goes on every interval while down; more losses report nothing new.
+    assert p.next_deadline() == 26.0
+    (send,), _ = p.on_timer(26.0)
+    assert p.on_timer(29.0) == ([], [])
+    assert p.state(PETR4).losses == 4 and p.next_deadline() == 36.0
+    (send,), _ = p.on_timer(36.0)
+    change = p.on_map_reply(answer(send, reported_ttl=63), PETR4, 36.02, ttl=63)
     assert change == RlocChange(PETR4, True)
     s = p.state(PETR4)
     assert s.up is True and s.losses == 0 and p.is_usable(PETR4)
     assert s.last_rtt == pytest.approx(0.02) and s.hops[0] == "1/1"
     assert p.stats["rloc-up"] == 1
     # Already up: a further reply changes nothing.
-    (send,), _ = p.on_timer(60.0)
-    assert p.on_map_reply(answer(send), PETR4, 60.1) is None
+    (send,), _ = p.on_timer(46.0)
+    assert p.on_map_reply(answer(send), PETR4, 46.1) is None
     assert p.stats["rloc-up"] == 1
+
+
+def test_an_rloc_failing_right_after_a_reply_is_down_within_three_intervals() -> None:
+    """The worst case: the RLOC dies just after answering.  With the defaults (10 s, 3 s,
+    3 losses) it is down at most interval + 3 timeouts later (19 s), not 3 intervals +
+    a timeout (33 s) as when every loss waited for the next interval."""
+    p = Prober((LOCAL4,), ProbeSettings(), counting_rng())
+    (send,) = p.watch(ETR4, None, 0.0)
+    p.on_map_reply(answer(send), ETR4, 0.001)  # then it dies
+    t, down_at = 0.0, None
+    while down_at is None:
+        t = p.next_deadline()
+        assert t is not None and t <= 30.0
+        _, changes = p.on_timer(t)
+        if changes:
+            assert changes == [RlocChange(ETR4, False)]
+            down_at = t
+    assert down_at == pytest.approx(19.0)
+    assert p.state(ETR4).probes_sent == 4
 
 
 def test_a_dead_rloc_goes_down_from_unknown() -> None:
     p = make()
     p.watch(PETR4, None, 0.0)
     changes = lose_rounds(p, PETR4, 0.0, 2)
-    _, last = p.on_timer(23.0)
+    _, last = p.on_timer(9.0)  # three timeouts: a dead RLOC costs little traffic
     assert changes + last == [RlocChange(PETR4, False)]
     assert p.state(PETR4).up is False and not p.is_usable(PETR4)
 
@@ -365,11 +384,10 @@ def test_first_reply_from_unknown_reports_no_change() -> None:
 def test_a_reply_resets_the_loss_run() -> None:
     p = make(probe_settings=ProbeSettings(interval=10, timeout=3, down_after=2))
     p.watch(PETR4, None, 0.0)
-    p.on_timer(3.0)  # loss 1
-    (send,), _ = p.on_timer(10.0)
-    p.on_map_reply(answer(send), PETR4, 10.5)
-    (send,), _ = p.on_timer(20.0)
-    _, changes = p.on_timer(23.0)  # loss 1 again, not 2
+    (send,), _ = p.on_timer(3.0)  # loss 1, and the next probe at once
+    p.on_map_reply(answer(send), PETR4, 3.5)
+    (send,), _ = p.on_timer(13.0)  # answered: back to the interval
+    _, changes = p.on_timer(16.0)  # loss 1 again, not 2
     assert changes == [] and p.state(PETR4).up is True and p.state(PETR4).losses == 1
 
 
@@ -399,11 +417,15 @@ def test_interval_timing_and_deadlines() -> None:
     assert [s.dst for s in sends] == [PETR4]
     assert p.next_deadline() == 13.0
     assert p.on_timer(12.0) == ([], [])  # still waiting, nothing to send
-    p.on_timer(13.0)  # lost
-    assert p.next_deadline() == 20.0
-    sends, _ = p.on_timer(21.5)  # called late: sends now, next interval counts from now
-    assert len(sends) == 1 and p.next_deadline() == 24.5
-    assert p.state(PETR4).probes_sent == 3
+    sends, _ = p.on_timer(13.0)  # lost: the next probe goes at once, not at 20
+    assert len(sends) == 1 and p.next_deadline() == 16.0
+    p.on_map_reply(answer(sends[0]), PETR4, 13.1)
+    assert p.next_deadline() == 23.0  # answered: every interval again
+    sends, _ = p.on_timer(24.5)  # called late: sends now, next interval counts from now
+    assert len(sends) == 1 and p.next_deadline() == 27.5
+    p.on_map_reply(answer(sends[0]), PETR4, 24.6)
+    assert p.next_deadline() == 34.5
+    assert p.state(PETR4).probes_sent == 4
 
 
 def test_timeout_longer_than_interval_keeps_one_probe_outstanding() -> None:

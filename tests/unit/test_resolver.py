@@ -34,6 +34,7 @@ from lispd.wire.records import Action, EidPrefix, EidRecord, Locator
 
 MR1 = IPv4Address("192.0.2.10")
 MR2 = IPv6Address("2001:db8::10")
+MR3 = IPv4Address("192.0.2.11")
 RLOC4 = IPv4Address("192.0.2.1")
 RLOC6 = IPv6Address("2001:db8::1")
 REMOTE_RLOC = IPv4Address("192.0.2.66")
@@ -258,6 +259,57 @@ def test_late_timer_retransmits_once_and_backs_off_from_then() -> None:
     sends, _ = r.on_timer(2.5)  # the daemon was late
     assert len(sends) == 1
     assert r.next_deadline() == 4.5
+
+
+def test_map_resolver_that_answered_a_retransmission_is_tried_first_from_then_on() -> None:
+    """MR1 down: the first lookup waits one interval for MR2; the next ones go to MR2 first."""
+    r = make(mrs=(MR1, MR2, MR3))
+    assert r.preferred_map_resolver == MR1
+    [send] = r.resolve(0, EID, SRC, now=0.0)
+    assert send.dst == MR1
+    [retry], _ = r.on_timer(1.0)
+    assert retry.dst == MR2
+    assert r.on_map_reply(reply(NONCE0, positive()), REMOTE_RLOC, now=1.1).installs
+    assert r.preferred_map_resolver == MR2
+    assert r.stats["map-resolver-switched"] == 1
+    [send] = r.resolve(0, EID6, SRC6, now=2.0)
+    assert send.dst == MR2
+    # Should MR2 fail in turn, retries rotate on from it: MR3, then MR1.
+    assert [s.dst for s in r.on_timer(3.0)[0]] == [MR3]
+    assert [s.dst for s in r.on_timer(5.0)[0]] == [MR1]
+    assert r.pending()[0]["map-resolver"] == str(MR1)
+    assert r.on_map_reply(reply(NONCE0 + 1, positive(IPv6Network("2001:db8:100:2::/64"))),
+                          REMOTE_RLOC6, now=5.1).installs  # fmt: skip
+    assert r.preferred_map_resolver == MR1
+    assert r.stats["map-resolver-switched"] == 2
+
+
+def test_a_first_attempt_answer_keeps_the_preferred_map_resolver() -> None:
+    r = make()
+    r.resolve(0, EID, SRC, now=0.0)
+    r.on_map_reply(reply(NONCE0, positive()), REMOTE_RLOC, now=0.1)
+    assert r.preferred_map_resolver == MR1
+    assert r.stats["map-resolver-switched"] == 0
+    [send] = r.resolve(0, EID6, SRC6, now=1.0)
+    assert send.dst == MR1
+
+
+def test_a_new_map_resolver_list_starts_again_from_its_first() -> None:
+    r = make()
+    r.resolve(0, EID, SRC, now=0.0)
+    r.on_timer(1.0)
+    r.on_map_reply(reply(NONCE0, positive()), REMOTE_RLOC, now=1.1)
+    assert r.preferred_map_resolver == MR2
+    r.set_map_resolvers([MR1, MR2])  # the same list (a reload that changed nothing): kept
+    assert r.preferred_map_resolver == MR2
+    r.set_map_resolvers([MR2, MR1])
+    assert r.preferred_map_resolver == MR2  # now the first of the new list
+    r.set_map_resolvers([MR1, MR2])
+    assert r.preferred_map_resolver == MR1
+    [send] = r.resolve(0, EID6, SRC6, now=3.0)
+    assert send.dst == MR1
+    r.set_map_resolvers([])
+    assert r.preferred_map_resolver is None
 
 
 # --- Map-Replies --------------------------------------------------------------------------------

@@ -1,0 +1,451 @@
+"""Faults, proved and measured through real namespaces: an ETR RLOC, a Map-Server, a
+Map-Resolver going down, and an xTR's lispd killed with SIGKILL and started again.
+
+Each test prints what it measured (``pytest -s`` shows it):
+
+- RLOC failover: lispd.lab.two_site_topology, each xTR mapping the other site to its IPv4 RLOC
+  (priority 1) and its IPv6 RLOC (priority 2), probing with the defaults scaled down 20 times
+  (interval 0.5 s, timeout 0.15 s, down-after 3).  A 50 ms ping runs from A to B while R starts
+  dropping everything to and from xTR2's IPv4 RLOC; the time from the cut to the first reply
+  after it is the failover time, at most three probe intervals.
+- Map-Server / Map-Resolver down: lispd.lab.mapping_system_topology(second_msmr=True), every
+  ETR registering with both MS/MRs every second, every ITR resolving through msmr then msmr2.
+  msmr's lispd is SIGKILLed; msmr2 keeps every registration fresh past the registration
+  timeout, the ETRs show msmr unacknowledged and msmr2 acknowledged, and new EIDs resolve
+  through msmr2: the first after one retransmission interval, the following at once.
+- SIGKILL and restart: the TUN device and every route to it go with the process (nothing
+  stale is left behind), and a lispd started again at once is ready and forwards within a
+  few seconds.  Only on a TUN created beforehand as persistent do a killed run's routes stay;
+  the next run removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lispd.api.client import request
+from lispd.lab import (
+    DaemonHandle,
+    Lab,
+    MappingSystemPlan,
+    TwoSitePlan,
+    mapping_system_topology,
+    pinger,
+    two_site_topology,
+)
+from tests.netns import common
+
+pytestmark = pytest.mark.netns
+
+PING_INTERVAL = 0.05
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, poll: float = 0.05) -> Any:
+    """Poll ``check`` every ``poll`` s until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
+@dataclass
+class ContinuousPing:
+    """A pinger sending every :data:`PING_INTERVAL` s in the background; ``replies`` holds the
+    monotonic arrival time (in this process) and sequence number of every echo reply."""
+
+    proc: subprocess.Popen[str]
+    replies: list[tuple[float, int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = re.match(r"reply from \S+ seq=(\d+)", line)
+            if m:
+                with self._lock:
+                    self.replies.append((time.monotonic(), int(m.group(1))))
+
+    def times(self) -> list[float]:
+        """Arrival times of the replies so far."""
+        with self._lock:
+            return [t for t, _ in self.replies]
+
+    def first_reply_after(self, moment: float) -> float | None:
+        """Arrival time of the first reply after ``moment``, or None."""
+        return next((t for t in self.times() if t > moment), None)
+
+    def outage_after(self, moment: float) -> float:
+        """Seconds from ``moment`` to the first reply that ended the longest silence after
+        it (0 when replies never stopped for more than three ping intervals)."""
+        times = [t for t in self.times() if t > moment]
+        best_end, best_gap = None, 3 * PING_INTERVAL
+        for before, after in zip([moment, *times], times, strict=False):
+            if after - before > best_gap:
+                best_end, best_gap = after, after - before
+        return 0.0 if best_end is None else best_end - moment
+
+
+@contextlib.contextmanager
+def continuous_ping(lab: Lab, node: str, dst: str, seconds: float) -> Iterator[ContinuousPing]:
+    """Ping ``dst`` from ``node`` every :data:`PING_INTERVAL` s for up to ``seconds``."""
+    count = int(seconds / PING_INTERVAL)
+    argv = [sys.executable, "-u", "-I", "-S", pinger.__file__, "-c", str(count)]
+    argv += ["-i", str(PING_INTERVAL), "-W", "1", dst]
+    proc = lab.popen(node, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ping = ContinuousPing(proc)
+    reader = threading.Thread(target=ping._read, name="continuous-ping", daemon=True)
+    reader.start()
+    try:
+        yield ping
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        reader.join(5)
+
+
+def ping_rtt(lab: Lab, node: str, dst: str, wait: float = 4.0) -> float | None:
+    """The round-trip time in seconds of one echo request, None when no reply came."""
+    proc = lab.run(
+        node, sys.executable, "-I", "-S", pinger.__file__, "-c", "1", "-W", f"{wait:g}", dst,
+        check=False, timeout=wait + 10,
+    )  # fmt: skip
+    m = re.search(r"time=([\d.]+) ms", proc.stdout)
+    return None if m is None else float(m.group(1)) / 1000
+
+
+def sigkill(daemon: DaemonHandle) -> None:
+    """Kill ``daemon`` with SIGKILL (no clean-up of its own) and reap it."""
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait(5)
+    assert daemon.returncode == -signal.SIGKILL
+
+
+# --- 1. an ETR RLOC goes down -----------------------------------------------------------------
+
+# The defaults (interval 10, timeout 3, down-after 3) scaled down 20 times.
+PROBE_INTERVAL, PROBE_TIMEOUT, DOWN_AFTER = 0.5, 0.15, 3
+
+
+def two_site_xtr_config(
+    plan: TwoSitePlan, me: int, sock: str, probing: tuple[float, float, int] | None
+) -> str:
+    """xTR ``me`` (1 or 2) of the two-site lab: the other site mapped statically to the peer's
+    IPv4 RLOC (priority 1) and IPv6 RLOC (priority 2); ``probing`` is (interval, timeout,
+    down-after), None for the defaults."""
+    mine, peer = (1, 2) if me == 1 else (2, 1)
+    rloc4, rloc6 = getattr(plan, f"xtr{mine}_rloc_v4"), getattr(plan, f"xtr{mine}_rloc_v6")
+    peer4, peer6 = getattr(plan, f"xtr{peer}_rloc_v4"), getattr(plan, f"xtr{peer}_rloc_v6")
+    site, other = ("a", "b") if me == 1 else ("b", "a")
+    rlocs = f'[{{ address = "{peer4}", priority = 1 }}, {{ address = "{peer6}", priority = 2 }}]'
+    tables = "".join(
+        f'\n[[database-mapping]]\neid-prefix = "{getattr(plan, f"site_{site}_prefix_{f}")}"\n'
+        f'rlocs = [{{ address = "{rloc4}" }}, {{ address = "{rloc6}", priority = 2 }}]\n'
+        f'\n[[map-cache]]\neid-prefix = "{getattr(plan, f"site_{other}_prefix_{f}")}"\n'
+        f"rlocs = {rlocs}\n"
+        for f in ("v4", "v6")
+    )
+    probe = ""
+    if probing is not None:
+        interval, timeout, down_after = probing
+        probe = f"\n[probing]\ninterval = {interval}\ntimeout = {timeout}\n"
+        probe += f"down-after = {down_after}\n"
+    return f"""
+[daemon]
+name = "xtr{me}"
+roles = ["itr", "etr"]
+control-socket = "{sock}"
+
+[underlay]
+rlocs = ["{rloc4}", "{rloc6}"]
+{probe}{tables}"""
+
+
+@contextlib.contextmanager
+def two_site_lab(
+    probing: tuple[float, float, int] | None,
+) -> Iterator[tuple[Lab, TwoSitePlan, dict[int, DaemonHandle]]]:
+    """The two-site lab with both xTRs running; daemons still running at the end must stop
+    cleanly."""
+    plan = two_site_topology()
+    with Lab(plan.topology) as lab:
+        daemons: dict[int, DaemonHandle] = {}
+        try:
+            for n, node in ((1, plan.xtr1), (2, plan.xtr2)):
+                sock = str(lab.workdir / f"xtr{n}.sock")
+                daemons[n] = lab.start_lispd(node, two_site_xtr_config(plan, n, sock, probing))
+            yield lab, plan, daemons
+        finally:
+            for daemon in daemons.values():
+                if daemon.running():
+                    assert daemon.stop() == 0, daemon.log_tail()
+
+
+def test_etr_rloc_down_traffic_fails_over_within_three_probe_intervals() -> None:
+    probing = (PROBE_INTERVAL, PROBE_TIMEOUT, DOWN_AFTER)
+    with two_site_lab(probing) as (lab, plan, _daemons):
+        sock1 = str(lab.workdir / "xtr1.sock")
+        v4, v6 = plan.xtr2_rloc_v4, plan.xtr2_rloc_v6
+
+        def state(rloc: str) -> str | None:
+            return {r["rloc"]: r["state"] for r in request(sock1, "rlocs")}.get(rloc)
+
+        def replies(rloc: str) -> int:
+            return next(r["replies"] for r in request(sock1, "rlocs") if r["rloc"] == rloc)
+
+        wait_for("both RLOCs of xTR2 up", lambda: state(v4) == state(v6) == "up")
+        with continuous_ping(lab, plan.host_a, plan.host_b_v4, 8.0) as ping:
+            wait_for("replies flowing", lambda: len(ping.times()) >= 10)
+            # The worst moment: just after a probe was answered, the longest wait for the next.
+            answered = replies(v4)
+            wait_for("a probe answered", lambda: replies(v4) > answered, 2.0, poll=0.005)
+            cut = time.monotonic()  # before nft runs: the rule acts a little later, if anything
+            lab.run(plan.r, "nft", "-f", "-", input=(
+                "table ip cut {\n  chain cutter {\n    type filter hook forward priority 0;\n"
+                f"    ip daddr {v4} drop\n    ip saddr {v4} drop\n  }}\n}}\n"
+            ))  # fmt: skip
+            wait_for("xTR2's IPv4 RLOC down", lambda: state(v4) == "down", timeout=5.0)
+            seen_down = time.monotonic()
+            marked_down = seen_down - cut  # as seen by polling every 50 ms
+            wait_for("replies again", lambda: ping.first_reply_after(seen_down), timeout=5.0)
+            time.sleep(0.2)
+            failover = ping.outage_after(cut)
+        seqs = {seq for _, seq in ping.replies}
+        lost = max(seqs) - min(seqs) + 1 - len(seqs)
+        print(
+            f"\n[faults] RLOC failover: replies resumed {failover:.3f} s after the cut "
+            f"(RLOC marked down after {marked_down:.3f} s; probing interval {PROBE_INTERVAL} s, "
+            f"timeout {PROBE_TIMEOUT} s, down-after {DOWN_AFTER}; limit "
+            f"{3 * PROBE_INTERVAL:.2f} s + two ping intervals); {lost} pings lost"
+        )
+        assert failover <= 3 * PROBE_INTERVAL + 2 * PING_INTERVAL, f"failover {failover:.3f} s"
+        entry = next(
+            e for e in request(sock1, "map-cache") if e["eid-prefix"] == plan.site_b_prefix_v4
+        )
+        assert [(r["address"], r["up"]) for r in entry["rlocs"]] == [(v4, False), (v6, True)]
+
+
+# --- 2. and 3. a Map-Server / Map-Resolver goes down ------------------------------------------
+
+KEYS = {1: "key-one", 2: "key-two", 3: "key-three"}
+REGISTRATION_TIMEOUT = 3
+
+
+@dataclass
+class MappingNet:
+    """Two MS/MRs (msmr, msmr2) and two sites whose xTRs register with both and resolve
+    through msmr first, msmr2 second.  xtr2 knows site 1 statically, so that the round trip of
+    a first ping from h1 to h2 is the time xtr1 held it while resolving."""
+
+    lab: Lab
+    plan: MappingSystemPlan
+    daemons: dict[str, DaemonHandle]
+
+    def sock(self, node: str) -> str:
+        return str(self.lab.workdir / f"{node}.sock")
+
+    def ask(self, node: str, command: str) -> Any:
+        return request(self.sock(node), command)
+
+    def registered(self, ms: str) -> set[str]:
+        return {r["eid-prefix"] for r in self.ask(ms, "site")}
+
+    def all_prefixes(self) -> set[str]:
+        return {p for s in self.plan.sites for p in (s.prefix_v4, s.prefix_v6)}
+
+
+@contextlib.contextmanager
+def mapping_net() -> Iterator[MappingNet]:
+    plan = mapping_system_topology(sites=2, second_msmr=True)
+    with Lab(plan.topology) as lab:
+        net = MappingNet(lab, plan, {})
+        try:
+            ms_extra = f"\n[mapping-system]\nregistration-timeout = {REGISTRATION_TIMEOUT}\n"
+            for name, rloc in ((plan.msmr, plan.msmr_rloc), (plan.msmr2, plan.msmr2_rloc)):
+                config = common.ms_config(
+                    name, rloc, net.sock(name), plan.sites, KEYS, extra=ms_extra
+                )
+                net.daemons[name] = lab.start_lispd(name, config)
+            for site in plan.sites:
+                extra = f"""
+[[map-server]]
+address = "{plan.msmr2_rloc}"
+key = "{KEYS[site.index]}"
+
+[[map-resolver]]
+address = "{plan.msmr2_rloc}"
+
+[registration]
+interval = 1
+"""
+                if site is plan.sites[1]:
+                    back = plan.sites[0]
+                    extra += "".join(
+                        f'\n[[map-cache]]\neid-prefix = "{prefix}"\n'
+                        f'rlocs = [{{ address = "{back.rloc}" }}]\n'
+                        for prefix in (back.prefix_v4, back.prefix_v6)
+                    )
+                config = common.xtr_config(
+                    site, net.sock(site.xtr), plan.msmr_rloc, KEYS[site.index], extra=extra
+                )
+                net.daemons[site.xtr] = lab.start_lispd(site.xtr, config)
+            want = net.all_prefixes()
+            for ms in (plan.msmr, plan.msmr2):
+                wait_for(f"every site on {ms}", lambda ms=ms: net.registered(ms) == want)
+            yield net
+        finally:
+            for daemon in net.daemons.values():
+                if daemon.running():
+                    assert daemon.stop() == 0, daemon.log_tail()
+
+
+def test_map_server_down_registrations_continue_on_the_other() -> None:
+    with mapping_net() as net:
+        plan = net.plan
+        killed = time.monotonic()
+        sigkill(net.daemons[plan.msmr])
+        # Well past the registration timeout: without fresh Map-Registers msmr2 would have
+        # dropped every site by now.
+        time.sleep(REGISTRATION_TIMEOUT + 1.5)
+        sites = net.ask(plan.msmr2, "site")
+        assert {r["eid-prefix"] for r in sites} == net.all_prefixes(), sites
+        assert all(r["last-registered-ago"] <= 1.5 for r in sites), sites
+        for site in plan.sites:
+            status = {s["address"]: s for s in net.ask(site.xtr, "registrations")}
+            assert not status[plan.msmr_rloc]["acknowledged"], status
+            assert status[plan.msmr2_rloc]["acknowledged"], status
+            assert status[plan.msmr_rloc]["registers-sent"] >= REGISTRATION_TIMEOUT, status
+        lispctl = [sys.executable, "-m", "lispd.cli.lispctl", "-s", net.sock(plan.sites[0].xtr)]
+        shown = subprocess.run(
+            [*lispctl, "show", "registrations"],
+            capture_output=True, text=True, timeout=20, check=True, cwd=common.REPO,
+        ).stdout  # fmt: skip
+        # Resolution through the surviving MS/MR.
+        site1, site2 = plan.sites
+        rtt = ping_rtt(net.lab, site1.host, site2.host_v4)
+        assert rtt is not None, "no reply through msmr2"
+        print(
+            f"\n[faults] Map-Server down: msmr2 still holds all {len(sites)} registrations "
+            f"{time.monotonic() - killed:.1f} s after msmr was killed (registration timeout "
+            f"{REGISTRATION_TIMEOUT} s); first ping through it {rtt:.3f} s\n{shown}"
+        )
+
+
+def test_map_resolver_down_resolution_uses_the_next_one() -> None:
+    with mapping_net() as net:
+        plan = net.plan
+        site1, site2 = plan.sites
+        sigkill(net.daemons[plan.msmr])
+        first = ping_rtt(net.lab, site1.host, site2.host_v4)
+        second = ping_rtt(net.lab, site1.host, site2.host_v6)
+        stats = net.ask(site1.xtr, "stats")
+        print(
+            f"\n[faults] Map-Resolver down: first packet to a new EID waited "
+            f"{first if first is None else round(first, 3)} s (retry-interval 1 s), "
+            f"the next new EID {second if second is None else round(second, 3)} s"
+        )
+        assert first is not None, "the first packet was lost"
+        assert second is not None, "the second new EID's first packet was lost"
+        assert first <= 1.0 + 0.5, first  # one retransmission interval
+        # Once msmr2 answered, new lookups start with it rather than with the dead msmr.
+        assert second < 0.5, second
+        assert "resolve-timeout" not in stats["drops"], stats["drops"]
+        cache = {e["eid-prefix"]: e for e in net.ask(site1.xtr, "map-cache")}
+        for prefix in (site2.prefix_v4, site2.prefix_v6):
+            assert cache[prefix]["rlocs"][0]["address"] == site2.rloc, cache
+
+
+# --- 4. SIGKILL and restart -------------------------------------------------------------------
+
+
+def test_sigkilled_lispd_leaves_nothing_behind_and_a_restart_forwards_within_seconds() -> None:
+    with two_site_lab(None) as (lab, plan, daemons):
+        sock1 = str(lab.workdir / "xtr1.sock")
+        config = daemons[1].config_path.read_text()
+        assert lab.ping(plan.host_a, plan.host_b_v4, count=2)
+        assert lab.ping(plan.host_a, plan.host_b_v6, count=2)
+
+        def tun_links() -> str:
+            return lab.run(plan.xtr1, "ip", "-o", "link", "show", "type", "tun").stdout
+
+        def routes() -> str:
+            v4 = lab.run(plan.xtr1, "ip", "-4", "route", "show", "table", "all").stdout
+            v6 = lab.run(plan.xtr1, "ip", "-6", "route", "show", "table", "all").stdout
+            return v4 + v6
+
+        assert "lisp0" in tun_links()
+        before = routes()
+        for prefix in (plan.site_b_prefix_v4, plan.site_b_prefix_v6):
+            assert f"{prefix} dev lisp0" in before, before
+
+        with continuous_ping(lab, plan.host_a, plan.host_b_v4, 15.0) as ping:
+            wait_for("replies flowing", lambda: len(ping.times()) >= 5)
+            killed = time.monotonic()
+            sigkill(daemons[1])
+            assert tun_links() == "", tun_links()
+            after = routes()
+            assert "lisp0" not in after and "198.51.100.16" not in after, after
+            assert "2001:db8:100:2::" not in after, after
+            assert Path(sock1).exists()  # the stale control socket: replaced on restart
+
+            restarted = time.monotonic()
+            daemons[1] = lab.start_lispd(plan.xtr1, config)
+            ready = time.monotonic() - restarted
+            forwarding = wait_for(
+                "replies after the restart", lambda: ping.first_reply_after(restarted), 10.0
+            )
+            time.sleep(0.3)
+        assert request(sock1, "version")["name"] == "xtr1"
+        for prefix in (plan.site_b_prefix_v4, plan.site_b_prefix_v6):
+            assert f"{prefix} dev lisp0" in routes()
+        assert lab.ping(plan.host_a, plan.host_b_v6, count=1)
+        print(
+            f"\n[faults] SIGKILL and restart: READY=1 {ready:.3f} s after the restart, first "
+            f"reply {forwarding - restarted:.3f} s after it; outage from the kill "
+            f"{forwarding - killed:.3f} s; no TUN, no route left behind"
+        )
+        assert forwarding - restarted <= 5.0
+
+
+def test_on_a_persistent_tun_a_restart_removes_the_routes_a_killed_run_left() -> None:
+    """A TUN created beforehand as persistent (``ip tuntap add``) outlives lispd: the routes of
+    a SIGKILLed run stay on it, and the next run removes those its configuration no longer
+    has (here site B's IPv6 prefix, gone from the map-cache)."""
+    with two_site_lab(None) as (lab, plan, daemons):
+        config = daemons[1].config_path.read_text()
+        assert daemons[1].stop() == 0, daemons[1].log_tail()
+        lab.run(plan.xtr1, "ip", "tuntap", "add", "dev", "lisp0", "mode", "tun")
+
+        def routes() -> str:
+            return lab.run(plan.xtr1, "ip", "-6", "route", "show", "dev", "lisp0").stdout
+
+        daemons[1] = lab.start_lispd(plan.xtr1, config)
+        assert lab.ping(plan.host_a, plan.host_b_v6, count=2)
+        sigkill(daemons[1])
+        # What SIGKILL cannot avoid on a persistent device: the routes stay until the restart.
+        assert plan.site_b_prefix_v6 in routes()
+        moved = config.replace(f'"{plan.site_b_prefix_v6}"', '"2001:db8:100:9::/64"')
+        assert moved != config
+        daemons[1] = lab.start_lispd(plan.xtr1, moved)
+        left = routes()
+        assert plan.site_b_prefix_v6 not in left and "2001:db8:100:9::/64" in left, left
+        assert "removed stale routes count=" in daemons[1].log_text()
+        assert lab.ping(plan.host_a, plan.host_b_v4, count=2)
