@@ -96,6 +96,7 @@ def build_control_plane(
                 timeout=p.timeout,
                 down_after=p.down_after,
                 max_per_second=p.max_per_second,
+                max_rlocs=config.limits.probed_rlocs,
             ),
             rng,
         )

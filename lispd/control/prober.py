@@ -59,6 +59,7 @@ from an address other than the RLOC it was sent to).  ``stats`` counts ``probes-
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections import Counter, deque
@@ -78,6 +79,8 @@ from lispd.wire.records import EidPrefix
 IpAddress = IPv4Address | IPv6Address
 IpNetwork = IPv4Network | IPv6Network
 
+log = logging.getLogger("lispd.control.prober")
+
 PROBE_TTL: Final = 64
 """The IP TTL (hop limit) the daemon sends probes with; hop counts are reckoned from it."""
 
@@ -92,20 +95,22 @@ class ProbeSettings:
     """Probe every ``interval`` seconds; a probe unanswered after ``timeout`` seconds is lost;
     an RLOC is down after ``down_after`` losses in a row and up again on the first reply; the
     last ``history`` RTTs and hop counts are kept; at most ``max_per_second`` probes go out a
-    second in all (a large map-cache spreads its probes out rather than bursting)."""
+    second in all (a large map-cache spreads its probes out rather than bursting); at most
+    ``max_rlocs`` RLOCs are watched at once (more are refused: ``probe-table-full``)."""
 
     interval: float = 10.0
     timeout: float = 3.0
     down_after: int = 3
     history: int = 3
     max_per_second: float = 100.0
+    max_rlocs: int = 10_000
 
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "max_per_second"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"probe {name} must be a finite number > 0, not {value!r}")
-        for name in ("down_after", "history"):
+        for name in ("down_after", "history", "max_rlocs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"probe {name} must be an integer >= 1, not {value!r}")
@@ -207,6 +212,7 @@ class Prober:
         self._nonces: dict[int, IpAddress] = {}  # outstanding probe nonce -> probed RLOC
         rate = self.settings.max_per_second
         self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
+        self._full_logged = False
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -234,13 +240,22 @@ class Prober:
         (the default route of the RLOC's family when None); returns the first probe.
 
         Idempotent: an RLOC already watched keeps its state and EID-prefix, and nothing is sent.
-        Raises ``ValueError`` for an RLOC of a family without a local RLOC, or an EID-prefix that
-        cannot be encoded; ``TypeError`` for something that is not an address.
+        With ``max_rlocs`` RLOCs watched already, ``rloc`` is not (counted
+        ``probe-table-full``; it stays usable, as an unprobed RLOC is).  Raises ``ValueError``
+        for an RLOC of a family without a local RLOC, or an EID-prefix that cannot be encoded;
+        ``TypeError`` for something that is not an address.
         """
         if not isinstance(rloc, IPv4Address | IPv6Address):
             raise TypeError(f"an RLOC is an IPv4/IPv6 address, not {rloc!r}")
         if rloc in self._targets:
             return []
+        if len(self._targets) >= self.settings.max_rlocs:
+            self.drops["probe-table-full"] += 1
+            if not self._full_logged:  # one line per time the table fills up
+                log.warning("probe table full max-rlocs=%d", self.settings.max_rlocs)
+                self._full_logged = True
+            return []
+        self._full_logged = False
         if not any(a.version == rloc.version for a in self.local_rlocs):
             raise ValueError(f"cannot probe {rloc}: no local IPv{rloc.version} RLOC")
         if eid_prefix is None:

@@ -601,3 +601,18 @@ def test_probes_are_rate_limited_in_all_and_deferred_not_lost() -> None:
         sent.update(s.dst for s in sends)
         assert now < 3.0, "deferred probes never went out"
     assert sent == set(rlocs)
+
+
+def test_the_probe_table_is_bounded() -> None:
+    a = IPv4Address
+    nonces = iter(range(1, 100))
+    prober = Prober([a("192.0.2.1")], ProbeSettings(max_rlocs=2), rng=lambda: next(nonces))
+    for last in (10, 11, 12):
+        prober.watch(a(f"192.0.2.{last}"), None, 0.0)
+    assert prober.watched == (a("192.0.2.10"), a("192.0.2.11"))
+    assert prober.drops["probe-table-full"] == 1
+    assert prober.is_usable(a("192.0.2.12"))  # not probed: never taken for down
+    prober.unwatch(a("192.0.2.10"))
+    assert prober.watch(a("192.0.2.12"), None, 1.0) != []
+    with pytest.raises(ValueError):
+        ProbeSettings(max_rlocs=0)
