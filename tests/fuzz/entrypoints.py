@@ -155,13 +155,16 @@ def _report_entry(stats: RunStats, entry: str, seconds: dict[str, float], out: T
     cpu = seconds.get(entry, 0.0)
     drops: Counter[str] = Counter()
     packets: Counter[str] = Counter()
+    machines: Counter[str] = Counter()  # the control machines' statistics
     for (_role, e), outcome in stats.outcomes.items():
         if e != entry:
             continue
         for name, value in outcome.items():
             if name.startswith("drop:"):
                 drops[name.removeprefix("drop:")] += value
-            elif "." in name and ":" not in name:
+            elif ":" in name:
+                machines[name] += value
+            else:
                 packets[name] += value
     rate = total / cpu if cpu else 0.0
     print(f"== entry point {entry}: {total:,} inputs", file=out)
@@ -176,6 +179,10 @@ def _report_entry(stats: RunStats, entry: str, seconds: dict[str, float], out: T
     )
     print(
         "   top drops: " + ", ".join(f"{k} {v:,}" for k, v in drops.most_common(TOP)),
+        file=out,
+    )
+    print(
+        "   control machines: " + ", ".join(f"{k} {v:,}" for k, v in machines.most_common(TOP)),
         file=out,
     )
     errors = drops.get("internal-error", 0)
