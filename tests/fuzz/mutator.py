@@ -13,8 +13,8 @@ Info-Requests and Info-Replies, Map-Replies for UDP 4342; LISP-Trace headers for
 from its seed: a seed as it is, or with 1 to 5 mutations (bit flips, interesting bytes and
 16/32-bit values over length/count/AFI fields, arithmetic, truncation, deletion, insertion,
 duplication, splices and overwrites from another seed), or plain random bytes; then, half of
-the time, repairs that let a mutant get further (IP lengths and checksum, a recently sent nonce,
-the HMAC recomputed with a site key).  One input in eight answers something the daemon sent a
+the time, repairs that let a mutant get further (IP lengths and checksum, the HMAC recomputed
+with a site key or a wrong one).  One input in eight answers something the daemon sent a
 moment ago (a Map-Reply to its Map-Request, an Info-Reply to its Info-Request, a Map-Notify to
 its Map-Register, with the right nonce and from the right peer), mutated or not: that is how
 map-cache installs, released held packets, NAT discovery, acknowledged registrations and RLOC
@@ -535,12 +535,12 @@ class Mutator:
                 sent = rng.choice(sends)
                 data, _wrapped = answer(sent, rng, self.role)
                 if data:
-                    if entry == "data":
-                        data = build_header(rng.getrandbits(24), IID_CONTROL) + data
                     if rng.random() < 0.5:
                         data = mutate(data, rng, self.seeds, rng.randrange(1, 3))
                         if data[:1] and data[0] >> 4 in (3, 4):
                             data = resign(data, _role_key(self.role))
+                    if entry == "data":
+                        data = build_header(rng.getrandbits(24), IID_CONTROL) + data
                     if rng.random() < 0.9 and _version_of(sent.dst) in families:
                         src = sent.dst
         if not data:
