@@ -137,7 +137,7 @@ class Daemon:
         self.sender: Sender | None = None
         self.api: ControlServer | None = None
         self.metrics: MetricsServer | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # a TimerHandle, or a Handle (see _arm_timer)
         self._status_handle: asyncio.TimerHandle | None = None
         self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
         self._last_status = ""
@@ -900,7 +900,10 @@ class Daemon:
         deadlines = [d for d in candidates if d is not None]
         deadline = min(deadlines, default=self.clock() + SMR_MEMORY)
         if self._timer is not None:
-            if self._timer.when() <= self._loop_time(deadline):
+            # uvloop's call_at gives a plain Handle (no when()) for a deadline due within the
+            # millisecond: it runs on the next loop iteration, before any other deadline.
+            when = getattr(self._timer, "when", None)
+            if when is None or when() <= self._loop_time(deadline):
                 return
             self._timer.cancel()
         loop = asyncio.get_running_loop()

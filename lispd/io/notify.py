@@ -8,7 +8,13 @@ import socket
 
 def sd_notify(state: str) -> bool:
     """Send ``state`` (e.g. "READY=1\\nSTATUS=...") to the service manager; False when not
-    running under one (no NOTIFY_SOCKET) or it cannot be reached."""
+    running under one (no NOTIFY_SOCKET), it cannot be reached, or its queue is full.
+
+    Never blocks: the daemon calls this from the event loop that carries the data plane, and
+    a datagram to a manager that does not read its socket (a queue of
+    ``net.unix.max_dgram_qlen``, 10 by default, already full) would otherwise stall every
+    packet until it does.  Such a notification is dropped instead.
+    """
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return False
@@ -17,7 +23,7 @@ def sd_notify(state: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(path)
-            sock.sendall(state.encode())
+            sock.send(state.encode(), socket.MSG_DONTWAIT)
     except OSError:
         return False
     return True

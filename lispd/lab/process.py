@@ -152,6 +152,17 @@ class DaemonHandle:
                 break
             self.notifications.extend(data.decode(errors="replace").splitlines())
 
+    def read_notifications(self) -> list[str]:
+        """Read (without waiting) what the daemon sent to its notify socket since the last
+        read; return the new lines, which are also appended to :attr:`notifications`.
+
+        Call it now and then for a daemon that runs for minutes, as a service manager reads
+        its socket: the socket queues only ``net.unix.max_dgram_qlen`` (10) datagrams, and
+        lispd drops the notifications that do not fit (it never blocks on them)."""
+        before = len(self.notifications)
+        self._receive(0.0)
+        return self.notifications[before:]
+
     def wait_notify(self, line: str = "READY=1", timeout: float = 15.0, *, start: int = 0) -> None:
         """Wait until ``line`` is among the notifications (from index ``start`` on).
 
