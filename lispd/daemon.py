@@ -488,10 +488,13 @@ class Daemon:
     def _on_trace_readable(self, sock: socket.socket) -> None:
         """Port 2434: an RTR learns where NATed ltr clients are; nothing else is expected."""
         for payload, _ttl, _tos, src, sport in recv_batch(sock, BATCH):
-            if self.rtr is not None and self.tracer.learn_client(payload, src, sport):
-                self.counters.count("trace.nat-client", len(payload))
-            else:
-                self._drop("trace-unexpected", f"{src}:{sport}")
+            try:
+                if self.rtr is not None and self.tracer.learn_client(payload, src, sport):
+                    self.counters.count("trace.nat-client", len(payload))
+                else:
+                    self._drop("trace-unexpected", f"{src}:{sport}")
+            except Exception:  # a bug must cost one packet, never the daemon
+                self._internal_error(f"{src}:{sport}")
 
     def _probe_history(self, rloc: Any) -> tuple[list[float], list[str]] | None:
         prober = self.control.prober

@@ -40,7 +40,7 @@ from typing import Any, TextIO
 
 import lispd
 from tests.fuzz.decoders import TARGETS, check_one, run_target
-from tests.fuzz.harness import ENTRY_POINTS, FuzzInput, Harness, RunStats, run_inputs
+from tests.fuzz.harness import ENTRY_POINTS, FuzzInput, Harness, RunStats, new_loop, run_inputs
 from tests.fuzz.mutator import SPORTS, Mutator, World, entry_seeds
 from tests.fuzz.roles import PEERS, ROLE_CONFIGS, ROLES, STRANGERS
 
@@ -273,7 +273,6 @@ def _instrument_lispd(atheris: Any) -> int:
 
 def run_atheris_child(args: argparse.Namespace) -> int:
     """One role and entry point under libFuzzer (this process ends when the count is done)."""
-    import asyncio
     import logging
 
     import atheris
@@ -317,7 +316,7 @@ def run_atheris_child(args: argparse.Namespace) -> int:
         atheris.Setup([sys.argv[0], *options, corpus], one)
         atheris.Fuzz()
 
-    asyncio.run(main())
+    new_loop().run_until_complete(main())
     return 0
 
 

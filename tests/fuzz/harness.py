@@ -509,7 +509,8 @@ def run_inputs(
     strict_counting: bool = True,
     world: Callable[[Harness], None] | None = None,
 ) -> RunStats:
-    """Build a :class:`Harness` for ``role`` in a fresh event loop and feed it every
+    """Build a :class:`Harness` for ``role`` in a fresh event loop (:func:`new_loop`) and feed
+    it every
     :class:`FuzzInput` that ``inputs(harness)`` yields at ``entry``; the run's statistics."""
     stats = stats if stats is not None else RunStats()
 
@@ -528,8 +529,21 @@ def run_inputs(
     quiet = logging.getLogger("lispd")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # drops are logged at INFO: not what a fuzz run is about
+    loop = new_loop()
     try:
-        asyncio.run(main())
+        loop.run_until_complete(main())
     finally:
+        loop.close()
         quiet.setLevel(level)
     return stats
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """An event loop of the kind the daemon runs on: uvloop's when installed (as
+    :func:`lispd.daemon.run_daemon` picks it; its handles differ from asyncio's), else
+    asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -10,7 +10,6 @@ examples, 1,000 by default) with the source address, port, TTL and TOS drawn too
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.decoders import TARGETS, Target, run_target
 from tests.fuzz.entrypoints import role_entries
-from tests.fuzz.harness import FuzzInput, Harness, RunStats, run_inputs
+from tests.fuzz.harness import FuzzInput, Harness, RunStats, new_loop, run_inputs
 from tests.fuzz.mutator import SPORTS, Mutator, World, entry_seeds
 from tests.fuzz.roles import PEERS, ROLES, STRANGERS
 from tests.fuzz.test_decoders import mutated
@@ -58,7 +57,7 @@ class _Fed:
     """A harness kept across hypothesis examples, inside its own event loop."""
 
     def __init__(self, role: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()
         self.stats = RunStats()
         self.harness = Harness(role, seed=3, stats=self.stats, world=World(role, 3))
         self.loop.run_until_complete(self._call(self.harness.start))

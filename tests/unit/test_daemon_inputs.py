@@ -44,3 +44,25 @@ def test_rtr_nat_keepalive_from_port_zero_is_a_named_drop() -> None:
     assert isinstance(drops, dict)
     assert drops.get("nat-keepalive-port-zero") == 1
     assert "internal-error" not in drops
+
+
+def test_trace_port_has_the_per_packet_guard() -> None:
+    """Port 2434 had no guard: a bug while reading one datagram would have left the handler
+    with the rest of the batch unread.  Now it costs that datagram, counted internal-error,
+    like on the other sockets."""
+    seen: dict[str, int] = {}
+
+    def inputs(harness: Harness) -> Iterator[FuzzInput]:
+        def broken(payload: bytes, src: str, sport: int) -> bool:
+            raise RuntimeError("a bug")
+
+        harness.daemon.tracer.learn_client = broken  # type: ignore[method-assign]
+        sock = harness.trace_sockets[4]
+        sock.push(FuzzInput(b"first", "192.0.2.6", 40000))
+        sock.push(FuzzInput(b"second", "192.0.2.6", 40001))
+        harness.daemon._on_trace_readable(sock)  # type: ignore[arg-type]
+        seen.update(harness.daemon.counters.drops)
+        return iter(())
+
+    run_inputs("rtr", "trace", inputs)
+    assert seen.get("internal-error") == 2  # both read, neither escaped
