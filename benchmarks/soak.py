@@ -248,12 +248,13 @@ class Soak:
     def agent(self, node: str, *argv: str) -> subprocess.Popen[bytes]:
         """Start one of benchmarks.soak_agents in ``node``; its stderr goes to the workdir."""
         name = argv[0]
-        log = (self.lab.workdir / f"{name}.log").open("wb")
         cmd = [sys.executable, "-m", "benchmarks.soak_agents", *argv]
         cmd += ["--stats", str(self.stats_files[name])]
-        return self.lab.popen(
-            node, cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env
-        )
+        with (self.lab.workdir / f"{name}.log").open("wb") as log:  # the child keeps its copy
+            return self.lab.popen(
+                node, cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env,
+            )  # fmt: skip
 
     def setup(self) -> None:
         """Routes for the churn range, the fake MR, the sink/echo server and both lispds."""
