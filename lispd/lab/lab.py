@@ -481,9 +481,9 @@ class Lab:
             entries = [e for e in _ct_dump(sock) if proto is None or e.proto == proto]
             return sum(_ct_delete(sock, e) for e in entries)
 
-    def _ctnetlink(self, node: NodeRef) -> socket.socket:
-        """A ctnetlink socket inside ``node``'s namespace (opened from a helper thread that
-        enters it, so this process stays where it is)."""
+    def socket(self, node: NodeRef, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket opened inside ``node``'s namespace (from a helper thread that enters it, so
+        this process stays where it is); it sends and receives there whoever uses it."""
         path = f"/run/netns/{self.ns(node)}"
         box: dict[str, Any] = {}
 
@@ -497,10 +497,7 @@ class Lab:
                         raise OSError(err, f"setns({path}): {os.strerror(err)}")
                 finally:
                     os.close(fd)
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
-                sock.settimeout(5.0)
-                sock.bind((0, 0))
-                box["sock"] = sock
+                box["sock"] = socket.socket(family, kind, proto)
             except BaseException as exc:
                 box["error"] = exc
 
@@ -508,8 +505,15 @@ class Lab:
         thread.start()
         thread.join()
         if "error" in box:
-            raise LabError(f"ctnetlink socket in {self.ns(node)}: {box['error']}")
+            raise LabError(f"socket in {self.ns(node)}: {box['error']}")
         return box["sock"]
+
+    def _ctnetlink(self, node: NodeRef) -> socket.socket:
+        """A ctnetlink socket inside ``node``'s namespace."""
+        sock = self.socket(node, socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        sock.settimeout(5.0)
+        sock.bind((0, 0))
+        return sock
 
     def set_blackhole(self, a: NodeRef, b: NodeRef, *, on: bool) -> None:
         """Silently drop (``on=True``) or pass again all IP traffic on the link(s) between

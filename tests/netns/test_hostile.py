@@ -42,7 +42,6 @@ and Map-Requests at an ETR).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import random
 import re
@@ -128,34 +127,6 @@ def attach_attacker(topo: Topology, core: str) -> None:
     topo.route(core, SPOOF_NET, via=ATTACKER_V4)
 
 
-def ns_socket(lab: Lab, node: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket opened inside ``node``'s namespace (from a helper thread that enters it, so the
-    test process stays where it is); it sends and receives there whoever uses it."""
-    path = f"/run/netns/{lab.ns(node)}"
-    box: dict[str, Any] = {}
-
-    def enter_and_open() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                if libc.setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["sock"] = socket.socket(family, kind, proto)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=enter_and_open, name="attacker-setns")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["sock"]
-
-
 def spoofed(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
     """An IPv4/UDP packet from any source (the raw socket sends it as it is)."""
     header = IPv4Header(IPv4Address(src), IPv4Address(dst), dont_fragment=False)
@@ -175,11 +146,11 @@ class Attacker:
     @classmethod
     def open(cls, lab: Lab) -> Attacker:
         """Its own UDP socket (192.0.2.66:4342) and a raw IPv4 socket (any source)."""
-        udp = ns_socket(lab, ATTACKER, socket.AF_INET, socket.SOCK_DGRAM)
+        udp = lab.socket(ATTACKER, socket.AF_INET, socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         udp.bind((ATTACKER_V4, ATTACK_PORT))
         udp.setblocking(False)
-        raw = ns_socket(lab, ATTACKER, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        raw = lab.socket(ATTACKER, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         return cls(udp, raw)
 
     def close(self) -> None:

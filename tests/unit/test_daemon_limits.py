@@ -9,20 +9,10 @@ from lispd.config import parse_config
 from lispd.control.plane import ControlResult
 from lispd.daemon import Daemon
 from lispd.mapcache import MapCacheEntry, RlocEntry
+from tests.unit.socketless import xtr_config
 
-CONFIG = """
-[daemon]
-name = "xtr1"
-roles = ["itr", "etr"]
-control-socket = ""
-
-[underlay]
-rlocs = ["192.0.2.1"]
-
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.1" }]
-
+CONFIG = xtr_config(
+    """
 [[map-cache]]
 eid-prefix = "2001:db8::/32"
 action = "send-map-request"
@@ -30,12 +20,10 @@ action = "send-map-request"
 [[map-resolver]]
 address = "192.0.2.50"
 
-[probing]
-map-cache = false
-
 [limits]
 map-cache-entries = 3
 """
+)
 
 
 def learned(n: int, ttl: float) -> MapCacheEntry:

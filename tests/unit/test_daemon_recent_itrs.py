@@ -12,23 +12,9 @@ from lispd.daemon import Daemon
 from lispd.mapcache import DatabaseEntry, RlocEntry
 from lispd.wire.ip import IPv4Header, UdpDatagram, build_udp_datagram
 from lispd.wire.maprequest import decode_map_request
+from tests.unit.socketless import xtr_config
 
-CONFIG = """
-[daemon]
-name = "xtr1"
-roles = ["itr", "etr"]
-control-socket = ""
-
-[underlay]
-rlocs = ["192.0.2.1"]
-
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.1" }]
-
-[probing]
-map-cache = false
-"""
+CONFIG = xtr_config()
 
 
 class FakeTun:

@@ -11,25 +11,11 @@ import pytest
 from lispd.config import parse_config
 from lispd.daemon import Daemon
 from lispd.mapcache import MapCacheEntry, RlocEntry
+from tests.unit.socketless import xtr_config
 
 uvloop = pytest.importorskip("uvloop")
 
-CONFIG = """
-[daemon]
-name = "xtr1"
-roles = ["itr", "etr"]
-control-socket = ""
-
-[underlay]
-rlocs = ["192.0.2.1"]
-
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.1" }]
-
-[probing]
-map-cache = false
-"""
+CONFIG = xtr_config()
 
 
 def test_rearming_while_a_due_timer_is_pending() -> None:
