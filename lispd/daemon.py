@@ -417,9 +417,9 @@ class Daemon:
 
     # --- packet path --------------------------------------------------------------------------
 
-    def _drop(self, reason: str, source: str = "") -> None:
+    def _drop(self, reason: str, source: str = "", port: int | None = None) -> None:
         self.counters.drop(reason)
-        self.drop_log.note(reason, source)
+        self.drop_log.note(reason, source, port)
 
     def _on_tun_readable(self) -> None:
         tun = self.tun
@@ -492,7 +492,7 @@ class Daemon:
                 if self.rtr is not None and self.tracer.learn_client(payload, src, sport):
                     self.counters.count("trace.nat-client", len(payload))
                 else:
-                    self._drop("trace-unexpected", f"{src}:{sport}")
+                    self._drop("trace-unexpected", src, sport)
             except Exception:  # a bug must cost one packet, never the daemon
                 self._internal_error(f"{src}:{sport}")
 
@@ -563,7 +563,7 @@ class Daemon:
     def _etr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
         etr, tun = self.etr, self.tun
         if etr is None or tun is None:
-            self._drop("etr-disabled", f"{src}:{sport}")
+            self._drop("etr-disabled", src, sport)
             return
         out = etr.handle(payload, ttl, tos)
         if type(out) is ToTun:
@@ -578,7 +578,7 @@ class Daemon:
             else:
                 self._drop("tun-write-failed")
         else:
-            self._drop(out.reason, f"{src}:{sport}")  # type: ignore[union-attr]
+            self._drop(out.reason, src, sport)  # type: ignore[union-attr]
 
     def _etr_trace(self, inner: bytes, payload: bytes, src: str, sport: int) -> bool:
         """Stamp the ETR's decap record; at the traced EID's site turn the trace around and
@@ -602,7 +602,7 @@ class Daemon:
         assert rtr is not None
         header = read_header(payload)
         if self.etr is not None and header is not None:
-            dst = inner_destination(payload[HEADER_LEN:])
+            dst = inner_destination(memoryview(payload)[HEADER_LEN:])  # no copy of the packet
             if dst is not None and self.database.contains(header[0], dst):
                 self._etr_packet(payload, ttl, tos, src, sport)
                 return
@@ -627,7 +627,7 @@ class Daemon:
                 self._on_miss(out, out.packet)
         else:
             reason = "rtr-" + out.reason  # type: ignore[union-attr]
-            self._drop(reason, f"{src}:{sport}")
+            self._drop(reason, src, sport)
             if traced:
                 self._trace_failure(payload[HEADER_LEN:], header[0], "RTR", reason)  # type: ignore[index]
 
@@ -639,13 +639,13 @@ class Daemon:
         try:
             msg = decode_control(body)
         except WireError as exc:
-            self._drop("data-control-" + exc.reason, f"{src}:{sport}")
+            self._drop("data-control-" + exc.reason, src, sport)
             return
         address = ip_address(src)
         now = self.clock()
         if isinstance(msg, InfoMessage) and not msg.reply and self.nat_bindings is not None:
             if not sport:  # no binding to port 0: nothing could be sent back there
-                self._drop("nat-keepalive-port-zero", f"{src}:{sport}")
+                self._drop("nat-keepalive-port-zero", src, sport)
                 return
             if self.nat_bindings.learn(address, sport, now):
                 log.info("nat binding rloc=%s port=%d", address, sport)
@@ -657,7 +657,7 @@ class Daemon:
         elif isinstance(msg, MapReply) and msg.probe:
             self._apply(self.control.on_datagram(body, src, sport, now, ttl))
         else:
-            self._drop("data-control-unexpected", f"{src}:{sport}")
+            self._drop("data-control-unexpected", src, sport)
 
     def _send_data_control(self, message: bytes, dst: Any, port: int) -> None:
         """Send a control message from our 4341 socket inside a data header (IID 0xFFFFFF)."""

@@ -27,7 +27,7 @@ RESTART_ONLY: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("underlay", lambda c: c.underlay),
     ("nat-traversal", lambda c: c.nat_traversal),
     ("rtr.public-rlocs", lambda c: c.rtr.public_rlocs),
-    ("metrics", lambda c: getattr(c, "metrics", None)),
+    ("metrics", lambda c: c.metrics),
 )
 
 # Sections applied live, for the log line and the reload answer.
@@ -79,12 +79,10 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
         underlay=running.underlay,
         nat_traversal=running.nat_traversal,
         rtr=replace(new.rtr, public_rlocs=running.rtr.public_rlocs),
-        path=new.path,
+        metrics=running.metrics,
+        # Behind a NAT the registrar's Map-Servers come from NAT discovery, built at start.
+        map_servers=running.map_servers if running.nat_traversal.enabled else new.map_servers,
     )
-    if hasattr(running, "metrics"):
-        effective = replace(effective, metrics=running.metrics)  # type: ignore[call-arg]
-    if running.nat_traversal.enabled:
-        effective = replace(effective, map_servers=running.map_servers)
     applied = tuple(name for name, get in LIVE if get(running) != get(effective))
     return ReloadPlan(effective, applied, tuple(restart))
 

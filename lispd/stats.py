@@ -47,8 +47,9 @@ class DropLog:
         self._last: dict[str, float] = {}
         self._pending: Counter[str] = Counter()
 
-    def note(self, reason: str, source: str = "") -> None:
-        """Record one drop; maybe log it."""
+    def note(self, reason: str, source: str = "", port: int | None = None) -> None:
+        """Record one drop; maybe log it.  ``port``: the source is ``source:port``, only put
+        together when the line is written (drops on the packet path build no text)."""
         self._pending[reason] += 1
         now = self.clock()
         last = self._last.get(reason)
@@ -56,6 +57,8 @@ class DropLog:
             return
         self._last[reason] = now
         count = self._pending.pop(reason)
+        if port is not None:
+            source = f"{source}:{port}"
         self.logger.info("drop reason=%s count=%d source=%s", reason, count, source or "-")
 
     def allow(self, key: str) -> bool:

@@ -3,9 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
+import re
 import sys
 from typing import NoReturn
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IID_PREFIX = re.compile(r"\[([0-9]+)\](.*)", re.ASCII | re.DOTALL)
+
+
+def split_iid(text: str) -> tuple[int | None, str] | None:
+    """``"[iid]rest"`` -> ``(iid, rest)``, ``"rest"`` -> ``(None, rest)`` (stripped); None when
+    ``text`` starts with ``[`` but is not ``[digits]rest``.  The caller checks the range."""
+    text = text.strip()
+    if not text.startswith("["):
+        return None, text
+    match = _IID_PREFIX.fullmatch(text)
+    return None if match is None else (int(match.group(1)), match.group(2))
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """``text`` as an IP address, or None when it is not one (a host name).  Scoped IPv6
+    addresses (``fe80::1%eth0``) are not EIDs and count as not an address."""
+    if "%" in text:
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def seconds(text: str) -> float:

@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import re
 import secrets
 import socket
 import sys
@@ -65,7 +64,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TextIO
 
-from lispd.cli.args import seconds
+from lispd.cli.args import parse_address, seconds, split_iid
 from lispd.wire.address import (
     NO_ADDRESS,
     Address,
@@ -97,7 +96,6 @@ EXIT_TIMEOUT = 1
 EXIT_USAGE = 2
 
 INDENT = "  "
-_IID_RE = re.compile(r"\[([0-9]+)\](.*)", re.ASCII | re.DOTALL)
 _RECV_SIZE = 65535
 _MASK64 = (1 << 64) - 1
 
@@ -142,30 +140,16 @@ class Reply(NamedTuple):
 # Sans-IO core: arguments
 
 
-def parse_address(text: str) -> IPAddress | None:
-    """``text`` as an IP address, or None (a host name; scoped IPv6 addresses count as names)."""
-    if "%" in text:
-        return None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
 def parse_eid(text: str, iid_option: int | None) -> tuple[int, str, int | None]:
     """Split the EID argument into ``(iid, host, mask_len or None)``.
 
     ``text`` is ``[iid]host`` or ``host``, ``host`` an address (optionally ``/len``) or a name,
     returned unresolved.  ``iid_option`` is ``--iid``; it must agree with a ``[iid]`` prefix.
     """
-    host = text.strip()
-    iid: int | None = None
-    if host.startswith("["):
-        match = _IID_RE.fullmatch(host)
-        if match is None:
-            raise UsageError(f"{text!r}: expected [instance-id]address")
-        iid = int(match.group(1))
-        host = match.group(2)
+    split = split_iid(text)
+    if split is None:
+        raise UsageError(f"{text!r}: expected [instance-id]address")
+    iid, host = split
     if iid is not None and iid_option is not None and iid != iid_option:
         raise UsageError(f"{text!r}: instance-id {iid} but --iid {iid_option}")
     if iid is None:
@@ -196,8 +180,8 @@ def make_target(iid: int, address: IPAddress, mask_len: int | None) -> Target:
 
 def parse_source(text: str) -> IPAddress:
     """``-s``: an address (``[iid]`` is accepted and ignored: the request's iid applies)."""
-    match = _IID_RE.fullmatch(text.strip())
-    address = parse_address(match.group(2) if match else text.strip())
+    split = split_iid(text)
+    address = parse_address(split[1] if split else text.strip())
     if address is None:
         raise UsageError(f"source EID {text!r} is not an IP address")
     return address

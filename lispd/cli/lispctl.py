@@ -42,7 +42,6 @@ import ipaddress
 import json
 import math
 import os
-import re
 import socket
 import sys
 import time
@@ -50,7 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lispd.cli.args import Parser, seconds
+from lispd.cli.args import Parser, seconds, split_iid
 
 DEFAULT_SOCKET = "/run/lispd/lispd.sock"
 DEFAULT_TIMEOUT = 5.0
@@ -63,8 +62,6 @@ EXIT_USAGE = 2
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_IID_RE = re.compile(r"\[([0-9]+)\](.*)", re.ASCII | re.DOTALL)
 
 
 class UsageError(Exception):
@@ -143,16 +140,13 @@ def parse_command(words: Sequence[str]) -> tuple[Command, str | None]:
 
 def _split_iid(text: str) -> tuple[int | None, str]:
     """``"[iid]rest"`` or ``"rest"`` -> ``(iid or None, rest)``."""
-    text = text.strip()
-    if not text.startswith("["):
-        return None, text
-    match = _IID_RE.fullmatch(text)
-    if match is None:
-        raise UsageError(f"{text!r}: expected [instance-id]address")
-    iid = int(match.group(1))
-    if iid > MAX_IID:
-        raise UsageError(f"{text!r}: instance-id must be from 0 to {MAX_IID}")
-    return iid, match.group(2)
+    split = split_iid(text)
+    if split is None:
+        raise UsageError(f"{text.strip()!r}: expected [instance-id]address")
+    iid, rest = split
+    if iid is not None and iid > MAX_IID:
+        raise UsageError(f"{text.strip()!r}: instance-id must be from 0 to {MAX_IID}")
+    return iid, rest
 
 
 def parse_eid(text: str) -> tuple[int, IPAddress]:

@@ -63,7 +63,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TextIO
 
-from lispd.cli.args import Parser, seconds
+from lispd.cli.args import Parser, parse_address, seconds, split_iid
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.trace import (
     REPLY_WORD0,
@@ -92,7 +92,6 @@ STATS_INDENT = "    "
 """Indentation of the hop line and of its ``recent-rtts`` line (``PROTOCOL.md``'s layout;
 lispers.net's own ``ltr.py`` indents the latter by 13 spaces)."""
 
-_IID_RE = re.compile(r"\[([0-9]+)\](.*)", re.ASCII | re.DOTALL)
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Python does not export it; 8 on Linux
 _RECV_SIZE = 65535
@@ -122,30 +121,15 @@ def parse_destination(text: str) -> tuple[int | None, str]:
     ``host`` is an IP address or a DNS name, returned as given (not resolved).  Raises
     :class:`UsageError` for an empty host or a malformed / out-of-range instance-id.
     """
-    iid: int | None = None
-    host = text.strip()
-    if host.startswith("["):
-        match = _IID_RE.fullmatch(host)
-        if match is None:
-            raise UsageError(f"{text!r}: expected [instance-id]address or a host name")
-        iid = int(match.group(1))
-        if iid > MAX_IID:
-            raise UsageError(f"{text!r}: instance-id must be from 0 to {MAX_IID}")
-        host = match.group(2)
+    split = split_iid(text)
+    if split is None:
+        raise UsageError(f"{text!r}: expected [instance-id]address or a host name")
+    iid, host = split
+    if iid is not None and iid > MAX_IID:
+        raise UsageError(f"{text!r}: instance-id must be from 0 to {MAX_IID}")
     if not host or any(ch.isspace() for ch in host):
         raise UsageError(f"{text!r}: missing or malformed address or host name")
     return iid, host
-
-
-def parse_address(text: str) -> IPAddress | None:
-    """``text`` as an IP address, or ``None`` when it is not one (a host name).  Scoped IPv6
-    addresses (``fe80::1%eth0``) are not EIDs and count as not an address."""
-    if "%" in text:
-        return None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
 
 
 def parse_source(text: str) -> tuple[int | None, IPAddress]:

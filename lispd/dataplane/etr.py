@@ -20,6 +20,20 @@ DROP_NOT_OURS = Drop("not-our-eid")
 DROP_ECN = Drop("ecn-ce-on-not-ect")
 
 
+def data_iid(payload: bytes) -> int | Drop:
+    """The instance-ID of a LISP data payload this node can decapsulate, or the Drop saying
+    why not (truncated, encrypted, or a data-plane control message)."""
+    header = read_header(payload)
+    if header is None:
+        return DROP_SHORT
+    iid, key_id = header
+    if key_id:
+        return DROP_ENCRYPTED
+    if iid == IID_CONTROL:
+        return DROP_CONTROL
+    return iid
+
+
 class Etr:
     """Decapsulation decisions for payloads received on the LISP data port."""
 
@@ -29,14 +43,9 @@ class Etr:
 
     def handle(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Output:
         """Decide what to do with one UDP payload (LISP header + inner packet)."""
-        header = read_header(payload)
-        if header is None:
-            return DROP_SHORT
-        iid, key_id = header
-        if key_id:
-            return DROP_ENCRYPTED
-        if iid == IID_CONTROL:
-            return DROP_CONTROL
+        iid = data_iid(payload)
+        if type(iid) is Drop:
+            return iid
         inner = payload[HEADER_LEN:]
         dst = inner_destination(inner)
         if dst is None:

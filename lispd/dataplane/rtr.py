@@ -10,10 +10,10 @@ and a NATed xTR's translated port.
 
 from __future__ import annotations
 
-from lispd.dataplane.etr import DROP_BAD_INNER, DROP_CONTROL, DROP_ECN, DROP_ENCRYPTED, DROP_SHORT
+from lispd.dataplane.etr import DROP_BAD_INNER, DROP_ECN, data_iid
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Miss, Output
-from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
+from lispd.fastpath.header import HEADER_LEN
 from lispd.fastpath.inner import decrement_ttl, fix_inner_on_decap, inner_destination
 
 DROP_TTL = Drop("ttl-exceeded")
@@ -27,14 +27,9 @@ class Rtr:
 
     def handle(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Output:
         """Decide what to do with one UDP payload (LISP header + inner packet)."""
-        header = read_header(payload)
-        if header is None:
-            return DROP_SHORT
-        iid, key_id = header
-        if key_id:
-            return DROP_ENCRYPTED
-        if iid == IID_CONTROL:
-            return DROP_CONTROL
+        iid = data_iid(payload)
+        if type(iid) is Drop:
+            return iid
         inner = payload[HEADER_LEN:]
         if inner_destination(inner) is None:
             return DROP_BAD_INNER

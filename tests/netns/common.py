@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from lispd.lab import Lab, SiteHandle
+from lispd.lab import Lab, SiteHandle, TwoSitePlan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -120,9 +120,9 @@ def transfer(lab: Lab, src: str, dst: str, dst_addr: str, nbytes: int = 2_000_00
     server.wait(timeout=10)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``check`` every 0.1 s until it returns something true (returned); fail the test
-    naming ``what`` after ``timeout`` seconds."""
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, poll: float = 0.1) -> Any:
+    """Poll ``check`` every ``poll`` s until it returns something true (returned); fail the
+    test naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -130,4 +130,38 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0) -> Any:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(poll)
+
+
+def two_site_failover_config(
+    plan: TwoSitePlan, me: int, sock: str, probing: tuple[float, float, int] | None
+) -> str:
+    """xTR ``me`` (1 or 2) of the two-site lab: the other site mapped statically to the peer's
+    IPv4 RLOC (priority 1) and IPv6 RLOC (priority 2); ``probing`` is (interval, timeout,
+    down-after), None for the defaults."""
+    mine, peer = (1, 2) if me == 1 else (2, 1)
+    rloc4, rloc6 = getattr(plan, f"xtr{mine}_rloc_v4"), getattr(plan, f"xtr{mine}_rloc_v6")
+    peer4, peer6 = getattr(plan, f"xtr{peer}_rloc_v4"), getattr(plan, f"xtr{peer}_rloc_v6")
+    site, other = ("a", "b") if me == 1 else ("b", "a")
+    rlocs = f'[{{ address = "{peer4}", priority = 1 }}, {{ address = "{peer6}", priority = 2 }}]'
+    tables = "".join(
+        f'\n[[database-mapping]]\neid-prefix = "{getattr(plan, f"site_{site}_prefix_{f}")}"\n'
+        f'rlocs = [{{ address = "{rloc4}" }}, {{ address = "{rloc6}", priority = 2 }}]\n'
+        f'\n[[map-cache]]\neid-prefix = "{getattr(plan, f"site_{other}_prefix_{f}")}"\n'
+        f"rlocs = {rlocs}\n"
+        for f in ("v4", "v6")
+    )
+    probe = ""
+    if probing is not None:
+        interval, timeout, down_after = probing
+        probe = f"\n[probing]\ninterval = {interval}\ntimeout = {timeout}\n"
+        probe += f"down-after = {down_after}\n"
+    return f"""
+[daemon]
+name = "xtr{me}"
+roles = ["itr", "etr"]
+control-socket = "{sock}"
+
+[underlay]
+rlocs = ["{rloc4}", "{rloc6}"]
+{probe}{tables}"""

@@ -10,7 +10,6 @@ take that path, and captures on core's links show each leg, in order.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
 from lispd.wire.ip import parse_ip_header
 from tests.netns import common
+from tests.netns.common import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -82,10 +82,7 @@ def elp_lab() -> Iterator[tuple[Lab, ElpPlan]]:
             lab.start_lispd(s1.xtr, xtr_config(plan, s1, sock(s1.xtr), None, nat=True)),
             lab.start_lispd(s2.xtr, xtr_config(plan, s2, sock(s2.xtr), path)),
         ]  # fmt: skip
-        deadline = time.monotonic() + 10
-        while len(request(sock(plan.ms), "site")) < 4:
-            assert time.monotonic() < deadline, "sites did not register"
-            time.sleep(0.1)
+        wait_for("sites to register", lambda: len(request(sock(plan.ms), "site")) >= 4)
         try:
             yield lab, plan
         finally:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from lispd.lab import (
     two_site_topology,
 )
 from tests.netns import common
+from tests.netns.common import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -53,18 +54,6 @@ PING_INTERVAL = 0.05
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, poll: float = 0.05) -> Any:
-    """Poll ``check`` every ``poll`` s until it returns something true; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(poll)
 
 
 @dataclass
@@ -145,40 +134,6 @@ def sigkill(daemon: DaemonHandle) -> None:
 PROBE_INTERVAL, PROBE_TIMEOUT, DOWN_AFTER = 0.5, 0.15, 3
 
 
-def two_site_xtr_config(
-    plan: TwoSitePlan, me: int, sock: str, probing: tuple[float, float, int] | None
-) -> str:
-    """xTR ``me`` (1 or 2) of the two-site lab: the other site mapped statically to the peer's
-    IPv4 RLOC (priority 1) and IPv6 RLOC (priority 2); ``probing`` is (interval, timeout,
-    down-after), None for the defaults."""
-    mine, peer = (1, 2) if me == 1 else (2, 1)
-    rloc4, rloc6 = getattr(plan, f"xtr{mine}_rloc_v4"), getattr(plan, f"xtr{mine}_rloc_v6")
-    peer4, peer6 = getattr(plan, f"xtr{peer}_rloc_v4"), getattr(plan, f"xtr{peer}_rloc_v6")
-    site, other = ("a", "b") if me == 1 else ("b", "a")
-    rlocs = f'[{{ address = "{peer4}", priority = 1 }}, {{ address = "{peer6}", priority = 2 }}]'
-    tables = "".join(
-        f'\n[[database-mapping]]\neid-prefix = "{getattr(plan, f"site_{site}_prefix_{f}")}"\n'
-        f'rlocs = [{{ address = "{rloc4}" }}, {{ address = "{rloc6}", priority = 2 }}]\n'
-        f'\n[[map-cache]]\neid-prefix = "{getattr(plan, f"site_{other}_prefix_{f}")}"\n'
-        f"rlocs = {rlocs}\n"
-        for f in ("v4", "v6")
-    )
-    probe = ""
-    if probing is not None:
-        interval, timeout, down_after = probing
-        probe = f"\n[probing]\ninterval = {interval}\ntimeout = {timeout}\n"
-        probe += f"down-after = {down_after}\n"
-    return f"""
-[daemon]
-name = "xtr{me}"
-roles = ["itr", "etr"]
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{rloc4}", "{rloc6}"]
-{probe}{tables}"""
-
-
 @contextlib.contextmanager
 def two_site_lab(
     probing: tuple[float, float, int] | None,
@@ -191,7 +146,9 @@ def two_site_lab(
         try:
             for n, node in ((1, plan.xtr1), (2, plan.xtr2)):
                 sock = str(lab.workdir / f"xtr{n}.sock")
-                daemons[n] = lab.start_lispd(node, two_site_xtr_config(plan, n, sock, probing))
+                daemons[n] = lab.start_lispd(
+                    node, common.two_site_failover_config(plan, n, sock, probing)
+                )
             yield lab, plan, daemons
         finally:
             for daemon in daemons.values():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import pytest
 
 from lispd.api.client import request
 from lispd.lab import Lab, MappingSystemPlan, mapping_system_topology
-from tests.netns.common import REPO, ms_config, xtr_config
+from tests.netns.common import REPO, ms_config, wait_for, xtr_config
 
 pytestmark = pytest.mark.netns
 
@@ -60,10 +59,10 @@ def world() -> Iterator[World]:
             config = xtr_config(site, sock[site.xtr], plan.msmr_rloc, KEYS[site.index])
             daemons.append(lab.start_lispd(site.xtr, config))
         wanted = {p for s in plan.sites for p in (s.prefix_v4, s.prefix_v6)}
-        deadline = time.monotonic() + 10
-        while {r["eid-prefix"] for r in request(sock[plan.msmr], "site")} != wanted:
-            assert time.monotonic() < deadline, "sites not registered"
-            time.sleep(0.1)
+        wait_for(
+            "sites to register",
+            lambda: {r["eid-prefix"] for r in request(sock[plan.msmr], "site")} == wanted,
+        )
         try:
             yield World(lab, plan, {d.node: str(d.config_path) for d in daemons})
         finally:

@@ -75,8 +75,9 @@ def ping_summary(output: str) -> tuple[int, int]:
 
 
 def test_ready_only_once_packets_flow_then_status_watchdog_and_stopping() -> None:
-    """The lab's NOTIFY_SOCKET stands in for systemd.  When READY=1 arrives, the TUN, its routes
-    and the sockets are already there: a single ping sent at that instant is answered."""
+    """The lab's NOTIFY_SOCKET stands in for systemd.  When READY=1 arrives (start_lispd returns
+    on it), the TUN, its routes and the data and control sockets are already there, looked at
+    without waiting, and a single ping sent then is answered."""
     with network() as net:
         plan = net.plan
         site1, site2 = plan.sites[0], plan.sites[1]
@@ -86,6 +87,12 @@ def test_ready_only_once_packets_flow_then_status_watchdog_and_stopping() -> Non
         daemon = net.lab.start_lispd(site1.xtr, config, env={"WATCHDOG_USEC": "300000"})
         net.daemons[site1.xtr] = daemon
         ready_at = daemon.notifications.index("READY=1")
+        for family in ("-4", "-6"):  # send-map-request for 0.0.0.0/0 and ::/0: default routes
+            routes = net.lab.run(site1.xtr, "ip", family, "route", "show", "default").stdout
+            assert "dev lisp0" in routes, routes
+        bound = net.lab.run(site1.xtr, "ss", "-Hnlu").stdout
+        for port in (4341, 4342):
+            assert f"{site1.rloc}:{port} " in bound, bound
         assert net.lab.ping(site1.host, site2.host_v4, count=1, wait=3.0)
         assert net.lab.ping(site1.host, site2.host_v6, count=1, wait=3.0)
         # Nothing before READY claimed readiness; STATUS came with it.
@@ -100,22 +107,20 @@ def test_ready_only_once_packets_flow_then_status_watchdog_and_stopping() -> Non
         assert 3 <= pings <= 10, daemon.notifications[start:]
         # STATUS follows what happens: traffic shows up in it.
         assert net.lab.ping(site1.host, site2.host_v4, count=3, wait=2.0)
+
+        def statuses() -> list[str]:
+            daemon.read_notifications()
+            return [n for n in daemon.notifications[start:] if n.startswith("STATUS=")]
+
         wait_for(
             "a STATUS with traffic",
-            lambda: (
-                daemon.wait_notify("WATCHDOG=1", start=len(daemon.notifications)),
-                any(
-                    n.startswith("STATUS=") and "encap=0 " not in n
-                    for n in daemon.notifications[start:]
-                ),
-            )[1],
+            lambda: any("encap=0 " not in n for n in statuses()),
             timeout=15.0,
         )
-        assert "registered=1/1" in [n for n in daemon.notifications if n.startswith("STATUS")][-1]
+        assert "registered=1/1" in statuses()[-1]
         net.daemons.pop(site1.xtr)
         assert daemon.stop() == 0, daemon.log_tail()
-        daemon_notes = daemon.notifications
-        assert "STOPPING=1" in daemon_notes, daemon_notes[-5:]
+        assert "STOPPING=1" in daemon.notifications, daemon.notifications[-5:]
 
 
 # --- reload -----------------------------------------------------------------------------------

@@ -20,39 +20,11 @@ from lispd.api.client import request
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
+from tests.netns import common
 
 pytestmark = pytest.mark.netns
 
 INTERVAL = 0.5
-
-
-def xtr_config(plan: TwoSitePlan, me: int, sock: str) -> str:
-    mine, peer = (1, 2) if me == 1 else (2, 1)
-    rloc4, rloc6 = getattr(plan, f"xtr{mine}_rloc_v4"), getattr(plan, f"xtr{mine}_rloc_v6")
-    peer4, peer6 = getattr(plan, f"xtr{peer}_rloc_v4"), getattr(plan, f"xtr{peer}_rloc_v6")
-    site, other = ("a", "b") if me == 1 else ("b", "a")
-    rlocs = f'[{{ address = "{peer4}", priority = 1 }}, {{ address = "{peer6}", priority = 2 }}]'
-    tables = "".join(
-        f'\n[[database-mapping]]\neid-prefix = "{getattr(plan, f"site_{site}_prefix_{f}")}"\n'
-        f'rlocs = [{{ address = "{rloc4}" }}, {{ address = "{rloc6}", priority = 2 }}]\n'
-        f'\n[[map-cache]]\neid-prefix = "{getattr(plan, f"site_{other}_prefix_{f}")}"\n'
-        f"rlocs = {rlocs}\n"
-        for f in ("v4", "v6")
-    )
-    return f"""
-[daemon]
-name = "xtr{me}"
-roles = ["itr", "etr"]
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{rloc4}", "{rloc6}"]
-
-[probing]
-interval = {INTERVAL}
-timeout = {INTERVAL}
-down-after = 2
-{tables}"""
 
 
 @contextlib.contextmanager
@@ -61,7 +33,10 @@ def probing_lab() -> Iterator[tuple[Lab, TwoSitePlan, str]]:
     with Lab(plan.topology) as lab:
         socks = [str(lab.workdir / f"xtr{n}.sock") for n in (1, 2)]
         daemons = [
-            lab.start_lispd(node, xtr_config(plan, n, socks[n - 1]))
+            lab.start_lispd(
+                node,
+                common.two_site_failover_config(plan, n, socks[n - 1], (INTERVAL, INTERVAL, 2)),
+            )
             for n, node in ((1, plan.xtr1), (2, plan.xtr2))
         ]
         try:

@@ -22,6 +22,7 @@ from lispd.lab import Lab, ProxyPlan, SiteHandle, proxy_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.ip import parse_ip_header
 from tests.netns import common
+from tests.netns.common import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -84,10 +85,7 @@ def world(petrs: list[str] | None = None) -> Iterator[World]:
         for site in plan.sites:
             config = xtr_config(plan, site, w.sock(site.xtr), petrs or [plan.pxtr_rloc])
             daemons.append(lab.start_lispd(site.xtr, config))
-        deadline = time.monotonic() + 10
-        while len(w.ask(plan.pxtr, "site")) < 4:
-            assert time.monotonic() < deadline, "sites did not register"
-            time.sleep(0.1)
+        wait_for("sites to register", lambda: len(w.ask(plan.pxtr, "site")) >= 4)
         try:
             yield w
         finally:

@@ -92,11 +92,7 @@ class World:
         return request(self.sock(node), command)
 
     def wait(self, what: str, check: Any, timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (value := check()):
-            assert time.monotonic() < deadline, what
-            time.sleep(0.1)
-        return value
+        return common.wait_for(what, check, timeout)
 
 
 @contextlib.contextmanager
