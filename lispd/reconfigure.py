@@ -28,6 +28,7 @@ RESTART_ONLY: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("nat-traversal", lambda c: c.nat_traversal),
     ("rtr.public-rlocs", lambda c: c.rtr.public_rlocs),
     ("metrics", lambda c: c.metrics),
+    ("dataplane", lambda c: c.dataplane),
 )
 
 # Sections applied live, for the log line and the reload answer.
@@ -80,6 +81,7 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
         nat_traversal=running.nat_traversal,
         rtr=replace(new.rtr, public_rlocs=running.rtr.public_rlocs),
         metrics=running.metrics,
+        dataplane=running.dataplane,
         # Behind a NAT the registrar's Map-Servers come from NAT discovery, built at start.
         map_servers=running.map_servers if running.nat_traversal.enabled else new.map_servers,
     )

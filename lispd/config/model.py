@@ -265,6 +265,21 @@ class LimitsConfig:
     as up."""
 
 
+FASTPATHS = ("auto", "compiled", "python")
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneConfig:
+    """The ``[dataplane]`` table: which packet-path implementation runs, and how."""
+
+    fastpath: str = "auto"
+    """``compiled`` (the C accelerator; refused at start when it is not built), ``python``
+    (the pure-Python reference), or ``auto`` (compiled when built, else Python)."""
+    offloads: bool = True
+    """Compiled path only: TUN super-packets (IFF_VNET_HDR with TSO/USO), UDP GSO on send and
+    UDP GRO on receive.  Off: one packet per datagram, still batched."""
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """The ``[metrics]`` table: the Prometheus endpoint (``GET /metrics`` over HTTP).
@@ -346,6 +361,8 @@ class Config:
     """``[metrics]``: where to serve Prometheus metrics; ``None`` (no endpoint) when absent."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     """``[limits]``, defaults when absent."""
+    dataplane: DataplaneConfig = field(default_factory=DataplaneConfig)
+    """``[dataplane]``, defaults when absent."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""
 

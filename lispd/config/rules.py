@@ -185,6 +185,7 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         rtr=rtr,
         metrics=values["metrics"],
         limits=values["limits"],
+        dataplane=values["dataplane"],
         path=ctx.path,
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
+    FASTPATHS,
     KEY_IDS,
     LOG_LEVELS,
     MAP_CACHE_ACTIONS,
@@ -24,6 +25,7 @@ from lispd.config.model import (
     MIN_IPV6_MTU,
     ROLES,
     DaemonConfig,
+    DataplaneConfig,
     LimitsConfig,
     Mapping,
     MappingSystemConfig,
@@ -510,6 +512,22 @@ METRICS = Table(
 )
 """``[metrics]``: the Prometheus endpoint; the whole table is optional (absent: no endpoint)."""
 
+# -- [dataplane] ----------------------------------------------------------------------------------
+
+
+def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> DataplaneConfig:
+    return DataplaneConfig(fastpath=values["fastpath"], offloads=values["offloads"])
+
+
+DATAPLANE = Table(
+    keys=(
+        Key("fastpath", Str(choices=FASTPATHS), default="auto"),
+        Key("offloads", Bool(), default=True),
+    ),
+    build=_build_dataplane,
+)
+"""``[dataplane]``: the packet-path implementation; the whole table is optional."""
+
 # -- [[site]] -------------------------------------------------------------------------------------
 
 
@@ -576,6 +594,7 @@ ROOT = Table(
         Key("rtr", RTR),
         Key("metrics", METRICS, default_factory=lambda: None),
         Key("limits", LIMITS),
+        Key("dataplane", DATAPLANE),
     ),
     build=build_config,
 )
