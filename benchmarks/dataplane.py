@@ -60,11 +60,14 @@ class CheckFailed(RuntimeError):
     """The traffic did not take the path the scenario is about."""
 
 
-def lispd_config(plan: TwoSitePlan, me: int, via: str | None = None, sock: str = "") -> str:
+def lispd_config(
+    plan: TwoSitePlan, me: int, via: str | None = None, sock: str = "", extra: str = ""
+) -> str:
     """lispd.conf of xTR ``me`` (1 or 2) for the benchmark (IPv4 over IPv4).
 
     ``via``: the RLOC the other site is mapped to (default: the other xTR's);
-    ``sock``: the control socket path ("" for none).
+    ``sock``: the control socket path ("" for none); ``extra`` is appended (e.g. a
+    ``[dataplane]`` table).
     """
     mine = (plan.site_a_prefix_v4, plan.xtr1_rloc_v4) if me == 1 else (
         plan.site_b_prefix_v4, plan.xtr2_rloc_v4)  # fmt: skip
@@ -84,11 +87,12 @@ rlocs = [{{ address = "{mine[1]}" }}]
 [[map-cache]]
 eid-prefix = "{peer[0]}"
 rlocs = [{{ address = "{via or peer[1]}" }}]
-"""
+{extra}"""
 
 
-def rtr_config(plan: TwoSitePlan, sock: str) -> str:
-    """lispd.conf of the RTR on R: RLOC 192.0.2.1, each site mapped to its xTR (static)."""
+def rtr_config(plan: TwoSitePlan, sock: str, extra: str = "") -> str:
+    """lispd.conf of the RTR on R: RLOC 192.0.2.1, each site mapped to its xTR (static);
+    ``extra`` is appended."""
     return f"""
 [daemon]
 name = "rtr"
@@ -103,7 +107,7 @@ rlocs = [{{ address = "{plan.xtr1_rloc_v4}" }}]
 [[map-cache]]
 eid-prefix = "{plan.site_b_prefix_v4}"
 rlocs = [{{ address = "{plan.xtr2_rloc_v4}" }}]
-"""
+{extra}"""
 
 
 def iperf(lab: Lab, plan: TwoSitePlan, seconds: float, udp: bool) -> dict[str, Any]:
@@ -212,32 +216,43 @@ class RtrCheck:
         result = run()
         time.sleep(0.2)
         after = self._counters()
-
-        def delta(node: str, key: str) -> int:
-            return after[node].get(key, 0) - before[node].get(key, 0)
-
-        reencap = delta("rtr", "rtr.reencap.packets")
-        reencap_bytes = delta("rtr", "rtr.reencap.bytes")
-        encap = delta("xtr1", "itr.encap.packets") + delta("xtr2", "itr.encap.packets")
-        decap = delta("xtr1", "etr.decap.packets") + delta("xtr2", "etr.decap.packets")
-        counts = {"rtr_reencap": reencap, "xtrs_encap": encap, "xtrs_decap": decap}
-        problems = []
-        if reencap <= 0:
-            problems.append("the RTR re-encapsulated nothing")
-        if decap > reencap + COUNTER_SLACK:
-            problems.append(f"the ETRs decapsulated {decap} packets, more than the RTR relayed")
-        if reencap > encap + COUNTER_SLACK:
-            problems.append(f"the RTR relayed more than the ITRs encapsulated ({encap})")
-        if "received" in result and reencap < result["received"]:
-            problems.append(f"B received {result['received']} UDP datagrams, more than relayed")
-        if "bytes" in result and reencap_bytes < result["bytes"]:
-            problems.append(f"B received {result['bytes']} TCP bytes, the RTR {reencap_bytes}")
-        if problems:
-            raise CheckFailed(f"traffic did not go through the RTR: {'; '.join(problems)} {counts}")
+        counts = check_rtr_counters(before, after, result)
         for key, value in counts.items():
             self.totals[key] = self.totals.get(key, 0) + value
         result["counters"] = counts
         return result
+
+
+def check_rtr_counters(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], result: dict[str, Any]
+) -> dict[str, int]:
+    """The checks of :class:`RtrCheck` on two samples of the ``packets`` counters of nodes
+    "xtr1", "rtr" and "xtr2" taken around one run; ``result`` may hold the UDP datagrams
+    (``received``) or TCP ``bytes`` B received.  Returns the deltas; raises
+    :class:`CheckFailed` when the traffic did not go through the RTR."""
+
+    def delta(node: str, key: str) -> int:
+        return after[node].get(key, 0) - before[node].get(key, 0)
+
+    reencap = delta("rtr", "rtr.reencap.packets")
+    reencap_bytes = delta("rtr", "rtr.reencap.bytes")
+    encap = delta("xtr1", "itr.encap.packets") + delta("xtr2", "itr.encap.packets")
+    decap = delta("xtr1", "etr.decap.packets") + delta("xtr2", "etr.decap.packets")
+    counts = {"rtr_reencap": reencap, "xtrs_encap": encap, "xtrs_decap": decap}
+    problems = []
+    if reencap <= 0:
+        problems.append("the RTR re-encapsulated nothing")
+    if decap > reencap + COUNTER_SLACK:
+        problems.append(f"the ETRs decapsulated {decap} packets, more than the RTR relayed")
+    if reencap > encap + COUNTER_SLACK:
+        problems.append(f"the RTR relayed more than the ITRs encapsulated ({encap})")
+    if "received" in result and reencap < result["received"]:
+        problems.append(f"B received {result['received']} UDP datagrams, more than relayed")
+    if "bytes" in result and reencap_bytes < result["bytes"]:
+        problems.append(f"B received {result['bytes']} TCP bytes, the RTR {reencap_bytes}")
+    if problems:
+        raise CheckFailed(f"traffic did not go through the RTR: {'; '.join(problems)} {counts}")
+    return counts
 
 
 def run_scenarios(args: argparse.Namespace, wanted: list[str]) -> dict[str, Any]:

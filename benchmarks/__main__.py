@@ -1,0 +1,135 @@
+"""``python -m benchmarks``: lispd next to the kernel's own paths, in one run (root).
+
+    sudo .venv/bin/python -m benchmarks [--quick] [--seconds S] [--runs N] [--json FILE]
+                                        [--only NAME ...]
+
+Builds host A - xTR1 - R - xTR2 - host B in network namespaces and measures, one path after
+the other on the same namespaces: the kernel's routed path and its VXLAN tunnel on UDP 4341
+(the baselines), lispd ITR->ETR and ITR->RTR->ETR with the Python and the compiled fast path
+(and the compiled one without offloads).  Per path: TCP Gbit/s (iperf3, 1 and 4 streams),
+64- and 1400-byte UDP packets/s with loss (udpgen, a sendmmsg/recvmmsg generator) and the
+loss at half the maximum, ICMP round trips (p50/p99, and the latency added over the routed
+path), CPU seconds per million packets of each lispd process.  Prints a table with ratios
+to the baselines and the targets of issue 9; ``--json`` writes everything.  Progress goes to
+stderr.  Exit status 0 when every path was measured or is not available, 1 when a path or a
+test failed, 2 on a usage error.  See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from benchmarks.report import format_report
+from benchmarks.suite import PATH_NAMES, QUICK_PATHS, SECTIONS, TESTS, Settings, Suite
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
+    """The command line as :class:`~benchmarks.suite.Settings` and the ``--json`` file."""
+    names = (*PATH_NAMES, *TESTS, *SECTIONS)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="lispd's data plane next to the kernel's routed path and VXLAN tunnel.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="prove the harness works (< 60 s): 1 s runs, one of each, 50 pings, paths "
+        + ", ".join(QUICK_PATHS),
+    )
+    parser.add_argument("--seconds", type=float, help="seconds per timed run (default 2)")
+    parser.add_argument("--runs", type=int, help="runs per figure, median kept (default 2)")
+    parser.add_argument("--json", metavar="FILE", help="write every figure and run as JSON")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=names,
+        help="measure only these paths and/or tests and/or sections: paths "
+        f"{', '.join(PATH_NAMES)}; tests {', '.join(TESTS)}; sections {', '.join(SECTIONS)} "
+        "(naming no path keeps every path, no test every test; the map-cache section runs "
+        "only when named or without --only; ratios need routed and vxlan)",
+    )
+    parser.add_argument(
+        "--pings", type=int, help="ICMP echo requests per path (default 300, --quick 50)"
+    )
+    parser.add_argument(
+        "--flows", type=int, default=1, help="UDP flows (source ports) of udpgen (default 1)"
+    )
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="udpgen sender processes at once (default 1; the kernel paths forward in the "
+        "sender's softirq context, so one sender bounds them to one core)",
+    )
+    parser.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=0.1,
+        metavar="CORES",
+        help="a run is disturbed when processes outside the lab used more than this many "
+        "cores on average meanwhile (default 0.1); disturbed runs are repeated",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="repeats of a disturbed run (default 2)"
+    )
+    args = parser.parse_args(argv)
+    only = args.only or []
+    paths = tuple(n for n in PATH_NAMES if n in only)
+    tests = tuple(n for n in TESTS if n in only)
+    sections = tuple(n for n in SECTIONS if n in only)
+    settings = Settings(quick=args.quick, max_other_cpu=args.max_other_cpu, retries=args.retries)
+    if args.quick:
+        settings.seconds, settings.runs, settings.ping_count = 1.0, 1, 50
+        settings.udp_idle_s, settings.retries = 0.2, min(args.retries, 1)
+        settings.paths = QUICK_PATHS
+    if args.seconds is not None:
+        settings.seconds = args.seconds
+    if args.runs is not None:
+        settings.runs = args.runs
+    if args.pings is not None:
+        settings.ping_count = args.pings
+    settings.flows, settings.senders = args.flows, args.senders
+    if settings.seconds <= 0 or settings.runs < 1 or settings.ping_count < 1:
+        parser.error("--seconds, --runs and --pings must be positive")
+    if not 1 <= settings.flows <= 64 or not 1 <= settings.senders <= 16:
+        parser.error("--flows must be 1..64, --senders 1..16")
+    if only:
+        if paths:
+            settings.paths = paths
+        elif not tests:  # only sections named
+            settings.paths = ()
+        if tests:
+            settings.tests = tests
+        settings.mapcache = "mapcache" in sections
+    return settings, args.json
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table (and write JSON when asked); the exit status."""
+    settings, json_path = parse_args(argv)
+    if os.geteuid() != 0:
+        print("python -m benchmarks needs root (network namespaces)", file=sys.stderr)
+        return 2
+    results = Suite(settings).run()
+    print(format_report(results), flush=True)
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(results, fh, indent=2)
+            fh.write("\n")
+    failed = [
+        name
+        for name, path in results["paths"].items()
+        if path.get("status") == "failed"
+        or any(isinstance(path.get(t), dict) and "error" in path[t] for t in TESTS)
+    ]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+/*
+ * udpgen: the traffic generator of the benchmark harness (python -m benchmarks).
+ *
+ * iperf3 cannot offer more than ~150 kpps of small UDP on a small VM (one sendto per
+ * datagram), so packet rates are measured with this batching generator instead:
+ *
+ *   udpgen send DST PORT SIZE SECONDS [RATE_PPS] [FLOWS]
+ *       sendmmsg() bursts of SIZE-byte UDP payloads to DST:PORT for SECONDS; RATE_PPS 0 (the
+ *       default) sends as fast as possible, otherwise paced (bursts of ~100 us of traffic);
+ *       FLOWS connected sockets (distinct source ports) take turns.  Prints one JSON line:
+ *       {"sent": N, "errors": E, "seconds": S}.
+ *   udpgen recv PORT SECONDS [IDLE]
+ *       binds UDP PORT (any address), prints "listening", counts datagrams with recvmmsg()
+ *       until SECONDS have passed, IDLE seconds (default 0.5) went by without a datagram
+ *       after the first one, or SIGTERM/SIGINT.  Prints {"received": N, "bytes": B,
+ *       "seconds": S} (S: first to last datagram).
+ *   udpgen ping DST COUNT INTERVAL_MS [WAIT_MS]
+ *       ICMP echo (raw socket, IPv4): one request every INTERVAL_MS, prints
+ *       "reply from A seq=N time=T ms" per reply (T with microsecond resolution, taken with
+ *       CLOCK_MONOTONIC around the send and the receive) and "sent=N received=M".
+ *
+ * Compiled at run time by benchmarks/traffic.py (gcc -O2), cached by the hash of this file.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define RBATCH 256
+#define MAX_FLOWS 64
+#define MAX_SIZE 65507
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sleep_until(double when) {
+    double left = when - now();
+    if (left <= 0)
+        return;
+    if (left > 50e-6) { /* sleep most of it, spin the rest: nanosleep oversleeps */
+        struct timespec ts;
+        double nap = left - 20e-6;
+        ts.tv_sec = (time_t)nap;
+        ts.tv_nsec = (long)((nap - ts.tv_sec) * 1e9);
+        nanosleep(&ts, NULL);
+    }
+    while (now() < when)
+        ;
+}
+
+static int parse_addr(const char *text, struct sockaddr_in *sa, int port) {
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, text, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+static int cmd_send(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: udpgen send DST PORT SIZE SECONDS [RATE_PPS] [FLOWS]\n");
+        return 2;
+    }
+    struct sockaddr_in dst;
+    if (parse_addr(argv[0], &dst, atoi(argv[1])) < 0) {
+        fprintf(stderr, "udpgen: bad address %s\n", argv[0]);
+        return 2;
+    }
+    int size = atoi(argv[2]);
+    double seconds = atof(argv[3]);
+    double rate = argc > 4 ? atof(argv[4]) : 0.0;
+    int flows = argc > 5 ? atoi(argv[5]) : 1;
+    if (size < 1 || size > MAX_SIZE || seconds <= 0 || rate < 0 || flows < 1 ||
+        flows > MAX_FLOWS) {
+        fprintf(stderr, "udpgen: bad arguments\n");
+        return 2;
+    }
+    int fds[MAX_FLOWS];
+    for (int i = 0; i < flows; i++) {
+        fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        int sndbuf = 4 << 20;
+        if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&dst, sizeof dst) < 0) {
+            perror("udpgen: socket/connect");
+            return 2;
+        }
+        setsockopt(fds[i], SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+    }
+    static char payload[BATCH][MAX_SIZE < 2048 ? MAX_SIZE : 2048];
+    char *big = NULL;
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    if (size > (int)sizeof payload[0]) {
+        big = calloc(1, (size_t)size);
+        if (big == NULL)
+            return 2;
+    }
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = big ? big : payload[i];
+        iov[i].iov_len = (size_t)size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    /* paced: bursts of ~100 us of traffic, so the offered load is smooth */
+    int burst = BATCH;
+    if (rate > 0) {
+        burst = (int)(rate * 100e-6);
+        if (burst < 1)
+            burst = 1;
+        if (burst > BATCH)
+            burst = BATCH;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    uint64_t sent = 0, errors = 0, seq = 0;
+    double start = now(), end = start + seconds, t = start;
+    int turn = 0;
+    while (!stop_flag && (t = now()) < end) {
+        int n = burst;
+        if (rate > 0) {
+            double due = start + (double)sent / rate;
+            if (due > t) {
+                sleep_until(due < end ? due : end);
+                continue;
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            uint64_t s = seq++;
+            if (size >= 8 && !big)
+                memcpy(payload[i], &s, sizeof s);
+        }
+        int r = sendmmsg(fds[turn], msgs, (unsigned)n, 0);
+        if (r < 0) {
+            if (errno != EINTR)
+                errors++;
+            if (errno == ENOBUFS || errno == EAGAIN)
+                sched_yield();
+            continue;
+        }
+        sent += (uint64_t)r;
+        turn = (turn + 1) % flows;
+    }
+    double took = now() - start;
+    printf("{\"sent\": %llu, \"errors\": %llu, \"seconds\": %.6f}\n", (unsigned long long)sent,
+           (unsigned long long)errors, took);
+    return 0;
+}
+
+static int cmd_recv(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: udpgen recv PORT SECONDS [IDLE]\n");
+        return 2;
+    }
+    struct sockaddr_in any;
+    memset(&any, 0, sizeof any);
+    any.sin_family = AF_INET;
+    any.sin_port = htons((uint16_t)atoi(argv[0]));
+    double seconds = atof(argv[1]);
+    double idle = argc > 2 ? atof(argv[2]) : 0.5;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int rcvbuf = 16 << 20;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&any, sizeof any) < 0) {
+        perror("udpgen: socket/bind");
+        return 2;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+    struct timeval tv = {0, 50000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: recvmmsg returns EINTR */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    static char bufs[RBATCH][2048];
+    struct mmsghdr msgs[RBATCH];
+    struct iovec iov[RBATCH];
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < RBATCH; i++) {
+        iov[i].iov_base = bufs[i];
+        iov[i].iov_len = sizeof bufs[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    printf("listening\n");
+    fflush(stdout);
+    uint64_t received = 0, bytes = 0;
+    double start = now(), first = 0, last = 0;
+    while (!stop_flag) {
+        double t = now();
+        if (t - start > seconds || (received && t - last > idle))
+            break;
+        int r = recvmmsg(fd, msgs, RBATCH, MSG_WAITFORONE, NULL);
+        if (r <= 0)
+            continue;
+        t = now();
+        if (!received)
+            first = t;
+        last = t;
+        received += (uint64_t)r;
+        for (int i = 0; i < r; i++)
+            bytes += msgs[i].msg_len;
+    }
+    printf("{\"received\": %llu, \"bytes\": %llu, \"seconds\": %.6f}\n",
+           (unsigned long long)received, (unsigned long long)bytes, received ? last - first : 0.0);
+    return 0;
+}
+
+static uint16_t checksum(const void *data, size_t len) {
+    const uint8_t *p = data;
+    uint32_t sum = 0;
+    for (size_t i = 0; i + 1 < len; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        sum += (uint32_t)(p[len - 1] << 8);
+    while (sum >> 16)
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    return htons((uint16_t)~sum);
+}
+
+static int cmd_ping(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: udpgen ping DST COUNT INTERVAL_MS [WAIT_MS]\n");
+        return 2;
+    }
+    struct sockaddr_in dst;
+    if (parse_addr(argv[0], &dst, 0) < 0) {
+        fprintf(stderr, "udpgen: bad address %s\n", argv[0]);
+        return 2;
+    }
+    int count = atoi(argv[1]);
+    double interval = atof(argv[2]) / 1e3;
+    double wait = argc > 3 ? atof(argv[3]) / 1e3 : 1.0;
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (fd < 0) {
+        perror("udpgen: raw socket");
+        return 2;
+    }
+    uint16_t ident = (uint16_t)(getpid() & 0xFFFF);
+    int received = 0;
+    char out[64], in[2048];
+    for (int seq = 1; seq <= count; seq++) {
+        struct icmphdr *h = (struct icmphdr *)out;
+        memset(out, 0, sizeof out);
+        h->type = ICMP_ECHO;
+        h->un.echo.id = htons(ident);
+        h->un.echo.sequence = htons((uint16_t)seq);
+        for (size_t i = sizeof *h; i < sizeof out; i++)
+            out[i] = (char)i;
+        h->checksum = checksum(out, sizeof out);
+        double t0 = now();
+        if (sendto(fd, out, sizeof out, 0, (struct sockaddr *)&dst, sizeof dst) < 0) {
+            printf("seq=%d send error: %s\n", seq, strerror(errno));
+            continue;
+        }
+        double deadline = t0 + (seq < count ? interval : wait);
+        int answered = 0;
+        for (;;) {
+            double left = deadline - now();
+            if (left <= 0)
+                break;
+            if (answered) { /* wait out the interval */
+                sleep_until(deadline);
+                break;
+            }
+            struct pollfd pfd = {fd, POLLIN, 0};
+            if (poll(&pfd, 1, (int)(left * 1e3) + 1) <= 0)
+                continue;
+            ssize_t n = recv(fd, in, sizeof in, 0);
+            double t1 = now();
+            if (n < (ssize_t)sizeof(struct iphdr))
+                continue;
+            struct iphdr *ip = (struct iphdr *)in;
+            size_t hl = (size_t)ip->ihl * 4;
+            if ((size_t)n < hl + sizeof(struct icmphdr))
+                continue;
+            struct icmphdr *r = (struct icmphdr *)(in + hl);
+            if (r->type != ICMP_ECHOREPLY || ntohs(r->un.echo.id) != ident ||
+                ntohs(r->un.echo.sequence) != seq)
+                continue;
+            char addr[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &ip->saddr, addr, sizeof addr);
+            printf("reply from %s seq=%d time=%.3f ms\n", addr, seq, (t1 - t0) * 1e3);
+            received++;
+            answered = 1;
+            if (seq == count)
+                break;
+        }
+    }
+    printf("sent=%d received=%d\n", count, received);
+    return received ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && strcmp(argv[1], "send") == 0)
+        return cmd_send(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "recv") == 0)
+        return cmd_recv(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "ping") == 0)
+        return cmd_ping(argc - 2, argv + 2);
+    fprintf(stderr, "usage: udpgen send|recv|ping ...\n");
+    return 2;
+}
