@@ -39,6 +39,8 @@ from lispd.dataplane.outputs import Encap, Miss, ToTun
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.trace import TRACE_PORT, is_trace
 from lispd.dataplane.tracing import Tracer
+from lispd.fastpath import compiled
+from lispd.fastpath.compiled import CompiledPath, merge_counts
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
 from lispd.fastpath.inner import inner_destination
 from lispd.io.notify import sd_notify, watchdog_interval
@@ -135,6 +137,7 @@ class Daemon:
         self.receivers: list[socket.socket] = []
         self.control_sockets: dict[int, list[socket.socket]] = {}
         self.sender: Sender | None = None
+        self.fast: CompiledPath | None = None  # the compiled fast path, when it runs
         self.api: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self._timer: asyncio.Handle | None = None  # a TimerHandle, or a Handle (see _arm_timer)
@@ -154,8 +157,14 @@ class Daemon:
         """Open the TUN, sockets, routes and control socket, then tell systemd we are ready."""
         loop = asyncio.get_running_loop()
         cfg = self.config
+        fast = self._use_compiled()
         if cfg.daemon.roles & TUN_ROLES:
-            self.tun = Tun(cfg.tun.name, cfg.tun.mtu, prepare=prepare_tun_interface)
+            self.tun = Tun(
+                cfg.tun.name,
+                cfg.tun.mtu,
+                prepare=prepare_tun_interface,
+                vnet=fast and cfg.dataplane.offloads,
+            )
             self.routes = RouteTable(self.tun.name)
             for entry in self.mapcache.entries():
                 self.routes.add(entry.prefix)
@@ -171,6 +180,8 @@ class Daemon:
                 {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs},
                 data_sockets,
             )
+            if fast:
+                self._start_compiled(data_sockets)
             for addr in cfg.underlay.rlocs:  # LISP-Trace: error returns, NATed ltr clients
                 sock = open_control_socket(addr, TRACE_PORT)
                 self.trace_sockets[addr.version] = sock
@@ -204,6 +215,40 @@ class Daemon:
             log.info("systemd watchdog ping-interval=%.1fs", self._watchdog)
         self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
 
+    def _use_compiled(self) -> bool:
+        """Whether the compiled fast path runs (``[dataplane] fastpath``); refuses to start
+        when it is asked for and was not built."""
+        wanted = self.config.dataplane.fastpath
+        if not self.config.daemon.roles & DATA_ROLES or wanted == "python":
+            return False
+        if wanted == "compiled" and not compiled.available():
+            raise OSError(
+                'dataplane.fastpath is "compiled" but lispd was built without it '
+                '(lispd.fastpath._accel is missing: install with a C compiler, or use "auto")'
+            )
+        return compiled.available()
+
+    def _start_compiled(self, data_sockets: dict[int, socket.socket]) -> None:
+        """Hand the TUN and the data sockets to the compiled engine, load its tables, and keep
+        them current from the map-cache."""
+        cfg, itr, sender = self.config, self.itr, self.sender
+        assert sender is not None
+        fast = CompiledPath(
+            roles=cfg.daemon.roles,
+            mtu=cfg.underlay.mtu,
+            tun_fd=self.tun.fd if self.tun is not None else -1,
+            offloads=cfg.dataplane.offloads,
+            families=itr.families if itr is not None else (),
+            own_rlocs=itr.own_rlocs if itr is not None else (),
+            nat_port=itr.nat_port if itr is not None else None,
+        )
+        fast.use_sockets(sender.pools, data_sockets)
+        fast.load_database(self.database)
+        fast.load_map_cache(self.mapcache)
+        self.mapcache.listener = fast.on_map_cache
+        self.fast = fast
+        log.info("fast path compiled offloads=%s", cfg.dataplane.offloads)
+
     def _tick_interval(self) -> float:
         return min(self._watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
 
@@ -222,7 +267,8 @@ class Daemon:
 
     def _status_line(self) -> str:
         """One line for ``systemctl status``: roles, table sizes, registrations, traffic."""
-        packets = self.counters.packets
+        stats = self._stats()
+        packets, drops = stats["packets"], stats["drops"]
         parts = [
             f"roles={','.join(sorted(self.config.daemon.roles))}",
             f"map-cache={len(self.mapcache)}",
@@ -237,8 +283,9 @@ class Daemon:
             parts.append(f"site-registrations={len(self.control.map_server.registrations())}")
         if self.nat_bindings is not None:
             parts.append(f"nat-bindings={len(self.nat_bindings)}")
-        parts.append(f"encap={packets['itr.encap.packets']} decap={packets['etr.decap.packets']}")
-        parts.append(f"drops={sum(self.counters.drops.values())}")
+        encap, decap = packets.get("itr.encap.packets", 0), packets.get("etr.decap.packets", 0)
+        parts.append(f"encap={encap} decap={decap}")
+        parts.append(f"drops={sum(drops.values())}")
         return " ".join(parts)
 
     def stop(self) -> None:
@@ -282,6 +329,8 @@ class Daemon:
             loop.remove_reader(self.tun.fd)
             self.tun.close()
             self.tun = None
+        self.mapcache.listener = None
+        self.fast = None
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP / ``lispctl reload``: read the configuration file again.
@@ -382,6 +431,8 @@ class Daemon:
             self.database.remove(entry.iid, entry.prefix)
         for entry in database.entries():
             self.database.add(entry)
+        if self.fast is not None:
+            self.fast.load_database(self.database)
         changed = [e for e in self.database.entries() if old_entries.get((e.iid, e.prefix)) != e]
         removed = [e for key, e in old_entries.items() if self.database.get(*key) is None]
         for entry in changed:
@@ -424,7 +475,15 @@ class Daemon:
     def _on_tun_readable(self) -> None:
         tun = self.tun
         assert tun is not None
-        for pkt in tun.read_batch(BATCH):
+        if self.fast is not None:
+            try:
+                packets = self.fast.from_tun()  # what the compiled path leaves to us
+            except OSError:
+                self._internal_error("tun")
+                return
+        else:
+            packets = tun.read_batch(BATCH)
+        for pkt in packets:
             try:
                 self._itr_packet(pkt)
             except Exception:  # a bug must cost one packet, never the daemon
@@ -540,7 +599,15 @@ class Daemon:
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
         handle = self._rtr_packet if self.rtr is not None else self._etr_packet
-        for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
+        if self.fast is not None:
+            try:
+                batch = self.fast.from_udp(sock)  # what the compiled path leaves to us
+            except OSError:
+                self._internal_error("udp")
+                return
+        else:
+            batch = recv_batch(sock, BATCH)
+        for payload, ttl, tos, src, sport in batch:
             try:
                 if (
                     len(payload) > HEADER_LEN
@@ -649,6 +716,7 @@ class Daemon:
                 return
             if self.nat_bindings.learn(address, sport, now):
                 log.info("nat binding rloc=%s port=%d", address, sport)
+                self._nat_bindings_changed()
                 self._arm_timer()
             self.counters.count("rtr.nat-keepalive", len(payload))
         elif isinstance(msg, MapRequest) and msg.probe and self.control.replier is not None:
@@ -821,6 +889,8 @@ class Daemon:
         behind = status.behind_nat and bool(status.rtrs)
         if self.itr is not None:
             self.itr.rtrs = tuple(RlocEntry(r, 1, 100) for r in status.rtrs) if behind else None
+        if self.fast is not None:
+            self.fast.set_punt_all(behind)
         prober = self.control.prober
         if prober is not None and behind:  # probed through the NAT, over the data port
             now = self.clock()
@@ -889,11 +959,16 @@ class Daemon:
         if expired:
             self._unwatch_unused()
         if self.nat_bindings is not None:
-            for address in self.nat_bindings.expire(now):
+            expired_bindings = self.nat_bindings.expire(now)
+            for address in expired_bindings:
                 log.info("nat binding expired rloc=%s", address)
+            if expired_bindings:
+                self._nat_bindings_changed()
         if now - self._itrs_rotated > SMR_MEMORY:
             self._older_itrs, self._recent_itrs = self._recent_itrs, {}
             self._itrs_rotated = now
+            if self.fast is not None:
+                self.fast.forget_sources()
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -966,7 +1041,14 @@ class Daemon:
     def _stats(self) -> dict[str, Any]:
         snap = self.counters.snapshot()
         snap["drops"].update(self.control.counters())
+        if self.fast is not None:
+            merge_counts(snap, self.fast.counters())
         return snap
+
+    def _nat_bindings_changed(self) -> None:
+        """The compiled path's records carry NATed xTRs' translated ports: rebuild them."""
+        if self.fast is not None:
+            self.fast.load_map_cache(self.mapcache)
 
     def _metrics(self) -> MetricsSnapshot:
         """What ``GET /metrics`` shows: the data of the control socket's show commands."""

@@ -8,11 +8,11 @@ per-flow cache in front of the longest-prefix match can tell when it is stale.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import count
 
 from lispd.mapcache.entries import MapCacheEntry
-from lispd.mapcache.prefixes import AddressLike, PrefixLike, to_network
+from lispd.mapcache.prefixes import AddressLike, Network, PrefixLike, to_network
 from lispd.mapcache.scoped import ScopedTables
 
 _HeapItem = tuple[float, int, MapCacheEntry]  # (expires, insertion sequence, entry)
@@ -24,7 +24,7 @@ class MapCache:
     Time is never read here: expiry uses the ``now`` the caller passes.
     """
 
-    __slots__ = ("_generation", "_heap", "_seq", "_tables")
+    __slots__ = ("_generation", "_heap", "_seq", "_tables", "listener")
 
     def __init__(self, *, backend: str | None = None) -> None:
         """Create an empty map-cache (``backend``: see :class:`~lispd.mapcache.PrefixTable`)."""
@@ -34,6 +34,9 @@ class MapCache:
         # its (iid, prefix) is skipped when popped, and the heap is rebuilt when mostly stale.
         self._heap: list[_HeapItem] = []
         self._seq = count()
+        # Told of every entry installed (the entry) or removed (None), by (iid, prefix): how
+        # a compiled fast path keeps its own copy of the table current.
+        self.listener: Callable[[int, Network, MapCacheEntry | None], None] | None = None
 
     @property
     def generation(self) -> int:
@@ -48,6 +51,8 @@ class MapCache:
         old = self._tables.exact(entry.iid, entry.prefix)
         self._tables.insert(entry.iid, entry.prefix, entry)
         self._generation += 1
+        if self.listener is not None:
+            self.listener(entry.iid, entry.prefix, entry)
         if entry.expires is not None:
             heapq.heappush(self._heap, (entry.expires, next(self._seq), entry))
             if len(self._heap) > 2 * len(self._tables) + 64:
@@ -62,7 +67,12 @@ class MapCache:
         """Remove exactly ``prefix`` of ``iid`` and return its entry; KeyError when absent."""
         entry = self._tables.delete(iid, prefix)
         self._generation += 1
+        self._removed(entry)
         return entry
+
+    def _removed(self, entry: MapCacheEntry) -> None:
+        if self.listener is not None:
+            self.listener(entry.iid, entry.prefix, None)
 
     def get(self, iid: int, prefix: PrefixLike) -> MapCacheEntry | None:
         """The entry for exactly ``prefix`` in ``iid`` (no longest match), or None."""
@@ -93,6 +103,7 @@ class MapCache:
             entry = heapq.heappop(heap)[2]
             if self._live(entry):
                 self._tables.delete(entry.iid, entry.prefix)
+                self._removed(entry)
                 removed.append(entry)
         if removed:
             self._generation += 1
@@ -113,6 +124,7 @@ class MapCache:
                 continue
             victim = item[2]
             self._tables.delete(victim.iid, victim.prefix)
+            self._removed(victim)
             self._generation += 1
             break
         for item in skipped:
@@ -155,6 +167,8 @@ class MapCache:
         if prefix is None:
             removed = [e for i, _net, e in self._tables.items() if iid is None or i == iid]
             self._tables.clear(iid)
+            for entry in removed:
+                self._removed(entry)
             self._heap = [item for item in self._heap if self._live(item[2])]
             heapq.heapify(self._heap)
         else:
@@ -164,6 +178,7 @@ class MapCache:
             for i in iids:
                 for found, entry in self._tables.more_specifics(i, net):
                     self._tables.delete(i, found)
+                    self._removed(entry)
                     removed.append(entry)
         self._generation += 1
         return removed

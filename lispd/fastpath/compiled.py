@@ -1,0 +1,179 @@
+"""The compiled fast path (C, :mod:`lispd.fastpath._accel`) and what keeps its tables current.
+
+The C engine reads the TUN and the UDP 4341 sockets itself, in batches, and encapsulates,
+decapsulates and re-encapsulates every packet whose fate its tables settle: a forwarding record
+per map-cache prefix (the usable RLOCs of the best priority, weights, ports) and the local
+EID-prefixes.  Everything else -- misses, negative entries, traces, packets too big for the
+tunnel, data-plane control messages, the first packet of each new ITR -- comes back to Python
+as plain packets and goes through the reference path (:mod:`lispd.dataplane`), which decides
+exactly as before.  Both paths pick the same RLOC and outer source port for a flow: the C code
+computes the same CRC-32 flow hash.
+
+The control plane owns the map-cache: :class:`CompiledPath` listens to it
+(:attr:`lispd.mapcache.MapCache.listener`) and turns each installed entry into a record.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Collection
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from lispd.fastpath.rloc import usable_candidates
+from lispd.mapcache import LocalDatabase, MapCache, MapCacheEntry, Network
+
+try:
+    from lispd.fastpath import _accel
+except ImportError:  # built without a C compiler: the pure-Python path runs
+    _accel = None  # type: ignore[assignment]
+
+SOL_UDP = 17
+UDP_GRO = 104
+SO_NO_CHECK = 11
+
+IPAddress = IPv4Address | IPv6Address
+RecordRloc = tuple[bytes, int, int, bool]  # packed address, port, weight, via the 4341 socket
+
+
+def available() -> bool:
+    """True when the compiled fast path was built with the package."""
+    return _accel is not None
+
+
+def forwarding_record(
+    entry: MapCacheEntry,
+    families: Collection[int],
+    own_rlocs: Collection[IPAddress],
+    nat_port: Callable[[IPAddress], int | None] | None,
+) -> list[RecordRloc] | None:
+    """What the engine needs of ``entry``: the RLOCs flows are shared among, in the order and
+    with the weights :func:`lispd.fastpath.rloc.select_rloc` uses, each with the port to send
+    to; None when Python must see the packets (a negative entry, no usable RLOC, an explicit
+    locator path, an RLOC that is this node)."""
+    if entry.action != "encapsulate":
+        return None
+    candidates = usable_candidates(entry.rlocs, families)
+    if not candidates:
+        return None
+    record: list[RecordRloc] = []
+    for rloc in candidates:
+        if rloc.elp or rloc.address in own_rlocs:  # type: ignore[attr-defined]
+            return None
+        address: IPAddress = rloc.address  # type: ignore[assignment]
+        port, via_data = rloc.port, False  # type: ignore[attr-defined]
+        if nat_port is not None:
+            translated = nat_port(address)
+            if translated is not None:
+                port, via_data = translated, True
+        record.append((address.packed, port, rloc.weight, via_data))
+    return record
+
+
+class CompiledPath:
+    """An :class:`_accel.Engine` wired to a node's tables and sockets."""
+
+    def __init__(
+        self,
+        *,
+        roles: Collection[str],
+        mtu: int,
+        tun_fd: int,
+        offloads: bool,
+        families: Collection[int],
+        own_rlocs: Collection[IPAddress],
+        nat_port: Callable[[IPAddress], int | None] | None,
+    ) -> None:
+        if _accel is None:
+            raise RuntimeError("the compiled fast path is not built")
+        self.engine = _accel.Engine(
+            itr=bool({"itr", "pitr"} & set(roles)),
+            etr=bool({"etr", "petr"} & set(roles)),
+            rtr="rtr" in roles,
+            mtu=mtu,
+            tun_fd=tun_fd,
+            vnet=offloads and tun_fd >= 0,
+            gso=offloads,
+        )
+        self.offloads = offloads
+        self.families = frozenset(families)
+        self.own_rlocs = frozenset(own_rlocs)
+        self.nat_port = nat_port
+
+    # --- sockets ------------------------------------------------------------------------------
+
+    def use_sockets(
+        self, pools: dict[int, list[socket.socket]], data_sockets: dict[int, socket.socket]
+    ) -> None:
+        """Send from these sockets (the Python sender's, so both paths use the same outer
+        source port for a flow).  With offloads, outer IPv4 UDP checksums are computed (the
+        kernel refuses UDP GSO on a socket with SO_NO_CHECK) and receives use UDP GRO."""
+        for version, pool in pools.items():
+            if self.offloads and version == 4:
+                for sock in pool:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
+            self.engine.set_pool(version, [sock.fileno() for sock in pool])
+        for version, sock in data_sockets.items():
+            if self.offloads:
+                if version == 4:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+            self.engine.set_data_socket(version, sock.fileno())
+
+    # --- tables -------------------------------------------------------------------------------
+
+    def on_map_cache(self, iid: int, prefix: Network, entry: MapCacheEntry | None) -> None:
+        """:attr:`MapCache.listener`: mirror one installed or removed entry."""
+        packed, plen = prefix.network_address.packed, prefix.prefixlen
+        if entry is None:
+            self.engine.map_remove(iid, packed, plen)
+        else:
+            record = forwarding_record(entry, self.families, self.own_rlocs, self.nat_port)
+            self.engine.map_set(iid, packed, plen, record)
+
+    def load_map_cache(self, mapcache: MapCache) -> None:
+        """Replace every record with the map-cache's current entries (at start, and when
+        something every record depends on changed: NAT bindings)."""
+        self.engine.map_clear()
+        for entry in mapcache.entries():
+            self.on_map_cache(entry.iid, entry.prefix, entry)
+
+    def load_database(self, database: LocalDatabase) -> None:
+        """The local EID-prefixes (ITR: which sources are ours; ETR: what we decapsulate)."""
+        self.engine.db_clear()
+        for entry in database.entries():
+            prefix = entry.prefix
+            self.engine.db_set(entry.iid, prefix.network_address.packed, prefix.prefixlen)
+
+    def set_punt_all(self, flag: bool) -> None:
+        """Every packet from the TUN to Python (behind a NAT, where all goes to RTRs)."""
+        self.engine.set_punt_all(flag)
+
+    # --- packets ------------------------------------------------------------------------------
+
+    def from_tun(self) -> list[bytes]:
+        """Handle what the TUN has; return the packets the Python path must take."""
+        return self.engine.from_tun()
+
+    def from_udp(self, sock: socket.socket) -> list[tuple[bytes, int, int, str, int]]:
+        """Handle what ``sock`` (a 4341 socket) has; return the datagrams for Python, as
+        :func:`lispd.io.udp.recv_batch` gives them."""
+        return self.engine.from_udp(sock.fileno())
+
+    def forget_sources(self) -> None:
+        """Python starts a new list of recent ITRs: show it the next packet of each again."""
+        self.engine.forget_sources()
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C."""
+        return self.engine.counters()
+
+
+def merge_counts(into: dict[str, Any], extra: dict[str, dict[str, int]]) -> None:
+    """Add the engine's packet and drop counters to a stats snapshot (zeros left out)."""
+    for section in ("packets", "drops"):
+        target = into.setdefault(section, {})
+        for key, value in extra.get(section, {}).items():
+            if value:
+                target[key] = target.get(key, 0) + value
+    into["fastpath"] = dict(extra.get("fastpath", {}))

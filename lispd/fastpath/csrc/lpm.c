@@ -1,0 +1,226 @@
+/* See lpm.h. */
+#include "lpm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint8_t masks[129][16];
+static int masks_ready;
+
+static void init_masks(void)
+{
+    for (int len = 0; len <= 128; len++)
+        for (int i = 0; i < 16; i++) {
+            int bits = len - 8 * i;
+            masks[len][i] = bits >= 8 ? 0xFF : bits <= 0 ? 0 : (uint8_t)(0xFF << (8 - bits));
+        }
+    masks_ready = 1;
+}
+
+static inline void mask_into(uint8_t *out, const uint8_t *addr, int alen, int plen)
+{
+    uint64_t a[2] = {0, 0}, m[2];
+    memcpy(a, addr, (size_t)alen);
+    memcpy(m, masks[plen], 16);
+    a[0] &= m[0];
+    a[1] &= m[1];
+    memcpy(out, a, 16);
+}
+
+static inline uint64_t hash_key(uint32_t iid, int family, int plen, const uint8_t *addr)
+{
+    uint64_t a, b;
+    memcpy(&a, addr, 8);
+    memcpy(&b, addr + 8, 8);
+    uint64_t h = ((uint64_t)iid << 16 | (uint64_t)family << 8 | (uint64_t)plen) * 0x9E3779B97F4A7C15ULL;
+    h ^= a * 0xC2B2AE3D27D4EB4FULL;
+    h = (h << 31 | h >> 33) ^ b * 0x165667B19E3779F9ULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 32);
+}
+
+static inline int slot_is(const lpm_slot *s, uint32_t iid, int family, int plen,
+                          const uint8_t *addr)
+{
+    return s->family == family && s->plen == plen && s->iid == iid &&
+           memcmp(s->addr, addr, 16) == 0;
+}
+
+static lpm_scope *find_scope(const lpm_table *t, uint32_t iid, int family, size_t *where)
+{
+    size_t lo = 0, hi = t->nscopes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const lpm_scope *s = &t->scopes[mid];
+        if (s->family < family || (s->family == family && s->iid < iid))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (where)
+        *where = lo;
+    if (lo < t->nscopes && t->scopes[lo].family == family && t->scopes[lo].iid == iid)
+        return &t->scopes[lo];
+    return NULL;
+}
+
+static int grow(lpm_table *t)
+{
+    size_t cap = t->mask ? (t->mask + 1) * 2 : 64;
+    lpm_slot *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (size_t i = 0; t->mask && i <= t->mask; i++) {
+        lpm_slot *s = &t->slots[i];
+        if (!s->family)
+            continue;
+        size_t j = hash_key(s->iid, s->family, s->plen, s->addr) & (cap - 1);
+        while (slots[j].family)
+            j = (j + 1) & (cap - 1);
+        slots[j] = *s;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->mask = cap - 1;
+    return 0;
+}
+
+static void count_length(lpm_scope *s, int plen, int delta)
+{
+    s->count[plen] += (uint32_t)delta;
+    int n = 0;
+    for (int len = 128; len >= 0; len--)
+        if (s->count[len])
+            s->lens[n++] = (uint8_t)len;
+    s->nlens = (uint8_t)(n > 128 ? 128 : n); /* 129 lengths cannot all be in one family */
+}
+
+int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen,
+               void *value, void **old)
+{
+    if (!masks_ready)
+        init_masks();
+    uint8_t key[16];
+    mask_into(key, prefix, family == 4 ? 4 : 16, plen);
+    *old = NULL;
+    if (t->mask) {
+        size_t i = hash_key(iid, family, plen, key) & t->mask;
+        for (; t->slots[i].family; i = (i + 1) & t->mask)
+            if (slot_is(&t->slots[i], iid, family, plen, key)) {
+                *old = t->slots[i].value;
+                t->slots[i].value = value;
+                return 0;
+            }
+    }
+    if ((t->used + 1) * 5 > (t->mask + 1) * 3 && grow(t) < 0)
+        return -1;
+    size_t where;
+    lpm_scope *scope = find_scope(t, iid, family, &where);
+    if (!scope) {
+        if (t->nscopes == t->scopes_cap) {
+            size_t cap = t->scopes_cap ? t->scopes_cap * 2 : 8;
+            lpm_scope *grown = realloc(t->scopes, cap * sizeof *grown);
+            if (!grown)
+                return -1;
+            t->scopes = grown;
+            t->scopes_cap = cap;
+        }
+        memmove(&t->scopes[where + 1], &t->scopes[where],
+                (t->nscopes - where) * sizeof *t->scopes);
+        scope = &t->scopes[where];
+        memset(scope, 0, sizeof *scope);
+        scope->iid = iid;
+        scope->family = (uint8_t)family;
+        t->nscopes++;
+    }
+    size_t i = hash_key(iid, family, plen, key) & t->mask;
+    while (t->slots[i].family)
+        i = (i + 1) & t->mask;
+    lpm_slot *s = &t->slots[i];
+    s->iid = iid;
+    s->family = (uint8_t)family;
+    s->plen = (uint8_t)plen;
+    memcpy(s->addr, key, 16);
+    s->value = value;
+    t->used++;
+    count_length(scope, plen, 1);
+    return 0;
+}
+
+void *lpm_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen)
+{
+    if (!t->mask)
+        return NULL;
+    uint8_t key[16];
+    mask_into(key, prefix, family == 4 ? 4 : 16, plen);
+    size_t i = hash_key(iid, family, plen, key) & t->mask;
+    for (; t->slots[i].family; i = (i + 1) & t->mask)
+        if (slot_is(&t->slots[i], iid, family, plen, key))
+            break;
+    if (!t->slots[i].family)
+        return NULL;
+    void *value = t->slots[i].value;
+    /* Backward-shift deletion: no tombstones, probe chains stay short. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & t->mask;
+        lpm_slot *s = &t->slots[j];
+        if (!s->family)
+            break;
+        size_t home = hash_key(s->iid, s->family, s->plen, s->addr) & t->mask;
+        int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays)
+            continue;
+        t->slots[i] = *s;
+        i = j;
+    }
+    memset(&t->slots[i], 0, sizeof t->slots[i]);
+    t->used--;
+    size_t where;
+    lpm_scope *scope = find_scope(t, iid, family, &where);
+    if (scope) {
+        count_length(scope, plen, -1);
+        if (!scope->nlens) {
+            memmove(&t->scopes[where], &t->scopes[where + 1],
+                    (t->nscopes - where - 1) * sizeof *t->scopes);
+            t->nscopes--;
+        }
+    }
+    return value;
+}
+
+void *lpm_lookup(const lpm_table *t, uint32_t iid, int family, const uint8_t *addr)
+{
+    if (!t->nscopes)
+        return NULL;
+    const lpm_scope *scope = find_scope(t, iid, family, NULL);
+    if (!scope)
+        return NULL;
+    int alen = family == 4 ? 4 : 16;
+    uint8_t key[16];
+    for (int k = 0; k < scope->nlens; k++) {
+        int plen = scope->lens[k];
+        mask_into(key, addr, alen, plen);
+        size_t i = hash_key(iid, family, plen, key) & t->mask;
+        for (; t->slots[i].family; i = (i + 1) & t->mask)
+            if (slot_is(&t->slots[i], iid, family, plen, key))
+                return t->slots[i].value;
+    }
+    return NULL;
+}
+
+void lpm_clear(lpm_table *t, void (*release)(void *))
+{
+    for (size_t i = 0; t->mask && i <= t->mask; i++)
+        if (t->slots[i].family && release)
+            release(t->slots[i].value);
+    free(t->slots);
+    free(t->scopes);
+    memset(t, 0, sizeof *t);
+}
+
+size_t lpm_memory(const lpm_table *t)
+{
+    return (t->mask ? (t->mask + 1) * sizeof(lpm_slot) : 0) + t->scopes_cap * sizeof(lpm_scope);
+}
