@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
     settings = Settings(quick=args.quick, max_other_cpu=args.max_other_cpu, retries=args.retries)
     if args.quick:
         settings.seconds, settings.runs, settings.ping_count = 1.0, 1, 50
-        settings.udp_idle_s, settings.retries = 0.2, min(args.retries, 1)
+        settings.udp_idle_s, settings.retries = 0.2, 0
         settings.paths = QUICK_PATHS
     if args.seconds is not None:
         settings.seconds = args.seconds

@@ -30,7 +30,7 @@ from lispd.lab import Lab, LabError
 UDPGEN_SOURCE = Path(__file__).resolve().parent / "udpgen.c"
 UDP_PORT = 9000
 IPERF_PORT = 5201
-_RTT = re.compile(r"\bseq=(\d+)\s+time[=<]([0-9.]+)\s*ms")
+_RTT = re.compile(r"seq=(\d+)\b[^\n]*?\btime[=<]([0-9.]+) ?ms")
 
 
 # -- pure helpers --------------------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""The one-command benchmark harness (``python -m benchmarks``) in its quick mode.
+
+What it checks is that the harness works end to end, not the figures: the JSON has every
+section, the kernel paths and lispd's Python path have positive figures, the RTR path's
+counter check ran, the compiled variants have figures or say why they are not available,
+the targets were evaluated, and nothing of the lab is left behind.  Runs the real command in a
+subprocess; on a timeout it is interrupted (SIGINT: the lab tears itself down) before the
+test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lispd.lab.netns import NS_PREFIX, cleanup_stale, list_namespaces
+from tests.netns.common import REPO
+
+pytestmark = pytest.mark.netns
+
+TIMEOUT_S = 85.0
+
+
+def run_quick(json_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``python -m benchmarks --quick --json FILE``; the process and its wall time.  Fails
+    when it takes over :data:`TIMEOUT_S` or leaves a namespace behind (removed then)."""
+    argv = [sys.executable, "-m", "benchmarks", "--quick", "--json", str(json_path)]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: the Lab tears itself down
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    elapsed = time.monotonic() - started
+    child = re.compile(rf"^{NS_PREFIX}{proc.pid}[a-z]-")
+    left = [n for n in list_namespaces() if child.match(n)]
+    if left:
+        cleanup_stale()  # its process is gone: the lab's namespaces are stale
+    assert not timed_out, f"python -m benchmarks --quick took over {TIMEOUT_S:g} s:\n{err[-3000:]}"
+    assert not left, f"namespaces left behind: {left}"
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err), elapsed
+
+
+def positive(section: dict[str, Any], *keys: str) -> float:
+    """The number at ``section[keys...]``, asserted positive."""
+    value: Any = section
+    for k in keys:
+        assert isinstance(value, dict) and k in value, f"missing {keys} in {section}"
+        value = value[k]
+    assert isinstance(value, int | float) and value > 0, f"{keys}: {value!r}"
+    return float(value)
+
+
+def test_quick_benchmark_measures_kernel_and_lispd(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc, elapsed = run_quick(out)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    assert elapsed < TIMEOUT_S
+    results = json.loads(out.read_text())
+
+    assert {"machine", "settings", "paths", "targets", "elapsed_s"} <= set(results)
+    assert results["settings"]["quick"] is True
+    paths = results["paths"]
+    assert set(paths) == {"routed", "vxlan", "python", "compiled", "rtr-python"}
+
+    for name in ("routed", "vxlan", "python", "rtr-python"):
+        p = paths[name]
+        assert p["status"] == "ok", (name, p.get("reason"))
+        positive(p, "tcp1", "gbps")
+        positive(p, "tcp4", "gbps")
+        for test in ("udp64", "udp1400"):
+            positive(p, test, "max", "received_pps")
+            positive(p, test, "max", "offered_pps")
+            assert 0 <= p[test]["max"]["loss_pct"] <= 100
+            positive(p, test, "half", "rate_pps")
+            assert 0 <= p[test]["half"]["loss_pct"] <= 100
+        positive(p, "latency", "p50_us")
+        assert p["latency"]["p99_us"] >= p["latency"]["p50_us"]
+
+    # the kernel's tunnel cannot beat the plain path by much; lispd's Python path is slower
+    assert paths["python"]["tcp1"]["gbps"] < paths["routed"]["tcp1"]["gbps"]
+    for name in ("vxlan", "python", "rtr-python"):
+        for baseline in ("routed", "vxlan"):
+            if name == baseline:
+                continue
+            positive(paths[name], "ratios", baseline, "tcp1")
+            positive(paths[name], "ratios", baseline, "udp64")
+    assert "added_p50_us" in paths["python"]["latency"]
+
+    # CPU per lispd process, and the RTR check on every run
+    for node in ("xtr1", "xtr2"):
+        positive(paths["python"], "cpu", node, "cpu_s_per_mpkt")
+        positive(paths["python"], "cpu", node, "udp64_pps_per_cpu")
+    positive(paths["rtr-python"], "cpu", "rtr", "cpu_s_per_mpkt")
+    positive(paths["rtr-python"], "rtr_check", "rtr_reencap")
+
+    compiled = paths["compiled"]
+    if compiled["status"] == "ok":
+        positive(compiled, "tcp1", "gbps")
+        positive(compiled, "udp64", "max", "received_pps")
+    else:
+        assert compiled["status"] == "not available", compiled
+        assert compiled["reason"]
+
+    targets = results["targets"]
+    assert {t["target"] for t in targets} >= {
+        "TCP >= 0.7x kernel VXLAN",
+        "TCP >= 5x python",
+        "64-byte UDP >= 1 Mpps encapsulated per core",
+        "64-byte UDP: no loss at 50% of max",
+        "added latency p50 < 50 us",
+        "RTR >= 0.8x ITR->ETR, TCP",
+    }
+    for t in targets:
+        assert t["met"] in (True, False, None)
+        assert (t["met"] is None) == (t["value"] is None)
+    python_latency = next(
+        t for t in targets if t["target"].startswith("added latency") and t["path"] == "python"
+    )
+    assert python_latency["value"] is not None
+
+    # the table
+    for text in ("routed", "vxlan", "rtr-python", "target (issue 9)", "ratio to kernel"):
+        assert text in proc.stdout

@@ -1,0 +1,105 @@
+"""The pure parts of the benchmark suite and its command line (no root, no namespaces)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks.__main__ import parse_args
+from benchmarks.suite import (
+    PATH_NAMES,
+    PATHS,
+    QUICK_PATHS,
+    TESTS,
+    cpu_summary,
+    daemon_deltas,
+    dataplane_table,
+    parse_stat,
+    rtr_totals,
+    start_reason,
+    tree_cpu_seconds,
+    tree_pids,
+)
+
+
+def test_parse_stat_with_spaces_and_parentheses_in_the_name() -> None:
+    text = "4242 (lispd (x) y) S 17 4242 4242 0 -1 4194560 100 0 0 0 150 25 0 0 20 0 3 0 99"
+    assert parse_stat(text) == (17, 175)
+
+
+def test_own_process_tree() -> None:
+    assert tree_pids(os.getpid())[0] == os.getpid()
+    assert tree_cpu_seconds(os.getpid()) > 0
+
+
+def test_start_reason_picks_the_error_line_without_timestamp() -> None:
+    log = (
+        "2026-11-23 20:43:14,100 level=INFO logger=lispd starting\n"
+        "2026-11-23 20:43:14,309 level=ERROR logger=lispd lispd failed to start "
+        "error=fastpath = compiled: the compiled fast path is not built\n"
+        "\n"
+    )
+    assert start_reason(log) == (
+        "lispd failed to start error=fastpath = compiled: the compiled fast path is not built"
+    )
+    assert start_reason("last words\n") == "last words"
+    assert start_reason("", "exited with 1") == "exited with 1"
+
+
+def test_dataplane_table() -> None:
+    specs = {s.name: s for s in PATHS}
+    assert dataplane_table(specs["python"]) == '\n[dataplane]\nfastpath = "python"\n'
+    assert 'fastpath = "compiled"\noffloads = true' in dataplane_table(specs["compiled"])
+    assert "offloads = false" in dataplane_table(specs["rtr-compiled-nooffload"])
+
+
+def test_daemon_deltas_count_data_plane_packets() -> None:
+    before = {"xtr1": (1.0, {"itr.encap.packets": 10, "control.sent.packets": 5})}
+    after = {
+        "xtr1": (
+            1.5,
+            {"itr.encap.packets": 1010, "etr.decap.packets": 7, "control.sent.packets": 9},
+        )
+    }
+    assert daemon_deltas(before, after) == {"xtr1": {"cpu_s": 0.5, "packets": 1007}}
+
+
+def test_cpu_summary_and_rtr_totals() -> None:
+    def run(cpu: float, packets: int) -> dict[str, object]:
+        return {
+            "daemons": {"xtr1": {"cpu_s": cpu, "packets": packets}},
+            "counters": {"rtr_reencap": packets},
+        }
+
+    path = {
+        "tcp1": {"runs": [run(1.0, 100_000)]},
+        "udp64": {"max": {"runs": [run(2.0, 400_000), run(2.0, 600_000)]}, "half": {"runs": []}},
+        "udp1400": {"error": "failed"},
+    }
+    cpu = cpu_summary(path)["xtr1"]
+    assert cpu["cpu_s"] == 5.0 and cpu["packets"] == 1_100_000
+    assert cpu["cpu_s_per_mpkt"] == round(5.0 / 1.1, 3)
+    assert cpu["udp64_cpu_s_per_mpkt"] == 4.0
+    assert cpu["udp64_pps_per_cpu"] == 250_000.0
+    assert rtr_totals(path) == {"rtr_reencap": 1_100_000}
+    assert cpu_summary({"status": "not available"}) == {}
+
+
+def test_command_line_defaults_quick_and_only() -> None:
+    settings, json_path = parse_args([])
+    assert settings.paths == PATH_NAMES and settings.tests == TESTS and settings.mapcache
+    assert json_path is None
+    quick, _ = parse_args(["--quick", "--json", "out.json"])
+    assert quick.paths == QUICK_PATHS and quick.runs == 1 and quick.seconds == 1.0
+    only, _ = parse_args(["--only", "python", "routed", "tcp1"])
+    assert only.paths == ("routed", "python") and only.tests == ("tcp1",)
+    assert not only.mapcache
+    tests_only, _ = parse_args(["--only", "latency"])
+    assert tests_only.paths == PATH_NAMES and tests_only.tests == ("latency",)
+    sections_only, _ = parse_args(["--only", "mapcache"])
+    assert sections_only.paths == () and sections_only.mapcache
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "nonsense"])
+    with pytest.raises(SystemExit):
+        parse_args(["--runs", "0"])
