@@ -61,9 +61,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
     parser.add_argument(
         "--senders",
         type=int,
-        default=1,
-        help="udpgen sender processes at once (default 1; the kernel paths forward in the "
-        "sender's softirq context, so one sender bounds them to one core)",
+        default=0,
+        help="udpgen sender processes at once; 0 (default): the first full-rate run of each "
+        "path is done with 1 and with one per CPU, the better is kept (the kernel paths "
+        "forward in the senders' softirq context, so one sender bounds them to one core, "
+        "while more take CPU from lispd); --quick: 1",
     )
     parser.add_argument(
         "--max-other-cpu",
@@ -85,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
     if args.quick:
         settings.seconds, settings.runs, settings.ping_count = 1.0, 1, 50
         settings.udp_idle_s, settings.retries = 0.2, 0
+        settings.senders = 1
         settings.paths = QUICK_PATHS
     if args.seconds is not None:
         settings.seconds = args.seconds
@@ -92,11 +95,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         settings.runs = args.runs
     if args.pings is not None:
         settings.ping_count = args.pings
-    settings.flows, settings.senders = args.flows, args.senders
+    settings.flows = args.flows
+    if args.senders or not args.quick:
+        settings.senders = args.senders
     if settings.seconds <= 0 or settings.runs < 1 or settings.ping_count < 1:
         parser.error("--seconds, --runs and --pings must be positive")
-    if not 1 <= settings.flows <= 64 or not 1 <= settings.senders <= 16:
-        parser.error("--flows must be 1..64, --senders 1..16")
+    if not 1 <= settings.flows <= 64 or not 0 <= settings.senders <= 16:
+        parser.error("--flows must be 1..64, --senders 0..16")
     if only:
         if paths:
             settings.paths = paths

@@ -277,6 +277,13 @@ def format_report(results: dict[str, Any]) -> str:
         "  loss: offered vs received at full rate; @50%: sent at half the received maximum; "
         "added: p50 minus the routed path's"
     )
+    senders = [
+        f"{name} {'/'.join(str(_get(path, t, 'senders') or '-') for t in ('udp64', 'udp1400'))}"
+        for name, path in paths.items()
+        if path.get("status") == "ok" and (_get(path, "udp64", "senders") is not None)
+    ]
+    if senders:
+        out.append(f"  udpgen senders (64/1400): {', '.join(senders)}")
     # ratios
     out += [
         "",

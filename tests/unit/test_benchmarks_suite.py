@@ -20,6 +20,7 @@ from benchmarks.suite import (
     start_reason,
     tree_cpu_seconds,
     tree_pids,
+    udp_sender_counts,
 )
 
 
@@ -90,8 +91,10 @@ def test_command_line_defaults_quick_and_only() -> None:
     settings, json_path = parse_args([])
     assert settings.paths == PATH_NAMES and settings.tests == TESTS and settings.mapcache
     assert json_path is None
+    assert settings.senders == 0
     quick, _ = parse_args(["--quick", "--json", "out.json"])
     assert quick.paths == QUICK_PATHS and quick.runs == 1 and quick.seconds == 1.0
+    assert quick.senders == 1 and parse_args(["--quick", "--senders", "2"])[0].senders == 2
     only, _ = parse_args(["--only", "python", "routed", "tcp1"])
     assert only.paths == ("routed", "python") and only.tests == ("tcp1",)
     assert not only.mapcache
@@ -103,3 +106,9 @@ def test_command_line_defaults_quick_and_only() -> None:
         parse_args(["--only", "nonsense"])
     with pytest.raises(SystemExit):
         parse_args(["--runs", "0"])
+
+
+def test_udp_sender_counts() -> None:
+    assert udp_sender_counts(3) == [3]
+    automatic = udp_sender_counts(0)
+    assert automatic[0] == 1 and automatic[-1] == (os.cpu_count() or 1)

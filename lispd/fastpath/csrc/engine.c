@@ -459,10 +459,11 @@ int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx)
             if (m->msg_flags & MSG_TRUNC)
                 continue;
             if (seg <= 0 || (size_t)seg > len)
-                seg = (int)len;
+                seg = len ? (int)len : 1;
             else
                 e->c.gro_datagrams++;
-            for (size_t off = 0; off < len; off += (size_t)seg) {
+            /* an empty datagram still goes round once: Python counts it as truncated */
+            for (size_t off = 0; off < len || (off == 0 && len == 0); off += (size_t)seg) {
                 size_t n = len - off < (size_t)seg ? len - off : (size_t)seg;
                 uint8_t *d = base + off;
                 fp_dest dest;
