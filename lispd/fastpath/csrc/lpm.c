@@ -40,6 +40,94 @@ static inline uint64_t hash_key(uint32_t iid, int family, int plen, const uint8_
     return h ^ (h >> 32);
 }
 
+static inline int bucket_len(int family) { return family == 4 ? 16 : 48; }
+
+static inline size_t bucket_home(const lpm_table *t, uint32_t iid, int family, const uint8_t *key)
+{
+    return hash_key(iid, family, 255, key) & t->bmask;
+}
+
+static lpm_bucket *find_bucket(const lpm_table *t, uint32_t iid, int family, const uint8_t *key)
+{
+    if (!t->bmask)
+        return NULL;
+    for (size_t i = bucket_home(t, iid, family, key); t->buckets[i].family; i = (i + 1) & t->bmask) {
+        const lpm_bucket *b = &t->buckets[i];
+        if (b->family == family && b->iid == iid && memcmp(b->addr, key, 16) == 0)
+            return &t->buckets[i];
+    }
+    return NULL;
+}
+
+static int grow_buckets(lpm_table *t)
+{
+    size_t cap = t->bmask ? (t->bmask + 1) * 2 : 64;
+    lpm_bucket *buckets = calloc(cap, sizeof *buckets);
+    if (!buckets)
+        return -1;
+    size_t old = t->bmask ? t->bmask + 1 : 0;
+    lpm_bucket *from = t->buckets;
+    t->buckets = buckets;
+    t->bmask = cap - 1;
+    for (size_t i = 0; i < old; i++) {
+        if (!from[i].family)
+            continue;
+        size_t j = bucket_home(t, from[i].iid, from[i].family, from[i].addr);
+        while (buckets[j].family)
+            j = (j + 1) & t->bmask;
+        buckets[j] = from[i];
+    }
+    free(from);
+    return 0;
+}
+
+static int bucket_add(lpm_table *t, uint32_t iid, int family, const uint8_t *key, int plen)
+{
+    uint8_t cut[16];
+    mask_into(cut, key, 16, bucket_len(family));
+    lpm_bucket *b = find_bucket(t, iid, family, cut);
+    if (!b) {
+        if ((t->bused + 1) * 5 > (t->bmask + 1) * 3 && grow_buckets(t) < 0)
+            return -1;
+        size_t i = bucket_home(t, iid, family, cut);
+        while (t->buckets[i].family)
+            i = (i + 1) & t->bmask;
+        b = &t->buckets[i];
+        memset(b, 0, sizeof *b);
+        b->iid = iid;
+        b->family = (uint8_t)family;
+        memcpy(b->addr, cut, 16);
+        t->bused++;
+    }
+    b->count++;
+    b->bits[plen >> 6] |= 1ULL << (plen & 63);
+    return 0;
+}
+
+static void bucket_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *key)
+{
+    uint8_t cut[16];
+    mask_into(cut, key, 16, bucket_len(family));
+    lpm_bucket *b = find_bucket(t, iid, family, cut);
+    if (!b || --b->count)
+        return;
+    size_t i = (size_t)(b - t->buckets), j = i;
+    for (;;) { /* backward-shift deletion, as for prefixes */
+        j = (j + 1) & t->bmask;
+        lpm_bucket *s = &t->buckets[j];
+        if (!s->family)
+            break;
+        size_t home = bucket_home(t, s->iid, s->family, s->addr);
+        int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays)
+            continue;
+        t->buckets[i] = *s;
+        i = j;
+    }
+    memset(&t->buckets[i], 0, sizeof t->buckets[i]);
+    t->bused--;
+}
+
 static inline int slot_is(const lpm_slot *s, uint32_t iid, int family, int plen,
                           const uint8_t *addr)
 {
@@ -90,9 +178,13 @@ static void count_length(lpm_scope *s, int plen, int delta)
 {
     s->count[plen] += (uint32_t)delta;
     int n = 0;
+    s->first_short = 0;
     for (int len = 128; len >= 0; len--)
-        if (s->count[len])
+        if (s->count[len]) {
+            if (len >= bucket_len(s->family))
+                s->first_short = (uint8_t)(n + 1);
             s->lens[n++] = (uint8_t)len;
+        }
     s->nlens = (uint8_t)(n > 128 ? 128 : n); /* 129 lengths cannot all be in one family */
 }
 
@@ -145,6 +237,10 @@ int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, in
     s->value = value;
     t->used++;
     count_length(scope, plen, 1);
+    if (plen >= bucket_len(family) && bucket_add(t, iid, family, key, plen) < 0) {
+        lpm_remove(t, iid, family, key, plen);
+        return -1;
+    }
     return 0;
 }
 
@@ -177,6 +273,8 @@ void *lpm_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, 
     }
     memset(&t->slots[i], 0, sizeof t->slots[i]);
     t->used--;
+    if (plen >= bucket_len(family))
+        bucket_remove(t, iid, family, key);
     size_t where;
     lpm_scope *scope = find_scope(t, iid, family, &where);
     if (scope) {
@@ -190,6 +288,18 @@ void *lpm_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, 
     return value;
 }
 
+static inline void *probe(const lpm_table *t, uint32_t iid, int family, const uint8_t *addr,
+                          int alen, int plen)
+{
+    uint8_t key[16];
+    mask_into(key, addr, alen, plen);
+    size_t i = hash_key(iid, family, plen, key) & t->mask;
+    for (; t->slots[i].family; i = (i + 1) & t->mask)
+        if (slot_is(&t->slots[i], iid, family, plen, key))
+            return t->slots[i].value;
+    return NULL;
+}
+
 void *lpm_lookup(const lpm_table *t, uint32_t iid, int family, const uint8_t *addr)
 {
     if (!t->nscopes)
@@ -198,14 +308,25 @@ void *lpm_lookup(const lpm_table *t, uint32_t iid, int family, const uint8_t *ad
     if (!scope)
         return NULL;
     int alen = family == 4 ? 4 : 16;
-    uint8_t key[16];
-    for (int k = 0; k < scope->nlens; k++) {
-        int plen = scope->lens[k];
-        mask_into(key, addr, alen, plen);
-        size_t i = hash_key(iid, family, plen, key) & t->mask;
-        for (; t->slots[i].family; i = (i + 1) & t->mask)
-            if (slot_is(&t->slots[i], iid, family, plen, key))
-                return t->slots[i].value;
+    if (scope->first_short) {
+        uint8_t cut[16];
+        mask_into(cut, addr, alen, bucket_len(family));
+        const lpm_bucket *b = find_bucket(t, iid, family, cut);
+        for (int w = 2; b && w >= 0; w--) {
+            uint64_t bits = b->bits[w];
+            while (bits) {
+                int plen = w * 64 + 63 - __builtin_clzll(bits);
+                bits &= ~(1ULL << (plen & 63));
+                void *value = probe(t, iid, family, addr, alen, plen);
+                if (value)
+                    return value;
+            }
+        }
+    }
+    for (int k = scope->first_short; k < scope->nlens; k++) {
+        void *value = probe(t, iid, family, addr, alen, scope->lens[k]);
+        if (value)
+            return value;
     }
     return NULL;
 }
@@ -216,11 +337,13 @@ void lpm_clear(lpm_table *t, void (*release)(void *))
         if (t->slots[i].family && release)
             release(t->slots[i].value);
     free(t->slots);
+    free(t->buckets);
     free(t->scopes);
     memset(t, 0, sizeof *t);
 }
 
 size_t lpm_memory(const lpm_table *t)
 {
-    return (t->mask ? (t->mask + 1) * sizeof(lpm_slot) : 0) + t->scopes_cap * sizeof(lpm_scope);
+    return (t->mask ? (t->mask + 1) * sizeof(lpm_slot) : 0) +
+           (t->bmask ? (t->bmask + 1) * sizeof(lpm_bucket) : 0) + t->scopes_cap * sizeof(lpm_scope);
 }

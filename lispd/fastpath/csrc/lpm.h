@@ -21,8 +21,17 @@ typedef struct {
 
 typedef struct {
     uint32_t iid;
+    uint8_t family; /* 0: empty slot */
+    uint32_t count; /* prefixes in the bucket */
+    uint8_t addr[16];
+    uint64_t bits[3]; /* prefix lengths present (bit L of the 192) */
+} lpm_bucket;
+
+typedef struct {
+    uint32_t iid;
     uint8_t family;
     uint8_t nlens;
+    uint8_t first_short; /* index in lens of the first length shorter than the bucket's */
     uint8_t lens[129]; /* lengths present, longest first */
     uint32_t count[129];
 } lpm_scope;
@@ -31,6 +40,9 @@ typedef struct {
     lpm_slot *slots;
     size_t mask; /* capacity - 1 (a power of two), or 0 before the first insert */
     size_t used;
+    lpm_bucket *buckets;
+    size_t bmask;
+    size_t bused;
     lpm_scope *scopes; /* sorted by (family, iid) */
     size_t nscopes;
     size_t scopes_cap;

@@ -1,0 +1,141 @@
+"""Map-cache scale: a million EID-prefixes in the map-cache and the compiled fast path's table.
+
+    .venv/bin/python -m benchmarks.mapcache_scale [--prefixes N] [--quick] [--json FILE]
+
+Loads N prefixes (default 1,000,000; IPv4 /16-/32 and IPv6 /32-/128 mixed, two instance-IDs,
+one or two RLOCs each) the way the daemon installs Map-Reply answers: into the
+:class:`~lispd.mapcache.MapCache`, whose listener builds each forwarding record and installs it in
+the compiled engine.  Reports the load time, the resident memory it took (process RSS before and
+after), the engine's table memory, and the longest-prefix match time per lookup of the compiled
+table (C loop over random addresses that hit) and of the Python map-cache.  No root needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import resource
+import sys
+import time
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+
+from lispd.fastpath import compiled
+from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
+
+RLOCS = (ip_address("192.0.2.1"), ip_address("192.0.2.5"), ip_address("2001:db8::1"))
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def random_prefixes(n: int, rng: random.Random) -> list[tuple[int, IPv4Network | IPv6Network]]:
+    """``n`` distinct (iid, prefix): two thirds IPv4 /16-/32 inside 10.0.0.0/8-style space,
+    one third IPv6 /32-/128 inside 2001:db8::/32 (addresses are never sent anywhere)."""
+    seen: set[tuple[int, int, int, int]] = set()
+    out: list[tuple[int, IPv4Network | IPv6Network]] = []
+    while len(out) < n:
+        iid = rng.choice((0, 0, 0, 7))
+        if rng.random() < 2 / 3:
+            plen = rng.randint(16, 32)
+            value = rng.getrandbits(32) >> (32 - plen) << (32 - plen)
+            key = (iid, 4, plen, value)
+            prefix: IPv4Network | IPv6Network = IPv4Network((value, plen))
+        else:
+            plen = rng.randint(32, 128)
+            value = (0x20010DB8 << 96) | rng.getrandbits(96)
+            value = value >> (128 - plen) << (128 - plen)
+            key = (iid, 6, plen, value)
+            prefix = IPv6Network((value, plen))
+        if key not in seen:
+            seen.add(key)
+            out.append((iid, prefix))
+    return out
+
+
+def entries(
+    prefixes: list[tuple[int, IPv4Network | IPv6Network]], rng: random.Random
+) -> list[MapCacheEntry]:
+    """One map-cache entry per prefix, one or two RLOCs, a 24-hour TTL."""
+    out = []
+    for iid, prefix in prefixes:
+        rlocs = (RlocEntry(rng.choice(RLOCS), 1, 50),)
+        if rng.random() < 0.3:
+            rlocs += (RlocEntry(RLOCS[1], 1, 50),)
+        out.append(MapCacheEntry(iid=iid, prefix=prefix, rlocs=rlocs, ttl=86400.0, created=0.0))
+    return out
+
+
+def measure(quick: bool = False, prefixes: int | None = None) -> dict[str, Any]:
+    """Load the map-cache and the compiled table, and time lookups; figures as a dict."""
+    n = prefixes or (20_000 if quick else 1_000_000)
+    rng = random.Random(9)
+    generated = random_prefixes(n, rng)
+    made = entries(generated, rng)
+    del generated
+    gc.collect()
+    result: dict[str, Any] = {"prefixes": n, "compiled": compiled.available()}
+    rss0 = rss_bytes()
+    mapcache = MapCache()
+    fast = None
+    if compiled.available():
+        fast = compiled.CompiledPath(
+            roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
+            own_rlocs=(), nat_port=None,
+        )  # fmt: skip
+        mapcache.listener = fast.on_map_cache
+    started = time.perf_counter()
+    for entry in made:
+        mapcache.add(entry)
+    result["load_s"] = time.perf_counter() - started
+    result["rss_added_mb"] = (rss_bytes() - rss0) / 1e6
+    result["bytes_per_prefix"] = (rss_bytes() - rss0) / n
+    sample = [made[rng.randrange(n)] for _ in range(min(n, 50_000))]
+    addresses = {4: [], 6: []}  # type: dict[int, list[bytes]]
+    for entry in sample:
+        if entry.iid == 0:
+            addresses[entry.prefix.version].append(entry.prefix.network_address.packed)
+    if fast is not None:
+        result["engine_table_mb"] = fast.engine.memory() / 1e6
+        for version, width in ((4, 4), (6, 16)):
+            blob = b"".join(addresses[version])
+            if blob:
+                ns, hits = fast.engine.bench_lookup(0, blob, width, 20)
+                result[f"compiled_lookup_v{version}_ns"] = ns
+                result[f"compiled_lookup_v{version}_hits"] = hits / 20 / (len(blob) // width)
+    probes = addresses[4][:20_000]
+    started = time.perf_counter()
+    for packed in probes:
+        mapcache.lookup(0, packed)
+    result["python_lookup_v4_ns"] = (time.perf_counter() - started) / max(len(probes), 1) * 1e9
+    # Load the compiled table alone (no Python map-cache): what a full resync costs.
+    if fast is not None:
+        started = time.perf_counter()
+        fast.load_map_cache(mapcache)
+        result["resync_s"] = time.perf_counter() - started
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run and print the figures (and write JSON when asked)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mapcache_scale")
+    parser.add_argument("--prefixes", type=int)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args(argv)
+    result = measure(args.quick, args.prefixes)
+    for key, value in result.items():
+        print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
