@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         "only when named or without --only; ratios need routed and vxlan)",
     )
     parser.add_argument(
-        "--pings", type=int, help="ICMP echo requests per path (default 300, --quick 50)"
+        "--pings", type=int, help="ICMP echo requests per path (default 200, --quick 50)"
     )
     parser.add_argument(
         "--flows", type=int, default=1, help="UDP flows (source ports) of udpgen (default 1)"
@@ -62,10 +62,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         "--senders",
         type=int,
         default=0,
-        help="udpgen sender processes at once; 0 (default): the first full-rate run of each "
-        "path is done with 1 and with one per CPU, the better is kept (the kernel paths "
-        "forward in the senders' softirq context, so one sender bounds them to one core, "
-        "while more take CPU from lispd); --quick: 1",
+        help="udpgen sender processes at once; 0 (default): one per CPU for the kernel "
+        "paths, which forward in the senders' softirq context (one sender would bound them "
+        "to one core), one for lispd paths (more would take CPU from lispd)",
     )
     parser.add_argument(
         "--max-other-cpu",
@@ -87,7 +86,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
     if args.quick:
         settings.seconds, settings.runs, settings.ping_count = 1.0, 1, 50
         settings.udp_idle_s, settings.retries = 0.2, 0
-        settings.senders = 1
         settings.paths = QUICK_PATHS
     if args.seconds is not None:
         settings.seconds = args.seconds
@@ -95,9 +93,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         settings.runs = args.runs
     if args.pings is not None:
         settings.ping_count = args.pings
-    settings.flows = args.flows
-    if args.senders or not args.quick:
-        settings.senders = args.senders
+    settings.flows, settings.senders = args.flows, args.senders
     if settings.seconds <= 0 or settings.runs < 1 or settings.ping_count < 1:
         parser.error("--seconds, --runs and --pings must be positive")
     if not 1 <= settings.flows <= 64 or not 0 <= settings.senders <= 16:

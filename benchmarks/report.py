@@ -363,7 +363,7 @@ def summarize_section(section: dict[str, Any]) -> str:
     for key, value in section.items():
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             continue
-        parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
     return ", ".join(parts) or "(no figures)"
 
 

@@ -20,7 +20,7 @@ from benchmarks.suite import (
     start_reason,
     tree_cpu_seconds,
     tree_pids,
-    udp_sender_counts,
+    udp_senders,
 )
 
 
@@ -94,7 +94,7 @@ def test_command_line_defaults_quick_and_only() -> None:
     assert settings.senders == 0
     quick, _ = parse_args(["--quick", "--json", "out.json"])
     assert quick.paths == QUICK_PATHS and quick.runs == 1 and quick.seconds == 1.0
-    assert quick.senders == 1 and parse_args(["--quick", "--senders", "2"])[0].senders == 2
+    assert quick.senders == 0 and parse_args(["--quick", "--senders", "2"])[0].senders == 2
     only, _ = parse_args(["--only", "python", "routed", "tcp1"])
     assert only.paths == ("routed", "python") and only.tests == ("tcp1",)
     assert not only.mapcache
@@ -108,7 +108,8 @@ def test_command_line_defaults_quick_and_only() -> None:
         parse_args(["--runs", "0"])
 
 
-def test_udp_sender_counts() -> None:
-    assert udp_sender_counts(3) == [3]
-    automatic = udp_sender_counts(0)
-    assert automatic[0] == 1 and automatic[-1] == (os.cpu_count() or 1)
+def test_udp_senders() -> None:
+    specs = {s.name: s for s in PATHS}
+    assert udp_senders(3, specs["routed"]) == 3 and udp_senders(3, specs["python"]) == 3
+    assert udp_senders(0, specs["vxlan"]) == (os.cpu_count() or 1)
+    assert udp_senders(0, specs["rtr-compiled"]) == 1
