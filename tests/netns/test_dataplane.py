@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lispd.api.client import request
+from lispd.fastpath import compiled
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.ip import parse_udp_datagram
@@ -63,6 +64,7 @@ class XtrConfig:
     extra_map_cache: list[str] = field(default_factory=list)
     underlay_mtu: int | None = None
     tun_mtu: int | None = None
+    fastpath: str = "auto"  # [dataplane] fastpath: auto runs the compiled path when built
 
     def text(self) -> str:
         peer_rloc = self.peer.rloc4 if self.underlay == 4 else self.peer.rloc6
@@ -94,6 +96,7 @@ class XtrConfig:
                 f'rlocs = [{{ address = "{peer_rloc}" }}]',
             ]
         lines += self.extra_map_cache
+        lines += ["[dataplane]", f'fastpath = "{self.fastpath}"']
         return "\n".join(lines) + "\n"
 
 
@@ -152,25 +155,28 @@ def stats(sock: str) -> dict:
 
 
 CASES = {
-    # name: (overlay family, underlay family, instance-id)
-    "v4-over-v4": (4, 4, 0),
-    "v6-over-v4": (6, 4, 0),
-    "v4-over-v6": (4, 6, 0),
-    "v6-over-v6": (6, 6, 0),
-    "v4-over-v4-iid": (4, 4, 7),
-    "v6-over-v6-iid": (6, 6, 0xABCDE),
+    # name: (overlay family, underlay family, instance-id, fast path)
+    "v4-over-v4": (4, 4, 0, "auto"),
+    "v6-over-v4": (6, 4, 0, "auto"),
+    "v4-over-v6": (4, 6, 0, "auto"),
+    "v6-over-v6": (6, 6, 0, "auto"),
+    "v4-over-v4-iid": (4, 4, 7, "auto"),
+    "v6-over-v6-iid": (6, 6, 0xABCDE, "auto"),
+    # the pure-Python reference path, which runs where the compiled one is not built
+    "v4-over-v6-python": (4, 6, 0, "python"),
+    "v6-over-v4-iid-python": (6, 4, 7, "python"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_ping_tcp_and_wire_format(lab: tuple[Lab, TwoSitePlan], case: str) -> None:
     built, plan = lab
-    overlay, underlay, iid = CASES[case]
+    overlay, underlay, iid, fastpath = CASES[case]
     a_addr = plan.host_a_v4 if overlay == 4 else plan.host_a_v6
     b_addr = plan.host_b_v4 if overlay == 4 else plan.host_b_v6
     rloc1 = plan.xtr1_rloc_v4 if underlay == 4 else plan.xtr1_rloc_v6
     rloc2 = plan.xtr2_rloc_v4 if underlay == 4 else plan.xtr2_rloc_v6
-    with xtrs(built, plan, iid=iid, underlay=underlay) as (sock1, sock2):
+    with xtrs(built, plan, iid=iid, underlay=underlay, fastpath=fastpath) as (sock1, sock2):
         with built.capture(plan.r, plan.r_xtr2_if, "udp port 4341") as cap:
             assert built.ping(plan.host_a, b_addr, count=3)
             assert built.ping(plan.host_b, a_addr, count=3)
@@ -179,6 +185,8 @@ def test_ping_tcp_and_wire_format(lab: tuple[Lab, TwoSitePlan], case: str) -> No
         s1, s2 = stats(sock1), stats(sock2)
     assert s1["packets"]["itr.encap.packets"] > 1000 and s2["packets"]["etr.decap.packets"] > 1000
     assert not s1["drops"] and not s2["drops"], (s1, s2)
+    compiled_ran = "fastpath" in s1 and "fastpath" in s2
+    assert compiled_ran == (fastpath == "auto" and compiled.available())
 
     # veth checksum offload leaves outer IPv6 UDP checksums unfinished in a capture taken on
     # the path (the receiver never checks them); everything else is checked.
