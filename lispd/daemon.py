@@ -477,17 +477,18 @@ class Daemon:
         assert tun is not None
         if self.fast is not None:
             try:
-                packets = self.fast.from_tun()  # what the compiled path leaves to us
+                self.fast.from_tun(self._tun_packet)  # we get what it leaves to Python
             except OSError:
                 self._internal_error("tun")
-                return
-        else:
-            packets = tun.read_batch(BATCH)
-        for pkt in packets:
-            try:
-                self._itr_packet(pkt)
-            except Exception:  # a bug must cost one packet, never the daemon
-                self._internal_error("tun")
+            return
+        for pkt in tun.read_batch(BATCH):
+            self._tun_packet(pkt)
+
+    def _tun_packet(self, pkt: bytes) -> None:
+        try:
+            self._itr_packet(pkt)
+        except Exception:  # a bug must cost one packet, never the daemon
+            self._internal_error("tun")
 
     def _itr_packet(self, pkt: bytes, held: bool = False, iid: int | None = None) -> None:
         itr, sender, counters = self.itr, self.sender, self.counters
@@ -598,29 +599,32 @@ class Daemon:
         return entry is not None and entry.source != "static"
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
-        handle = self._rtr_packet if self.rtr is not None else self._etr_packet
         if self.fast is not None:
             try:
-                batch = self.fast.from_udp(sock)  # what the compiled path leaves to us
+                self.fast.from_udp(sock, self._data_packet)  # we get what it leaves to Python
             except OSError:
                 self._internal_error("udp")
-                return
-        else:
-            batch = recv_batch(sock, BATCH)
-        for payload, ttl, tos, src, sport in batch:
-            try:
-                if (
-                    len(payload) > HEADER_LEN
-                    and payload[4] == 0xFF  # instance-ID 0xFFFFFF (with the I bit): control
-                    and payload[5] == 0xFF
-                    and payload[6] == 0xFF
-                    and payload[0] & 0x08
-                ):
-                    self._data_control(payload, ttl, src, sport)  # instance-ID 0xFFFFFF
-                else:
-                    handle(payload, ttl, tos, src, sport)
-            except Exception:  # a bug must cost one packet, never the daemon
-                self._internal_error(f"{src}:{sport}")
+            return
+        for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
+            self._data_packet(payload, ttl, tos, src, sport)
+
+    def _data_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
+        """One datagram from a 4341 socket: a data-plane control message, or data for the
+        ETR or RTR."""
+        handle = self._rtr_packet if self.rtr is not None else self._etr_packet
+        try:
+            if (
+                len(payload) > HEADER_LEN
+                and payload[4] == 0xFF  # instance-ID 0xFFFFFF (with the I bit): control
+                and payload[5] == 0xFF
+                and payload[6] == 0xFF
+                and payload[0] & 0x08
+            ):
+                self._data_control(payload, ttl, src, sport)  # instance-ID 0xFFFFFF
+            else:
+                handle(payload, ttl, tos, src, sport)
+        except Exception:  # a bug must cost one packet, never the daemon
+            self._internal_error(f"{src}:{sport}")
 
     def _internal_error(self, source: str) -> None:
         self.counters.drop("internal-error")

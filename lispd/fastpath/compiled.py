@@ -151,14 +151,18 @@ class CompiledPath:
 
     # --- packets ------------------------------------------------------------------------------
 
-    def from_tun(self) -> list[bytes]:
-        """Handle what the TUN has; return the packets the Python path must take."""
-        return self.engine.from_tun()
+    def from_tun(self, handler: Callable[[bytes], None]) -> None:
+        """Handle what the TUN has; ``handler`` gets, at once and in order, each packet the
+        Python path must take."""
+        self.engine.from_tun(handler)
 
-    def from_udp(self, sock: socket.socket) -> list[tuple[bytes, int, int, str, int]]:
-        """Handle what ``sock`` (a 4341 socket) has; return the datagrams for Python, as
+    def from_udp(
+        self, sock: socket.socket, handler: Callable[[bytes, int, int, str, int], None]
+    ) -> None:
+        """Handle what ``sock`` (a 4341 socket) has; ``handler`` gets each datagram for Python
+        as (payload, ttl, tos, source address, source port), like
         :func:`lispd.io.udp.recv_batch` gives them."""
-        return self.engine.from_udp(sock.fileno())
+        self.engine.from_udp(sock.fileno(), handler)
 
     def forget_sources(self) -> None:
         """Python starts a new list of recent ITRs: show it the next packet of each again."""

@@ -170,12 +170,6 @@ def test_every_ipv6_length_but_one() -> None:
     assert engine.lookup(0, packed("2001:db8:8000::1")) == [(RLOC4, 1000, 1, False)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C bug (lpm.c count_length): a scope keeps at most 128 prefix lengths "
-    "(nlens capped at 128: '129 lengths cannot all be in one family'), but IPv6 has 129 "
-    "(/0../128): with every length present the shortest, ::/0, is never probed",
-)
 def test_every_ipv6_length_including_the_default_route() -> None:
     engine = _accel.Engine()
     for prefix, plen in every_length("2001:db8::1"):
@@ -243,11 +237,6 @@ def test_map_set_refuses_bad_records(args: tuple[object, ...]) -> None:
     assert len(engine) == 0 and engine.memory() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C bug (module.c Engine_map_set): an RLOC that is not a tuple (a list, a string) "
-    "reaches PyArg_ParseTuple, which raises SystemError instead of TypeError",
-)
 @pytest.mark.parametrize("rloc", [[bytes(4), 4341, 1, False], "x"])
 def test_map_set_refuses_an_rloc_that_is_not_a_tuple_with_type_error(rloc: object) -> None:
     engine = _accel.Engine()

@@ -423,13 +423,6 @@ def test_merge_output_is_a_valid_super_packet_for_the_kernel() -> None:
     assert len(view.payload) == 3 * vnet.gso_size + 700
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C bug: tcp_merge_add/tcp_merge_finish never verify the TCP checksums of the "
-    "segments they merge and hand the merged packet to the kernel as CHECKSUM_PARTIAL, so a "
-    "segment that arrived with a bad TCP checksum is delivered as good data (Python writes it "
-    "as it came and the receiving stack drops it)",
-)
 def test_merge_does_not_launder_a_bad_tcp_checksum() -> None:
     segments = flow(4, [1000] * 3)
     corrupt = bytearray(segments[1])
@@ -520,13 +513,6 @@ def test_from_tun_without_a_virtio_header_punts_packets_as_they_are(
     assert engine.from_tun() == packets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C bug (engine.c punt_segments): segments are cut into 2048-byte slots, so a TCP "
-    "super-packet with gso_size > 1920 (a TUN MTU above ~1970: tun.mtu defaults to "
-    "underlay.mtu - 36, e.g. 8964 with a 9000-byte underlay) that must go to Python (a miss, a "
-    "negative entry, a punt record, behind a NAT) is dropped as tso-unsupported",
-)
 def test_from_tun_punts_super_packets_of_a_jumbo_tun(
     tun: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -617,13 +603,6 @@ def test_from_udp_writes_what_does_not_merge_as_it_came(
     assert written[1] == ZERO_VNET + packets[3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C bug (engine.c fp_from_udp): a punted datagram is only collected for Python, "
-    "which writes it after from_udp returns, while the datagrams after it in the batch are "
-    "written to the TUN at once: the merge_flush 'to keep order with what Python writes' "
-    "does not keep it, later packets of a flow overtake the punted one",
-)
 def test_from_udp_keeps_the_order_of_a_flow_around_a_punt(
     etr_io: EtrIo,
 ) -> None:
@@ -631,6 +610,15 @@ def test_from_udp_keeps_the_order_of_a_flow_around_a_punt(
     segments = flow(4, [1000] * 3)
     for s in segments:
         udp.send(lisp_header() + s)
-    punted = engine.from_udp(etr_io.udp_fd)
-    assert [p[0][HEADER_LEN:] for p in punted] == [segments[0]]
-    assert tun_written(tun_end) == []  # nothing after the punted one written before it
+    order: list[tuple[str, bytes]] = []
+
+    def python_path(payload: bytes, ttl: int, tos: int, src: str, port: int) -> None:
+        # what the daemon's handler does with it: the TUN writes so far come before it
+        order.extend(("tun", w) for w in tun_written(tun_end))
+        order.append(("python", payload[HEADER_LEN:]))
+
+    engine.from_udp(etr_io.udp_fd, python_path)
+    order.extend(("tun", w) for w in tun_written(tun_end))
+    assert order[0] == ("python", segments[0])  # nothing after it was written before it
+    assert [kind for kind, _ in order] == ["python", "tun"]
+    check_merged(order[1][1], segments[1:])

@@ -34,7 +34,7 @@ int fp_engine_init(fp_engine *e)
     e->mtu = 1500;
     e->tun_bufs = malloc((size_t)FP_BATCH * FP_SLOT);
     e->udp_bufs = malloc((size_t)FP_BATCH * FP_SLOT);
-    e->seg_buf = malloc((size_t)FP_SEG_MAX * (FP_HEADROOM + 2048) + 65536);
+    e->seg_buf = malloc(FP_SEG_BUF);
     e->out = malloc(sizeof(fp_out) * FP_OUT_MAX);
     e->merge.cap = 65536 + VNET_HDR_LEN;
     e->merge.buf = malloc(e->merge.cap);
@@ -303,12 +303,22 @@ static int seen_source(fp_engine *e, const struct sockaddr_storage *src)
         key.family = 6;
         memcpy(key.addr, &((const struct sockaddr_in6 *)src)->sin6_addr, 16);
     }
-    for (int i = 0; i < e->nseen; i++)
-        if (e->seen[i].family == key.family && !memcmp(e->seen[i].addr, key.addr, 16))
+    uint32_t h = crc32_update(key.family, key.addr, 16);
+    for (size_t i = h & (FP_SEEN_SLOTS - 1);; i = (i + 1) & (FP_SEEN_SLOTS - 1)) {
+        fp_seen *slot = &e->seen[i];
+        if (!slot->family)
+            break;
+        if (slot->family == key.family && !memcmp(slot->addr, key.addr, 16))
             return 1;
+    }
     if (e->nseen == FP_SEEN)
-        return 1; /* full: Python's own list of recent ITRs is bounded too */
-    e->seen[e->nseen++] = key;
+        return 1; /* full: Python's own list of recent ITRs is bounded the same */
+    for (size_t i = h & (FP_SEEN_SLOTS - 1);; i = (i + 1) & (FP_SEEN_SLOTS - 1))
+        if (!e->seen[i].family) {
+            e->seen[i] = key;
+            break;
+        }
+    e->nseen++;
     return 0;
 }
 
@@ -474,12 +484,12 @@ int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx)
                     enqueue(e, &dest, d, n, n, 1);
                 } else {
                     e->c.punted_udp++;
-                    merge_flush(e); /* keep order with what Python writes */
-                    if (punt(ctx, d, n, ttl, tos, &names[i]) < 0) {
-                        merge_flush(e);
-                        fp_flush(e);
+                    /* Python handles it now (when the caller gave a handler): what came
+                     * before it leaves first, so a flow stays in order */
+                    merge_flush(e);
+                    fp_flush(e);
+                    if (punt(ctx, d, n, ttl, tos, &names[i]) < 0)
                         return -2; /* a Python exception */
-                    }
                 }
             }
         }
@@ -495,16 +505,15 @@ static int punt_segments(fp_engine *e, const uint8_t *p, size_t n, const vnet_hd
                          fp_punt_tun punt, void *ctx)
 {
     static size_t lens[FP_SEG_MAX];
-    size_t stride = FP_HEADROOM + 2048;
-    if (h->gso_size + 128 > 2048) {
-        e->c.tso_unsupported++;
-        return 0;
-    }
-    int segs = tso_segment(p, n, h, e->seg_buf, stride, FP_HEADROOM, lens, FP_SEG_MAX);
+    size_t stride = FP_HEADROOM + 120 + h->gso_size; /* headers are at most 60 + 60 bytes */
+    int max = (int)(FP_SEG_BUF / stride);
+    int segs = tso_segment(p, n, h, e->seg_buf, stride, FP_HEADROOM, lens,
+                           max < FP_SEG_MAX ? max : FP_SEG_MAX);
     if (segs < 0) {
         e->c.tso_unsupported++;
         return 0;
     }
+    fp_flush(e); /* what came before leaves first (and nothing queued points into seg_buf) */
     for (int k = 0; k < segs; k++) {
         e->c.punted_tun++;
         if (punt(ctx, e->seg_buf + (size_t)k * stride + FP_HEADROOM, lens[k]) < 0)
@@ -528,7 +537,9 @@ static int from_tun_super(fp_engine *e, uint8_t *p, size_t n, const vnet_hdr *h,
         return punt_segments(e, p, n, h, punt, ctx);
     fp_flush(e); /* the segment buffer is reused: what points into it must be gone */
     size_t stride = FP_LISP_HDR + hdrs + h->gso_size;
-    int segs = tso_segment(p, n, h, e->seg_buf, stride, FP_LISP_HDR, lens, FP_SEG_MAX);
+    int max = (int)(FP_SEG_BUF / stride);
+    int segs = tso_segment(p, n, h, e->seg_buf, stride, FP_LISP_HDR, lens,
+                           max < FP_SEG_MAX ? max : FP_SEG_MAX);
     if (segs < 0) {
         e->c.tso_unsupported++;
         return 0;
@@ -583,10 +594,9 @@ int fp_from_tun(fp_engine *e, int budget, fp_punt_tun punt, void *ctx)
                 enqueue(e, &d, p - FP_LISP_HDR, n + FP_LISP_HDR, n, 0);
             } else {
                 e->c.punted_tun++;
-                if (punt(ctx, p, n) < 0) {
-                    fp_flush(e);
+                fp_flush(e); /* in order: what was read before leaves first */
+                if (punt(ctx, p, n) < 0)
                     return -2;
-                }
             }
         }
         fp_flush(e);

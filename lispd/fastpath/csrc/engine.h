@@ -20,7 +20,9 @@
 #define FP_LISP_HDR 8
 #define FP_OUT_MAX 4096      /* encapsulated datagrams queued before a flush */
 #define FP_SEG_MAX 256       /* segments of one TUN super-packet */
-#define FP_SEEN 512          /* ITR sources remembered between two forget_sources() */
+#define FP_SEG_BUF (FP_SEG_MAX * (FP_HEADROOM + 2048) + 65536) /* segments of one super-packet */
+#define FP_SEEN 4096         /* ITR sources remembered between two forget_sources() (as Python) */
+#define FP_SEEN_SLOTS 8192
 
 typedef struct {
     uint8_t addr[16];
@@ -83,7 +85,7 @@ typedef struct {
     int nout;
     tcp_merge merge;
     uint64_t merge_bytes;
-    fp_seen seen[FP_SEEN];
+    fp_seen seen[FP_SEEN_SLOTS];
     int nseen;
     uint64_t nonce_state;
     fp_counters c;

@@ -185,7 +185,7 @@ static void count_length(lpm_scope *s, int plen, int delta)
                 s->first_short = (uint8_t)(n + 1);
             s->lens[n++] = (uint8_t)len;
         }
-    s->nlens = (uint8_t)(n > 128 ? 128 : n); /* 129 lengths cannot all be in one family */
+    s->nlens = (uint8_t)n; /* up to 129 (IPv6 /0 to /128) */
 }
 
 int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen,

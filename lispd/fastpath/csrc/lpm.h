@@ -30,7 +30,7 @@ typedef struct {
 typedef struct {
     uint32_t iid;
     uint8_t family;
-    uint8_t nlens;
+    uint8_t nlens; /* up to 129 */
     uint8_t first_short; /* index in lens of the first length shorter than the bucket's */
     uint8_t lens[129]; /* lengths present, longest first */
     uint32_t count[129];

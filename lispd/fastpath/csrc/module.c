@@ -29,6 +29,15 @@ static int address_arg(Py_buffer *b, int *family)
     return 0;
 }
 
+static int iid_arg(unsigned long iid)
+{
+    if (iid > 0xFFFFFF) {
+        PyErr_SetString(PyExc_ValueError, "instance-ID out of range (24 bits)");
+        return -1;
+    }
+    return 0;
+}
+
 static int prefix_args(Py_buffer *b, int plen, int *family)
 {
     if (address_arg(b, family) < 0)
@@ -169,8 +178,12 @@ static PyObject *Engine_map_set(Engine *self, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_buffer addr;
         int port, weight, via, afam;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "y*iip", &addr, &port, &weight,
-                              &via))
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "an RLOC is a tuple (address, port, weight, via_data)");
+            goto fail;
+        }
+        if (!PyArg_ParseTuple(item, "y*iip", &addr, &port, &weight, &via))
             goto fail;
         int bad = address_arg(&addr, &afam) < 0;
         if (!bad) {
@@ -214,7 +227,7 @@ static PyObject *table_remove(Engine *self, PyObject *args, int map)
     int plen, family;
     if (!PyArg_ParseTuple(args, "ky*i", &iid, &prefix, &plen))
         return NULL;
-    if (prefix_args(&prefix, plen, &family) < 0) {
+    if (iid_arg(iid) < 0 || prefix_args(&prefix, plen, &family) < 0) {
         PyBuffer_Release(&prefix);
         return NULL;
     }
@@ -250,7 +263,7 @@ static PyObject *Engine_db_set(Engine *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "ky*i", &iid, &prefix, &plen))
         return NULL;
     void *old;
-    int bad = prefix_args(&prefix, plen, &family) < 0 ||
+    int bad = iid_arg(iid) < 0 || prefix_args(&prefix, plen, &family) < 0 ||
               lpm_insert(&self->e.db, (uint32_t)iid, family, prefix.buf, plen, (void *)1, &old) < 0;
     PyBuffer_Release(&prefix);
     if (bad)
@@ -281,7 +294,7 @@ static PyObject *Engine_lookup(Engine *self, PyObject *args)
     int family;
     if (!PyArg_ParseTuple(args, "ky*", &iid, &addr))
         return NULL;
-    if (address_arg(&addr, &family) < 0) {
+    if (iid_arg(iid) < 0 || address_arg(&addr, &family) < 0) {
         PyBuffer_Release(&addr);
         return NULL;
     }
@@ -299,6 +312,10 @@ static PyObject *Engine_bench_lookup(Engine *self, PyObject *args)
     int width, rounds;
     if (!PyArg_ParseTuple(args, "ky*ii", &iid, &addrs, &width, &rounds))
         return NULL;
+    if (iid_arg(iid) < 0) {
+        PyBuffer_Release(&addrs);
+        return NULL;
+    }
     if ((width != 4 && width != 16) || addrs.len < width || rounds < 1) {
         PyBuffer_Release(&addrs);
         PyErr_SetString(PyExc_ValueError, "width 4 or 16, at least one address and one round");
@@ -319,18 +336,41 @@ static PyObject *Engine_bench_lookup(Engine *self, PyObject *args)
     return Py_BuildValue("(dn)", ns / ((double)count * rounds), (Py_ssize_t)hits);
 }
 
+/* Where punted packets go: a handler called at once, in order with what the engine writes
+ * and sends itself, or (handler NULL) a list returned at the end. */
 typedef struct {
     PyObject *list;
+    PyObject *handler;
 } punt_ctx;
+
+static int punt_result(punt_ctx *ctx, PyObject *item)
+{
+    if (!item)
+        return -1;
+    int r;
+    if (ctx->handler) {
+        PyObject *out = PyObject_CallObject(ctx->handler, item);
+        r = out ? 0 : -1;
+        Py_XDECREF(out);
+    } else {
+        r = PyList_Append(ctx->list, item);
+    }
+    Py_DECREF(item);
+    return r;
+}
 
 static int punt_tun(void *ctx, const uint8_t *p, size_t n)
 {
-    PyObject *b = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
-    if (!b)
-        return -1;
-    int r = PyList_Append(((punt_ctx *)ctx)->list, b);
-    Py_DECREF(b);
-    return r;
+    punt_ctx *c = ctx;
+    if (!c->handler) {
+        PyObject *b = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        if (!b)
+            return -1;
+        int r = PyList_Append(c->list, b);
+        Py_DECREF(b);
+        return r;
+    }
+    return punt_result(c, Py_BuildValue("(y#)", p, (Py_ssize_t)n));
 }
 
 static PyObject *address_text(const struct sockaddr_storage *src, int *port)
@@ -355,12 +395,18 @@ static int punt_udp(void *ctx, const uint8_t *p, size_t n, int ttl, int tos,
     PyObject *host = address_text(src, &port);
     if (!host)
         return -1;
-    PyObject *t = Py_BuildValue("(y#iiNi)", p, (Py_ssize_t)n, ttl, tos, host, port);
-    if (!t)
+    return punt_result(ctx, Py_BuildValue("(y#iiNi)", p, (Py_ssize_t)n, ttl, tos, host, port));
+}
+
+static int punt_start(punt_ctx *ctx, PyObject *handler)
+{
+    ctx->handler = handler == Py_None ? NULL : handler;
+    if (ctx->handler && !PyCallable_Check(ctx->handler)) {
+        PyErr_SetString(PyExc_TypeError, "the handler must be callable");
         return -1;
-    int r = PyList_Append(((punt_ctx *)ctx)->list, t);
-    Py_DECREF(t);
-    return r;
+    }
+    ctx->list = PyList_New(0);
+    return ctx->list ? 0 : -1;
 }
 
 static PyObject *io_result(int r, punt_ctx *ctx)
@@ -379,14 +425,15 @@ static PyObject *io_result(int r, punt_ctx *ctx)
 static PyObject *Engine_from_tun(Engine *self, PyObject *args)
 {
     int budget = 4;
-    if (!PyArg_ParseTuple(args, "|i", &budget))
+    PyObject *handler = Py_None;
+    if (!PyArg_ParseTuple(args, "|Oi", &handler, &budget))
         return NULL;
     if (self->e.tun_fd < 0) {
         PyErr_SetString(PyExc_RuntimeError, "no TUN device");
         return NULL;
     }
-    punt_ctx ctx = {PyList_New(0)};
-    if (!ctx.list)
+    punt_ctx ctx;
+    if (punt_start(&ctx, handler) < 0)
         return NULL;
     return io_result(fp_from_tun(&self->e, budget, punt_tun, &ctx), &ctx);
 }
@@ -394,16 +441,18 @@ static PyObject *Engine_from_tun(Engine *self, PyObject *args)
 static PyObject *Engine_from_udp(Engine *self, PyObject *args)
 {
     int fd, budget = 4;
-    if (!PyArg_ParseTuple(args, "i|i", &fd, &budget))
+    PyObject *handler = Py_None;
+    if (!PyArg_ParseTuple(args, "i|Oi", &fd, &handler, &budget))
         return NULL;
-    punt_ctx ctx = {PyList_New(0)};
-    if (!ctx.list)
+    punt_ctx ctx;
+    if (punt_start(&ctx, handler) < 0)
         return NULL;
     return io_result(fp_from_udp(&self->e, fd, budget, punt_udp, &ctx), &ctx);
 }
 
 static PyObject *Engine_forget_sources(Engine *self, PyObject *unused)
 {
+    memset(self->e.seen, 0, sizeof self->e.seen);
     self->e.nseen = 0;
     Py_RETURN_NONE;
 }
@@ -517,9 +566,11 @@ static PyMethodDef Engine_methods[] = {
     {"bench_lookup", (PyCFunction)Engine_bench_lookup, METH_VARARGS,
      "bench_lookup(iid, addresses, width, rounds) -> (ns per lookup, hits)."},
     {"from_tun", (PyCFunction)Engine_from_tun, METH_VARARGS,
-     "from_tun([budget]) -> packets for the Python path."},
+     "from_tun([handler[, budget]]): handle what the TUN has; each packet for the Python "
+     "path goes to handler(packet) at once, in order, or (no handler) into the list returned."},
     {"from_udp", (PyCFunction)Engine_from_udp, METH_VARARGS,
-     "from_udp(fd[, budget]) -> (payload, ttl, tos, source, port) for the Python path."},
+     "from_udp(fd[, handler[, budget]]): the same for a 4341 socket; handler(payload, ttl, "
+     "tos, source, port), or (no handler) a list of those tuples."},
     {"forget_sources", (PyCFunction)Engine_forget_sources, METH_NOARGS,
      "Punt the next packet of every ITR again (Python refreshes its list of recent ITRs)."},
     {"seed", (PyCFunction)Engine_seed, METH_VARARGS, "seed(n): the nonce generator's state."},

@@ -368,6 +368,12 @@ static size_t mergeable(const uint8_t *p, size_t n, int *version)
     uint8_t flags = p[l3 + 13];
     if (l4 < 20 || l3 + l4 >= n || (flags & ~0x18) || !(flags & 0x10))
         return 0;
+    /* A merged packet goes to the kernel with its checksum still to compute, which would
+     * launder a segment damaged on the way: only segments whose checksum holds merge. */
+    if (fold16(csum_partial(p + l3, n - l3, pseudo_sum(p, *version, n - l3))) != 0xFFFF)
+        return 0;
+    if (*version == 4 && fold16(csum_partial(p, 20, 0)) != 0xFFFF)
+        return 0; /* the merged packet's IPv4 header checksum is recomputed */
     return l3 + l4;
 }
 
