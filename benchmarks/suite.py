@@ -481,8 +481,20 @@ class Suite:
         def show(r: dict[str, Any]) -> str:
             return f"p50 {r.get('p50_us', '-')} us, p99 {r.get('p99_us', '-')} us"
 
-        (run,) = self._runs(up, "latency", one, 1, show)
-        return {**run, "runs": [run]}
+        runs = self._runs(up, "latency", one, s.runs, show)
+        answered = [r for r in runs if r.get("count")]
+        if not answered:
+            return {"error": "no echo reply", "runs": runs}
+        out: dict[str, Any] = {
+            key: round(statistics.median(r[key] for r in answered), 1)
+            for key in ("p50_us", "p99_us", "mean_us")
+        }
+        out["p50_min_us"] = min(r["p50_us"] for r in answered)
+        out["p50_max_us"] = max(r["p50_us"] for r in answered)
+        out["sent"] = sum(r["sent"] for r in runs)
+        out["lost"] = sum(r["lost"] for r in runs)
+        out["runs"] = runs
+        return out
 
     def _tcp(self, up: PathUp, streams: int) -> dict[str, Any]:
         assert self.lab is not None
