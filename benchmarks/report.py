@@ -116,6 +116,11 @@ def _row(
     return row
 
 
+def at_least(threshold: float) -> Callable[[float], bool]:
+    """A test of ``value >= threshold``."""
+    return lambda value: value >= threshold
+
+
 def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
     """The targets of issue 9, each with its value in this run and ``met`` (True, False or
     None when a figure is missing; then ``note`` says why).
@@ -139,7 +144,7 @@ def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
                 compiled_vs_vxlan,
                 share,
                 "x",
-                lambda v, s=share: v >= s,
+                at_least(share),
                 _why_missing(paths, "compiled", "vxlan"),
             )
         )
@@ -341,6 +346,9 @@ def format_report(results: dict[str, Any]) -> str:
             shown = f"{value:.{digits}f}"
             verdict = "met" if t["met"] else "NOT met"
         out.append(f"{t['target']:<46}{t['path']:<14}{shown:>12}  {verdict}")
+    notes = [f"  {name}: {path['note']}" for name, path in paths.items() if path.get("note")]
+    if notes:
+        out += ["", "notes:", *notes]
     if missing:
         out += ["", "not measured:", *missing]
     mapcache = results.get("mapcache_scale")

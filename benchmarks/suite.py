@@ -64,7 +64,7 @@ DATA_COUNTERS = ("itr.encap.packets", "etr.decap.packets", "rtr.reencap.packets"
 # Seconds to let in-flight packets land before the counters are read after a run.
 SETTLE_S = 0.2
 VXLAN_DEV = "vx4341"
-VXLAN_NET = ("192.0.2.249", "192.0.2.250", 30)  # xTR1's and xTR2's end of the tunnel link
+VXLAN_ADDRS = ("192.0.2.249", "192.0.2.250")  # xTR1's and xTR2's end of the tunnel's /30
 
 
 @dataclass(frozen=True)
@@ -216,51 +216,20 @@ def daemon_deltas(
 def vxlan_tunnel(lab: Lab, plan: TwoSitePlan, action: str) -> None:
     """Add (``"add"``) or remove (``"del"``) the kernel VXLAN tunnel between the xTRs: device
     :data:`VXLAN_DEV` with VNI 4341 on UDP 4341 over the RLOC links, addresses from
-    :data:`VXLAN_NET`, each remote site routed over it."""
+    :data:`VXLAN_ADDRS`, each remote site routed over it."""
     ends = (
-        (
-            plan.xtr1,
-            plan.xtr1_rloc_v4,
-            plan.xtr2_rloc_v4,
-            plan.xtr1_rloc_if,
-            0,
-            plan.site_b_prefix_v4,
-        ),
-        (
-            plan.xtr2,
-            plan.xtr2_rloc_v4,
-            plan.xtr1_rloc_v4,
-            plan.xtr2_rloc_if,
-            1,
-            plan.site_a_prefix_v4,
-        ),
+        (plan.xtr1, plan.xtr1_rloc_v4, plan.xtr2_rloc_v4, plan.xtr1_rloc_if, plan.site_b_prefix_v4),
+        (plan.xtr2, plan.xtr2_rloc_v4, plan.xtr1_rloc_v4, plan.xtr2_rloc_if, plan.site_a_prefix_v4),
     )
-    for node, local, remote, dev, me, prefix in ends:
+    for me, (node, local, remote, dev, prefix) in enumerate(ends):
         if action == "del":
             lab.run(node, "ip", "link", "del", VXLAN_DEV, check=False)
             continue
-        lab.run(
-            node,
-            "ip",
-            "link",
-            "add",
-            VXLAN_DEV,
-            "type",
-            "vxlan",
-            "id",
-            "4341",
-            "local",
-            local,
-            "remote",
-            remote,
-            "dstport",
-            "4341",
-            "dev",
-            dev,
-        )
-        lab.run(node, "ip", "addr", "add", f"{VXLAN_NET[me]}/{VXLAN_NET[2]}", "dev", VXLAN_DEV)
+        device = f"type vxlan id 4341 local {local} remote {remote} dstport 4341 dev {dev}"
+        lab.run(node, "ip", "link", "add", VXLAN_DEV, *device.split())
+        lab.run(node, "ip", "addr", "add", f"{VXLAN_ADDRS[me]}/30", "dev", VXLAN_DEV)
         lab.run(node, "ip", "link", "set", VXLAN_DEV, "up")
-        lab.run(node, "ip", "route", "add", prefix, "via", VXLAN_NET[1 - me])
+        lab.run(node, "ip", "route", "add", prefix, "via", VXLAN_ADDRS[1 - me])
 
 
 def dataplane_table(spec: PathSpec) -> str:
