@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -15,6 +17,7 @@ from benchmarks.suite import (
     cpu_summary,
     daemon_deltas,
     dataplane_table,
+    loaded_accelerator,
     parse_stat,
     rtr_totals,
     start_reason,
@@ -113,3 +116,13 @@ def test_udp_senders() -> None:
     assert udp_senders(3, specs["routed"]) == 3 and udp_senders(3, specs["python"]) == 3
     assert udp_senders(0, specs["vxlan"]) == (os.cpu_count() or 1)
     assert udp_senders(0, specs["rtr-compiled"]) == 1
+
+
+def test_no_accelerator_in_a_plain_process() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        assert loaded_accelerator(child.pid) is None
+    finally:
+        child.communicate(b"")
