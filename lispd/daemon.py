@@ -1023,7 +1023,11 @@ class Daemon:
             return {"cleared": len(cleared)}
 
         return {
-            "version": lambda _req: {"version": __version__, "name": self.config.daemon.name},
+            "version": lambda _req: {
+                "version": __version__,
+                "name": self.config.daemon.name,
+                "fastpath": "compiled" if self.fast is not None else "python",
+            },
             "stats": lambda _req: self._stats(),
             "map-cache": lambda _req: [_entry_json(e) for e in self.mapcache.entries()],
             "database": lambda _req: [_entry_json(e) for e in self.database.entries()],
