@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from benchmarks.cpuload import add_noise_arguments
 from benchmarks.report import format_report
 from benchmarks.suite import PATH_NAMES, QUICK_PATHS, SECTIONS, TESTS, Settings, Suite
 
@@ -66,17 +67,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         "paths, which forward in the senders' softirq context (one sender would bound them "
         "to one core), one for lispd paths (more would take CPU from lispd)",
     )
-    parser.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=0.1,
-        metavar="CORES",
-        help="a run is disturbed when processes outside the lab used more than this many "
-        "cores on average meanwhile (default 0.1); disturbed runs are repeated",
-    )
-    parser.add_argument(
-        "--retries", type=int, default=2, help="repeats of a disturbed run (default 2)"
-    )
+    add_noise_arguments(parser)
     args = parser.parse_args(argv)
     only = args.only or []
     paths = tuple(n for n in PATH_NAMES if n in only)

@@ -16,6 +16,7 @@ hypervisor's steal time (``/proc/stat``) is reported next to it.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -97,3 +98,19 @@ class OtherLoad:
             "steal_s": round(_steal_seconds() - self._steal, 3),
             "top": [[comm, round(cpu, 3)] for comm, cpu in top],
         }
+
+
+def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-other-cpu`` and ``--retries``: when a run counts as disturbed, how often to
+    repeat it (the benchmarks share them)."""
+    parser.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=0.1,
+        metavar="CORES",
+        help="a run is disturbed when processes outside the lab used more than this many "
+        "cores on average meanwhile (default 0.1); disturbed runs are repeated",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="repeats of a disturbed run (default 2)"
+    )

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.cpuload import OtherLoad
+from benchmarks.cpuload import OtherLoad, add_noise_arguments
 from lispd.api.client import request
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 
@@ -343,17 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(SCENARIOS),
         help="measure only this path (repeatable; default: all, in the order kernel, lispd, rtr)",
     )
-    parser.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=0.1,
-        metavar="CORES",
-        help="a run is disturbed when processes outside the lab used more than this many "
-        "cores on average meanwhile (default 0.1)",
-    )
-    parser.add_argument(
-        "--retries", type=int, default=2, help="repeats of a disturbed run (default 2)"
-    )
+    add_noise_arguments(parser)
     args = parser.parse_args(argv)
     wanted = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
     started = time.monotonic()
