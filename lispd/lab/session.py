@@ -53,6 +53,7 @@ WORKDIR = "world"
 KEEPER_LOG = "keeper.log"
 UP_TIMEOUT = 90.0
 DOWN_TIMEOUT = 30.0
+KILL_WAIT = 5.0  # seconds down waits for SIGKILLed processes to be gone
 
 
 class _Stop(BaseException):
@@ -333,10 +334,11 @@ def _remove_leftovers(state: dict[str, Any], state_dir: Path) -> tuple[list[str]
     namespaces deleted and those that could not be."""
     existing = set(netns.list_namespaces())
     deleted, failed = [], []
+    killed: list[int] = []
     for name in (state.get("namespaces") or {}).values():
         if name not in existing:
             continue
-        netns.kill_namespace_processes(name)
+        killed += netns.kill_namespace_processes(name)
         try:
             netns.delete_namespace(name)
             deleted.append(name)
@@ -347,6 +349,11 @@ def _remove_leftovers(state: dict[str, Any], state_dir: Path) -> tuple[list[str]
         if isinstance(pid, int) and workdir and workdir in _cmdline(pid):  # its config there
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    # SIGKILL is not instant (a daemon unmaps its buffers first): down returns once they are gone
+    deadline = time.monotonic() + KILL_WAIT
+    while any(_running(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.02)
     if not failed:
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         shutil.rmtree(state_dir / WORKDIR, ignore_errors=True)
