@@ -478,7 +478,7 @@ class Daemon:
         if self.fast is not None:
             try:
                 self.fast.from_tun(self._tun_packet)  # we get what it leaves to Python
-            except OSError:
+            except Exception:  # the TUN read failed (handlers guard themselves)
                 self._internal_error("tun")
             return
         for pkt in tun.read_batch(BATCH):
@@ -602,7 +602,7 @@ class Daemon:
         if self.fast is not None:
             try:
                 self.fast.from_udp(sock, self._data_packet)  # we get what it leaves to Python
-            except OSError:
+            except Exception:  # the receive failed (handlers guard themselves)
                 self._internal_error("udp")
             return
         for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
