@@ -49,6 +49,7 @@ from lispd.io.sysctl import prepare_tun_interface
 from lispd.io.tun import Tun
 from lispd.io.udp import (
     Sender,
+    enable_offloads,
     open_control_socket,
     open_receive_socket,
     open_send_pool,
@@ -242,6 +243,8 @@ class Daemon:
             own_rlocs=itr.own_rlocs if itr is not None else (),
             nat_port=itr.nat_port if itr is not None else None,
         )
+        if cfg.dataplane.offloads:
+            enable_offloads(sender.pools, data_sockets)
         fast.use_sockets(sender.pools, data_sockets)
         fast.load_database(self.database)
         fast.load_map_cache(self.mapcache)

@@ -28,10 +28,6 @@ try:
 except ImportError:  # built without a C compiler: the pure-Python path runs
     _accel = None  # type: ignore[assignment]
 
-SOL_UDP = 17
-UDP_GRO = 104
-SO_NO_CHECK = 11
-
 IPAddress = IPv4Address | IPv6Address
 RecordRloc = tuple[bytes, int, int, bool]  # packed address, port, weight, via the 4341 socket
 
@@ -95,7 +91,6 @@ class CompiledPath:
             vnet=offloads and tun_fd >= 0,
             gso=offloads,
         )
-        self.offloads = offloads
         self.families = frozenset(families)
         self.own_rlocs = frozenset(own_rlocs)
         self.nat_port = nat_port
@@ -106,18 +101,11 @@ class CompiledPath:
         self, pools: dict[int, list[socket.socket]], data_sockets: dict[int, socket.socket]
     ) -> None:
         """Send from these sockets (the Python sender's, so both paths use the same outer
-        source port for a flow).  With offloads, outer IPv4 UDP checksums are computed (the
-        kernel refuses UDP GSO on a socket with SO_NO_CHECK) and receives use UDP GRO."""
+        source port for a flow); with offloads, :func:`lispd.io.udp.enable_offloads` must have
+        prepared them."""
         for version, pool in pools.items():
-            if self.offloads and version == 4:
-                for sock in pool:
-                    sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
             self.engine.set_pool(version, [sock.fileno() for sock in pool])
         for version, sock in data_sockets.items():
-            if self.offloads:
-                if version == 4:
-                    sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
-                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
             self.engine.set_data_socket(version, sock.fileno())
 
     # --- tables -------------------------------------------------------------------------------

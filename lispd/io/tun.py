@@ -53,21 +53,16 @@ class Tun:
         os.set_blocking(self.fd, False)
 
     def read_batch(self, limit: int) -> list[bytes]:
-        """Up to ``limit`` packets, reading until the queue is empty (EAGAIN).  From a vnet
-        device, super-packets come back as their segments and partial checksums completed
-        (which needs the compiled module: the device is only opened so when it is built)."""
+        """Up to ``limit`` packets, reading until the queue is empty (EAGAIN).  A vnet device
+        is read by the compiled engine only (its reads carry a virtio-net header)."""
         packets = []
         read = os.read
         fd = self.fd
         for _ in range(limit):
             try:
-                data = read(fd, READ_SIZE)
+                packets.append(read(fd, READ_SIZE))
             except BlockingIOError:
                 break
-            if self.vnet:
-                packets.extend(_plain_packets(data))
-            else:
-                packets.append(data)
         return packets
 
     def write(self, packet: bytes | bytearray) -> bool:
@@ -84,21 +79,3 @@ class Tun:
     def close(self) -> None:
         """Close the device (the kernel removes the interface with its routes)."""
         self.device.close()
-
-
-def _plain_packets(data: bytes) -> list[bytes]:
-    """The packets in one read from a vnet TUN: segments of a super-packet, checksums done."""
-    from lispd.fastpath import _accel  # only a vnet device gets here, and only when built
-
-    header, packet = data[:VNET_HDR_LEN], data[VNET_HDR_LEN:]
-    if len(header) < VNET_HDR_LEN:
-        return []
-    flags, gso_type = header[0], header[1]
-    try:
-        if gso_type & 0x7F:
-            return _accel.segment(header, packet)
-        if flags & 1:
-            return [_accel.complete_checksum(header, packet)]
-    except ValueError:
-        return []  # a super-packet we cannot split: the kernel's, not a peer's; rare
-    return [packet]

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 SOL_UDP = 17
 SO_NO_CHECK = 11
+UDP_GRO = 104
 UDP_NO_CHECK6_RX = 102
 IP_RECVTTL = 12
 IP_MTU_DISCOVER = 10
@@ -127,6 +128,22 @@ def open_send_pool(
             continue
         pool.append(sock)
     return pool
+
+
+def enable_offloads(
+    pools: dict[int, list[socket.socket]], data_sockets: dict[int, socket.socket]
+) -> None:
+    """Ready the data sockets for the compiled path's offloads: outer IPv4 UDP checksums are
+    computed (the kernel refuses UDP GSO on a socket with SO_NO_CHECK), and the 4341 sockets
+    receive with UDP GRO (coalesced datagrams, the segment size in a control message)."""
+    for version, pool in pools.items():
+        if version == 4:
+            for sock in pool:
+                sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
+    for version, sock in data_sockets.items():
+        if version == 4:
+            sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
 
 
 def recv_batch(sock: socket.socket, limit: int, default_ttl: int = 64):

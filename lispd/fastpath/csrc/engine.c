@@ -121,11 +121,12 @@ static const fp_rloc *pick(const fp_record *r, uint32_t h)
     return &r->rloc[r->n - 1];
 }
 
-int fp_classify(fp_engine *e, const uint8_t *p, size_t n, long iid, int reencap,
-                size_t check_len, fp_dest *d, uint32_t *iid_out)
+/* fp_classify on a packet already parsed into f (the RTR has done it). */
+static int classify_flow(fp_engine *e, const inner_flow *fp, const uint8_t *p, size_t n,
+                         long iid, int reencap, size_t check_len, fp_dest *d, uint32_t *iid_out)
 {
-    inner_flow f;
-    if (parse_inner(p, n, &f) < 0 || multicast(&f) || is_trace(p, n) || e->punt_all)
+    const inner_flow f = *fp;
+    if (multicast(&f) || is_trace(p, n) || e->punt_all)
         return FP_PUNT;
     if (iid < 0) {
         iid = source_instance(e, f.version, f.src);
@@ -151,6 +152,15 @@ int fp_classify(fp_engine *e, const uint8_t *p, size_t n, long iid, int reencap,
     d->tos = f.tos;
     *iid_out = (uint32_t)iid;
     return FP_ENCAP;
+}
+
+int fp_classify(fp_engine *e, const uint8_t *p, size_t n, long iid, int reencap,
+                size_t check_len, fp_dest *d, uint32_t *iid_out)
+{
+    inner_flow f;
+    if (parse_inner(p, n, &f) < 0)
+        return FP_PUNT;
+    return classify_flow(e, &f, p, n, iid, reencap, check_len, d, iid_out);
 }
 
 static void enqueue(fp_engine *e, const fp_dest *d, uint8_t *data, size_t len, size_t inner_len,
@@ -378,7 +388,7 @@ static void to_tun(fp_engine *e, const uint8_t *p, size_t n)
 }
 
 int fp_datagram_decision(fp_engine *e, uint8_t *d, size_t n, int ttl, int tos, fp_dest *dest,
-                         int use_seen, const struct sockaddr_storage *src)
+                         int *source_known, const struct sockaddr_storage *src)
 {
     if (n <= FP_LISP_HDR || (d[0] & 0x03))
         return FP_PUNT; /* truncated, or encrypted (key-id bits) */
@@ -393,8 +403,11 @@ int fp_datagram_decision(fp_engine *e, uint8_t *d, size_t n, int ttl, int tos, f
         return FP_PUNT;
     int family = alen == 4 ? 4 : 6;
     if (e->etr && lpm_lookup(&e->db, iid, family, dst)) {
-        if (use_seen && !seen_source(e, src))
-            return FP_PUNT; /* Python remembers new ITRs (to SMR them) */
+        if (source_known && !*source_known) {
+            *source_known = 1; /* from here on it is in the set (or the set is full) */
+            if (!seen_source(e, src))
+                return FP_PUNT; /* Python remembers new ITRs (to SMR them) */
+        }
         if (fix_on_decap(inner, m, ttl, tos) < 0)
             return FP_PUNT;
         return FP_TO_TUN;
@@ -407,7 +420,7 @@ int fp_datagram_decision(fp_engine *e, uint8_t *d, size_t n, int ttl, int tos, f
     if (parse_inner(inner, m, &f) < 0 || f.ttl <= 1)
         return FP_PUNT;
     uint32_t chosen;
-    if (fp_classify(e, inner, m, (long)iid, 1, m, dest, &chosen) != FP_ENCAP)
+    if (classify_flow(e, &f, inner, m, (long)iid, 1, m, dest, &chosen) != FP_ENCAP)
         return FP_PUNT;
     decrement_ttl(inner, m);
     dest->ttl = f.ttl - 1;
@@ -473,11 +486,12 @@ int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx)
             else
                 e->c.gro_datagrams++;
             /* an empty datagram still goes round once: Python counts it as truncated */
+            int source_known = 0; /* the segments of one message share its source */
             for (size_t off = 0; off < len || (off == 0 && len == 0); off += (size_t)seg) {
                 size_t n = len - off < (size_t)seg ? len - off : (size_t)seg;
                 uint8_t *d = base + off;
                 fp_dest dest;
-                int what = fp_datagram_decision(e, d, n, ttl, tos, &dest, 1, &names[i]);
+                int what = fp_datagram_decision(e, d, n, ttl, tos, &dest, &source_known, &names[i]);
                 if (what == FP_TO_TUN) {
                     to_tun(e, d + FP_LISP_HDR, n - FP_LISP_HDR);
                 } else if (what == FP_REENCAP) {

@@ -112,9 +112,11 @@ int fp_from_tun(fp_engine *e, int budget, fp_punt_tun punt, void *ctx);
 int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx);
 void fp_flush(fp_engine *e);
 
-/* For tests: the ETR/RTR decision on one datagram in buffer d (modified in place). */
+/* The ETR/RTR decision on one datagram in buffer d (modified in place).  source_known: NULL
+ * (tests: no new-ITR punts), or the caller's flag, 0 for the first datagram of a message,
+ * so that the set of recent ITRs is consulted once per received message. */
 enum { FP_TO_TUN = 2, FP_REENCAP = 3 };
 int fp_datagram_decision(fp_engine *e, uint8_t *d, size_t n, int ttl, int tos, fp_dest *dest,
-                         int use_seen, const struct sockaddr_storage *src);
+                         int *source_known, const struct sockaddr_storage *src);
 
 #endif

@@ -534,7 +534,7 @@ static PyObject *Engine_datagram(Engine *self, PyObject *args)
     memcpy(buf, pkt.buf, n);
     PyBuffer_Release(&pkt);
     fp_dest d;
-    int what = fp_datagram_decision(&self->e, buf, n, ttl, tos, &d, 0, NULL);
+    int what = fp_datagram_decision(&self->e, buf, n, ttl, tos, &d, NULL, NULL);
     PyObject *out;
     if (what == FP_TO_TUN)
         out = Py_BuildValue("(sy#)", "tun", buf + FP_LISP_HDR, (Py_ssize_t)(n - FP_LISP_HDR));
