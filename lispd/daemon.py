@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 import socket
@@ -43,6 +44,7 @@ from lispd.fastpath import compiled
 from lispd.fastpath.compiled import CompiledPath, merge_counts
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
 from lispd.fastpath.inner import inner_destination
+from lispd.fastpath.workers import WorkerSet, WorkerSlot
 from lispd.io.notify import sd_notify, watchdog_interval
 from lispd.io.routes import RouteTable
 from lispd.io.sysctl import prepare_tun_interface
@@ -139,6 +141,8 @@ class Daemon:
         self.control_sockets: dict[int, list[socket.socket]] = {}
         self.sender: Sender | None = None
         self.fast: CompiledPath | None = None  # the compiled fast path, when it runs
+        self.workers: WorkerSet | None = None  # its other engines' processes (workers > 1)
+        self.worker_sockets: list[socket.socket] = []  # their 4341 sockets (we keep them open)
         self.api: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self._timer: asyncio.Handle | None = None  # a TimerHandle, or a Handle (see _arm_timer)
@@ -159,12 +163,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         cfg = self.config
         fast = self._use_compiled()
+        engines = self._engine_count() if fast else 1
         if cfg.daemon.roles & TUN_ROLES:
             self.tun = Tun(
                 cfg.tun.name,
                 cfg.tun.mtu,
                 prepare=prepare_tun_interface,
                 vnet=fast and cfg.dataplane.offloads,
+                queues=engines,
             )
             self.routes = RouteTable(self.tun.name)
             for entry in self.mapcache.entries():
@@ -172,17 +178,21 @@ class Daemon:
             loop.add_reader(self.tun.fd, self._on_tun_readable)
         if cfg.daemon.roles & DATA_ROLES:
             data_sockets = {}
+            worker_receive: list[dict[int, socket.socket]] = [{} for _ in range(engines - 1)]
             for addr in cfg.underlay.rlocs:
-                sock = open_receive_socket(addr, LISP_DATA_PORT)
+                sock = open_receive_socket(addr, LISP_DATA_PORT, shared=engines > 1)
                 self.receivers.append(sock)
                 data_sockets[addr.version] = sock
                 loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+                for receive in worker_receive:
+                    receive[addr.version] = open_receive_socket(addr, LISP_DATA_PORT, shared=True)
+                    self.worker_sockets.append(receive[addr.version])
             self.sender = Sender(
                 {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs},
                 data_sockets,
             )
             if fast:
-                self._start_compiled(data_sockets)
+                self._start_compiled(data_sockets, worker_receive)
             for addr in cfg.underlay.rlocs:  # LISP-Trace: error returns, NATed ltr clients
                 sock = open_control_socket(addr, TRACE_PORT)
                 self.trace_sockets[addr.version] = sock
@@ -229,9 +239,19 @@ class Daemon:
             )
         return compiled.available()
 
-    def _start_compiled(self, data_sockets: dict[int, socket.socket]) -> None:
-        """Hand the TUN and the data sockets to the compiled engine, load its tables, and keep
-        them current from the map-cache."""
+    def _engine_count(self) -> int:
+        """``[dataplane] workers``: engines forwarding in parallel (0: one per usable core)."""
+        wanted = self.config.dataplane.workers
+        return wanted if wanted > 0 else max(1, len(os.sched_getaffinity(0)))
+
+    def _start_compiled(
+        self,
+        data_sockets: dict[int, socket.socket],
+        worker_receive: list[dict[int, socket.socket]],
+    ) -> None:
+        """Hand the TUN and the data sockets to the compiled engine, load its tables, keep
+        them current from the map-cache, and start the workers (one per further TUN queue and
+        set of 4341 sockets in ``worker_receive``)."""
         cfg, itr, sender = self.config, self.itr, self.sender
         assert sender is not None
         fast = CompiledPath(
@@ -245,12 +265,36 @@ class Daemon:
         )
         if cfg.dataplane.offloads:
             enable_offloads(sender.pools, data_sockets)
+            for receive in worker_receive:
+                enable_offloads({}, receive)
         fast.use_sockets(sender.pools, data_sockets)
         fast.load_database(self.database)
         fast.load_map_cache(self.mapcache)
         self.mapcache.listener = fast.on_map_cache
         self.fast = fast
-        log.info("fast path compiled offloads=%s", cfg.dataplane.offloads)
+        if worker_receive:
+            queues = self.tun.queue_fds if self.tun is not None else []
+            slots = [
+                WorkerSlot(
+                    index=i + 1,
+                    tun_fd=queues[i] if queues else -1,
+                    receive={v: s.fileno() for v, s in receive.items()},
+                )
+                for i, receive in enumerate(worker_receive)
+            ]
+            self.workers = WorkerSet(
+                slots,
+                engine=fast.engine_options,
+                pools={v: [s.fileno() for s in pool] for v, pool in sender.pools.items()},
+                seed=fast.seed_operations,
+                on_tun=self._tun_packet,
+                on_udp=self._data_packet,
+                on_bad_report=lambda: self._drop("worker-bad-report"),
+            )
+            fast.attach_workers(self.workers)
+            self.workers.start()
+        engines = 1 + len(worker_receive)
+        log.info("fast path compiled offloads=%s engines=%d", cfg.dataplane.offloads, engines)
 
     def _tick_interval(self) -> float:
         return min(self._watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
@@ -316,6 +360,12 @@ class Daemon:
             await self.api.close()
         if self.metrics is not None:
             await self.metrics.close()
+        if self.workers is not None:
+            await self.workers.close()
+            self.workers = None
+        for sock in self.worker_sockets:
+            sock.close()
+        self.worker_sockets = []
         sockets = self.receivers + [s for group in self.control_sockets.values() for s in group]
         sockets += list(self.trace_sockets.values())
         self.trace_sockets = {}
@@ -1030,8 +1080,10 @@ class Daemon:
                 "version": __version__,
                 "name": self.config.daemon.name,
                 "fastpath": "compiled" if self.fast is not None else "python",
+                "engines": 1 + (len(self.workers.slots) if self.workers is not None else 0),
+                "worker-pids": self.workers.pids() if self.workers is not None else [],
             },
-            "stats": lambda _req: self._stats(),
+            "stats": self._stats_answer,
             "map-cache": lambda _req: [_entry_json(e) for e in self.mapcache.entries()],
             "database": lambda _req: [_entry_json(e) for e in self.database.entries()],
             "site": lambda _req: self._sites(),
@@ -1050,11 +1102,27 @@ class Daemon:
         }
 
     def _stats(self) -> dict[str, Any]:
+        """Every counter, the workers' as they last reported them (at most a second ago)."""
         snap = self.counters.snapshot()
         snap["drops"].update(self.control.counters())
         if self.fast is not None:
             merge_counts(snap, self.fast.counters())
+            if self.workers is not None:
+                snap["engines"] = self.fast.engine_packets()
         return snap
+
+    def _stats_answer(self, _req: dict[str, Any]) -> Any:
+        """``stats``: the counters, or with workers an awaitable of them once every worker
+        has reported its current counts (the control server awaits it)."""
+        workers = self.workers
+        if workers is None:
+            return self._stats()
+
+        async def fresh() -> dict[str, Any]:
+            await workers.refresh()
+            return self._stats()
+
+        return fresh()
 
     def _nat_bindings_changed(self) -> None:
         """The compiled path's records carry NATed xTRs' translated ports: rebuild them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -50,6 +51,18 @@ class ControlServer:
         except (ValueError, KeyError) as exc:
             return {"ok": False, "error": str(exc)}
 
+    async def answer_async(self, request: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`answer`, awaiting a handler that returns an awaitable (one that asks
+        another process, such as the fast-path workers for their counters)."""
+        response = self.answer(request)
+        result = response.get("result")
+        if inspect.isawaitable(result):
+            try:
+                response["result"] = await result
+            except (ValueError, KeyError) as exc:
+                response = {"ok": False, "error": str(exc)}
+        return response
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
@@ -60,7 +73,7 @@ class ControlServer:
                     request = json.loads(line)
                     if not isinstance(request, dict):
                         raise ValueError("not an object")
-                    response = self.answer(request)
+                    response = await self.answer_async(request)
                 except ValueError as exc:
                     response = {"ok": False, "error": f"bad request: {exc}"}
             writer.write(json.dumps(response).encode() + b"\n")

@@ -278,6 +278,10 @@ class DataplaneConfig:
     offloads: bool = True
     """Compiled path only: TUN super-packets (IFF_VNET_HDR with TSO/USO), UDP GSO on send and
     UDP GRO on receive.  Off: one packet per datagram, still batched."""
+    workers: int = 0
+    """Compiled path only: how many engines forward packets, each in its own process on its
+    own TUN queue and SO_REUSEPORT 4341 sockets (the main process runs the first); 0: one per
+    CPU core lispd may run on."""
 
 
 @dataclass(frozen=True, slots=True)

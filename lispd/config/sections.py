@@ -514,15 +514,20 @@ METRICS = Table(
 
 # -- [dataplane] ----------------------------------------------------------------------------------
 
+MAX_WORKERS = 256
+
 
 def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> DataplaneConfig:
-    return DataplaneConfig(fastpath=values["fastpath"], offloads=values["offloads"])
+    return DataplaneConfig(
+        fastpath=values["fastpath"], offloads=values["offloads"], workers=values["workers"]
+    )
 
 
 DATAPLANE = Table(
     keys=(
         Key("fastpath", Str(choices=FASTPATHS), default="auto"),
         Key("offloads", Bool(), default=True),
+        Key("workers", Int(0, MAX_WORKERS), default=0),
     ),
     build=_build_dataplane,
 )

@@ -21,6 +21,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from lispd.fastpath.rloc import usable_candidates
+from lispd.fastpath.workers import WorkerSet, add_counts
+from lispd.fastpath.workerwire import Operation
 from lispd.mapcache import LocalDatabase, MapCache, MapCacheEntry, Network
 
 try:
@@ -67,7 +69,9 @@ def forwarding_record(
 
 
 class CompiledPath:
-    """An :class:`_accel.Engine` wired to a node's tables and sockets."""
+    """An :class:`_accel.Engine` wired to a node's tables and sockets, and the workers'
+    engines (:class:`lispd.fastpath.workers.WorkerSet`) when there are any: every table
+    operation goes to all of them."""
 
     def __init__(
         self,
@@ -91,9 +95,46 @@ class CompiledPath:
             vnet=offloads and tun_fd >= 0,
             gso=offloads,
         )
+        self.engine_options: dict[str, Any] = {
+            "itr": bool({"itr", "pitr"} & set(roles)),
+            "etr": bool({"etr", "petr"} & set(roles)),
+            "rtr": "rtr" in roles,
+            "mtu": mtu,
+            "vnet": offloads and tun_fd >= 0,
+            "gso": offloads,
+        }
         self.families = frozenset(families)
         self.own_rlocs = frozenset(own_rlocs)
         self.nat_port = nat_port
+        self.workers: WorkerSet | None = None
+        self.mapcache: MapCache | None = None
+        self.database: LocalDatabase | None = None
+        self.punt_all = False
+
+    def _apply(self, name: str, *args: Any) -> None:
+        """One table operation in every engine."""
+        getattr(self.engine, name)(*args)
+        if self.workers is not None:
+            self.workers.broadcast(name, *args)
+
+    def attach_workers(self, workers: WorkerSet) -> None:
+        """Mirror every table operation in ``workers`` from now on (their ``seed`` should be
+        :meth:`seed_operations`)."""
+        self.workers = workers
+
+    def seed_operations(self) -> list[Operation]:
+        """What loads a fresh engine with the current tables."""
+        ops: list[Operation] = [("db_clear", ())]
+        if self.database is not None:
+            for entry in self.database.entries():
+                prefix = entry.prefix
+                ops.append(("db_set", (entry.iid, prefix.network_address.packed, prefix.prefixlen)))
+        ops.append(("map_clear", ()))
+        if self.mapcache is not None:
+            for entry in self.mapcache.entries():
+                ops.append(("map_set", self._record_args(entry.iid, entry.prefix, entry)))
+        ops.append(("set_punt_all", (self.punt_all,)))
+        return ops
 
     # --- sockets ------------------------------------------------------------------------------
 
@@ -112,30 +153,35 @@ class CompiledPath:
 
     def on_map_cache(self, iid: int, prefix: Network, entry: MapCacheEntry | None) -> None:
         """:attr:`MapCache.listener`: mirror one installed or removed entry."""
-        packed, plen = prefix.network_address.packed, prefix.prefixlen
         if entry is None:
-            self.engine.map_remove(iid, packed, plen)
+            self._apply("map_remove", iid, prefix.network_address.packed, prefix.prefixlen)
         else:
-            record = forwarding_record(entry, self.families, self.own_rlocs, self.nat_port)
-            self.engine.map_set(iid, packed, plen, record)
+            self._apply("map_set", *self._record_args(iid, prefix, entry))
+
+    def _record_args(self, iid: int, prefix: Network, entry: MapCacheEntry) -> tuple[Any, ...]:
+        record = forwarding_record(entry, self.families, self.own_rlocs, self.nat_port)
+        return (iid, prefix.network_address.packed, prefix.prefixlen, record)
 
     def load_map_cache(self, mapcache: MapCache) -> None:
         """Replace every record with the map-cache's current entries (at start, and when
         something every record depends on changed: NAT bindings)."""
-        self.engine.map_clear()
+        self.mapcache = mapcache
+        self._apply("map_clear")
         for entry in mapcache.entries():
             self.on_map_cache(entry.iid, entry.prefix, entry)
 
     def load_database(self, database: LocalDatabase) -> None:
         """The local EID-prefixes (ITR: which sources are ours; ETR: what we decapsulate)."""
-        self.engine.db_clear()
+        self.database = database
+        self._apply("db_clear")
         for entry in database.entries():
             prefix = entry.prefix
-            self.engine.db_set(entry.iid, prefix.network_address.packed, prefix.prefixlen)
+            self._apply("db_set", entry.iid, prefix.network_address.packed, prefix.prefixlen)
 
     def set_punt_all(self, flag: bool) -> None:
         """Every packet from the TUN to Python (behind a NAT, where all goes to RTRs)."""
-        self.engine.set_punt_all(flag)
+        self.punt_all = flag
+        self._apply("set_punt_all", flag)
 
     # --- packets ------------------------------------------------------------------------------
 
@@ -154,11 +200,33 @@ class CompiledPath:
 
     def forget_sources(self) -> None:
         """Python starts a new list of recent ITRs: show it the next packet of each again."""
-        self.engine.forget_sources()
+        self._apply("forget_sources")
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C."""
-        return self.engine.counters()
+        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C, by every engine."""
+        counts: dict[str, dict[str, int]] = self.engine.counters()
+        if self.workers is not None:
+            add_counts(counts, self.workers.counters())
+            section = counts.setdefault("fastpath", {})
+            section["engines"] = 1 + len(self.workers.slots)
+            section["worker-restarts"] = self.workers.restarts
+        else:
+            counts.setdefault("fastpath", {})["engines"] = 1
+        return counts
+
+    def engine_packets(self) -> dict[str, int]:
+        """Packets each engine forwarded (encapsulated, decapsulated, re-encapsulated):
+        ``main``, ``worker1``...; how the kernel spread the flows."""
+
+        def forwarded(counts: dict[str, dict[str, int]]) -> int:
+            packets = counts.get("packets", {})
+            return sum(v for k, v in packets.items() if k.endswith(".packets"))
+
+        spread = {"main": forwarded(self.engine.counters())}
+        if self.workers is not None:
+            for index, counts in self.workers.per_worker().items():
+                spread[f"worker{index}"] = forwarded(counts)
+        return spread
 
 
 def merge_counts(into: dict[str, Any], extra: dict[str, dict[str, int]]) -> None:

@@ -29,6 +29,10 @@ class Tun:
     kernel hands over TCP super-packets of up to 64 KB, each after a virtio-net header, and
     takes them back the same way.  The compiled fast path reads and writes such a device;
     :meth:`write` and :meth:`read_batch` hide the header from the Python path.
+
+    ``queues`` > 1: a multi-queue device (IFF_MULTI_QUEUE); the kernel spreads flows over the
+    queues, and a flow's packets go to the queue that last wrote one of its replies.  This
+    object reads and writes queue 0; :attr:`queue_fds` are the others, for fast-path workers.
     """
 
     def __init__(
@@ -37,12 +41,24 @@ class Tun:
         mtu: int,
         prepare: Callable[[str], None] | None = None,
         vnet: bool = False,
+        queues: int = 1,
     ) -> None:
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet else 0)
+        if queues > 1:
+            flags |= pytun.IFF_MULTI_QUEUE
         self.device = pytun.TunTapDevice(name=name, flags=flags)
         self.name: str = self.device.name
         self.vnet = vnet
         self.fd: int = self.device.fileno()
+        self.extra_queues: list[pytun.TunTapDevice] = []
+        try:
+            for _ in range(queues - 1):
+                queue = pytun.TunTapDevice(name=self.name, flags=flags)  # attaches a queue
+                os.set_blocking(queue.fileno(), False)
+                self.extra_queues.append(queue)
+        except BaseException:
+            self.close()
+            raise
         if vnet:
             # the flags are the argument itself, not a pointer to them
             fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_OFFLOADS)
@@ -76,6 +92,15 @@ class Tun:
             return False
         return True
 
+    @property
+    def queue_fds(self) -> list[int]:
+        """The descriptors of queues 1..N-1 (empty for a single-queue device)."""
+        return [queue.fileno() for queue in self.extra_queues]
+
     def close(self) -> None:
-        """Close the device (the kernel removes the interface with its routes)."""
+        """Close the device (the kernel removes the interface with its routes when the last
+        queue closes)."""
+        for queue in self.extra_queues:
+            queue.close()
+        self.extra_queues = []
         self.device.close()

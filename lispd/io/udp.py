@@ -77,10 +77,17 @@ def _configure(sock: socket.socket, version: int, receive: bool) -> None:
             sock.setsockopt(SOL_UDP, UDP_NO_CHECK6_RX, 1)
 
 
-def open_receive_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.socket:
-    """The socket that receives encapsulated packets on ``addr``:``port``."""
+def open_receive_socket(
+    addr: IPv4Address | IPv6Address, port: int, shared: bool = False
+) -> socket.socket:
+    """The socket that receives encapsulated packets on ``addr``:``port``.
+
+    ``shared``: SO_REUSEPORT, one of a group of sockets on the same address and port (one per
+    fast-path engine) among which the kernel spreads flows by their address and port hash."""
     sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     _configure(sock, addr.version, receive=True)
     sock.bind((str(addr), port))
     return sock
