@@ -12,12 +12,17 @@ main -> worker
 worker -> main
     ``T`` + an inner packet the Python path must take (from the worker's TUN queue),
     ``U`` + TTL, TOS, source port, address length, source address, datagram (from its 4341
-    sockets), or ``C`` + the engine's counters (marshal), answering a request or unasked
+    sockets), or ``C`` + the engine's counters (JSON), answering a request or unasked
     once a second.
+
+marshal (which trusts the sizes in its input) carries only the main process's commands:
+what the main process reads from a worker is plain bytes and JSON, checked, so a worker gone
+wrong cannot make it allocate without bound or fail on a counter that is not a number.
 """
 
 from __future__ import annotations
 
+import json
 import marshal
 import socket
 import struct
@@ -132,7 +137,7 @@ def encode_udp_punt(payload: bytes, ttl: int, tos: int, source: str, port: int) 
 
 def encode_counters(sequence: int, counters: dict[str, dict[str, int]]) -> bytes:
     """``C`` + (sequence, counters)."""
-    return b"C" + marshal.dumps((sequence, counters))
+    return b"C" + json.dumps([sequence, counters]).encode()
 
 
 def decode_report(data: bytes) -> TunPunt | UdpPunt | CountersReport:
@@ -154,13 +159,21 @@ def decode_report(data: bytes) -> TunPunt | UdpPunt | CountersReport:
         return UdpPunt(data[start + length :], ttl, tos, source, port)
     if kind == COUNTERS:
         try:
-            sequence, counters = marshal.loads(data[1:])
-        except (EOFError, ValueError, TypeError) as exc:
+            sequence, counters = json.loads(data[1:])
+        except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError too
             raise WireError(f"undecodable counters: {exc}") from exc
-        if type(sequence) is not int or type(counters) is not dict:
+        if type(sequence) is not int or not _is_counts(counters):
             raise WireError("bad counters report")
         return CountersReport(sequence, counters)
     raise WireError(f"unknown report kind {kind}")
+
+
+def _is_counts(value: object) -> bool:
+    """``{section: {name: int}}``."""
+    return type(value) is dict and all(
+        type(section) is dict and all(type(n) is int for n in section.values())
+        for section in value.values()
+    )
 
 
 def batches(operations: list[Operation], limit: int = MAX_MESSAGE) -> list[bytes]:
