@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +66,7 @@ class XtrConfig:
     underlay_mtu: int | None = None
     tun_mtu: int | None = None
     fastpath: str = "auto"  # [dataplane] fastpath: auto runs the compiled path when built
+    workers: int | None = None  # [dataplane] workers (None: the default, one per core)
 
     def text(self) -> str:
         peer_rloc = self.peer.rloc4 if self.underlay == 4 else self.peer.rloc6
@@ -97,6 +99,8 @@ class XtrConfig:
             ]
         lines += self.extra_map_cache
         lines += ["[dataplane]", f'fastpath = "{self.fastpath}"']
+        if self.workers is not None:
+            lines.append(f"workers = {self.workers}")
         return "\n".join(lines) + "\n"
 
 
@@ -250,6 +254,75 @@ def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> N
     share = used.count(plan.xtr2_rloc_v4) / len(used)
     assert used.count(plan.xtr2_rloc_v6) > 0 and 0.5 < share < 0.95, used
     assert len(ports_used) > 4, "outer source ports carry no flow entropy"
+
+
+def udp_flows(lab: Lab, node: str, dst: str, first_port: int, flows: int = 60) -> None:
+    """Three datagrams in each of ``flows`` UDP flows (source ports from ``first_port``)."""
+    sender = (
+        "import socket\n"
+        f"for sport in range({first_port}, {first_port + flows}):\n"
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "    s.bind(('0.0.0.0', sport))\n"
+        "    for _ in range(3):\n"
+        f"        s.sendto(b'x' * 20, ('{dst}', 9))\n"
+        "    s.close()\n"
+    )
+    lab.run(node, sys.executable, "-c", sender)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_workers_share_flows_and_one_killed_comes_back(lab: tuple[Lab, TwoSitePlan]) -> None:
+    """Two engines per xTR (the main process and one worker, each on its own TUN queue and
+    SO_REUSEPORT socket): many flows go through both, TCP is intact, the counters add up, a
+    killed worker is restarted with its tables, and no worker outlives its daemon."""
+    if not compiled.available():
+        pytest.skip("workers run the compiled fast path, which is not built")
+    built, plan = lab
+    seen_pids: list[int] = []
+    with xtrs(built, plan, workers=2) as (sock1, sock2):
+        for sock in (sock1, sock2):
+            version = request(sock, "version")
+            assert version["engines"] == 2 and len(version["worker-pids"]) == 1, version
+            seen_pids += version["worker-pids"]
+        udp_flows(built, plan.host_a, plan.host_b_v4, 20000)
+        udp_flows(built, plan.host_b, plan.host_a_v4, 21000)
+        transfer(built, plan, plan.host_a, plan.host_b, plan.host_b_v4)
+        transfer(built, plan, plan.host_b, plan.host_a, plan.host_a_v4)
+        s1, s2 = stats(sock1), stats(sock2)
+        for s in (s1, s2):  # 60 flows each way: both engines of each ITR took some
+            assert s["engines"]["main"] > 0 and s["engines"]["worker1"] > 0, s["engines"]
+            assert s["fastpath"]["engines"] == 2 and s["fastpath"]["worker-restarts"] == 0
+            assert not s["drops"], s["drops"]
+        encap_before = s1["packets"]["itr.encap.packets"]
+        assert encap_before >= 180 + 1000  # the flows and a 20 MB transfer
+        assert s2["packets"]["etr.decap.packets"] >= 180 + 1000
+
+        (old,) = request(sock1, "version")["worker-pids"]
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            pids = request(sock1, "version")["worker-pids"]
+            if pids and pids != [old]:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the killed worker was not restarted")
+        seen_pids += pids
+        udp_flows(built, plan.host_a, plan.host_b_v4, 22000)
+        transfer(built, plan, plan.host_a, plan.host_b, plan.host_b_v4)
+        s1 = stats(sock1)
+        assert s1["fastpath"]["worker-restarts"] == 1
+        assert s1["engines"]["worker1"] > 0, s1["engines"]  # the new one has its tables
+        assert s1["packets"]["itr.encap.packets"] >= encap_before + 180 + 1000
+        assert not s1["drops"], s1["drops"]
+    assert not [pid for pid in seen_pids if alive(pid)]
 
 
 def test_too_big_gets_icmp_and_tcp_adapts(lab: tuple[Lab, TwoSitePlan]) -> None:
