@@ -172,6 +172,7 @@ class Daemon:
                 vnet=fast and cfg.dataplane.offloads,
                 queues=engines,
             )
+            engines = 1 + len(self.tun.queue_fds)  # one, on a single-queue persistent device
             self.routes = RouteTable(self.tun.name)
             for entry in self.mapcache.entries():
                 self.routes.add(entry.prefix)

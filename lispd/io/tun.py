@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import logging
 import os
 from collections.abc import Callable
 
@@ -17,6 +19,12 @@ TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 TUN_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 _PLAIN_VNET = bytes(VNET_HDR_LEN)
+
+log = logging.getLogger(__name__)
+
+
+def _queue_mode(multi: bool) -> int:
+    return pytun.IFF_MULTI_QUEUE if multi else 0
 
 
 class Tun:
@@ -44,9 +52,20 @@ class Tun:
         queues: int = 1,
     ) -> None:
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet else 0)
-        if queues > 1:
-            flags |= pytun.IFF_MULTI_QUEUE
-        self.device = pytun.TunTapDevice(name=name, flags=flags)
+        multi = queues > 1
+        try:
+            self.device = pytun.TunTapDevice(name=name, flags=flags | _queue_mode(multi))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # A persistent device made beforehand (ip tuntap add) in the other queue mode:
+            # take it as it is; a single-queue one gives one queue, and so one engine.
+            multi = not multi
+            self.device = pytun.TunTapDevice(name=name, flags=flags | _queue_mode(multi))
+            if queues > 1:
+                log.warning("tun=%s is a persistent single-queue device: one queue", name)
+                queues = 1
+        flags |= _queue_mode(multi)
         self.name: str = self.device.name
         self.vnet = vnet
         self.fd: int = self.device.fileno()

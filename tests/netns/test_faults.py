@@ -22,6 +22,7 @@ Each test prints what it measured (``pytest -s`` shows it):
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from typing import Any
 import pytest
 
 from lispd.api.client import request
+from lispd.fastpath import compiled
 from lispd.lab import (
     DaemonHandle,
     Lab,
@@ -405,4 +407,7 @@ def test_on_a_persistent_tun_a_restart_removes_the_routes_a_killed_run_left() ->
         left = routes()
         assert plan.site_b_prefix_v6 not in left and "2001:db8:100:9::/64" in left, left
         assert "removed stale routes count=" in daemons[1].log_text()
+        if compiled.available() and len(os.sched_getaffinity(0)) > 1:
+            # workers want a multi-queue TUN; this one is not: one engine, no failure
+            assert "persistent single-queue device" in daemons[1].log_text()
         assert lab.ping(plan.host_a, plan.host_b_v4, count=2)
