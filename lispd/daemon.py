@@ -206,7 +206,9 @@ class Daemon:
             self.api = ControlServer(cfg.daemon.control_socket, self._handlers())
             await self.api.start()
         if cfg.metrics is not None:
-            self.metrics = MetricsServer(str(cfg.metrics.address), cfg.metrics.port, self._metrics)
+            self.metrics = MetricsServer(
+                str(cfg.metrics.address), cfg.metrics.port, self._metrics, refresh=self._refresh
+            )
             await self.metrics.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
@@ -1111,6 +1113,11 @@ class Daemon:
             if self.workers is not None:
                 snap["engines"] = self.fast.engine_packets()
         return snap
+
+    async def _refresh(self) -> None:
+        """Have every worker report its current counters (at most half a second)."""
+        if self.workers is not None:
+            await self.workers.refresh()
 
     def _stats_answer(self, _req: dict[str, Any]) -> Any:
         """``stats``: the counters, or with workers an awaitable of them once every worker

@@ -84,7 +84,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -370,7 +370,10 @@ class _TooLarge(Exception):
 
 
 class MetricsServer:
-    """Serves :func:`respond` on ``host``:``port`` (TCP) from the running asyncio loop."""
+    """Serves :func:`respond` on ``host``:``port`` (TCP) from the running asyncio loop.
+
+    ``refresh``, when given, is awaited before each snapshot (the daemon asks its fast-path
+    workers for their current counters)."""
 
     def __init__(
         self,
@@ -381,10 +384,12 @@ class MetricsServer:
         max_request: int = MAX_REQUEST,
         read_timeout: float = READ_TIMEOUT,
         max_clients: int = MAX_CLIENTS,
+        refresh: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``port`` 0 picks a free port (see :attr:`port` once started)."""
         self.host = host
         self.source = source
+        self.refresh = refresh
         self.max_request = max_request
         self.read_timeout = read_timeout
         self.max_clients = max_clients
@@ -430,6 +435,8 @@ class MetricsServer:
             try:
                 async with asyncio.timeout(self.read_timeout):
                     head = await self._read_head(reader)
+                if self.refresh is not None:
+                    await self.refresh()
                 response = respond(head, self.source)
             except _TooLarge:
                 response = error_response(431)
