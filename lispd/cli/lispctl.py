@@ -365,11 +365,28 @@ def format_stats(snapshot: dict[str, Any]) -> str:
     drops = snapshot.get("drops") or {}
     lines = ["LISP packet counters", ""]
     lines += table(["Counter", "Packets", "Bytes"], rows, right=(1, 2))
+    lines += _fastpath_lines(snapshot)
     if not drops:
         return "\n".join([*lines, "", "Drops: none"]) + "\n"
     lines += ["", f"Drops: {sum(drops.values())} in {_count(len(drops), 'reason')}", ""]
     lines += table(["Reason", "Packets"], sorted(drops.items()), right=(1,))
     return "\n".join(lines) + "\n"
+
+
+def _fastpath_lines(snapshot: dict[str, Any]) -> list[str]:
+    """The compiled fast path's engines: how many, what each forwarded, worker restarts."""
+    fast = snapshot.get("fastpath")
+    if not isinstance(fast, dict):
+        return []
+    engines = fast.get("engines", 1)
+    line = f"Fast path: compiled, {_count(engines, 'engine')}"
+    spread = snapshot.get("engines")
+    if isinstance(spread, dict) and spread:
+        line += " (forwarded: " + ", ".join(f"{k} {v}" for k, v in spread.items()) + ")"
+    if fast.get("worker-restarts"):
+        line += f", {_count(fast['worker-restarts'], 'worker restart')}"
+    punted = fast.get("punted-tun", 0) + fast.get("punted-udp", 0)
+    return ["", f"{line}; {punted} packets left to the Python path"]
 
 
 def format_nat(state: dict[str, Any]) -> str:

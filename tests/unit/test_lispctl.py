@@ -342,6 +342,23 @@ def test_stats_without_drops_or_with_odd_counter_names() -> None:
     )
 
 
+def test_stats_say_how_many_engines_forwarded_what() -> None:
+    snap = {
+        "packets": {"itr.encap.packets": 7, "itr.encap.bytes": 700},
+        "drops": {},
+        "fastpath": {"engines": 2, "worker-restarts": 1, "punted-tun": 2, "punted-udp": 1},
+        "engines": {"main": 3, "worker1": 4},
+    }
+    assert format_stats(snap).splitlines()[-3:] == [
+        "Fast path: compiled, 2 engines (forwarded: main 3, worker1 4), 1 worker restart; "
+        "3 packets left to the Python path",
+        "",
+        "Drops: none",
+    ]
+    single = {"packets": {}, "drops": {}, "fastpath": {"engines": 1}}
+    assert "Fast path: compiled, 1 engine; 0 packets left" in format_stats(single)
+
+
 def test_nat_table() -> None:
     assert format_nat(NAT) == (
         "NAT traversal: discovered yes, behind a NAT yes\n"
