@@ -340,6 +340,8 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask the daemon to shut down (signal handlers call this)."""
+        if self.workers is not None:
+            self.workers.stopping()
         self._stop.set()
 
     async def run(self) -> None:

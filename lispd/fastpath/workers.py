@@ -170,6 +170,7 @@ class WorkerSet:
         add_counts(self.retired, slot.counters)
         slot.counters = {}
         if self._closing:
+            log.info("worker=%d stopped (exit=%s)", slot.index, code)
             return
         self.restarts += 1
         if self.clock() - slot.started >= STABLE_AFTER:
@@ -188,6 +189,11 @@ class WorkerSet:
         loop = asyncio.get_running_loop()
         slot.restart = loop.call_later(slot.delay, self._spawn, slot)
         slot.delay = min(slot.delay * 2, RESTART_MAX)
+
+    def stopping(self) -> None:
+        """The daemon is shutting down: workers that exit now (a service manager signals the
+        whole group) are not restarted."""
+        self._closing = True
 
     async def close(self, wait: float = 2.0) -> None:
         """Stop every worker: close their control sockets (they exit), SIGKILL stragglers."""
