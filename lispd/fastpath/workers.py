@@ -140,9 +140,10 @@ class WorkerSet:
             inherited.append(slot.tun_fd)
         try:
             slot.process = subprocess.Popen(
-                [sys.executable, "-m", "lispd.fastpath.worker", json.dumps(spec)],
+                [sys.executable, "-P", "-m", "lispd.fastpath.worker", json.dumps(spec)],
                 pass_fds=inherited,
                 stdin=subprocess.DEVNULL,
+                env=_worker_environment(),
             )
         except OSError as exc:
             ours.close()
@@ -323,6 +324,16 @@ class WorkerSet:
         for sequence, waiter in self._waiters:
             if not waiter.done() and all(s.answered >= sequence for s in running):
                 waiter.set_result(None)
+
+
+def _worker_environment() -> dict[str, str]:
+    """Our environment, with the directory our lispd package came from first on the path:
+    the worker runs the same code as this process (and ``-P`` keeps the working directory
+    off its path)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _send_waiting(sock: socket.socket, message: bytes, wait: float) -> None:
