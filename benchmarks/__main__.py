@@ -1,16 +1,18 @@
 """``python -m benchmarks``: lispd next to the kernel's own paths, in one run (root).
 
     sudo .venv/bin/python -m benchmarks [--quick] [--seconds S] [--runs N] [--json FILE]
-                                        [--only NAME ...]
+                                        [--only NAME ...] [--flows N] [--flow-run N]
 
 Builds host A - xTR1 - R - xTR2 - host B in network namespaces and measures, one path after
 the other on the same namespaces: the kernel's routed path and its VXLAN tunnel on UDP 4341
 (the baselines), lispd ITR->ETR and ITR->RTR->ETR with the Python and the compiled fast path
-(and the compiled one without offloads).  Per path: TCP Gbit/s (iperf3, 1 and 4 streams),
-64- and 1400-byte UDP packets/s with loss (udpgen, a sendmmsg/recvmmsg generator) and the
-loss at half the maximum, ICMP round trips (p50/p99, and the latency added over the routed
-path), CPU seconds per million packets of each lispd process.  Prints a table with ratios
-to the baselines and the targets of issue 9; ``--json`` writes everything.  Progress goes to
+(with one engine per core, with a single engine, and without offloads).  Per path: TCP
+Gbit/s (iperf3, 1 and 4 streams), 64- and 1400-byte UDP packets/s over 16 flows with loss
+(udpgen, a sendmmsg/recvmmsg generator) and the loss at half the maximum, ICMP round trips
+(p50/p99, and the latency added over the routed path), CPU seconds per million packets of
+each lispd process (with its workers), the engines each ran and their share of the packets.
+Prints a table with ratios to the baselines, the targets of issue 9 and the multi-core gain;
+``--json`` writes everything.  Progress goes to
 stderr.  Exit status 0 when every path was measured or is not available, 1 when a path or a
 test failed, 2 on a usage error.  See benchmarks/README.md.
 """
@@ -57,7 +59,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         "--pings", type=int, help="ICMP echo requests per path (default 200, --quick 50)"
     )
     parser.add_argument(
-        "--flows", type=int, default=1, help="UDP flows (source ports) of udpgen (default 1)"
+        "--flows",
+        type=int,
+        default=16,
+        help="UDP flows (source ports, taking turns datagram by datagram) of the udpgen floods, "
+        "shared by the senders (default 16: the kernel spreads flows over lispd's engines)",
+    )
+    parser.add_argument(
+        "--flow-run",
+        type=int,
+        default=1,
+        help="datagrams in a row per flow (default 1: the flows take turns datagram by "
+        "datagram; 64: a whole sendmmsg batch per flow, back to back as one host's would be)",
     )
     parser.add_argument(
         "--senders",
@@ -85,10 +98,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
     if args.pings is not None:
         settings.ping_count = args.pings
     settings.flows, settings.senders = args.flows, args.senders
+    settings.flow_run = args.flow_run
     if settings.seconds <= 0 or settings.runs < 1 or settings.ping_count < 1:
         parser.error("--seconds, --runs and --pings must be positive")
-    if not 1 <= settings.flows <= 64 or not 0 <= settings.senders <= 16:
-        parser.error("--flows must be 1..64, --senders 0..16")
+    if (
+        not 1 <= settings.flows <= 1024
+        or not 0 <= settings.senders <= 16
+        or not 1 <= settings.flow_run <= 1_000_000
+    ):
+        parser.error("--flows must be 1..1024, --senders 0..16, --flow-run 1..1000000")
     if only:
         if paths:
             settings.paths = paths

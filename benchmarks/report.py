@@ -21,6 +21,9 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "latency_p50": ("latency", "p50_us", ""),
 }
 LISPD_VARIANTS = ("python", "compiled")
+# (path with the default engines, the same with one engine): the multi-core gain
+ENGINE_PAIRS = (("compiled", "compiled-1"), ("rtr-compiled", "rtr-compiled-1"))
+GAIN_FIGURES = (("tcp4", "TCP4"), ("udp64", "UDP64 pps"))
 
 
 def per_million(cpu_s: float, packets: float) -> float | None:
@@ -82,6 +85,49 @@ def add_derived(results: dict[str, Any]) -> None:
         if ratios:
             path["ratios"] = ratios
     results["targets"] = evaluate_targets(paths)
+    results["multicore_gain"] = multicore_gain(paths)
+
+
+def engines_of(path: dict[str, Any] | None) -> int | None:
+    """How many engines the path's ITR (xtr1) ran (its ``version`` answer), None when unknown
+    (kernel path, not measured, lispd did not say)."""
+    value = (path or {}).get("engines", {}).get("xtr1")
+    return value if isinstance(value, int) else None
+
+
+def engines_cell(path: dict[str, Any]) -> str:
+    """The engines of a path's lispd processes for the table: ``2`` when they all ran as
+    many, ``2/1/2`` (xtr1/rtr/xtr2) otherwise, ``-`` for a kernel path."""
+    engines = path.get("engines") or {}
+    values = ["?" if v is None else str(v) for v in engines.values()]
+    if not values:
+        return "-"
+    return values[0] if len(set(values)) == 1 else "/".join(values)
+
+
+def multicore_gain(paths: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each pair of :data:`ENGINE_PAIRS` of which a path was run: TCP 4 streams and
+    64-byte UDP packets/s of the path with its default engines (one per core) divided by the
+    same path with one engine (``value``; None with ``note`` when a figure is missing)."""
+    rows = []
+    for many, one in ENGINE_PAIRS:
+        if many not in paths and one not in paths:
+            continue
+        for fig, text in GAIN_FIGURES:
+            value = ratio(figure(paths.get(many), fig), figure(paths.get(one), fig))
+            row: dict[str, Any] = {
+                "figure": fig,
+                "text": text,
+                "path": many,
+                "vs": one,
+                "engines": engines_of(paths.get(many)),
+                "engines_vs": engines_of(paths.get(one)),
+                "value": value,
+            }
+            if value is None:
+                row["note"] = _why_missing(paths, many, one)
+            rows.append(row)
+    return rows
 
 
 def _why_missing(paths: dict[str, Any], *names: str) -> str:
@@ -252,11 +298,11 @@ def format_report(results: dict[str, Any]) -> str:
         "",
     ]
     head = (
-        f"{'path':<24}{'TCP1':>7}{'TCP4':>7}{'UDP64':>9}{'loss':>7}{'@50%':>6}"
+        f"{'path':<24}{'eng':>4}{'TCP1':>7}{'TCP4':>7}{'UDP64':>9}{'loss':>7}{'@50%':>6}"
         f"{'UDP1400':>9}{'loss':>7}{'@50%':>6}{'p50':>7}{'p99':>7}{'added':>7}"
     )
     units = (
-        f"{'':<24}{'Gb/s':>7}{'Gb/s':>7}{'kpps':>9}{'%':>7}{'%':>6}"
+        f"{'':<24}{'':>4}{'Gb/s':>7}{'Gb/s':>7}{'kpps':>9}{'%':>7}{'%':>6}"
         f"{'kpps':>9}{'%':>7}{'%':>6}{'us':>7}{'us':>7}{'us':>7}"
     )
     out += [head, units]
@@ -268,7 +314,8 @@ def format_report(results: dict[str, Any]) -> str:
             continue
         lat = path.get("latency", {})
         row = (
-            f"{name:<24}{_num(figure(path, 'tcp1'), 2):>7}{_num(figure(path, 'tcp4'), 2):>7}"
+            f"{name:<24}{engines_cell(path):>4}"
+            f"{_num(figure(path, 'tcp1'), 2):>7}{_num(figure(path, 'tcp4'), 2):>7}"
             f"{_num(figure(path, 'udp64'), 1, 1e-3):>9}{_loss(_get(path, 'udp64', 'max')):>7}"
             f"{_loss(_get(path, 'udp64', 'half')):>6}"
             f"{_num(figure(path, 'udp1400'), 1, 1e-3):>9}"
@@ -279,16 +326,32 @@ def format_report(results: dict[str, Any]) -> str:
         )
         out.append(row)
     out.append(
-        "  loss: offered vs received at full rate; @50%: sent at half the received maximum; "
-        "added: p50 minus the routed path's"
+        "  eng: fast-path engines per lispd process (its version answer; xtr1/rtr/xtr2 when "
+        "they differ); loss: offered vs received at full rate;"
     )
+    out.append("  @50%: sent at half the received maximum; added: p50 minus the routed path's")
     senders = [
         f"{name} {'/'.join(str(_get(path, t, 'senders') or '-') for t in ('udp64', 'udp1400'))}"
         for name, path in paths.items()
         if path.get("status") == "ok" and (_get(path, "udp64", "senders") is not None)
     ]
     if senders:
+        flows = settings.get("flows")
+        run = settings.get("flow_run", 1)
+        how = "datagram by datagram" if run == 1 else f"{run} datagrams in a row each"
         out.append(f"  udpgen senders (64/1400): {', '.join(senders)}")
+        out.append(
+            f"  UDP flows: {flows} (source ports, split between a path's senders, at least one "
+            f"each), {how}"
+        )
+    spread = [
+        f"{name} {label} {engine_shares(entry)}"
+        for name, path in paths.items()
+        for label, entry in (path.get("engine_spread") or {}).items()
+    ]
+    if spread:
+        out.append("  packets per engine (main/worker1/..., % of the process's) udp64 | tcp4:")
+        out += [f"    {line}" for line in spread]
     # ratios
     out += [
         "",
@@ -346,6 +409,20 @@ def format_report(results: dict[str, Any]) -> str:
             shown = f"{value:.{digits}f}"
             verdict = "met" if t["met"] else "NOT met"
         out.append(f"{t['target']:<46}{t['path']:<14}{shown:>12}  {verdict}")
+    gains = results.get("multicore_gain") or []
+    if gains:
+        out += ["", f"{'multi-core gain (engines per core / one)':<46}{'path':<14}{'value':>12}"]
+        for g in gains:
+            shown = "-" if g["value"] is None else f"{g['value']:.3f}"
+            many, one = g.get("engines"), g.get("engines_vs")
+            eng = (
+                f"{many if many is not None else '?'} vs {one if one is not None else '?'} engines"
+            )
+            extra = eng if g["value"] is not None else f"n/a ({g.get('note', '')})"
+            out.append(
+                f"{g['text'] + ': ' + g['path'] + ' / ' + g['vs']:<46}{g['path']:<14}"
+                f"{shown:>12}  {extra}"
+            )
     notes = [f"  {name}: {path['note']}" for name, path in paths.items() if path.get("note")]
     if notes:
         out += ["", "notes:", *notes]
@@ -360,6 +437,24 @@ def format_report(results: dict[str, Any]) -> str:
     if "elapsed_s" in results:
         out.append(f"total {results['elapsed_s']:.0f} s")
     return "\n".join(out)
+
+
+def engine_shares(entry: dict[str, Any]) -> str:
+    """``51/49 | 100/0 (restarts 0)``: each engine's share of the packets of a lispd process
+    in the 64-byte floods and the 4-stream TCP runs (``-`` for a test not run)."""
+    parts = []
+    for key in ("udp64", "tcp4"):
+        counts = entry.get(key) or {}
+        total = sum(counts.values())
+        if not counts or total <= 0:
+            parts.append("-")
+            continue
+        parts.append("/".join(f"{100 * v / total:.0f}" for v in counts.values()))
+    text = " | ".join(parts)
+    restarts = entry.get("worker_restarts")
+    if restarts:
+        text += f" (workers restarted: {restarts})"
+    return text
 
 
 def summarize_section(section: dict[str, Any]) -> str:

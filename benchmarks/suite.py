@@ -7,12 +7,17 @@ host B) is built once; each path of :data:`PATHS` is brought up on it in turn, m
 * ``routed``: the kernel forwards natively (static routes between the sites);
 * ``vxlan``: the kernel's own UDP encapsulation: a VXLAN device with ``dstport 4341`` on each
   xTR, remote = the other xTR's RLOC, the remote site routed over it (link 192.0.2.248/30);
-* ``python``, ``compiled``, ``compiled-nooffload``: lispd ITR+ETR on both xTRs with static
-  map-caches pointing at each other, ``[dataplane] fastpath`` as named (``offloads = false``
-  for the last);
-* ``rtr-*``: the same three, with both xTRs mapping the other site to R (192.0.2.1), where
+* ``python``, ``compiled``, ``compiled-1``, ``compiled-nooffload``: lispd ITR+ETR on both
+  xTRs with static map-caches pointing at each other, ``[dataplane] fastpath`` as named
+  (``workers = 1``: a single engine for ``compiled-1``, the default of one engine per core
+  otherwise; ``offloads = false`` for the last);
+* ``rtr-*``: the same four, with both xTRs mapping the other site to R (192.0.2.1), where
   lispd runs as RTR: ITR -> RTR -> ETR, every run checked against the daemons' counters
   (:func:`benchmarks.dataplane.check_rtr_counters`).
+
+Each lispd process is asked how many engines it runs (``version`` -> ``engines``), and every
+run records how many packets each engine forwarded (``stats`` -> ``engines``): how the kernel
+spread the flows over them.
 
 A lispd variant that does not start (``fastpath = "compiled"`` before the compiled path was
 built), or starts but does not run the compiled path, is reported ``not available`` with the
@@ -77,6 +82,7 @@ class PathSpec:
     fastpath: str = ""
     offloads: bool = True
     via_rtr: bool = False
+    workers: int = 0  # [dataplane] workers of a compiled variant: 0 = one engine per core
 
 
 PATHS: tuple[PathSpec, ...] = (
@@ -84,11 +90,20 @@ PATHS: tuple[PathSpec, ...] = (
     PathSpec("vxlan", "kernel VXLAN on UDP 4341", "kernel"),
     PathSpec("python", "lispd ITR->ETR, python", "lispd", "python"),
     PathSpec("compiled", "lispd ITR->ETR, compiled", "lispd", "compiled"),
+    PathSpec("compiled-1", "lispd ITR->ETR, compiled, one engine", "lispd", "compiled", workers=1),
     PathSpec(
         "compiled-nooffload", "lispd ITR->ETR, compiled, offloads off", "lispd", "compiled", False
     ),
     PathSpec("rtr-python", "lispd ITR->RTR->ETR, python", "lispd", "python", via_rtr=True),
     PathSpec("rtr-compiled", "lispd ITR->RTR->ETR, compiled", "lispd", "compiled", via_rtr=True),
+    PathSpec(
+        "rtr-compiled-1",
+        "lispd ITR->RTR->ETR, compiled, one engine",
+        "lispd",
+        "compiled",
+        via_rtr=True,
+        workers=1,
+    ),
     PathSpec(
         "rtr-compiled-nooffload",
         "lispd ITR->RTR->ETR, compiled, offloads off",
@@ -121,7 +136,8 @@ class Settings:
     tests: tuple[str, ...] = TESTS
     mapcache: bool = True
     udp_idle_s: float = 0.3
-    flows: int = 1
+    flows: int = 16  # UDP flows (source ports) of the floods, shared by the senders
+    flow_run: int = 1  # datagrams in a row per flow (1: interleaved datagram by datagram)
     senders: int = 0  # 0: one per CPU for kernel paths, one for lispd paths (udp_senders)
 
     def as_json(self) -> dict[str, Any]:
@@ -141,15 +157,18 @@ class PathFailed(Exception):
 
 
 def parse_stat(text: str) -> tuple[int, int]:
-    """``(ppid, utime + stime in clock ticks)`` from the text of ``/proc/PID/stat``."""
+    """``(ppid, CPU clock ticks)`` from the text of ``/proc/PID/stat``: the ticks are utime +
+    stime of the process and cutime + cstime, those of its children that exited and were
+    waited for."""
     fields = text[text.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state): ppid is field 4, utime/stime 14/15
-    return int(fields[1]), int(fields[11]) + int(fields[12])
+    # fields[0] is field 3 (state): ppid is field 4, utime/stime/cutime/cstime 14-17
+    return int(fields[1]), sum(int(f) for f in fields[11:15])
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds of ``pid`` and of all its descendants alive now (a lispd with
-    worker processes counts them all)."""
+    """CPU seconds (user+system) of ``pid`` and of all its descendants alive now, and of
+    those that exited and were waited for (a lispd with worker processes counts them all,
+    also a worker that died and was restarted during a run)."""
     ticks = 0
     for p in tree_pids(pid):
         try:
@@ -170,9 +189,27 @@ class Daemon:
     sock: str
 
     def sample(self) -> tuple[float, dict[str, int]]:
-        """CPU seconds so far and the ``packets`` counters."""
-        counters: dict[str, int] = request(self.sock, "stats")["packets"]
+        """CPU seconds so far and the ``packets`` counters, with the packets each engine
+        forwarded (``engine:main``, ``engine:worker1``...) and the workers restarted
+        (``worker-restarts``) when lispd runs several engines."""
+        stats = request(self.sock, "stats")
+        counters: dict[str, int] = dict(stats["packets"])
+        for engine, packets in (stats.get("engines") or {}).items():
+            counters[f"engine:{engine}"] = int(packets)
+        restarts = (stats.get("fastpath") or {}).get("worker-restarts")
+        if isinstance(restarts, int):
+            counters["worker-restarts"] = restarts
         return tree_cpu_seconds(self.handle.pid), counters
+
+    def engines(self) -> int | None:
+        """How many fast-path engines this lispd runs (``version`` -> ``engines``), None when
+        it does not say."""
+        try:
+            answer = request(self.sock, "version")
+        except ControlError:
+            return None
+        engines = answer.get("engines") if isinstance(answer, dict) else None
+        return engines if isinstance(engines, int) else None
 
 
 @dataclass
@@ -182,6 +219,7 @@ class PathUp:
     spec: PathSpec
     daemons: list[Daemon] = field(default_factory=list)
     note: str = ""
+    engines: dict[str, int | None] = field(default_factory=dict)  # per daemon label
 
     def sample(self) -> dict[str, tuple[float, dict[str, int]]]:
         """One :meth:`Daemon.sample` per daemon, by label."""
@@ -199,14 +237,23 @@ class PathUp:
 
 def daemon_deltas(
     before: dict[str, tuple[float, dict[str, int]]], after: dict[str, tuple[float, dict[str, int]]]
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Per daemon: the CPU seconds and data-plane packets (:data:`DATA_COUNTERS`) between two
-    samples."""
-    out = {}
+    samples; with several engines also the packets each forwarded (``engines``) and the
+    workers restarted (``worker_restarts``)."""
+    out: dict[str, dict[str, Any]] = {}
     for label, (cpu1, c1) in after.items():
         cpu0, c0 = before[label]
         packets = sum(c1.get(k, 0) - c0.get(k, 0) for k in DATA_COUNTERS)
-        out[label] = {"cpu_s": round(cpu1 - cpu0, 3), "packets": packets}
+        entry: dict[str, Any] = {"cpu_s": round(cpu1 - cpu0, 3), "packets": packets}
+        engines = {
+            k.split(":", 1)[1]: v - c0.get(k, 0) for k, v in c1.items() if k.startswith("engine:")
+        }
+        if engines:
+            entry["engines"] = engines
+        if "worker-restarts" in c1:
+            entry["worker_restarts"] = c1["worker-restarts"] - c0.get("worker-restarts", 0)
+        out[label] = entry
     return out
 
 
@@ -237,6 +284,7 @@ def dataplane_table(spec: PathSpec) -> str:
     text = f'\n[dataplane]\nfastpath = "{spec.fastpath}"\n'
     if spec.fastpath == "compiled":
         text += f"offloads = {'true' if spec.offloads else 'false'}\n"
+        text += f"workers = {spec.workers}\n"
     return text
 
 
@@ -359,6 +407,7 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
                         "(/proc/PID/maps): it runs the Python path"
                     )
                 up.note = f"lispd does not report its fast path; it has {Path(accel).name} loaded"
+        up.engines = {d.label: d.engines() for d in up.daemons}
         yield up
     finally:
         for d in up.daemons:
@@ -504,6 +553,7 @@ class Suite:
                     flows=s.flows,
                     senders=senders,
                     idle=s.udp_idle_s,
+                    flow_run=s.flow_run,
                 )
 
             return one
@@ -521,6 +571,8 @@ class Suite:
         out: dict[str, Any] = {
             "payload_bytes": size,
             "senders": senders,
+            "flows": max(s.flows, senders),
+            "flow_run": s.flow_run,
             "max": {
                 "received_pps": round(best, 1),
                 "min": min(received),
@@ -559,6 +611,7 @@ class Suite:
                 "fastpath": spec.fastpath,
                 "offloads": spec.offloads,
                 "via_rtr": spec.via_rtr,
+                "workers": spec.workers,
             }
             if spec.kind == "lispd"
             else {},
@@ -569,6 +622,14 @@ class Suite:
             with bring_up(self.lab, self.plan, spec) as up:
                 if up.note:
                     out["note"] = up.note
+                if up.engines:
+                    out["engines"] = up.engines
+                    self.log(
+                        f"{spec.name}: engines "
+                        + ", ".join(
+                            f"{k} {v if v is not None else '?'}" for k, v in up.engines.items()
+                        )
+                    )
                 self.lab.wait_ping(self.plan.host_a, self.plan.host_b_v4, timeout=10.0)
                 for test in self.settings.tests:
                     try:
@@ -592,6 +653,9 @@ class Suite:
         cpu = cpu_summary(out)
         if cpu:
             out["cpu"] = cpu
+        spread = engine_spread(out)
+        if spread:
+            out["engine_spread"] = spread
         if spec.via_rtr and out["status"] == "ok":
             out["rtr_check"] = rtr_totals(out)
         out["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -625,12 +689,16 @@ class Suite:
 
 def udp_senders(senders: int, spec: PathSpec) -> int:
     """How many udpgen senders flood ``spec``: ``senders``, or when 0 (automatic) one per
-    CPU for a kernel path and one for a lispd path.
+    CPU for a kernel path and one for a lispd path, whatever its number of engines.
 
     The kernel forwards a veth path in the senders' own softirq context, so one sender
-    bounds a kernel path to one core (routed: ~160 kpps with one sender, ~230 with two on
-    the 2-core VM); a lispd path needs the CPU for its processes, which a second sender
-    takes (python: ~50 kpps with one, ~35 with two).
+    bounds a kernel path to one core (routed, 16 flows: ~145 kpps with one sender, ~265
+    with two on the 2-core VM); a lispd path needs the CPU for its processes, which a second
+    sender takes (python: ~50 kpps with one, ~35 with two).  That holds with several engines
+    too: 64-byte floods over 16 flows, medians of 2-3 runs on the 2-core VM, one sender /
+    two: ``compiled-1`` 100 / 87 and 98 / 90 kpps, ``compiled`` (2 engines) 108 / 84 and
+    88 / 88, ``rtr-compiled`` 101 / 80; 1400-byte: ``compiled-1`` 81 / 70, ``compiled``
+    95 / 77.  The engines and both sites' lispd already want more than the two cores.
     """
     if senders > 0:
         return senders
@@ -691,6 +759,31 @@ def cpu_summary(path: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 round(f["packets"] / f["cpu_s"], 1) if f["cpu_s"] > 0 else None
             )
         out[label] = entry
+    return out
+
+
+def engine_spread(path: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per lispd process that ran several engines: the packets each engine forwarded over all
+    runs of the path (``all``), over the full-rate 64-byte floods (``udp64``) and the 4-stream
+    TCP runs (``tcp4``), and the workers restarted meanwhile (``worker_restarts``).  One
+    engine with (nearly) everything means the kernel put every flow on one queue."""
+    out: dict[str, dict[str, Any]] = {}
+    for test, part, run in iter_runs(path):
+        for label, d in run.get("daemons", {}).items():
+            if "engines" not in d:
+                continue
+            entry = out.setdefault(
+                label, {"all": {}, "udp64": {}, "tcp4": {}, "worker_restarts": 0}
+            )
+            keys = ["all"]
+            if (test, part) == ("udp64", "max"):
+                keys.append("udp64")
+            elif test == "tcp4":
+                keys.append("tcp4")
+            for key in keys:
+                for engine, packets in d["engines"].items():
+                    entry[key][engine] = entry[key].get(engine, 0) + packets
+            entry["worker_restarts"] += d.get("worker_restarts", 0)
     return out
 
 

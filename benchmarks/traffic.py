@@ -29,6 +29,7 @@ from lispd.lab import Lab, LabError
 
 UDPGEN_SOURCE = Path(__file__).resolve().parent / "udpgen.c"
 UDP_PORT = 9000
+SPORT_BASE = 20000  # the floods' first source port (udpgen send's SPORT_BASE)
 IPERF_PORT = 5201
 _RTT = re.compile(r"seq=(\d+)\b[^\n]*?\btime[=<]([0-9.]+) ?ms")
 
@@ -178,14 +179,17 @@ def udp_flood(
     flows: int = 1,
     senders: int = 1,
     idle: float = 0.5,
+    flow_run: int = 1,
 ) -> dict[str, Any]:
     """Send ``size``-byte UDP payloads from node ``src`` to ``dst_addr`` (on node ``dst``)
     for ``seconds`` (as fast as possible, or at ``rate_pps`` in all); see
     :func:`udp_summary`.
 
-    ``senders`` processes send at once (each its share of the rate), each over ``flows``
-    sockets (source ports).  The receiver stops ``idle`` s after the last datagram, so what
-    was queued on the path when the senders stopped is counted.
+    ``senders`` processes send at once, each its share of the rate and of the ``flows``
+    flows (source ports from :data:`SPORT_BASE` on, distinct per sender, at least one each;
+    see :func:`flow_shares`): every sender's datagrams take turns over its flows one by
+    one.  The receiver stops ``idle`` s after the last datagram, so what was queued on the
+    path when the senders stopped is counted.
     """
     receiver = lab.popen(
         dst,
@@ -201,9 +205,12 @@ def udp_flood(
         if line.strip() != "listening":
             raise LabError(f"udpgen recv did not start: {line!r}")
         argv = [str(udpgen), "send", dst_addr, str(UDP_PORT), str(size), f"{seconds:g}"]
-        argv += [f"{rate_pps / senders:.0f}", str(flows)]
+        argv.append(f"{rate_pps / senders:.0f}")
         kw: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-        procs = [lab.popen(src, argv, **kw) for _ in range(senders)]
+        procs = [
+            lab.popen(src, [*argv, str(count), str(base), str(flow_run)], **kw)
+            for base, count in flow_shares(flows, senders)
+        ]
         sent = []
         for proc in procs:
             out, err = proc.communicate(timeout=seconds + 30)
@@ -222,6 +229,19 @@ def udp_flood(
         "seconds": max(s["seconds"] for s in sent),
     }
     return udp_summary(total, _read_json_line(out, f"udpgen recv ({err.strip()})"))
+
+
+def flow_shares(flows: int, senders: int, base: int = SPORT_BASE) -> list[tuple[int, int]]:
+    """``(first source port, flows)`` of each of ``senders`` senders sharing ``flows`` flows
+    as evenly as possible, on consecutive ports from ``base``; every sender gets at least one
+    flow (so there are ``max(flows, senders)`` in all)."""
+    total = max(flows, senders)
+    shares = []
+    for k in range(senders):
+        count = total // senders + (1 if k < total % senders else 0)
+        shares.append((base, count))
+        base += count
+    return shares
 
 
 def ping(

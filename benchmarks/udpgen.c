@@ -4,10 +4,14 @@
  * iperf3 cannot offer more than ~150 kpps of small UDP on a small VM (one sendto per
  * datagram), so packet rates are measured with this batching generator instead:
  *
- *   udpgen send DST PORT SIZE SECONDS [RATE_PPS] [FLOWS]
- *       sendmmsg() bursts of SIZE-byte UDP payloads to DST:PORT for SECONDS; RATE_PPS 0 (the
- *       default) sends as fast as possible, otherwise paced (bursts of ~100 us of traffic);
- *       FLOWS connected sockets (distinct source ports) take turns.  Prints one JSON line:
+ *   udpgen send DST PORT SIZE SECONDS [RATE_PPS] [FLOWS] [SPORT_BASE]
+ *       sendmmsg() bursts of 64 SIZE-byte UDP payloads to DST:PORT for SECONDS; RATE_PPS 0
+ *       (the default) sends as fast as possible, otherwise paced (bursts of ~100 us of
+ *       traffic).  FLOWS (default 1, at most 1024) flows: source ports SPORT_BASE (default
+ *       20000) to SPORT_BASE + FLOWS - 1, taking turns datagram by datagram (within every
+ *       batch), so receive-side flow hashing (multi-queue TUN, SO_REUSEPORT, RSS) sees them
+ *       all at once.  Written through a raw socket (IPPROTO_RAW: our own IPv4 and UDP
+ *       headers, UDP checksum 0), needs CAP_NET_RAW.  Prints one JSON line:
  *       {"sent": N, "errors": E, "seconds": S}.
  *   udpgen recv PORT SECONDS [IDLE]
  *       binds UDP PORT (any address), prints "listening", counts datagrams with recvmmsg()
@@ -27,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -40,8 +45,10 @@
 
 #define BATCH 64
 #define RBATCH 256
-#define MAX_FLOWS 64
-#define MAX_SIZE 65507
+#define MAX_FLOWS 1024
+#define HEADERS 28 /* IPv4 + UDP */
+#define MAX_SIZE (65535 - HEADERS)
+#define SPORT_BASE 20000
 
 static volatile sig_atomic_t stop_flag;
 
@@ -80,11 +87,13 @@ static int parse_addr(const char *text, struct sockaddr_in *sa, int port) {
 
 static int cmd_send(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: udpgen send DST PORT SIZE SECONDS [RATE_PPS] [FLOWS]\n");
+        fprintf(stderr,
+                "usage: udpgen send DST PORT SIZE SECONDS [RATE_PPS] [FLOWS] [SPORT_BASE]\n");
         return 2;
     }
     struct sockaddr_in dst;
-    if (parse_addr(argv[0], &dst, atoi(argv[1])) < 0) {
+    int port = atoi(argv[1]);
+    if (parse_addr(argv[0], &dst, 0) < 0) {
         fprintf(stderr, "udpgen: bad address %s\n", argv[0]);
         return 2;
     }
@@ -92,34 +101,45 @@ static int cmd_send(int argc, char **argv) {
     double seconds = atof(argv[3]);
     double rate = argc > 4 ? atof(argv[4]) : 0.0;
     int flows = argc > 5 ? atoi(argv[5]) : 1;
+    int base = argc > 6 ? atoi(argv[6]) : SPORT_BASE;
+    int run = argc > 7 ? atoi(argv[7]) : 1;
     if (size < 1 || size > MAX_SIZE || seconds <= 0 || rate < 0 || flows < 1 ||
-        flows > MAX_FLOWS) {
+        flows > MAX_FLOWS || run < 1 || port < 1 || port > 65535 || base < 1 || base + flows - 1 > 65535) {
         fprintf(stderr, "udpgen: bad arguments\n");
         return 2;
     }
-    int fds[MAX_FLOWS];
-    for (int i = 0; i < flows; i++) {
-        fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
-        int sndbuf = 4 << 20;
-        if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&dst, sizeof dst) < 0) {
-            perror("udpgen: socket/connect");
-            return 2;
-        }
-        setsockopt(fds[i], SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+    /* A raw socket writing its own IPv4 and UDP headers: every datagram of a sendmmsg batch
+     * can come from another source port (a UDP socket has one).  The kernel fills in the
+     * source address (0 here), the IP ID, total length and header checksum; the UDP checksum
+     * is 0 (none, valid over IPv4). */
+    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+    int sndbuf = 4 << 20;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) {
+        perror("udpgen: raw socket/connect");
+        return 2;
     }
-    static char payload[BATCH][MAX_SIZE < 2048 ? MAX_SIZE : 2048];
-    char *big = NULL;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+    size_t len = HEADERS + (size_t)size;
+    char *bufs = calloc(BATCH, len);
+    if (bufs == NULL)
+        return 2;
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
-    if (size > (int)sizeof payload[0]) {
-        big = calloc(1, (size_t)size);
-        if (big == NULL)
-            return 2;
-    }
     memset(msgs, 0, sizeof msgs);
     for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = big ? big : payload[i];
-        iov[i].iov_len = (size_t)size;
+        char *b = bufs + (size_t)i * len;
+        struct iphdr *ip = (struct iphdr *)b;
+        struct udphdr *udp = (struct udphdr *)(b + sizeof *ip);
+        ip->version = 4;
+        ip->ihl = 5;
+        ip->ttl = 64;
+        ip->protocol = IPPROTO_UDP;
+        ip->frag_off = htons(0x4000); /* DF, as a UDP socket sends by default */
+        ip->daddr = dst.sin_addr.s_addr;
+        udp->dest = htons((uint16_t)port);
+        udp->len = htons((uint16_t)(sizeof *udp + (size_t)size));
+        iov[i].iov_base = b;
+        iov[i].iov_len = len;
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
@@ -136,7 +156,6 @@ static int cmd_send(int argc, char **argv) {
     signal(SIGINT, on_signal);
     uint64_t sent = 0, errors = 0, seq = 0;
     double start = now(), end = start + seconds, t = start;
-    int turn = 0;
     while (!stop_flag && (t = now()) < end) {
         int n = burst;
         if (rate > 0) {
@@ -146,12 +165,17 @@ static int cmd_send(int argc, char **argv) {
                 continue;
             }
         }
+        /* datagram number s goes out from source port base + s % flows: the flows take
+         * turns within every batch */
         for (int i = 0; i < n; i++) {
-            uint64_t s = seq++;
-            if (size >= 8 && !big)
-                memcpy(payload[i], &s, sizeof s);
+            char *b = bufs + (size_t)i * len;
+            uint64_t s = seq + (uint64_t)i;
+            ((struct udphdr *)(b + sizeof(struct iphdr)))->source =
+                htons((uint16_t)(base + (int)(s / (uint64_t)run % (uint64_t)flows)));
+            if (size >= 8)
+                memcpy(b + HEADERS, &s, sizeof s);
         }
-        int r = sendmmsg(fds[turn], msgs, (unsigned)n, 0);
+        int r = sendmmsg(fd, msgs, (unsigned)n, 0);
         if (r < 0) {
             if (errno != EINTR)
                 errors++;
@@ -160,7 +184,7 @@ static int cmd_send(int argc, char **argv) {
             continue;
         }
         sent += (uint64_t)r;
-        turn = (turn + 1) % flows;
+        seq += (uint64_t)r;
     }
     double took = now() - start;
     printf("{\"sent\": %llu, \"errors\": %llu, \"seconds\": %.6f}\n", (unsigned long long)sent,

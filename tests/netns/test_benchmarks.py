@@ -3,9 +3,10 @@
 What it checks is that the harness works end to end, not the figures: the JSON has every
 section, the kernel paths and lispd's Python path have positive figures, the RTR path's
 counter check ran, the compiled variants have figures or say why they are not available,
-the targets were evaluated, and nothing of the lab is left behind.  Runs the real command in a
-subprocess; on a timeout it is interrupted (SIGINT: the lab tears itself down) before the
-test fails.
+the targets were evaluated, every lispd process said how many engines it ran (and the
+compiled path's engines each counted their share of the floods), and nothing of the lab is
+left behind.  Runs the real command in a subprocess; on a timeout it is interrupted
+(SIGINT: the lab tears itself down) before the test fails.
 """
 
 from __future__ import annotations
@@ -117,13 +118,34 @@ def test_quick_benchmark_measures_kernel_and_lispd(tmp_path: Path) -> None:
     positive(paths["rtr-python"], "cpu", "rtr", "cpu_s_per_mpkt")
     positive(paths["rtr-python"], "rtr_check", "rtr_reencap")
 
+    # every lispd process said how many engines it ran: the Python path has one
+    for name in ("python", "rtr-python"):
+        assert set(paths[name]["engines"].values()) == {1}, paths[name]["engines"]
+    assert paths["rtr-python"]["engines"].keys() == {"xtr1", "rtr", "xtr2"}
+
     compiled = paths["compiled"]
     if compiled["status"] == "ok":
         positive(compiled, "tcp1", "gbps")
         positive(compiled, "udp64", "max", "received_pps")
+        # workers = 0: one engine per core lispd may run on (it inherits our affinity)
+        assert compiled["config"]["workers"] == 0
+        cores = len(os.sched_getaffinity(0))
+        assert compiled["engines"] == {"xtr1": cores, "xtr2": cores}
+        if cores > 1:  # the packets each engine forwarded, summed over the 64-byte floods
+            for node in ("xtr1", "xtr2"):
+                flood = compiled["engine_spread"][node]["udp64"]
+                assert set(flood) == {"main", *(f"worker{i}" for i in range(1, cores))}
+                assert sum(flood.values()) > 0
     else:
         assert compiled["status"] == "not available", compiled
         assert compiled["reason"]
+    # the multi-core gain needs compiled-1, which the quick mode leaves out
+    gains = results["multicore_gain"]
+    assert [(g["path"], g["vs"], g["figure"]) for g in gains] == [
+        ("compiled", "compiled-1", "tcp4"),
+        ("compiled", "compiled-1", "udp64"),
+    ]
+    assert all(g["value"] is None and g["note"] == "compiled-1 not measured" for g in gains)
 
     targets = results["targets"]
     assert {t["target"] for t in targets} >= {
@@ -143,5 +165,12 @@ def test_quick_benchmark_measures_kernel_and_lispd(tmp_path: Path) -> None:
     assert python_latency["value"] is not None
 
     # the table
-    for text in ("routed", "vxlan", "rtr-python", "target (issue 9)", "ratio to kernel"):
+    for text in (
+        "routed",
+        "vxlan",
+        "rtr-python",
+        "target (issue 9)",
+        "ratio to kernel",
+        "multi-core gain",
+    ):
         assert text in proc.stdout

@@ -8,9 +8,12 @@ from typing import Any
 from benchmarks.report import (
     add_derived,
     disturbed_tests,
+    engine_shares,
+    engines_cell,
     evaluate_targets,
     figure,
     format_report,
+    multicore_gain,
     per_million,
     ratio,
     summarize_section,
@@ -152,3 +155,76 @@ def test_summarize_section_and_disturbed() -> None:
     assert disturbed_tests(paths) == []
     paths["python"]["udp64"]["half"]["runs"] = [{"disturbed": True}]
     assert disturbed_tests(paths) == ["python udp64"]
+
+
+def with_engines(p: dict[str, Any], engines: int, *, rtr: bool = False) -> dict[str, Any]:
+    """``p`` with the engines its lispd processes reported."""
+    labels = ("xtr1", "rtr", "xtr2") if rtr else ("xtr1", "xtr2")
+    p["engines"] = dict.fromkeys(labels, engines)
+    return p
+
+
+def test_engines_cell() -> None:
+    assert engines_cell(results()["paths"]["routed"]) == "-"
+    assert engines_cell(with_engines(path(1.0, 1.0, 1.0), 2)) == "2"
+    assert engines_cell({"engines": {"xtr1": 2, "rtr": 1, "xtr2": None}}) == "2/1/?"
+
+
+def test_multicore_gain_compares_default_engines_with_one() -> None:
+    paths = results()["paths"]
+    with_engines(paths["compiled"], 2)  # TCP4 21.0, UDP64 150000
+    paths["compiled-1"] = with_engines(path(7.0, 100000.0, 90.0), 1)  # TCP4 14.0
+    rows = multicore_gain(paths)
+    assert [(r["path"], r["vs"], r["figure"]) for r in rows] == [
+        ("compiled", "compiled-1", "tcp4"),
+        ("compiled", "compiled-1", "udp64"),
+        # rtr-compiled was run (it failed), rtr-compiled-1 not
+        ("rtr-compiled", "rtr-compiled-1", "tcp4"),
+        ("rtr-compiled", "rtr-compiled-1", "udp64"),
+    ]
+    assert rows[0]["value"] == 1.5 and rows[1]["value"] == 1.5
+    assert rows[0]["engines"] == 2 and rows[0]["engines_vs"] == 1
+    assert rows[2]["value"] is None and rows[2]["note"] == "rtr-compiled failed"
+    del paths["rtr-compiled"]
+    assert len(multicore_gain(paths)) == 2
+    del paths["compiled-1"]
+    only = multicore_gain(paths)
+    assert only[0]["value"] is None and only[0]["note"] == "compiled-1 not measured"
+    # the targets stay on the default paths: compiled-1 is not one of them
+    assert all(t["path"] != "compiled-1" for t in evaluate_targets(paths))
+
+
+def test_engine_shares() -> None:
+    entry = {
+        "udp64": {"main": 510, "worker1": 490},
+        "tcp4": {"main": 1000, "worker1": 0},
+        "worker_restarts": 0,
+    }
+    assert engine_shares(entry) == "51/49 | 100/0"
+    entry["worker_restarts"] = 1
+    entry["tcp4"] = {}
+    assert engine_shares(entry) == "51/49 | - (workers restarted: 1)"
+
+
+def test_format_report_shows_engines_spread_and_gain() -> None:
+    r = results()
+    r["settings"]["flows"] = 16
+    r["settings"]["flow_run"] = 1
+    with_engines(r["paths"]["compiled"], 2)
+    r["paths"]["compiled"]["engine_spread"] = {
+        "xtr1": {"udp64": {"main": 3, "worker1": 1}, "tcp4": {"main": 1, "worker1": 1}}
+    }
+    r["paths"]["compiled"]["udp64"]["senders"] = 1
+    r["paths"]["compiled-1"] = with_engines(path(7.0, 100000.0, 90.0), 1)
+    add_derived(r)
+    assert r["multicore_gain"][0]["value"] == 1.5
+    text = format_report(r)
+    compiled_row = next(line for line in text.splitlines() if line.startswith("compiled  "))
+    assert compiled_row.split()[1] == "2"  # the eng column
+    assert (
+        next(line for line in text.splitlines() if line.startswith("compiled-1 ")).split()[1] == "1"
+    )
+    assert "compiled xtr1 75/25 | 50/50" in text
+    assert "UDP flows: 16 (source ports" in text and "datagram by datagram" in text
+    assert "multi-core gain" in text
+    assert "TCP4: compiled / compiled-1" in text and "2 vs 1 engines" in text

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from benchmarks.__main__ import parse_args
+from benchmarks.dataplane import lispd_config
 from benchmarks.suite import (
     PATH_NAMES,
     PATHS,
@@ -17,6 +18,7 @@ from benchmarks.suite import (
     cpu_summary,
     daemon_deltas,
     dataplane_table,
+    engine_spread,
     loaded_accelerator,
     parse_stat,
     rtr_totals,
@@ -25,11 +27,19 @@ from benchmarks.suite import (
     tree_pids,
     udp_senders,
 )
+from lispd.config.loader import parse_config
+from lispd.lab import two_site_topology
 
 
 def test_parse_stat_with_spaces_and_parentheses_in_the_name() -> None:
     text = "4242 (lispd (x) y) S 17 4242 4242 0 -1 4194560 100 0 0 0 150 25 0 0 20 0 3 0 99"
     assert parse_stat(text) == (17, 175)
+
+
+def test_parse_stat_counts_children_waited_for() -> None:
+    # cutime/cstime (fields 16, 17): a worker that died and was reaped keeps its CPU counted
+    text = "77 (python) S 1 77 77 0 -1 4194560 100 0 0 0 150 25 40 5 20 0 3 0 99"
+    assert parse_stat(text) == (1, 220)
 
 
 def test_own_process_tree() -> None:
@@ -56,6 +66,25 @@ def test_dataplane_table() -> None:
     assert dataplane_table(specs["python"]) == '\n[dataplane]\nfastpath = "python"\n'
     assert 'fastpath = "compiled"\noffloads = true' in dataplane_table(specs["compiled"])
     assert "offloads = false" in dataplane_table(specs["rtr-compiled-nooffload"])
+    # the engines: one per core by default, one for the -1 variants
+    for name in ("compiled", "rtr-compiled", "compiled-nooffload", "rtr-compiled-nooffload"):
+        assert dataplane_table(specs[name]).endswith("workers = 0\n"), name
+    for name in ("compiled-1", "rtr-compiled-1"):
+        assert dataplane_table(specs[name]).endswith("workers = 1\n"), name
+        assert specs[name].fastpath == "compiled" and specs[name].offloads
+    assert specs["rtr-compiled-1"].via_rtr and not specs["compiled-1"].via_rtr
+    assert specs["compiled-1"].label == "lispd ITR->ETR, compiled, one engine"
+
+
+def test_dataplane_table_is_valid_lispd_config() -> None:
+    plan = two_site_topology()
+    for spec in PATHS:
+        if spec.kind != "lispd":
+            continue
+        config = parse_config(lispd_config(plan, 1, None, "/tmp/x.sock", dataplane_table(spec)))
+        assert config.dataplane.fastpath == spec.fastpath, spec.name
+        assert config.dataplane.workers == spec.workers, spec.name
+        assert config.dataplane.offloads == spec.offloads, spec.name
 
 
 def test_daemon_deltas_count_data_plane_packets() -> None:
@@ -67,6 +96,54 @@ def test_daemon_deltas_count_data_plane_packets() -> None:
         )
     }
     assert daemon_deltas(before, after) == {"xtr1": {"cpu_s": 0.5, "packets": 1007}}
+
+
+def test_daemon_deltas_per_engine_and_restarts() -> None:
+    before = {
+        "xtr1": (
+            1.0,
+            {"itr.encap.packets": 0, "engine:main": 10, "engine:worker1": 5, "worker-restarts": 0},
+        )
+    }
+    after = {
+        "xtr1": (
+            2.0,
+            {
+                "itr.encap.packets": 300,
+                "engine:main": 160,
+                "engine:worker1": 155,
+                "worker-restarts": 1,
+            },
+        )
+    }
+    assert daemon_deltas(before, after) == {
+        "xtr1": {
+            "cpu_s": 1.0,
+            "packets": 300,
+            "engines": {"main": 150, "worker1": 150},
+            "worker_restarts": 1,
+        }
+    }
+
+
+def test_engine_spread_sums_runs_per_test() -> None:
+    def run(main: int, worker: int, restarts: int = 0) -> dict[str, object]:
+        d = {"cpu_s": 1.0, "packets": main + worker, "engines": {"main": main, "worker1": worker}}
+        return {"daemons": {"xtr1": {**d, "worker_restarts": restarts}, "xtr2": {"cpu_s": 1.0}}}
+
+    path = {
+        "tcp4": {"runs": [run(100, 0)]},
+        "udp64": {"max": {"runs": [run(60, 40), run(50, 50, 1)]}, "half": {"runs": [run(5, 5)]}},
+    }
+    assert engine_spread(path) == {
+        "xtr1": {
+            "all": {"main": 215, "worker1": 95},
+            "udp64": {"main": 110, "worker1": 90},
+            "tcp4": {"main": 100, "worker1": 0},
+            "worker_restarts": 1,
+        }
+    }
+    assert engine_spread({"tcp1": {"runs": [{"daemons": {"xtr1": {"cpu_s": 1.0}}}]}}) == {}
 
 
 def test_cpu_summary_and_rtr_totals() -> None:
@@ -95,6 +172,12 @@ def test_command_line_defaults_quick_and_only() -> None:
     assert settings.paths == PATH_NAMES and settings.tests == TESTS and settings.mapcache
     assert json_path is None
     assert settings.senders == 0
+    assert settings.flows == 16 and settings.flow_run == 1
+    flows, _ = parse_args(["--flows", "1", "--flow-run", "64"])
+    assert flows.flows == 1 and flows.flow_run == 64
+    for bad in (["--flows", "0"], ["--flows", "1025"], ["--flow-run", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
     quick, _ = parse_args(["--quick", "--json", "out.json"])
     assert quick.paths == QUICK_PATHS and quick.runs == 1 and quick.seconds == 1.0
     assert quick.senders == 0 and parse_args(["--quick", "--senders", "2"])[0].senders == 2
@@ -116,6 +199,15 @@ def test_udp_senders() -> None:
     assert udp_senders(3, specs["routed"]) == 3 and udp_senders(3, specs["python"]) == 3
     assert udp_senders(0, specs["vxlan"]) == (os.cpu_count() or 1)
     assert udp_senders(0, specs["rtr-compiled"]) == 1
+    assert udp_senders(0, specs["compiled-1"]) == 1 and udp_senders(0, specs["compiled"]) == 1
+
+
+def test_paths_with_one_engine() -> None:
+    specs = {s.name: s for s in PATHS}
+    assert PATH_NAMES.index("compiled-1") == PATH_NAMES.index("compiled") + 1
+    assert PATH_NAMES.index("rtr-compiled-1") == PATH_NAMES.index("rtr-compiled") + 1
+    assert [s.name for s in PATHS if s.workers] == ["compiled-1", "rtr-compiled-1"]
+    assert all(specs[n].workers == 0 for n in ("compiled", "compiled-nooffload"))
 
 
 def test_no_accelerator_in_a_plain_process() -> None:

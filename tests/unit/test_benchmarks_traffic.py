@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from benchmarks.traffic import (
+    SPORT_BASE,
     build_udpgen,
+    flow_shares,
     iperf_summary,
     latency_summary,
     parse_ping,
@@ -112,7 +116,53 @@ def test_udpgen_builds_once_per_source_and_checks_its_arguments(tmp_path: Path) 
     mtime = binary.stat().st_mtime_ns
     assert build_udpgen(tmp_path) == binary  # cached
     assert binary.stat().st_mtime_ns == mtime
-    for argv in ([], ["send"], ["send", "not-an-address", "9", "64", "1"], ["ping"]):
+    bad_sends = (
+        ["send", "not-an-address", "9", "64", "1"],
+        ["send", "127.0.0.1", "9", "64", "1", "0", "0"],  # no flow
+        ["send", "127.0.0.1", "9", "64", "1", "0", "1025"],  # too many
+        ["send", "127.0.0.1", "9", "64", "1", "0", "16", "65530"],  # ports past 65535
+        ["send", "127.0.0.1", "9", "64", "1", "0", "16", "20000", "0"],  # flow run 0
+    )
+    for argv in ([], ["send"], *bad_sends, ["ping"]):
         proc = subprocess.run([str(binary), *argv], capture_output=True, text=True, check=False)
         assert proc.returncode == 2, argv
         assert "udpgen" in proc.stderr
+
+
+def test_flow_shares() -> None:
+    assert flow_shares(16, 1) == [(SPORT_BASE, 16)]
+    assert flow_shares(16, 2) == [(SPORT_BASE, 8), (SPORT_BASE + 8, 8)]
+    assert flow_shares(5, 2, base=100) == [(100, 3), (103, 2)]
+    assert flow_shares(1, 3, base=100) == [(100, 1), (101, 1), (102, 1)]  # one each at least
+
+
+def _udpgen_ports(binary: Path, *extra: str) -> list[int]:
+    """The source ports of what ``udpgen send`` sends to a local socket, in order."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        rx.settimeout(2.0)
+        port = rx.getsockname()[1]
+        # 2,000 datagrams/s for 0.1 s: about 200, in bursts of at most one
+        argv = [str(binary), "send", "127.0.0.1", str(port), "64", "0.1", "2000", *extra]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+        sent = int(proc.stdout.split('"sent": ')[1].split(",")[0])
+        ports = []
+        for _ in range(sent):
+            data, (_addr, sport) = rx.recvfrom(2048)
+            assert len(data) == 64
+            ports.append(sport)
+    return ports
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.skipif(os.geteuid() != 0, reason="udpgen send needs CAP_NET_RAW (a raw socket)")
+def test_udpgen_flows_take_turns_datagram_by_datagram(tmp_path: Path) -> None:
+    binary = build_udpgen(tmp_path)
+    ports = _udpgen_ports(binary, "4", "30000")
+    assert len(ports) > 20
+    assert ports[:8] == [30000, 30001, 30002, 30003, 30000, 30001, 30002, 30003]
+    assert set(ports) == {30000, 30001, 30002, 30003}
+    runs = _udpgen_ports(binary, "2", "30000", "3")  # three in a row per flow
+    assert runs[:9] == [30000, 30000, 30000, 30001, 30001, 30001, 30000, 30000, 30000]
+    assert set(_udpgen_ports(binary)) == {SPORT_BASE}  # one flow by default
