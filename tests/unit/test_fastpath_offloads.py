@@ -622,3 +622,44 @@ def test_from_udp_keeps_the_order_of_a_flow_around_a_punt(
     assert order[0] == ("python", segments[0])  # nothing after it was written before it
     assert [kind for kind, _ in order] == ["python", "tun"]
     check_merged(order[1][1], segments[1:])
+
+
+def test_interleaved_flows_leave_grouped_by_destination_each_flow_in_order() -> None:
+    """Datagrams of flows to two RLOCs read interleaved from the TUN leave as one GSO burst
+    per socket and RLOC (grouped at the flush), and every flow keeps its order."""
+    tun_ours, tun_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    pool = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    rlocs = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for s in pool + rlocs:
+            s.bind(("127.0.0.1", 0))
+        for s in rlocs:
+            s.settimeout(2)
+        tun_theirs.setblocking(False)  # the engine reads until EAGAIN
+        engine = _accel.Engine(itr=True, tun_fd=tun_theirs.fileno(), vnet=False, gso=True)
+        engine.set_pool(4, [s.fileno() for s in pool])
+        engine.db_set(0, packed("198.51.100.0"), 28)
+        for prefix, rloc in (("203.0.113.0", rlocs[0]), ("203.0.113.128", rlocs[1])):
+            engine.map_set(
+                0, packed(prefix), 25, [(packed("127.0.0.1"), rloc.getsockname()[1], 1, False)]
+            )
+        flows = [(dst, sport) for dst in ("203.0.113.9", "203.0.113.200") for sport in (7001, 7002)]
+        sent = 12
+        for seq in range(sent):
+            for dst, sport in flows:  # every flow, one datagram at a time
+                payload = f"{sport} {seq:04d}".encode()
+                tun_ours.send(udp_packet(packed("198.51.100.1"), packed(dst), sport, 9, payload))
+        assert engine.from_tun() == []
+        seen: dict[tuple[int, int], list[int]] = {}
+        for index, rloc in enumerate(rlocs):
+            for _ in range(sent * 2):
+                inner = rloc.recv(2048)[HEADER_LEN:]
+                sport, seq = inner[28:].split()
+                seen.setdefault((index, int(sport)), []).append(int(seq))
+        assert seen == {key: list(range(sent)) for key in seen} and len(seen) == 4
+        # 96 datagrams to 2 RLOCs from at most 2 sockets: at most 4 GSO bursts
+        assert 1 <= engine.counters()["fastpath"]["gso-sends"] <= 4
+        assert engine.counters()["packets"]["itr.encap.packets"] == sent * 4
+    finally:
+        for s in [tun_ours, tun_theirs, *pool, *rlocs]:
+            s.close()

@@ -210,6 +210,83 @@ static size_t put_cmsg(uint8_t *buf, int level, int type, const void *value, siz
     return CMSG_SPACE(len);
 }
 
+#define FP_GROUPS 256     /* destinations told apart per flush; more share one tail group */
+#define FP_GROUP_SLOTS 512
+
+static inline uint32_t dest_hash(const fp_out *o)
+{
+    uint32_t h = (uint32_t)o->fd * 0x9E3779B1u ^ o->port ^ ((uint32_t)o->ttl << 16) ^
+                 ((uint32_t)o->tos << 24);
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t w;
+        memcpy(&w, o->addr + i, 4);
+        h = (h ^ w) * 0x85EBCA6Bu;
+    }
+    return h ^ (h >> 15);
+}
+
+/* Put the queued datagrams of one socket and destination next to each other, keeping their
+ * order (a flow has one socket and one destination, so no flow is reordered): interleaved
+ * flows would otherwise leave no run to send as one GSO burst and split sendmmsg into one
+ * call per datagram.  Destinations are grouped in the order of their sockets. */
+static void group_by_dest(fp_engine *e)
+{
+    static int gid[FP_OUT_MAX];
+    static int slot_group[FP_GROUP_SLOTS]; /* group + 1, 0 free */
+    static int rep[FP_GROUPS];             /* a datagram of each group */
+    static int order[FP_GROUPS + 1], start[FP_GROUPS + 1], size[FP_GROUPS + 1];
+    static fp_out grouped[FP_OUT_MAX];
+    int n = e->nout, ngroups = 0, tail = 0;
+    if (n < 3)
+        return;
+    memset(slot_group, 0, sizeof slot_group);
+    memset(size, 0, sizeof size);
+    for (int i = 0; i < n; i++) {
+        const fp_out *o = &e->out[i];
+        uint32_t h = dest_hash(o) & (FP_GROUP_SLOTS - 1);
+        int g = FP_GROUPS; /* the tail group, once FP_GROUPS are taken */
+        for (;;) {
+            int s = slot_group[h];
+            if (s == 0) {
+                if (ngroups < FP_GROUPS) {
+                    g = ngroups++;
+                    slot_group[h] = g + 1;
+                    rep[g] = i;
+                }
+                break;
+            }
+            if (same_dest(&e->out[rep[s - 1]], o)) {
+                g = s - 1;
+                break;
+            }
+            h = (h + 1) & (FP_GROUP_SLOTS - 1);
+        }
+        tail |= g == FP_GROUPS;
+        gid[i] = g;
+        size[g]++;
+    }
+    if (ngroups == 1 && !tail)
+        return;
+    /* groups ordered by socket (stable: first seen first), the tail group last */
+    for (int g = 0; g < ngroups; g++) {
+        int k = g;
+        while (k > 0 && e->out[rep[order[k - 1]]].fd > e->out[rep[g]].fd) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = g;
+    }
+    order[ngroups] = FP_GROUPS;
+    int at = 0;
+    for (int k = 0; k <= ngroups; k++) {
+        start[order[k]] = at;
+        at += size[order[k]];
+    }
+    for (int i = 0; i < n; i++)
+        grouped[start[gid[i]]++] = e->out[i];
+    memcpy(e->out, grouped, sizeof(fp_out) * (size_t)n);
+}
+
 /* TTL, TOS and UDP_SEGMENT: three CMSG_SPACE(4) = 72 bytes on 64-bit Linux */
 #define CMSG_BUF 96
 
@@ -221,6 +298,7 @@ void fp_flush(fp_engine *e)
     static uint8_t cbuf[FP_OUT_MAX][CMSG_BUF];
     static int first[FP_OUT_MAX + 1], count[FP_OUT_MAX];
     int nmsg = 0;
+    group_by_dest(e);
     for (int i = 0; i < e->nout;) {
         const fp_out *o = &e->out[i];
         int j = i + 1;
