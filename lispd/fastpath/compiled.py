@@ -86,16 +86,7 @@ class CompiledPath:
     ) -> None:
         if _accel is None:
             raise RuntimeError("the compiled fast path is not built")
-        self.engine = _accel.Engine(
-            itr=bool({"itr", "pitr"} & set(roles)),
-            etr=bool({"etr", "petr"} & set(roles)),
-            rtr="rtr" in roles,
-            mtu=mtu,
-            tun_fd=tun_fd,
-            vnet=offloads and tun_fd >= 0,
-            gso=offloads,
-        )
-        self.engine_options: dict[str, Any] = {
+        self.engine_options: dict[str, Any] = {  # every engine's but the TUN queue
             "itr": bool({"itr", "pitr"} & set(roles)),
             "etr": bool({"etr", "petr"} & set(roles)),
             "rtr": "rtr" in roles,
@@ -103,6 +94,7 @@ class CompiledPath:
             "vnet": offloads and tun_fd >= 0,
             "gso": offloads,
         }
+        self.engine = _accel.Engine(tun_fd=tun_fd, **self.engine_options)
         self.families = frozenset(families)
         self.own_rlocs = frozenset(own_rlocs)
         self.nat_port = nat_port

@@ -1278,3 +1278,11 @@ def test_petrs_and_probing() -> None:
     assert "is already petr[0]" in error_of(twice).message
     v6 = XTR_CP + '\n[[petr]]\naddress = "2001:db8::10"\n'
     assert "unreachable" in error_of(v6).message
+
+
+def test_dataplane_workers_default_one_per_core_and_bounds() -> None:
+    assert parse_config(BASE, "test.conf").dataplane.workers == 0  # 0: one engine per core
+    assert parse_config(BASE + "\n[dataplane]\nworkers = 4\n", "test.conf").dataplane.workers == 4
+    for bad in ("-1", "257", '"auto"'):
+        err = error_of(BASE + f"\n[dataplane]\nworkers = {bad}\n")
+        assert (err.key_path, err.line) == ("dataplane.workers", 12), err
