@@ -311,7 +311,10 @@ class WorkerSet:
         request = workerwire.encode_counters_request(sequence)
         for slot in self.slots:
             if slot.control is not None:
-                self._send(slot, [request])
+                # never wait on a worker here: a busy one answers late or not at all (its
+                # last counters stand; the timeout below bounds the wait)
+                with contextlib.suppress(OSError):
+                    slot.control.send(request)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((sequence, waiter))
         self._answer_waiters()
