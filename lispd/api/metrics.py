@@ -211,7 +211,34 @@ def _stats_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
     )
     for reason, value in sorted(stats.get("drops", {}).items()):
         drops.add_metric([reason], value)
-    return iter((packets, nbytes, drops))
+    return iter((packets, nbytes, drops, *_fastpath_families(stats)))
+
+
+def _fastpath_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
+    """The compiled fast path's engines: how many, what each forwarded, worker restarts."""
+    fast = stats.get("fastpath")
+    if not fast:
+        return
+    yield GaugeMetricFamily(
+        "lispd_fastpath_engines",
+        "Compiled fast-path engines forwarding in parallel (the main process and its workers)",
+        value=fast.get("engines", 1),
+    )
+    yield CounterMetricFamily(
+        "lispd_fastpath_worker_restarts",
+        "Fast-path worker processes restarted after they died",
+        value=fast.get("worker-restarts", 0),
+    )
+    spread = stats.get("engines")
+    if spread:
+        family = CounterMetricFamily(
+            "lispd_fastpath_engine_packets",
+            "Packets each engine forwarded (a restarted worker counts from zero again)",
+            labels=["engine"],
+        )
+        for engine, value in spread.items():
+            family.add_metric([engine], value)
+        yield family
 
 
 def _map_cache_family(entries: Iterable[MapCacheEntry]) -> Metric:

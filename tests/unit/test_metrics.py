@@ -486,3 +486,20 @@ def test_rtt_values_are_floats_not_rounded_to_integers() -> None:
     families = parse(render_metrics(full_snapshot))
     rtt = value(families, "lispd_rloc_rtt_seconds", rloc=RLOC_A)
     assert math.isclose(rtt, 0.00125)
+
+
+def test_fastpath_engines_what_each_forwarded_and_worker_restarts() -> None:
+    stats = {
+        **STATS,
+        "fastpath": {"engines": 2, "worker-restarts": 1, "punted-tun": 4},
+        "engines": {"main": 30, "worker1": 12},
+    }
+    snap = MetricsSnapshot(name="xtr1", version="0.1.0", stats=stats)
+    families = parse(render_metrics(lambda: snap))
+    assert value(families, "lispd_fastpath_engines") == 2
+    assert value(families, "lispd_fastpath_worker_restarts_total") == 1
+    assert families["lispd_fastpath_engine_packets"].type == "counter"
+    assert samples(families["lispd_fastpath_engine_packets"]) == {
+        (("engine", "main"),): 30,
+        (("engine", "worker1"),): 12,
+    }
