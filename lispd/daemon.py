@@ -219,6 +219,8 @@ class Daemon:
                 self._send_control(self.control.prober.watch(petr.address, None, now))
             for entry in self.mapcache.entries():
                 self._watch_rlocs(entry)
+        if self.workers is not None and not await self.workers.ready():
+            log.warning("fast-path workers not ready yet: their flows wait in their queues")
         self._on_timer()  # first registrations go out now
         summary = self._status_line()
         log.info("lispd ready version=%s %s", __version__, summary)

@@ -56,6 +56,7 @@ class WorkerSlot:
     restart: asyncio.TimerHandle | None = None
     counters: Counts = field(default_factory=dict)
     answered: int = 0  # the latest counters request it answered
+    loaded: int = 0  # the request sent after its tables: answered, it forwards
 
 
 def add_counts(into: Counts, extra: Counts) -> None:
@@ -157,7 +158,10 @@ class WorkerSet:
         slot.answered = 0
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_reports, slot)
         log.info("worker=%d started pid=%d", slot.index, slot.process.pid)
-        self._send(slot, workerwire.batches(self.seed()))
+        self._sequence += 1
+        slot.loaded = self._sequence
+        loaded = workerwire.encode_counters_request(slot.loaded)  # answered once seeded
+        self._send(slot, [*workerwire.batches(self.seed()), loaded])
 
     def _lost(self, slot: WorkerSlot, why: str) -> None:
         """The worker's control socket closed or failed: reap it, keep its counters, restart."""
@@ -221,6 +225,16 @@ class WorkerSet:
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    async def ready(self, timeout: float = 10.0) -> bool:
+        """Wait (at most ``timeout``) until every worker has loaded its tables and forwards;
+        False when one has not (it goes on starting, or is restarted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(s.answered >= s.loaded for s in self.slots if s.control is not None):
+                return True
+            await asyncio.sleep(0.01)
+        return False
 
     def pids(self) -> list[int]:
         """The running workers' process IDs."""

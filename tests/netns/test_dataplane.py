@@ -21,6 +21,7 @@ import pytest
 
 from lispd.api.client import request
 from lispd.fastpath import compiled
+from lispd.fastpath.header import HEADER_LEN
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.ip import parse_udp_datagram
@@ -209,6 +210,18 @@ def test_ping_tcp_and_wire_format(lab: tuple[Lab, TwoSitePlan], case: str) -> No
         assert frame["udp.dstport"][0] == "4341"
 
 
+def gso_segments(inner: bytes) -> Iterator[bytes]:
+    """The inner packets of a captured datagram: one, or several when the capture took a UDP
+    GSO burst before the kernel cut it (the ITR sends runs to one RLOC as one; each segment
+    is a LISP header and an inner packet, and the first header was already taken off)."""
+    while inner:
+        length = (
+            int.from_bytes(inner[2:4]) if inner[0] >> 4 == 4 else 40 + int.from_bytes(inner[4:6])
+        )
+        yield inner[:length]
+        inner = inner[length + HEADER_LEN :]
+
+
 def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> None:
     """Site B reachable on xTR2's two RLOCs (weights 75/25) and on an unusable one (255)."""
     built, plan = lab
@@ -243,9 +256,10 @@ def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> N
         encap = decapsulate(pkt)
         if str(encap.outer.src) not in (plan.xtr1_rloc_v4, plan.xtr1_rloc_v6):
             continue  # ICMP port unreachable coming back from B
-        inner = parse_udp_datagram(encap.inner)
-        assert inner.dport == 9
-        rloc_of_flow[inner.sport].add(str(encap.outer.dst))
+        for inner_packet in gso_segments(encap.inner):
+            inner = parse_udp_datagram(inner_packet)
+            assert inner.dport == 9
+            rloc_of_flow[inner.sport].add(str(encap.outer.dst))
         ports_used.add(encap.sport)
     assert len(rloc_of_flow) == 60
     assert all(len(r) == 1 for r in rloc_of_flow.values()), "a flow changed RLOC"

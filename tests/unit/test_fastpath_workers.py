@@ -188,6 +188,7 @@ async def worker_story() -> None:
     try:
         ws.start()
         (pid,) = ws.pids()
+        assert await ws.ready()  # its tables are loaded: what follows is forwarded at once
         to_peer = udp_packet(packed("198.51.100.1"), packed("198.51.100.18"))
         data = await encapsulated(h, to_peer)
         assert data[:1] == b"\x88" and data[8:] == to_peer  # N and I bits, iid 0: ours
