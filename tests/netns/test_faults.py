@@ -411,3 +411,10 @@ def test_on_a_persistent_tun_a_restart_removes_the_routes_a_killed_run_left() ->
             # workers want a multi-queue TUN; this one is not: one engine, no failure
             assert "persistent single-queue device" in daemons[1].log_text()
         assert lab.ping(plan.host_a, plan.host_b_v4, count=2)
+
+        # The other way round: a multi-queue persistent device and a single engine.
+        assert daemons[1].stop() == 0, daemons[1].log_tail()
+        lab.run(plan.xtr1, "ip", "tuntap", "del", "dev", "lisp0", "mode", "tun")
+        lab.run(plan.xtr1, "ip", "tuntap", "add", "dev", "lisp0", "mode", "tun", "multi_queue")
+        daemons[1] = lab.start_lispd(plan.xtr1, config + "\n[dataplane]\nworkers = 1\n")
+        assert lab.ping(plan.host_a, plan.host_b_v4, count=2)
