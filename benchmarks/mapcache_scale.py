@@ -7,12 +7,14 @@ one or two RLOCs each) the way the daemon installs Map-Reply answers: into the
 :class:`~lispd.mapcache.MapCache`, whose listener builds each forwarding record and installs it in
 the compiled engine.  Reports the load time, the resident memory it took (process RSS before and
 after), the engine's table memory, and the longest-prefix match time per lookup of the compiled
-table (C loop over random addresses that hit) and of the Python map-cache.  No root needed.
+table (C loop over random addresses that hit) and of the Python map-cache, and how long a new
+fast-path worker process takes to load the whole table (and its memory then).  No root needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import random
@@ -23,6 +25,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from lispd.fastpath import compiled
+from lispd.fastpath.workers import WorkerSet, WorkerSlot
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
 
 RLOCS = (ip_address("192.0.2.1"), ip_address("192.0.2.5"), ip_address("2001:db8::1"))
@@ -118,7 +121,34 @@ def measure(quick: bool = False, prefixes: int | None = None) -> dict[str, Any]:
         started = time.perf_counter()
         fast.load_map_cache(mapcache)
         result["resync_s"] = time.perf_counter() - started
+        result.update(asyncio.run(worker_seed(fast)))
     return result
+
+
+async def worker_seed(fast: compiled.CompiledPath) -> dict[str, float]:
+    """Start one fast-path worker process (no TUN, no sockets: tables only) and load it with
+    ``fast``'s tables, as the daemon does for a new or restarted worker: seconds until it is
+    ready, and its resident memory then."""
+    workers = WorkerSet(
+        [WorkerSlot(index=1, tun_fd=-1, receive={})],
+        engine=fast.engine_options,
+        pools={},
+        seed=fast.seed_operations,
+        on_tun=lambda _packet: None,
+        on_udp=lambda *_datagram: None,
+    )
+    started = time.perf_counter()
+    workers.start()
+    try:
+        if not await workers.ready(timeout=300):
+            raise RuntimeError("the worker did not load its tables")
+        seconds = time.perf_counter() - started
+        (pid,) = workers.pids()
+        with open(f"/proc/{pid}/statm") as fh:
+            rss = int(fh.read().split()[1]) * resource.getpagesize()
+    finally:
+        await workers.close()
+    return {"worker_seed_s": seconds, "worker_rss_mb": rss / 1e6}
 
 
 def main(argv: list[str] | None = None) -> int:

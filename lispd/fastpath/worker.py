@@ -140,12 +140,12 @@ class Worker:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def _read(self, read: Callable[[], object], what: str) -> None:
+    def _read(self, read: Callable[..., object], *args: object) -> None:
         try:
-            read()
+            read(*args)
         except Exception as exc:  # a device or socket failure costs this wake-up, not the worker
             self._drop("internal-error")
-            self._log_error("%s read failed: %s", what, exc)
+            self._log_error("%s failed: %s", read.__name__, exc)
 
     def run(self) -> None:
         """Serve until the main process closes the control socket."""
@@ -165,9 +165,9 @@ class Worker:
                         if not self.on_control():
                             return
                     elif fd == self.tun_fd:
-                        self._read(lambda: engine.from_tun(punt_tun), "tun")
+                        self._read(engine.from_tun, punt_tun)
                     else:
-                        self._read(lambda fd=fd: engine.from_udp(fd, punt_udp), "udp")
+                        self._read(engine.from_udp, fd, punt_udp)
                 now = time.monotonic()
                 if now >= next_report:
                     self.report()

@@ -229,8 +229,8 @@ class WorkerSet:
     async def ready(self, timeout: float = 10.0) -> bool:
         """Wait (at most ``timeout``) until every worker has loaded its tables and forwards;
         False when one has not (it goes on starting, or is restarted)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
             if all(s.answered >= s.loaded for s in self.slots if s.control is not None):
                 return True
             await asyncio.sleep(0.01)
