@@ -1126,12 +1126,11 @@ class Daemon:
     def _stats_answer(self, _req: dict[str, Any]) -> Any:
         """``stats``: the counters, or with workers an awaitable of them once every worker
         has reported its current counts (the control server awaits it)."""
-        workers = self.workers
-        if workers is None:
+        if self.workers is None:
             return self._stats()
 
         async def fresh() -> dict[str, Any]:
-            await workers.refresh()
+            await self._refresh()
             return self._stats()
 
         return fresh()
