@@ -2,7 +2,7 @@
 
     ltr [-c CONFIG] [-s SOURCE-EID] [--json] [--timeout SECONDS] DESTINATION
 
-Sends one LISP-Trace packet (UDP 2434, see ``PROTOCOL.md``) from a local EID to
+Sends one LISP-Trace packet (UDP 2434, the format in :mod:`lispd.wire.trace`) from a local EID to
 ``DESTINATION`` through the overlay, waits for it to come back with the records every LISP
 node on the way appended, and prints the path::
 
@@ -36,7 +36,7 @@ in the kernel it falls back to an IPv4 socket and ``IP_PKTINFO``.  The bare NAT-
 headers to the RTRs are sent without ancillary data: the kernel picks the RLOC as source, which
 is what the RTR must see.
 
-Output choices where ``PROTOCOL.md`` is silent (lispers.net's ``ltr.py`` decides):
+Output choices the format leaves open (lispers.net's ``ltr.py`` decides):
 
 * ``ts`` is printed exactly as received (the Unix time float, Python's ``str``), as lispers.net
   does; no conversion to a human time.
@@ -89,8 +89,8 @@ EXIT_STOPPED = 2
 
 HOP_INDENT = "  "
 STATS_INDENT = "    "
-"""Indentation of the hop line and of its ``recent-rtts`` line (``PROTOCOL.md``'s layout;
-lispers.net's own ``ltr.py`` indents the latter by 13 spaces)."""
+"""Indentation of the hop line and of its ``recent-rtts`` line (the layout of the ltr
+transcripts our users gave us; lispers.net's own ``ltr.py`` indents the latter by 13 spaces)."""
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Python does not export it; 8 on Linux

@@ -1,6 +1,6 @@
 """LISP-Trace at each hop: the records an ITR, RTR or ETR appends to a trace it forwards.
 
-A LISP-Trace (PROTOCOL.md, "LISP-Trace (UDP 2434)") is an ordinary overlay UDP packet from the
+A LISP-Trace (the format in :mod:`lispd.wire.trace`) is an ordinary overlay UDP packet from the
 ``ltr`` client's port to the destination EID's port 2434.  Every lispd on its path recognises it
 (:func:`is_trace`, a few byte comparisons on every data packet) and appends a record to the JSON
 body: an encap record when it encapsulates (:func:`stamp_encap`), a decap record when it

@@ -43,7 +43,7 @@ from lispd.wire.reader import Reader
 from lispd.wire.trace import decode_trace, encode_trace
 from tests.fuzz.harness import Failure, FuzzInput, RunStats
 from tests.fuzz.mutator import entry_seeds, mutate
-from tests.fuzz.seeds import CAPTURES, control_seeds, packet_seeds
+from tests.fuzz.seeds import capture_file_seeds, control_seeds, packet_seeds
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +138,6 @@ def _addresses() -> tuple[bytes, ...]:
 
 
 @cache
-def _capture_files() -> tuple[bytes, ...]:
-    return tuple(p.read_bytes()[:4096] for p in sorted(CAPTURES.glob("*.pcap*")))
-
-
-@cache
 def _packets() -> tuple[bytes, ...]:
     return packet_seeds() + entry_seeds("tun")
 
@@ -166,7 +161,7 @@ TARGETS: tuple[Target, ...] = (
     Target("ip-packet", _ip_packet, _packets),
     Target("fastpath", _fastpath, lambda: entry_seeds("tun")),
     Target("trace", _trace, _traces),
-    Target("pcap", _pcap, _capture_files),
+    Target("pcap", _pcap, capture_file_seeds),
 )
 
 

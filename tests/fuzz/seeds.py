@@ -1,13 +1,14 @@
-"""Seed messages for mutation fuzzing: real captures from other implementations plus messages
-built with our encoders for the types the captures lack (Info, ELP, NAT LCAF, IPv6 ECM...)."""
+"""Seed messages for mutation fuzzing: messages and packets built with our encoders for every
+type lispd knows (Info, ELP, NAT LCAF, IPv6 ECM...), plus the real captures of other
+implementations when they are beside the checkout (:mod:`tests.external`)."""
 
 from __future__ import annotations
 
+import struct
 from functools import cache
 from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
 
-from lispd.tools.pcap import ip_payload, read_file
+from lispd.tools.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, ip_payload, read_file, write_pcap
 from lispd.wire.address import (
     AfiListAddress,
     DistinguishedName,
@@ -27,8 +28,7 @@ from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import Action, EidPrefix, EidRecord, Locator
-
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures"
+from tests.external import capture_files
 
 V4 = IPv4Address("192.0.2.1")
 V4B = IPv4Address("192.0.2.5")
@@ -80,12 +80,11 @@ def built_control_messages() -> list[bytes]:
 
 @cache
 def capture_payloads() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """(control payloads, whole IP packets) from every capture in shared/captures."""
+    """(control payloads, whole IP packets) from every capture beside the checkout (none
+    when the captures are absent)."""
     control: list[bytes] = []
     packets: list[bytes] = []
-    if not CAPTURES.is_dir():
-        return (), ()
-    for path in sorted(CAPTURES.glob("*.pcap")):
+    for path in capture_files():
         for pkt in read_file(path):
             ip = ip_payload(pkt.linktype, pkt.frame)
             if ip is None:
@@ -130,3 +129,41 @@ def packet_seeds() -> tuple[bytes, ...]:
         ),
     ]
     return tuple(data) + capture_payloads()[1]
+
+
+def _pcapng(frames: tuple[bytes, ...], linktype: int) -> bytes:
+    """A little-endian pcapng file: section header, one interface (with a nanosecond
+    ``if_tsresol`` option) and one enhanced packet block per frame."""
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
+    tsresol = struct.pack("<HHB3x", 9, 1, 9) + bytes(4)  # if_tsresol = 10^-9, end of options
+    out.append(block(1, struct.pack("<HHI", linktype, 0, 262144) + tsresol))
+    for i, frame in enumerate(frames):
+        ticks = (1_700_000_000 + i) * 10**9
+        head = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame))
+        out.append(block(6, head + frame))
+    return b"".join(out)
+
+
+@cache
+def capture_file_seeds() -> tuple[bytes, ...]:
+    """Whole capture files for the pcap/pcapng reader: files written from our own packets (raw
+    IP and Ethernet, classic pcap and pcapng), then the first 4 KiB of every real capture."""
+    packets = packet_seeds()[:2]
+    ethernet = tuple(
+        bytes.fromhex("020000000002020000000001")
+        + (b"\x08\x00" if p[0] >> 4 == 4 else b"\x86\xdd")
+        + p
+        for p in packets
+    )
+    built = (
+        write_pcap(packets, LINKTYPE_RAW),
+        write_pcap(ethernet, LINKTYPE_ETHERNET, [1_700_000_000.5, 1_700_000_001.25]),
+        _pcapng(packets, LINKTYPE_RAW),
+        _pcapng(ethernet, LINKTYPE_ETHERNET),
+    )
+    return built + tuple(p.read_bytes()[:4096] for p in capture_files())

@@ -1,7 +1,7 @@
 """Self-test of the tshark oracle harness (tests/oracle.py) on hand-written LISP bytes.
 
-The LISP messages below are written out byte by byte from PROTOCOL-REFERENCE.md (section 2.2
-data header, 3.1/3.2 records, 4.1 Map-Request, 5 Map-Reply), independently of lispd.wire, so
+The LISP messages below are written out byte by byte from the RFCs (RFC 9300 section 5: the
+data header; RFC 9301 section 5: records, Map-Request, Map-Reply), independently of lispd.wire, so
 that a failure here points at the harness (or at tshark), never at our codecs.
 """
 
@@ -12,8 +12,7 @@ import shutil
 import pytest
 
 from tests import oracle
-
-CAPTURES = "/work/shared/captures"
+from tests.external import capture
 
 # fmt: off
 # Map-Request (section 4.1): type 1, no flags, IRC 0 (one ITR-RLOC), 1 record;
@@ -342,7 +341,7 @@ def test_frames_keep_order_and_decode_as() -> None:
 @pytest.mark.tshark
 @oracle.requires_tshark
 def test_tshark_file_frames_on_real_capture() -> None:
-    (frame,) = oracle.tshark_file_frames(f"{CAPTURES}/maprequest.pcap")
+    (frame,) = oracle.tshark_file_frames(capture("maprequest.pcap"))
     oracle.assert_clean(frame)
     assert frame["lisp.type"] == ["1"]
     assert frame["frame.time_epoch"] == ["946736982.875288000"]
@@ -351,7 +350,7 @@ def test_tshark_file_frames_on_real_capture() -> None:
 @pytest.mark.tshark
 @oracle.requires_tshark
 def test_real_malformed_capture() -> None:
-    frames = oracle.tshark_file_frames(f"{CAPTURES}/lisp_eid_notify.pcap")
+    frames = oracle.tshark_file_frames(capture("lisp_eid_notify.pcap"))
     assert len(frames) == 4
     assert [bool(f["_malformed"]) for f in frames] == [False, False, True, False]
 

@@ -32,9 +32,9 @@ from lispd.tools.pcap import (
     read_packets,
     write_pcap,
 )
+from tests.external import capture, capture_files, needs_captures
 
-CAPTURES = Path("/work/shared/captures")
-CAPTURE_FILES = sorted(CAPTURES.glob("*.pcap")) if CAPTURES.is_dir() else []
+CAPTURE_FILES = capture_files()
 # Frame counts as tshark reports them (and as the captures README describes the files).
 EXPECTED_COUNTS = {
     "dual_stack_lisp.pcap": 78,
@@ -51,7 +51,6 @@ EXPECTED_COUNTS = {
 }
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
-needs_captures = pytest.mark.skipif(not CAPTURE_FILES, reason="no /work/shared/captures")
 
 # fmt: off
 # A small IPv4/UDP packet 192.0.2.1 -> 192.0.2.2 (checksums not relevant here) and an IPv6 one.
@@ -228,11 +227,8 @@ def test_ip_payload_lengths_match_tshark() -> None:
 
 def test_pcapng_captures_are_pcapng() -> None:
     for name in ("encapsulated_control_message.pcap", "maprequest.pcap"):
-        path = CAPTURES / name
-        if not path.exists():
-            pytest.skip("captures not available")
-        assert path.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
-    (packet,) = read_file(CAPTURES / "maprequest.pcap")
+        assert capture(name).read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    (packet,) = read_file(capture("maprequest.pcap"))
     assert packet.timestamp == pytest.approx(946736982.875288, abs=1e-6)
 
 

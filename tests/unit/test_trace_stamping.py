@@ -3,7 +3,8 @@
 A whole round trip is simulated on inner packets only (no sockets): client -> ITR (encap) ->
 RTR (decap, encap) -> ETR (decap, turnaround) -> its ITR (encap) -> RTR (decap, encap) -> ETR
 (decap) -> delivered, checking after every hop that the packet is valid IP/UDP (IPv4 header
-checksum, a real UDP checksum) and, at the end, the records against PROTOCOL.md.
+checksum, a real UDP checksum) and, at the end, the records against the format in
+``lispd/wire/trace.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Unit tests of lispd.wire.address: AFI-encoded addresses and LCAFs (RFC 8060).
 
-Golden byte strings are worked out by hand from PROTOCOL-REFERENCE.md sections 1 and 9
-(AFI codes; LCAF header ``AFI 16387 | rsvd1 | flags | type | rsvd2 | length``).
+Golden byte strings are worked out by hand from the IANA address family numbers and RFC 8060
+( LCAF header ``AFI 16387 | rsvd1 | flags | type | rsvd2 | length``).
 """
 
 from __future__ import annotations

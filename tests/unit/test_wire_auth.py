@@ -1,8 +1,8 @@
 """Unit tests of lispd.wire.auth and the signed encoders (Map-Register, Map-Notify(-Ack), Info).
 
 Known answers are computed independently here: the message bytes are written out by hand
-(PROTOCOL-REFERENCE.md section 7: key-id at byte 12, length at 14, data at 16, HMAC over the whole
-message with the data zeroed) and hashed with the stdlib ``hmac`` module.
+(RFC 9301 section 5, Map-Register: key-id at byte 12, length at 14, data at 16, HMAC over the
+whole message with the data zeroed) and hashed with the stdlib ``hmac`` module.
 """
 
 from __future__ import annotations

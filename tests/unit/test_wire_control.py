@@ -1,8 +1,9 @@
 """Unit tests of the LISP control messages: Map-Request, Map-Reply, Map-Register, Map-Notify(-Ack),
 Info-Request/Reply, ECM, and the decode_control / encode_control dispatch.
 
-Golden bytes are worked out by hand from PROTOCOL-REFERENCE.md sections 3-9; every field has a
-comment.  Each golden is checked both ways: decode(golden) == object and encode(object) == golden.
+Golden bytes are worked out by hand from RFC 9301 section 5 and the NAT-traversal draft (Info);
+every field has a comment.  Each golden is checked both ways: decode(golden) == object and
+encode(object) == golden.
 """
 
 from __future__ import annotations

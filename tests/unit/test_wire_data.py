@@ -1,6 +1,6 @@
 """Unit tests of lispd.wire.data: the LISP data header and whole encapsulated packets.
 
-Golden bytes are worked out by hand from PROTOCOL-REFERENCE.md section 2.2: first byte
+Golden bytes are worked out by hand from RFC 9300 section 5 (the LISP header): first byte
 ``N L E V I R K K`` (0x80 0x40 0x20 0x10 0x08 0x04 0x03), 24 bits of nonce or src/dst
 map-versions, then 32 LSBs or (I=1) a 24-bit instance-ID and 8 LSBs.
 """

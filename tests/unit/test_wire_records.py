@@ -1,6 +1,6 @@
 """Unit tests of lispd.wire.records: EID-records and locator records (RFC 9301).
 
-Golden bytes are worked out by hand from PROTOCOL-REFERENCE.md sections 3.1 and 3.2:
+Golden bytes are worked out by hand from the record layouts of RFC 9301 section 5:
 EID-record ``TTL(4) | loc-count(1) | mask-len(1) | ACT(3) A(1) I(1) rsvd(11) | rsvd(4)
 map-version(12) | EID AFI+address``, locator ``priority | weight | m-priority | m-weight |
 unused(13) L p R | AFI+address``.

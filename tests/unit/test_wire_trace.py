@@ -1,6 +1,7 @@
 """LISP-Trace codec (lispd.wire.trace): golden vectors, errors, helpers and fuzzing.
 
-The golden vectors are written by hand from PROTOCOL.md ("LISP-Trace"): the 16-byte header as hex
+The golden vectors are written by hand from the format lispers.net defines (summarised in
+``lispd/wire/trace.py``): the 16-byte header as hex
 (word 0 = type 9 << 28 | client port, word 1 = client's private IPv4 RLOC, 8-byte nonce) and the
 JSON body as lispers.net writes it (``json.dumps`` defaults: ", " and ": " separators, keys in
 the order lispers.net inserts them: n, sr, hn, ets|dts, dr, rtts, hops, lats).

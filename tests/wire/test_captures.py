@@ -1,4 +1,5 @@
-"""Our DECODERS on real captures from other implementations (``/work/shared/captures``).
+"""Our DECODERS on real captures from other implementations (found by
+:mod:`tests.external` beside the checkout; the module skips when they are absent).
 
 For every LISP control packet (UDP 4342) of every capture:
 
@@ -38,11 +39,11 @@ from lispd.wire.jsonview import to_jsonable
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
 from lispd.wire.packet import decode_ip_packet
 from tests import oracle
+from tests.external import CAPTURES, MISSING_CAPTURES, capture_files
 from tests.wire.test_oracle_encoders import frame_fields, lisp_fields
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "captures"
-if not CAPTURES.is_dir():
-    pytest.skip(f"no captures at {CAPTURES}", allow_module_level=True)
+if not capture_files():
+    pytest.skip(MISSING_CAPTURES, allow_module_level=True)
 
 LISP_CONTROL_PORT = 4342
 PROTO_GRE = 47
