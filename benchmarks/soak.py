@@ -34,9 +34,10 @@ Traffic, for ``--minutes``:
 Every ``--sample-every`` seconds (10 by default): each lispd's VmRSS (``/proc/PID/status``) and
 CPU time, its map-cache size, pending resolutions and held packets (the Prometheus endpoint,
 ``[metrics]``), its counters and drops (control socket ``stats``), and the map-cache entries
-installed and expired so far (its ``map-cache add`` / ``map-cache expired`` log lines, at
-``log-level = "info"``); the daemons' notify sockets are read as systemd would (their last
-``STATUS=`` goes in the sample).  After the warm-up (the first minute; a third of the run when
+installed and expired so far (its ``map-cache learned`` / ``negative`` / ``expired`` log lines,
+at ``log-level = "info"``; a refresh of an unchanged mapping is logged at debug and not
+counted); the daemons' notify sockets are read as systemd would (their last ``STATUS=`` goes
+in the sample).  After the warm-up (the first minute; a third of the run when
 it is shorter than two minutes) the sample taken then is the *start*; the last one the *end*.
 
 Exit 1 when the steady flow lost a datagram (either family, either direction), when a lispd's
@@ -87,6 +88,8 @@ _SCRAPE = (
 )
 _PROM_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _PREFIX = re.compile(r"\bprefix=(\S+)")
+_INSTALLED = ('msg="map-cache learned"', 'msg="map-cache negative"')
+_EXPIRED = 'msg="map-cache expired"'
 
 
 def lispd_config(site: SiteHandle, plan: MappingSystemPlan, sock: str) -> str:
@@ -174,8 +177,8 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 @dataclass
 class LogCounter:
-    """Counts a daemon's ``map-cache add`` / ``map-cache expired`` lines, reading its log file
-    incrementally."""
+    """Counts a daemon's ``msg="map-cache learned"`` / ``"map-cache negative"`` (installed) and
+    ``msg="map-cache expired"`` lines, reading its log file incrementally."""
 
     path: Path
     churn: IPv6Network
@@ -196,8 +199,8 @@ class LogCounter:
         self.tail = lines.pop()
         for raw in lines:
             line = raw.decode(errors="replace")
-            added = "map-cache add " in line
-            if not added and "map-cache expired " not in line:
+            added = any(event in line for event in _INSTALLED)
+            if not added and _EXPIRED not in line:
                 continue
             m = _PREFIX.search(line)
             prefix = m.group(1) if m else ""

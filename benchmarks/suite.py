@@ -288,8 +288,9 @@ def dataplane_table(spec: PathSpec) -> str:
     return text
 
 
-_LOG_PREFIX = re.compile(
-    r"^\d{4}-\d\d-\d\d[ T][\d:]+(?:[,.]\d+)?\s+(?:level=\S+\s+)?(?:logger=\S+\s+)?"
+_LOG_PREFIX = re.compile(  # logfmt (time=...) or the older "2026-11-23 20:43:14,100" lines
+    r"^(?:time=\S+|\d{4}-\d\d-\d\d[ T][\d:]+(?:[,.]\d+)?)\s+(?:level=\S+\s+)?"
+    r"(?:logger=\S+\s+)?"
 )
 
 

@@ -27,6 +27,7 @@ from lispd.api.metrics import MetricsServer, MetricsSnapshot
 from lispd.api.server import ControlServer
 from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config, ConfigError, load_config
+from lispd.control.mapcachelog import log_install, log_removed
 from lispd.control.nat import NatStatus, nat_record
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.control.plane import ControlResult
@@ -46,7 +47,7 @@ from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_he
 from lispd.fastpath.inner import inner_destination
 from lispd.fastpath.workers import WorkerSet, WorkerSlot
 from lispd.io.notify import sd_notify, watchdog_interval
-from lispd.io.routes import RouteTable
+from lispd.io.routes import KernelRouting, RoutingPolicy
 from lispd.io.sysctl import prepare_tun_interface
 from lispd.io.tun import Tun
 from lispd.io.udp import (
@@ -57,8 +58,10 @@ from lispd.io.udp import (
     open_send_pool,
     recv_batch,
 )
+from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
 from lispd.reconfigure import plan_reload, update_control_plane
+from lispd.startup import opening
 from lispd.stats import Counters, DropLog
 from lispd.wire.address import ElpAddress
 from lispd.wire.control import decode_control
@@ -69,7 +72,7 @@ from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import EidRecord
 
-log = logging.getLogger("lispd")
+log = logging.getLogger("lispd.daemon")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
 SEND_POOL_SIZE = 8  # outer source ports per address family
@@ -125,7 +128,12 @@ class Daemon:
         )
         self.etr = Etr(self.database, petr="petr" in roles) if roles & {"etr", "petr"} else None
         self.rtr = Rtr(self.itr) if "rtr" in roles and self.itr is not None else None
-        self.tracer = Tracer(config.daemon.name, local_rlocs, self._probe_history)
+        self.tracer = Tracer(
+            config.daemon.name,
+            local_rlocs,
+            self._probe_history,
+            public_rlocs={a.version: a for a in config.rtr.public_rlocs},
+        )
         self.trace_sockets: dict[int, socket.socket] = {}
         self.nat_status: NatStatus | None = None
         self.control = build_control_plane(
@@ -136,7 +144,7 @@ class Daemon:
         )
         self.control.is_cached = self._is_cached
         self.tun: Tun | None = None
-        self.routes: RouteTable | None = None
+        self.routes: KernelRouting | None = None
         self.receivers: list[socket.socket] = []
         self.control_sockets: dict[int, list[socket.socket]] = {}
         self.sender: Sender | None = None
@@ -164,52 +172,74 @@ class Daemon:
         cfg = self.config
         fast = self._use_compiled()
         engines = self._engine_count() if fast else 1
+        rloc_keys = {addr: ("underlay", "rlocs", i) for i, addr in enumerate(cfg.underlay.rlocs)}
         if cfg.daemon.roles & TUN_ROLES:
-            self.tun = Tun(
-                cfg.tun.name,
-                cfg.tun.mtu,
-                prepare=prepare_tun_interface,
-                vnet=fast and cfg.dataplane.offloads,
-                queues=engines,
-            )
+            with opening(cfg, ("tun", "name"), cfg.tun.name, "the TUN device"):
+                self.tun = Tun(
+                    cfg.tun.name,
+                    cfg.tun.mtu,
+                    prepare=prepare_tun_interface,
+                    vnet=fast and cfg.dataplane.offloads,
+                    queues=engines,
+                )
             engines = 1 + len(self.tun.queue_fds)  # one, on a single-queue persistent device
-            self.routes = RouteTable(self.tun.name)
-            for entry in self.mapcache.entries():
-                self.routes.add(entry.prefix)
+            tun = cfg.tun
+            policy = RoutingPolicy(tun.route_table, tun.rule_priority, tun.route_protocol)
+            with opening(cfg, ("tun", "route-table"), policy.table, "lispd's routes and rules"):
+                self.routes = KernelRouting(
+                    self.tun.name,
+                    policy,
+                    itr="itr" in cfg.daemon.roles,
+                    pitr="pitr" in cfg.daemon.roles,
+                )
+                self.routes.set_local_prefixes(e.prefix for e in self.database.entries())
+                for entry in self.mapcache.entries():
+                    self.routes.add(entry.prefix)
             loop.add_reader(self.tun.fd, self._on_tun_readable)
         if cfg.daemon.roles & DATA_ROLES:
             data_sockets = {}
             worker_receive: list[dict[int, socket.socket]] = [{} for _ in range(engines - 1)]
+            pools: dict[int, list[socket.socket]] = {}
             for addr in cfg.underlay.rlocs:
-                sock = open_receive_socket(addr, LISP_DATA_PORT, shared=engines > 1)
-                self.receivers.append(sock)
+                port = f"UDP {LISP_DATA_PORT} on the RLOC"
+                with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_DATA_PORT)):
+                    sock = open_receive_socket(addr, LISP_DATA_PORT, shared=engines > 1)
+                    self.receivers.append(sock)
+                    for receive in worker_receive:
+                        receive[addr.version] = open_receive_socket(
+                            addr, LISP_DATA_PORT, shared=True
+                        )
+                        self.worker_sockets.append(receive[addr.version])
+                    pools[addr.version] = open_send_pool(addr, SEND_POOL_SIZE)
                 data_sockets[addr.version] = sock
                 loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
-                for receive in worker_receive:
-                    receive[addr.version] = open_receive_socket(addr, LISP_DATA_PORT, shared=True)
-                    self.worker_sockets.append(receive[addr.version])
-            self.sender = Sender(
-                {a.version: open_send_pool(a, SEND_POOL_SIZE) for a in cfg.underlay.rlocs},
-                data_sockets,
-            )
+            self.sender = Sender(pools, data_sockets)
             if fast:
                 self._start_compiled(data_sockets, worker_receive)
             for addr in cfg.underlay.rlocs:  # LISP-Trace: error returns, NATed ltr clients
-                sock = open_control_socket(addr, TRACE_PORT)
+                port = f"UDP {TRACE_PORT} (LISP-Trace) on the RLOC"
+                with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, TRACE_PORT)):
+                    sock = open_control_socket(addr, TRACE_PORT)
                 self.trace_sockets[addr.version] = sock
                 loop.add_reader(sock.fileno(), self._on_trace_readable, sock)
         for addr in cfg.underlay.rlocs:
-            sock = open_control_socket(addr, LISP_CONTROL_PORT)
+            port = f"UDP {LISP_CONTROL_PORT} on the RLOC"
+            with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_CONTROL_PORT)):
+                sock = open_control_socket(addr, LISP_CONTROL_PORT)
             self.control_sockets.setdefault(addr.version, []).append(sock)
             loop.add_reader(sock.fileno(), self._on_control_readable, sock)
         if cfg.daemon.control_socket:
-            self.api = ControlServer(cfg.daemon.control_socket, self._handlers())
-            await self.api.start()
+            path = cfg.daemon.control_socket
+            with opening(cfg, ("daemon", "control-socket"), path, "the control socket"):
+                self.api = ControlServer(path, self._handlers())
+                await self.api.start()
         if cfg.metrics is not None:
-            self.metrics = MetricsServer(
-                str(cfg.metrics.address), cfg.metrics.port, self._metrics, refresh=self._refresh
-            )
-            await self.metrics.start()
+            listen = f"{cfg.metrics.address}:{cfg.metrics.port}"
+            with opening(cfg, ("metrics", "listen"), listen, "the metrics listener"):
+                self.metrics = MetricsServer(
+                    str(cfg.metrics.address), cfg.metrics.port, self._metrics, refresh=self._refresh
+                )
+                await self.metrics.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)  # its answer goes to the log
@@ -223,12 +253,12 @@ class Daemon:
             log.warning("fast-path workers not ready yet: their flows wait in their queues")
         self._on_timer()  # first registrations go out now
         summary = self._status_line()
-        log.info("lispd ready version=%s %s", __version__, summary)
+        log.info("lispd ready %s %s", kv(version=__version__), summary)
         sd_notify(f"READY=1\nSTATUS={summary}")
         self._last_status = summary
         self._watchdog = watchdog_interval()
         if self._watchdog is not None:
-            log.info("systemd watchdog ping-interval=%.1fs", self._watchdog)
+            log.info("systemd watchdog %s", kv(ping_interval=round(self._watchdog, 1)))
         self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
 
     def _use_compiled(self) -> bool:
@@ -299,7 +329,7 @@ class Daemon:
             fast.attach_workers(self.workers)
             self.workers.start()
         engines = 1 + len(worker_receive)
-        log.info("fast path compiled offloads=%s engines=%d", cfg.dataplane.offloads, engines)
+        log.info("fast path compiled %s", kv(offloads=cfg.dataplane.offloads, engines=engines))
 
     def _tick_interval(self) -> float:
         return min(self._watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
@@ -335,7 +365,9 @@ class Daemon:
             parts.append(f"site-registrations={len(self.control.map_server.registrations())}")
         if self.nat_bindings is not None:
             parts.append(f"nat-bindings={len(self.nat_bindings)}")
-        encap, decap = packets.get("itr.encap.packets", 0), packets.get("etr.decap.packets", 0)
+        # Every role's share, counted once each: ITR + PITR, ETR + PETR.
+        encap = packets.get("itr.encap.packets", 0) + packets.get("pitr.encap.packets", 0)
+        decap = packets.get("etr.decap.packets", 0) + packets.get("petr.decap.packets", 0)
         parts.append(f"encap={encap} decap={decap}")
         parts.append(f"drops={sum(drops.values())}")
         return " ".join(parts)
@@ -403,15 +435,13 @@ class Daemon:
         try:
             new = load_config(self.config.path)
         except (ConfigError, OSError) as exc:
-            log.error("reload refused, configuration unchanged: %s", exc)
+            log.error("reload refused, configuration unchanged %s", kv(error=exc))
             return {"reloaded": False, "error": str(exc)}
         plan = plan_reload(self.config, new)
         self._reconfigure(plan.effective)
         if plan.restart_needed:
-            log.warning(
-                "reload: changes to %s take effect after a restart", ", ".join(plan.restart_needed)
-            )
-        log.info("reload done changed=%s", ",".join(plan.applied) or "-")
+            log.warning("reload needs a restart %s", kv(settings=list(plan.restart_needed)))
+        log.info("reload done %s", kv(changed=list(plan.applied)))
         return {
             "reloaded": True,
             "applied": list(plan.applied),
@@ -471,7 +501,7 @@ class Daemon:
         for key in before.keys() - after.keys():
             if self.mapcache.get(*key) is not None:
                 self.mapcache.remove(*key)
-            log.info("map-cache static removed iid=%d prefix=%s", *key)
+            log.info("map-cache static removed %s", kv(iid=key[0], prefix=key[1]))
             if self.routes is not None and all(p != key[1] for _i, p in after):
                 self.routes.remove(key[1])
         for key, mapping in after.items():
@@ -482,7 +512,7 @@ class Daemon:
             self._watch_rlocs(entry)
             if self.routes is not None:
                 self.routes.add(entry.prefix)
-            log.info("map-cache static set iid=%d prefix=%s action=%s", *key, entry.action)
+            log.info("map-cache static set %s", kv(iid=key[0], prefix=key[1], action=entry.action))
 
     def _apply_database(self, new: Config) -> None:
         database = build_database(new)
@@ -493,12 +523,14 @@ class Daemon:
             self.database.add(entry)
         if self.fast is not None:
             self.fast.load_database(self.database)
+        if self.routes is not None:
+            self.routes.set_local_prefixes(e.prefix for e in self.database.entries())
         changed = [e for e in self.database.entries() if old_entries.get((e.iid, e.prefix)) != e]
         removed = [e for key, e in old_entries.items() if self.database.get(*key) is None]
         for entry in changed:
-            log.info("database set iid=%d prefix=%s", entry.iid, entry.prefix)
+            log.info("database set %s", kv(iid=entry.iid, prefix=entry.prefix))
         for entry in removed:
-            log.info("database removed iid=%d prefix=%s", entry.iid, entry.prefix)
+            log.info("database removed %s", kv(iid=entry.iid, prefix=entry.prefix))
         ttl = new.registration.record_ttl
         now = self.clock()
         sends: list[SendControl] = []
@@ -555,17 +587,29 @@ class Daemon:
         if itr is None or sender is None:
             self._drop("itr-disabled")
             return
+        traced = is_trace(pkt)
+        if held and traced and not self.tracer.release(pkt):
+            self._drop("trace-answered")  # it waited too long and was answered map-cache miss
+            return
         out = itr.handle(pkt, iid, self.tun is None)  # no TUN (an RTR): no ICMP to send
         if type(out) is Encap:
-            if is_trace(pkt):
-                out = self.tracer.encap(out, self._trace_role(pkt))
+            if traced:
+                role = self._trace_role(pkt)
+                if out.to_petr:  # not an EID: the trace ends here, as in lispers.net
+                    self._trace_failure(pkt, iid, role, "native-forward")
+                    return
+                out = self.tracer.encap(out, role)
             if self._send_encap(out):
-                counters.count("itr.encap", len(pkt))
+                counters.count("pitr.encap" if out.pitr else "itr.encap", len(pkt))
             else:
                 self._drop("send-failed")
         elif type(out) is Miss:
             if held:
                 self._drop("resolved-without-mapping")
+                if traced:
+                    self._trace_failure(pkt, out.iid, self._trace_role(pkt), "map-cache-miss")
+            elif traced:
+                self._hold_trace(out, pkt, self._trace_role(pkt))
             else:
                 self._on_miss(out, pkt)
         elif type(out) is ToTun:
@@ -574,7 +618,7 @@ class Daemon:
         else:
             reason = out.reason  # type: ignore[union-attr]
             self._drop(reason, "tun")
-            if is_trace(pkt):
+            if traced:
                 self._trace_failure(pkt, iid, self._trace_role(pkt), reason)
 
     def _trace_role(self, pkt: bytes) -> str:
@@ -590,6 +634,12 @@ class Daemon:
         if iid is None and self.itr is not None:
             src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
             iid = self.itr.instance_for_source(src)
+        if self.rtr is not None:
+            # A client behind a NAT announced itself to our port 2434 before it sent the
+            # trace, but the loop may have woken for the trace first: learn where the NAT put
+            # it now, or the answer would go to its private address and be lost.
+            for sock in self.trace_sockets.values():
+                self._on_trace_readable(sock)
         back = self.tracer.failure(inner, iid or 0, role, reason)
         if back is None:
             self._drop("trace-no-return-address")
@@ -630,16 +680,6 @@ class Daemon:
             return sender.send_from_data_port(out.payload, out.rloc, out.port, out.ttl, out.tos)
         return sender.send(out.payload, out.rloc, out.port, out.flow_hash, out.ttl, out.tos)
 
-    def _resolve(self, miss: Miss) -> None:
-        """Ask the Map-Resolver for ``miss.dst`` (nothing held)."""
-        resolver = self.control.resolver
-        if resolver is not None:
-            now = self.clock()
-            self._send_control(
-                resolver.resolve(miss.iid, ip_address(miss.dst), ip_address(miss.src), now)
-            )
-            self._arm_timer()
-
     def _on_miss(self, miss: Miss, pkt: bytes) -> None:
         resolver = self.control.resolver
         if resolver is None:
@@ -653,6 +693,26 @@ class Daemon:
         else:
             self._drop("resolve-queue-full", "tun")
         self._arm_timer()
+
+    def _hold_trace(self, miss: Miss, inner: bytes, role: str) -> None:
+        """A trace whose destination has no mapping yet: resolve it and hold the trace like a
+        data packet, so that the first trace to a destination follows the mapping when it
+        comes (or ends where the mapping says, "not an EID"), but for at most
+        ``tracing.TRACE_HOLD`` seconds: then :meth:`_on_timer` answers it ``? (map-cache
+        miss)``.  Without a resolver or room to hold it, it is answered so at once."""
+        resolver = self.control.resolver
+        if resolver is not None:
+            now = self.clock()
+            dst = ip_address(miss.dst)
+            self._send_control(resolver.resolve(miss.iid, dst, ip_address(miss.src), now))
+            if self.tracer.hold(inner, miss.iid, role, now):
+                if resolver.hold(miss.iid, dst, inner, now):
+                    self.counters.count("trace.held", len(inner))
+                    self._arm_timer()
+                    return
+                self.tracer.release(inner)  # not held after all
+            self._arm_timer()
+        self._trace_failure(inner, miss.iid, role, "map-cache-miss")
 
     def _is_cached(self, iid: int, eid: Any) -> bool:
         entry = self.mapcache.lookup(iid, eid)
@@ -689,7 +749,7 @@ class Daemon:
     def _internal_error(self, source: str) -> None:
         self.counters.drop("internal-error")
         if self.drop_log.allow("log:internal-error"):
-            log.exception("internal error handling a packet from %s", source)
+            log.exception("internal error handling a packet %s", kv(source=source))
 
     def _etr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
         etr, tun = self.etr, self.tun
@@ -702,25 +762,29 @@ class Daemon:
             if src not in recent and len(recent) < MAX_RECENT_ITRS:
                 recent[src] = payload[:SMR_SAMPLE]  # not the whole packet, per source
             packet = out.packet
-            if is_trace(packet) and self._etr_trace(bytes(packet), payload, src, sport):
+            decap = "petr.decap" if out.petr else "etr.decap"
+            if is_trace(packet) and self._etr_trace(bytes(packet), payload, src, sport, decap):
                 return
             if tun.write(packet):
-                self.counters.count("etr.decap", len(packet))
+                self.counters.count(decap, len(packet))
             else:
                 self._drop("tun-write-failed")
         else:
             self._drop(out.reason, src, sport)  # type: ignore[union-attr]
 
-    def _etr_trace(self, inner: bytes, payload: bytes, src: str, sport: int) -> bool:
+    def _etr_trace(
+        self, inner: bytes, payload: bytes, src: str, sport: int, decap: str = "etr.decap"
+    ) -> bool:
         """Stamp the ETR's decap record; at the traced EID's site turn the trace around and
-        send it back through our ITR.  True when the packet was consumed here."""
+        send it back through our ITR.  True when the packet was consumed here; one written
+        to the TUN is counted under ``decap`` (``petr.decap`` for a PETR's)."""
         iid = read_header(payload)[0]  # type: ignore[index]
         stamped = self.tracer.decap(inner, iid, "ETR", src, sport)
         back = trace.turn_around_packet(stamped, iid=iid)
         self.counters.count("trace.etr", len(inner))
         if back is None:
             if self.tun is not None and self.tun.write(stamped):
-                self.counters.count("etr.decap", len(stamped))
+                self.counters.count(decap, len(stamped))
             return True
         self._itr_packet(back, iid=iid)
         return True
@@ -745,15 +809,18 @@ class Daemon:
         out = rtr.handle(payload, ttl, tos)
         if type(out) is Encap:
             if traced:
+                if out.to_petr:  # not an EID: the trace ends here, as in lispers.net
+                    inner = payload[HEADER_LEN:]
+                    self._trace_failure(inner, header[0], "RTR", "native-forward")  # type: ignore[index]
+                    return
                 out = self.tracer.encap(out, "RTR")
             if self._send_encap(out):
                 self.counters.count("rtr.reencap", len(out.payload))
             else:
                 self._drop("send-failed")
         elif type(out) is Miss:
-            if traced:  # no waiting for a trace: resolve, and say where it stopped
-                self._resolve(out)
-                self._trace_failure(out.packet, out.iid, "RTR", "map-cache-miss")
+            if traced:  # held like data; answered map-cache miss if it waits too long
+                self._hold_trace(out, out.packet, "RTR")
             else:
                 self._on_miss(out, out.packet)
         else:
@@ -767,19 +834,21 @@ class Daemon:
         an RTR takes NAT keepalives (Info-Requests) from xTRs behind NAT; RLOC probes between
         RTRs and NATed xTRs, and their answers, travel this way too."""
         body = payload[HEADER_LEN:]
+        now = self.clock()
         try:
             msg = decode_control(body)
         except WireError as exc:
             self._drop("data-control-" + exc.reason, src, sport)
+            self.control.messages.malformed(body, exc, src, sport, now, path="data")
             return
+        self.control.messages.received(msg, src, sport, now, path="data")
         address = ip_address(src)
-        now = self.clock()
         if isinstance(msg, InfoMessage) and not msg.reply and self.nat_bindings is not None:
             if not sport:  # no binding to port 0: nothing could be sent back there
                 self._drop("nat-keepalive-port-zero", src, sport)
                 return
             if self.nat_bindings.learn(address, sport, now):
-                log.info("nat binding rloc=%s port=%d", address, sport)
+                log.info("nat binding %s", kv(rloc=address, port=sport))
                 self._nat_bindings_changed()
                 self._arm_timer()
             self.counters.count("rtr.nat-keepalive", len(payload))
@@ -787,7 +856,7 @@ class Daemon:
             for send in self.control.replier.on_map_request(msg, sport, address, now, ttl):
                 self._send_data_control(send.payload, address, sport)
         elif isinstance(msg, MapReply) and msg.probe:
-            self._apply(self.control.on_datagram(body, src, sport, now, ttl))
+            self._apply(self.control.on_datagram(body, src, sport, now, ttl, path=None))
         else:
             self._drop("data-control-unexpected", src, sport)
 
@@ -802,6 +871,7 @@ class Daemon:
                 build_header(self.rng.getrandbits(24), IID_CONTROL) + message, (str(dst), port)
             )
             self.counters.count("data-control.sent", len(message))
+            self.control.messages.sent(message, dst, port, self.clock(), path="data")
         except OSError as exc:
             self._drop("control-send-failed", f"{dst}:{port} {exc.strerror}")
 
@@ -839,25 +909,17 @@ class Daemon:
         for entry in result.installs:
             entry = self._with_probe_state(entry)
             self._make_room(entry)
+            previous = self.mapcache.get(entry.iid, entry.prefix)  # for the log line
             self.mapcache.add(entry)
             self._watch_rlocs(entry)
-            log.info(
-                "map-cache add iid=%d prefix=%s action=%s rlocs=%s ttl=%s",
-                entry.iid,
-                entry.prefix,
-                entry.action,
-                ",".join(str(r.address) for r in entry.rlocs) or "-",
-                entry.ttl,
-            )
+            log_install(previous, entry)
         self._send_control(result.sends)
         for iid, pkt in result.released:
             self._itr_packet(pkt, held=True, iid=iid)
         if result.nat_status is not None:
             self._apply_nat_status(result.nat_status)
         if result.rloc_changes and self.itr is not None:
-            state = {c.rloc: c.up for c in result.rloc_changes}
-            for change in result.rloc_changes:
-                log.info("rloc %s rloc=%s", "up" if change.up else "down", change.rloc)
+            state = {c.rloc: c.up for c in result.rloc_changes}  # logged by the prober
             self.itr.petrs = tuple(
                 replace(p, up=state.get(p.address, p.up)) for p in self.itr.petrs
             )
@@ -943,13 +1005,7 @@ class Daemon:
         """NAT discovery changed what we know: behind a NAT, off-site traffic goes to the RTRs
         and we register the RTRs (and our translated RLOC) with proxy-reply set, since Map-
         Requests cannot reach us through the NAT; not behind one, we are a normal xTR."""
-        self.nat_status = status
-        log.info(
-            "nat status behind-nat=%s global-rloc=%s rtrs=%s",
-            status.behind_nat,
-            status.global_rloc,
-            ",".join(str(r) for r in status.rtrs) or "-",
-        )
+        self.nat_status = status  # logged by the NAT client
         behind = status.behind_nat and bool(status.rtrs)
         if self.itr is not None:
             self.itr.rtrs = tuple(RlocEntry(r, 1, 100) for r in status.rtrs) if behind else None
@@ -996,6 +1052,14 @@ class Daemon:
                 try:
                     sock.sendto(send.payload, (str(send.dst), send.port))
                     self.counters.count("nat.keepalive-sent", len(send.payload))
+                    self.control.messages.sent(
+                        send.payload,
+                        send.dst,
+                        send.port,
+                        self.clock(),
+                        path="data",
+                        offset=HEADER_LEN,
+                    )
                 except OSError as exc:
                     self._drop("control-send-failed", f"{send.dst}:{send.port} {exc.strerror}")
                 continue
@@ -1010,6 +1074,7 @@ class Daemon:
             try:
                 socks[0].sendto(send.payload, (str(send.dst), send.port))
                 self.counters.count("control.sent", len(send.payload))
+                self.control.messages.sent(send.payload, send.dst, send.port, self.clock())
             except OSError as exc:
                 self._drop("control-send-failed", f"{send.dst}:{send.port} {exc.strerror}")
 
@@ -1017,15 +1082,17 @@ class Daemon:
         self._timer = None
         now = self.clock()
         self._apply(self.control.on_timer(now))
+        for packet, iid, role in self.tracer.overdue(now):  # still no mapping: say so
+            self._trace_failure(packet, iid, role, "map-cache-miss")
         expired = self.mapcache.expire(now)
         for entry in expired:
-            log.info("map-cache expired iid=%d prefix=%s", entry.iid, entry.prefix)
+            log_removed(entry, "expired")
         if expired:
             self._unwatch_unused()
         if self.nat_bindings is not None:
             expired_bindings = self.nat_bindings.expire(now)
             for address in expired_bindings:
-                log.info("nat binding expired rloc=%s", address)
+                log.info("nat binding expired %s", kv(rloc=address))
             if expired_bindings:
                 self._nat_bindings_changed()
         if now - self._itrs_rotated > SMR_MEMORY:
@@ -1036,7 +1103,11 @@ class Daemon:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        candidates = [self.control.next_deadline(), self.mapcache.next_expiry()]
+        candidates = [
+            self.control.next_deadline(),
+            self.mapcache.next_expiry(),
+            self.tracer.next_deadline(),
+        ]
         if self.nat_bindings is not None:
             candidates.append(self.nat_bindings.next_deadline())
         deadlines = [d for d in candidates if d is not None]
@@ -1077,7 +1148,7 @@ class Daemon:
             ]
             for entry in cleared:
                 self.mapcache.remove(entry.iid, entry.prefix)
-                log.info("map-cache cleared iid=%d prefix=%s", entry.iid, entry.prefix)
+                log_removed(entry, "cleared")
             if cleared:
                 self._unwatch_unused()
             return {"cleared": len(cleared)}
@@ -1223,6 +1294,6 @@ def run_daemon(config: Config, fixed_log_level: bool = False) -> int:
     try:
         runner(main())
     except OSError as exc:
-        log.error("lispd failed to start error=%s", exc)
+        log.error("lispd failed to start %s", kv(error=exc))
         return 1
     return 0

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from lispd.logfmt import kv
+
 
 class Counters:
     """Per-role packet/byte counters and per-reason drop counters of one daemon."""
@@ -59,7 +61,7 @@ class DropLog:
         count = self._pending.pop(reason)
         if port is not None:
             source = f"{source}:{port}"
-        self.logger.info("drop reason=%s count=%d source=%s", reason, count, source or "-")
+        self.logger.info("drop %s", kv(reason=reason, count=count, source=source or None))
 
     def allow(self, key: str) -> bool:
         """Whether a line about ``key`` may be logged now (at most one per ``interval``)."""

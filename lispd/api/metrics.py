@@ -24,7 +24,8 @@ Always:
     gauge, 1: the node name (``daemon.name``) and lispd's version.
 ``lispd_packets_total{counter}``, ``lispd_bytes_total{counter}``
     counters: packets and bytes per data-path counter of ``lispctl show stats``, e.g.
-    ``counter="itr.encap"``, ``"etr.decap"``, ``"rtr.reencap"``, ``"control.sent"``.
+    ``counter="itr.encap"``, ``"etr.decap"``, ``"pitr.encap"``, ``"petr.decap"``,
+    ``"rtr.reencap"``, ``"control.sent"`` (a packet is counted under one role only).
 ``lispd_drops_total{reason}``
     counter: dropped packets and messages per reason, data and control plane together (e.g.
     ``reason="no-route"``, ``"control-bad-length"``).
@@ -91,6 +92,7 @@ from typing import Any
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from lispd.logfmt import kv
 from lispd.mapcache import MapCacheEntry
 
 log = logging.getLogger("lispd.metrics")
@@ -437,7 +439,9 @@ class MetricsServer:
             self._client, self.host, self._port, limit=self.max_request
         )
         host = f"[{self.host}]" if ":" in self.host else self.host
-        log.info("metrics endpoint listening on http://%s:%d%s", host, self.port, METRICS_PATH)
+        log.info(
+            "metrics endpoint listening %s", kv(url=f"http://{host}:{self.port}{METRICS_PATH}")
+        )
 
     async def close(self) -> None:
         """Stop listening and drop the connections still open."""
@@ -475,7 +479,7 @@ class MetricsServer:
             async with asyncio.timeout(self.read_timeout):
                 await writer.drain()
         except (ConnectionError, TimeoutError, OSError) as exc:
-            log.debug("metrics client error=%s", exc)
+            log.debug("metrics client error %s", kv(error=exc))
         except asyncio.CancelledError:
             pass  # close(): the connection is dropped below
         except Exception:  # a bug must cost one scrape, never the loop

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from lispd.logfmt import kv
+
 log = logging.getLogger("lispd.api")
 
 Handler = Callable[[dict[str, Any]], Any]
@@ -29,12 +31,15 @@ class ControlServer:
         self.handlers = handlers
         self.mode = mode
         self.server: asyncio.AbstractServer | None = None
+        # The directories above the socket that start() created, outermost first: close()
+        # removes them again when empty.  One that was there already (systemd's
+        # RuntimeDirectory=, an operator's) is never in it.
+        self.created_dirs: list[str] = []
 
     async def start(self) -> None:
-        """Bind the socket (replacing a stale one) and start serving."""
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+        """Bind the socket (replacing a stale one) and start serving; the directories missing
+        above it are created (and remembered, for :meth:`close`)."""
+        self._make_directories(os.path.dirname(self.path))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self.server = await asyncio.start_unix_server(self._client, path=self.path)
@@ -79,14 +84,38 @@ class ControlServer:
             writer.write(json.dumps(response).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            log.debug("control client error=%s", exc)
+            log.debug("control client error %s", kv(error=exc))
         finally:
             writer.close()
 
+    def _make_directories(self, directory: str) -> None:
+        """Create ``directory`` and its missing parents one by one, recording each one this
+        call created (one that appears meanwhile, made by someone else, is not ours)."""
+        missing: list[str] = []
+        while directory and not os.path.isdir(directory):
+            missing.append(directory)
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                if not os.path.isdir(path):
+                    raise
+                continue
+            self.created_dirs.append(path)
+
     async def close(self) -> None:
-        """Stop serving and remove the socket file."""
+        """Stop serving, remove the socket file and, when empty, the directories
+        :meth:`start` created (so a run by hand leaves no /run/lispd behind)."""
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        for path in reversed(self.created_dirs):
+            with contextlib.suppress(OSError):  # not empty (or gone): left as it is
+                os.rmdir(path)
+        self.created_dirs = []

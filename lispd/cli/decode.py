@@ -1,4 +1,8 @@
-"""``lispd decode``: print every LISP message in hex input or a capture file as JSON lines."""
+"""``lispd decode``: print every LISP message in hex input or a capture file as JSON lines.
+
+A packet the capture cut short (``tcpdump -s 256``) is reported with the headers it has and
+``"truncated": true, "captured": N, "length": M`` (bytes of the IP packet captured, and its
+length by its IP header) instead of a ``truncated`` error."""
 
 from __future__ import annotations
 
@@ -44,9 +48,13 @@ def _packet_json(pkt: LispPacket) -> dict[str, Any]:
         "sport": pkt.sport,
         "dport": pkt.dport,
     }
+    if pkt.truncated:
+        out.update(truncated=True, captured=pkt.captured, length=pkt.length)
     if pkt.error is not None:
         out["error"] = pkt.error
         out["detail"] = pkt.error_detail
+        if pkt.message_type is not None:
+            out["message_type"] = pkt.message_type
         return out
     out["message"] = to_jsonable(pkt.message)
     if pkt.inner is not None:
@@ -82,12 +90,13 @@ def decode_hex(text: str, layer: str = "auto") -> dict[str, Any]:
 
 
 def decode_capture(data: bytes) -> Iterator[dict[str, Any]]:
-    """JSON objects for every LISP packet of a capture file's bytes (others are skipped)."""
+    """JSON objects for every LISP packet of a capture file's bytes (others are skipped); a
+    packet the capture's snap length cut short is decoded as far as it goes."""
     for captured in read_packets(data):
         ip = ip_payload(captured.linktype, captured.frame)
         if ip is None:
             continue
-        pkt = decode_ip_packet(ip)
+        pkt = decode_ip_packet(ip, cut=captured.cut)
         if pkt is None:
             continue
         yield {"frame": captured.index, "time": captured.timestamp, **_packet_json(pkt)}

@@ -13,6 +13,8 @@ node on the way appended, and prints the path::
       ITR encap: 192.0.2.2:40123 -> 203.0.113.2, ts 1700000000.101, node xtr1
         recent-rtts [0.004, 0.005, ?], recent-hops [2/2, 2/2, ?/?]
       ETR decap: 192.0.2.2 -> 203.0.113.2, ts 1700000000.103, node xtr2
+
+    Path from [0]198.51.100.17 to [0]198.51.100.1:
     ...
 
 Exit status: 0 when the round trip came back, 2 when the trace stopped at a node (a node that
@@ -42,7 +44,11 @@ Output choices the format leaves open (lispers.net's ``ltr.py`` decides):
   does; no conversion to a human time.
 * ``recent-rtts`` prints ``-1`` (unknown) as ``?``; ``recent-hops`` prints the strings without
   quotes.  The line is printed only when ``rtts``, ``hops`` and ``lats`` are all present.
-* Every segment, the last one included, is followed by a blank line.
+* A decap record's source is printed without its ``:port`` (lispd's records keep the port an
+  RTR or ETR saw the packet come from, e.g. a NAT's; ``--json`` shows it): the seed's lines
+  have none.  An IPv6 source whose port reads as a last group of hex digits
+  (``2001:db8::1:5000``) is printed as it is recorded (:func:`lispd.wire.trace.parse_rloc`).
+* Segments are separated by one blank line; none follows the last (the seed's layout).
 * No ANSI colours (lispers.net paints ``?`` red and host names blue); control characters
   received from the network are printed escaped.
 * The rtt is printed with exactly three decimals (lispers.net: ``round(rtt, 3)``).
@@ -76,6 +82,7 @@ from lispd.wire.trace import (
     encode_trace,
     format_eid,
     is_round_trip,
+    parse_rloc,
 )
 
 DEFAULT_CONFIG = "/etc/lispd/lispd.conf"
@@ -258,6 +265,14 @@ def select_endpoints(
     return src, Eid(src.iid, dest_addr)
 
 
+def map_cache_covers(map_cache: Iterable[Any], address: IPAddress) -> bool:
+    """Whether a static ``[[map-cache]]`` prefix (objects with ``prefix``) holds ``address``.
+
+    lispd routes exactly those prefixes into its TUN: traffic from a local EID to anything
+    else is routed by the kernel outside LISP, so a trace to it meets no LISP node."""
+    return any(m.prefix.version == address.version and address in m.prefix for m in map_cache)
+
+
 def local_rloc(rlocs: Iterable[IPAddress]) -> ipaddress.IPv4Address:
     """The xTR's local IPv4 RLOC for the header's word 1 (``0.0.0.0`` without one)."""
     for rloc in rlocs:
@@ -355,6 +370,15 @@ def format_timeout(dst: Eid, timeout: float) -> str:
     return f"No reply received within {format_seconds(timeout)} seconds from {dst}"
 
 
+def format_not_routed(dst: Eid, config_path: str) -> str:
+    """Why a trace to a destination no ``[[map-cache]]`` prefix covers got no answer."""
+    return (
+        f"no [[map-cache]] prefix in {config_path} covers {dst.address}: the kernel routes "
+        "the trace outside LISP and no LISP node sees it (a send-map-request entry for "
+        "0.0.0.0/0 and ::/0 makes lispd resolve and trace every destination)"
+    )
+
+
 def format_received_line(reply_from: str, rtt: float) -> str:
     return f"Received reply from {format_address(reply_from)}, rtt {rtt:.3f} secs"
 
@@ -363,17 +387,29 @@ def _number(value: Any) -> str:
     return "?" if value == -1 else json.dumps(value)
 
 
+def without_port(rloc: str) -> str:
+    """An ``sr`` / ``dr`` text without its ``:port`` (unchanged when it has none or does not
+    parse as ``address[:port]``)."""
+    try:
+        _address, port = parse_rloc(rloc)
+    except WireError:
+        return rloc
+    return rloc if port is None else rloc.rpartition(":")[0]
+
+
 def format_hop(hop: TraceHop) -> list[str]:
-    """The line of one record and, on encap records with all of rtts/hops/lats, its stats."""
+    """The line of one record and, on encap records with all of rtts/hops/lats, its stats.
+    A decap record's source is shown without its port (the seed's layout)."""
     # ts as received (Python's str of the JSON number), the way lispers.net prints it.
+    sr = hop.sr
     if hop.encap_ts is not None:
         kind, ts = "encap", str(hop.encap_ts)
     elif hop.decap_ts is not None:
-        kind, ts = "decap", str(hop.decap_ts)
+        kind, ts, sr = "decap", str(hop.decap_ts), without_port(hop.sr)
     else:
         kind, ts = "?", "?"
     lines = [
-        f"{HOP_INDENT}{_safe(hop.node)} {kind}: {_safe(hop.sr)} -> {_safe(hop.dr)}, "
+        f"{HOP_INDENT}{_safe(hop.node)} {kind}: {_safe(sr)} -> {_safe(hop.dr)}, "
         f"ts {ts}, node {_safe(hop.hn)}"
     ]
     if hop.rtts is not None and hop.hops is not None and hop.lats is not None:
@@ -384,19 +420,21 @@ def format_hop(hop: TraceHop) -> list[str]:
 
 
 def format_paths(msg: TraceMessage) -> str:
-    """Every segment: ``Path from <se> to <de>:``, its records, then a blank line."""
+    """Every segment: ``Path from <se> to <de>:`` and its records, a blank line between two
+    segments (none after the last)."""
     lines: list[str] = []
     for seg in msg.segments or ():
+        if lines:
+            lines.append("")
         lines.append(f"Path from {_safe(seg.se)} to {_safe(seg.de)}:")
         for hop in seg.paths:
             lines.extend(format_hop(hop))
-        lines.append("")
     return "".join(line + "\n" for line in lines)
 
 
 def format_report(msg: TraceMessage, reply_from: str, rtt: float) -> str:
     """The text printed after the reply arrived: the ``Received reply`` line, a blank line and
-    the paths (each segment followed by a blank line)."""
+    the paths (a blank line between segments, none after the last)."""
     return format_received_line(reply_from, rtt) + "\n\n" + format_paths(msg)
 
 
@@ -674,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"cannot send the trace: {getattr(exc, 'strerror', None) or exc}")
     if result is None:
         _emit(info, format_timeout(dst, args.timeout) + "\n")
+        if not map_cache_covers(config.map_cache, dst.address):
+            _emit(sys.stderr, f"ltr: {format_not_routed(dst, args.config)}\n")
         return EXIT_ERROR
     if args.json:
         _emit(info, format_received_line(result.reply_from, result.rtt) + "\n")

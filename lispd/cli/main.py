@@ -9,6 +9,7 @@ import sys
 
 from lispd import __version__
 from lispd.cli import decode
+from lispd.logfmt import LogfmtFormatter
 
 DEFAULT_CONFIG = "/etc/lispd/lispd.conf"
 
@@ -52,22 +53,10 @@ class _OwnDebugOnly(logging.Filter):
         return record.name.startswith("lispd") or record.levelno >= logging.WARNING
 
 
-class _JournalPriority(logging.Formatter):
-    """Under journald (``JOURNAL_STREAM`` set) the journal stamps the time itself and reads the
-    syslog priority from a ``<N>`` prefix, so ``journalctl -p warning`` filters lispd's lines."""
-
-    PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{self.PRIORITY.get(record.levelname, 6)}>{super().format(record)}"
-
-
 def log_formatter(journal: bool) -> logging.Formatter:
-    """key=value lines on stderr: ``level=... logger=... <event> key=value...``; with a
-    timestamp on a terminal, without one (and with a priority prefix) under journald."""
-    if journal:
-        return _JournalPriority("level=%(levelname)s logger=%(name)s %(message)s")
-    return logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    """logfmt lines on stderr (:mod:`lispd.logfmt`): ``time=... level=... logger=... msg=...
+    key=value...``; under journald without the time and with a ``<N>`` priority prefix."""
+    return LogfmtFormatter(journal=journal)
 
 
 def _setup_logging(level: str) -> None:
@@ -97,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lispd: {args.config}: {exc.strerror}", file=sys.stderr)
         return 1
     if args.check:
+        from lispd.startup import host_warnings
+
+        # What this host would refuse: warnings only, the file may be meant for another host.
+        for warning in host_warnings(config):
+            print(f"lispd: warning: {warning}", file=sys.stderr)
         print(f"lispd: {args.config}: configuration ok")
         return 0
     _setup_logging("debug" if args.verbose else config.daemon.log_level)

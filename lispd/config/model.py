@@ -106,6 +106,15 @@ class DaemonConfig:
         return int(logging.getLevelName(self.log_level.upper()))
 
 
+DEFAULT_ROUTE_TABLE = 4341
+DEFAULT_RULE_PRIORITY = 4340
+DEFAULT_ROUTE_PROTOCOL = 44
+RESERVED_ROUTE_TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
+"""The kernel's own routing tables, which lispd never installs into."""
+MAX_RULE_PRIORITY = 32765 - 3
+"""lispd's four rules must come before the ``main`` table's rule (32766)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TunConfig:
     """The ``[tun]`` table: the TUN device that carries inner (EID) packets."""
@@ -114,6 +123,12 @@ class TunConfig:
     """Linux interface name, at most 15 characters."""
     mtu: int
     """Always resolved: given, or the underlay MTU minus the encapsulation overhead."""
+    route_table: int = DEFAULT_ROUTE_TABLE
+    """The kernel routing table that holds lispd's routes to the TUN (``ip route show table``)."""
+    rule_priority: int = DEFAULT_RULE_PRIORITY
+    """The first of the four ``ip rule`` priorities lispd uses (this one to three more)."""
+    route_protocol: int = DEFAULT_ROUTE_PROTOCOL
+    """The route and rule protocol number that marks what lispd installed (``proto``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,9 @@ from typing import Any
 
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
+    DEFAULT_ROUTE_TABLE,
     MIN_IPV6_MTU,
+    RESERVED_ROUTE_TABLES,
     Config,
     DaemonConfig,
     IPAddress,
@@ -437,4 +439,18 @@ def _resolve_tun(
                 f"to at least {MIN_IPV6_MTU + overhead} or set tun.mtu"
             )
         ctx.fail(("tun", "mtu"), message, at=("tun", "mtu"))
-    return TunConfig(name=values["name"], mtu=mtu)
+    table = values["route_table"]
+    if table in RESERVED_ROUTE_TABLES:
+        ctx.fail(
+            ("tun", "route-table"),
+            f"{table} is the kernel's {RESERVED_ROUTE_TABLES[table]!r} table; lispd needs a "
+            f"table of its own (default {DEFAULT_ROUTE_TABLE})",
+            at=("tun", "route-table"),
+        )
+    return TunConfig(
+        name=values["name"],
+        mtu=mtu,
+        route_table=table,
+        rule_priority=values["rule_priority"],
+        route_protocol=values["route_protocol"],
+    )

@@ -17,11 +17,15 @@ from typing import Any
 
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
+    DEFAULT_ROUTE_PROTOCOL,
+    DEFAULT_ROUTE_TABLE,
+    DEFAULT_RULE_PRIORITY,
     FASTPATHS,
     KEY_IDS,
     LOG_LEVELS,
     MAP_CACHE_ACTIONS,
     MAX_INSTANCE_ID,
+    MAX_RULE_PRIORITY,
     MIN_IPV6_MTU,
     ROLES,
     DaemonConfig,
@@ -156,6 +160,10 @@ TUN = Table(
     keys=(
         Key("name", Str(validate=interface_name_problem), default=DEFAULT_TUN_NAME),
         Key("mtu", Int(68, 65535)),
+        Key("route-table", Int(1, 0xFFFFFFFF), default=DEFAULT_ROUTE_TABLE),
+        Key("rule-priority", Int(1, MAX_RULE_PRIORITY), default=DEFAULT_RULE_PRIORITY),
+        # 0-4 are the kernel's own (unspec, redirect, kernel, boot, static).
+        Key("route-protocol", Int(5, 255), default=DEFAULT_ROUTE_PROTOCOL),
     ),
 )
 

@@ -56,6 +56,7 @@ from lispd.control.mapserver import (
 )
 from lispd.control.outputs import SendControl
 from lispd.control.responder import _Limiter
+from lispd.logfmt import endpoint
 from lispd.wire.address import eid_prefix
 from lispd.wire.ecm import TYPE_ECM, EncapsulatedControl
 from lispd.wire.errors import EncodeError
@@ -112,18 +113,10 @@ class MapResolver:
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
-    def _refuse(self, reason: str, ecm: EncapsulatedControl, detail: str = "") -> None:
+    def _refuse(self, reason: str, ecm: EncapsulatedControl, **fields: object) -> None:
         self.drops[reason] += 1
-        extra = f" {detail}" if detail else ""
-        self._refusal_log.warn(
-            reason,
-            self._now,
-            "map-request refused reason=%s src=%s:%d%s",
-            reason,
-            ecm.inner_ip.src,
-            ecm.sport,
-            extra,
-        )
+        src = endpoint(ecm.inner_ip.src, ecm.sport)
+        self._refusal_log.warn(reason, self._now, "map-request refused", src=src, **fields)
 
     def negative_answer(self, iid: int, address: IPAddress) -> tuple[IPNetwork, Action, int] | None:
         """(EID-prefix, action, TTL minutes) of the negative reply for ``address`` in ``iid``,
@@ -150,7 +143,7 @@ class MapResolver:
             return []
         request = ecm.message
         if not isinstance(request, MapRequest):
-            self._refuse(ECM_NOT_MAP_REQUEST, ecm, f"message={type(request).__name__}")
+            self._refuse(ECM_NOT_MAP_REQUEST, ecm, message=type(request).__name__)
             return []
         eid = request_eid(request)
         if eid is None:
@@ -176,14 +169,14 @@ class MapResolver:
             return []
         dst = reply_destination(request, ecm)
         if dst is None:
-            self._refuse(REQUEST_NO_ITR_RLOC, ecm, f"eid=[{iid}]{address}")
+            self._refuse(REQUEST_NO_ITR_RLOC, ecm, eid=f"[{iid}]{address}")
             return []
         eid_addr, mask_len = eid_prefix(iid, prefix)
         record = EidRecord(eid=eid_addr, mask_len=mask_len, ttl=ttl, action=action)
         try:
             payload = encode_map_reply(MapReply(nonce=request.nonce, records=(record,)))
         except EncodeError as exc:
-            self._refuse(REQUEST_ENCODE_FAILED, ecm, f"error={exc}")
+            self._refuse(REQUEST_ENCODE_FAILED, ecm, error=exc)
             return []
         self.stats["negative"] += 1
         if action == Action.SEND_MAP_REQUEST:

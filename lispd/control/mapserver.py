@@ -58,10 +58,17 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.logfmt import endpoint, kv
 from lispd.mapcache.prefixes import MAX_IID
 from lispd.mapcache.scoped import ScopedTables
 from lispd.wire import auth
-from lispd.wire.address import AfiListAddress, ElpAddress, InstanceIdAddress, split_eid
+from lispd.wire.address import (
+    AfiListAddress,
+    ElpAddress,
+    InstanceIdAddress,
+    address_text,
+    split_eid,
+)
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
@@ -168,9 +175,10 @@ class RefusalLog:
         self._last: dict[str, float] = {}
         self._unlogged: Counter[str] = Counter()
 
-    def warn(self, reason: str, now: float, message: str, *args: object) -> None:
-        """Log ``message % args`` for a refusal of ``reason`` at ``now``, unless one of that
-        reason was logged less than ``interval`` seconds ago."""
+    def warn(self, reason: str, now: float, event: str, **fields: object) -> None:
+        """Log ``event`` with ``reason=`` and ``fields`` for a refusal of ``reason`` at ``now``,
+        unless one of that reason was logged less than ``interval`` seconds ago; the next line
+        says how many went unlogged meanwhile (``unlogged=N``)."""
         last = self._last.get(reason)
         if last is not None and now - last < self.interval:
             self._unlogged[reason] += 1
@@ -178,9 +186,8 @@ class RefusalLog:
         self._last[reason] = now
         unlogged = self._unlogged.pop(reason, 0)
         if unlogged:
-            message += " (%d more since the last line)"
-            args = (*args, unlogged)
-        self.logger.warning(message, *args)
+            fields["unlogged"] = unlogged
+        self.logger.warning("%s %s", event, kv(reason=reason, **fields))
 
 
 def request_eid(request: MapRequest) -> tuple[int, IPAddress] | None:
@@ -382,7 +389,9 @@ class MapServer:
                 self._registrations.delete(iid, prefix)
                 self._per_site[reg.site] -= 1
                 removed.append(reg)
-                log.info("registration removed by reload site=%s eid=[%d]%s", reg.site, iid, prefix)
+                log.info(
+                    "registration removed by reload %s", kv(site=reg.site, eid=f"[{iid}]{prefix}")
+                )
         self._nonces = {k: v for k, v in self._nonces.items() if k[0] in self._sites}
         return removed
 
@@ -428,11 +437,10 @@ class MapServer:
 
     # -- Map-Register --------------------------------------------------------------------------
 
-    def _refuse(self, reason: str, what: str, src: object, sport: int, detail: str = "") -> None:
+    def _refuse(self, reason: str, what: str, src: object, sport: int, **fields: object) -> None:
         self.drops[reason] += 1
-        extra = f" {detail}" if detail else ""
         self._refusal_log.warn(
-            reason, self._now, "%s refused reason=%s src=%s:%d%s", what, reason, src, sport, extra
+            reason, self._now, f"{what} refused", src=endpoint(src, sport), **fields
         )
 
     def on_map_register(
@@ -446,7 +454,7 @@ class MapServer:
             self._refuse(REGISTER_NO_RECORDS, "map-register", src, sport)
             return []
         if msg.key_id not in _ACCEPTED_KEY_IDS:
-            self._refuse(REGISTER_BAD_KEY_ID, "map-register", src, sport, f"key-id={msg.key_id}")
+            self._refuse(REGISTER_BAD_KEY_ID, "map-register", src, sport, key_id=msg.key_id)
             return []
 
         # Policy: which sites allow every record?
@@ -467,7 +475,7 @@ class MapServer:
                     if self._overlaps_site(iid, net)
                     else REGISTER_UNKNOWN_SITE
                 )
-                self._refuse(reason, "map-register", src, sport, f"eid=[{iid}]{net}")
+                self._refuse(reason, "map-register", src, sport, eid=f"[{iid}]{net}")
                 return []
             candidates = allowing if candidates is None else candidates & allowing
             targets.append((record, iid, net))
@@ -483,11 +491,11 @@ class MapServer:
                     site = self._sites[name]
                     break
         except WireError as exc:
-            self._refuse(REGISTER_MALFORMED, "map-register", src, sport, f"error={exc.reason}")
+            self._refuse(REGISTER_MALFORMED, "map-register", src, sport, error=exc.reason)
             return []
         if site is None:
-            names = ",".join(sorted(candidates))
-            self._refuse(REGISTER_AUTH_FAILED, "map-register", src, sport, f"site={names}")
+            names = sorted(candidates)
+            self._refuse(REGISTER_AUTH_FAILED, "map-register", src, sport, site=names)
             return []
 
         # Replay: a nonce this site (and xTR-ID) used within the timeout, from any address.
@@ -499,7 +507,8 @@ class MapServer:
                 "map-register",
                 src,
                 sport,
-                f"site={site.name} nonce={msg.nonce:#x}",
+                site=site.name,
+                nonce=f"0x{msg.nonce:016x}",
             )
             return []
         self._nonces[nonce_key] = now
@@ -520,7 +529,7 @@ class MapServer:
         try:
             payload = encode_signed(notify, site.key)
         except EncodeError as exc:
-            self._refuse(NOTIFY_ENCODE_FAILED, "map-notify", src, sport, f"error={exc}")
+            self._refuse(NOTIFY_ENCODE_FAILED, "map-notify", src, sport, error=exc)
             return []
         self.stats["map-notify-sent"] += 1
         return [SendControl(src, sport, payload)]
@@ -543,7 +552,7 @@ class MapServer:
                 self._registrations.delete(iid, net)
                 self._per_site[site.name] -= 1
                 self.stats["deregistered"] += 1
-                log.info("deregistered site=%s eid=[%d]%s src=%s", site.name, iid, net, src)
+                log.info("deregistered %s", kv(site=site.name, eid=f"[{iid}]{net}", src=src))
             return
         same = previous is not None and previous.site == site.name
         reg = Registration(
@@ -562,7 +571,7 @@ class MapServer:
         )
         if not same:
             if self._per_site[site.name] >= self.max_site_registrations:
-                self._refuse("register-site-full", "register", src, sport, f"site={site.name}")
+                self._refuse("register-site-full", "map-register", src, sport, site=site.name)
                 return
             if previous is not None:
                 self._per_site[previous.site] -= 1
@@ -574,16 +583,15 @@ class MapServer:
             self.stats["refreshed"] += 1
         else:
             self.stats["registered"] += 1
-            rlocs = ",".join(str(loc.address) for loc in record.locators) or "none"
             log.info(
-                "registered site=%s eid=[%d]%s rlocs=%s src=%s:%d proxy-reply=%s",
-                site.name,
-                iid,
-                net,
-                rlocs,
-                src,
-                sport,
-                msg.proxy_reply,
+                "registered %s",
+                kv(
+                    site=site.name,
+                    eid=f"[{iid}]{net}",
+                    rlocs=[address_text(loc.address) for loc in record.locators],
+                    src=endpoint(src, sport),
+                    proxy_reply=msg.proxy_reply,
+                ),
             )
 
     # -- registrations -------------------------------------------------------------------------
@@ -618,11 +626,8 @@ class MapServer:
             removed.append(reg)
             self.stats["expired"] += 1
             log.info(
-                "registration expired site=%s eid=[%d]%s last-registered-by=%s",
-                reg.site,
-                iid,
-                net,
-                reg.registered_by,
+                "registration expired %s",
+                kv(site=reg.site, eid=f"[{iid}]{net}", last_registered_by=reg.registered_by),
             )
         if now >= self._next_nonce_prune:
             # Forget nonces older than the replay window (they could not be refused any more).
@@ -676,7 +681,7 @@ class MapServer:
             dst = reply_destination(request, ecm)
             if dst is None:
                 self._refuse(
-                    REQUEST_NO_ITR_RLOC, "map-request", src, sport, f"eid=[{iid}]{address}"
+                    REQUEST_NO_ITR_RLOC, "map-request", src, sport, eid=f"[{iid}]{address}"
                 )
                 return []
             record = nat_view(reg.record, self.rtrs, requester_is_rtr(request, self.rtrs))
@@ -684,7 +689,7 @@ class MapServer:
             try:
                 payload = encode_map_reply(reply)
             except EncodeError as exc:
-                self._refuse(REQUEST_ENCODE_FAILED, "map-reply", src, sport, f"error={exc}")
+                self._refuse(REQUEST_ENCODE_FAILED, "map-reply", src, sport, error=exc)
                 return []
             self.stats["proxy-replied"] += 1
             return [SendControl(dst, sport, payload)]
@@ -692,13 +697,13 @@ class MapServer:
         etr = best_etr_locator(reg.record)
         if etr is None:
             self._refuse(
-                REQUEST_NO_ETR_LOCATOR, "map-request", src, sport, f"eid=[{iid}]{reg.prefix}"
+                REQUEST_NO_ETR_LOCATOR, "map-request", src, sport, eid=f"[{iid}]{reg.prefix}"
             )
             return []
         try:
             payload = encode_ecm(dataclasses.replace(ecm, to_etr=True, to_ms=False))
         except EncodeError as exc:
-            self._refuse(REQUEST_ENCODE_FAILED, "ecm", src, sport, f"error={exc}")
+            self._refuse(REQUEST_ENCODE_FAILED, "ecm", src, sport, error=exc)
             return []
         self.stats["forwarded"] += 1
         return [SendControl(etr, LISP_CONTROL_PORT, payload)]

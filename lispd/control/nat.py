@@ -46,6 +46,9 @@ so that the RTR can send us traffic through it.  An RTR that answers its keepali
 (lispers.net RTRs may) has the reply counted as ``stats["keepalive-replies"]`` and its time shown
 in :meth:`NatClient.states`; such a reply never changes the status (the RTR lists no RTRs).
 
+Every status change is logged at INFO (logger ``lispd.control.nat``) as ``nat status``: behind a
+NAT or not, the translated (global) RLOC and port, the RTRs, and which of them ``changed``.
+
 ``drops`` counts refused replies by reason: ``info-reply-not-reply`` (R bit clear),
 ``info-reply-unknown-nonce`` (never sent, already answered or refused, or too old),
 ``info-reply-bad-address`` (last address not a NAT-traversal LCAF), ``info-reply-bad-global-rloc``
@@ -57,6 +60,7 @@ in :meth:`NatClient.states`; such a reply never changes the status (the RTR list
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import secrets
 from collections import Counter, OrderedDict
@@ -67,12 +71,15 @@ from typing import Final
 
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.fastpath.header import IID_CONTROL, build_header
+from lispd.logfmt import kv
 from lispd.wire.address import NO_ADDRESS, Address, NatTraversalAddress, eid_prefix
 from lispd.wire.info import InfoMessage, encode_info
 from lispd.wire.records import EidRecord, Locator
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+
+log = logging.getLogger("lispd.control.nat")
 
 LISP_DATA_PORT: Final = 4341
 """Where keepalives go (and come from): the RTR's LISP data port."""
@@ -390,6 +397,7 @@ class NatClient:
         if status == self._status:
             return None
         moved = status.global_rloc != self._status.global_rloc
+        self._log_status(self._status, status)
         self._status = status
         self.stats["status-changes"] += 1
         wanted = status.rtrs if status.behind_nat else ()
@@ -405,6 +413,37 @@ class NatClient:
         # next_deadline() after this input, and on_timer sends it.
         self._rtrs = {a: kept.get(a) or _Rtr(a, next_send=now) for a in wanted}
         return status
+
+    def _log_status(self, old: NatStatus, new: NatStatus) -> None:
+        """One INFO line for a status change: what we now know and which parts ``changed``."""
+        changed = [
+            name
+            for name, before, after in (
+                ("discovered", old.discovered, new.discovered),
+                ("behind-nat", old.behind_nat, new.behind_nat),
+                ("global-rloc", old.global_rloc, new.global_rloc),
+                ("rtrs", old.rtrs, new.rtrs),
+            )
+            if before != after
+        ]
+        port = next(
+            (
+                s.etr_port
+                for s in self._servers
+                if s.last_reply is not None and s.global_rloc == new.global_rloc
+            ),
+            None,
+        )
+        log.info(
+            "nat status %s",
+            kv(
+                behind_nat=new.behind_nat,
+                global_rloc=new.global_rloc,
+                translated_port=port if new.behind_nat else None,
+                rtrs=new.rtrs,
+                changed=changed,
+            ),
+        )
 
     def _new_nonce(self) -> int:
         for _ in range(_NONCE_TRIES):

@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from lispd.control.infoserver import InfoResponder
 from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer
+from lispd.control.messagelog import MessageLog
 from lispd.control.nat import NatClient, NatStatus
 from lispd.control.outputs import SendControl, SendData
 from lispd.control.prober import Prober, RlocChange
@@ -67,6 +68,9 @@ class ControlPlane:
     # a mapping we actually cache (the daemon sets this; the resolver cannot see the cache).
     is_cached: Callable[[int, IPAddress], bool] = lambda _iid, _eid: False
     drops: Counter[str] = field(default_factory=Counter)
+    # DEBUG lines for every control message in and out (rate-limited); the daemon logs what
+    # it sends and what arrives in data packets through it too.
+    messages: MessageLog = field(default_factory=MessageLog)
 
     def machines(self) -> list[object]:
         """Every machine present, for counters and deadlines."""
@@ -89,15 +93,28 @@ class ControlPlane:
     # --- inputs -------------------------------------------------------------------------------
 
     def on_datagram(
-        self, data: bytes, src: str, sport: int, now: float, ttl: int | None = None
+        self,
+        data: bytes,
+        src: str,
+        sport: int,
+        now: float,
+        ttl: int | None = None,
+        *,
+        path: str | None = "control",
     ) -> ControlResult:
         """One datagram received on a LISP control socket from ``src``:``sport`` (``ttl``: the
-        IP TTL / hop limit it arrived with, when known: RLOC probing counts hops with it)."""
+        IP TTL / hop limit it arrived with, when known: RLOC probing counts hops with it).
+        ``path`` names where it came from in the DEBUG message log (None: the caller logged
+        it already)."""
         try:
             msg = decode_control(data)
         except WireError as exc:
             self.drops["control-" + exc.reason] += 1
+            if path is not None:
+                self.messages.malformed(data, exc, src, sport, now, path=path)
             return ControlResult()
+        if path is not None:
+            self.messages.received(msg, src, sport, now, path=path)
         source = ip_address(src)
         if isinstance(msg, MapReply):
             return self._map_reply(msg, source, now, ttl)

@@ -39,6 +39,8 @@ Timing and verdicts:
 - An :class:`RlocChange` is reported when usability flips: unknown or up -> down (from
   :meth:`Prober.on_timer`), down -> up (from :meth:`Prober.on_map_reply`).  unknown -> up changes
   nothing for forwarding and is not reported.
+- The same flips are logged (logger ``lispd.control.prober``): ``rloc down`` at WARNING,
+  ``rloc up`` at INFO; unknown -> up only at DEBUG (``rloc reachable``).
 
 Round-trip time is reply arrival - probe send time.  Hop counts are not in the RFC; like
 lispers.net we derive them from IP TTLs: the daemon sends probes with TTL :data:`PROBE_TTL` (64);
@@ -70,6 +72,7 @@ from typing import Final, NamedTuple
 
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
+from lispd.logfmt import kv, pairs
 from lispd.wire.address import NO_ADDRESS
 from lispd.wire.address import eid_prefix as wire_eid_prefix
 from lispd.wire.mapreply import MapReply
@@ -166,6 +169,7 @@ class _Target:
     sent_at: float = 0.0  # of the outstanding (or last) probe
     expires: float = 0.0  # when the outstanding probe counts as lost
     next_probe: float = 0.0
+    changed: float | None = None  # when ``up`` last changed
 
     def __post_init__(self) -> None:
         self.rtts = deque(maxlen=self.history)
@@ -252,7 +256,7 @@ class Prober:
         if len(self._targets) >= self.settings.max_rlocs:
             self.drops["probe-table-full"] += 1
             if not self._full_logged:  # one line per time the table fills up
-                log.warning("probe table full max-rlocs=%d", self.settings.max_rlocs)
+                log.warning("probe table full %s", kv(max_rlocs=self.settings.max_rlocs))
                 self._full_logged = True
             return []
         self._full_logged = False
@@ -341,7 +345,7 @@ class Prober:
         retries: list[_Target] = []
         for target in self._targets.values():
             if target.nonce is not None and now >= target.expires:
-                change = self._lost(target)
+                change = self._lost(target, now)
                 if change is not None:
                     changes.append(change)
             if target.nonce is None and now >= target.next_probe:
@@ -383,6 +387,9 @@ class Prober:
         target.hops.appendleft(f"{hop_count(reply.reported_ttl)}/{hop_count(ttl)}")
         self.stats["replies"] += 1
         was, target.up = target.up, True
+        if was is not True:
+            self._log_up(target, was, now)
+            target.changed = now
         if was is False:
             self.stats["rloc-up"] += 1
             return RlocChange(target.rloc, True)
@@ -429,7 +436,37 @@ class Prober:
         self.stats["probes-sent"] += 1
         return [SendControl(target.rloc, LISP_CONTROL_PORT, payload)]
 
-    def _lost(self, target: _Target) -> RlocChange | None:
+    def _log_up(self, target: _Target, was: bool | None, now: float) -> None:
+        """``rloc up`` (INFO) after down, ``rloc reachable`` (DEBUG) after unknown."""
+        iid, prefix = target.eid_prefix
+        fields: dict[str, object] = {
+            "rloc": target.rloc,
+            "eid-prefix": f"[{iid}]{prefix}",
+            "rtt": round(target.rtts[0], 6),
+            "hops": target.hops[0],
+        }
+        if was is False:
+            if target.changed is not None:
+                fields["down-for"] = round(now - target.changed, 3)
+            log.info("rloc up %s", pairs(fields))
+        else:
+            log.debug("rloc reachable %s", pairs(fields))
+
+    def _log_down(self, target: _Target, now: float) -> None:
+        """``rloc down`` (WARNING): ``down_after`` probes in a row went unanswered."""
+        last = None if target.last_reply is None else round(now - target.last_reply, 3)
+        iid, prefix = target.eid_prefix
+        log.warning(
+            "rloc down %s",
+            kv(
+                rloc=target.rloc,
+                eid_prefix=f"[{iid}]{prefix}",
+                losses=target.losses,
+                last_reply_ago=last,
+            ),
+        )
+
+    def _lost(self, target: _Target, now: float) -> RlocChange | None:
         assert target.nonce is not None
         self._nonces.pop(target.nonce, None)
         target.nonce = None
@@ -439,7 +476,9 @@ class Prober:
             return None
         if target.losses >= self.settings.down_after:
             target.up = False
+            target.changed = now
             self.stats["rloc-down"] += 1
+            self._log_down(target, now)
             return RlocChange(target.rloc, False)
         # Suspect: probe again at once rather than an interval later (see the module doc).
         target.next_probe = min(target.next_probe, target.expires)

@@ -22,6 +22,13 @@ Choices:
   to the sender's port 4342.
 - ``acknowledged`` in :meth:`Registrar.status` means a Map-Notify acknowledged a registration in
   the last 3 intervals (so it is never true with ``want_map_notify=False``).
+- Changes of that verdict are logged, one line per Map-Server and change (logger
+  ``lispd.control.registrar``): ``registration acknowledged`` (INFO, the first
+  acknowledgement), ``registration lost`` (WARNING, at the moment ``acknowledged`` turns false:
+  :meth:`Registrar.next_deadline` includes that moment), ``registration restored`` (INFO,
+  acknowledged again after a loss), and ``registration not acknowledged`` (WARNING, once, when a
+  Map-Server has acknowledged nothing 3 intervals after our first Map-Register to it, judged
+  when the next Map-Register goes out).  A re-registration that stays acknowledged logs nothing.
 - Nothing is sent while the database is empty (``stats["register-skipped-empty"]``).
 
 ``drops`` counts refused Map-Notifies by reason (``map-notify-unknown-source``,
@@ -32,6 +39,7 @@ Choices:
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections import Counter, OrderedDict
@@ -40,13 +48,20 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
+from lispd.control import messagelog
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.logfmt import kv, pairs
 from lispd.wire import auth
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
 from lispd.wire.records import EidRecord, encode_eid_record
 
 IpAddress = IPv4Address | IPv6Address
+
+log = logging.getLogger("lispd.control.registrar")
+
+MAX_LOGGED_EIDS: Final = 8
+"""EID-prefixes named in a log line; more are summed up as ``+N``."""
 
 RECENT_NONCES: Final = 4
 """Map-Register nonces remembered per target: a late Map-Notify for one of the last few
@@ -87,6 +102,14 @@ class _TargetState:
     registers_sent: int = 0
     notifies_accepted: int = 0
     recent: OrderedDict[int, bool] = field(default_factory=OrderedDict)  # nonce -> acked
+    first_sent: float | None = None  # the first Map-Register asking for a Map-Notify
+    logged: bool | None = None  # the acknowledged verdict last logged (None: none yet)
+
+
+def eid_list(records: Sequence[EidRecord], limit: int = MAX_LOGGED_EIDS) -> list[str]:
+    """The EID-prefixes of ``records`` for a log line (``[iid]prefix``), at most ``limit`` of
+    them and then ``+N`` for the rest."""
+    return messagelog.eid_list([(r.eid, r.mask_len) for r in records], limit)
 
 
 def _check_records(records: Sequence[EidRecord]) -> tuple[EidRecord, ...]:
@@ -162,7 +185,9 @@ class Registrar:
         self._now = now
         sends: list[SendControl] = []
         for state in self._states:
+            self._judge_lost(state, now)
             if state.next_send is None or state.next_send <= now:
+                self._judge_unanswered(state, now)
                 sends.extend(self._register(state, now))
         return sends
 
@@ -239,9 +264,12 @@ class Registrar:
         acked = state.recent.get(notify.nonce)
         if acked is False:
             state.recent[notify.nonce] = True
+            previous = state.last_acked
             state.last_acked = now
             state.notifies_accepted += 1
             self.stats["notifies-accepted"] += 1
+            if state.logged is not True:
+                self._log_acknowledged(state, notify.nonce, previous, now)
             return []
         if acked is True:
             self.drops["map-notify-duplicate"] += 1
@@ -270,11 +298,14 @@ class Registrar:
     # --- queries ------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        """When :meth:`on_timer` next has work: ``-inf`` (at once) before the first call, None
+        """When :meth:`on_timer` next has work (a Map-Register due, or an acknowledgement about
+        to run out, to be logged as lost): ``-inf`` (at once) before the first call, None
         without targets."""
         if not self._states:
             return None
-        return min(-math.inf if s.next_send is None else s.next_send for s in self._states)
+        deadlines = [-math.inf if s.next_send is None else s.next_send for s in self._states]
+        deadlines += [d for s in self._states if (d := self._lost_at(s)) is not None]
+        return min(deadlines)
 
     def status(self, now: float | None = None) -> list[dict[str, object]]:
         """Per target: address, last-sent, last-acked, acknowledged, registers-sent, ...
@@ -283,12 +314,9 @@ class Registrar:
         """
         if now is None:
             now = self._now
-        window = ACK_WINDOW_INTERVALS * self.interval
         out: list[dict[str, object]] = []
         for s in self._states:
-            acknowledged = (
-                s.last_acked is not None and now is not None and now - s.last_acked <= window
-            )
+            acknowledged = now is not None and self._acknowledged(s, now)
             out.append(
                 {
                     "address": str(s.target.address),
@@ -305,6 +333,70 @@ class Registrar:
         return out
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _acknowledged(self, state: _TargetState, now: float) -> bool:
+        """Whether a Map-Notify acknowledged ``state``'s target in the last 3 intervals."""
+        last = state.last_acked
+        return last is not None and now <= last + ACK_WINDOW_INTERVALS * self.interval
+
+    def _lost_at(self, state: _TargetState) -> float | None:
+        """The first time at which a logged acknowledgement no longer holds (None when none is
+        logged as holding)."""
+        if state.logged is not True or state.last_acked is None:
+            return None
+        return math.nextafter(state.last_acked + ACK_WINDOW_INTERVALS * self.interval, math.inf)
+
+    def _judge_lost(self, state: _TargetState, now: float) -> None:
+        """Log ``registration lost`` when the acknowledgement last logged has run out."""
+        if state.logged is not True or self._acknowledged(state, now):
+            return
+        state.logged = False
+        assert state.last_acked is not None
+        log.warning(
+            "registration lost %s",
+            kv(
+                map_server=state.target.address,
+                last_acked_ago=round(now - state.last_acked, 3),
+                unanswered=sum(1 for acked in state.recent.values() if not acked),
+                eids=eid_list(self._records),
+            ),
+        )
+
+    def _judge_unanswered(self, state: _TargetState, now: float) -> None:
+        """Log ``registration not acknowledged`` once for a Map-Server that has acknowledged
+        nothing 3 intervals after our first Map-Register to it."""
+        first = state.first_sent
+        if state.logged is not None or first is None or not self.want_map_notify:
+            return
+        if now < first + ACK_WINDOW_INTERVALS * self.interval:
+            return
+        state.logged = False
+        log.warning(
+            "registration not acknowledged %s",
+            kv(
+                map_server=state.target.address,
+                registers_sent=state.registers_sent,
+                since=round(now - first, 3),
+                eids=eid_list(self._records),
+            ),
+        )
+
+    def _log_acknowledged(
+        self, state: _TargetState, nonce: int, previous: float | None, now: float
+    ) -> None:
+        """Log ``registration acknowledged`` (first time) or ``restored`` (after a loss)."""
+        restored = state.logged is False and previous is not None
+        state.logged = True
+        fields: dict[str, object] = {
+            "map-server": state.target.address,
+            "nonce": f"0x{nonce:016x}",
+            "proxy-reply": state.target.proxy_reply,
+            "eids": eid_list(self._records),
+        }
+        if restored:
+            assert previous is not None
+            fields["last-acked-ago"] = round(now - previous, 3)
+        log.info("registration %s %s", "restored" if restored else "acknowledged", pairs(fields))
 
     def _take_nonce(self) -> int:
         nonce = self._next_nonce
@@ -350,6 +442,8 @@ class Registrar:
         while len(state.recent) > RECENT_NONCES:
             state.recent.popitem(last=False)
         state.last_sent = now
+        if state.first_sent is None and self.want_map_notify:
+            state.first_sent = now
         state.registers_sent += 1
         self.stats["registers-sent"] += 1
         return [SendControl(target.address, LISP_CONTROL_PORT, payload)]

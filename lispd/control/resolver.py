@@ -39,6 +39,9 @@ Choices:
   family (0.0.0.0 or ::), since an address of the other family cannot go in the header.  The
   Map-Reply comes back to the ITR-RLOCs in the Map-Request, never to the inner source.
 - Probe replies (P bit) belong to the RLOC prober and are counted and ignored here.
+- Every SMR acted on is logged at INFO (``smr received``, logger ``lispd.control.resolver``,
+  with ``lookup=started`` or ``skipped`` when already pending or rate-limited), at most
+  :data:`SMR_LOG_RATE` lines a second on average: the next line counts those left out.
 - Records whose locators all are unusable (LCAF, other AFIs, or, in IID 0, inside the record's own
   EID-prefix) become negative ``drop`` entries; priority-255 locators are kept (the data plane
   never picks them for unicast).
@@ -57,6 +60,7 @@ refuses are counted by the caller.  ``stats`` counts events (``requests-sent``,
 from __future__ import annotations
 
 import heapq
+import logging
 import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -66,6 +70,7 @@ from typing import Final, NamedTuple
 
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
+from lispd.logfmt import pairs
 from lispd.mapcache import MAX_IID, MapCacheEntry, RlocEntry
 from lispd.mapcache import Action as CacheAction
 from lispd.wire.address import NO_ADDRESS, Address, ElpAddress, InstanceIdAddress, split_eid
@@ -77,6 +82,13 @@ from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import Action, EidPrefix, EidRecord
 
 IpAddress = IPv4Address | IPv6Address
+
+log = logging.getLogger("lispd.control.resolver")
+
+SMR_LOG_RATE: Final = 1.0
+"""``smr received`` lines a second on average (bursts of :data:`SMR_LOG_BURST`): SMRs come from
+the network, and a flood of them must not become a flood of log lines."""
+SMR_LOG_BURST: Final = 10.0
 
 _MASK64: Final = (1 << 64) - 1
 _NONCE_TRIES: Final = 16
@@ -206,6 +218,8 @@ class Resolver:
         self._held_total = 0
         self._seq = 0
         self._rid = 0
+        self._smr_log = TokenBucket(SMR_LOG_RATE, SMR_LOG_BURST)
+        self._smr_unlogged = 0
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -411,7 +425,9 @@ class Resolver:
         if not 0 <= iid <= MAX_IID:
             self.drops["smr-bad-iid"] += 1
             return []
-        return self.resolve(iid, addr, None, now, smr_invoked=True)
+        sends = self.resolve(iid, addr, None, now, smr_invoked=True)
+        self._log_smr(src, iid, addr, bool(sends), now)
+        return sends
 
     def on_timer(self, now: float) -> tuple[list[SendControl], int]:
         """Retransmit due lookups, give up on exhausted ones, age held packets out.
@@ -478,6 +494,21 @@ class Resolver:
         ]
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _log_smr(self, src: IpAddress, iid: int, eid: IpAddress, started: bool, now: float) -> None:
+        """``smr received`` at INFO, within :data:`SMR_LOG_RATE` (the lines left out are counted
+        in the next one's ``unlogged``)."""
+        if not self._smr_log.take(now):
+            self._smr_unlogged += 1
+            return
+        fields: dict[str, object] = {
+            "from": src,
+            "eid": f"[{iid}]{eid}",
+            "lookup": "started" if started else "skipped",
+        }
+        if self._smr_unlogged:
+            fields["unlogged"], self._smr_unlogged = self._smr_unlogged, 0
+        log.info("smr received %s", pairs(fields))
 
     def _new_nonce(self) -> int | None:
         for _ in range(_NONCE_TRIES):

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from lispd.control.messagelog import eid_list, truncated
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
+from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, LocalDatabase
 from lispd.wire.address import ElpAddress, ElpHop, InstanceIdAddress, eid_prefix, split_eid
 from lispd.wire.mapreply import MapReply, encode_map_reply
@@ -28,6 +30,7 @@ log = logging.getLogger("lispd.control.responder")
 IPAddress = IPv4Address | IPv6Address
 
 MAX_TRACKED = 4096  # requesters / ITRs remembered for rate limits and SMRs
+MAX_LOGGED_ITRS = 8  # ITRs named in an SMR log line (then "+N")
 
 
 def database_records(
@@ -171,6 +174,10 @@ class SmrSender:
     An ITR may not act on an SMR at once (its own rate limits), so solicitations are repeated
     every ``retry_interval`` seconds, at most ``attempts`` times, until a Map-Request with the
     SMR-invoked bit arrives from that ITR (RFC 9301 section 6.1).
+
+    Logged (logger ``lispd.control.responder``): ``smr sent`` at INFO, one line per
+    solicitation round (the ITRs and the changed EID-prefixes), ``smr unanswered`` at INFO for
+    the ITRs given up on, ``smr answered`` at DEBUG per ITR that reacted; repeats are not logged.
     """
 
     def __init__(
@@ -214,6 +221,16 @@ class SmrSender:
             self.pending[rloc] = _Solicitation(messages, 1, now + self.retry_interval)
             out += [SendControl(rloc, LISP_CONTROL_PORT, m) for m in messages]
             self.stats["smr-sent"] += len(messages)
+        if out:
+            itrs = list(dict.fromkeys(send.dst for send in out))
+            log.info(
+                "smr sent %s",
+                kv(
+                    itrs=truncated(itrs, MAX_LOGGED_ITRS),
+                    eids=eid_list([(r.eid, r.mask_len) for r in changed]),
+                    messages=len(out),
+                ),
+            )
         return out
 
     def saw_invoked(self, itr_rlocs: Iterable[object]) -> None:
@@ -221,21 +238,33 @@ class SmrSender:
         for rloc in itr_rlocs:
             if self.pending.pop(rloc, None) is not None:  # type: ignore[call-overload]
                 self.stats["smr-answered"] += 1
+                log.debug("smr answered %s", kv(itr=rloc))
 
     def on_timer(self, now: float) -> list[SendControl]:
         """Repeat the solicitations that are due; give up after ``attempts``."""
         out = []
+        gave_up: list[IPAddress] = []
         for rloc, sol in list(self.pending.items()):
             if sol.next_send > now:
                 continue
             if sol.attempts >= self.attempts:
                 del self.pending[rloc]
                 self.stats["smr-unanswered"] += 1
+                gave_up.append(rloc)
                 continue
             sol.attempts += 1
             sol.next_send = now + self.retry_interval
             out += [SendControl(rloc, LISP_CONTROL_PORT, m) for m in sol.messages]
             self.stats["smr-sent"] += len(sol.messages)
+        if gave_up:
+            log.info(
+                "smr unanswered %s",
+                kv(
+                    itrs=truncated(gave_up, MAX_LOGGED_ITRS),
+                    count=len(gave_up),
+                    attempts=self.attempts,
+                ),
+            )
         return out
 
     def next_deadline(self) -> float | None:

@@ -42,7 +42,8 @@ class Etr:
         self.petr = petr  # also decapsulate for non-EID destinations (forwarded natively)
 
     def handle(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Output:
-        """Decide what to do with one UDP payload (LISP header + inner packet)."""
+        """Decide what to do with one UDP payload (LISP header + inner packet).  A ToTun for
+        a destination outside the database, decapsulated as a PETR, has ``petr`` set."""
         iid = data_iid(payload)
         if type(iid) is Drop:
             return iid
@@ -50,10 +51,11 @@ class Etr:
         dst = inner_destination(inner)
         if dst is None:
             return DROP_BAD_INNER
-        if not self.database.contains(iid, dst) and not self.petr:
+        ours = self.database.contains(iid, dst)
+        if not ours and not self.petr:
             served = iid in self.database.instance_ids()
             return DROP_NOT_OURS if served else DROP_WRONG_IID
         fixed = fix_inner_on_decap(inner, outer_ttl, outer_tos)
         if fixed is None:
             return DROP_ECN
-        return ToTun(fixed)
+        return ToTun(fixed, not ours)

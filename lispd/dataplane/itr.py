@@ -95,7 +95,9 @@ class Itr:
         forwarded in that instance (an RTR re-encapsulating, or a packet held during
         resolution), so its source need not be a local EID.  ``reencap``: an RTR's packet,
         which has no TUN to send an ICMP too-big into: one too large for the next hop is
-        encapsulated anyway, and the outer packet fragmented by the kernel."""
+        encapsulated anyway, and the outer packet fragmented by the kernel.  An Encap of a
+        packet whose source is not a local EID, sent as a PITR, has ``pitr`` set; one to a
+        Proxy-ETR (a native-forward destination) has ``to_petr`` set."""
         flow = parse_inner(pkt)
         if flow is None:
             return DROP_BAD_INNER
@@ -104,6 +106,7 @@ class Itr:
             # link comes up) is no EID traffic: counted apart from real stray sources.
             return DROP_NOT_UNICAST
         now = self.clock()
+        proxied = False
         if iid is None:
             iid = self.instance_for_source(flow.src)
             if iid is None:
@@ -112,9 +115,14 @@ class Itr:
                 iid = self._instance_for_destination(flow.dst, now)
                 if iid is None:
                     return DROP_PITR_NO_ENTRY
+                proxied = True
+        elif self.proxy and not reencap:
+            # Released after its Map-Reply (or turned around): still PITR traffic when its
+            # source is not one of our EIDs.
+            proxied = self.instance_for_source(flow.src) is None
         entry = self.mapcache.lookup(iid, flow.dst, now)
         h = flow_hash(flow)
-        data_port = False
+        data_port = to_petr = False
         if self.rtrs is not None and (entry is None or entry.action != "encapsulate"):
             rloc = select_rloc(self.rtrs, h, self.families)
             if rloc is None:
@@ -130,6 +138,7 @@ class Itr:
             rloc = select_rloc(self.petrs, h, self.families)
             if rloc is None:
                 return DROP_NO_LIVE_PETR
+            to_petr = True
         else:
             return Drop("action-" + entry.action)
         if rloc is None:
@@ -158,6 +167,8 @@ class Itr:
             flow.tos,
             build_header(self.nonce(), iid) + pkt,
             data_port,
+            proxied,
+            to_petr,
         )
 
     def _instance_for_destination(self, dst: bytes, now: float) -> int | None:

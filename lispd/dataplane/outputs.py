@@ -19,12 +19,20 @@ class Encap(NamedTuple):
     # way through a NAT (toward an RTR from behind one, or from an RTR to a NATed xTR's
     # translated port) is the binding of that socket.
     data_port: bool = False
+    # A PITR's packet: its source is not a local EID (counted as pitr.encap, not itr.encap).
+    pitr: bool = False
+    # Sent to a Proxy-ETR: the mapping system said the destination is not an EID
+    # (native-forward).  A LISP-Trace is answered "not an EID" here instead of following it.
+    to_petr: bool = False
 
 
 class ToTun(NamedTuple):
     """Write ``packet`` to the TUN device (decapsulated traffic, or an ICMP error)."""
 
     packet: bytes
+    # Decapsulated by a PETR for a destination outside the local database, for the kernel to
+    # forward natively (counted as petr.decap, not etr.decap).
+    petr: bool = False
 
 
 class Miss(NamedTuple):

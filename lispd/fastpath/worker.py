@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lispd.fastpath import workerwire
+from lispd.logfmt import LogfmtFormatter, kv
 
 log = logging.getLogger("lispd.worker")
 
@@ -42,7 +43,7 @@ def die_with_parent(parent: int) -> None:
     already has)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        log.warning("prctl(PR_SET_PDEATHSIG) failed errno=%d", ctypes.get_errno())
+        log.warning("prctl(PR_SET_PDEATHSIG) failed %s", kv(errno=ctypes.get_errno()))
     if os.getppid() != parent:
         sys.exit(0)
 
@@ -69,7 +70,7 @@ class Worker:
             self._drop("worker-punt-queue-full")
         except OSError as exc:  # EMSGSIZE (a punt larger than the buffer), or the main is gone
             self._drop("worker-punt-failed")
-            self._log_error("punt to the main process failed: %s", exc)
+            self._log_error("punt to the main process failed", error=exc)
 
     def punt_tun(self, packet: bytes) -> None:
         """The engine's TUN punt handler."""
@@ -98,11 +99,11 @@ class Worker:
     def _drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
-    def _log_error(self, message: str, *args: object) -> None:
+    def _log_error(self, event: str, **fields: object) -> None:
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:
             self._last_error_log = now
-            log.warning("worker=%d " + message, self.index, *args)
+            log.warning("%s %s", event, kv(worker=self.index, **fields))
 
     # --- what comes from the main process ------------------------------------------------------
 
@@ -126,7 +127,7 @@ class Worker:
             kind, body = workerwire.decode_command(data)
         except workerwire.WireError as exc:
             self._drop("worker-bad-command")
-            self._log_error("bad command from the main process: %s", exc)
+            self._log_error("bad command from the main process", error=exc)
             return
         if kind == workerwire.COUNTERS_REQUEST:
             self.report(body)
@@ -136,7 +137,7 @@ class Worker:
                 getattr(self.engine, name)(*args)
             except (TypeError, ValueError, OverflowError, MemoryError) as exc:
                 self._drop("worker-bad-command")
-                self._log_error("operation %s failed: %s", name, exc)
+                self._log_error("operation failed", operation=name, error=exc)
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ class Worker:
             read(*args)
         except Exception as exc:  # a device or socket failure costs this wake-up, not the worker
             self._drop("internal-error")
-            self._log_error("%s failed: %s", read.__name__, exc)
+            self._log_error("read failed", read=read.__name__, error=exc)
 
     def run(self) -> None:
         """Serve until the main process closes the control socket."""
@@ -191,17 +192,15 @@ def make_engine(spec: dict[str, Any]) -> Any:
 def main(argv: list[str]) -> int:
     """``python -m lispd.fastpath.worker SPEC`` (SPEC: JSON, see WorkerSet)."""
     spec = json.loads(argv[1])
-    logging.basicConfig(
-        level=spec.get("log_level", logging.INFO),
-        format="%(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)  # the main process's stderr: the same format
+    handler.setFormatter(LogfmtFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    logging.basicConfig(level=spec.get("log_level", logging.INFO), handlers=[handler])
     die_with_parent(spec["parent"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the main process
     control = socket.socket(fileno=spec["control_fd"])
     control.setblocking(False)
     worker = Worker(spec, make_engine(spec), control)
-    log.debug("worker=%d started pid=%d", worker.index, os.getpid())
+    log.debug("worker started %s", kv(worker=worker.index, pid=os.getpid()))
     worker.run()
     return 0
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from lispd.fastpath import workerwire
 from lispd.fastpath.workerwire import CountersReport, Operation, TunPunt, UdpPunt
+from lispd.logfmt import kv
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class WorkerSet:
             )
         except OSError as exc:
             ours.close()
-            log.error("worker=%d could not start: %s", slot.index, exc)
+            log.error("worker could not start %s", kv(worker=slot.index, error=exc))
             self._schedule_restart(slot)
             return
         finally:
@@ -157,7 +158,7 @@ class WorkerSet:
         slot.started = self.clock()
         slot.answered = 0
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_reports, slot)
-        log.info("worker=%d started pid=%d", slot.index, slot.process.pid)
+        log.info("worker started %s", kv(worker=slot.index, pid=slot.process.pid))
         self._sequence += 1
         slot.loaded = self._sequence
         loaded = workerwire.encode_counters_request(slot.loaded)  # answered once seeded
@@ -175,17 +176,14 @@ class WorkerSet:
         add_counts(self.retired, slot.counters)
         slot.counters = {}
         if self._closing:
-            log.info("worker=%d stopped (exit=%s)", slot.index, code)
+            log.info("worker stopped %s", kv(worker=slot.index, exit=code))
             return
         self.restarts += 1
         if self.clock() - slot.started >= STABLE_AFTER:
             slot.delay = RESTART_FIRST
         log.warning(
-            "worker=%d stopped (%s, exit=%s): restarting in %.0fs",
-            slot.index,
-            why,
-            code,
-            slot.delay,
+            "worker lost, restarting %s",
+            kv(worker=slot.index, reason=why, exit=code, restart_in=round(slot.delay, 1)),
         )
         self._schedule_restart(slot)
         self._answer_waiters()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from lispd.logfmt import kv
+
 log = logging.getLogger("lispd.io.sysctl")
 
 
@@ -14,7 +16,7 @@ def set_sysctl(key: str, value: str) -> bool:
     try:
         path.write_text(value)
     except OSError as exc:
-        log.warning("sysctl key=%s value=%s error=%s", key, value, exc.strerror)
+        log.warning("sysctl refused %s", kv(key=key, value=value, error=exc.strerror))
         return False
     return True
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import pytun
 
+from lispd.logfmt import kv
+
 READ_SIZE = 65536
 VNET_HDR_LEN = 10  # struct virtio_net_hdr
 TUNSETOFFLOAD = 0x400454D0  # _IOW('T', 208, unsigned int)
@@ -63,7 +65,7 @@ class Tun:
             multi = not multi
             self.device = pytun.TunTapDevice(name=name, flags=flags | _queue_mode(multi))
             if queues > 1:
-                log.warning("tun=%s is a persistent single-queue device: one queue", name)
+                log.warning("persistent single-queue device, one queue %s", kv(tun=name))
                 queues = 1
         flags |= _queue_mode(multi)
         self.name: str = self.device.name

@@ -319,13 +319,13 @@ class SeedDemo:
             "routed by core to ms as a PITR, which asks its Map-Resolver (itself), gets rtr1 for "
             "h1's site and encapsulates them to rtr1, which sends them on to gxtr1."
         )
-        decap0, encap0 = self.counter(p.ms, "etr.decap"), self.counter(p.ms, "itr.encap")
+        decap0, encap0 = self.counter(p.ms, "petr.decap"), self.counter(p.ms, "pitr.encap")
         self.ping(p.h1, p.outside_v4, "h1 -> outside, IPv4 (via rtr1 and the PETR)")
         self.ping(p.h1, p.outside_v6, "h1 -> outside, IPv6 (via rtr1 and the PETR)")
         self.ping(p.outside, p.h1_v4, "outside -> h1, IPv4 (via the PITR and rtr1)")
         self.ping(p.outside, p.h1_v6, "outside -> h1, IPv6 (via the PITR and rtr1)")
-        decap = self.counter(p.ms, "etr.decap") - decap0
-        encap = self.counter(p.ms, "itr.encap") - encap0
+        decap = self.counter(p.ms, "petr.decap") - decap0
+        encap = self.counter(p.ms, "pitr.encap") - encap0
         expected = 4 * PING_COUNT
         self.story.say(
             f"ms decapsulated {decap} packets as PETR and encapsulated {encap} as PITR "

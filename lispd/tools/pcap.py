@@ -112,13 +112,21 @@ class CapturedPacket:
 
     ``index`` counts from 1 (tshark's ``frame.number``); ``timestamp`` is seconds since the
     epoch; ``linktype`` is the LINKTYPE_* value of the interface it was captured on;
-    ``frame`` is the captured bytes (possibly fewer than were on the wire).
+    ``frame`` is the captured bytes (possibly fewer than were on the wire);
+    ``original_length`` is how many bytes the frame had on the wire, as the file records it
+    (tshark's ``frame.len``; more than ``len(frame)`` when the snap length cut it).
     """
 
     index: int
     timestamp: float
     linktype: int
     frame: bytes
+    original_length: int
+
+    @property
+    def cut(self) -> bool:
+        """The capture kept only the start of the frame (its snap length cut the rest)."""
+        return self.original_length > len(self.frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +185,7 @@ def _read_classic(
             raise PcapError(
                 "truncated-record", f"record header at offset {pos}: only {end - pos} bytes left"
             )
-        sec, frac, incl_len, _orig_len = record.unpack_from(data, pos)
+        sec, frac, incl_len, orig_len = record.unpack_from(data, pos)
         pos += _CLASSIC_RECORD_LEN
         if incl_len > end - pos:
             raise PcapError(
@@ -191,6 +199,7 @@ def _read_classic(
             timestamp=_seconds(sec * ticks + frac, ticks),
             linktype=linktype,
             frame=data[pos : pos + incl_len],
+            original_length=orig_len,
         )
         pos += incl_len
 
@@ -277,9 +286,9 @@ def _read_pcapng(data: bytes) -> Iterator[CapturedPacket]:
             if len(body) < 20:
                 raise PcapError("bad-block", f"{what} shorter than 32 bytes")
             if btype == _EPB:
-                ifno, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(bo + "IIIII", body, 0)
+                ifno, ts_hi, ts_lo, caplen, orig_len = struct.unpack_from(bo + "IIIII", body, 0)
             else:  # the obsolete Packet Block: a 16-bit interface id and a drop count
-                ifno, _drops, ts_hi, ts_lo, caplen, _orig = struct.unpack_from(
+                ifno, _drops, ts_hi, ts_lo, caplen, orig_len = struct.unpack_from(
                     bo + "HHIIII", body, 0
                 )
             iface = _interface(ifaces, ifno, what)
@@ -295,6 +304,7 @@ def _read_pcapng(data: bytes) -> Iterator[CapturedPacket]:
                 ),
                 linktype=iface.linktype,
                 frame=body[20 : 20 + caplen],
+                original_length=orig_len,
             )
         elif btype == _SPB:
             if len(body) < 4:
@@ -306,7 +316,11 @@ def _read_pcapng(data: bytes) -> Iterator[CapturedPacket]:
                 caplen = min(caplen, iface.snaplen)
             index += 1
             yield CapturedPacket(
-                index=index, timestamp=0.0, linktype=iface.linktype, frame=body[4 : 4 + caplen]
+                index=index,
+                timestamp=0.0,
+                linktype=iface.linktype,
+                frame=body[4 : 4 + caplen],
+                original_length=orig_len,
             )
         elif btype in _NUMBERED_NON_PACKETS:
             index += 1
@@ -405,12 +419,18 @@ def write_pcap(
     packets: Iterable[bytes],
     linktype: int = LINKTYPE_RAW,
     timestamps: Iterable[float] | None = None,
+    snaplen: int | None = None,
 ) -> bytes:
     """A classic little-endian microsecond pcap file holding ``packets``.
 
     ``timestamps`` (seconds since the epoch, one per packet) default to 0, 1, 2, ... seconds.
-    Raises ValueError when the counts differ or a timestamp is negative or beyond 2106.
+    ``snaplen``: keep at most that many bytes of each packet, recording its whole length as
+    the original length, as ``tcpdump -s SNAPLEN`` does (default: keep every byte).
+    Raises ValueError when the counts differ, a timestamp is negative or beyond 2106, or
+    ``snaplen`` is below 1.
     """
+    if snaplen is not None and snaplen < 1:
+        raise ValueError(f"snaplen {snaplen} is below 1")
     frames = [bytes(p) for p in packets]
     if timestamps is None:
         stamps = [float(i) for i in range(len(frames))]
@@ -418,13 +438,15 @@ def write_pcap(
         stamps = [float(t) for t in timestamps]
         if len(stamps) != len(frames):
             raise ValueError(f"{len(frames)} packets but {len(stamps)} timestamps")
-    snaplen = max([262144, *(len(f) for f in frames)])
+    if snaplen is None:
+        snaplen = max([262144, *(len(f) for f in frames)])
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)]
     for frame, stamp in zip(frames, stamps, strict=True):
         micros = round(stamp * 1_000_000)
         sec, usec = divmod(micros, 1_000_000)
         if not 0 <= sec <= 0xFFFFFFFF:
             raise ValueError(f"timestamp {stamp} does not fit a classic pcap record")
-        out.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
-        out.append(frame)
+        kept = frame[:snaplen]
+        out.append(struct.pack("<IIII", sec, usec, len(kept), len(frame)))
+        out.append(kept)
     return b"".join(out)

@@ -158,10 +158,13 @@ def build_udp_datagram(dg: UdpDatagram) -> bytes:
     return build_ip_header(dg.ip, length) + segment
 
 
-def parse_ip_header(data: bytes) -> tuple[IpHeader, int, int]:
+def parse_ip_header(data: bytes, partial: bool = False) -> tuple[IpHeader, int, int]:
     """(header, header length, end of the IP packet) of the IPv4/IPv6 packet at ``data[0]``.
 
     Bytes past the IP total length (link-layer padding) are left out of the returned end.
+    ``partial``: ``data`` may be only the start of the packet (a capture cut short by its snap
+    length): the header must still be complete, and the end returned is the one the header
+    states, which may lie past ``len(data)``.
     """
     if not data:
         raise WireError(TRUNCATED, "empty IP packet")
@@ -173,8 +176,10 @@ def parse_ip_header(data: bytes) -> tuple[IpHeader, int, int]:
         ihl = (vihl & 0xF) * 4
         if ihl < IPV4_HEADER_LEN or total < ihl:
             raise WireError(BAD_LENGTH, f"IPv4 ihl {ihl} total {total}")
-        if total > len(data):
+        if total > len(data) and not partial:
             raise WireError(TRUNCATED, f"IPv4 total length {total} > {len(data)}")
+        if ihl > len(data):
+            raise WireError(TRUNCATED, f"IPv4 header of {ihl} bytes > {len(data)}")
         header = IPv4Header(
             IPv4Address(src),
             IPv4Address(dst),
@@ -193,7 +198,7 @@ def parse_ip_header(data: bytes) -> tuple[IpHeader, int, int]:
             raise WireError(TRUNCATED, "IPv6 header")
         word0, plen, nxt, hlim, src, dst = _IPV6.unpack_from(data)
         end = IPV6_HEADER_LEN + plen
-        if end > len(data):
+        if end > len(data) and not partial:
             raise WireError(TRUNCATED, f"IPv6 payload length {plen} > {len(data) - 40}")
         header6 = IPv6Header(
             IPv6Address(src), IPv6Address(dst), hlim, (word0 >> 20) & 0xFF, word0 & 0xFFFFF, nxt

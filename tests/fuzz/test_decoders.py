@@ -132,5 +132,8 @@ def test_udp_and_encapsulation(data: bytes) -> None:
 @FUZZ
 @given(mutated(packet_seeds()))
 def test_decode_ip_packet_never_raises(data: bytes) -> None:
-    """The whole-packet classifier used on captures reports errors, it never raises."""
+    """The whole-packet classifier used on captures reports errors, it never raises, also
+    when told the capture may have cut the packet short (``lispd decode --pcap``)."""
     decode_ip_packet(data)
+    for end in (len(data), len(data) * 3 // 4, len(data) // 2, 60, 40):
+        decode_ip_packet(data[:end], cut=True)

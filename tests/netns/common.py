@@ -1,15 +1,21 @@
-"""What the namespace tests share: lispd.conf texts for the usual nodes, a TCP transfer."""
+"""What the namespace tests share: lispd.conf texts for the usual nodes, a TCP transfer, a ping
+running in the background, SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from lispd.lab import Lab, SiteHandle, TwoSitePlan
+from lispd.lab import DaemonHandle, Lab, SiteHandle, TwoSitePlan, pinger
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -165,3 +171,81 @@ control-socket = "{sock}"
 [underlay]
 rlocs = ["{rloc4}", "{rloc6}"]
 {probe}{tables}"""
+
+
+# --- a ping running in the background, SIGKILL -------------------------------------------------
+
+PING_INTERVAL = 0.05
+
+
+
+@dataclass
+class ContinuousPing:
+    """A pinger sending every :data:`PING_INTERVAL` s in the background; ``replies`` holds the
+    monotonic arrival time (in this process) and sequence number of every echo reply."""
+
+    proc: subprocess.Popen[str]
+    replies: list[tuple[float, int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = re.match(r"reply from \S+ seq=(\d+)", line)
+            if m:
+                with self._lock:
+                    self.replies.append((time.monotonic(), int(m.group(1))))
+
+    def times(self) -> list[float]:
+        """Arrival times of the replies so far."""
+        with self._lock:
+            return [t for t, _ in self.replies]
+
+    def first_reply_after(self, moment: float) -> float | None:
+        """Arrival time of the first reply after ``moment``, or None."""
+        return next((t for t in self.times() if t > moment), None)
+
+    def outage_after(self, moment: float) -> float:
+        """Seconds from ``moment`` to the first reply that ended the longest silence after
+        it (0 when replies never stopped for more than three ping intervals)."""
+        times = [t for t in self.times() if t > moment]
+        best_end, best_gap = None, 3 * PING_INTERVAL
+        for before, after in zip([moment, *times], times, strict=False):
+            if after - before > best_gap:
+                best_end, best_gap = after, after - before
+        return 0.0 if best_end is None else best_end - moment
+
+
+@contextlib.contextmanager
+def continuous_ping(lab: Lab, node: str, dst: str, seconds: float) -> Iterator[ContinuousPing]:
+    """Ping ``dst`` from ``node`` every :data:`PING_INTERVAL` s for up to ``seconds``."""
+    count = int(seconds / PING_INTERVAL)
+    argv = [sys.executable, "-u", "-I", "-S", pinger.__file__, "-c", str(count)]
+    argv += ["-i", str(PING_INTERVAL), "-W", "1", dst]
+    proc = lab.popen(node, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ping = ContinuousPing(proc)
+    reader = threading.Thread(target=ping._read, name="continuous-ping", daemon=True)
+    reader.start()
+    try:
+        yield ping
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        reader.join(5)
+
+
+def ping_rtt(lab: Lab, node: str, dst: str, wait: float = 4.0) -> float | None:
+    """The round-trip time in seconds of one echo request, None when no reply came."""
+    proc = lab.run(
+        node, sys.executable, "-I", "-S", pinger.__file__, "-c", "1", "-W", f"{wait:g}", dst,
+        check=False, timeout=wait + 10,
+    )  # fmt: skip
+    m = re.search(r"time=([\d.]+) ms", proc.stdout)
+    return None if m is None else float(m.group(1)) / 1000
+
+
+def sigkill(daemon: DaemonHandle) -> None:
+    """Kill ``daemon`` with SIGKILL (no clean-up of its own) and reap it."""
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait(5)
+    assert daemon.returncode == -signal.SIGKILL

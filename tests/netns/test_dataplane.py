@@ -398,11 +398,14 @@ def test_sigterm_exits_zero_and_removes_tun_and_routes(lab: tuple[Lab, TwoSitePl
     built, plan = lab
     s1, s2 = sites(plan)
     daemon = built.start_lispd(plan.xtr1, XtrConfig(s1, s2, str(built.workdir / "t.sock")).text())
-    routes = built.run(plan.xtr1, "ip", "route").stdout
+    routes = built.run(plan.xtr1, "ip", "route", "show", "table", "4341").stdout
     assert f"{plan.site_b_prefix_v4} dev lisp0" in routes
+    assert "proto 44" in built.run(plan.xtr1, "ip", "-N", "rule").stdout
     assert "lisp0" in built.run(plan.xtr1, "ip", "link").stdout
     assert daemon.stop() == 0, daemon.log_tail()
     assert "lisp0" not in built.run(plan.xtr1, "ip", "link").stdout
-    assert "lisp0" not in built.run(plan.xtr1, "ip", "-6", "route").stdout
-    assert "lisp0" not in built.run(plan.xtr1, "ip", "route").stdout
+    for family in ("-4", "-6"):  # nothing of lispd's left: no route, no throw, no rule
+        shown = built.run(plan.xtr1, "ip", "-N", family, "route", "show", "table", "all").stdout
+        assert "table 4341" not in shown and "proto 44" not in shown, shown
+        assert "proto 44" not in built.run(plan.xtr1, "ip", "-N", family, "rule").stdout
     assert not (built.workdir / "t.sock").exists()

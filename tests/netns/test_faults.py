@@ -13,24 +13,21 @@ Each test prints what it measured (``pytest -s`` shows it):
   msmr's lispd is SIGKILLed; msmr2 keeps every registration fresh past the registration
   timeout, the ETRs show msmr unacknowledged and msmr2 acknowledged, and new EIDs resolve
   through msmr2: the first after one retransmission interval, the following at once.
-- SIGKILL and restart: the TUN device and every route to it go with the process (nothing
-  stale is left behind), and a lispd started again at once is ready and forwards within a
-  few seconds.  Only on a TUN created beforehand as persistent do a killed run's routes stay;
-  the next run removes them.
+- SIGKILL and restart: the TUN device and every route to it go with the process; its policy
+  rules and throw routes stay (harmless: they lead to an empty table) until a lispd started
+  again removes them, installs its own, and forwards within a few seconds.  On a TUN created
+  beforehand as persistent the killed run's routes stay too; the next run removes them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,91 +41,12 @@ from lispd.lab import (
     MappingSystemPlan,
     TwoSitePlan,
     mapping_system_topology,
-    pinger,
     two_site_topology,
 )
 from tests.netns import common
-from tests.netns.common import wait_for
+from tests.netns.common import PING_INTERVAL, continuous_ping, ping_rtt, sigkill, wait_for
 
 pytestmark = pytest.mark.netns
-
-PING_INTERVAL = 0.05
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class ContinuousPing:
-    """A pinger sending every :data:`PING_INTERVAL` s in the background; ``replies`` holds the
-    monotonic arrival time (in this process) and sequence number of every echo reply."""
-
-    proc: subprocess.Popen[str]
-    replies: list[tuple[float, int]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            m = re.match(r"reply from \S+ seq=(\d+)", line)
-            if m:
-                with self._lock:
-                    self.replies.append((time.monotonic(), int(m.group(1))))
-
-    def times(self) -> list[float]:
-        """Arrival times of the replies so far."""
-        with self._lock:
-            return [t for t, _ in self.replies]
-
-    def first_reply_after(self, moment: float) -> float | None:
-        """Arrival time of the first reply after ``moment``, or None."""
-        return next((t for t in self.times() if t > moment), None)
-
-    def outage_after(self, moment: float) -> float:
-        """Seconds from ``moment`` to the first reply that ended the longest silence after
-        it (0 when replies never stopped for more than three ping intervals)."""
-        times = [t for t in self.times() if t > moment]
-        best_end, best_gap = None, 3 * PING_INTERVAL
-        for before, after in zip([moment, *times], times, strict=False):
-            if after - before > best_gap:
-                best_end, best_gap = after, after - before
-        return 0.0 if best_end is None else best_end - moment
-
-
-@contextlib.contextmanager
-def continuous_ping(lab: Lab, node: str, dst: str, seconds: float) -> Iterator[ContinuousPing]:
-    """Ping ``dst`` from ``node`` every :data:`PING_INTERVAL` s for up to ``seconds``."""
-    count = int(seconds / PING_INTERVAL)
-    argv = [sys.executable, "-u", "-I", "-S", pinger.__file__, "-c", str(count)]
-    argv += ["-i", str(PING_INTERVAL), "-W", "1", dst]
-    proc = lab.popen(node, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ping = ContinuousPing(proc)
-    reader = threading.Thread(target=ping._read, name="continuous-ping", daemon=True)
-    reader.start()
-    try:
-        yield ping
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        reader.join(5)
-
-
-def ping_rtt(lab: Lab, node: str, dst: str, wait: float = 4.0) -> float | None:
-    """The round-trip time in seconds of one echo request, None when no reply came."""
-    proc = lab.run(
-        node, sys.executable, "-I", "-S", pinger.__file__, "-c", "1", "-W", f"{wait:g}", dst,
-        check=False, timeout=wait + 10,
-    )  # fmt: skip
-    m = re.search(r"time=([\d.]+) ms", proc.stdout)
-    return None if m is None else float(m.group(1)) / 1000
-
-
-def sigkill(daemon: DaemonHandle) -> None:
-    """Kill ``daemon`` with SIGKILL (no clean-up of its own) and reap it."""
-    daemon.proc.send_signal(signal.SIGKILL)
-    daemon.proc.wait(5)
-    assert daemon.returncode == -signal.SIGKILL
-
 
 # --- 1. an ETR RLOC goes down -----------------------------------------------------------------
 
@@ -335,7 +253,7 @@ def test_map_resolver_down_resolution_uses_the_next_one() -> None:
 # --- 4. SIGKILL and restart -------------------------------------------------------------------
 
 
-def test_sigkilled_lispd_leaves_nothing_behind_and_a_restart_forwards_within_seconds() -> None:
+def test_sigkilled_lispd_leaves_no_route_and_a_restart_forwards_within_seconds() -> None:
     with two_site_lab(None) as (lab, plan, daemons):
         sock1 = str(lab.workdir / "xtr1.sock")
         config = daemons[1].config_path.read_text()
@@ -346,14 +264,18 @@ def test_sigkilled_lispd_leaves_nothing_behind_and_a_restart_forwards_within_sec
             return lab.run(plan.xtr1, "ip", "-o", "link", "show", "type", "tun").stdout
 
         def routes() -> str:
-            v4 = lab.run(plan.xtr1, "ip", "-4", "route", "show", "table", "all").stdout
-            v6 = lab.run(plan.xtr1, "ip", "-6", "route", "show", "table", "all").stdout
+            v4 = lab.run(plan.xtr1, "ip", "-N", "-4", "route", "show", "table", "all").stdout
+            v6 = lab.run(plan.xtr1, "ip", "-N", "-6", "route", "show", "table", "all").stdout
             return v4 + v6
 
+        def rules() -> str:
+            v4 = lab.run(plan.xtr1, "ip", "-N", "-4", "rule").stdout
+            return v4 + lab.run(plan.xtr1, "ip", "-N", "-6", "rule").stdout
+
         assert "lisp0" in tun_links()
-        before = routes()
+        before, rules_before = routes(), rules()
         for prefix in (plan.site_b_prefix_v4, plan.site_b_prefix_v6):
-            assert f"{prefix} dev lisp0" in before, before
+            assert f"{prefix} dev lisp0 table 4341" in before, before
 
         with continuous_ping(lab, plan.host_a, plan.host_b_v4, 15.0) as ping:
             wait_for("replies flowing", lambda: len(ping.times()) >= 5)
@@ -363,6 +285,9 @@ def test_sigkilled_lispd_leaves_nothing_behind_and_a_restart_forwards_within_sec
             after = routes()
             assert "lisp0" not in after and "198.51.100.16" not in after, after
             assert "2001:db8:100:2::" not in after, after
+            # What a SIGKILL leaves: the rules and the throw routes of the local EID-prefixes
+            # (harmless: a lookup in table 4341 finds nothing and goes on to the next rule).
+            assert rules().replace(" [detached]", "") == rules_before  # the TUN is gone
             assert Path(sock1).exists()  # the stale control socket: replaced on restart
 
             restarted = time.monotonic()
@@ -373,28 +298,31 @@ def test_sigkilled_lispd_leaves_nothing_behind_and_a_restart_forwards_within_sec
             )
             time.sleep(0.3)
         assert request(sock1, "version")["name"] == "xtr1"
-        for prefix in (plan.site_b_prefix_v4, plan.site_b_prefix_v6):
-            assert f"{prefix} dev lisp0" in routes()
+        # The restart removed the killed run's leftovers and installed its own: one set.
+        assert routes() == before and rules() == rules_before
+        assert "removed leftover routes and rules of an earlier run" in daemons[1].log_text()
         assert lab.ping(plan.host_a, plan.host_b_v6, count=1)
         print(
             f"\n[faults] SIGKILL and restart: READY=1 {ready:.3f} s after the restart, first "
             f"reply {forwarding - restarted:.3f} s after it; outage from the kill "
-            f"{forwarding - killed:.3f} s; no TUN, no route left behind"
+            f"{forwarding - killed:.3f} s; the restart removed what the killed run left"
         )
         assert forwarding - restarted <= 5.0
 
 
 def test_on_a_persistent_tun_a_restart_removes_the_routes_a_killed_run_left() -> None:
     """A TUN created beforehand as persistent (``ip tuntap add``) outlives lispd: the routes of
-    a SIGKILLed run stay on it, and the next run removes those its configuration no longer
-    has (here site B's IPv6 prefix, gone from the map-cache)."""
+    a SIGKILLed run stay on it, and the next run removes them and installs its own (here site
+    B's IPv6 prefix is gone from the map-cache, so its route is not back)."""
     with two_site_lab(None) as (lab, plan, daemons):
         config = daemons[1].config_path.read_text()
         assert daemons[1].stop() == 0, daemons[1].log_tail()
         lab.run(plan.xtr1, "ip", "tuntap", "add", "dev", "lisp0", "mode", "tun")
 
         def routes() -> str:
-            return lab.run(plan.xtr1, "ip", "-6", "route", "show", "dev", "lisp0").stdout
+            return lab.run(
+                plan.xtr1, "ip", "-6", "route", "show", "table", "4341", "dev", "lisp0"
+            ).stdout
 
         daemons[1] = lab.start_lispd(plan.xtr1, config)
         assert lab.ping(plan.host_a, plan.host_b_v6, count=2)
@@ -406,7 +334,7 @@ def test_on_a_persistent_tun_a_restart_removes_the_routes_a_killed_run_left() ->
         daemons[1] = lab.start_lispd(plan.xtr1, moved)
         left = routes()
         assert plan.site_b_prefix_v6 not in left and "2001:db8:100:9::/64" in left, left
-        assert "removed stale routes count=" in daemons[1].log_text()
+        assert "removed leftover routes and rules of an earlier run" in daemons[1].log_text()
         if compiled.available() and len(os.sched_getaffinity(0)) > 1:
             # workers want a multi-queue TUN; this one is not: one engine, no failure
             assert "persistent single-queue device" in daemons[1].log_text()

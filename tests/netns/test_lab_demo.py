@@ -79,7 +79,7 @@ def test_demo_tells_the_story_and_cleans_up() -> None:
         "192.0.2.10:",  # nat1's address, as the Internet sees site 1
         "gxtr1# ltr -c gxtr1-lispd.conf 198.51.100.18",
         "Received reply from 198.51.100.18",
-        "RTR encap: 192.0.2.130 -> 192.0.2.14:",
+        "RTR encap: 192.0.2.100 -> 192.0.2.14:",  # rtr1's public address, as in the seed
         "h1# pinger -c 3 203.0.113.2",
         "outside# pinger -c 3 2001:db8:100:1::2",
         "native-forward",

@@ -4,19 +4,33 @@ lispd.lab.nat_topology(extra_hops=2): gxtr1 behind nat1, xtr2 behind nat2 with t
 between the core and nat2, the RTR rtr1 behind a 1:1 NAT.  ``ltr`` on gxtr1 traces to the EID
 behind xtr2: both directions come back with four records each (ITR encap, RTR decap, RTR encap,
 ETR decap), the addresses as each node saw them (after NAT), recent RTTs and hop counts equal
-to the underlay routers really crossed.  Traces to a non-EID and to an EID the RTR has no
-mapping for stop with the seed's reasons.
+to the underlay routers really crossed.  A trace whose mapping the RTR cannot get stops with
+the seed's "map-cache miss".
+
+The seed world (lispd.lab.world: the same NAT lab with the outside world, the xTRs resolving
+0.0.0.0/0 and ::/0 as the seed's do, rtr1 with ms as its PETR): ``ltr`` from gxtr1 to a site
+EID, to a non-EID, to an unregistered address inside the EID space and to a site EID right
+after ``lispctl clear map-cache`` on rtr1 prints, each on its first try, the seed's transcripts
+line for line (addresses, ports, times and RTTs matched by patterns).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+from lispd.api.client import request
+from lispd.lab import Lab, NatPlan
+from lispd.lab.process import DaemonHandle
+from lispd.lab.world import seed_plan, socket_path, start_daemons, wait_converged
 from tests.netns.common import REPO
 from tests.netns.test_rtr_nat import World, world
 
@@ -109,16 +123,24 @@ def test_round_trip_trace_through_nats_and_the_rtr() -> None:
         itr, rtr_in, rtr_out, etr = forward
         # The ITR sends from its private RLOC (and the client's port) to the RTR's public one.
         assert itr.sr.startswith(f"{s1.rloc}:") and itr.dr == rtr_pub, out
-        # The RTR sees it from nat1's translated address and port, arriving at its private one.
-        assert itr.sr != rtr_in.sr and rtr_in.sr == f"{nat1}:{ports[nat1]}", out
-        assert rtr_in.dr == rtr_priv, out
-        # ... and sends to nat2's translated port; xtr2 sees it from the RTR's public address.
-        assert rtr_out.sr == rtr_priv and rtr_out.dr == f"{nat2}:{ports[nat2]}", out
+        # The RTR sees it from nat1's translated address, arriving at its private one (the
+        # seed prints no port on decap sources) ...
+        assert rtr_in.sr == nat1 and rtr_in.dr == rtr_priv, out
+        # ... and sends it from its public address (what xtr2 sees, the seed's "RTR encap"
+        # source) to nat2's translated port.
+        assert rtr_out.sr == rtr_pub and rtr_out.dr == f"{nat2}:{ports[nat2]}", out
         assert etr.sr == rtr_pub and etr.dr == s2.rloc, out
         itr, rtr_in, rtr_out, etr = back
         assert itr.sr == s2.rloc and itr.dr == rtr_pub, out
-        assert rtr_in.sr == f"{nat2}:{ports[nat2]}" and rtr_out.dr == f"{nat1}:{ports[nat1]}", out
-        assert etr.sr == rtr_pub and etr.dr == s1.rloc, out
+        assert rtr_in.sr == nat2 and rtr_out.dr == f"{nat1}:{ports[nat1]}", out
+        assert rtr_out.sr == rtr_pub and etr.sr == rtr_pub and etr.dr == s1.rloc, out
+        # --json keeps what the printed lines leave out: the NATs' ports the RTR saw.
+        _, raw = ltr(w, "--json", s2.host_v4)
+        body = json.loads(raw[raw.index("[{") : raw.rindex("}]") + 2])
+        assert [body[0]["paths"][1]["sr"], body[1]["paths"][1]["sr"]] == [
+            f"{nat1}:{ports[nat1]}",
+            f"{nat2}:{ports[nat2]}",
+        ], raw
 
         # Recent RTTs and hops on every encap record: the underlay routers really crossed.
         # gxtr1 -> rtr1: nat1, core, cloudnat; rtr1 -> xtr2: cloudnat, core, hop1, hop2, nat2.
@@ -138,32 +160,167 @@ def test_round_trip_trace_through_nats_and_the_rtr() -> None:
                 assert hop.hops == [expected_hops[hop.hn, direction]] * 3, out
 
 
-def test_traces_that_stop_say_where_and_why() -> None:
+def test_a_mapping_that_does_not_come_stops_the_trace_map_cache_miss() -> None:
+    """rtr1 cannot reach its Map-Resolver: it holds the trace ``TRACE_HOLD`` seconds, then
+    answers it ``? (map-cache miss)`` from its public address; with the Map-Resolver back
+    the next trace goes through."""
     with world(probe_interval=0.3) as w:
-        plan = w.plan
+        plan, lab = w.plan, w.lab
         s2 = plan.sites[1]
-        # An EID the RTR has no mapping for yet: it asks the mapping system, and says so.
+        blackhole = ["ip", "route", "add", "blackhole", f"{plan.ms_rloc_v4}/32"]
+        lab.run(plan.rtr1, *blackhole)
+        start = time.monotonic()
         code, out = ltr(w, s2.host_v6, check=False)
+        took = time.monotonic() - start
+        print(out)
         assert code == 2, out
-        lines = [h for hops in parse(out).values() for h in hops]
-        assert (lines[-1].n, lines[-1].hn, lines[-1].dr) == (
-            "RTR",
-            plan.rtr1,
-            "? (map-cache miss)",
-        ), out
-        # Asked again, the mapping is there: the trace goes through.
-        deadline = time.monotonic() + 10
+        last = [h for hops in parse(out).values() for h in hops][-1]
+        assert (last.n, last.kind, last.hn) == ("RTR", "encap", plan.rtr1), out
+        assert (last.sr, last.dr) == (plan.rtr1_public_v4, "? (map-cache miss)"), out
+        assert 1.5 < took < 5, f"answered after {took:.1f} s"  # held, then answered
+        lab.run(plan.rtr1, "ip", "route", "del", "blackhole", f"{plan.ms_rloc_v4}/32")
+        deadline = time.monotonic() + 15  # the resolver's next retransmission gets through
         while (code := ltr(w, s2.host_v6, check=False)[0]) != 0:
-            assert time.monotonic() < deadline, "no round trip after the miss"
+            assert time.monotonic() < deadline, "no round trip with the Map-Resolver back"
             time.sleep(0.5)
-        # Not an EID: the mapping system says so (once the RTR has asked) and it has no PETR.
-        deadline = time.monotonic() + 10
-        while True:
-            code, out = ltr(w, "198.51.100.200", check=False)
-            assert code == 2, out
-            last = [h for hops in parse(out).values() for h in hops][-1]
-            if last.dr == "? (not an EID)":
-                break
-            assert last.dr == "? (map-cache miss)" and time.monotonic() < deadline, out
-            time.sleep(0.5)
-        assert (last.n, last.hn) == ("RTR", plan.rtr1), out
+
+
+# --------------------------------------------------------------------------------------------
+# The seed world: the seed's transcripts, line for line, each on its first try
+
+# Patterns for what changes from run to run; everything else in a transcript is literal.
+_PATTERNS = {
+    "{TS}": r"[0-9]+(?:\.[0-9]+)?",
+    "{RTT}": r"[0-9]+\.[0-9]{3}",
+    "{PORT}": r"[0-9]{1,5}",
+    "{RTTS}": r"(?:[0-9.]+|\?)(?:, (?:[0-9.]+|\?)){2}",
+    "{HOPS}": r"[0-9?]+/[0-9?]+(?:, [0-9?]+/[0-9?]+){2}",
+}
+_PLACEHOLDER = re.compile("|".join(re.escape(k) for k in _PATTERNS))
+
+
+def transcript(template: str) -> re.Pattern[str]:
+    """``template`` (the exact text, with the placeholders of ``_PATTERNS``) as a regex."""
+    parts: list[str] = []
+    last = 0
+    for m in _PLACEHOLDER.finditer(template):
+        parts += [re.escape(template[last : m.start()]), _PATTERNS[m.group()]]
+        last = m.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts))
+
+
+def round_trip_template(p: NatPlan, dst: str) -> str:
+    """The seed's ``ltr 2.2.2.2`` in the seed world: gxtr1 to ``dst`` behind xtr2 and back."""
+    src, s1, s2 = p.gxtr1_eid_v4, p.sites[0], p.sites[1]
+    pub, priv, nat1, nat2 = p.rtr1_public_v4, p.rtr1_private_v4, p.nat1_public_v4, p.nat2_public_v4
+    stats = "    recent-rtts [{RTTS}], recent-hops [{HOPS}]\n"
+    return (
+        f"Send NAT-traversal LISP-Trace to RTR {pub} ...\n"
+        f"Send round-trip LISP-Trace between EIDs [0]{src} and [0]{dst} ...\n"
+        f"Received reply from {dst}, rtt {{RTT}} secs\n"
+        "\n"
+        f"Path from [0]{src} to [0]{dst}:\n"
+        f"  ITR encap: {s1.rloc}:{{PORT}} -> {pub}, ts {{TS}}, node {s1.xtr}\n"
+        + stats
+        + f"  RTR decap: {nat1} -> {priv}, ts {{TS}}, node {p.rtr1}\n"
+        f"  RTR encap: {pub} -> {nat2}:{{PORT}}, ts {{TS}}, node {p.rtr1}\n"
+        + stats
+        + f"  ETR decap: {pub} -> {s2.rloc}, ts {{TS}}, node {s2.xtr}\n"
+        "\n"
+        f"Path from [0]{dst} to [0]{src}:\n"
+        f"  ITR encap: {s2.rloc} -> {pub}, ts {{TS}}, node {s2.xtr}\n"
+        + stats
+        + f"  RTR decap: {nat2} -> {priv}, ts {{TS}}, node {p.rtr1}\n"
+        f"  RTR encap: {pub} -> {nat1}:{{PORT}}, ts {{TS}}, node {p.rtr1}\n"
+        + stats
+        + f"  ETR decap: {pub} -> {s1.rloc}, ts {{TS}}, node {s1.xtr}\n"
+    )
+
+
+def stopped_template(p: NatPlan, dst: str, reason: str) -> str:
+    """The seed's stopped traces ("RTR map-cache miss", ``ltr 8.8.8.8``) in the seed world."""
+    src, s1 = p.gxtr1_eid_v4, p.sites[0]
+    pub, priv, nat1 = p.rtr1_public_v4, p.rtr1_private_v4, p.nat1_public_v4
+    return (
+        f"Send NAT-traversal LISP-Trace to RTR {pub} ...\n"
+        f"Send round-trip LISP-Trace between EIDs [0]{src} and [0]{dst} ...\n"
+        f"Received reply from {pub}, rtt {{RTT}} secs\n"
+        "\n"
+        f"Path from [0]{src} to [0]{dst}:\n"
+        f"  ITR encap: {s1.rloc}:{{PORT}} -> {pub}, ts {{TS}}, node {s1.xtr}\n"
+        "    recent-rtts [{RTTS}], recent-hops [{HOPS}]\n"
+        f"  RTR decap: {nat1} -> {priv}, ts {{TS}}, node {p.rtr1}\n"
+        f"  RTR encap: {pub} -> ? ({reason}), ts {{TS}}, node {p.rtr1}\n"
+    )
+
+
+@dataclass
+class Seed:
+    lab: Lab
+    plan: NatPlan
+    daemons: dict[str, DaemonHandle]
+
+    def ltr(self, dst: str) -> tuple[int, str, str]:
+        """``ltr dst`` on gxtr1 (its own lispd.conf, the default timeout): exit status,
+        stdout, stderr; printed for the record (``pytest -s``)."""
+        conf = str(self.daemons[self.plan.gxtr1].config_path)
+        proc = self.lab.run(
+            self.plan.gxtr1, *LTR, "-c", conf, dst, check=False, timeout=30,
+            env={"PYTHONPATH": REPO},
+        )  # fmt: skip
+        print(f"gxtr1$ ltr {dst}\n{proc.stdout}{proc.stderr}")
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def ask(self, node: str, command: str) -> Any:
+        """The answer of ``node``'s control socket to ``command``."""
+        return request(str(socket_path(self.lab.workdir, node)), command)
+
+
+@contextlib.contextmanager
+def seed_world() -> Iterator[Seed]:
+    """``lispd-lab up``'s world: every daemon started and converged."""
+    plan = seed_plan()
+    with Lab(plan.topology) as lab:
+        daemons = start_daemons(lab, plan)
+        try:
+            wait_converged(plan, lab.workdir)
+            yield Seed(lab, plan, daemons)
+        finally:
+            for daemon in daemons.values():
+                assert daemon.stop() == 0, daemon.log_tail()
+
+
+def test_seed_transcripts_on_the_first_try() -> None:
+    with seed_world() as seed:
+        p = seed.plan
+        h2 = p.sites[1].host_v4
+        # A site EID: the whole round trip, though rtr1 had to resolve both sites first.
+        code, out, err = seed.ltr(h2)
+        assert (code, err) == (0, ""), out + err
+        assert transcript(round_trip_template(p, h2)).fullmatch(out), out
+
+        # Not an EID (no site registers 203.0.113.0/24): rtr1 gets a negative Map-Reply and
+        # says so, though it has ms as PETR for the data.
+        outside = "203.0.113.77"
+        code, out, err = seed.ltr(outside)
+        assert code == 2, out + err
+        assert transcript(stopped_template(p, outside, "not an EID")).fullmatch(out), out
+        assert err == f"ltr: trace stopped at RTR {p.rtr1}: ? (not an EID)\n"
+
+        # Inside the EID space (gxtr1 routes 198.51.100.0/24 like everything) but registered
+        # by no site: the same answer.
+        unregistered = "198.51.100.200"
+        code, out, err = seed.ltr(unregistered)
+        assert code == 2, out + err
+        assert transcript(stopped_template(p, unregistered, "not an EID")).fullmatch(out), out
+
+        # rtr1 forgets every mapping: the next trace waits while rtr1 resolves again and
+        # comes back whole (or, resolution too slow, with the seed's map-cache miss lines).
+        assert seed.ask(p.rtr1, "clear-map-cache")["cleared"] >= 2  # both sites at least
+        assert seed.ask(p.rtr1, "map-cache") == []
+        code, out, err = seed.ltr(h2)
+        whole = transcript(round_trip_template(p, h2)).fullmatch(out)
+        miss = transcript(stopped_template(p, h2, "map-cache miss")).fullmatch(out)
+        assert whole or miss, out + err
+        assert code == (0 if whole else 2), out + err

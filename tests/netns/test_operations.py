@@ -88,7 +88,9 @@ def test_ready_only_once_packets_flow_then_status_watchdog_and_stopping() -> Non
         net.daemons[site1.xtr] = daemon
         ready_at = daemon.notifications.index("READY=1")
         for family in ("-4", "-6"):  # send-map-request for 0.0.0.0/0 and ::/0: default routes
-            routes = net.lab.run(site1.xtr, "ip", family, "route", "show", "default").stdout
+            routes = net.lab.run(
+                site1.xtr, "ip", family, "route", "show", "table", "4341", "default"
+            ).stdout
             assert "dev lisp0" in routes, routes
         bound = net.lab.run(site1.xtr, "ss", "-Hnlu").stdout
         for port in (4341, 4342):
@@ -186,7 +188,8 @@ address = "{plan.msmr_rloc}"
         wait_for("the withdrawn prefix gone", lambda: site1.prefix_v6 not in registered(net), 3.0)
         static = [e for e in net.ask(site1.xtr, "map-cache") if e["eid-prefix"] == STATIC_EID]
         assert [e["source"] for e in static] == ["static"]
-        assert "dev lisp0" in net.lab.run(site1.xtr, "ip", "route", "show", STATIC_EID).stdout
+        shown = net.lab.run(site1.xtr, "ip", "route", "show", "table", "4341", STATIC_EID).stdout
+        assert "dev lisp0" in shown, shown
         assert plan.msmr_rloc in {r["rloc"] for r in net.ask(site1.xtr, "rlocs")}
 
         # 2. An invalid file at xtr2 is refused, by lispctl and by SIGHUP alike.
@@ -218,7 +221,8 @@ address = "{plan.msmr_rloc}"
         }, answer
         wait_for("the prefix registered again", lambda: site1.prefix_v6 in registered(net), 3.0)
         assert not [e for e in net.ask(site1.xtr, "map-cache") if e["eid-prefix"] == STATIC_EID]
-        assert net.lab.run(site1.xtr, "ip", "route", "show", STATIC_EID).stdout.strip() == ""
+        shown = net.lab.run(site1.xtr, "ip", "route", "show", "table", "4341", STATIC_EID).stdout
+        assert shown.strip() == "", shown
         assert plan.msmr_rloc not in {r["rloc"] for r in net.ask(site1.xtr, "rlocs")}
         # xtr2 was told (SMR) both times; its Map-Requests for one EID are at least 1 s apart.
         assert net.lab.ping(site1.host, site2.host_v6, count=3, wait=3.0)

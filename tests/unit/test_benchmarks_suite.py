@@ -57,6 +57,15 @@ def test_start_reason_picks_the_error_line_without_timestamp() -> None:
     assert start_reason(log) == (
         "lispd failed to start error=fastpath = compiled: the compiled fast path is not built"
     )
+    logfmt = (
+        "time=2026-11-23T20:43:14.100Z level=info logger=lispd.daemon msg=starting\n"
+        'time=2026-11-23T20:43:14.309Z level=error logger=lispd.daemon msg="lispd failed to '
+        'start" error="fastpath = compiled: the compiled fast path is not built"\n'
+    )
+    assert start_reason(logfmt) == (
+        'msg="lispd failed to start" error="fastpath = compiled: the compiled fast path is not '
+        'built"'
+    )
     assert start_reason("last words\n") == "last words"
     assert start_reason("", "exited with 1") == "exited with 1"
 

@@ -36,8 +36,10 @@ from lispd.config.locate import key_lines
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "lispd.conf.example"
 EXAMPLE_MSMR = EXAMPLE.with_name("lispd.conf.example.msmr")
-EXAMPLES = (EXAMPLE, EXAMPLE_MSMR)
-"""The xTR example and the Map-Server/Map-Resolver one: together they document every key."""
+EXAMPLE_PXTR = EXAMPLE.with_name("lispd.conf.example.pxtr")
+EXAMPLES = (EXAMPLE, EXAMPLE_MSMR, EXAMPLE_PXTR)
+"""The xTR example and the Map-Server/Map-Resolver one (together they document every key), and
+the PITR + PETR one (only keys the first two describe)."""
 
 DOC_RANGES = [
     ipaddress.ip_network(n)
@@ -137,9 +139,34 @@ def test_msmr_example_loads() -> None:
     assert [site.name for site in config.sites] == ["site-a", "site-b"]
 
 
+def test_pxtr_example_loads() -> None:
+    """A plain PITR + PETR: no EIDs of its own, the EID space resolved through a Map-Resolver."""
+    config = load_config(EXAMPLE_PXTR)
+    assert config.daemon.name == "pxtr1"
+    assert config.roles == {"pitr", "petr"}
+    assert config.database == () and config.sites == () and config.map_servers == ()
+    assert config.map_cache and all(m.action == "send-map-request" for m in config.map_cache)
+    assert {m.prefix.version for m in config.map_cache} == {4, 6}
+    assert config.map_resolvers and config.petrs == ()
+    assert config.dataplane.workers == 1
+
+
 def test_examples_describe_one_network() -> None:
-    """The xTR registers with and resolves through the MS/MR example, with its site's key."""
+    """The xTR registers with and resolves through the MS/MR example, with its site's key; the
+    PxTR resolves through the same Map-Resolver, attracts every site's prefixes and is the
+    xTR's PETR."""
     xtr, msmr = load_config(EXAMPLE), load_config(EXAMPLE_MSMR)
+    pxtr = load_config(EXAMPLE_PXTR)
+    assert set(pxtr.map_resolvers) <= set(msmr.underlay.rlocs)
+    for site in msmr.sites:
+        for p in site.prefixes:
+            covering = [
+                m.prefix
+                for m in pxtr.map_cache
+                if m.instance_id == p.instance_id and m.prefix.version == p.prefix.version
+            ]
+            assert any(p.prefix.subnet_of(net) for net in covering), p  # type: ignore[arg-type]
+    assert {p.address for p in xtr.petrs} <= set(pxtr.underlay.rlocs)
     (map_server,) = xtr.map_servers
     assert map_server.address in msmr.underlay.rlocs
     assert set(xtr.map_resolvers) <= set(msmr.underlay.rlocs)

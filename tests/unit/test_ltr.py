@@ -36,8 +36,11 @@ LATS = ("?/?", "?/?", "?/?")
 # --------------------------------------------------------------------------------------------
 # Golden messages
 
-# xtr1 (EID 198.51.100.1, private RLOC 10.0.0.2, behind a NAT that shows it as
-# 192.0.2.10:40123) traces 198.51.100.17 behind xtr2 (RLOC 203.0.113.2) through rtr1 (192.0.2.20).
+# The seed's "ltr 2.2.2.2" in documentation addresses.  xtr1 (EID 198.51.100.1, private RLOC
+# 10.0.0.2, behind a NAT that shows it as 192.0.2.10:40123) traces 198.51.100.17 behind xtr2
+# (private RLOC 10.0.2.4, behind a NAT that shows it as 203.0.113.2:53227) through rtr1 (own
+# RLOC 10.0.1.5, public 192.0.2.20 on a 1:1 NAT).  The records keep what each node saw,
+# ports included (decap sources too); the report prints decap sources without them.
 FORWARD = TraceSegment(
     se="[0]198.51.100.1",
     de="[0]198.51.100.17",
@@ -52,18 +55,18 @@ FORWARD = TraceSegment(
             hops=("2/2", "2/2", "?/?"),
             lats=LATS,
         ),
-        TraceHop.decap("RTR", "192.0.2.10:40123", "192.0.2.20", "rtr1", 1700000000.106),
+        TraceHop.decap("RTR", "192.0.2.10:40123", "10.0.1.5", "rtr1", 1700000000.106),
         TraceHop.encap(
             "RTR",
             "192.0.2.20",
-            "203.0.113.2",
+            "203.0.113.2:53227",
             "rtr1",
             1700000000.107,
             rtts=(0.004, -1, -1),
             hops=("1/1", "?/?", "?/?"),
             lats=LATS,
         ),
-        TraceHop.decap("ETR", "192.0.2.20", "203.0.113.2", "xtr2", 1700000000.111),
+        TraceHop.decap("ETR", "192.0.2.20", "10.0.2.4", "xtr2", 1700000000.111),
     ),
 )
 RETURN = TraceSegment(
@@ -72,7 +75,7 @@ RETURN = TraceSegment(
     paths=(
         TraceHop.encap(
             "ITR",
-            "203.0.113.2",
+            "10.0.2.4",
             "192.0.2.20",
             "xtr2",
             1700000000.112,
@@ -80,7 +83,7 @@ RETURN = TraceSegment(
             hops=("1/1", "1/1", "1/1"),
             lats=LATS,
         ),
-        TraceHop.decap("RTR", "203.0.113.2", "192.0.2.20", "rtr1", 1700000000.116),
+        TraceHop.decap("RTR", "203.0.113.2:53227", "10.0.1.5", "rtr1", 1700000000.116),
         TraceHop.encap(
             "RTR",
             "192.0.2.20",
@@ -96,73 +99,93 @@ RETURN = TraceSegment(
 )
 ROUND_TRIP = TraceMessage(local_port=0, local_rloc=V4(0), nonce=NONCE, segments=(FORWARD, RETURN))
 
+# The seed's layout: a blank line after "Received reply" and between the two paths, none at
+# the end; decap sources without a port; the RTR's encap source its public address.
 ROUND_TRIP_REPORT = """\
 Received reply from 198.51.100.17, rtt 0.025 secs
 
 Path from [0]198.51.100.1 to [0]198.51.100.17:
   ITR encap: 10.0.0.2:40123 -> 192.0.2.20, ts 1700000000.101, node xtr1
     recent-rtts [0.012, 0.011, ?], recent-hops [2/2, 2/2, ?/?]
-  RTR decap: 192.0.2.10:40123 -> 192.0.2.20, ts 1700000000.106, node rtr1
-  RTR encap: 192.0.2.20 -> 203.0.113.2, ts 1700000000.107, node rtr1
+  RTR decap: 192.0.2.10 -> 10.0.1.5, ts 1700000000.106, node rtr1
+  RTR encap: 192.0.2.20 -> 203.0.113.2:53227, ts 1700000000.107, node rtr1
     recent-rtts [0.004, ?, ?], recent-hops [1/1, ?/?, ?/?]
-  ETR decap: 192.0.2.20 -> 203.0.113.2, ts 1700000000.111, node xtr2
+  ETR decap: 192.0.2.20 -> 10.0.2.4, ts 1700000000.111, node xtr2
 
 Path from [0]198.51.100.17 to [0]198.51.100.1:
-  ITR encap: 203.0.113.2 -> 192.0.2.20, ts 1700000000.112, node xtr2
+  ITR encap: 10.0.2.4 -> 192.0.2.20, ts 1700000000.112, node xtr2
     recent-rtts [0.005, 0.004, 0.006], recent-hops [1/1, 1/1, 1/1]
-  RTR decap: 203.0.113.2 -> 192.0.2.20, ts 1700000000.116, node rtr1
+  RTR decap: 203.0.113.2 -> 10.0.1.5, ts 1700000000.116, node rtr1
   RTR encap: 192.0.2.20 -> 192.0.2.10:40123, ts 1700000000.117, node rtr1
     recent-rtts [0.011, 0.012, 0.01], recent-hops [2/2, 2/2, 2/2]
   ETR decap: 192.0.2.20 -> 10.0.0.2, ts 1700000000.121, node xtr1
-
 """
 
-# The RTR has no mapping for the destination: it appends its record and returns the payload
-# from its RLOC to the first ITR's sr (192.0.2.2:40123).
-STOPPED = TraceMessage(
-    local_port=0,
-    local_rloc=V4(0),
-    nonce=NONCE,
-    segments=(
-        TraceSegment(
-            se="[1000]198.51.100.1",
-            de="[1000]198.51.100.99",
-            paths=(
-                TraceHop.encap(
-                    "ITR",
-                    "192.0.2.2:40123",
-                    "192.0.2.20",
-                    "xtr1",
-                    1700000000.5,
-                    rtts=(0.004, -1, -1),
-                    hops=("1/1", "?/?", "?/?"),
-                    lats=LATS,
+
+def _stopped(iid: int, de: str, reason: str) -> TraceMessage:
+    """The seed's stopped traces: rtr1 appends its record with ``? (<reason>)`` and returns the
+    payload from its RLOC to the first ITR's sr (10.0.0.2:39656, through the NAT)."""
+    return TraceMessage(
+        local_port=0,
+        local_rloc=V4(0),
+        nonce=NONCE,
+        segments=(
+            TraceSegment(
+                se=f"[{iid}]198.51.100.1",
+                de=f"[{iid}]{de}",
+                paths=(
+                    TraceHop.encap(
+                        "ITR",
+                        "10.0.0.2:39656",
+                        "192.0.2.20",
+                        "xtr1",
+                        1700000000.5,
+                        rtts=(0.004, -1, -1),
+                        hops=("1/1", "?/?", "?/?"),
+                        lats=LATS,
+                    ),
+                    TraceHop.decap("RTR", "192.0.2.10:61000", "10.0.1.5", "rtr1", 1700000000.502),
+                    TraceHop.encap("RTR", "192.0.2.20", f"? ({reason})", "rtr1", 1700000000.503),
                 ),
-                TraceHop.decap("RTR", "192.0.2.2:40123", "192.0.2.20", "rtr1", 1700000000.502),
-                TraceHop.encap("RTR", "192.0.2.20", "? (map-cache miss)", "rtr1", 1700000000.503),
             ),
         ),
-    ),
-)
+    )
+
+
+# The RTR has no mapping for the destination (the seed's "RTR map-cache miss").
+STOPPED = _stopped(1000, "198.51.100.99", "map-cache miss")
 
 STOPPED_REPORT = """\
 Received reply from 192.0.2.20, rtt 0.004 secs
 
 Path from [1000]198.51.100.1 to [1000]198.51.100.99:
-  ITR encap: 192.0.2.2:40123 -> 192.0.2.20, ts 1700000000.5, node xtr1
+  ITR encap: 10.0.0.2:39656 -> 192.0.2.20, ts 1700000000.5, node xtr1
     recent-rtts [0.004, ?, ?], recent-hops [1/1, ?/?, ?/?]
-  RTR decap: 192.0.2.2:40123 -> 192.0.2.20, ts 1700000000.502, node rtr1
+  RTR decap: 192.0.2.10 -> 10.0.1.5, ts 1700000000.502, node rtr1
   RTR encap: 192.0.2.20 -> ? (map-cache miss), ts 1700000000.503, node rtr1
-
 """
 
+# The mapping system says the destination is no EID (the seed's "ltr 8.8.8.8").
+NOT_AN_EID = _stopped(0, "203.0.113.8", "not an EID")
+
+NOT_AN_EID_REPORT = """\
+Received reply from 192.0.2.20, rtt 0.064 secs
+
+Path from [0]198.51.100.1 to [0]203.0.113.8:
+  ITR encap: 10.0.0.2:39656 -> 192.0.2.20, ts 1700000000.5, node xtr1
+    recent-rtts [0.004, ?, ?], recent-hops [1/1, ?/?, ?/?]
+  RTR decap: 192.0.2.10 -> 10.0.1.5, ts 1700000000.502, node rtr1
+  RTR encap: 192.0.2.20 -> ? (not an EID), ts 1700000000.503, node rtr1
+"""
+
+# --json keeps every detail of the records, the RTR decap source's port included.
 STOPPED_JSON = (
     '[{"se": "[1000]198.51.100.1", "de": "[1000]198.51.100.99", "paths": ['
-    '{"n": "ITR", "sr": "192.0.2.2:40123", "hn": "xtr1", "ets": 1700000000.5, '
+    '{"n": "ITR", "sr": "10.0.0.2:39656", "hn": "xtr1", "ets": 1700000000.5, '
     '"dr": "192.0.2.20", "rtts": [0.004, -1, -1], "hops": ["1/1", "?/?", "?/?"], '
     '"lats": ["?/?", "?/?", "?/?"]}, '
-    '{"n": "RTR", "sr": "192.0.2.2:40123", "hn": "rtr1", "dts": 1700000000.502, '
-    '"dr": "192.0.2.20"}, '
+    '{"n": "RTR", "sr": "192.0.2.10:61000", "hn": "rtr1", "dts": 1700000000.502, '
+    '"dr": "10.0.1.5"}, '
     '{"n": "RTR", "sr": "192.0.2.20", "hn": "rtr1", "ets": 1700000000.503, '
     '"dr": "? (map-cache miss)"}]}]'
 )
@@ -379,6 +402,19 @@ def test_stopped_report() -> None:
     assert ltr.format_stop(incomplete) == "trace came back without its return path"
 
 
+def test_not_an_eid_report() -> None:
+    assert ltr.format_report(NOT_AN_EID, "192.0.2.20", 0.064) == NOT_AN_EID_REPORT
+    assert ltr.exit_status(NOT_AN_EID) == 2
+    assert ltr.format_stop(NOT_AN_EID) == "trace stopped at RTR rtr1: ? (not an EID)"
+
+
+def test_paths_are_separated_by_one_blank_line_and_end_without_one() -> None:
+    text = ltr.format_paths(ROUND_TRIP)
+    assert text.endswith("node xtr1\n") and not text.endswith("\n\n")
+    assert text.count("\n\n") == 1
+    assert ltr.format_paths(replace(ROUND_TRIP, segments=())) == ""
+
+
 def test_json_output() -> None:
     assert ltr.format_json(STOPPED) == STOPPED_JSON
     assert json.loads(STOPPED_JSON)[0]["paths"][2]["dr"] == "? (map-cache miss)"
@@ -389,6 +425,16 @@ def test_hop_details() -> None:
     # Stats only with all of rtts, hops and lats; "?" dr; an IPv6 RLOC with a port.
     hop = TraceHop(node="ITR", sr="2001:db8::2:40123", dr="?", hn="x", encap_ts=1, rtts=(-1,))
     assert ltr.format_hop(hop) == ["  ITR encap: 2001:db8::2:40123 -> ?, ts 1, node x"]
+    # A decap source loses its port (IPv6 too); an encap destination keeps it.
+    decap6 = TraceHop.decap("ETR", "2001:db8::2:40123", "2001:db8::6", "y", 3)
+    assert ltr.format_hop(decap6) == ["  ETR decap: 2001:db8::2 -> 2001:db8::6, ts 3, node y"]
+    assert ltr.without_port("192.0.2.10:61000") == "192.0.2.10"
+    assert ltr.without_port("192.0.2.10") == "192.0.2.10"
+    # An IPv6 text that is an address as a whole is taken as one (lispers.net writes no
+    # brackets), as are texts that are no RLOC at all.
+    assert ltr.without_port("2001:db8::1:5000") == "2001:db8::1:5000"
+    assert ltr.without_port("? (map-cache miss)") == "? (map-cache miss)"
+    assert ltr.without_port("junk:1") == "junk:1"
     # Control characters from the network are escaped, not sent to the terminal.
     evil = TraceHop.decap("ETR", "1.2.3.4", "5.6.7.8", "x\x1b[2Jy\n", 2.5)
     assert ltr.format_hop(evil) == ["  ETR decap: 1.2.3.4 -> 5.6.7.8, ts 2.5, node x\\x1b[2Jy\\n"]
@@ -412,6 +458,39 @@ def test_progress_lines() -> None:
     )
     assert ltr.format_address("fe80::1%eth0") == "fe80::1"
     assert ltr.format_address("2001:db8::1") == "2001:db8::1"
+    assert ltr.format_not_routed(dst, "/etc/lispd/lispd.conf") == (
+        "no [[map-cache]] prefix in /etc/lispd/lispd.conf covers 198.51.100.18: the kernel "
+        "routes the trace outside LISP and no LISP node sees it (a send-map-request entry for "
+        "0.0.0.0/0 and ::/0 makes lispd resolve and trace every destination)"
+    )
+
+
+def test_map_cache_covers() -> None:
+    config = parse_config(
+        """
+[daemon]
+roles = ["itr"]
+[underlay]
+rlocs = ["192.0.2.2"]
+[[database-mapping]]
+eid-prefix = "198.51.100.0/28"
+rlocs = [{ address = "192.0.2.2" }]
+[[map-cache]]
+eid-prefix = "198.51.100.0/24"
+action = "send-map-request"
+[[map-cache]]
+eid-prefix = "2001:db8:100::/48"
+instance-id = 7
+rlocs = [{ address = "192.0.2.6" }]
+[[map-resolver]]
+address = "192.0.2.10"
+"""
+    )
+    assert ltr.map_cache_covers(config.map_cache, V4("198.51.100.200"))
+    assert ltr.map_cache_covers(config.map_cache, V6("2001:db8:100:1::1"))
+    assert not ltr.map_cache_covers(config.map_cache, V4("203.0.113.5"))
+    assert not ltr.map_cache_covers(config.map_cache, V6("2001:db8:200::1"))
+    assert not ltr.map_cache_covers((), V4("198.51.100.1"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,7 +561,8 @@ def short_dir() -> Iterator[Path]:
     path.rmdir()
 
 
-def write_config(directory: Path, control_socket: str = "") -> str:
+def write_config(directory: Path, control_socket: str = "", map_cache: str = "") -> str:
+    """A lispd.conf for ltr; ``map_cache``: ``[[map-cache]]`` tables appended."""
     conf = directory / "lispd.conf"
     conf.write_text(
         f"""
@@ -498,7 +578,7 @@ rlocs = [{{ address = "192.0.2.2" }}]
 [[database-mapping]]
 eid-prefix = "::1/128"
 rlocs = [{{ address = "192.0.2.2" }}]
-"""
+{map_cache}"""
     )
     return str(conf)
 
@@ -603,11 +683,24 @@ def test_main_ignores_strangers_then_times_out(
     hop_factory("127.0.0.1", handler)
     conf = write_config(short_dir)
     rc, out, err = run_main(capsys, "-c", conf, "-s", "127.0.0.2", "--timeout", "0.5", "127.0.0.1")
-    assert (rc, err) == (1, "")
+    assert rc == 1
     assert out == (
         "Send round-trip LISP-Trace between EIDs [1000]127.0.0.2 and [1000]127.0.0.1 ...\n"
         "No reply received within 0.5 seconds from [1000]127.0.0.1\n"
     )
+    # No [[map-cache]] prefix covers the destination: ltr says why nothing could answer.
+    assert err == f"ltr: {ltr.format_not_routed(ltr.Eid(1000, V4('127.0.0.1')), conf)}\n"
+
+
+def test_main_timeout_inside_the_map_cache_says_nothing_more(
+    hop_factory: Callable[..., FakeHop], short_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hop_factory("127.0.0.1", None)  # never answers
+    tables = '[[map-cache]]\neid-prefix = "0.0.0.0/0"\nrlocs = [{ address = "192.0.2.6" }]\n'
+    conf = write_config(short_dir, map_cache=tables)
+    rc, out, err = run_main(capsys, "-c", conf, "-s", "127.0.0.2", "--timeout", "0.3", "127.0.0.1")
+    assert (rc, err) == (1, "")
+    assert out.endswith("No reply received within 0.3 seconds from [1000]127.0.0.1\n")
 
 
 def test_main_behind_nat_primes_the_rtrs(
@@ -672,7 +765,7 @@ def test_main_round_trip_ipv6_default_source(
         "Send round-trip LISP-Trace between EIDs [0]::1 and [0]::1 ...\n"
         "Received reply from ::1, rtt X secs\n\n"
         "Path from [0]::1 to [0]::1:\n\n"
-        "Path from [0]::1 to [0]::1:\n\n"
+        "Path from [0]::1 to [0]::1:\n"
     )
     assert hop.received[0][1][0] == "::1"
 

@@ -284,8 +284,8 @@ def test_refusals_are_logged_at_most_once_per_reason_every_10_s(
     assert two_sites.drops == {"request-no-itr-rloc": 500}
     lines = [r.getMessage() for r in caplog.records if r.name == "lispd.control.mapresolver"]
     assert len(lines) == 5, lines
-    assert "reason=request-no-itr-rloc" in lines[0] and "more since" not in lines[0]
-    assert all(line.endswith("(99 more since the last line)") for line in lines[1:])
+    assert "reason=request-no-itr-rloc" in lines[0] and "unlogged=" not in lines[0]
+    assert all(line.endswith(" unlogged=99") for line in lines[1:])
 
 
 def test_rate_limit_must_be_positive(two_sites: MapResolver) -> None:

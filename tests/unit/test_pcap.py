@@ -300,6 +300,20 @@ def test_write_defaults_and_linktype() -> None:
     assert list(read_packets(write_pcap([]))) == []
 
 
+def test_write_with_a_snap_length_records_the_original_length() -> None:
+    """As ``tcpdump -s N``: frames longer than N are cut to N, their length on the wire kept."""
+    long = bytes(range(256)) * 2
+    data = write_pcap([IPV4, long], snaplen=100)
+    assert struct.unpack_from("<I", data, 16)[0] == 100  # the file header's snaplen
+    short, cut = read_packets(data)
+    assert (short.frame, short.original_length, short.cut) == (IPV4, len(IPV4), False)
+    assert (cut.frame, cut.original_length, cut.cut) == (long[:100], 512, True)
+    whole = list(read_packets(write_pcap([long])))
+    assert [(p.frame, p.original_length, p.cut) for p in whole] == [(long, 512, False)]
+    with pytest.raises(ValueError):
+        write_pcap([IPV4], snaplen=0)
+
+
 def test_write_rejects_bad_timestamps() -> None:
     with pytest.raises(ValueError):
         write_pcap([IPV4, IPV4], timestamps=[1.0])
@@ -353,6 +367,19 @@ def test_pcapng_snaplen_limits_simple_packet() -> None:
     data = shb() + idb(LINKTYPE_RAW, snaplen=10) + spb(IPV4)
     (packet,) = read_packets(data)
     assert packet.frame == IPV4[:10]
+    assert packet.original_length == len(IPV4) and packet.cut
+
+
+def test_pcapng_packet_blocks_give_the_original_length() -> None:
+    """An Enhanced Packet Block and the obsolete Packet Block record the length on the wire
+    beside the captured length: a frame cut by the snap length says so."""
+    cut_epb = struct.pack("<IIIII", 0, 0, 0, 10, len(IPV4)) + IPV4[:10]
+    cut_pb = struct.pack("<HHIIII", 0, 0, 0, 0, 12, len(IPV6)) + IPV6[:12]
+    data = shb() + idb(LINKTYPE_RAW) + block(6, cut_epb) + block(2, cut_pb) + epb(0, 0, IPV4)
+    first, second, whole = read_packets(data)
+    assert (first.frame, first.original_length, first.cut) == (IPV4[:10], len(IPV4), True)
+    assert (second.frame, second.original_length, second.cut) == (IPV6[:12], len(IPV6), True)
+    assert (whole.frame, whole.original_length, whole.cut) == (IPV4, len(IPV4), False)
 
 
 def test_pcapng_obsolete_packet_block() -> None:

@@ -1,89 +1,208 @@
-"""Unit tests of lispd.io.routes without root: the persistent-TUN check on a fake sysfs and the
-removal of stale routes against a fake netlink socket."""
+"""Unit tests of lispd.io.routes without root: the rules lispd wants for each role, and
+KernelRouting against a fake netlink socket (it removes what an earlier run of ours left and
+nothing else, installs and withdraws only what differs, and removes exactly its own on close).
+The namespace tests (tests/netns/test_routing.py) run the same against a real kernel."""
 
 from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_network
-from pathlib import Path
 from typing import Any
 
-from lispd.io.routes import RouteTable, is_persistent_tun
+import pytest
 
+from lispd.io.routes import (
+    FIB_RULE_INVERT,
+    FR_ACT_GOTO,
+    FR_ACT_NOP,
+    FR_ACT_TO_TBL,
+    KernelRouting,
+    RoutingPolicy,
+    Rule,
+    wanted_rules,
+)
+
+POLICY = RoutingPolicy(table=4341, priority=4340, protocol=44)
 TUN = 7
+V4, V6 = socket.AF_INET, socket.AF_INET6
 
 
-class FakeRoute(dict[str, Any]):
-    """A route message as pyroute2 returns it: fields by key, attributes by get_attr."""
+class Msg(dict[str, Any]):
+    """A route or rule message as pyroute2 returns it: fields by key, attributes by get_attr."""
 
-    def __init__(self, dst: str | None, dst_len: int, oif: int, proto: int, table: int) -> None:
-        super().__init__(dst_len=dst_len, proto=proto, table=table)
-        self.attrs = {"RTA_DST": dst, "RTA_OIF": oif, "RTA_TABLE": table}
+    def __init__(self, fields: dict[str, Any], attrs: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self.attrs = attrs
 
     def get_attr(self, name: str) -> Any:
         return self.attrs.get(name)
 
 
+def rule_msg(family: int, priority: int, protocol: int, table: int = 0, **attrs: Any) -> Msg:
+    fields = {"family": family, "action": FR_ACT_TO_TBL, "flags": 0, "table": table, "src_len": 0}
+    if "FRA_SRC" in attrs:
+        fields["src_len"] = 24
+    return Msg(fields, {"FRA_PRIORITY": priority, "FRA_PROTOCOL": protocol, **attrs})
+
+
+def route_msg(dst: str, table: int, proto: int, oif: int | None = TUN, kind: int = 1) -> Msg:
+    net = ip_network(dst)
+    fields = {"dst_len": net.prefixlen, "proto": proto, "table": table, "type": kind}
+    return Msg(fields, {"RTA_DST": str(net.network_address), "RTA_OIF": oif, "RTA_TABLE": table})
+
+
 class FakeIPRoute:
-    def __init__(self, routes: dict[int, list[FakeRoute]]) -> None:
-        self.routes = routes
-        self.deleted: list[tuple[str, int, int]] = []
+    """Just enough of pyroute2's IPRoute: dumps of rules and routes, and a log of changes."""
 
-    def get_routes(self, family: int) -> list[FakeRoute]:
-        return self.routes.get(family, [])
+    def __init__(self, rules: list[Msg] = (), routes: list[Msg] = ()) -> None:  # type: ignore[assignment]
+        self.rule_dump = list(rules)
+        self.route_dump = list(routes)
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
 
-    def route(self, command: str, *, dst: str, oif: int, family: int) -> None:
-        assert command == "del"
-        self.deleted.append((dst, oif, family))
+    def get_rules(self, family: int) -> list[Msg]:
+        return [m for m in self.rule_dump if m["family"] == family]
 
+    def get_routes(self, family: int, table: int) -> list[Msg]:
+        v = 4 if family == V4 else 6
+        return [
+            m
+            for m in self.route_dump
+            if m["table"] == table and ip_network(m.get_attr("RTA_DST")).version == v
+        ]
 
-def table_with(ipr: FakeIPRoute, installed: tuple[str, ...] = ()) -> RouteTable:
-    """A RouteTable on the TUN with ``installed`` routes, talking to ``ipr`` (no netlink)."""
-    table = RouteTable.__new__(RouteTable)
-    table._worker = ThreadPoolExecutor(max_workers=1)
-    table.ipr = ipr  # type: ignore[assignment]
-    table.ifindex = TUN
-    table.installed = {ip_network(p) for p in installed}
-    return table
+    def rule(self, command: str, **fields: Any) -> None:
+        self.calls.append(("rule", command, fields))
 
+    def route(self, command: str, **fields: Any) -> None:
+        self.calls.append(("route", command, fields))
 
-def test_persistent_tun_flag_is_read_from_sysfs(tmp_path: Path) -> None:
-    for name, flags in (("lisp0", "0x1001"), ("lisp1", "0x1801"), ("junk", "zz")):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "tun_flags").write_text(flags + "\n")
-    (tmp_path / "eth0").mkdir()
-    assert not is_persistent_tun("lisp0", tmp_path)  # IFF_TUN | IFF_NO_PI: ours, goes with us
-    assert is_persistent_tun("lisp1", tmp_path)  # ... | IFF_PERSIST
-    assert not is_persistent_tun("junk", tmp_path)
-    assert not is_persistent_tun("eth0", tmp_path)  # not a TUN/TAP device
-    assert not is_persistent_tun("missing", tmp_path)
+    def close(self) -> None:
+        self.calls.append(("close", "", {}))
 
 
-def test_remove_stale_takes_only_our_leftover_routes_through_the_tun() -> None:
-    v4, v6 = socket.AF_INET, socket.AF_INET6
-    ipr = FakeIPRoute(
-        {
-            v4: [
-                FakeRoute("198.51.100.16", 28, TUN, 4, 254),  # a killed run's: removed
-                FakeRoute(None, 0, TUN, 4, 254),  # its default route: removed
-                FakeRoute("198.51.100.32", 28, TUN, 4, 254),  # installed by us now: kept
-                FakeRoute("203.0.113.0", 24, TUN, 3, 254),  # the operator's (proto boot): kept
-                FakeRoute("198.51.100.48", 28, TUN, 4, 100),  # another table: kept
-                FakeRoute("192.0.2.0", 24, 3, 4, 254),  # another device: kept
-            ],
-            v6: [
-                FakeRoute("2001:db8:100:2::", 64, TUN, 4, 254),  # removed
-                FakeRoute("fe80::", 64, TUN, 2, 254),  # the kernel's: kept
-            ],
-        }
-    )
-    table = table_with(ipr, ("198.51.100.32/28",))
-    assert table.remove_stale() == 3
-    assert ipr.deleted == [
-        ("198.51.100.16/28", TUN, v4),
-        ("0.0.0.0/0", TUN, v4),
-        ("2001:db8:100:2::/64", TUN, v6),
+def routing(ipr: FakeIPRoute, *, itr: bool = True, pitr: bool = False) -> KernelRouting:
+    """A KernelRouting on TUN ``lisp0`` talking to ``ipr``: the real constructor's work, minus
+    opening netlink."""
+    kr = KernelRouting.__new__(KernelRouting)
+    kr._worker = ThreadPoolExecutor(max_workers=1)
+    kr.ipr = ipr  # type: ignore[assignment]
+    kr.ifname, kr.ifindex, kr.policy = "lisp0", TUN, POLICY
+    kr.itr, kr.pitr = itr, pitr
+    kr.routes, kr.throws, kr.rules = set(), set(), []
+    kr.remove_leftovers()
+    kr.set_local_prefixes(())
+    return kr
+
+
+def test_an_itr_looks_up_lispd_table_only_from_its_local_eid_prefixes() -> None:
+    prefixes = [ip_network("198.51.100.0/24"), ip_network("2001:db8:1::/48")]
+    rules = wanted_rules(POLICY, "lisp0", prefixes, itr=True, pitr=False)
+    assert Rule(V4, 4341, table=4341, source=prefixes[0]) in rules
+    assert Rule(V6, 4341, table=4341, source=prefixes[1]) in rules
+    # What comes out of the TUN skips lispd's rules; the last one is a nop to land on.
+    for family in (V4, V6):
+        assert Rule(family, 4340, FR_ACT_GOTO, iifname="lisp0", goto=4343) in rules
+        assert Rule(family, 4343, FR_ACT_NOP) in rules
+    # No rule without a source: the router's own traffic never meets the table.
+    assert all(r.source is not None for r in rules if r.action == FR_ACT_TO_TBL)
+    assert {r.priority for r in rules} <= set(range(4340, 4344))
+
+
+def test_a_pitr_looks_up_lispd_table_for_what_it_forwards_not_what_it_sends() -> None:
+    rules = wanted_rules(POLICY, "lisp0", [], itr=False, pitr=True)
+    forwarded = [r for r in rules if r.action == FR_ACT_TO_TBL]
+    assert forwarded == [
+        Rule(V4, 4342, table=4341, iifname="lo", invert=True),
+        Rule(V6, 4342, table=4341, iifname="lo", invert=True),
     ]
-    assert table.installed == {ip_network("198.51.100.32/28")}
-    table._worker.shutdown()
+    assert "not from all iif lo lookup 4341" in forwarded[0].describe()
+    assert wanted_rules(POLICY, "lisp0", [ip_network("192.0.2.0/24")], False, False) == []
+
+
+def test_leftovers_of_ours_go_and_nothing_else_is_touched() -> None:
+    ipr = FakeIPRoute(
+        rules=[
+            rule_msg(V4, 0, 2, table=255),  # the kernel's local rule
+            rule_msg(V4, 4341, 44, table=4341, FRA_SRC="198.51.100.0"),  # ours, left behind
+            rule_msg(V4, 4341, 4, table=4341),  # an admin's rule at our priority: not ours
+            rule_msg(V4, 100, 44, table=4341),  # our protocol, another priority: not ours
+            rule_msg(V6, 4343, 44),  # ours (the nop)
+            rule_msg(V4, 32766, 2, table=254),
+        ],
+        routes=[
+            route_msg("0.0.0.0/0", 4341, 44),  # ours, on a persistent TUN
+            route_msg("198.51.100.0/24", 4341, 44, oif=None, kind=9),  # our throw route
+            route_msg("203.0.113.0/24", 4341, 4),  # an admin's route in our table: kept
+        ],
+    )
+    kr = routing(ipr)
+    deleted = [(kind, f) for kind, cmd, f in ipr.calls if cmd == "del"]
+    assert [f["priority"] for kind, f in deleted if kind == "rule"] == [4341, 4343]
+    assert [f["dst"] for kind, f in deleted if kind == "route"] == [
+        "0.0.0.0/0",
+        "198.51.100.0/24",
+    ]
+    assert all(f["proto"] == 44 for kind, f in deleted if kind == "route")
+    assert kr.rules  # and the base rules are in
+
+
+def test_local_prefixes_change_only_what_differs_and_close_removes_exactly_ours() -> None:
+    ipr = FakeIPRoute()
+    kr = routing(ipr)
+    a, b = ip_network("198.51.100.0/25"), ip_network("198.51.100.128/25")
+    kr.set_local_prefixes([a])
+    kr.add(ip_network("0.0.0.0/0"))
+    ipr.calls.clear()
+    kr.set_local_prefixes([b])
+    changes = [(kind, cmd, f.get("dst") or f.get("src")) for kind, cmd, f in ipr.calls]
+    assert changes == [
+        ("route", "del", str(a)),
+        ("route", "replace", str(b)),
+        ("rule", "del", "198.51.100.0"),
+        ("rule", "add", "198.51.100.128"),
+    ]
+    throw = ipr.calls[1][2]
+    assert throw["type"] == "throw" and throw["table"] == 4341 and throw["proto"] == 44
+    ipr.calls.clear()
+    kr.close()
+    removed = [(kind, cmd) for kind, cmd, _f in ipr.calls]
+    assert removed.count(("route", "del")) == 2  # the default route and the throw
+    assert removed.count(("rule", "del")) == 5  # goto and nop per family, one from-prefix
+    assert ("close", "") in removed
+    assert all(f.get("table", 4341) == 4341 for _k, cmd, f in ipr.calls if cmd == "del")
+
+
+def test_the_routes_to_the_tun_go_to_lispd_table_under_lispd_protocol() -> None:
+    ipr = FakeIPRoute()
+    kr = routing(ipr, itr=False, pitr=True)
+    kr.add(ip_network("::/0"))
+    (_kind, cmd, fields) = ipr.calls[-1]
+    assert cmd == "replace"
+    assert fields == {
+        "dst": "::/0",
+        "oif": TUN,
+        "family": V6,
+        "table": 4341,
+        "proto": 44,
+    }
+    kr.remove(ip_network("2001:db8::/32"))  # never installed: nothing happens
+    assert ipr.calls[-1][1] == "replace"
+    pitr_rules = [f for k, c, f in ipr.calls if k == "rule" and f["flags"] == FIB_RULE_INVERT]
+    assert len(pitr_rules) == 2 and all(f["iifname"] == "lo" for f in pitr_rules)
+
+
+@pytest.mark.parametrize("table", [253, 254, 255])
+def test_the_kernel_tables_are_refused_with_key_and_line(table: int) -> None:
+    from lispd.config import ConfigError, parse_config
+
+    text = (
+        '[daemon]\nroles = ["itr", "etr"]\n[tun]\nroute-table = '
+        f'{table}\n[underlay]\nrlocs = ["192.0.2.1"]\n'
+        '[[database-mapping]]\neid-prefix = "198.51.100.0/24"\n'
+        'rlocs = [{ address = "192.0.2.1" }]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "x.conf")
+    assert "x.conf:4: tun.route-table:" in str(err.value), err.value
+    assert "lispd needs a table of its own" in str(err.value)

@@ -206,6 +206,23 @@ def test_link_layer_padding_is_left_out() -> None:
     assert parse_udp_datagram(wire + bytes(18), verify_checksum=True) == dg
 
 
+def test_partial_packet_keeps_the_stated_end() -> None:
+    """A capture cut short: with ``partial`` the header is read and the end the header states
+    returned; without it the packet is truncated.  The header itself must be whole."""
+    v4 = build_udp_datagram(UdpDatagram(IPv4Header(A4, B4, options=b"\x01" * 4), 1, 2, bytes(500)))
+    v6 = build_udp_datagram(UdpDatagram(IPv6Header(A6, B6), 1, 2, bytes(500)))
+    for wire, hlen in ((v4, 24), (v6, 40)):
+        whole = parse_ip_header(wire)
+        assert parse_ip_header(wire[: hlen + 1], partial=True) == whole
+        assert parse_ip_header(wire, partial=True) == whole
+        with pytest.raises(WireError) as info:
+            parse_ip_header(wire[: hlen + 1])
+        assert info.value.reason == "truncated"
+        with pytest.raises(WireError) as info:
+            parse_ip_header(wire[: hlen - 1], partial=True)  # the header is cut
+        assert info.value.reason == "truncated"
+
+
 def test_ipv4_flag_bits() -> None:
     ip = IPv4Header(A4, B4, dont_fragment=False, more_fragments=True, fragment_offset=0x1FFF)
     wire = build_ip_header(ip, 0)
