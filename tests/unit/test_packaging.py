@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import lispd
-from tests.external import REPOSITORY
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 COMMANDS = ("lispd", "lispctl", "ltr", "lig", "lispd-lab")
 
 
