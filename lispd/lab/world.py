@@ -14,8 +14,9 @@ The configurations below (pure text, validated by the unit tests with
 - ``gxtr1`` and ``xtr2`` are xTRs with NAT traversal: Info-Requests to ms find their NAT and the
   RTR, they register their translated RLOC and the RTR, and send everything off-site to rtr1,
   keeping their NAT bindings open with keepalives.  Their map-caches resolve ``0.0.0.0/0`` and
-  ``::/0`` (lispd routes those into its TUN; the plan gives them a route of the underlay via
-  their NAT), so that traffic to the outside world goes through LISP too;
+  ``::/0`` (lispd routes those into its TUN for traffic from their EIDs only, so their default
+  route via their NAT keeps carrying their own traffic), so that the sites' traffic to the
+  outside world goes through LISP too;
 - ``rtr1`` re-encapsulates between them (it knows the NAT bindings) and resolves everything else
   through ms: a negative Map-Reply (native-forward) sends the packet to the PETR (ms);
 - ``ms`` is Map-Server and Map-Resolver of both sites (handing out rtr1 in Info-Replies), PETR
