@@ -64,11 +64,9 @@ def build_control_plane(
     config: Config,
     database: LocalDatabase,
     rng: Callable[[], int],
-    first_register_nonce: int | None = None,
 ) -> ControlPlane:
-    """The control machines the node's roles need.  ``first_register_nonce`` starts the
-    Map-Register nonce sequence (the daemon derives it from the wall clock so that it keeps
-    increasing across restarts, as Map-Servers that check replay want)."""
+    """The control machines the node's roles need; ``rng`` gives every control-plane nonce
+    (the daemon passes a CSPRNG)."""
     roles = config.daemon.roles
     rlocs = tuple(config.underlay.rlocs)
     plane = ControlPlane()
@@ -121,7 +119,6 @@ def build_control_plane(
                 interval=reg.interval,
                 want_map_notify=reg.want_map_notify,
                 rng=rng,
-                first_nonce=first_register_nonce,
             )
     nat = config.nat_traversal
     if nat.enabled and config.map_servers:

@@ -11,9 +11,11 @@ them has, re-armed after every input.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
+import secrets
 import signal
 import socket
 import time
@@ -25,6 +27,7 @@ from typing import Any
 from lispd import __version__
 from lispd.api.metrics import MetricsServer, MetricsSnapshot
 from lispd.api.server import ControlServer
+from lispd.api.server import probe as probe_control_socket
 from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config, ConfigError, load_config
 from lispd.control.mapcachelog import log_install, log_removed
@@ -49,9 +52,10 @@ from lispd.fastpath.workers import WorkerSet, WorkerSlot
 from lispd.io.notify import sd_notify, watchdog_interval
 from lispd.io.routes import KernelRouting, RoutingPolicy
 from lispd.io.sysctl import prepare_tun_interface
-from lispd.io.tun import Tun
+from lispd.io.tun import Tun, held_by_another_process
 from lispd.io.udp import (
     Sender,
+    claim_port,
     enable_offloads,
     open_control_socket,
     open_receive_socket,
@@ -84,6 +88,12 @@ SMR_SAMPLE = HEADER_LEN + 40  # what an SMR needs of their packet: header, inner
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
 
 
+def control_nonce() -> int:
+    """A 64-bit control-plane nonce from the CSPRNG (Map-Request, probe, Info-Request,
+    Map-Register, SMR): an attacker who saw any number of them cannot predict the next."""
+    return secrets.randbits(64)
+
+
 class Daemon:
     """One running lispd: tables, roles, OS resources and the control socket."""
 
@@ -101,7 +111,10 @@ class Daemon:
         self.counters = Counters()
         self.drop_log = DropLog(log, clock)
         self.mapcache, self.database = build_tables(config, clock())
-        self.rng = random.Random()
+        # The data header's nonce gates nothing (prediction is harmless): a fast generator,
+        # seeded from the CSPRNG.  Every control-plane nonce, the only thing tying a Map-Reply,
+        # probe reply or Info-Reply to its request, comes from the CSPRNG (control_nonce).
+        self.data_nonces = random.Random(secrets.randbits(256))
         roles = config.daemon.roles
         local_rlocs = {a.version: a for a in config.underlay.rlocs}
         self.nat_bindings = (
@@ -116,7 +129,7 @@ class Daemon:
                 local_rlocs,
                 config.underlay.mtu,
                 self.counters,
-                nonce=lambda: self.rng.getrandbits(24),
+                nonce=lambda: self.data_nonces.getrandbits(24),
                 clock=clock,
                 proxy="pitr" in roles,
                 petrs=rloc_entries(config.petrs),
@@ -139,8 +152,7 @@ class Daemon:
         self.control = build_control_plane(
             config,
             self.database,
-            lambda: self.rng.getrandbits(64),
-            first_register_nonce=time.time_ns() // 1000,  # microseconds: grows across restarts
+            control_nonce,
         )
         self.control.is_cached = self._is_cached
         self.tun: Tun | None = None
@@ -173,8 +185,27 @@ class Daemon:
         fast = self._use_compiled()
         engines = self._engine_count() if fast else 1
         rloc_keys = {addr: ("underlay", "rlocs", i) for i, addr in enumerate(cfg.underlay.rlocs)}
+        # First what another lispd would hold (its control socket, its 4342 sockets, its TUN),
+        # so that a second instance stops before it touches anything of the first's.
+        if cfg.daemon.control_socket:
+            path = cfg.daemon.control_socket
+            with opening(cfg, ("daemon", "control-socket"), path, "the control socket"):
+                who = await asyncio.to_thread(probe_control_socket, path)
+                if who is not None:
+                    raise OSError(errno.EADDRINUSE, f"{who} is serving {path}")
+        control_sockets = []
+        for addr in cfg.underlay.rlocs:
+            port = f"UDP {LISP_CONTROL_PORT} on the RLOC"
+            with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_CONTROL_PORT)):
+                sock = open_control_socket(addr, LISP_CONTROL_PORT)
+            self.control_sockets.setdefault(addr.version, []).append(sock)
+            control_sockets.append(sock)
         if cfg.daemon.roles & TUN_ROLES:
             with opening(cfg, ("tun", "name"), cfg.tun.name, "the TUN device"):
+                if held_by_another_process(cfg.tun.name):
+                    raise OSError(
+                        errno.EBUSY, f"TUN device {cfg.tun.name} is held by another process"
+                    )
                 self.tun = Tun(
                     cfg.tun.name,
                     cfg.tun.mtu,
@@ -203,6 +234,8 @@ class Daemon:
             for addr in cfg.underlay.rlocs:
                 port = f"UDP {LISP_DATA_PORT} on the RLOC"
                 with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_DATA_PORT)):
+                    if engines > 1:  # nobody else's group to join by mistake
+                        claim_port(addr, LISP_DATA_PORT)
                     sock = open_receive_socket(addr, LISP_DATA_PORT, shared=engines > 1)
                     self.receivers.append(sock)
                     for receive in worker_receive:
@@ -222,11 +255,7 @@ class Daemon:
                     sock = open_control_socket(addr, TRACE_PORT)
                 self.trace_sockets[addr.version] = sock
                 loop.add_reader(sock.fileno(), self._on_trace_readable, sock)
-        for addr in cfg.underlay.rlocs:
-            port = f"UDP {LISP_CONTROL_PORT} on the RLOC"
-            with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_CONTROL_PORT)):
-                sock = open_control_socket(addr, LISP_CONTROL_PORT)
-            self.control_sockets.setdefault(addr.version, []).append(sock)
+        for sock in control_sockets:  # opened first, read from now on
             loop.add_reader(sock.fileno(), self._on_control_readable, sock)
         if cfg.daemon.control_socket:
             path = cfg.daemon.control_socket
@@ -460,7 +489,7 @@ class Daemon:
         if new.database != old.database or new.registration != old.registration:
             self._apply_database(new)
         fresh = build_control_plane(
-            new, self.database, lambda: self.rng.getrandbits(64), time.time_ns() // 1000
+            new, self.database, control_nonce
         )
         had_prober = self.control.prober is not None
         self._send_control(
@@ -868,7 +897,8 @@ class Daemon:
             return
         try:
             sock.sendto(
-                build_header(self.rng.getrandbits(24), IID_CONTROL) + message, (str(dst), port)
+                build_header(self.data_nonces.getrandbits(24), IID_CONTROL) + message,
+                (str(dst), port),
             )
             self.counters.count("data-control.sent", len(message))
             self.control.messages.sent(message, dst, port, self.clock(), path="data")

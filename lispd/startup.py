@@ -99,6 +99,8 @@ def explain(exc: OSError, what: str) -> tuple[str, str]:
             "not an address of this host (no interface has it)",
             "add it to an interface (ip address add ...) or use one of this host's addresses",
         )
+    if code == errno.EADDRINUSE and exc.strerror and exc.strerror != os.strerror(code):
+        return (exc.strerror, "stop it first, or give this instance another value")  # says who
     if code == errno.EADDRINUSE:
         return (f"{what} is already in use by another socket", "stop the process that holds it")
     if code in (errno.EACCES, errno.EPERM):

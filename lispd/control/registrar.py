@@ -10,10 +10,10 @@ Map-Register.  A target that never answers delays nobody.
 
 Choices:
 
-- Nonces increase by one on every Map-Register (RFC 9301 section 5.6: the Map-Server may drop
-  non-increasing nonces per xTR-ID and key).  The sequence starts at ``first_nonce`` when given
-  (the daemon can derive it from the wall clock so that it also increases across restarts), else
-  at a random 63-bit value from ``rng`` (headroom so it never wraps).
+- Every Map-Register carries a fresh 64-bit nonce from ``rng`` (a CSPRNG by default), as
+  deployed xTRs do: nothing an observer saw predicts the next one.  RFC 9301 lets a Map-Server
+  drop non-increasing nonces, but none deployed does (xTRs send random nonces and persist
+  nothing across restarts); lispd's Map-Server refuses a nonce it accepted before instead.
 - A Map-Notify is accepted only from a target's address, with a valid HMAC under that target's
   key.  Its nonce is then one of the last :data:`RECENT_NONCES` Map-Registers sent to that target
   (an acknowledgement: the target is marked acknowledged), a nonce already acknowledged (a
@@ -71,7 +71,6 @@ ACK_WINDOW_INTERVALS: Final = 3
 """A target is ``acknowledged`` when its last acknowledgement is at most this many intervals old."""
 
 _MASK64: Final = (1 << 64) - 1
-_MASK63: Final = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +134,6 @@ class Registrar:
         rng: Callable[[], int] | None = None,
         xtr_id: int | None = None,
         site_id: int = 0,
-        first_nonce: int | None = None,
     ) -> None:
         """``records`` are the wire EID-records of the database as the Map-Servers should hold
         them (authoritative, locators with the local bit, TTL for proxy replies).  With
@@ -153,8 +151,6 @@ class Registrar:
         self._rng: Callable[[], int] = rng if rng is not None else lambda: secrets.randbits(64)
         self._records = _check_records(records)
         self._states: list[_TargetState] = [_TargetState(t) for t in self._check_targets(targets)]
-        start = first_nonce if first_nonce is not None else self._rng() & _MASK63
-        self._next_nonce = start & _MASK64
         self._now: float | None = None
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
@@ -399,9 +395,7 @@ class Registrar:
         log.info("registration %s %s", "restored" if restored else "acknowledged", pairs(fields))
 
     def _take_nonce(self) -> int:
-        nonce = self._next_nonce
-        self._next_nonce = (nonce + 1) & _MASK64
-        return nonce
+        return self._rng() & _MASK64
 
     def _deregister(
         self, target: MapServerTarget, records: Sequence[EidRecord]

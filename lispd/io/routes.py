@@ -28,6 +28,7 @@ path never waits for them.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Iterable
@@ -157,10 +158,26 @@ class KernelRouting:
         this instance did not install: leftovers of a run killed without clean-up."""
         removed = 0
         for family in FAMILIES:
-            for msg in self._call(self.ipr.get_rules, family=family):
-                priority = msg.get_attr("FRA_PRIORITY") or 0
-                if not self.policy.owns_rule(priority, msg.get_attr("FRA_PROTOCOL") or 0):
-                    continue
+            rules = [
+                msg
+                for msg in self._call(self.ipr.get_rules, family=family)
+                if self.policy.owns_rule(
+                    msg.get_attr("FRA_PRIORITY") or 0, msg.get_attr("FRA_PROTOCOL") or 0
+                )
+            ]
+            for msg in rules:  # a live lispd's rules name its TUN, which exists
+                other = msg.get_attr("FRA_IIFNAME")
+                if (
+                    other
+                    and other != self.ifname
+                    and self._call(self.ipr.link_lookup, ifname=other)
+                ):
+                    raise OSError(
+                        errno.EADDRINUSE,
+                        f"routing table {self.policy.table} and rule priority "
+                        f"{self.policy.priority} are in use by the lispd of TUN {other}",
+                    )
+            for msg in rules:
                 if self._delete_rule_msg(msg):
                     removed += 1
             for msg in self._call(self.ipr.get_routes, family=family, table=self.policy.table):

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytun
 
@@ -21,6 +22,19 @@ TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 TUN_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
 _PLAIN_VNET = bytes(VNET_HDR_LEN)
+IFF_PERSIST = 0x0800
+
+
+def held_by_another_process(name: str, sys_class_net: Path = Path("/sys/class/net")) -> bool:
+    """Whether a TUN/TAP device ``name`` exists that some process holds open: it is not
+    persistent (such a device exists only while a process has it open), so opening it would
+    attach to another program's device (a multi-queue one takes a second reader silently).
+    False when there is no such device or it is persistent (made beforehand for lispd)."""
+    try:
+        flags = int((sys_class_net / name / "tun_flags").read_text().strip(), 16)
+    except (OSError, ValueError):
+        return False
+    return not flags & IFF_PERSIST
 
 log = logging.getLogger(__name__)
 

@@ -77,29 +77,51 @@ def _configure(sock: socket.socket, version: int, receive: bool) -> None:
             sock.setsockopt(SOL_UDP, UDP_NO_CHECK6_RX, 1)
 
 
+def claim_port(addr: IPv4Address | IPv6Address, port: int) -> None:
+    """Raise ``EADDRINUSE`` unless ``addr``:``port`` is free: bound by nobody, on this address
+    or the wildcard, whatever socket options they set.
+
+    The first socket of an SO_REUSEPORT group cannot find that out by binding (it would join a
+    group someone else made with the option), so a plain socket binds the port first, and is
+    closed just before the group binds."""
+    probe = socket.socket(_family(addr), socket.SOCK_DGRAM)
+    try:
+        if addr.version == 6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((str(addr), port))
+    finally:
+        probe.close()
+
+
 def open_receive_socket(
     addr: IPv4Address | IPv6Address, port: int, shared: bool = False
 ) -> socket.socket:
-    """The socket that receives encapsulated packets on ``addr``:``port``.
+    """The socket that receives encapsulated packets on ``addr``:``port``, owned exclusively:
+    no SO_REUSEADDR, so no other socket can bind the same port and take its traffic.
 
-    ``shared``: SO_REUSEPORT, one of a group of sockets on the same address and port (one per
-    fast-path engine) among which the kernel spreads flows by their address and port hash."""
+    ``shared``: SO_REUSEPORT, one of lispd's group of sockets on the same address and port (one
+    per fast-path engine) among which the kernel spreads flows by their address and port hash.
+    Call :func:`claim_port` before the first of the group; the kernel admits later members only
+    with the option set and the same user, i.e. lispd itself."""
     sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     _configure(sock, addr.version, receive=True)
-    sock.bind((str(addr), port))
+    try:
+        sock.bind((str(addr), port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
 def open_control_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.socket:
-    """The LISP control socket on ``addr``:``port`` (4342), non-blocking, real checksums.
+    """The LISP control socket on ``addr``:``port`` (4342), non-blocking, real checksums, owned
+    exclusively (no SO_REUSEADDR or SO_REUSEPORT: a second bind of the port fails).
 
     It sends with TTL/hop limit :data:`CONTROL_TTL` and reports the TTL of what it receives
     (RLOC probing derives underlay hop counts from both)."""
     sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if addr.version == 6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
@@ -109,7 +131,11 @@ def open_control_socket(addr: IPv4Address | IPv6Address, port: int) -> socket.so
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, CONTROL_TTL)
     sock.setblocking(False)
     _set_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, SOCKET_BUFFER)
-    sock.bind((str(addr), port))
+    try:
+        sock.bind((str(addr), port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 

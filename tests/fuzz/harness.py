@@ -262,7 +262,7 @@ class Harness:
         self.clock = FakeClock(random.Random(seed + 1))
         self.config = parse_config(ROLE_CONFIGS[role])
         self.daemon = Daemon(self.config, clock=self.clock)
-        self.daemon.rng = random.Random(seed + 2)
+        self.daemon.data_nonces = random.Random(seed + 2)
         self.stats = stats if stats is not None else RunStats()
         self.strict_counting = strict_counting
         self.max_failures = max_failures

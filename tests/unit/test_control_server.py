@@ -106,3 +106,111 @@ def test_a_socket_in_the_current_directory_needs_no_directory(
     monkeypatch.chdir(tmp_path)
     asyncio.run(serve_once(Path("lispd.sock")))
     assert os.listdir(tmp_path) == []
+
+
+# --- bounded and total: every client gets an answer, none holds the others up ----------------
+
+
+def raw_ask(path: Path, data: bytes, timeout: float = 10.0) -> dict[str, object]:
+    """Send ``data`` as is and read the one-line answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(data)
+        reply = sock.makefile("rb").readline()
+    answer = json.loads(reply)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def failing(_request: dict[str, object]) -> object:
+    raise RuntimeError("a bug in a handler")
+
+
+HANDLERS = {"version": lambda _req: {"name": "n1"}, "boom": failing}
+
+
+def test_every_bad_request_gets_an_error_object(tmp_path: Path) -> None:
+    path = tmp_path / "lispd.sock"
+
+    async def run() -> list[dict[str, object]]:
+        server = ControlServer(str(path), HANDLERS)
+        await server.start()
+        try:
+            cases = [
+                b"x" * 70_000 + b"\n",  # over 64 KiB with a newline
+                b"y" * 200_000,  # over 64 KiB, never a newline
+                b"{not json\n",
+                b"[1, 2]\n",
+                b'{"command": "nope"}\n',
+                b'{"command": "boom"}\n',
+                b"[" * 100_000 + b"\n",  # deep nesting
+            ]
+            return [await asyncio.to_thread(raw_ask, path, c) for c in cases]
+        finally:
+            await server.close()
+
+    answers = asyncio.run(run())
+    assert all(a["ok"] is False for a in answers), answers
+    errors = [str(a["error"]) for a in answers]
+    assert errors[0].startswith("request too long") and errors[1].startswith("request too long")
+    assert errors[2].startswith("bad request") and errors[3] == "bad request: not an object"
+    assert errors[4] == "unknown command 'nope'"
+    assert errors[5] == "internal error: RuntimeError"
+    assert errors[6].startswith(("bad request", "request too long"))
+
+
+def test_a_silent_client_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "lispd.sock"
+
+    async def run() -> tuple[dict[str, object], float]:
+        server = ControlServer(str(path), HANDLERS)
+        await server.start()
+        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(5)]
+        try:
+            for sock in idle:  # connected, saying nothing
+                sock.connect(str(path))
+            start = asyncio.get_running_loop().time()
+            answer = await asyncio.to_thread(raw_ask, path, b'{"command": "version"}\n', 3.0)
+            return answer, asyncio.get_running_loop().time() - start
+        finally:
+            for sock in idle:
+                sock.close()
+            await server.close()
+
+    answer, took = asyncio.run(run())
+    assert answer == {"ok": True, "result": {"name": "n1"}}
+    assert took < 1.0
+
+
+def test_a_second_server_refuses_a_socket_that_answers_and_leaves_it(tmp_path: Path) -> None:
+    path = tmp_path / "lispd.sock"
+
+    async def run() -> str:
+        first = ControlServer(str(path), HANDLERS)
+        await first.start()
+        try:
+            second = ControlServer(str(path), HANDLERS)
+            with pytest.raises(OSError) as err:
+                await second.start()
+            await second.close()  # as the daemon does after a failed start
+            assert path.is_socket()  # the running one's socket is still there ...
+            answer = await asyncio.to_thread(ask, path, "version")
+            assert answer == {"ok": True, "result": {"name": "n1"}}  # ... and answers
+            return str(err.value)
+        finally:
+            await first.close()
+
+    message = asyncio.run(run())
+    assert message == f"[Errno 98] lispd (node n1) is serving {path}"
+
+
+def test_a_stale_socket_is_taken_over_and_a_plain_file_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "lispd.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))  # a run that died: the file stays, nobody listens
+    assert asyncio.run(serve_once(path)) == {"ok": True, "result": "test"}
+    path.write_text("not a socket")
+    with pytest.raises(FileExistsError, match="exists and is not a socket"):
+        asyncio.run(serve_once(path))
+    assert path.read_text() == "not a socket"

@@ -69,7 +69,7 @@ def xtr(level: str = "info", ms: str = "192.0.2.50", key: str = "secret", retrie
 def plane_of(text: str) -> object:
     config = parse_config(text)
     _cache, database = build_tables(config, 0.0)
-    return build_control_plane(config, database, lambda: 7, first_register_nonce=1)
+    return build_control_plane(config, database, lambda: 7)
 
 
 def test_identical_configuration_changes_nothing() -> None:

@@ -133,15 +133,12 @@ def test_xtr_id_and_site_id_are_appended_when_configured() -> None:
     assert auth.verify(send.payload, KEY1)
 
 
-def test_first_nonce_can_be_given() -> None:
-    r = make(T1, first_nonce=1000)
-    assert decode_map_register(r.on_timer(0.0)[0].payload).nonce == 1000
-    assert decode_map_register(r.on_timer(60.0)[0].payload).nonce == 1001
-
-
-def test_rng_nonce_start_leaves_headroom() -> None:
-    r = make(T1, rng=lambda: (1 << 64) - 1)
-    assert decode_map_register(r.on_timer(0.0)[0].payload).nonce == (1 << 63) - 1
+def test_every_map_register_takes_a_fresh_nonce_from_the_rng() -> None:
+    drawn = iter([0xDEADBEEF, (1 << 64) - 1, 7])
+    r = make(T1, rng=lambda: next(drawn))
+    assert decode_map_register(r.on_timer(0.0)[0].payload).nonce == 0xDEADBEEF
+    assert decode_map_register(r.on_timer(60.0)[0].payload).nonce == (1 << 64) - 1
+    assert decode_map_register(r.on_timer(120.0)[0].payload).nonce == 7
 
 
 # --- timing -------------------------------------------------------------------------------------

@@ -206,3 +206,17 @@ def test_the_kernel_tables_are_refused_with_key_and_line(table: int) -> None:
         parse_config(text, "x.conf")
     assert "x.conf:4: tun.route-table:" in str(err.value), err.value
     assert "lispd needs a table of its own" in str(err.value)
+
+
+def test_the_rules_of_a_live_lispd_on_another_tun_are_not_taken_as_leftovers() -> None:
+    """Another lispd with the same table and priorities: its goto rule names its TUN, which
+    exists.  Refuse (nothing removed) instead of wiping its routing."""
+    ipr = FakeIPRoute(rules=[rule_msg(V4, 4340, 44, FRA_IIFNAME="lisp9")])
+    ipr.link_lookup = lambda ifname: [9] if ifname == "lisp9" else []  # type: ignore[attr-defined]
+    with pytest.raises(OSError, match="in use by the lispd of TUN lisp9"):
+        routing(ipr)
+    assert not [c for c in ipr.calls if c[1] == "del"]
+    # Its TUN gone (the other lispd was killed): the rule is a leftover like any other.
+    ipr.link_lookup = lambda ifname: []  # type: ignore[attr-defined]
+    routing(ipr)
+    assert [f["priority"] for _k, cmd, f in ipr.calls if cmd == "del"] == [4340]
