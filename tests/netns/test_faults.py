@@ -281,7 +281,8 @@ def test_sigkilled_lispd_leaves_no_route_and_a_restart_forwards_within_seconds()
             wait_for("replies flowing", lambda: len(ping.times()) >= 5)
             killed = time.monotonic()
             sigkill(daemons[1])
-            assert tun_links() == "", tun_links()
+            # The TUN goes with its last queue: the workers die just after (PR_SET_PDEATHSIG).
+            wait_for("the killed run's TUN gone", lambda: tun_links() == "", timeout=5.0)
             after = routes()
             assert "lisp0" not in after and "198.51.100.16" not in after, after
             assert "2001:db8:100:2::" not in after, after

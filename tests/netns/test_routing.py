@@ -101,7 +101,7 @@ def field_world() -> Iterator[Field]:
             yield w
         finally:
             for daemon in w.daemons.values():
-                if daemon.running:
+                if daemon.running():
                     assert daemon.stop() == 0, daemon.log_tail()
 
 
@@ -170,6 +170,13 @@ def test_a_field_router_keeps_its_routes_and_its_own_traffic_through_everything(
             assert lab.ping(s1.host, s2.host_v4, count=2, wait=3.0)
             installed = w.lispd_state()
             sigkill(xtr1)
+            # The TUN goes when its last queue closes: the workers die just after the main
+            # process (PR_SET_PDEATHSIG), so give them a moment.
+            wait_for(
+                "the killed run's TUN gone",
+                lambda: "lisp0" not in lab.run(s1.xtr, "ip", "link").stdout,
+                timeout=10.0,
+            )
             left = w.lispd_state()
             assert "dev lisp0" not in left and "throw" in left, left
             assert w.admin_state() == before
