@@ -19,7 +19,14 @@ from lispd.control.prober import Prober, ProbeSettings
 from lispd.control.registrar import MapServerTarget, Registrar
 from lispd.control.resolver import Resolver, ResolverSettings
 from lispd.control.responder import MapReplier, SmrSender, database_records
-from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.mapcache import (
+    Action,
+    DatabaseEntry,
+    LocalDatabase,
+    MapCache,
+    MapCacheEntry,
+    RlocEntry,
+)
 
 
 def rloc_entries(rlocs: Iterable[Any]) -> tuple[RlocEntry, ...]:
@@ -44,7 +51,7 @@ def build_tables(config: Config, now: float) -> tuple[MapCache, LocalDatabase]:
     """The static map-cache and the local database described by ``config``."""
     mapcache = MapCache()
     for m in config.map_cache:
-        action = "encapsulate" if m.rlocs else (m.action or "drop")
+        action: Action = "encapsulate" if m.rlocs else (m.action or "drop")
         ttl = None if m.ttl is None else m.ttl * 60.0
         mapcache.add(
             MapCacheEntry(

@@ -19,9 +19,9 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from lispd import __version__
@@ -41,11 +41,12 @@ from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.natbindings import NatBindings
 from lispd.dataplane.outputs import Encap, Miss, ToTun
+from lispd.dataplane.ratelimit import TokenBucket
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.trace import TRACE_PORT, is_trace
 from lispd.dataplane.tracing import Tracer
 from lispd.fastpath import compiled
-from lispd.fastpath.compiled import CompiledPath, merge_counts
+from lispd.fastpath.compiled import CompiledPath, RecordRefresh, merge_counts
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
 from lispd.fastpath.inner import inner_destination
 from lispd.fastpath.workers import WorkerSet, WorkerSlot
@@ -66,7 +67,7 @@ from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
 from lispd.reconfigure import plan_reload, update_control_plane
 from lispd.startup import opening
-from lispd.stats import Counters, DropLog
+from lispd.stats import Counters, DropLog, LoopLag
 from lispd.wire.address import ElpAddress
 from lispd.wire.control import decode_control
 from lispd.wire.data import LISP_DATA_PORT
@@ -86,6 +87,9 @@ SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
 MAX_RECENT_ITRS = 4096  # ITRs remembered per SMR_MEMORY window (spoofed sources: bounded)
 SMR_SAMPLE = HEADER_LEN + 40  # what an SMR needs of their packet: header, inner source
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
+LAG_INTERVAL = 0.01  # seconds between two ticks measuring the loop's lag (its stalls)
+BINDING_LOG_RATE = 1.0  # "nat binding" lines a second (after a burst of BINDING_LOG_BURST)
+BINDING_LOG_BURST = 20.0  # spoofed sources each make a binding: their lines are bounded
 
 
 def control_nonce() -> int:
@@ -116,7 +120,9 @@ class Daemon:
         # probe reply or Info-Reply to its request, comes from the CSPRNG (control_nonce).
         self.data_nonces = random.Random(secrets.randbits(256))
         roles = config.daemon.roles
-        local_rlocs = {a.version: a for a in config.underlay.rlocs}
+        local_rlocs: dict[int, IPv4Address | IPv6Address] = {
+            a.version: a for a in config.underlay.rlocs
+        }
         self.nat_bindings = (
             NatBindings(config.rtr.nat_binding_timeout, config.rtr.max_nat_bindings)
             if "rtr" in roles
@@ -161,12 +167,20 @@ class Daemon:
         self.control_sockets: dict[int, list[socket.socket]] = {}
         self.sender: Sender | None = None
         self.fast: CompiledPath | None = None  # the compiled fast path, when it runs
+        # RTR with the compiled path: records to issue again after NAT binding changes.
+        self._record_refresh: RecordRefresh | None = None
+        self._refresh_handle: asyncio.TimerHandle | None = None
         self.workers: WorkerSet | None = None  # its other engines' processes (workers > 1)
         self.worker_sockets: list[socket.socket] = []  # their 4341 sockets (we keep them open)
         self.api: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self._timer: asyncio.Handle | None = None  # a TimerHandle, or a Handle (see _arm_timer)
         self._status_handle: asyncio.TimerHandle | None = None
+        self.loop_lag = LoopLag(LAG_INTERVAL)
+        self._lag_handle: asyncio.TimerHandle | None = None
+        self._lag_due = 0.0  # time.monotonic() when the lag tick should run
+        self._binding_log = TokenBucket(BINDING_LOG_RATE, BINDING_LOG_BURST)
+        self._bindings_unlogged = 0
         self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
         self._last_status = ""
         self._stop = asyncio.Event()
@@ -228,7 +242,7 @@ class Daemon:
                     self.routes.add(entry.prefix)
             loop.add_reader(self.tun.fd, self._on_tun_readable)
         if cfg.daemon.roles & DATA_ROLES:
-            data_sockets = {}
+            data_sockets: dict[int, socket.socket] = {}
             worker_receive: list[dict[int, socket.socket]] = [{} for _ in range(engines - 1)]
             pools: dict[int, list[socket.socket]] = {}
             for addr in cfg.underlay.rlocs:
@@ -289,6 +303,16 @@ class Daemon:
         if self._watchdog is not None:
             log.info("systemd watchdog %s", kv(ping_interval=round(self._watchdog, 1)))
         self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
+        self._lag_tick(first=True)
+
+    def _lag_tick(self, first: bool = False) -> None:
+        """Note how late this tick runs (``stats`` -> ``loop``: the loop's stalls, see
+        :class:`LoopLag`), and arm the next one ``LAG_INTERVAL`` seconds ahead."""
+        now = time.monotonic()
+        if not first:
+            self.loop_lag.note(now - self._lag_due, now)
+        self._lag_due = now + LAG_INTERVAL
+        self._lag_handle = asyncio.get_running_loop().call_later(LAG_INTERVAL, self._lag_tick)
 
     def _use_compiled(self) -> bool:
         """Whether the compiled fast path runs (``[dataplane] fastpath``); refuses to start
@@ -335,6 +359,8 @@ class Daemon:
         fast.load_database(self.database)
         fast.load_map_cache(self.mapcache)
         self.mapcache.listener = fast.on_map_cache
+        if self.nat_bindings is not None:
+            self._record_refresh = RecordRefresh(fast, self.mapcache)
         self.fast = fast
         if worker_receive:
             queues = self.tun.queue_fds if self.tun is not None else []
@@ -424,6 +450,12 @@ class Daemon:
             self._timer.cancel()
         if self._status_handle is not None:
             self._status_handle.cancel()
+        if self._refresh_handle is not None:
+            self._refresh_handle.cancel()
+            self._refresh_handle = None
+        if self._lag_handle is not None:
+            self._lag_handle.cancel()
+            self._lag_handle = None
         if self.api is not None:
             await self.api.close()
         if self.metrics is not None:
@@ -451,7 +483,10 @@ class Daemon:
             self.tun.close()
             self.tun = None
         self.mapcache.listener = None
+        if self.fast is not None:
+            self.fast.close()  # the engine's own copies of the TUN and the sockets
         self.fast = None
+        self._record_refresh = None
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP / ``lispctl reload``: read the configuration file again.
@@ -674,12 +709,12 @@ class Daemon:
             self._drop("trace-no-return-address")
             return
         payload, address, port = back
-        sock = self.trace_sockets.get(address.version)
-        if sock is None:
+        trace_sock = self.trace_sockets.get(address.version)
+        if trace_sock is None:
             self._drop("trace-no-socket-for-family")
             return
         try:
-            sock.sendto(payload, (str(address), port))
+            trace_sock.sendto(payload, (str(address), port))
             self.counters.count("trace.returned", len(payload))
         except OSError as exc:
             self._drop("trace-send-failed", f"{address}:{port} {exc.strerror}")
@@ -697,9 +732,12 @@ class Daemon:
 
     def _probe_history(self, rloc: Any) -> tuple[list[float], list[str]] | None:
         prober = self.control.prober
-        if prober is None or rloc not in prober.watched:
+        if prober is None:
             return None
-        state = prober.state(rloc)
+        try:
+            state = prober.state(rloc)  # a dict look-up (``watched`` would copy them all)
+        except KeyError:
+            return None  # not probed
         return list(state.rtts), list(state.hops)
 
     def _send_encap(self, out: Encap) -> bool:
@@ -876,9 +914,12 @@ class Daemon:
             if not sport:  # no binding to port 0: nothing could be sent back there
                 self._drop("nat-keepalive-port-zero", src, sport)
                 return
-            if self.nat_bindings.learn(address, sport, now):
-                log.info("nat binding %s", kv(rloc=address, port=sport))
-                self._nat_bindings_changed()
+            changed = self.nat_bindings.learn(address, sport, now)
+            if changed:
+                if address in changed:
+                    self._log_binding("nat binding", now, rloc=address, port=sport)
+                    self.counters.count("rtr.nat-binding-change", len(payload))
+                self._nat_bindings_changed(changed)
                 self._arm_timer()
             self.counters.count("rtr.nat-keepalive", len(payload))
         elif isinstance(msg, MapRequest) and msg.probe and self.control.replier is not None:
@@ -1001,28 +1042,34 @@ class Daemon:
         sends: list[SendControl] = []
         for rloc in entry.rlocs:
             try:
-                sends += prober.watch(rloc.address, (entry.iid, entry.prefix), now)  # type: ignore[arg-type]
+                sends += prober.watch(rloc.address, (entry.iid, entry.prefix), now)
             except (ValueError, TypeError):
                 continue  # a family we have no RLOC of: never used anyway
         self._send_control(sends)
 
     def _unwatch_unused(self) -> None:
-        """Stop probing RLOCs no map-cache entry (nor PETR) refers to any more."""
+        """Stop probing RLOCs no map-cache entry, PETR or (behind a NAT) RTR of ours refers to
+        any more: one index look-up per watched RLOC, not a walk over the map-cache."""
         prober = self.control.prober
         if prober is None:
             return
-        used = {r.address for e in self.mapcache.entries() for r in e.rlocs}
-        used.update(p.address for p in self.config.petrs)
+        used: set[Any] = {p.address for p in self.config.petrs}
+        if self.itr is not None and self.itr.rtrs is not None:
+            used.update(r.address for r in self.itr.rtrs)  # behind a NAT: our RTRs
         for rloc in prober.watched:
-            if rloc not in used:
+            if rloc not in used and not self.mapcache.uses(rloc):
                 prober.unwatch(rloc)
 
     def _mark_rlocs(self, state: dict[Any, bool]) -> None:
-        """Probing says these RLOCs went up or down: the map-cache entries using them follow,
-        so the fast path fails over to the next priority (and back)."""
-        for entry in self.mapcache.entries():
-            if not any(r.address in state for r in entry.rlocs):
-                continue
+        """Probing says these RLOCs went up or down: the map-cache entries using them (found
+        through the map-cache's RLOC index) follow, so the fast path fails over to the next
+        priority (and back)."""
+        affected = {
+            (entry.iid, entry.prefix): entry
+            for address in state
+            for entry in self.mapcache.using(address)
+        }  # the entries using these RLOCs (an index: not a walk over the map-cache)
+        for entry in affected.values():
             rlocs = tuple(
                 replace(r, up=state[r.address]) if r.address in state else r for r in entry.rlocs
             )
@@ -1074,7 +1121,7 @@ class Daemon:
 
     def _send_control(self, sends: list[SendControl] | list[SendControl | SendData]) -> None:
         for send in sends:
-            if type(send) is SendData:
+            if isinstance(send, SendData):
                 sock = self.sender.data_sockets.get(send.dst.version) if self.sender else None
                 if sock is None:
                     self._drop("data-control-no-socket")
@@ -1122,9 +1169,9 @@ class Daemon:
         if self.nat_bindings is not None:
             expired_bindings = self.nat_bindings.expire(now)
             for address in expired_bindings:
-                log.info("nat binding expired %s", kv(rloc=address))
+                self._log_binding("nat binding expired", now, rloc=address)
             if expired_bindings:
-                self._nat_bindings_changed()
+                self._nat_bindings_changed(expired_bindings)
         if now - self._itrs_rotated > SMR_MEMORY:
             self._older_itrs, self._recent_itrs = self._recent_itrs, {}
             self._itrs_rotated = now
@@ -1213,10 +1260,17 @@ class Daemon:
         """Every counter, the workers' as they last reported them (at most a second ago)."""
         snap = self.counters.snapshot()
         snap["drops"].update(self.control.counters())
+        if self.nat_bindings is not None:
+            snap["drops"].update(self.nat_bindings.drops)
+        snap["loop"] = self.loop_lag.snapshot(time.monotonic())
         if self.fast is not None:
             merge_counts(snap, self.fast.counters())
             if self.workers is not None:
                 snap["engines"] = self.fast.engine_packets()
+            refresh = self._record_refresh
+            if refresh is not None:
+                snap["fastpath"]["records-reissued"] = refresh.issued
+                snap["fastpath"]["records-reissue-pending"] = len(refresh)
         return snap
 
     async def _refresh(self) -> None:
@@ -1236,10 +1290,41 @@ class Daemon:
 
         return fresh()
 
-    def _nat_bindings_changed(self) -> None:
-        """The compiled path's records carry NATed xTRs' translated ports: rebuild them."""
-        if self.fast is not None:
-            self.fast.load_map_cache(self.mapcache)
+    def _log_binding(self, event: str, now: float, **fields: Any) -> None:
+        """A NAT binding line at INFO, at most :data:`BINDING_LOG_RATE` a second after a burst:
+        keepalives are unauthenticated, and every spoofed source would make (and expire) a
+        binding of its own.  The next line written counts those left out (``unlogged``)."""
+        if not self._binding_log.take(now):
+            self._bindings_unlogged += 1
+            return
+        if self._bindings_unlogged:
+            fields["unlogged"], self._bindings_unlogged = self._bindings_unlogged, 0
+        log.info("%s %s", event, kv(**fields))
+
+    def _nat_bindings_changed(self, addresses: Iterable[Any]) -> None:
+        """The NAT bindings of ``addresses`` are new, moved or gone.  The Python path reads
+        the bindings per packet; the compiled records carry the translated ports, so the
+        records of the map-cache entries using these addresses (only those) are issued again:
+        now for the first slice, later for the rest (:class:`RecordRefresh`, bounded per loop
+        turn and per second)."""
+        refresh = self._record_refresh
+        if refresh is None:
+            return
+        for address in addresses:
+            refresh.mark(address)
+        if self._refresh_handle is None:  # else a run is due soon anyway
+            self._run_record_refresh()
+
+    def _run_record_refresh(self) -> None:
+        """One slice of :meth:`_nat_bindings_changed`'s work; the next one is scheduled."""
+        self._refresh_handle = None
+        refresh = self._record_refresh
+        if refresh is None:
+            return
+        wait = refresh.run(self.clock())
+        if wait is not None:
+            loop = asyncio.get_running_loop()
+            self._refresh_handle = loop.call_later(wait, self._run_record_refresh)
 
     def _metrics(self) -> MetricsSnapshot:
         """What ``GET /metrics`` shows: the data of the control socket's show commands."""
@@ -1248,7 +1333,7 @@ class Daemon:
             name=self.config.daemon.name,
             version=__version__,
             stats=self._stats(),
-            map_cache=self.mapcache.entries(),
+            map_cache_counts=self.mapcache.census(),
             pending=control.resolver.pending() if control.resolver else None,
             registrations=control.registrar.status(now) if control.registrar else None,
             rlocs=control.prober.states(now) if control.prober else None,

@@ -64,7 +64,17 @@ With RLOC probing (``itr``, ``pitr``, ``rtr``: PETRs and map-cache RLOCs), per p
     counters.
 
 With the ``rtr`` role: ``lispd_nat_bindings`` (gauge: xTRs behind NATs whose translated
-address:port the RTR knows).
+address:port the RTR knows).  With the compiled fast path there too:
+``lispd_fastpath_records_reissued_total`` (counter: forwarding records issued again because
+the NAT binding of one of their RLOCs changed).
+
+The event loop (every running daemon):
+
+``lispd_event_loop_lag_seconds``
+    histogram: how late a tick due every 10 ms ran (buckets 5 ms to 1 s): the loop's stalls,
+    give or take one tick interval.
+``lispd_event_loop_lag_recent_max_seconds``
+    gauge: the largest of those lags in the last 10 to 20 seconds.
 
 With the ``map-server`` role:
 
@@ -90,7 +100,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from lispd.logfmt import kv
 from lispd.mapcache import MapCacheEntry
@@ -125,7 +140,10 @@ class MetricsSnapshot:
     """``Daemon._stats()``, the ``stats`` command: ``{"packets": {"itr.encap.packets": n,
     "itr.encap.bytes": n, ...}, "drops": {reason: n, ...}}``."""
     map_cache: Iterable[MapCacheEntry] = ()
-    """Every map-cache entry."""
+    """Every map-cache entry (counted here when :attr:`map_cache_counts` is None)."""
+    map_cache_counts: Mapping[tuple[int, int, str], int] | None = None
+    """Map-cache entries per (instance-ID, IP version, source), counted already
+    (:meth:`lispd.mapcache.MapCache.census`: a scrape then costs no pass over the map-cache)."""
     pending: Sequence[Mapping[str, Any]] | None = None
     """:meth:`lispd.control.resolver.Resolver.pending`: one dict per lookup, with ``held``."""
     registrations: Sequence[Mapping[str, Any]] | None = None
@@ -169,7 +187,10 @@ class _Collector:
         info.add_metric([snap.name, snap.version], 1)
         yield info
         yield from _stats_families(snap.stats)
-        yield _map_cache_family(snap.map_cache)
+        counts = snap.map_cache_counts
+        if counts is None:
+            counts = Counter((e.iid, e.prefix.version, e.source) for e in snap.map_cache)
+        yield _map_cache_family(counts)
         if snap.pending is not None:
             yield GaugeMetricFamily(
                 "lispd_resolutions_pending",
@@ -213,7 +234,32 @@ def _stats_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
     )
     for reason, value in sorted(stats.get("drops", {}).items()):
         drops.add_metric([reason], value)
-    return iter((packets, nbytes, drops, *_fastpath_families(stats)))
+    return iter((packets, nbytes, drops, *_fastpath_families(stats), *_loop_families(stats)))
+
+
+def _loop_families(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """The event loop's lag (:class:`lispd.stats.LoopLag` figures, in milliseconds)."""
+    loop = stats.get("loop")
+    if not loop or not loop.get("ticks"):
+        return
+    ticks = int(loop["ticks"])
+    over = {  # "lag-over-20ms": ticks later than 20 ms, per threshold
+        float(key[len("lag-over-") : -len("ms")]) / 1000: int(count)
+        for key, count in loop.items()
+        if key.startswith("lag-over-") and key.endswith("ms")
+    }
+    buckets = [(f"{le:g}", ticks - over[le]) for le in sorted(over)]
+    yield HistogramMetricFamily(
+        "lispd_event_loop_lag_seconds",
+        "How late the event loop ran a tick due every few milliseconds (its stalls)",
+        buckets=[*buckets, ("+Inf", ticks)],
+        sum_value=float(loop.get("lag-sum-ms", 0.0)) / 1000,
+    )
+    yield GaugeMetricFamily(
+        "lispd_event_loop_lag_recent_max_seconds",
+        "The largest event loop lag in the last 10 to 20 seconds",
+        value=float(loop.get("lag-recent-max-ms", 0.0)) / 1000,
+    )
 
 
 def _fastpath_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
@@ -231,6 +277,12 @@ def _fastpath_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metri
         "Fast-path worker processes restarted after they died",
         value=fast.get("worker-restarts", 0),
     )
+    if "records-reissued" in fast:
+        yield CounterMetricFamily(
+            "lispd_fastpath_records_reissued",
+            "Forwarding records issued again because the NAT binding of one of their RLOCs changed",
+            value=fast["records-reissued"],
+        )
     spread = stats.get("engines")
     if spread:
         family = CounterMetricFamily(
@@ -243,15 +295,15 @@ def _fastpath_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metri
         yield family
 
 
-def _map_cache_family(entries: Iterable[MapCacheEntry]) -> Metric:
-    counts = Counter((e.iid, e.prefix.version, e.source) for e in entries)
+def _map_cache_family(counts: Mapping[tuple[int, int, str], int]) -> Metric:
     family = GaugeMetricFamily(
         "lispd_map_cache_entries",
         "Map-cache entries per instance-id, address family and origin",
         labels=["instance_id", "family", "source"],
     )
     for (iid, version, source), count in sorted(counts.items()):
-        family.add_metric([str(iid), f"ipv{version}", source], count)
+        if count:
+            family.add_metric([str(iid), f"ipv{version}", source], count)
     return family
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from lispd.tools.pcap import PcapError, ip_payload, read_packets
@@ -63,7 +63,11 @@ def _packet_json(pkt: LispPacket) -> dict[str, Any]:
 
 
 def _bare_json(layer: str, data: bytes) -> dict[str, Any]:
-    decoders = {"control": decode_control, "data": decode_data_header, "trace": decode_trace}
+    decoders: dict[str, Callable[[bytes], object]] = {
+        "control": decode_control,
+        "data": decode_data_header,
+        "trace": decode_trace,
+    }
     try:
         return {"layer": layer, "message": to_jsonable(decoders[layer](data))}
     except WireError as exc:

@@ -366,6 +366,7 @@ def format_stats(snapshot: dict[str, Any]) -> str:
     lines = ["LISP packet counters", ""]
     lines += table(["Counter", "Packets", "Bytes"], rows, right=(1, 2))
     lines += _fastpath_lines(snapshot)
+    lines += _loop_lines(snapshot)
     if not drops:
         return "\n".join([*lines, "", "Drops: none"]) + "\n"
     lines += ["", f"Drops: {sum(drops.values())} in {_count(len(drops), 'reason')}", ""]
@@ -386,7 +387,27 @@ def _fastpath_lines(snapshot: dict[str, Any]) -> list[str]:
     if fast.get("worker-restarts"):
         line += f", {_count(fast['worker-restarts'], 'worker restart')}"
     punted = fast.get("punted-tun", 0) + fast.get("punted-udp", 0)
-    return ["", f"{line}; {punted} packets left to the Python path"]
+    line += f"; {punted} packets left to the Python path"
+    if fast.get("records-reissued") or fast.get("records-reissue-pending"):
+        line += (
+            f"; {_count(fast.get('records-reissued', 0), 'record')} re-issued after NAT "
+            f"binding changes ({fast.get('records-reissue-pending', 0)} RLOCs pending)"
+        )
+    return ["", line]
+
+
+def _loop_lines(snapshot: dict[str, Any]) -> list[str]:
+    """The event loop's stalls: how late a tick due every few milliseconds ran."""
+    loop = snapshot.get("loop")
+    if not isinstance(loop, dict) or not loop.get("ticks"):
+        return []
+    return [
+        "",
+        f"Event loop: lag max {loop.get('lag-max-ms', 0)} ms since start, "
+        f"{loop.get('lag-recent-max-ms', 0)} ms in the last 10-20 s; "
+        f"{loop.get('lag-over-20ms', 0)} of {loop['ticks']} ticks "
+        f"(every {loop.get('interval-ms', 0)} ms) over 20 ms late",
+    ]
 
 
 def format_nat(state: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Literal
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -21,7 +22,8 @@ ROLES: tuple[str, ...] = ("itr", "etr", "rtr", "pitr", "petr", "map-server", "ma
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 """Every value ``daemon.log-level`` accepts."""
 
-MAP_CACHE_ACTIONS: tuple[str, ...] = ("drop", "native-forward", "send-map-request")
+MapCacheAction = Literal["drop", "native-forward", "send-map-request"]
+MAP_CACHE_ACTIONS: tuple[MapCacheAction, ...] = ("drop", "native-forward", "send-map-request")
 """Every value a negative ``map-cache`` entry's ``action`` accepts.
 
 ``"send-map-request"`` marks a prefix as EID space whose destinations are resolved through the
@@ -71,7 +73,7 @@ class Mapping:
     instance_id: int
     prefix: IPNetwork
     rlocs: tuple[Rloc, ...] = ()
-    action: str | None = None
+    action: MapCacheAction | None = None
     """``None`` for a positive entry, else one of :data:`MAP_CACHE_ACTIONS`."""
     ttl: int | None = None
     """Minutes before the entry expires; ``None`` for a static entry that never does."""

@@ -125,13 +125,15 @@ class ControlPlane:
         if isinstance(msg, MapRegister):
             if self.map_server is None:
                 return self._unexpected("map-register")
-            return ControlResult(self.map_server.on_map_register(data, msg, source, sport, now))
+            return ControlResult(
+                list(self.map_server.on_map_register(data, msg, source, sport, now))
+            )
         if isinstance(msg, MapNotify):
             if msg.ack:
                 return self._unexpected("map-notify-ack")
             if self.registrar is None:
                 return self._unexpected("map-notify")
-            return ControlResult(self.registrar.on_map_notify(data, msg, source, now))
+            return ControlResult(list(self.registrar.on_map_notify(data, msg, source, now)))
         if isinstance(msg, InfoMessage):
             if msg.reply:
                 if self.nat is None:
@@ -171,10 +173,10 @@ class ControlPlane:
             if network is None or not self.is_cached(iid, network.network_address):
                 self.drops["smr-not-cached"] += 1
                 return ControlResult()
-            return ControlResult(self.resolver.on_smr(msg, src, now))
+            return ControlResult(list(self.resolver.on_smr(msg, src, now)))
         if self.replier is None:
             return self._unexpected("map-request")
-        return ControlResult(self._answer(msg, sport, src, now, ttl))
+        return ControlResult(list(self._answer(msg, sport, src, now, ttl)))
 
     def _answer(
         self, msg: MapRequest, port: int, src: IPAddress, now: float, ttl: int | None = None
@@ -191,15 +193,15 @@ class ControlPlane:
             # A Map-Server forwarded a request to us as the ETR (or we are only an ETR).
             if self.replier is None or not isinstance(inner, MapRequest):
                 return self._unexpected("ecm")
-            return ControlResult(self._answer(inner, ecm.sport, src, now))
+            return ControlResult(list(self._answer(inner, ecm.sport, src, now)))
         if self.map_resolver is not None:
-            return ControlResult(self.map_resolver.on_ecm(ecm, now, src))
+            return ControlResult(list(self.map_resolver.on_ecm(ecm, now, src)))
         assert self.map_server is not None
         sends = self.map_server.on_map_request(ecm, now)
         if sends is None:
             self.drops["ecm-not-registered"] += 1
             return ControlResult()
-        return ControlResult(sends)
+        return ControlResult(list(sends))
 
     # --- time ---------------------------------------------------------------------------------
 

@@ -217,6 +217,9 @@ class Prober:
         rate = self.settings.max_per_second
         self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
         self._full_logged = False
+        # next_deadline's answer, valid until a target changes (None: not known): the daemon
+        # asks after every input, which must not cost a pass over thousands of RLOCs.
+        self._deadline: tuple[float | None] | None = None
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -228,6 +231,7 @@ class Prober:
         self.settings = settings
         rate = settings.max_per_second
         self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
+        self._deadline = None
 
     @property
     def watched(self) -> tuple[IpAddress, ...]:
@@ -272,6 +276,7 @@ class Prober:
         target = _Target(rloc, record, self.settings.history)
         self._encode(target, 0)  # refuse an unencodable probe now, before any state is kept
         self._targets[rloc] = target
+        self._deadline = None
         try:
             return self._probe_within_budget(target, now)
         except RuntimeError:
@@ -282,8 +287,10 @@ class Prober:
         """Stop probing ``rloc`` and forget its state (a later reply to its probe is dropped as
         ``probe-reply-unknown-nonce``).  Unknown RLOCs are ignored."""
         target = self._targets.pop(rloc, None)
-        if target is not None and target.nonce is not None:
-            self._nonces.pop(target.nonce, None)
+        if target is not None:
+            self._deadline = None
+            if target.nonce is not None:
+                self._nonces.pop(target.nonce, None)
 
     def is_usable(self, rloc: IpAddress) -> bool:
         """False only for an RLOC probing has declared down (unknown, up and unwatched RLOCs are
@@ -343,6 +350,7 @@ class Prober:
         sends: list[SendControl] = []
         changes: list[RlocChange] = []
         retries: list[_Target] = []
+        self._deadline = None
         for target in self._targets.values():
             if target.nonce is not None and now >= target.expires:
                 change = self._lost(target, now)
@@ -358,8 +366,12 @@ class Prober:
         return sends, changes
 
     def next_deadline(self) -> float | None:
-        """When :meth:`on_timer` next has something to do (None when nothing is watched)."""
-        return min((t.deadline() for t in self._targets.values()), default=None)
+        """When :meth:`on_timer` next has something to do (None when nothing is watched).
+        Computed over every target once after each change, then remembered: asking again
+        costs nothing."""
+        if self._deadline is None:
+            self._deadline = (min((t.deadline() for t in self._targets.values()), default=None),)
+        return self._deadline[0]
 
     def on_map_reply(
         self, reply: MapReply, src: IpAddress, now: float, ttl: int | None = None
@@ -380,6 +392,7 @@ class Prober:
         target = self._targets[probed]
         del self._nonces[reply.nonce]
         target.nonce = None
+        self._deadline = None
         target.losses = 0
         target.replies += 1
         target.last_reply = now

@@ -163,7 +163,7 @@ class _Peer:
 
 @dataclass
 class _Solicitation:
-    messages: list[SendControl]
+    messages: list[bytes]  # the SMRs (whole control messages) to repeat
     attempts: int
     next_send: float
 

@@ -34,7 +34,7 @@ DROP_ELP_END = Drop("elp-ends-here")
 DROP_TO_SELF = Drop("rloc-is-self")
 
 
-def _multicast(dst: bytes) -> bool:
+def _multicast(dst: bytes | bytearray) -> bool:
     return dst[0] == 0xFF if len(dst) == 16 else dst[0] >= 224
 
 
@@ -76,7 +76,7 @@ class Itr:
         self._iids: tuple[int, ...] = ()
         self._iids_generation = -1
 
-    def instance_for_source(self, src: bytes) -> int | None:
+    def instance_for_source(self, src: bytes | bytearray) -> int | None:
         """The instance-ID of the local EID-prefix holding ``src`` (None: not a local EID).
         With overlapping local prefixes in several instances, the lowest instance-ID wins."""
         database = self.database
@@ -129,7 +129,9 @@ class Itr:
                 return DROP_NO_LIVE_RTR
             data_port = True
         elif entry is None or entry.action == "send-map-request":
-            return Miss(iid, flow.dst, flow.src)
+            # As bytes (an RTR's packet is a bytearray): kept while resolving, and ip_address()
+            # takes no bytearray.  bytes() of bytes is the object itself, no copy.
+            return Miss(iid, bytes(flow.dst), bytes(flow.src))
         elif entry.action == "encapsulate":
             rloc = select_rloc(entry.rlocs, h, self.families)
         elif entry.action == "native-forward":
@@ -148,7 +150,7 @@ class Itr:
             hop = elp_next_hop(rloc.elp, self.own_rlocs)
             if hop is None:
                 return DROP_ELP_END
-            address = hop  # type: ignore[assignment]
+            address = hop
         if address in self.own_rlocs:
             return DROP_TO_SELF  # a mapping that points back at us: never loop
         if self.nat_port is not None:
@@ -171,7 +173,7 @@ class Itr:
             to_petr,
         )
 
-    def _instance_for_destination(self, dst: bytes, now: float) -> int | None:
+    def _instance_for_destination(self, dst: bytes | bytearray, now: float) -> int | None:
         """PITR: the instance whose map-cache covers ``dst`` (the lowest one if several)."""
         for iid in self.mapcache.instance_ids():
             if self.mapcache.lookup(iid, dst, now) is not None:

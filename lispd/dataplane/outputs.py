@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
-from typing import NamedTuple
+from typing import NamedTuple, final
 
 
 class Encap(NamedTuple):
@@ -29,7 +29,7 @@ class Encap(NamedTuple):
 class ToTun(NamedTuple):
     """Write ``packet`` to the TUN device (decapsulated traffic, or an ICMP error)."""
 
-    packet: bytes
+    packet: bytes | bytearray  # a bytearray when decapsulation rewrote TTL or ECN in a copy
     # Decapsulated by a PETR for a destination outside the local database, for the kernel to
     # forward natively (counted as petr.decap, not etr.decap).
     petr: bool = False
@@ -44,6 +44,7 @@ class Miss(NamedTuple):
     packet: bytes = b""  # the packet to hold, when not the one the daemon handed in (RTR)
 
 
+@final  # so that ``type(out) is Drop``, the packet path's test, narrows both ways
 class Drop(NamedTuple):
     """Drop the packet; ``reason`` names the counter."""
 

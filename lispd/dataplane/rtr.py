@@ -41,5 +41,5 @@ class Rtr:
             return DROP_TTL
         out = self.forwarder.handle(forwarded, iid, True)
         if type(out) is Miss:  # held decapsulated, TTL lowered (as bytes: it is kept a while)
-            return Miss(out.iid, bytes(out.dst), bytes(out.src), bytes(forwarded))
+            return out._replace(packet=bytes(forwarded))
         return out

@@ -24,16 +24,17 @@ class InnerFlow(NamedTuple):
     """What the packet path needs from an inner packet's headers."""
 
     version: int
-    src: bytes  # packed 4 or 16 bytes
-    dst: bytes
+    # Slices of the packet: bytearray when it is one (an RTR's, TTL lowered in a copy).
+    src: bytes | bytearray  # packed 4 or 16 bytes
+    dst: bytes | bytearray
     protocol: int
-    ports: bytes  # 4 bytes (sport, dport) for unfragmented TCP/UDP/SCTP, else b""
+    ports: bytes | bytearray  # 4 bytes (sport, dport) for unfragmented TCP/UDP/SCTP, else b""
     ttl: int
     tos: int  # IPv4 TOS or IPv6 traffic class (DSCP << 2 | ECN)
     dont_fragment: bool  # IPv4 DF; always True for IPv6 (routers never fragment it)
 
 
-def parse_inner(pkt: bytes) -> InnerFlow | None:
+def parse_inner(pkt: bytes | bytearray) -> InnerFlow | None:
     """The flow fields of the IPv4/IPv6 packet ``pkt``; None when the header is malformed or
     the header's length disagrees with the packet's."""
     n = len(pkt)
@@ -47,7 +48,7 @@ def parse_inner(pkt: bytes) -> InnerFlow | None:
             return None
         frag = pkt[6] << 8 | pkt[7]
         proto = pkt[9]
-        ports = b""
+        ports: bytes | bytearray = b""
         if proto in _PORT_PROTOCOLS and not frag & 0x3FFF and n >= ihl + 4:
             ports = pkt[ihl : ihl + 4]
         return InnerFlow(
@@ -141,10 +142,10 @@ def fix_inner_on_decap(pkt: bytes, outer_ttl: int, outer_tos: int) -> bytes | by
         buf[10], buf[11] = csum >> 8, csum & 0xFF
         return buf
     ttl, tos = pkt[7], ((pkt[0] & 0x0F) << 4) | (pkt[1] >> 4)
-    ecn = ecn_decapsulate(outer_tos, tos)
-    if ecn is None:
+    decap_ecn = ecn_decapsulate(outer_tos, tos)
+    if decap_ecn is None:
         return None
-    new_tos = (tos & ~ECN_MASK) | ecn
+    new_tos = (tos & ~ECN_MASK) | decap_ecn
     if ttl <= outer_ttl and new_tos == tos:
         return pkt
     buf = bytearray(pkt)

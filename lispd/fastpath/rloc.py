@@ -4,7 +4,7 @@ flow always lands on the same RLOC while the set is unchanged."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class RlocLike(Protocol):
@@ -20,14 +20,23 @@ class RlocLike(Protocol):
     def address(self) -> object: ...
 
 
+R = TypeVar("R", bound=RlocLike)
+T = TypeVar("T")
+
 UNUSABLE_PRIORITY = 255
 
 
 def usable_candidates(rlocs: Sequence[RlocLike], families: Collection[int]) -> list[RlocLike]:
     """The RLOCs of the best (lowest) priority among those that are up, not priority 255, and
     of an address family this router can send in (``families``: versions 4 and/or 6)."""
+    return _usable(rlocs, families)
+
+
+def _usable(rlocs: Sequence[R], families: Collection[int]) -> list[R]:
+    """:func:`usable_candidates`, typed by the caller's RLOC class (generic, for
+    :func:`select_rloc`)."""
     best = UNUSABLE_PRIORITY + 1
-    chosen: list[RlocLike] = []
+    chosen: list[R] = []
     for r in rlocs:
         prio = r.priority
         if prio == UNUSABLE_PRIORITY or not r.up:
@@ -42,7 +51,7 @@ def usable_candidates(rlocs: Sequence[RlocLike], families: Collection[int]) -> l
     return chosen
 
 
-def pick_by_weight(candidates: Sequence[RlocLike], h: int) -> RlocLike | None:
+def pick_by_weight(candidates: Sequence[R], h: int) -> R | None:
     """One of ``candidates`` chosen by flow hash ``h`` in proportion to the weights (equal
     shares when every weight is 0; weight-0 RLOCs get nothing when others have weight)."""
     if not candidates:
@@ -60,12 +69,12 @@ def pick_by_weight(candidates: Sequence[RlocLike], h: int) -> RlocLike | None:
     return candidates[-1]  # unreachable: the weights add up to total
 
 
-def select_rloc(rlocs: Sequence[RlocLike], h: int, families: Collection[int]) -> RlocLike | None:
+def select_rloc(rlocs: Sequence[R], h: int, families: Collection[int]) -> R | None:
     """The RLOC flow hash ``h`` goes to, or None when no RLOC is usable."""
-    return pick_by_weight(usable_candidates(rlocs, families), h)
+    return pick_by_weight(_usable(rlocs, families), h)
 
 
-def elp_next_hop(path: Sequence[object], own: Collection[object]) -> object | None:
+def elp_next_hop(path: Sequence[T], own: Collection[object]) -> T | None:
     """Where a node encapsulates to along the Explicit Locator Path ``path`` (LISP-TE): the
     hop after the last one that is one of ``own`` addresses, or the first hop when the node is
     not on the path (an ITR).  None when the node is the path's last hop."""

@@ -179,7 +179,7 @@ class Worker:
 
 def make_engine(spec: dict[str, Any]) -> Any:
     """The compiled engine SPEC describes, with its sockets."""
-    from lispd.fastpath import _accel
+    import lispd.fastpath._accel as _accel
 
     engine = _accel.Engine(**spec["engine"])
     for version, fds in spec["pools"].items():

@@ -179,10 +179,13 @@ def enable_offloads(
         sock.setsockopt(SOL_UDP, UDP_GRO, 1)
 
 
-def recv_batch(sock: socket.socket, limit: int, default_ttl: int = 64):
+Datagram = tuple[bytes, int, int, str, int]  # payload, ttl, tos, source address, source port
+
+
+def recv_batch(sock: socket.socket, limit: int, default_ttl: int = 64) -> list[Datagram]:
     """Up to ``limit`` datagrams as (payload, ttl, tos, source address, source port), reading
     until the queue is empty."""
-    out = []
+    out: list[Datagram] = []
     recvmsg = sock.recvmsg
     unpack = _INT.unpack
     for _ in range(limit):
@@ -221,7 +224,7 @@ class Sender:
         # The 4341 receive sockets: the source of traffic that must use a NAT binding.
         self.data_sockets = data_sockets if data_sockets is not None else {}
         self._cmsg: dict[tuple[int, int, int], list[tuple[int, int, bytes]]] = {}
-        self._sockaddr: dict[tuple[IPv4Address | IPv6Address, int], tuple] = {}
+        self._sockaddr: dict[tuple[IPv4Address | IPv6Address, int], tuple[str, int]] = {}
 
     def _ancillary(self, version: int, ttl: int, tos: int) -> list[tuple[int, int, bytes]]:
         key = (version, ttl, tos)

@@ -57,6 +57,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from socket import socket as Socket  # in Lab's body, ``socket`` is its method
 from types import TracebackType
 from typing import Any
 
@@ -506,9 +507,10 @@ class Lab:
         thread.join()
         if "error" in box:
             raise LabError(f"socket in {self.ns(node)}: {box['error']}")
-        return box["sock"]
+        sock: socket.socket = box["sock"]
+        return sock
 
-    def _ctnetlink(self, node: NodeRef) -> socket.socket:
+    def _ctnetlink(self, node: NodeRef) -> Socket:
         """A ctnetlink socket inside ``node``'s namespace."""
         sock = self.socket(node, socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
         sock.settimeout(5.0)

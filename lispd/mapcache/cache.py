@@ -3,19 +3,29 @@
 Owned by the control plane, which adds entries from Map-Replies (and configuration) and calls
 :meth:`MapCache.expire` from its timer.  :attr:`MapCache.generation` grows on every change so a
 per-flow cache in front of the longest-prefix match can tell when it is stale.
+
+Besides the prefix tables it keeps an index from RLOC address to the entries using it
+(:meth:`MapCache.using`), updated on every install and removal, so that what changes for one
+RLOC (its reachability, its NAT binding at an RTR) costs the entries of that RLOC, not a walk
+over the whole map-cache; and a count of entries per instance-ID, family and source
+(:meth:`MapCache.census`, for the metrics).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from itertools import count
 
 from lispd.mapcache.entries import MapCacheEntry
-from lispd.mapcache.prefixes import AddressLike, Network, PrefixLike, to_network
+from lispd.mapcache.prefixes import Address, AddressLike, Network, PrefixLike, to_network
 from lispd.mapcache.scoped import ScopedTables
 
 _HeapItem = tuple[float, int, MapCacheEntry]  # (expires, insertion sequence, entry)
+# RLOC address -> the entries with an RLOC at that address, by id() (an int key: hashing an
+# ipaddress network costs microseconds, and the index never needs the prefix).
+_RlocIndex = dict[Address, dict[int, MapCacheEntry]]
 
 
 class MapCache:
@@ -24,7 +34,7 @@ class MapCache:
     Time is never read here: expiry uses the ``now`` the caller passes.
     """
 
-    __slots__ = ("_generation", "_heap", "_seq", "_tables", "listener")
+    __slots__ = ("_by_rloc", "_census", "_generation", "_heap", "_seq", "_tables", "listener")
 
     def __init__(self, *, backend: str | None = None) -> None:
         """Create an empty map-cache (``backend``: see :class:`~lispd.mapcache.PrefixTable`)."""
@@ -34,6 +44,8 @@ class MapCache:
         # its (iid, prefix) is skipped when popped, and the heap is rebuilt when mostly stale.
         self._heap: list[_HeapItem] = []
         self._seq = count()
+        self._by_rloc: _RlocIndex = {}
+        self._census: Counter[tuple[int, int, str]] = Counter()  # see census()
         # Told of every entry installed (the entry) or removed (None), by (iid, prefix): how
         # a compiled fast path keeps its own copy of the table current.
         self.listener: Callable[[int, Network, MapCacheEntry | None], None] | None = None
@@ -51,6 +63,9 @@ class MapCache:
         old = self._tables.exact(entry.iid, entry.prefix)
         self._tables.insert(entry.iid, entry.prefix, entry)
         self._generation += 1
+        if old is not None:
+            self._unindex(old)
+        self._index(entry)
         if self.listener is not None:
             self.listener(entry.iid, entry.prefix, entry)
         if entry.expires is not None:
@@ -71,8 +86,62 @@ class MapCache:
         return entry
 
     def _removed(self, entry: MapCacheEntry) -> None:
+        self._unindex(entry)
         if self.listener is not None:
             self.listener(entry.iid, entry.prefix, None)
+
+    def _index(self, entry: MapCacheEntry) -> None:
+        self._census[entry.iid, entry.prefix.version, entry.source] += 1
+        for rloc in entry.rlocs:
+            users = self._by_rloc.get(rloc.address)
+            if users is None:
+                users = self._by_rloc[rloc.address] = {}
+            users[id(entry)] = entry  # the dict holds it: its id is its own meanwhile
+
+    def _unindex(self, entry: MapCacheEntry) -> None:
+        key = (entry.iid, entry.prefix.version, entry.source)
+        self._census[key] -= 1
+        if not self._census[key]:
+            del self._census[key]
+        for rloc in entry.rlocs:
+            users = self._by_rloc.get(rloc.address)
+            if users is None:
+                continue  # an address listed twice in the entry: gone already
+            users.pop(id(entry), None)
+            if not users:
+                del self._by_rloc[rloc.address]
+
+    def using(self, address: Address) -> list[MapCacheEntry]:
+        """The entries with an RLOC at ``address`` (for an explicit locator path: its first
+        hop), in no particular order; costs their number, not the map-cache's size."""
+        users = self._by_rloc.get(address)
+        return [] if users is None else list(users.values())
+
+    def still_using(
+        self, address: Address, entries: Iterable[MapCacheEntry]
+    ) -> Iterator[MapCacheEntry]:
+        """Those of ``entries`` (from :meth:`using`, some time ago) that are still installed
+        and still use ``address``: not replaced nor removed since.  One look-up each."""
+        users = self._by_rloc.get(address)
+        if users is None:
+            return
+        for entry in entries:
+            if users.get(id(entry)) is entry:
+                yield entry
+
+    def uses(self, address: Address) -> bool:
+        """Whether any entry has an RLOC at ``address`` (see :meth:`using`)."""
+        return address in self._by_rloc
+
+    def census(self) -> dict[tuple[int, int, str], int]:
+        """Entries per (instance-ID, IP version, source), kept up to date by every install
+        and removal (the metrics' ``lispd_map_cache_entries``, without a pass over the
+        table)."""
+        return dict(self._census)
+
+    def rloc_addresses(self) -> list[Address]:
+        """Every RLOC address some entry uses (the first hop of a path), in no order."""
+        return list(self._by_rloc)
 
     def get(self, iid: int, prefix: PrefixLike) -> MapCacheEntry | None:
         """The entry for exactly ``prefix`` in ``iid`` (no longest match), or None."""

@@ -82,7 +82,7 @@ def internet_checksum(data: bytes, initial: int = 0) -> int:
     """The 16-bit ones' complement checksum of ``data`` (RFC 1071)."""
     if len(data) % 2:
         data += b"\x00"
-    total = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

@@ -77,13 +77,18 @@ class MapNotify:
 RegisterOrNotify = MapRegister | MapNotify
 
 
-def _decode_body(r: Reader, word0: int, has_ids: bool):
+_Body = tuple[int, int, bytes, tuple[EidRecord, ...], int | None, int | None]
+
+
+def _decode_body(r: Reader, word0: int, has_ids: bool) -> _Body:
+    """(nonce, key-id, authentication data, records, xTR-ID, site-ID) after the first word."""
     nonce = r.u64("nonce")
     key_id = r.u16("key-id")
     auth_len = r.u16("auth length")
     auth_data = r.take(auth_len, "authentication data")
     records = decode_records(r, word0 & 0xFF)
-    xtr_id = site_id = None
+    xtr_id: int | None = None
+    site_id: int | None = None
     if has_ids:
         hi, lo = struct.unpack("!QQ", r.take(16, "xtr-id"))
         xtr_id = (hi << 64) | lo
@@ -188,6 +193,9 @@ def encode_map_notify(m: MapNotify) -> bytes:
 
 def encode_signed(m: RegisterOrNotify, key: bytes) -> bytes:
     """Bytes of ``m`` authenticated with ``key`` under ``m.key_id`` (full-length digest)."""
-    blank = replace(m, auth_data=bytes(auth.auth_length(m.key_id)))
-    raw = encode_map_register(blank) if isinstance(m, MapRegister) else encode_map_notify(blank)
+    blank = bytes(auth.auth_length(m.key_id))
+    if isinstance(m, MapRegister):
+        raw = encode_map_register(replace(m, auth_data=blank))
+    else:
+        raw = encode_map_notify(replace(m, auth_data=blank))
     return auth.sign(raw, key)

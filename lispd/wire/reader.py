@@ -44,15 +44,18 @@ class Reader:
 
     def u16(self, what: str = "u16") -> int:
         """A 16-bit big-endian integer."""
-        return _U16.unpack_from(self.data, self._need(2, what))[0]
+        value: int = _U16.unpack_from(self.data, self._need(2, what))[0]
+        return value
 
     def u32(self, what: str = "u32") -> int:
         """A 32-bit big-endian integer."""
-        return _U32.unpack_from(self.data, self._need(4, what))[0]
+        value: int = _U32.unpack_from(self.data, self._need(4, what))[0]
+        return value
 
     def u64(self, what: str = "u64") -> int:
         """A 64-bit big-endian integer."""
-        return _U64.unpack_from(self.data, self._need(8, what))[0]
+        value: int = _U64.unpack_from(self.data, self._need(8, what))[0]
+        return value
 
     def take(self, n: int, what: str = "bytes") -> bytes:
         """The next ``n`` bytes."""

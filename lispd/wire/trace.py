@@ -65,7 +65,7 @@ import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from lispd.wire.errors import (
     BAD_FIELD,
@@ -304,7 +304,8 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(", ", ": "), allow_nan=False)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[Number]:
+    """An int or float proper (not a bool, which JSON keeps apart from numbers)."""
     return type(value) in (int, float)
 
 

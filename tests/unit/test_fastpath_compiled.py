@@ -28,6 +28,7 @@ test_fastpath_offloads.py; the table: test_fastpath_lpm.py.
 from __future__ import annotations
 
 import functools
+import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -73,8 +74,11 @@ _accel = require_accel()
 IPAddress = IPv4Address | IPv6Address
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-POOL = {4: [100, 101, 102, 103, 104, 105, 106, 107], 6: [200, 201, 202]}
-DATA_FD = {4: 300, 6: 301}
+# The engine dup()s the sockets it is given and reports the caller's numbers in its decisions:
+# real descriptors, held open for the whole module (nothing is sent through them).
+_SOCKETS = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(13)]
+POOL = {4: [s.fileno() for s in _SOCKETS[:8]], 6: [s.fileno() for s in _SOCKETS[8:11]]}
+DATA_FD = {4: _SOCKETS[11].fileno(), 6: _SOCKETS[12].fileno()}
 PY_NONCE = 0xABCDEF
 
 

@@ -8,6 +8,7 @@ use documentation ranges only.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 import pytest
@@ -716,3 +717,116 @@ def test_evict_soonest_spares_static_entries(backend: str) -> None:
     assert mc.evict_soonest() is None
     assert mc.entries() == [static_soon]
     assert mc.next_expiry() == 1.0  # the static entry still expires
+
+
+# --- the RLOC index ------------------------------------------------------------------------
+
+INDEX_RLOCS = (RLOC_A, RLOC_B, RLOC_6, RlocEntry(IPv4Address("192.0.2.9"), 1, 1))
+
+
+def index_model(mc: MapCache) -> dict[object, set[tuple[int, Network]]]:
+    """What MapCache.using should answer, by a walk over every entry."""
+    model: dict[object, set[tuple[int, Network]]] = {}
+    for entry in mc.entries():
+        for rloc in entry.rlocs:
+            model.setdefault(rloc.address, set()).add((entry.iid, entry.prefix))
+    return model
+
+
+def test_using_finds_the_entries_of_an_rloc_and_follows_every_change(backend: str) -> None:
+    mc = MapCache(backend=backend)
+    a, b = RLOC_A.address, RLOC_B.address
+    both = MapCacheEntry(0, "198.51.100.0/28", (RLOC_A, RLOC_B), ttl=10, created=0.0)
+    only_a = MapCacheEntry(7, "198.51.100.0/28", (RLOC_A,), ttl=20, created=0.0)
+    mc.add(both)
+    mc.add(only_a)
+    mc.add(MapCacheEntry(0, "203.0.113.0/24", action="drop"))  # no RLOC: in no list
+    assert sorted(map(id, mc.using(a))) == sorted(map(id, [both, only_a]))
+    assert mc.using(b) == [both] and mc.uses(b)
+    assert sorted(map(str, mc.rloc_addresses())) == ["192.0.2.1", "192.0.2.5"]
+    moved = MapCacheEntry(0, "198.51.100.0/28", (RLOC_B,), ttl=30, created=0.0)
+    mc.add(moved)  # replaces ``both``: no longer uses A
+    assert mc.using(a) == [only_a] and mc.using(b) == [moved]
+    assert mc.expire(25.0) == [only_a]
+    assert not mc.uses(a) and mc.using(a) == []
+    mc.remove(0, "198.51.100.0/28")
+    assert mc.rloc_addresses() == [] and mc.using(b) == []
+
+
+def test_an_rloc_listed_twice_in_one_entry_is_indexed_once(backend: str) -> None:
+    mc = MapCache(backend=backend)
+    twice = MapCacheEntry(0, "198.51.100.0/28", (RLOC_A, RlocEntry(RLOC_A.address, 2, 10)))
+    mc.add(twice)
+    assert mc.using(RLOC_A.address) == [twice]
+    mc.clear()
+    assert not mc.uses(RLOC_A.address)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "add", "add", "remove", "clear", "clear-prefix", "expire",
+                             "evict"]),
+            st.sampled_from([0, 7]),
+            st.sampled_from(["198.51.100.0/28", "198.51.100.0/29", "198.51.100.16/28",
+                             "2001:db8::/64", "203.0.113.0/24"]),
+            st.lists(st.sampled_from(INDEX_RLOCS), max_size=3),
+            st.integers(1, 50),
+        ),
+        max_size=40,
+    )
+)  # fmt: skip
+def test_property_the_index_matches_a_walk_over_the_map_cache(ops: list) -> None:
+    """Whatever installs, replaces, removes, clears, expires and evicts: ``using`` and
+    ``census`` answer exactly what a walk over every entry finds."""
+    mc = MapCache()
+    now = 0.0
+    for kind, iid, prefix, rlocs, ttl in ops:
+        now += 1.0
+        if kind == "add":
+            entry = (
+                MapCacheEntry(iid, prefix, tuple(rlocs), ttl=ttl, created=now, source="map-reply")
+                if rlocs
+                else MapCacheEntry(iid, prefix, action="drop", ttl=ttl, created=now)
+            )
+            mc.add(entry)
+        elif kind == "remove" and mc.get(iid, prefix) is not None:
+            mc.remove(iid, prefix)
+        elif kind == "clear":
+            mc.clear(iid if ttl % 2 else None)
+        elif kind == "clear-prefix":
+            mc.clear(iid if ttl % 2 else None, "198.51.100.0/24" if ttl % 3 else "::/0")
+        elif kind == "expire":
+            mc.expire(now + ttl / 5)
+        elif kind == "evict":
+            mc.evict_soonest()
+        model = index_model(mc)
+        assert set(mc.rloc_addresses()) == set(model)
+        census = Counter((e.iid, e.prefix.version, e.source) for e in mc.entries())
+        assert mc.census() == dict(census)
+        for rloc in INDEX_RLOCS:
+            found = mc.using(rloc.address)
+            assert {(e.iid, e.prefix) for e in found} == model.get(rloc.address, set())
+            assert len(found) == len(model.get(rloc.address, ()))
+            assert all(mc.get(e.iid, e.prefix) is e for e in found)  # the live entries
+            assert mc.uses(rloc.address) == (rloc.address in model)
+
+
+def test_still_using_keeps_the_entries_neither_replaced_nor_removed(backend: str) -> None:
+    mc = MapCache(backend=backend)
+    a = RLOC_A.address
+    kept, moved, replaced, removed = (
+        MapCacheEntry(0, f"198.51.100.{16 * k}/28", (RLOC_A,), ttl=60) for k in range(4)
+    )
+    for entry in (kept, moved, replaced, removed):
+        mc.add(entry)
+    snapshot = mc.using(a)
+    assert len(snapshot) == 4
+    mc.add(MapCacheEntry(0, moved.prefix, (RLOC_B,), ttl=60))  # no longer uses A
+    fresh = MapCacheEntry(0, replaced.prefix, (RLOC_A,), ttl=90)
+    mc.add(fresh)  # still uses A, but another entry now
+    mc.remove(0, removed.prefix)
+    assert list(mc.still_using(a, snapshot)) == [kept]
+    assert list(mc.still_using(RLOC_6.address, snapshot)) == []  # an address nobody uses
+    assert sorted(map(id, mc.using(a))) == sorted(map(id, [kept, fresh]))

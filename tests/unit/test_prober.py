@@ -542,6 +542,8 @@ _REPLIES = st.builds(
     )
 )
 def test_random_inputs_never_raise_and_keep_invariants(ops: list) -> None:
+    """Whatever arrives: no exception, bounded histories, down only after losses, and
+    ``next_deadline`` (remembered between changes) equal to a walk over every target."""
     p = Prober((LOCAL4, LOCAL6), ProbeSettings(interval=5.0, timeout=3.0), counting_rng())
     now = 0.0
     for kind, reply, src, ttl, step in ops:
@@ -559,6 +561,10 @@ def test_random_inputs_never_raise_and_keep_invariants(ops: list) -> None:
             p.watch(src, None, now)
         else:
             p.unwatch(src)
+        # The remembered deadline is always the one a pass over every target finds.
+        walked = min((t.deadline() for t in p._targets.values()), default=None)
+        assert p.next_deadline() == walked
+        assert p.next_deadline() == walked  # asked again: the same, without a pass
         for rloc in p.watched:
             s = p.state(rloc)
             assert len(s.rtts) <= 3 and len(s.hops) == len(s.rtts)
@@ -616,3 +622,29 @@ def test_the_probe_table_is_bounded() -> None:
     assert prober.watch(a("192.0.2.12"), None, 1.0) != []
     with pytest.raises(ValueError):
         ProbeSettings(max_rlocs=0)
+
+
+def test_the_remembered_deadline_follows_every_change() -> None:
+    """``next_deadline`` is computed once per change and remembered (the daemon asks after
+    every packet): a watch, a reply, a timer run, an unwatch and new settings each move it."""
+    p = make()
+    assert p.next_deadline() is None
+    (probe,) = p.watch(ETR4, None, 0.0)
+    assert p.next_deadline() == 3.0  # the probe's timeout
+    p.on_map_reply(answer(probe), ETR4, 1.0)
+    assert p.next_deadline() == 10.0  # the next probe
+    p.on_map_reply(answer(probe), ETR4, 1.5)  # a duplicate: refused, nothing moves
+    assert p.next_deadline() == 10.0
+    (probe6,) = p.watch(PETR6, None, 2.0)
+    assert p.next_deadline() == 5.0
+    p.on_timer(5.0)  # PETR6's probe is lost: a quick retry goes out at once
+    assert p.next_deadline() == 8.0
+    p.unwatch(PETR6)
+    assert p.next_deadline() == 10.0  # ETR4's next probe
+    p.set_settings(ProbeSettings(interval=20.0, timeout=3.0))
+    assert p.next_deadline() == 10.0
+    p.on_timer(10.0)
+    assert p.next_deadline() == 13.0  # the new probe's timeout
+    p.unwatch(ETR4)
+    assert p.next_deadline() is None
+    assert probe6.dst == PETR6

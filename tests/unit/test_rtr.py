@@ -125,6 +125,16 @@ def test_rtr_miss_holds_the_decapsulated_packet() -> None:
     pkt = packet(ttl=20)
     out = rtr.handle(build_header(1, 3) + pkt, 64, 0)
     assert type(out) is Miss and out.iid == 3 and out.packet == decrement_ttl(pkt)
+    # The RTR forwards a bytearray (TTL lowered in a copy): what the daemon keeps is bytes.
+    assert (type(out.dst), type(out.src), type(out.packet)) == (bytes, bytes, bytes)
+    assert ip_address(out.dst) == ip_address("198.51.100.18")
+
+
+def test_itr_miss_of_a_bytearray_packet_has_bytes_addresses() -> None:
+    out = forwarder(RTR_A, []).handle(bytearray(packet()), 3)
+    assert type(out) is Miss and out.iid == 3
+    assert (out.dst, out.src) == (ip_address("198.51.100.18").packed, bytes(packet()[12:16]))
+    assert type(out.dst) is bytes and type(out.src) is bytes
 
 
 def test_rtr_drops_bad_input_with_named_reasons() -> None:

@@ -3,6 +3,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,22 @@
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000
 
+/* Under AddressSanitizer the part of a receive slot past the bytes received is poisoned, so a
+ * parser reading past a packet is reported even though the slot (64 KB) is one allocation. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SLOT_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SLOT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SLOT_POISON(p, n) ((void)(p), (void)(n))
+#define SLOT_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+_Static_assert(FP_CMSG_OUT % _Alignof(struct cmsghdr) == 0, "cmsg rows stay aligned");
+_Static_assert(FP_CMSG_IN % _Alignof(struct cmsghdr) == 0, "cmsg rows stay aligned");
+_Static_assert(3 * CMSG_SPACE(sizeof(int)) <= FP_CMSG_OUT, "room for TTL, TOS, UDP_SEGMENT");
+_Static_assert(FP_HEADROOM >= VNET_HDR_LEN && FP_HEADROOM >= FP_LISP_HDR, "headroom");
+
 static const int overhead[2] = {20 + 8 + 8, 40 + 8 + 8}; /* outer IP + UDP + LISP */
 
 static inline int fam_index(int family) { return family == 6; }
@@ -30,18 +47,23 @@ static inline int fam_index(int family) { return family == 6; }
 int fp_engine_init(fp_engine *e)
 {
     memset(e, 0, sizeof *e);
-    e->tun_fd = e->data_fd[0] = e->data_fd[1] = -1;
+    e->tun_fd = -1;
+    for (int fi = 0; fi < 2; fi++)
+        e->data[fi].fd = e->data[fi].given = -1;
     e->mtu = 1500;
     e->tun_bufs = malloc((size_t)FP_BATCH * FP_SLOT);
     e->udp_bufs = malloc((size_t)FP_BATCH * FP_SLOT);
     e->seg_buf = malloc(FP_SEG_BUF);
     e->out = malloc(sizeof(fp_out) * FP_OUT_MAX);
+    e->tx = malloc(sizeof *e->tx);
+    e->rx = malloc(sizeof *e->rx);
     e->merge.cap = 65536 + VNET_HDR_LEN;
     e->merge.buf = malloc(e->merge.cap);
     if (getrandom(&e->nonce_state, sizeof e->nonce_state, 0) != sizeof e->nonce_state)
         e->nonce_state = 0x9E3779B97F4A7C15ULL;
     e->nonce_state |= 1;
-    if (!e->tun_bufs || !e->udp_bufs || !e->seg_buf || !e->out || !e->merge.buf) {
+    if (!e->tun_bufs || !e->udp_bufs || !e->seg_buf || !e->out || !e->tx || !e->rx ||
+        !e->merge.buf) {
         fp_engine_free(e);
         return -1;
     }
@@ -54,6 +76,25 @@ static void release_record(void *value)
         free(value);
 }
 
+static void close_owned(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+void fp_close_descriptors(fp_engine *e)
+{
+    close_owned(&e->tun_fd);
+    for (int fi = 0; fi < 2; fi++) {
+        for (int i = 0; i < e->pool_n[fi]; i++)
+            close_owned(&e->pool[fi][i].fd);
+        e->pool_n[fi] = 0;
+        close_owned(&e->data[fi].fd);
+        e->data[fi].given = -1;
+    }
+}
+
 void fp_engine_free(fp_engine *e)
 {
     lpm_clear(&e->map, release_record);
@@ -62,10 +103,73 @@ void fp_engine_free(fp_engine *e)
     free(e->udp_bufs);
     free(e->seg_buf);
     free(e->out);
+    free(e->tx);
+    free(e->rx);
     free(e->merge.buf);
     e->tun_bufs = e->udp_bufs = e->seg_buf = e->merge.buf = NULL;
     e->out = NULL;
+    e->tx = NULL;
+    e->rx = NULL;
+    fp_close_descriptors(e);
 }
+
+/* --- descriptors ------------------------------------------------------------------------------ */
+
+static int own(int fd) { return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+
+int fp_set_tun(fp_engine *e, int fd)
+{
+    int mine = own(fd);
+    if (fd >= 0 && mine < 0)
+        return -1;
+    close_owned(&e->tun_fd);
+    e->tun_fd = mine;
+    return 0;
+}
+
+int fp_set_pool(fp_engine *e, int family, const int *fds, int n)
+{
+    if ((family != 4 && family != 6) || n < 0 || n > FP_POOL_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    fp_socket mine[FP_POOL_MAX];
+    for (int i = 0; i < n; i++) {
+        mine[i].given = fds[i];
+        mine[i].fd = own(fds[i]);
+        if (mine[i].fd < 0) {
+            int saved = fds[i] < 0 ? EBADF : errno;
+            for (int k = 0; k < i; k++)
+                close(mine[k].fd);
+            errno = saved;
+            return -1;
+        }
+    }
+    int fi = fam_index(family);
+    for (int i = 0; i < e->pool_n[fi]; i++)
+        close_owned(&e->pool[fi][i].fd);
+    memcpy(e->pool[fi], mine, sizeof(fp_socket) * (size_t)n);
+    e->pool_n[fi] = n;
+    return 0;
+}
+
+int fp_set_data_socket(fp_engine *e, int family, int fd)
+{
+    if (family != 4 && family != 6) {
+        errno = EINVAL;
+        return -1;
+    }
+    int mine = own(fd);
+    if (fd >= 0 && mine < 0)
+        return -1;
+    fp_socket *s = &e->data[fam_index(family)];
+    close_owned(&s->fd);
+    s->fd = mine;
+    s->given = mine < 0 ? -1 : fd;
+    return 0;
+}
+
+/* --- decisions -------------------------------------------------------------------------------- */
 
 static inline uint32_t next_nonce(fp_engine *e)
 {
@@ -77,17 +181,21 @@ static inline uint32_t next_nonce(fp_engine *e)
     return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 40);
 }
 
-void fp_write_header(fp_engine *e, uint8_t *at, uint32_t iid)
+int fp_write_header(fp_engine *e, wcursor at, uint32_t iid)
 {
+    uint8_t *h = wcur_peek(at, 0, FP_LISP_HDR);
+    if (!h)
+        return -1;
     uint32_t nonce = next_nonce(e) & 0xFFFFFF;
-    at[0] = 0x88; /* N and I bits */
-    at[1] = (uint8_t)(nonce >> 16);
-    at[2] = (uint8_t)(nonce >> 8);
-    at[3] = (uint8_t)nonce;
-    at[4] = (uint8_t)(iid >> 16);
-    at[5] = (uint8_t)(iid >> 8);
-    at[6] = (uint8_t)iid;
-    at[7] = 0;
+    h[0] = 0x88; /* N and I bits */
+    h[1] = (uint8_t)(nonce >> 16);
+    h[2] = (uint8_t)(nonce >> 8);
+    h[3] = (uint8_t)nonce;
+    h[4] = (uint8_t)(iid >> 16);
+    h[5] = (uint8_t)(iid >> 8);
+    h[6] = (uint8_t)iid;
+    h[7] = 0;
+    return 0;
 }
 
 static inline int multicast(const inner_flow *f)
@@ -122,11 +230,11 @@ static const fp_rloc *pick(const fp_record *r, uint32_t h)
 }
 
 /* fp_classify on a packet already parsed into f (the RTR has done it). */
-static int classify_flow(fp_engine *e, const inner_flow *fp, const uint8_t *p, size_t n,
-                         long iid, int reencap, size_t check_len, fp_dest *d, uint32_t *iid_out)
+static int classify_flow(fp_engine *e, const inner_flow *fp, cursor c, long iid, int reencap,
+                         size_t check_len, fp_dest *d, uint32_t *iid_out)
 {
     const inner_flow f = *fp;
-    if (multicast(&f) || is_trace(p, n) || e->punt_all)
+    if (multicast(&f) || is_trace(c) || e->punt_all)
         return FP_PUNT;
     if (iid < 0) {
         iid = source_instance(e, f.version, f.src);
@@ -141,10 +249,13 @@ static int classify_flow(fp_engine *e, const inner_flow *fp, const uint8_t *p, s
     int fi = fam_index(rloc->family);
     if (!reencap && f.dont_fragment && check_len > (size_t)(e->mtu - overhead[fi]))
         return FP_PUNT; /* Python answers with ICMP too-big */
-    int fd = rloc->via_data ? e->data_fd[fi] : e->pool_n[fi] ? e->pool[fi][h % e->pool_n[fi]] : -1;
-    if (fd < 0)
+    const fp_socket *s = rloc->via_data  ? &e->data[fi]
+                         : e->pool_n[fi] ? &e->pool[fi][h % (uint32_t)e->pool_n[fi]]
+                                         : NULL;
+    if (!s || s->fd < 0)
         return FP_PUNT;
-    d->fd = fd;
+    d->fd = s->fd;
+    d->given = s->given;
     d->family = rloc->family;
     d->port = rloc->port;
     memcpy(d->addr, rloc->addr, 16);
@@ -154,14 +265,16 @@ static int classify_flow(fp_engine *e, const inner_flow *fp, const uint8_t *p, s
     return FP_ENCAP;
 }
 
-int fp_classify(fp_engine *e, const uint8_t *p, size_t n, long iid, int reencap,
-                size_t check_len, fp_dest *d, uint32_t *iid_out)
+int fp_classify(fp_engine *e, cursor c, long iid, int reencap, size_t check_len, fp_dest *d,
+                uint32_t *iid_out)
 {
     inner_flow f;
-    if (parse_inner(p, n, &f) < 0)
+    if (parse_inner(c, &f) < 0)
         return FP_PUNT;
-    return classify_flow(e, &f, p, n, iid, reencap, check_len, d, iid_out);
+    return classify_flow(e, &f, c, iid, reencap, check_len, d, iid_out);
 }
+
+/* --- sending ---------------------------------------------------------------------------------- */
 
 static void enqueue(fp_engine *e, const fp_dest *d, uint8_t *data, size_t len, size_t inner_len,
                     int role)
@@ -173,6 +286,7 @@ static void enqueue(fp_engine *e, const fp_dest *d, uint8_t *data, size_t len, s
     o->len = (uint32_t)len;
     o->inner_len = (uint32_t)inner_len;
     o->fd = d->fd;
+    o->given = d->given;
     o->port = d->port;
     o->family = d->family;
     o->ttl = (uint8_t)d->ttl;
@@ -200,18 +314,19 @@ static void count_sent(fp_engine *e, const fp_out *o, int k)
     }
 }
 
-static size_t put_cmsg(uint8_t *buf, int level, int type, const void *value, size_t len)
+/* One control message at buf (room bytes, aligned); its CMSG_SPACE, or 0 when it does not fit. */
+static size_t put_cmsg(uint8_t *buf, size_t room, int level, int type, const void *value,
+                       size_t len)
 {
-    struct cmsghdr *c = (struct cmsghdr *)buf;
+    if (CMSG_SPACE(len) > room)
+        return 0;
+    struct cmsghdr *c = (struct cmsghdr *)(void *)buf;
     c->cmsg_level = level;
     c->cmsg_type = type;
     c->cmsg_len = CMSG_LEN(len);
     memcpy(CMSG_DATA(c), value, len);
     return CMSG_SPACE(len);
 }
-
-#define FP_GROUPS 256     /* destinations told apart per flush; more share one tail group */
-#define FP_GROUP_SLOTS 512
 
 static inline uint32_t dest_hash(const fp_out *o)
 {
@@ -231,72 +346,72 @@ static inline uint32_t dest_hash(const fp_out *o)
  * call per datagram.  Destinations are grouped in the order of their sockets. */
 static void group_by_dest(fp_engine *e)
 {
-    static int gid[FP_OUT_MAX];
-    static int slot_group[FP_GROUP_SLOTS]; /* group + 1, 0 free */
-    static int rep[FP_GROUPS];             /* a datagram of each group */
-    static int order[FP_GROUPS + 1], start[FP_GROUPS + 1], size[FP_GROUPS + 1];
-    static fp_out grouped[FP_OUT_MAX];
+    fp_tx *t = e->tx;
     int n = e->nout, ngroups = 0, tail = 0;
     if (n < 3)
         return;
-    memset(slot_group, 0, sizeof slot_group);
-    memset(size, 0, sizeof size);
+    memset(t->slot_group, 0, sizeof t->slot_group);
+    memset(t->size, 0, sizeof t->size);
     for (int i = 0; i < n; i++) {
         const fp_out *o = &e->out[i];
         uint32_t h = dest_hash(o) & (FP_GROUP_SLOTS - 1);
         int g = FP_GROUPS; /* the tail group, once FP_GROUPS are taken */
         for (;;) {
-            int s = slot_group[h];
+            int s = t->slot_group[h];
             if (s == 0) {
                 if (ngroups < FP_GROUPS) {
                     g = ngroups++;
-                    slot_group[h] = g + 1;
-                    rep[g] = i;
+                    t->slot_group[h] = g + 1;
+                    t->rep[g] = i;
                 }
                 break;
             }
-            if (same_dest(&e->out[rep[s - 1]], o)) {
+            if (same_dest(&e->out[t->rep[s - 1]], o)) {
                 g = s - 1;
                 break;
             }
             h = (h + 1) & (FP_GROUP_SLOTS - 1);
         }
         tail |= g == FP_GROUPS;
-        gid[i] = g;
-        size[g]++;
+        t->gid[i] = g;
+        t->size[g]++;
     }
     if (ngroups == 1 && !tail)
         return;
     /* groups ordered by socket (stable: first seen first), the tail group last */
     for (int g = 0; g < ngroups; g++) {
         int k = g;
-        while (k > 0 && e->out[rep[order[k - 1]]].fd > e->out[rep[g]].fd) {
-            order[k] = order[k - 1];
+        while (k > 0 && e->out[t->rep[t->order[k - 1]]].fd > e->out[t->rep[g]].fd) {
+            t->order[k] = t->order[k - 1];
             k--;
         }
-        order[k] = g;
+        t->order[k] = g;
     }
-    order[ngroups] = FP_GROUPS;
+    t->order[ngroups] = FP_GROUPS;
     int at = 0;
     for (int k = 0; k <= ngroups; k++) {
-        start[order[k]] = at;
-        at += size[order[k]];
+        t->start[t->order[k]] = at;
+        at += t->size[t->order[k]];
     }
     for (int i = 0; i < n; i++)
-        grouped[start[gid[i]]++] = e->out[i];
-    memcpy(e->out, grouped, sizeof(fp_out) * (size_t)n);
+        t->grouped[t->start[t->gid[i]]++] = e->out[i];
+    memcpy(e->out, t->grouped, sizeof(fp_out) * (size_t)n);
 }
 
-/* TTL, TOS and UDP_SEGMENT: three CMSG_SPACE(4) = 72 bytes on 64-bit Linux */
-#define CMSG_BUF 96
+/* sendmmsg on fd, or the sink's send for each message: how many went, or -1 with errno. */
+static int send_messages(fp_engine *e, int fd, int given, struct mmsghdr *msgs, unsigned n)
+{
+    if (!e->sink.send)
+        return sendmmsg(fd, msgs, n, MSG_DONTWAIT);
+    for (unsigned i = 0; i < n; i++)
+        if (e->sink.send(e->sink.ctx, given, &msgs[i].msg_hdr) < 0)
+            return i ? (int)i : -1;
+    return (int)n;
+}
 
 void fp_flush(fp_engine *e)
 {
-    static struct mmsghdr msgs[FP_OUT_MAX];
-    static struct iovec iov[FP_OUT_MAX];
-    static struct sockaddr_in6 names[FP_OUT_MAX];
-    static uint8_t cbuf[FP_OUT_MAX][CMSG_BUF];
-    static int first[FP_OUT_MAX + 1], count[FP_OUT_MAX];
+    fp_tx *t = e->tx;
     int nmsg = 0;
     group_by_dest(e);
     for (int i = 0; i < e->nout;) {
@@ -313,83 +428,95 @@ void fp_flush(fp_engine *e)
             }
         }
         for (int k = i; k < j; k++) {
-            iov[k].iov_base = e->out[k].data;
-            iov[k].iov_len = e->out[k].len;
+            t->iov[k].iov_base = e->out[k].data;
+            t->iov[k].iov_len = e->out[k].len;
         }
-        struct msghdr *m = &msgs[nmsg].msg_hdr;
+        struct msghdr *m = &t->msgs[nmsg].msg_hdr;
+        struct sockaddr_in6 *name = &t->names[nmsg];
         memset(m, 0, sizeof *m);
-        memset(&names[nmsg], 0, sizeof names[nmsg]);
+        memset(name, 0, sizeof *name);
         if (o->family == 4) {
-            struct sockaddr_in *sin = (struct sockaddr_in *)&names[nmsg];
-            sin->sin_family = AF_INET;
-            sin->sin_port = htons(o->port);
-            memcpy(&sin->sin_addr, o->addr, 4);
-            m->msg_namelen = sizeof *sin;
+            struct sockaddr_in sin;
+            memset(&sin, 0, sizeof sin);
+            sin.sin_family = AF_INET;
+            sin.sin_port = htons(o->port);
+            memcpy(&sin.sin_addr, o->addr, 4);
+            memcpy(name, &sin, sizeof sin);
+            m->msg_namelen = sizeof sin;
         } else {
-            names[nmsg].sin6_family = AF_INET6;
-            names[nmsg].sin6_port = htons(o->port);
-            memcpy(&names[nmsg].sin6_addr, o->addr, 16);
-            m->msg_namelen = sizeof names[nmsg];
+            name->sin6_family = AF_INET6;
+            name->sin6_port = htons(o->port);
+            memcpy(&name->sin6_addr, o->addr, 16);
+            m->msg_namelen = sizeof *name;
         }
-        m->msg_name = &names[nmsg];
-        m->msg_iov = &iov[i];
+        m->msg_name = name;
+        m->msg_iov = &t->iov[i];
         m->msg_iovlen = (size_t)(j - i);
         int ttl = o->ttl, tos = o->tos;
         size_t clen = 0;
-        uint8_t *c = cbuf[nmsg];
-        memset(c, 0, CMSG_BUF);
+        uint8_t *c = t->cbuf[nmsg];
+        memset(c, 0, FP_CMSG_OUT);
         if (o->family == 4) {
-            clen += put_cmsg(c + clen, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
-            clen += put_cmsg(c + clen, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+            clen += put_cmsg(c + clen, FP_CMSG_OUT - clen, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+            clen += put_cmsg(c + clen, FP_CMSG_OUT - clen, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
         } else {
-            clen += put_cmsg(c + clen, IPPROTO_IPV6, IPV6_HOPLIMIT, &ttl, sizeof ttl);
-            clen += put_cmsg(c + clen, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
+            clen += put_cmsg(c + clen, FP_CMSG_OUT - clen, IPPROTO_IPV6, IPV6_HOPLIMIT, &ttl,
+                             sizeof ttl);
+            clen += put_cmsg(c + clen, FP_CMSG_OUT - clen, IPPROTO_IPV6, IPV6_TCLASS, &tos,
+                             sizeof tos);
         }
         if (j - i > 1) {
             uint16_t seg = (uint16_t)o->len;
-            clen += put_cmsg(c + clen, SOL_UDP, UDP_SEGMENT, &seg, sizeof seg);
+            clen += put_cmsg(c + clen, FP_CMSG_OUT - clen, SOL_UDP, UDP_SEGMENT, &seg, sizeof seg);
             e->c.gso_sends++;
         }
         m->msg_control = c;
         m->msg_controllen = clen;
-        first[nmsg] = i;
-        count[nmsg] = j - i;
+        t->first[nmsg] = i;
+        t->count[nmsg] = j - i;
         nmsg++;
         i = j;
     }
     /* sendmmsg takes one socket: send each run of messages that share one. */
     for (int k = 0; k < nmsg;) {
-        int fd = e->out[first[k]].fd, end = k + 1;
-        while (end < nmsg && e->out[first[end]].fd == fd)
+        const fp_out *head = &e->out[t->first[k]];
+        int fd = head->fd, end = k + 1;
+        while (end < nmsg && e->out[t->first[end]].fd == fd)
             end++;
         while (k < end) {
-            int r = sendmmsg(fd, &msgs[k], (unsigned)(end - k), MSG_DONTWAIT);
+            int r = send_messages(e, fd, head->given, &t->msgs[k], (unsigned)(end - k));
             if (r < 0) {
                 if (errno == EINTR)
                     continue;
-                e->c.send_failed += (uint64_t)count[k]; /* this message failed: skip it */
+                e->c.send_failed += (uint64_t)t->count[k]; /* this message failed: skip it */
                 e->c.last_send_errno = (uint64_t)errno;
                 k++;
                 continue;
             }
             for (int q = k; q < k + r; q++)
-                count_sent(e, &e->out[first[q]], count[q]);
+                count_sent(e, &e->out[t->first[q]], t->count[q]);
             k += r;
         }
     }
     e->nout = 0;
 }
 
+/* --- the ETR side ----------------------------------------------------------------------------- */
+
 static int seen_source(fp_engine *e, const struct sockaddr_storage *src)
 {
     fp_seen key;
     memset(&key, 0, sizeof key);
     if (src->ss_family == AF_INET) {
+        struct sockaddr_in sin;
+        memcpy(&sin, src, sizeof sin);
         key.family = 4;
-        memcpy(key.addr, &((const struct sockaddr_in *)src)->sin_addr, 4);
+        memcpy(key.addr, &sin.sin_addr, 4);
     } else {
+        struct sockaddr_in6 sin6;
+        memcpy(&sin6, src, sizeof sin6);
         key.family = 6;
-        memcpy(key.addr, &((const struct sockaddr_in6 *)src)->sin6_addr, 16);
+        memcpy(key.addr, &sin6.sin6_addr, 16);
     }
     uint32_t h = crc32_update(key.family, key.addr, 16);
     for (size_t i = h & (FP_SEEN_SLOTS - 1);; i = (i + 1) & (FP_SEEN_SLOTS - 1)) {
@@ -410,17 +537,21 @@ static int seen_source(fp_engine *e, const struct sockaddr_storage *src)
     return 0;
 }
 
-static int tun_write_plain(fp_engine *e, const uint8_t *p, size_t n)
+/* One TUN write of the iovecs: 0, or -1 when it failed or wrote less than all of it. */
+static int tun_writev(fp_engine *e, const struct iovec *v, int n)
 {
-    static const uint8_t zero[VNET_HDR_LEN];
-    ssize_t r;
-    if (e->vnet) {
-        struct iovec v[2] = {{(void *)zero, VNET_HDR_LEN}, {(void *)p, n}};
-        r = writev(e->tun_fd, v, 2);
-    } else {
-        r = write(e->tun_fd, p, n);
-    }
-    return r < 0 ? -1 : 0;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += v[i].iov_len;
+    ssize_t r = e->sink.tun_write ? e->sink.tun_write(e->sink.ctx, v, n) : writev(e->tun_fd, v, n);
+    return r >= 0 && (size_t)r == total ? 0 : -1;
+}
+
+static int tun_write_plain(fp_engine *e, cursor c)
+{
+    static const uint8_t zero[VNET_HDR_LEN]; /* read-only */
+    struct iovec v[2] = {{(void *)zero, VNET_HDR_LEN}, {(void *)c.p, c.len}};
+    return e->vnet ? tun_writev(e, v, 2) : tun_writev(e, v + 1, 1);
 }
 
 static void merge_flush(fp_engine *e)
@@ -429,7 +560,8 @@ static void merge_flush(fp_engine *e)
         return;
     int segs = e->merge.segs;
     size_t total = tcp_merge_finish(&e->merge);
-    if (write(e->tun_fd, e->merge.buf, total) < 0) {
+    struct iovec v = {e->merge.buf, total};
+    if (tun_writev(e, &v, 1) < 0) {
         e->c.tun_write_failed += (uint64_t)segs;
     } else {
         e->c.etr_decap_packets += (uint64_t)segs;
@@ -440,92 +572,195 @@ static void merge_flush(fp_engine *e)
     e->merge_bytes = 0;
 }
 
-static void to_tun(fp_engine *e, const uint8_t *p, size_t n)
+static void to_tun(fp_engine *e, cursor c)
 {
     if (e->vnet && e->gso) {
-        if (tcp_merge_add(&e->merge, p, n)) {
-            e->merge_bytes += n;
+        if (tcp_merge_add(&e->merge, c)) {
+            e->merge_bytes += c.len;
             if (e->merge.closed)
                 merge_flush(e);
             return;
         }
         merge_flush(e);
-        if (tcp_merge_start(&e->merge, p, n)) {
-            e->merge_bytes = n;
+        if (tcp_merge_start(&e->merge, c)) {
+            e->merge_bytes = c.len;
             if (e->merge.closed)
                 merge_flush(e);
             return;
         }
     }
-    if (tun_write_plain(e, p, n) < 0) {
+    if (tun_write_plain(e, c) < 0) {
         e->c.tun_write_failed++;
     } else {
         e->c.etr_decap_packets++;
-        e->c.etr_decap_bytes += n;
+        e->c.etr_decap_bytes += c.len;
     }
 }
 
-int fp_datagram_decision(fp_engine *e, uint8_t *d, size_t n, int ttl, int tos, fp_dest *dest,
+int fp_datagram_decision(fp_engine *e, wcursor d, int ttl, int tos, fp_dest *dest,
                          int *source_known, const struct sockaddr_storage *src)
 {
-    if (n <= FP_LISP_HDR || (d[0] & 0x03))
+    lisp_hdr lh;
+    wcursor inner;
+    if (d.len <= FP_LISP_HDR || parse_lisp_header(cur_of(d), &lh) < 0 || (lh.flags & 0x03) ||
+        !wcur_rest(d, FP_LISP_HDR, &inner))
         return FP_PUNT; /* truncated, or encrypted (key-id bits) */
-    uint32_t iid = d[0] & 0x08 ? (uint32_t)d[4] << 16 | (uint32_t)d[5] << 8 | d[6] : 0;
-    if (iid == 0xFFFFFF)
+    if (lh.iid == 0xFFFFFF)
         return FP_PUNT; /* a control message in the data path */
-    uint8_t *inner = d + FP_LISP_HDR;
-    size_t m = n - FP_LISP_HDR;
     int alen;
-    const uint8_t *dst = inner_destination(inner, m, &alen);
-    if (!dst || is_trace(inner, m))
+    const uint8_t *dst = inner_destination(cur_of(inner), &alen);
+    if (!dst || is_trace(cur_of(inner)))
         return FP_PUNT;
     int family = alen == 4 ? 4 : 6;
-    if (e->etr && lpm_lookup(&e->db, iid, family, dst)) {
+    if (e->etr && lpm_lookup(&e->db, lh.iid, family, dst)) {
         if (source_known && !*source_known) {
             *source_known = 1; /* from here on it is in the set (or the set is full) */
             if (!seen_source(e, src))
                 return FP_PUNT; /* Python remembers new ITRs (to SMR them) */
         }
-        if (fix_on_decap(inner, m, ttl, tos) < 0)
+        if (fix_on_decap(inner, ttl, tos) != PKT_OK)
             return FP_PUNT;
         return FP_TO_TUN;
     }
     if (!e->rtr)
         return FP_PUNT;
-    if (fix_on_decap(inner, m, ttl, tos) < 0)
+    if (fix_on_decap(inner, ttl, tos) != PKT_OK)
         return FP_PUNT; /* unchanged on failure, and idempotent: Python redoes it */
     inner_flow f;
-    if (parse_inner(inner, m, &f) < 0 || f.ttl <= 1)
+    if (parse_inner(cur_of(inner), &f) < 0 || f.ttl <= 1)
         return FP_PUNT;
     uint32_t chosen;
-    if (classify_flow(e, &f, inner, m, (long)iid, 1, m, dest, &chosen) != FP_ENCAP)
+    if (classify_flow(e, &f, cur_of(inner), (long)lh.iid, 1, inner.len, dest, &chosen) != FP_ENCAP)
         return FP_PUNT;
-    decrement_ttl(inner, m);
+    if (decrement_ttl(inner) != PKT_OK || fp_write_header(e, d, chosen) < 0)
+        return FP_PUNT; /* cannot happen: the TTL is above 1, the header is there */
     dest->ttl = f.ttl - 1;
-    fp_write_header(e, d, chosen);
     return FP_REENCAP;
+}
+
+/* The TTL, TOS and GRO segment size the kernel reported for one message. */
+static void read_cmsgs(struct msghdr *m, int *ttl, int *tos, int *seg)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        int v = 0;
+        if (c->cmsg_len < CMSG_LEN(1))
+            continue;
+        size_t have = c->cmsg_len - CMSG_LEN(0); /* bytes of data */
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
+            *tos = *(const uint8_t *)CMSG_DATA(c); /* one byte */
+            continue;
+        }
+        if (have < sizeof v)
+            continue;
+        memcpy(&v, CMSG_DATA(c), sizeof v);
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO)
+            *seg = v;
+        else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+                 (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT))
+            *ttl = v;
+        else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS)
+            *tos = v;
+    }
+}
+
+/* The datagrams a message of len bytes holds, cut at seg bytes (an empty one counts once). */
+static uint64_t datagrams_in(size_t len, int seg)
+{
+    if (seg <= 0 || (size_t)seg >= len)
+        return 1;
+    return (len + (size_t)seg - 1) / (size_t)seg;
+}
+
+void fp_end_batch(fp_engine *e)
+{
+    merge_flush(e);
+    fp_flush(e);
+}
+
+uint8_t *fp_udp_slot(fp_engine *e, int k)
+{
+    uint8_t *slot = e->udp_bufs + (size_t)k * FP_SLOT;
+    SLOT_UNPOISON(slot, FP_SLOT);
+    return slot + FP_HEADROOM;
+}
+
+int fp_udp_message(fp_engine *e, int k, size_t len, int flags, int ttl, int tos, int seg,
+                   const struct sockaddr_storage *src, fp_punt_udp punt, void *ctx)
+{
+    if (flags & MSG_TRUNC) {
+        e->c.udp_truncated += datagrams_in(len, seg);
+        return 0;
+    }
+    if (flags & MSG_CTRUNC) {
+        e->c.udp_ctrunc++; /* no GRO size: where its datagrams end is unknown */
+        return 0;
+    }
+    wcursor msg;
+    if (k < 0 || k >= FP_BATCH || len > FP_SLOT - FP_HEADROOM ||
+        !wcur_sub(wcur_make(e->udp_bufs, (size_t)FP_BATCH * FP_SLOT),
+                  (size_t)k * FP_SLOT + FP_HEADROOM, len, &msg))
+        return 0; /* not a slot: callers pass their own */
+    SLOT_POISON(msg.p + len, FP_SLOT - FP_HEADROOM - len);
+    if (seg <= 0 || (size_t)seg > len)
+        seg = len ? (int)len : 1;
+    else
+        e->c.gro_datagrams++;
+    /* an empty datagram still goes round once: Python counts it as truncated */
+    int source_known = 0; /* the segments of one message share its source */
+    for (size_t off = 0; off < len || (off == 0 && len == 0); off += (size_t)seg) {
+        size_t n = len - off < (size_t)seg ? len - off : (size_t)seg;
+        wcursor d;
+        if (!wcur_sub(msg, off, n, &d))
+            break;
+        fp_dest dest;
+        int what = fp_datagram_decision(e, d, ttl, tos, &dest, &source_known, src);
+        if (what == FP_TO_TUN) {
+            cursor inner;
+            if (cur_rest(cur_of(d), FP_LISP_HDR, &inner))
+                to_tun(e, inner);
+        } else if (what == FP_REENCAP) {
+            enqueue(e, &dest, d.p, d.len, d.len, 1);
+        } else {
+            e->c.punted_udp++;
+            /* Python handles it now (when the caller gave a handler): what came
+             * before it leaves first, so a flow stays in order */
+            fp_end_batch(e);
+            if (punt(ctx, d.p, d.len, ttl, tos, src) < 0) {
+                e->c.punt_aborted += datagrams_in(len - off - n, seg) - (off + n >= len);
+                return -2; /* a Python exception */
+            }
+        }
+    }
+    return 0;
+}
+
+/* A source address the punt handler can name: IPv4 or IPv6, else the unspecified [::]:0. */
+static void normalise_source(struct sockaddr_storage *s, socklen_t len)
+{
+    if ((s->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) ||
+        (s->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)))
+        return;
+    memset(s, 0, sizeof *s);
+    s->ss_family = AF_INET6;
 }
 
 int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx)
 {
-    static struct mmsghdr msgs[FP_BATCH];
-    static struct iovec iov[FP_BATCH];
-    static struct sockaddr_storage names[FP_BATCH];
-    static uint8_t cbuf[FP_BATCH][128];
+    fp_rx *x = e->rx;
     for (int round = 0; round < budget; round++) {
         for (int i = 0; i < FP_BATCH; i++) {
-            iov[i].iov_base = e->udp_bufs + (size_t)i * FP_SLOT + FP_HEADROOM;
-            iov[i].iov_len = FP_SLOT - FP_HEADROOM;
-            struct msghdr *m = &msgs[i].msg_hdr;
+            x->iov[i].iov_base = fp_udp_slot(e, i);
+            x->iov[i].iov_len = FP_SLOT - FP_HEADROOM;
+            struct msghdr *m = &x->msgs[i].msg_hdr;
             memset(m, 0, sizeof *m);
-            m->msg_name = &names[i];
-            m->msg_namelen = sizeof names[i];
-            m->msg_iov = &iov[i];
+            m->msg_name = &x->names[i];
+            m->msg_namelen = sizeof x->names[i];
+            m->msg_iov = &x->iov[i];
             m->msg_iovlen = 1;
-            m->msg_control = cbuf[i];
-            m->msg_controllen = sizeof cbuf[i];
+            m->msg_control = x->cbuf[i];
+            m->msg_controllen = sizeof x->cbuf[i];
         }
-        int r = recvmmsg(fd, msgs, FP_BATCH, MSG_DONTWAIT, NULL);
+        int r = recvmmsg(fd, x->msgs, FP_BATCH, MSG_DONTWAIT, NULL);
         if (r < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -535,71 +770,37 @@ int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx)
             return -1;
         }
         for (int i = 0; i < r; i++) {
-            struct msghdr *m = &msgs[i].msg_hdr;
+            struct msghdr *m = &x->msgs[i].msg_hdr;
             int ttl = 64, tos = 0, seg = 0;
-            for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-                int v = 0;
-                if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-                    memcpy(&v, CMSG_DATA(c), sizeof v);
-                    seg = v;
-                } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) {
-                    memcpy(&v, CMSG_DATA(c), sizeof v);
-                    ttl = v;
-                } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
-                    tos = *(uint8_t *)CMSG_DATA(c);
-                } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT) {
-                    memcpy(&v, CMSG_DATA(c), sizeof v);
-                    ttl = v;
-                } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) {
-                    memcpy(&v, CMSG_DATA(c), sizeof v);
-                    tos = v;
+            read_cmsgs(m, &ttl, &tos, &seg);
+            normalise_source(&x->names[i], m->msg_namelen);
+            size_t len = x->msgs[i].msg_len;
+            if (fp_udp_message(e, i, len, m->msg_flags, ttl, tos, seg, &x->names[i], punt, ctx) <
+                0) {
+                for (int k = i + 1; k < r; k++) { /* read, and now left: counted */
+                    int kseg = 0, kttl, ktos;
+                    read_cmsgs(&x->msgs[k].msg_hdr, &kttl, &ktos, &kseg);
+                    e->c.punt_aborted += datagrams_in(x->msgs[k].msg_len, kseg);
                 }
-            }
-            uint8_t *base = iov[i].iov_base;
-            size_t len = msgs[i].msg_len;
-            if (m->msg_flags & MSG_TRUNC)
-                continue;
-            if (seg <= 0 || (size_t)seg > len)
-                seg = len ? (int)len : 1;
-            else
-                e->c.gro_datagrams++;
-            /* an empty datagram still goes round once: Python counts it as truncated */
-            int source_known = 0; /* the segments of one message share its source */
-            for (size_t off = 0; off < len || (off == 0 && len == 0); off += (size_t)seg) {
-                size_t n = len - off < (size_t)seg ? len - off : (size_t)seg;
-                uint8_t *d = base + off;
-                fp_dest dest;
-                int what = fp_datagram_decision(e, d, n, ttl, tos, &dest, &source_known, &names[i]);
-                if (what == FP_TO_TUN) {
-                    to_tun(e, d + FP_LISP_HDR, n - FP_LISP_HDR);
-                } else if (what == FP_REENCAP) {
-                    enqueue(e, &dest, d, n, n, 1);
-                } else {
-                    e->c.punted_udp++;
-                    /* Python handles it now (when the caller gave a handler): what came
-                     * before it leaves first, so a flow stays in order */
-                    merge_flush(e);
-                    fp_flush(e);
-                    if (punt(ctx, d, n, ttl, tos, &names[i]) < 0)
-                        return -2; /* a Python exception */
-                }
+                fp_end_batch(e);
+                return -2;
             }
         }
-        merge_flush(e);
-        fp_flush(e);
+        fp_end_batch(e);
         if (r < FP_BATCH)
             break;
     }
     return 0;
 }
 
-static int punt_segments(fp_engine *e, const uint8_t *p, size_t n, const vnet_hdr *h,
-                         fp_punt_tun punt, void *ctx)
+/* --- the ITR side ----------------------------------------------------------------------------- */
+
+/* A super-packet Python must take: its segments, each punted (they fit the MTU). */
+static int punt_segments(fp_engine *e, cursor c, const vnet_hdr *h, fp_punt_tun punt, void *ctx)
 {
-    static size_t lens[FP_SEG_MAX];
     size_t stride = FP_HEADROOM + 120 + h->gso_size; /* headers are at most 60 + 60 bytes */
     int max = (int)(FP_SEG_BUF / stride);
-    int segs = tso_segment(p, n, h, e->seg_buf, stride, FP_HEADROOM, lens,
+    int segs = tso_segment(c, h, e->seg_buf, FP_SEG_BUF, stride, FP_HEADROOM, e->seg_lens,
                            max < FP_SEG_MAX ? max : FP_SEG_MAX);
     if (segs < 0) {
         e->c.tso_unsupported++;
@@ -608,87 +809,135 @@ static int punt_segments(fp_engine *e, const uint8_t *p, size_t n, const vnet_hd
     fp_flush(e); /* what came before leaves first (and nothing queued points into seg_buf) */
     for (int k = 0; k < segs; k++) {
         e->c.punted_tun++;
-        if (punt(ctx, e->seg_buf + (size_t)k * stride + FP_HEADROOM, lens[k]) < 0)
+        if (punt(ctx, e->seg_buf + (size_t)k * stride + FP_HEADROOM, e->seg_lens[k]) < 0) {
+            e->c.punt_aborted += (uint64_t)(segs - k - 1);
             return -1;
+        }
     }
     return 0;
 }
 
 /* A TCP super-packet from the TUN: segmented once, each segment encapsulated, all of them
  * queued back to back so that the flush sends them as UDP GSO bursts. */
-static int from_tun_super(fp_engine *e, uint8_t *p, size_t n, const vnet_hdr *h,
-                          fp_punt_tun punt, void *ctx)
+static int from_tun_super(fp_engine *e, cursor c, const vnet_hdr *h, fp_punt_tun punt,
+                          void *ctx)
 {
-    static size_t lens[FP_SEG_MAX];
     e->c.tun_superpackets++;
-    size_t l3 = (p[0] >> 4) == 4 ? (size_t)(p[0] & 0x0F) * 4 : 40;
-    size_t hdrs = n > l3 + 13 ? l3 + (size_t)(p[l3 + 12] >> 4) * 4 : n;
+    tcp_hdrs t;
+    if (tcp_headers(c, &t) < 0) {
+        e->c.tso_unsupported++; /* not TCP this code can split */
+        return 0;
+    }
+    if ((h->gso_type & ~VNET_GSO_ECN) != (t.version == 4 ? VNET_GSO_TCPV4 : VNET_GSO_TCPV6)) {
+        e->c.tun_bad_vnet++; /* TCPv4 segmentation of an IPv6 packet, or the other way */
+        return 0;
+    }
+    size_t hdrs = t.l3 + t.l4;
     fp_dest d;
     uint32_t iid;
-    if (fp_classify(e, p, n, -1, 0, hdrs + h->gso_size, &d, &iid) != FP_ENCAP)
-        return punt_segments(e, p, n, h, punt, ctx);
+    if (fp_classify(e, c, -1, 0, hdrs + h->gso_size, &d, &iid) != FP_ENCAP)
+        return punt_segments(e, c, h, punt, ctx);
     fp_flush(e); /* the segment buffer is reused: what points into it must be gone */
     size_t stride = FP_LISP_HDR + hdrs + h->gso_size;
     int max = (int)(FP_SEG_BUF / stride);
-    int segs = tso_segment(p, n, h, e->seg_buf, stride, FP_LISP_HDR, lens,
+    int segs = tso_segment(c, h, e->seg_buf, FP_SEG_BUF, stride, FP_LISP_HDR, e->seg_lens,
                            max < FP_SEG_MAX ? max : FP_SEG_MAX);
     if (segs < 0) {
         e->c.tso_unsupported++;
         return 0;
     }
     for (int k = 0; k < segs; k++) {
-        uint8_t *at = e->seg_buf + (size_t)k * stride;
-        fp_write_header(e, at, iid);
-        enqueue(e, &d, at, FP_LISP_HDR + lens[k], lens[k], 0);
+        wcursor at = wcur_make(e->seg_buf + (size_t)k * stride, FP_LISP_HDR + e->seg_lens[k]);
+        if (fp_write_header(e, at, iid) == 0)
+            enqueue(e, &d, at.p, at.len, e->seg_lens[k], 0);
     }
     fp_flush(e);
     return 0;
 }
 
+size_t fp_tun_read_offset(const fp_engine *e)
+{
+    return e->vnet ? FP_HEADROOM - VNET_HDR_LEN : FP_HEADROOM;
+}
+
+size_t fp_tun_read_room(const fp_engine *e) { return FP_SLOT - fp_tun_read_offset(e); }
+
+uint8_t *fp_tun_slot(fp_engine *e, int k)
+{
+    uint8_t *slot = e->tun_bufs + (size_t)k * FP_SLOT;
+    SLOT_UNPOISON(slot, FP_SLOT);
+    return slot + fp_tun_read_offset(e);
+}
+
+int fp_tun_packet(fp_engine *e, int k, size_t r, fp_punt_tun punt, void *ctx)
+{
+    size_t in_off = fp_tun_read_offset(e), room = fp_tun_read_room(e);
+    if (k < 0 || k >= FP_BATCH)
+        return 0;
+    if (r >= room) {
+        e->c.tun_read_truncated++; /* longer than any packet: cut, or not a packet */
+        return 0;
+    }
+    uint8_t *slot = e->tun_bufs + (size_t)k * FP_SLOT;
+    SLOT_POISON(slot + in_off + r, room - r);
+    wcursor read = wcur_make(slot + in_off, r), pkt = read;
+    if (e->vnet) {
+        vnet_hdr h;
+        if (parse_vnet(cur_of(read), &h) < 0) {
+            e->c.tun_read_short++;
+            return 0;
+        }
+        if (!wcur_rest(read, VNET_HDR_LEN, &pkt) || vnet_check(&h) < 0) {
+            e->c.tun_bad_vnet++;
+            return 0;
+        }
+        if ((h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE)
+            return from_tun_super(e, cur_of(pkt), &h, punt, ctx) < 0 ? -2 : 0;
+        if ((h.flags & VNET_F_NEEDS_CSUM) && csum_complete(pkt, &h) < 0) {
+            e->c.tun_bad_vnet++; /* checksum offsets outside the packet */
+            return 0;
+        }
+    }
+    /* the packet sits at slot + FP_HEADROOM: the LISP header goes in front of it */
+    fp_dest d;
+    uint32_t iid;
+    if (fp_classify(e, cur_of(pkt), -1, 0, pkt.len, &d, &iid) == FP_ENCAP) {
+        wcursor out = wcur_make(pkt.p - FP_LISP_HDR, pkt.len + FP_LISP_HDR);
+        if (fp_write_header(e, out, iid) == 0)
+            enqueue(e, &d, out.p, out.len, pkt.len, 0);
+        return 0;
+    }
+    e->c.punted_tun++;
+    fp_flush(e); /* in order: what was read before leaves first */
+    return punt(ctx, pkt.p, pkt.len) < 0 ? -2 : 0;
+}
+
 int fp_from_tun(fp_engine *e, int budget, fp_punt_tun punt, void *ctx)
 {
-    size_t in_off = e->vnet ? FP_HEADROOM - VNET_HDR_LEN : FP_HEADROOM;
+    size_t room = fp_tun_read_room(e);
+    if (e->tun_fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
     for (int round = 0; round < budget; round++) {
         int k;
         for (k = 0; k < FP_BATCH; k++) {
-            uint8_t *slot = e->tun_bufs + (size_t)k * FP_SLOT;
-            ssize_t r = read(e->tun_fd, slot + in_off, FP_SLOT - in_off);
+            ssize_t r = read(e->tun_fd, fp_tun_slot(e, k), room);
             if (r < 0) {
-                if (errno == EINTR)
+                if (errno == EINTR) {
+                    k--; /* the slot is still free */
                     continue;
+                }
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
                     break;
+                int saved = errno;
                 fp_flush(e);
+                errno = saved;
                 return -1;
             }
-            uint8_t *p = slot + FP_HEADROOM;
-            size_t n = (size_t)r - (FP_HEADROOM - in_off);
-            if ((size_t)r < FP_HEADROOM - in_off)
-                continue;
-            vnet_hdr h;
-            memset(&h, 0, sizeof h);
-            if (e->vnet) {
-                memcpy(&h, slot + in_off, VNET_HDR_LEN);
-                if ((h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE) {
-                    if (from_tun_super(e, p, n, &h, punt, ctx) < 0)
-                        return -2;
-                    continue;
-                }
-                if ((h.flags & VNET_F_NEEDS_CSUM) && csum_complete(p, n, &h) < 0) {
-                    e->c.tso_unsupported++;
-                    continue;
-                }
-            }
-            fp_dest d;
-            uint32_t iid;
-            if (fp_classify(e, p, n, -1, 0, n, &d, &iid) == FP_ENCAP) {
-                fp_write_header(e, p - FP_LISP_HDR, iid);
-                enqueue(e, &d, p - FP_LISP_HDR, n + FP_LISP_HDR, n, 0);
-            } else {
-                e->c.punted_tun++;
-                fp_flush(e); /* in order: what was read before leaves first */
-                if (punt(ctx, p, n) < 0)
-                    return -2;
+            if (fp_tun_packet(e, k, (size_t)r, punt, ctx) < 0) {
+                fp_flush(e);
+                return -2;
             }
         }
         fp_flush(e);

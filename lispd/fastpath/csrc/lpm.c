@@ -1,30 +1,34 @@
 /* See lpm.h. */
 #include "lpm.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static uint8_t masks[129][16];
-static int masks_ready;
-
-static void init_masks(void)
+/* The first bits bits of a 64-bit big-endian word, in memory order: masks are computed, not
+ * looked up, so the table code has no file-level state at all. */
+static inline uint64_t word_mask(int bits)
 {
-    for (int len = 0; len <= 128; len++)
-        for (int i = 0; i < 16; i++) {
-            int bits = len - 8 * i;
-            masks[len][i] = bits >= 8 ? 0xFF : bits <= 0 ? 0 : (uint8_t)(0xFF << (8 - bits));
-        }
-    masks_ready = 1;
+    uint64_t m = bits <= 0 ? 0 : bits >= 64 ? ~0ULL : ~0ULL << (64 - bits);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    m = __builtin_bswap64(m);
+#endif
+    return m;
 }
 
 static inline void mask_into(uint8_t *out, const uint8_t *addr, int alen, int plen)
 {
-    uint64_t a[2] = {0, 0}, m[2];
+    uint64_t a[2] = {0, 0};
     memcpy(a, addr, (size_t)alen);
-    memcpy(m, masks[plen], 16);
-    a[0] &= m[0];
-    a[1] &= m[1];
+    a[0] &= word_mask(plen);
+    a[1] &= word_mask(plen - 64);
     memcpy(out, a, 16);
+}
+
+/* A family lpm knows and a prefix length that fits it. */
+static inline int valid(int family, int plen)
+{
+    return (family == 4 && plen >= 0 && plen <= 32) || (family == 6 && plen >= 0 && plen <= 128);
 }
 
 static inline uint64_t hash_key(uint32_t iid, int family, int plen, const uint8_t *addr)
@@ -191,11 +195,13 @@ static void count_length(lpm_scope *s, int plen, int delta)
 int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen,
                void *value, void **old)
 {
-    if (!masks_ready)
-        init_masks();
+    *old = NULL;
+    if (!valid(family, plen)) {
+        errno = EINVAL;
+        return -1;
+    }
     uint8_t key[16];
     mask_into(key, prefix, family == 4 ? 4 : 16, plen);
-    *old = NULL;
     if (t->mask) {
         size_t i = hash_key(iid, family, plen, key) & t->mask;
         for (; t->slots[i].family; i = (i + 1) & t->mask)
@@ -213,8 +219,10 @@ int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, in
         if (t->nscopes == t->scopes_cap) {
             size_t cap = t->scopes_cap ? t->scopes_cap * 2 : 8;
             lpm_scope *grown = realloc(t->scopes, cap * sizeof *grown);
-            if (!grown)
+            if (!grown) {
+                errno = ENOMEM;
                 return -1;
+            }
             t->scopes = grown;
             t->scopes_cap = cap;
         }
@@ -246,7 +254,7 @@ int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, in
 
 void *lpm_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen)
 {
-    if (!t->mask)
+    if (!t->mask || !valid(family, plen))
         return NULL;
     uint8_t key[16];
     mask_into(key, prefix, family == 4 ? 4 : 16, plen);
@@ -302,7 +310,7 @@ static inline void *probe(const lpm_table *t, uint32_t iid, int family, const ui
 
 void *lpm_lookup(const lpm_table *t, uint32_t iid, int family, const uint8_t *addr)
 {
-    if (!t->nscopes)
+    if (!t->nscopes || (family != 4 && family != 6))
         return NULL;
     const lpm_scope *scope = find_scope(t, iid, family, NULL);
     if (!scope)

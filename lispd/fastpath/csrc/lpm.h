@@ -48,10 +48,11 @@ typedef struct {
     size_t scopes_cap;
 } lpm_table;
 
-/* Insert or replace; *old receives the replaced value (NULL when new).  -1: out of memory. */
+/* Insert or replace; *old receives the replaced value (NULL when new).  -1: out of memory
+ * (ENOMEM), or a family other than 4 and 6 or a length past its width (EINVAL). */
 int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen,
                void *value, void **old);
-/* Remove exactly that prefix; returns its value, or NULL when absent. */
+/* Remove exactly that prefix; returns its value, or NULL when absent (or not a valid one). */
 void *lpm_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, int plen);
 /* The value of the longest prefix of (iid, family) holding addr, or NULL. */
 void *lpm_lookup(const lpm_table *t, uint32_t iid, int family, const uint8_t *addr);

@@ -3,6 +3,8 @@
 #include <Python.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,13 +31,23 @@ static int address_arg(Py_buffer *b, int *family)
     return 0;
 }
 
-static int iid_arg(unsigned long iid)
+/* An instance-ID argument ("O&"): an int in 0..0xFFFFFF.  Not the "k" format, which masks
+ * (2**64 + 5 would be instance 5): negative and too large ints are refused. */
+static int iid_converter(PyObject *o, void *out)
 {
-    if (iid > 0xFFFFFF) {
-        PyErr_SetString(PyExc_ValueError, "instance-ID out of range (24 bits)");
-        return -1;
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "an instance-ID is an int, not %.80s", Py_TYPE(o)->tp_name);
+        return 0;
     }
-    return 0;
+    unsigned long v = PyLong_AsUnsignedLong(o);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return 0;
+    if (v > 0xFFFFFF) {
+        PyErr_SetString(PyExc_ValueError, "instance-ID out of range (24 bits)");
+        return 0;
+    }
+    *(unsigned long *)out = v;
+    return 1;
 }
 
 static int prefix_args(Py_buffer *b, int plen, int *family)
@@ -49,6 +61,26 @@ static int prefix_args(Py_buffer *b, int plen, int *family)
     return 0;
 }
 
+/* The engine's buffers are in use (a read loop or a fuzz call is running, and a punt handler
+ * called back): what would free or reuse them is refused. */
+static int engine_busy(Engine *self)
+{
+    if (self->ready && self->e.busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the engine is reading: not from its punt handler");
+        return 1;
+    }
+    return 0;
+}
+
+static int engine_ready(Engine *self)
+{
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine.__init__ was not called");
+        return 0;
+    }
+    return 1;
+}
+
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"itr", "etr", "rtr", "mtu", "tun_fd", "vnet", "gso", NULL};
@@ -56,18 +88,28 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipp", names, &itr, &etr, &rtr, &mtu,
                                      &tun_fd, &vnet, &gso))
         return -1;
+    if (engine_busy(self))
+        return -1;
+    if (mtu < FP_MTU_MIN || mtu > 65535) {
+        PyErr_Format(PyExc_ValueError, "mtu %d outside %d..65535", mtu, FP_MTU_MIN);
+        return -1;
+    }
     if (self->ready)
         fp_engine_free(&self->e);
+    self->ready = 0;
     if (fp_engine_init(&self->e) < 0) {
         PyErr_NoMemory();
         return -1;
     }
     self->ready = 1;
+    if (fp_set_tun(&self->e, tun_fd) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     self->e.itr = itr;
     self->e.etr = etr;
     self->e.rtr = rtr;
     self->e.mtu = mtu;
-    self->e.tun_fd = tun_fd;
     self->e.vnet = vnet;
     self->e.gso = gso;
     self->record_bytes = self->records = 0;
@@ -77,7 +119,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
 static void Engine_dealloc(Engine *self)
 {
     if (self->ready)
-        fp_engine_free(&self->e);
+        fp_engine_free(&self->e); /* closes the engine's own descriptors */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -87,26 +129,31 @@ static PyObject *Engine_set_pool(Engine *self, PyObject *args)
     PyObject *fds;
     if (!PyArg_ParseTuple(args, "iO", &family, &fds))
         return NULL;
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
     PyObject *seq = PySequence_Fast(fds, "fds must be a sequence of file descriptors");
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if ((family != 4 && family != 6) || n > 64) {
+    if ((family != 4 && family != 6) || n > FP_POOL_MAX) {
         Py_DECREF(seq);
         PyErr_SetString(PyExc_ValueError, "family 4 or 6, at most 64 sockets");
         return NULL;
     }
-    int fi = family == 6;
+    int given[FP_POOL_MAX];
     for (Py_ssize_t i = 0; i < n; i++) {
         long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (fd == -1 && PyErr_Occurred()) {
+        if ((fd == -1 && PyErr_Occurred()) || fd < INT_MIN || fd > INT_MAX) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "not a file descriptor");
             Py_DECREF(seq);
             return NULL;
         }
-        self->e.pool[fi][i] = (int)fd;
+        given[i] = (int)fd;
     }
-    self->e.pool_n[fi] = (int)n;
     Py_DECREF(seq);
+    if (fp_set_pool(&self->e, family, given, (int)n) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
     Py_RETURN_NONE;
 }
 
@@ -115,16 +162,29 @@ static PyObject *Engine_set_data_socket(Engine *self, PyObject *args)
     int family, fd;
     if (!PyArg_ParseTuple(args, "ii", &family, &fd))
         return NULL;
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
     if (family != 4 && family != 6) {
         PyErr_SetString(PyExc_ValueError, "family 4 or 6");
         return NULL;
     }
-    self->e.data_fd[family == 6] = fd;
+    if (fp_set_data_socket(&self->e, family, fd) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_close(Engine *self, PyObject *unused)
+{
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
+    fp_close_descriptors(&self->e);
     Py_RETURN_NONE;
 }
 
 static PyObject *Engine_set_punt_all(Engine *self, PyObject *args)
 {
+    if (!engine_ready(self))
+        return NULL;
     int flag;
     if (!PyArg_ParseTuple(args, "p", &flag))
         return NULL;
@@ -144,19 +204,18 @@ static void forget_record(Engine *self, void *old)
 
 static PyObject *Engine_map_set(Engine *self, PyObject *args)
 {
+    if (!engine_ready(self))
+        return NULL;
     unsigned long iid;
     Py_buffer prefix;
     int plen, family;
     PyObject *rlocs;
-    if (!PyArg_ParseTuple(args, "ky*iO", &iid, &prefix, &plen, &rlocs))
+    if (!PyArg_ParseTuple(args, "O&y*iO", iid_converter, &iid, &prefix, &plen, &rlocs))
         return NULL;
     PyObject *seq = NULL;
     fp_record *r = NULL;
-    if (prefix_args(&prefix, plen, &family) < 0 || iid > 0xFFFFFF) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "instance-ID out of range");
+    if (prefix_args(&prefix, plen, &family) < 0)
         goto fail;
-    }
     Py_ssize_t n = 0;
     if (rlocs != Py_None) {
         seq = PySequence_Fast(rlocs, "rlocs: a sequence of (address, port, weight, via_data)");
@@ -222,12 +281,14 @@ fail:
 
 static PyObject *table_remove(Engine *self, PyObject *args, int map)
 {
+    if (!engine_ready(self))
+        return NULL;
     unsigned long iid;
     Py_buffer prefix;
     int plen, family;
-    if (!PyArg_ParseTuple(args, "ky*i", &iid, &prefix, &plen))
+    if (!PyArg_ParseTuple(args, "O&y*i", iid_converter, &iid, &prefix, &plen))
         return NULL;
-    if (iid_arg(iid) < 0 || prefix_args(&prefix, plen, &family) < 0) {
+    if (prefix_args(&prefix, plen, &family) < 0) {
         PyBuffer_Release(&prefix);
         return NULL;
     }
@@ -244,6 +305,8 @@ static PyObject *Engine_db_remove(Engine *self, PyObject *args) { return table_r
 
 static PyObject *Engine_map_clear(Engine *self, PyObject *unused)
 {
+    if (!engine_ready(self))
+        return NULL;
     lpm_clear(&self->e.map, free);
     self->record_bytes = self->records = 0;
     Py_RETURN_NONE;
@@ -251,19 +314,23 @@ static PyObject *Engine_map_clear(Engine *self, PyObject *unused)
 
 static PyObject *Engine_db_clear(Engine *self, PyObject *unused)
 {
+    if (!engine_ready(self))
+        return NULL;
     lpm_clear(&self->e.db, NULL);
     Py_RETURN_NONE;
 }
 
 static PyObject *Engine_db_set(Engine *self, PyObject *args)
 {
+    if (!engine_ready(self))
+        return NULL;
     unsigned long iid;
     Py_buffer prefix;
     int plen, family;
-    if (!PyArg_ParseTuple(args, "ky*i", &iid, &prefix, &plen))
+    if (!PyArg_ParseTuple(args, "O&y*i", iid_converter, &iid, &prefix, &plen))
         return NULL;
     void *old;
-    int bad = iid_arg(iid) < 0 || prefix_args(&prefix, plen, &family) < 0 ||
+    int bad = prefix_args(&prefix, plen, &family) < 0 ||
               lpm_insert(&self->e.db, (uint32_t)iid, family, prefix.buf, plen, (void *)1, &old) < 0;
     PyBuffer_Release(&prefix);
     if (bad)
@@ -289,12 +356,14 @@ static PyObject *rloc_list(const fp_record *r)
 
 static PyObject *Engine_lookup(Engine *self, PyObject *args)
 {
+    if (!engine_ready(self))
+        return NULL;
     unsigned long iid;
     Py_buffer addr;
     int family;
-    if (!PyArg_ParseTuple(args, "ky*", &iid, &addr))
+    if (!PyArg_ParseTuple(args, "O&y*", iid_converter, &iid, &addr))
         return NULL;
-    if (iid_arg(iid) < 0 || address_arg(&addr, &family) < 0) {
+    if (address_arg(&addr, &family) < 0) {
         PyBuffer_Release(&addr);
         return NULL;
     }
@@ -307,15 +376,13 @@ static PyObject *Engine_lookup(Engine *self, PyObject *args)
 
 static PyObject *Engine_bench_lookup(Engine *self, PyObject *args)
 {
+    if (!engine_ready(self))
+        return NULL;
     unsigned long iid;
     Py_buffer addrs;
     int width, rounds;
-    if (!PyArg_ParseTuple(args, "ky*ii", &iid, &addrs, &width, &rounds))
+    if (!PyArg_ParseTuple(args, "O&y*ii", iid_converter, &iid, &addrs, &width, &rounds))
         return NULL;
-    if (iid_arg(iid) < 0) {
-        PyBuffer_Release(&addrs);
-        return NULL;
-    }
     if ((width != 4 && width != 16) || addrs.len < width || rounds < 1) {
         PyBuffer_Release(&addrs);
         PyErr_SetString(PyExc_ValueError, "width 4 or 16, at least one address and one round");
@@ -428,6 +495,8 @@ static PyObject *Engine_from_tun(Engine *self, PyObject *args)
     PyObject *handler = Py_None;
     if (!PyArg_ParseTuple(args, "|Oi", &handler, &budget))
         return NULL;
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
     if (self->e.tun_fd < 0) {
         PyErr_SetString(PyExc_RuntimeError, "no TUN device");
         return NULL;
@@ -435,7 +504,10 @@ static PyObject *Engine_from_tun(Engine *self, PyObject *args)
     punt_ctx ctx;
     if (punt_start(&ctx, handler) < 0)
         return NULL;
-    return io_result(fp_from_tun(&self->e, budget, punt_tun, &ctx), &ctx);
+    self->e.busy = 1;
+    int r = fp_from_tun(&self->e, budget, punt_tun, &ctx);
+    self->e.busy = 0;
+    return io_result(r, &ctx);
 }
 
 static PyObject *Engine_from_udp(Engine *self, PyObject *args)
@@ -444,14 +516,21 @@ static PyObject *Engine_from_udp(Engine *self, PyObject *args)
     PyObject *handler = Py_None;
     if (!PyArg_ParseTuple(args, "i|Oi", &fd, &handler, &budget))
         return NULL;
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
     punt_ctx ctx;
     if (punt_start(&ctx, handler) < 0)
         return NULL;
-    return io_result(fp_from_udp(&self->e, fd, budget, punt_udp, &ctx), &ctx);
+    self->e.busy = 1; /* fd is borrowed for this call: the caller holds its socket */
+    int r = fp_from_udp(&self->e, fd, budget, punt_udp, &ctx);
+    self->e.busy = 0;
+    return io_result(r, &ctx);
 }
 
 static PyObject *Engine_forget_sources(Engine *self, PyObject *unused)
 {
+    if (!engine_ready(self))
+        return NULL;
     memset(self->e.seen, 0, sizeof self->e.seen);
     self->e.nseen = 0;
     Py_RETURN_NONE;
@@ -459,6 +538,8 @@ static PyObject *Engine_forget_sources(Engine *self, PyObject *unused)
 
 static PyObject *Engine_seed(Engine *self, PyObject *args)
 {
+    if (!engine_ready(self))
+        return NULL;
     unsigned long long seed;
     if (!PyArg_ParseTuple(args, "K", &seed))
         return NULL;
@@ -466,31 +547,103 @@ static PyObject *Engine_seed(Engine *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static int put_count(PyObject *section, const char *name, uint64_t value)
+{
+    PyObject *v = PyLong_FromUnsignedLongLong(value);
+    if (!v)
+        return -1;
+    int r = PyDict_SetItemString(section, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+typedef struct {
+    const char *name;
+    size_t offset; /* in fp_counters */
+} counter_name;
+
+#define COUNTER(name, field) {name, offsetof(fp_counters, field)}
+
+/* Every counter under its name in lispd's stats ("drops": one reason each, named as the
+ * Python path names a drop of the same meaning: send-failed, tun-write-failed). */
+static const counter_name PACKET_COUNTERS[] = {
+    COUNTER("itr.encap.packets", itr_encap_packets),
+    COUNTER("itr.encap.bytes", itr_encap_bytes),
+    COUNTER("etr.decap.packets", etr_decap_packets),
+    COUNTER("etr.decap.bytes", etr_decap_bytes),
+    COUNTER("rtr.reencap.packets", rtr_reencap_packets),
+    COUNTER("rtr.reencap.bytes", rtr_reencap_bytes),
+    {NULL, 0},
+};
+static const counter_name DROP_COUNTERS[] = {
+    COUNTER("send-failed", send_failed),
+    COUNTER("tun-write-failed", tun_write_failed),
+    COUNTER("tso-unsupported", tso_unsupported),
+    COUNTER("tun-read-short", tun_read_short),
+    COUNTER("tun-read-truncated", tun_read_truncated),
+    COUNTER("tun-bad-vnet-header", tun_bad_vnet),
+    COUNTER("udp-read-truncated", udp_truncated),
+    COUNTER("udp-control-truncated", udp_ctrunc),
+    COUNTER("punt-aborted", punt_aborted),
+    {NULL, 0},
+};
+static const counter_name FASTPATH_COUNTERS[] = {
+    COUNTER("punted-tun", punted_tun),
+    COUNTER("punted-udp", punted_udp),
+    COUNTER("tun-superpackets", tun_superpackets),
+    COUNTER("gso-sends", gso_sends),
+    COUNTER("gro-datagrams", gro_datagrams),
+    COUNTER("merged-writes", merged_writes),
+    COUNTER("last-send-errno", last_send_errno),
+    {NULL, 0},
+};
+
+static int put_section(PyObject *out, const char *name, const counter_name *which,
+                       const fp_counters *c)
+{
+    PyObject *section = PyDict_New();
+    if (!section)
+        return -1;
+    for (const counter_name *k = which; k->name; k++) {
+        uint64_t value;
+        memcpy(&value, (const char *)c + k->offset, sizeof value);
+        if (put_count(section, k->name, value) < 0) {
+            Py_DECREF(section);
+            return -1;
+        }
+    }
+    int r = PyDict_SetItemString(out, name, section);
+    Py_DECREF(section);
+    return r;
+}
+
 static PyObject *Engine_counters(Engine *self, PyObject *unused)
 {
-    const fp_counters *c = &self->e.c;
-    return Py_BuildValue(
-        "{s:{s:K,s:K,s:K,s:K,s:K,s:K},s:{s:K,s:K,s:K},s:{s:K,s:K,s:K,s:K,s:K,s:K,s:K}}", "packets",
-        "itr.encap.packets", c->itr_encap_packets, "itr.encap.bytes", c->itr_encap_bytes,
-        "etr.decap.packets", c->etr_decap_packets, "etr.decap.bytes", c->etr_decap_bytes,
-        "rtr.reencap.packets", c->rtr_reencap_packets, "rtr.reencap.bytes",
-        c->rtr_reencap_bytes, "drops", "send-failed", c->send_failed, "tun-write-failed",
-        c->tun_write_failed, "tso-unsupported", c->tso_unsupported, "fastpath", "punted-tun",
-        c->punted_tun, "punted-udp", c->punted_udp, "tun-superpackets", c->tun_superpackets,
-        "gso-sends", c->gso_sends, "gro-datagrams", c->gro_datagrams, "merged-writes",
-        c->merged_writes, "last-send-errno", c->last_send_errno);
+    if (!engine_ready(self))
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (!out || put_section(out, "packets", PACKET_COUNTERS, &self->e.c) < 0 ||
+        put_section(out, "drops", DROP_COUNTERS, &self->e.c) < 0 ||
+        put_section(out, "fastpath", FASTPATH_COUNTERS, &self->e.c) < 0) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 static PyObject *Engine_memory(Engine *self, PyObject *unused)
 {
+    if (!engine_ready(self))
+        return NULL;
     return PyLong_FromSize_t(lpm_memory(&self->e.map) + self->record_bytes +
                              lpm_memory(&self->e.db));
 }
 
+/* (rloc, port, fd, ttl, tos, payload): fd is the caller's number for the chosen socket */
 static PyObject *dest_tuple(const fp_dest *d, const uint8_t *payload, size_t n)
 {
     return Py_BuildValue("(y#iiiiy#)", d->addr, (Py_ssize_t)(d->family == 4 ? 4 : 16), d->port,
-                         d->fd, d->ttl, d->tos, payload, (Py_ssize_t)n);
+                         d->given, d->ttl, d->tos, payload, (Py_ssize_t)n);
 }
 
 static PyObject *Engine_encap(Engine *self, PyObject *args)
@@ -498,24 +651,28 @@ static PyObject *Engine_encap(Engine *self, PyObject *args)
     Py_buffer pkt;
     if (!PyArg_ParseTuple(args, "y*", &pkt))
         return NULL;
-    uint8_t *buf = malloc((size_t)pkt.len + FP_LISP_HDR);
+    if (!engine_ready(self)) {
+        PyBuffer_Release(&pkt);
+        return NULL;
+    }
+    size_t n = (size_t)pkt.len;
+    uint8_t *buf = malloc(n + FP_LISP_HDR);
     if (!buf) {
         PyBuffer_Release(&pkt);
         return PyErr_NoMemory();
     }
-    memcpy(buf + FP_LISP_HDR, pkt.buf, (size_t)pkt.len);
+    memcpy(buf + FP_LISP_HDR, pkt.buf, n);
+    PyBuffer_Release(&pkt);
     fp_dest d;
     uint32_t iid;
     PyObject *out;
-    size_t n = (size_t)pkt.len;
-    if (fp_classify(&self->e, buf + FP_LISP_HDR, n, -1, 0, n, &d, &iid) == FP_ENCAP) {
-        fp_write_header(&self->e, buf, iid);
-        out = dest_tuple(&d, buf, n + FP_LISP_HDR);
-    } else {
+    wcursor all = wcur_make(buf, n + FP_LISP_HDR);
+    if (fp_classify(&self->e, cur_make(buf + FP_LISP_HDR, n), -1, 0, n, &d, &iid) == FP_ENCAP &&
+        fp_write_header(&self->e, all, iid) == 0)
+        out = dest_tuple(&d, all.p, all.len);
+    else
         out = Py_NewRef(Py_None);
-    }
     free(buf);
-    PyBuffer_Release(&pkt);
     return out;
 }
 
@@ -525,16 +682,20 @@ static PyObject *Engine_datagram(Engine *self, PyObject *args)
     int ttl, tos;
     if (!PyArg_ParseTuple(args, "y*ii", &pkt, &ttl, &tos))
         return NULL;
-    uint8_t *buf = malloc((size_t)pkt.len + 1);
+    if (!engine_ready(self)) {
+        PyBuffer_Release(&pkt);
+        return NULL;
+    }
+    size_t n = (size_t)pkt.len;
+    uint8_t *buf = malloc(n + 1);
     if (!buf) {
         PyBuffer_Release(&pkt);
         return PyErr_NoMemory();
     }
-    size_t n = (size_t)pkt.len;
     memcpy(buf, pkt.buf, n);
     PyBuffer_Release(&pkt);
     fp_dest d;
-    int what = fp_datagram_decision(&self->e, buf, n, ttl, tos, &d, NULL, NULL);
+    int what = fp_datagram_decision(&self->e, wcur_make(buf, n), ttl, tos, &d, NULL, NULL);
     PyObject *out;
     if (what == FP_TO_TUN)
         out = Py_BuildValue("(sy#)", "tun", buf + FP_LISP_HDR, (Py_ssize_t)(n - FP_LISP_HDR));
@@ -546,11 +707,279 @@ static PyObject *Engine_datagram(Engine *self, PyObject *args)
     return out;
 }
 
+/* --- fuzzing: the per-packet code of from_tun / from_udp on given bytes ---------------------- */
+
+/* What the engine would have sent and written, and what it punted, in order. */
+typedef struct {
+    PyObject *events;
+    int failed; /* a Python error is pending: capture nothing more */
+} capture;
+
+static int capture_append(capture *cap, PyObject *item)
+{
+    int r = item ? PyList_Append(cap->events, item) : -1;
+    Py_XDECREF(item);
+    if (r < 0)
+        cap->failed = 1;
+    return r;
+}
+
+static PyObject *joined(const struct iovec *v, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].iov_len;
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!b)
+        return NULL;
+    char *at = PyBytes_AS_STRING(b);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(at, v[i].iov_base, v[i].iov_len);
+        at += v[i].iov_len;
+    }
+    return b;
+}
+
+/* One sendmsg as the kernel takes it: ("send", fd, rloc, port, ttl, tos, segment size,
+ * [datagrams]) where the datagrams are the payload cut at the UDP_SEGMENT size, as GSO does. */
+static int capture_send(void *ctx, int given, const struct msghdr *m)
+{
+    capture *cap = ctx;
+    if (cap->failed) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int ttl = -1, tos = -1, seg = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+        int v = 0;
+        uint16_t s16 = 0;
+        if (c->cmsg_level == IPPROTO_UDP) { /* UDP_SEGMENT */
+            memcpy(&s16, CMSG_DATA(c), sizeof s16);
+            seg = s16;
+            continue;
+        }
+        memcpy(&v, CMSG_DATA(c), sizeof v);
+        if (c->cmsg_type == IP_TTL || c->cmsg_type == IPV6_HOPLIMIT)
+            ttl = v;
+        else
+            tos = v;
+    }
+    const uint8_t *addr;
+    Py_ssize_t alen;
+    int port;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    if (m->msg_namelen == sizeof sin) {
+        memcpy(&sin, m->msg_name, sizeof sin);
+        addr = (const uint8_t *)&sin.sin_addr;
+        alen = 4;
+        port = ntohs(sin.sin_port);
+    } else {
+        memcpy(&sin6, m->msg_name, sizeof sin6);
+        addr = (const uint8_t *)&sin6.sin6_addr;
+        alen = 16;
+        port = ntohs(sin6.sin6_port);
+    }
+    PyObject *payload = joined(m->msg_iov, m->msg_iovlen);
+    if (!payload)
+        goto fail;
+    Py_ssize_t total = PyBytes_GET_SIZE(payload), step = seg > 0 ? seg : total;
+    PyObject *datagrams = PyList_New(0);
+    for (Py_ssize_t off = 0; datagrams && (off < total || off == 0); off += step ? step : 1) {
+        Py_ssize_t n = total - off < step ? total - off : step;
+        PyObject *one = PyBytes_FromStringAndSize(PyBytes_AS_STRING(payload) + off, n);
+        if (!one || PyList_Append(datagrams, one) < 0)
+            Py_CLEAR(datagrams);
+        Py_XDECREF(one);
+        if (!step)
+            break;
+    }
+    Py_DECREF(payload);
+    if (!datagrams)
+        goto fail;
+    if (capture_append(cap, Py_BuildValue("(siy#iiiiN)", "send", given, addr, alen, port, ttl,
+                                          tos, seg, datagrams)) < 0)
+        goto fail;
+    return 0;
+fail:
+    cap->failed = 1;
+    errno = ENOMEM; /* counted as a failed send; the Python error is reported after the call */
+    return -1;
+}
+
+static ssize_t capture_tun(void *ctx, const struct iovec *v, int n)
+{
+    capture *cap = ctx;
+    PyObject *b = cap->failed ? NULL : joined(v, (size_t)n);
+    if (!b) {
+        cap->failed = 1;
+        errno = ENOMEM;
+        return -1;
+    }
+    Py_ssize_t total = PyBytes_GET_SIZE(b);
+    if (capture_append(cap, Py_BuildValue("(sN)", "tun", b)) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return (ssize_t)total;
+}
+
+static int capture_punt_tun(void *ctx, const uint8_t *p, size_t n)
+{
+    if (((capture *)ctx)->failed)
+        return -1;
+    return capture_append(ctx, Py_BuildValue("(sy#)", "punt", p, (Py_ssize_t)n));
+}
+
+static int capture_punt_udp(void *ctx, const uint8_t *p, size_t n, int ttl, int tos,
+                            const struct sockaddr_storage *src)
+{
+    int port;
+    PyObject *host = ((capture *)ctx)->failed ? NULL : address_text(src, &port);
+    if (!host) {
+        ((capture *)ctx)->failed = 1;
+        return -1;
+    }
+    return capture_append(ctx, Py_BuildValue("(sy#iiNi)", "punt", p, (Py_ssize_t)n, ttl, tos,
+                                             host, port));
+}
+
+/* Start a fuzz call: the engine's sends and TUN writes go to cap (the batch's sequence of
+ * inputs, at most FP_BATCH, in *seq). */
+static int fuzz_start(Engine *self, PyObject *inputs, PyObject **seq, capture *cap)
+{
+    if (!engine_ready(self) || engine_busy(self))
+        return -1;
+    *seq = PySequence_Fast(inputs, "a sequence of inputs (one batch)");
+    if (!*seq)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(*seq) > FP_BATCH) {
+        PyErr_Format(PyExc_ValueError, "at most %d inputs per batch", FP_BATCH);
+        Py_CLEAR(*seq);
+        return -1;
+    }
+    cap->failed = 0;
+    cap->events = PyList_New(0);
+    if (!cap->events) {
+        Py_CLEAR(*seq);
+        return -1;
+    }
+    self->e.sink = (fp_sink){capture_send, capture_tun, cap};
+    self->e.busy = 1;
+    return 0;
+}
+
+static PyObject *fuzz_end(Engine *self, PyObject *seq, capture *cap, int failed)
+{
+    self->e.sink = (fp_sink){NULL, NULL, NULL};
+    self->e.busy = 0;
+    Py_DECREF(seq);
+    if (failed || cap->failed || PyErr_Occurred()) {
+        Py_DECREF(cap->events);
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        return NULL;
+    }
+    return cap->events;
+}
+
+static PyObject *Engine_fuzz_tun(Engine *self, PyObject *args)
+{
+    PyObject *inputs, *seq;
+    capture cap;
+    if (!PyArg_ParseTuple(args, "O", &inputs) || fuzz_start(self, inputs, &seq, &cap) < 0)
+        return NULL;
+    fp_engine *e = &self->e;
+    size_t room = fp_tun_read_room(e);
+    int failed = 0;
+    for (Py_ssize_t k = 0; !failed && k < PySequence_Fast_GET_SIZE(seq); k++) {
+        Py_buffer b;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, k), &b, PyBUF_SIMPLE) < 0) {
+            failed = 1;
+            break;
+        }
+        size_t r = (size_t)b.len < room ? (size_t)b.len : room; /* what read() would return */
+        memcpy(fp_tun_slot(e, (int)k), b.buf, r);
+        PyBuffer_Release(&b);
+        failed = fp_tun_packet(e, (int)k, r, capture_punt_tun, &cap) < 0;
+    }
+    fp_flush(e); /* the end of the round */
+    return fuzz_end(self, seq, &cap, failed);
+}
+
+static PyObject *Engine_fuzz_udp(Engine *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"messages", "ttl", "tos", "source", "port", NULL};
+    PyObject *inputs, *seq;
+    int ttl = 64, tos = 0, port = 4341;
+    Py_buffer source = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iiy*i", names, &inputs, &ttl, &tos, &source,
+                                     &port))
+        return NULL;
+    struct sockaddr_storage src;
+    memset(&src, 0, sizeof src);
+    int family = 0;
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "port 0..65535");
+    } else if (source.buf == NULL) {
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sin.sin_addr.s_addr = htonl(0xC0000201); /* 192.0.2.1 */
+        memcpy(&src, &sin, sizeof sin);
+        family = 4;
+    } else if (address_arg(&source, &family) == 0) {
+        if (family == 4) {
+            struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+            memcpy(&sin.sin_addr, source.buf, 4);
+            memcpy(&src, &sin, sizeof sin);
+        } else {
+            struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+            memcpy(&sin6.sin6_addr, source.buf, 16);
+            memcpy(&src, &sin6, sizeof sin6);
+        }
+    }
+    if (source.buf)
+        PyBuffer_Release(&source);
+    capture cap;
+    if (!family || fuzz_start(self, inputs, &seq, &cap) < 0)
+        return NULL;
+    fp_engine *e = &self->e;
+    size_t room = FP_SLOT - FP_HEADROOM;
+    int failed = 0;
+    for (Py_ssize_t k = 0; !failed && k < PySequence_Fast_GET_SIZE(seq); k++) {
+        Py_buffer b;
+        int seg;
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, k);
+        if (!PyTuple_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "a message is a tuple (payload, gro_segment_size)");
+            failed = 1;
+            break;
+        }
+        if (!PyArg_ParseTuple(item, "y*i", &b, &seg)) {
+            failed = 1;
+            break;
+        }
+        /* what recvmmsg would report: the bytes that fit, MSG_TRUNC for the rest */
+        size_t len = (size_t)b.len < room ? (size_t)b.len : room;
+        int flags = (size_t)b.len > room ? MSG_TRUNC : 0;
+        memcpy(fp_udp_slot(e, (int)k), b.buf, len);
+        PyBuffer_Release(&b);
+        failed = fp_udp_message(e, (int)k, len, flags, ttl, tos, seg, &src, capture_punt_udp,
+                                &cap) < 0;
+    }
+    fp_end_batch(e); /* the end of the round */
+    return fuzz_end(self, seq, &cap, failed);
+}
+
 static PyMethodDef Engine_methods[] = {
     {"set_pool", (PyCFunction)Engine_set_pool, METH_VARARGS,
-     "set_pool(family, fds): the sockets encapsulated packets leave from, chosen by flow hash."},
+     "set_pool(family, fds): the sockets encapsulated packets leave from, chosen by flow hash "
+     "(the engine keeps dup()s of them, closed by close() or when it is freed)."},
     {"set_data_socket", (PyCFunction)Engine_set_data_socket, METH_VARARGS,
-     "set_data_socket(family, fd): the 4341 socket, for NAT-translated destinations."},
+     "set_data_socket(family, fd): the 4341 socket, for NAT-translated destinations (a dup(), "
+     "as set_pool's; fd -1: none)."},
+    {"close", (PyCFunction)Engine_close, METH_NOARGS,
+     "close(): close the engine's own copies of the TUN and the send sockets (it dup()s what "
+     "it is given); the engine then punts what it would send, and from_tun raises."},
     {"set_punt_all", (PyCFunction)Engine_set_punt_all, METH_VARARGS,
      "set_punt_all(flag): hand every packet to Python (behind a NAT: all goes to RTRs)."},
     {"map_set", (PyCFunction)Engine_map_set, METH_VARARGS,
@@ -580,6 +1009,17 @@ static PyMethodDef Engine_methods[] = {
      "encap(packet) -> (rloc, port, fd, ttl, tos, payload) or None (punt)."},
     {"datagram", (PyCFunction)Engine_datagram, METH_VARARGS,
      "datagram(payload, ttl, tos) -> ('tun', inner) | ('encap', (...)) | None (punt)."},
+    {"fuzz_tun", (PyCFunction)Engine_fuzz_tun, METH_VARARGS,
+     "fuzz_tun(reads) -> events.  For fuzzing and tests: one round of from_tun on the given "
+     "reads (at most 64; each what read() on the TUN returns, virtio-net header first when "
+     "the engine has vnet), sends and TUN writes captured instead of made: a list, in order, "
+     "of ('punt', packet), ('send', fd, rloc, port, ttl, tos, segment_size, [datagrams]) and "
+     "('tun', bytes written).  Drops show in counters()."},
+    {"fuzz_udp", (PyCFunction)(void (*)(void))Engine_fuzz_udp, METH_VARARGS | METH_KEYWORDS,
+     "fuzz_udp(messages, ttl=64, tos=0, source=192.0.2.1, port=4341) -> events.  For fuzzing "
+     "and tests: one round of from_udp on the given messages (at most 64 (payload, "
+     "gro_segment_size) pairs, 0: not coalesced), captured as fuzz_tun; a punt is ('punt', "
+     "payload, ttl, tos, source, port)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -608,18 +1048,22 @@ static PyObject *mod_segment(PyObject *m, PyObject *args)
     vnet_hdr h;
     size_t stride = FP_HEADROOM + 65536, lens[FP_SEG_MAX];
     uint8_t *buf = NULL;
-    if (vh.len != VNET_HDR_LEN) {
+    if (vh.len != VNET_HDR_LEN || parse_vnet(cur_make(vh.buf, (size_t)vh.len), &h) < 0) {
         PyErr_SetString(PyExc_ValueError, "a virtio-net header is 10 bytes");
         goto done;
     }
-    memcpy(&h, vh.buf, VNET_HDR_LEN);
-    int max = h.gso_size ? (int)((size_t)pkt.len / h.gso_size + 1) : 1;
+    size_t max = h.gso_size ? (size_t)pkt.len / h.gso_size + 1 : 1;
     stride = FP_HEADROOM + 120 + h.gso_size;
-    if (max > FP_SEG_MAX || !(buf = malloc(stride * (size_t)max))) {
+    if (max > FP_SEG_MAX) {
         PyErr_SetString(PyExc_ValueError, "too many segments");
         goto done;
     }
-    int segs = tso_segment(pkt.buf, (size_t)pkt.len, &h, buf, stride, FP_HEADROOM, lens, max);
+    if (!(buf = malloc(stride * max))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int segs = tso_segment(cur_make(pkt.buf, (size_t)pkt.len), &h, buf, stride * max, stride,
+                           FP_HEADROOM, lens, (int)max);
     if (segs < 0) {
         PyErr_SetString(PyExc_ValueError, "not a TCP super-packet");
         goto done;
@@ -669,11 +1113,12 @@ static PyObject *mod_merge(PyObject *m, PyObject *arg)
         if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &p, &n) < 0)
             goto fail;
         const uint8_t *q = (const uint8_t *)p;
-        if (tcp_merge_add(&mg, q, (size_t)n))
+        cursor c = cur_make(q, (size_t)n);
+        if (tcp_merge_add(&mg, c))
             continue;
         if (mg.len && append_merged(out, &mg) < 0)
             goto fail;
-        if (tcp_merge_start(&mg, q, (size_t)n))
+        if (tcp_merge_start(&mg, c))
             continue;
         PyObject *b = PyBytes_FromStringAndSize(NULL, n + VNET_HDR_LEN);
         if (!b)
@@ -703,7 +1148,7 @@ static PyObject *mod_flow_hash(PyObject *m, PyObject *arg)
     if (PyObject_GetBuffer(arg, &pkt, PyBUF_SIMPLE) < 0)
         return NULL;
     inner_flow f;
-    PyObject *out = parse_inner(pkt.buf, (size_t)pkt.len, &f) < 0
+    PyObject *out = parse_inner(cur_make(pkt.buf, (size_t)pkt.len), &f) < 0
                         ? Py_NewRef(Py_None)
                         : PyLong_FromUnsignedLong(flow_hash(&f));
     PyBuffer_Release(&pkt);
@@ -717,10 +1162,10 @@ static PyObject *mod_complete_checksum(PyObject *m, PyObject *args)
         return NULL;
     PyObject *out = NULL;
     vnet_hdr h;
-    if (vh.len == VNET_HDR_LEN) {
-        memcpy(&h, vh.buf, VNET_HDR_LEN);
+    if (vh.len == VNET_HDR_LEN && parse_vnet(cur_make(vh.buf, (size_t)vh.len), &h) == 0) {
         out = PyBytes_FromStringAndSize(pkt.buf, pkt.len);
-        if (out && csum_complete((uint8_t *)PyBytes_AS_STRING(out), (size_t)pkt.len, &h) < 0) {
+        if (out && csum_complete(wcur_make((uint8_t *)PyBytes_AS_STRING(out), (size_t)pkt.len),
+                                 &h) < 0) {
             Py_CLEAR(out);
             PyErr_SetString(PyExc_ValueError, "checksum offsets outside the packet");
         }

@@ -1,0 +1,344 @@
+"""What an unauthenticated NAT keepalive costs an RTR with the compiled fast path: the records
+of the map-cache entries using the keepalive's address, not the whole table (issue 19).
+
+The real :class:`lispd.daemon.Daemon` (RTR role, compiled path, no sockets) holds 50,000
+map-cache entries, five of which use the RLOC of a NATed xTR.  The compiled path's table
+operations are counted where they leave :class:`CompiledPath` for the engines: a fake
+:class:`WorkerSet` receives every operation broadcast to the workers (one per operation applied
+to the main engine too), so a count there is the count of ``map_set`` calls and of the worker
+messages' contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address, IPv4Network, ip_address
+from typing import Any
+
+import pytest
+
+from lispd.api.metrics import MetricsSnapshot, render_metrics
+from lispd.cli.lispctl import format_stats
+from lispd.config import parse_config
+from lispd.daemon import Daemon
+from lispd.fastpath.compiled import CompiledPath, RecordRefresh
+from lispd.fastpath.header import IID_CONTROL, build_header
+from lispd.io.udp import Sender
+from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
+from lispd.wire.address import DistinguishedName
+from lispd.wire.control import encode_control
+from lispd.wire.info import InfoMessage
+from tests.unit.fastpath_packets import require_accel
+
+require_accel()
+
+NATED = IPv4Address("203.0.113.7")  # the translated address of a NATed xTR
+ENTRIES = 50_000
+USING_NATED = 5
+
+RTR_CONFIG = """
+[daemon]
+name = "rtr1"
+roles = ["rtr"]
+control-socket = ""
+
+[underlay]
+rlocs = ["192.0.2.20"]
+
+[limits]
+map-cache-entries = 100000
+
+[dataplane]
+workers = 1
+offloads = false
+
+[probing]
+map-cache = false
+"""
+
+
+class FakeWorkers:
+    """Stands in for :class:`lispd.fastpath.workers.WorkerSet`: records what would be sent."""
+
+    slots: list[object] = []  # no worker processes
+    restarts = 0
+
+    def __init__(self) -> None:
+        self.operations: list[tuple[str, tuple[Any, ...]]] = []
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The workers' counters: none."""
+        return {}
+
+    def broadcast(self, name: str, *args: Any) -> None:
+        """One table operation for every worker."""
+        self.operations.append((name, args))
+
+    def names(self) -> Counter[str]:
+        """How many operations of each kind were broadcast."""
+        return Counter(name for name, _ in self.operations)
+
+
+class Clock:
+    """The daemon's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def keepalive() -> bytes:
+    """A NAT keepalive: an Info-Request behind a data header with instance-ID 0xFFFFFF."""
+    info = InfoMessage(nonce=9, address=DistinguishedName("xtr-behind-nat"))
+    return build_header(0x42, IID_CONTROL) + encode_control(info)
+
+
+def entries(count: int, nated: int) -> list[MapCacheEntry]:
+    """``count`` learned /32 entries; ``nated`` of them (spread out) use :data:`NATED`, the
+    others one of 1,000 other RLOCs."""
+    step = count // nated
+    out = []
+    for k in range(count):
+        rloc = NATED if k % step == 0 and k // step < nated else IPv4Address(0xC6120000 + k % 1000)
+        prefix = IPv4Network((0x0A000000 + k, 32))
+        out.append(
+            MapCacheEntry(
+                0, prefix, (RlocEntry(rloc, 1, 100),), ttl=86400, created=0.0, source="map-reply"
+            )
+        )
+    return out
+
+
+class Rtr:
+    """A socketless RTR daemon with the compiled path and a fake worker."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.daemon = Daemon(parse_config(RTR_CONFIG), clock=self.clock)
+        # Real (loopback) sockets: the engine checks its descriptors.  Nothing is sent.
+        self.sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+        for sock in self.sockets:
+            sock.bind(("127.0.0.1", 0))
+        data, pool = self.sockets[0], self.sockets[1:]
+        d = self.daemon
+        d.sender = Sender({4: pool}, {4: data})
+        d._start_compiled({4: data}, [])
+        assert d.fast is not None and d._record_refresh is not None
+        self.fast: CompiledPath = d.fast
+        self.workers = FakeWorkers()
+        self.fast.attach_workers(self.workers)  # type: ignore[arg-type]
+        self.loaded = entries(ENTRIES, USING_NATED)
+        for entry in self.loaded:
+            d.mapcache.add(entry)
+        self.nated = [e for e in self.loaded if e.rlocs[0].address == NATED]
+        assert len(self.nated) == USING_NATED
+        self.workers.operations.clear()
+
+    def keepalive(self, port: int) -> None:
+        """A keepalive from the NATed xTR's address and ``port``, through the 4341 entry."""
+        self.daemon._data_packet(keepalive(), 64, 0, str(NATED), port)
+
+    def record_port(self, entry: MapCacheEntry) -> tuple[int, bool]:
+        """The (port, via the 4341 socket) of ``entry``'s record in the main engine."""
+        rlocs = self.fast.engine.lookup(0, entry.prefix.network_address.packed)
+        assert rlocs is not None and len(rlocs) == 1
+        packed, port, _weight, via_data = rlocs[0]
+        assert ip_address(packed) == NATED
+        return port, bool(via_data)
+
+
+@pytest.fixture
+def rtr() -> Iterator[Rtr]:
+    made = Rtr()
+    try:
+        yield made
+    finally:
+        for sock in made.sockets:
+            sock.close()
+
+
+def in_loop(rtr: Rtr, body: Callable[[], None]) -> None:
+    """Run ``body()`` inside a running loop (the daemon arms its timers on it), then cancel
+    what it armed."""
+
+    async def run() -> None:
+        try:
+            body()
+        finally:
+            for handle in (rtr.daemon._timer, rtr.daemon._refresh_handle):
+                if handle is not None:
+                    handle.cancel()
+
+    asyncio.run(run())
+
+
+def test_a_binding_reissues_exactly_the_records_of_its_rloc(rtr: Rtr) -> None:
+    """A new binding and then a port change each re-issue the five records using the
+    translated address; nothing else, no map_clear, and the engine's records carry the port."""
+
+    def body() -> None:
+        rtr.keepalive(40000)
+        assert rtr.workers.names() == {"map_set": USING_NATED}
+        issued = {(args[0], args[1], args[2]) for _name, args in rtr.workers.operations}
+        wanted = {(0, e.prefix.network_address.packed, 32) for e in rtr.nated}
+        assert issued == wanted
+        for _name, args in rtr.workers.operations:
+            assert args[3] == [(NATED.packed, 40000, 100, True)]
+        assert all(rtr.record_port(e) == (40000, True) for e in rtr.nated)
+        rtr.workers.operations.clear()
+
+        rtr.clock.now += 30.0  # the NAT rebinds, much later
+        rtr.keepalive(40001)
+        assert rtr.workers.names() == {"map_set": USING_NATED}
+        assert all(rtr.record_port(e) == (40001, True) for e in rtr.nated)
+        rtr.workers.operations.clear()
+
+        rtr.clock.now += 1.0
+        rtr.keepalive(40001)  # a refresh: no work at all
+        assert rtr.workers.operations == []
+
+    in_loop(rtr, body)
+    d = rtr.daemon
+    stats = d._stats()
+    assert stats["packets"]["rtr.nat-keepalive.packets"] == 3
+    assert stats["packets"]["rtr.nat-binding-change.packets"] == 2
+    assert stats["fastpath"]["records-reissued"] == 2 * USING_NATED
+    assert stats["fastpath"]["records-reissue-pending"] == 0
+    assert "10 records re-issued after NAT binding changes (0 RLOCs pending)" in format_stats(stats)
+    page = render_metrics(lambda: MetricsSnapshot(name="rtr1", version="v", stats=stats))
+    assert b"lispd_fastpath_records_reissued_total 10.0" in page
+
+
+def test_a_thousand_alternating_ports_from_one_source_are_mostly_refused(rtr: Rtr) -> None:
+    """A spoofer alternating between two source ports every millisecond: the bucket lets the
+    first change and its burst through, refuses the rest (counted), and the work is the
+    accepted changes times the five records, never a pass over the 50,000."""
+
+    def body() -> None:
+        rtr.keepalive(50000)  # the binding
+        rtr.workers.operations.clear()
+        for k in range(1000):
+            rtr.clock.now += 0.001
+            rtr.keepalive(50001 + k % 2)
+
+    in_loop(rtr, body)
+    d = rtr.daemon
+    bindings = d.nat_bindings
+    assert bindings is not None
+    changes = bindings.stats["port-changed"]
+    limited = d._stats()["drops"]["nat-binding-change-rate-limited"]
+    # The burst (4) goes to k = 0..3 (one second adds 0.1 token: no more); the binding then
+    # stays at 50002, so of k = 4..999 the odd ones are refreshes, the even ones refused.
+    assert changes == bindings.change_burst == 4
+    assert limited == 498
+    assert rtr.workers.names() == {"map_set": changes * USING_NATED}
+    assert d.counters.packets["rtr.nat-keepalive.packets"] == 1001
+    assert d.counters.packets["rtr.nat-binding-change.packets"] == 1 + changes
+    # Whichever port won last, the records follow the binding.
+    port = bindings.port_for(NATED)
+    assert all(rtr.record_port(e) == (port, True) for e in rtr.nated)
+
+
+def test_expired_bindings_reissue_their_records_with_the_plain_port(rtr: Rtr) -> None:
+    def body() -> None:
+        rtr.keepalive(40000)
+        rtr.workers.operations.clear()
+        rtr.clock.now += 1000.0  # past the binding timeout
+        rtr.daemon._on_timer()
+
+    in_loop(rtr, body)
+    table_operations = {k: n for k, n in rtr.workers.names().items() if k.startswith("map_")}
+    assert table_operations == {"map_set": USING_NATED}  # (and forget_sources: 300 s passed)
+    assert all(rtr.record_port(e) == (4341, False) for e in rtr.nated)
+
+
+def test_probing_marks_only_the_entries_of_the_rloc(rtr: Rtr) -> None:
+    """An RLOC going down re-installs the entries using it (the index), not all 50,000."""
+    d = rtr.daemon
+    before = {(e.iid, e.prefix): e for e in d.mapcache.using(NATED)}
+    d._mark_rlocs({NATED: False})
+    assert rtr.workers.names() == {"map_set": USING_NATED}
+    after = d.mapcache.using(NATED)
+    assert {(e.iid, e.prefix) for e in after} == set(before)
+    assert all(not e.rlocs[0].up for e in after)
+    untouched = d.mapcache.get(0, rtr.loaded[1].prefix)
+    assert untouched is rtr.loaded[1]
+
+
+def test_a_scrape_counts_the_map_cache_without_walking_it(
+    rtr: Rtr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lispd_map_cache_entries`` comes from the map-cache's census, kept per install and
+    removal: a scrape of a big RTR costs no pass over its entries."""
+
+    def walked(_self: MapCache) -> list[MapCacheEntry]:
+        raise AssertionError("a scrape walked the map-cache")
+
+    d = rtr.daemon
+    monkeypatch.setattr(MapCache, "entries", walked)
+    page = render_metrics(d._metrics).decode()
+    line = 'lispd_map_cache_entries{family="ipv4",instance_id="0",source="map-reply"}'
+    assert f"{line} {float(ENTRIES)}" in page
+
+
+def test_record_refresh_is_sliced_rate_limited_and_coalesced() -> None:
+    """One RLOC used by 2,500 entries: 1,000 records per run, a whole slice again only after
+    slice/rate seconds (times and rate exact in binary: no rounding in the bucket); an
+    address marked again while it waits is one pass, one marked while its pass runs gets a
+    second pass; entries replaced meanwhile are left to the listener."""
+    mapcache = MapCache()
+    fast = CompiledPath(
+        roles=("rtr",), mtu=1500, tun_fd=-1, offloads=False, families=(4,), own_rlocs=(),
+        nat_port=None,
+    )  # fmt: skip
+    mapcache.listener = fast.on_map_cache
+    for entry in entries(2500, 2500):  # every one uses NATED
+        mapcache.add(entry)
+    workers = FakeWorkers()
+    fast.attach_workers(workers)  # type: ignore[arg-type]
+    refresh = RecordRefresh(fast, mapcache, rate=8_000, slice_size=1000)
+    refresh.mark(IPv4Address("192.0.2.99"))  # no entry uses it: not queued
+    assert len(refresh) == 0 and refresh.run(0.0) is None
+    refresh.mark(NATED)
+    refresh.mark(NATED)
+    assert len(refresh) == 1
+    assert refresh.run(0.0) == 0.125  # 1000 done, the bucket is empty
+    assert len(workers.operations) == 1000
+    assert refresh.run(0.0625) == 0.125  # 500 tokens: 500 more
+    assert len(workers.operations) == 1500
+    refresh.mark(NATED)  # while its pass runs: another pass afterwards
+    replaced = mapcache.using(NATED)[-1]  # not issued yet in this pass
+    mapcache.add(MapCacheEntry(0, replaced.prefix, (RlocEntry("192.0.2.1", 1, 1),), ttl=5))
+    workers.operations.clear()
+    assert refresh.run(0.1875) == 0.125
+    assert len(workers.operations) == 999  # 1000 looked at, the replaced one skipped
+    assert refresh.run(0.3125) == 0.125  # the second pass: 2,499 entries now
+    assert refresh.run(0.4375) == 0.125
+    assert refresh.run(0.5625) is None and len(refresh) == 0
+    assert refresh.issued == 1000 + 500 + 999 + 2499
+    assert len(workers.operations) == 999 + 2499
+
+
+def test_binding_log_lines_are_bounded(rtr: Rtr, caplog: pytest.LogCaptureFixture) -> None:
+    """Every spoofed source makes a binding of its own: the INFO lines about them stop after a
+    burst, then one a second, and the next line says how many were left out."""
+    d = rtr.daemon
+
+    def body() -> None:
+        for k in range(100):
+            d._data_packet(keepalive(), 64, 0, f"203.0.113.{k + 10}", 40000)
+        rtr.clock.now += 5.0
+        d._data_packet(keepalive(), 64, 0, "198.51.100.200", 40000)
+
+    with caplog.at_level(logging.INFO, logger="lispd.daemon"):
+        in_loop(rtr, body)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("nat binding")]
+    assert len(lines) == 21
+    assert "unlogged=80" in lines[-1] and "rloc=198.51.100.200" in lines[-1]
+    assert d.nat_bindings is not None and len(d.nat_bindings) == 101  # all of them learned
