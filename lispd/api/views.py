@@ -1,0 +1,120 @@
+"""What operators see of a running node: counters, tables as JSON, the metrics snapshot and the
+one-line status for systemd.
+
+Pure functions of a :class:`~lispd.node.Node` (and, where it runs, the compiled engine's
+counters): the control-socket commands (:mod:`lispd.api.commands`), ``GET /metrics`` and the
+daemon's ``STATUS=`` line all read through here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lispd import __version__
+from lispd.api.metrics import MetricsSnapshot
+from lispd.mapcache import DatabaseEntry, MapCacheEntry
+from lispd.wire.address import ElpAddress
+
+if TYPE_CHECKING:
+    from lispd.node import Node
+
+
+def node_stats(node: Node) -> dict[str, Any]:
+    """The node's counters with the control machines' and the NAT bindings' drops."""
+    snap = node.counters.snapshot()
+    snap["drops"].update(node.control.counters())
+    if node.nat_bindings is not None:
+        snap["drops"].update(node.nat_bindings.drops)
+    return snap
+
+
+def status_line(node: Node, stats: dict[str, Any], now: float) -> str:
+    """One line for ``systemctl status``: roles, table sizes, registrations, traffic."""
+    packets, drops = stats["packets"], stats["drops"]
+    parts = [
+        f"roles={','.join(sorted(node.config.daemon.roles))}",
+        f"map-cache={len(node.mapcache)}",
+        f"database={len(node.database)}",
+    ]
+    registrar = node.control.registrar
+    if registrar is not None:
+        status = registrar.status(now)
+        acked = sum(1 for s in status if s["acknowledged"])
+        parts.append(f"registered={acked}/{len(status)}")
+    if node.control.map_server is not None:
+        parts.append(f"site-registrations={len(node.control.map_server.registrations())}")
+    if node.nat_bindings is not None:
+        parts.append(f"nat-bindings={len(node.nat_bindings)}")
+    # Every role's share, counted once each: ITR + PITR, ETR + PETR.
+    encap = packets.get("itr.encap.packets", 0) + packets.get("pitr.encap.packets", 0)
+    decap = packets.get("etr.decap.packets", 0) + packets.get("petr.decap.packets", 0)
+    parts.append(f"encap={encap} decap={decap}")
+    parts.append(f"drops={sum(drops.values())}")
+    return " ".join(parts)
+
+
+def metrics_snapshot(node: Node, stats: dict[str, Any], now: float) -> MetricsSnapshot:
+    """What ``GET /metrics`` shows: the data of the control socket's show commands."""
+    control, ms = node.control, node.control.map_server
+    return MetricsSnapshot(
+        name=node.config.daemon.name,
+        version=__version__,
+        stats=stats,
+        map_cache_counts=node.mapcache.census(),
+        pending=control.resolver.pending() if control.resolver else None,
+        registrations=control.registrar.status(now) if control.registrar else None,
+        rlocs=control.prober.states(now) if control.prober else None,
+        nat_bindings=len(node.nat_bindings) if node.nat_bindings is not None else None,
+        sites=[site.name for site in ms.sites] if ms else None,
+        registered=[reg.site for reg in ms.registrations()] if ms else None,
+        now=now,
+    )
+
+
+def sites(node: Node, now: float) -> list[dict[str, Any]]:
+    """The Map-Server's registrations (``lispctl site``)."""
+    ms = node.control.map_server
+    if ms is None:
+        return []
+    return [
+        {
+            "site": reg.site,
+            "instance-id": reg.iid,
+            "eid-prefix": str(reg.prefix),
+            "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
+            "last-registered-ago": round(now - reg.last_registered, 1),
+            "rlocs": [address_text(loc.address) for loc in reg.record.locators],
+            "proxy-reply": reg.proxy_reply,
+        }
+        for reg in ms.registrations()
+    ]
+
+
+def address_text(address: object) -> str:
+    """A locator address for people: an Explicit Locator Path as its hops joined by "->"."""
+    if isinstance(address, ElpAddress):
+        return "->".join(str(hop.address) for hop in address.hops)
+    return str(address)
+
+
+def entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
+    """A map-cache or database entry as ``lispctl map-cache`` / ``database`` show it."""
+    out: dict[str, Any] = {
+        "instance-id": entry.iid,
+        "eid-prefix": str(entry.prefix),
+        "rlocs": [
+            {
+                "address": str(r.address),
+                "priority": r.priority,
+                "weight": r.weight,
+                "up": r.up,
+                **({"elp": [str(hop) for hop in r.elp]} if r.elp else {}),
+            }
+            for r in entry.rlocs
+        ],
+    }
+    if isinstance(entry, MapCacheEntry):
+        out["action"] = entry.action
+        out["source"] = entry.source
+        out["ttl"] = entry.ttl
+    return out

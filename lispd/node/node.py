@@ -1,0 +1,909 @@
+"""The router's core: one LISP node as a sans-IO object.
+
+A :class:`Node` owns everything a lispd decides with: the map-cache and the local database, the
+role logic (ITR/PITR, ETR/PETR, RTR), the control machines (resolver, registrar, prober, NAT
+client, Map-Server/Resolver, SMRs), the RTR's NAT bindings, the LISP-Trace state, the counters
+and the memory of ITRs that sent us traffic.  It does no I/O and reads no clock:
+
+- inputs are bytes with ``now``: :meth:`tun_packet`, :meth:`data_datagram` (UDP 4341),
+  :meth:`control_datagram` (UDP 4342), :meth:`trace_datagram` (UDP 2434), plus
+  :meth:`handle_timer` at the deadline :meth:`get_timer` gives, :meth:`start` once and
+  :meth:`reload` with a new configuration;
+- outputs are :mod:`lispd.node.actions`, taken with :meth:`take_actions`: datagrams to send,
+  packets to write to the TUN, routes and engine updates.  The shell performs them and reports
+  each send's outcome with :meth:`account`.
+
+The asyncio daemon (:mod:`lispd.daemon`) is the shell around one node; the in-memory harness
+(``tests/sim``) wires several nodes together on a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Any
+
+from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
+from lispd.config import Config
+from lispd.control.mapcachelog import log_install, log_removed
+from lispd.control.nat import NatStatus, nat_record
+from lispd.control.outputs import SendControl, SendData
+from lispd.control.plane import ControlResult
+from lispd.control.registrar import MapServerTarget
+from lispd.control.responder import database_records
+from lispd.dataplane import trace
+from lispd.dataplane.etr import Etr
+from lispd.dataplane.itr import Itr
+from lispd.dataplane.natbindings import NatBindings
+from lispd.dataplane.outputs import Encap, Miss, ToTun
+from lispd.dataplane.ratelimit import TokenBucket
+from lispd.dataplane.rtr import Rtr
+from lispd.dataplane.trace import is_trace
+from lispd.dataplane.tracing import Tracer
+from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
+from lispd.fastpath.inner import inner_destination
+from lispd.logfmt import kv
+from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
+from lispd.node.actions import (
+    Action,
+    DatabaseChanged,
+    ForgetSources,
+    LocalPrefixes,
+    NatBindingsChanged,
+    PuntAll,
+    ReturnTrace,
+    RouteAdd,
+    RouteRemove,
+    SendDatagram,
+    SendEncap,
+    WriteTun,
+)
+from lispd.reconfigure import plan_reload, update_control_plane
+from lispd.stats import Counters, DropLog
+from lispd.wire.control import decode_control
+from lispd.wire.data import LISP_DATA_PORT
+from lispd.wire.errors import WireError
+from lispd.wire.info import InfoMessage
+from lispd.wire.mapreply import MapReply
+from lispd.wire.maprequest import MapRequest
+from lispd.wire.records import EidRecord
+
+log = logging.getLogger("lispd.node")
+
+DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
+TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
+SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
+MAX_RECENT_ITRS = 4096  # ITRs remembered per SMR_MEMORY window (spoofed sources: bounded)
+SMR_SAMPLE = HEADER_LEN + 40  # what an SMR needs of their packet: header, inner source
+BINDING_LOG_RATE = 1.0  # "nat binding" lines a second (after a burst of BINDING_LOG_BURST)
+BINDING_LOG_BURST = 20.0  # spoofed sources each make a binding: their lines are bounded
+
+# The drop counted when a send of this kind failed (the socket said no).
+SEND_FAILED = {
+    "control": "control-send-failed",
+    "data": "control-send-failed",
+    "trace": "trace-send-failed",
+}
+# The drop counted when there is no socket of the destination's family for it.
+NO_SOCKET = {
+    "control": "control-no-socket-for-family",
+    "data": "data-control-no-socket",
+    "trace": "trace-no-socket-for-family",
+}
+
+
+def control_nonce() -> int:
+    """A 64-bit control-plane nonce from the CSPRNG (Map-Request, probe, Info-Request,
+    Map-Register, SMR): an attacker who saw any number of them cannot predict the next."""
+    return secrets.randbits(64)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload applied, and what only a restart can change."""
+
+    applied: tuple[str, ...]
+    restart_needed: tuple[str, ...]
+
+
+class Node:
+    """One LISP node's state and decisions; see the module docstring for its inputs and
+    outputs."""
+
+    def __init__(
+        self,
+        config: Config,
+        now: float,
+        *,
+        control_rng: Callable[[], int] = control_nonce,
+        data_rng: random.Random | None = None,
+    ) -> None:
+        """``control_rng`` gives every control-plane nonce (the CSPRNG unless a test injects
+        one); ``data_rng`` the data header's nonces (prediction is harmless there: a fast
+        generator, seeded from the CSPRNG)."""
+        self.config = config
+        self.now = now
+        self._actions: list[Action] = []
+        self.counters = Counters()
+        self.drop_log = DropLog(log, self._clock)
+        self.mapcache, self.database = build_tables(config, now)
+        self.data_nonces = data_rng or random.Random(secrets.randbits(256))
+        self._control_rng = control_rng
+        roles = config.daemon.roles
+        self.has_tun = bool(roles & TUN_ROLES)
+        self.families = frozenset(a.version for a in config.underlay.rlocs)
+        local_rlocs: dict[int, IPv4Address | IPv6Address] = {
+            a.version: a for a in config.underlay.rlocs
+        }
+        self.nat_bindings = (
+            NatBindings(config.rtr.nat_binding_timeout, config.rtr.max_nat_bindings)
+            if "rtr" in roles
+            else None
+        )
+        self.itr = (
+            Itr(
+                self.mapcache,
+                self.database,
+                local_rlocs,
+                config.underlay.mtu,
+                self.counters,
+                nonce=lambda: self.data_nonces.getrandbits(24),
+                clock=self._clock,
+                proxy="pitr" in roles,
+                petrs=rloc_entries(config.petrs),
+                own_rlocs=config.rtr.public_rlocs,
+                nat_port=self.nat_bindings.port_for if self.nat_bindings is not None else None,
+            )
+            if roles & {"itr", "pitr", "rtr"}
+            else None
+        )
+        self.etr = Etr(self.database, petr="petr" in roles) if roles & {"etr", "petr"} else None
+        self.rtr = Rtr(self.itr) if "rtr" in roles and self.itr is not None else None
+        self.tracer = Tracer(
+            config.daemon.name,
+            local_rlocs,
+            self._probe_history,
+            public_rlocs={a.version: a for a in config.rtr.public_rlocs},
+        )
+        self.nat_status: NatStatus | None = None
+        self.control = build_control_plane(config, self.database, control_rng)
+        self.control.is_cached = self._is_cached
+        self._binding_log = TokenBucket(BINDING_LOG_RATE, BINDING_LOG_BURST)
+        self._bindings_unlogged = 0
+        # ITRs that recently encapsulated to us: outer source -> the start of a payload of
+        # theirs (for SMRs), at most MAX_RECENT_ITRS per window.
+        self.recent_itrs: dict[str, bytes] = {}
+        self.older_itrs: dict[str, bytes] = {}
+        self.itrs_rotated = now
+
+    def _clock(self) -> float:
+        return self.now
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def take_actions(self) -> list[Action]:
+        """What the node asks for since the last call, in order (and forgets them)."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    def account(self, action: SendEncap | SendDatagram | WriteTun, error: str | None) -> None:
+        """The shell performed ``action``: ``error`` is None when it succeeded, else why not
+        ("no-socket" when there is no socket for it, or the system's words)."""
+        if isinstance(action, SendEncap):
+            if error is None:
+                self.counters.count(action.count, action.size)
+            else:
+                self.drop("send-failed")
+        elif isinstance(action, WriteTun):
+            if error is None:
+                if action.count is not None:
+                    self.counters.count(action.count, len(action.packet))
+            else:
+                self.drop("tun-write-failed")
+        elif error is None:
+            self.counters.count(action.count, action.size)
+            if action.message is not None:
+                path = "data" if action.via == "data" else "control"
+                self.control.messages.sent(
+                    action.message,
+                    action.dst,
+                    action.port,
+                    self.now,
+                    path=path,
+                    offset=action.offset,
+                )
+        elif error == "no-socket":
+            self.drop(NO_SOCKET[action.via])
+        else:
+            self.drop(SEND_FAILED[action.via], f"{action.dst}:{action.port} {error}")
+
+    def drop(self, reason: str, source: str = "", port: int | None = None) -> None:
+        """Count a drop under ``reason`` (and log it, at a rate limit)."""
+        self.counters.drop(reason)
+        self.drop_log.note(reason, source, port)
+
+    def internal_error(self, source: str) -> None:
+        """A bug cost one input: counted, and logged with its traceback at a rate limit."""
+        self.counters.drop("internal-error")
+        if self.drop_log.allow("log:internal-error"):
+            log.exception("internal error handling a packet %s", kv(source=source))
+
+    def _send_encap(self, out: Encap, count: str, size: int) -> None:
+        self._actions.append(SendEncap(out, count, size))
+
+    def _write_tun(self, packet: bytes | bytearray, count: str | None) -> None:
+        self._actions.append(WriteTun(packet, count))
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """The node goes live: probing of PETRs and static entries starts, first
+        registrations and NAT discovery go out."""
+        self.now = now
+        if self.control.prober is not None:
+            for petr in self.config.petrs:
+                self._send_control(self.control.prober.watch(petr.address, None, now))
+            for entry in self.mapcache.entries():
+                self._watch_rlocs(entry)
+        self.handle_timer(now)
+
+    def reload(self, new: Config, now: float) -> ReloadOutcome:
+        """Move the running node to ``new`` (a validated configuration): what can change
+        live is applied at once; settings only a restart can change keep their running
+        values and are reported."""
+        self.now = now
+        plan = plan_reload(self.config, new)
+        self._reconfigure(plan.effective)
+        return ReloadOutcome(plan.applied, plan.restart_needed)
+
+    def _reconfigure(self, new: Config) -> None:
+        old, now = self.config, self.now
+        self.config = new
+        self.tracer.node_name = new.daemon.name
+        if new.database != old.database or new.registration != old.registration:
+            self._apply_database(new)
+        fresh = build_control_plane(new, self.database, self._control_rng)
+        had_prober = self.control.prober is not None
+        self._send_control(
+            update_control_plane(
+                self.control, fresh, now, registrar_targets=not new.nat_traversal.enabled
+            )
+        )
+        if new.map_cache != old.map_cache:
+            self._apply_static_map_cache(old, new, now)
+        if self.itr is not None and new.petrs != old.petrs:
+            up = {p.address: p.up for p in self.itr.petrs}
+            self.itr.petrs = tuple(
+                replace(p, up=up.get(p.address, True)) for p in rloc_entries(new.petrs)
+            )
+        prober = self.control.prober
+        if prober is not None:
+            for petr in new.petrs:
+                if petr.address not in prober.watched:
+                    self._send_control(prober.watch(petr.address, None, now))
+            if not had_prober:
+                for entry in self.mapcache.entries():
+                    self._watch_rlocs(entry)
+        self._unwatch_unused()
+        if self.nat_bindings is not None:
+            self.nat_bindings.timeout = new.rtr.nat_binding_timeout
+            self.nat_bindings.max_entries = new.rtr.max_nat_bindings
+        # Run the machines now: a Map-Server added where there was none registers at once.
+        self.handle_timer(now)
+
+    def _apply_static_map_cache(self, old: Config, new: Config, now: float) -> None:
+        """Static map-cache entries added, changed or removed by a reload; learned entries and
+        the unchanged static ones stay as they are (with their probe state)."""
+        before = {(m.instance_id, m.prefix): m for m in old.map_cache}
+        after = {(m.instance_id, m.prefix): m for m in new.map_cache}
+        table, _ = build_tables(new, now)
+        for key in before.keys() - after.keys():
+            if self.mapcache.get(*key) is not None:
+                self.mapcache.remove(*key)
+            log.info("map-cache static removed %s", kv(iid=key[0], prefix=key[1]))
+            if all(p != key[1] for _i, p in after):
+                self._actions.append(RouteRemove(key[1]))
+        for key, mapping in after.items():
+            if before.get(key) == mapping:
+                continue
+            entry = self._with_probe_state(table.get(*key))  # type: ignore[arg-type]
+            self.mapcache.add(entry)
+            self._watch_rlocs(entry)
+            self._actions.append(RouteAdd(entry.prefix))
+            log.info("map-cache static set %s", kv(iid=key[0], prefix=key[1], action=entry.action))
+
+    def _apply_database(self, new: Config) -> None:
+        database = build_database(new)
+        old_entries = {(e.iid, e.prefix): e for e in self.database.entries()}
+        for entry in list(self.database.entries()):
+            self.database.remove(entry.iid, entry.prefix)
+        for entry in database.entries():
+            self.database.add(entry)
+        self._actions.append(DatabaseChanged())
+        self._actions.append(LocalPrefixes(tuple(e.prefix for e in self.database.entries())))
+        changed = [e for e in self.database.entries() if old_entries.get((e.iid, e.prefix)) != e]
+        removed = [e for key, e in old_entries.items() if self.database.get(*key) is None]
+        for entry in changed:
+            log.info("database set %s", kv(iid=entry.iid, prefix=entry.prefix))
+        for entry in removed:
+            log.info("database removed %s", kv(iid=entry.iid, prefix=entry.prefix))
+        ttl = new.registration.record_ttl
+        now = self.now
+        sends: list[SendControl] = []
+        registrar = self.control.registrar
+        if registrar is not None:
+            sends += registrar.update_records(self._registration_records(ttl), now)
+            rlocs = tuple(self.config.underlay.rlocs)
+            sends += registrar.deregister(database_records(removed, rlocs, ttl), now)
+        changed += removed
+        if self.control.smr is not None and changed:
+            sends += self._solicit(changed, ttl, now)
+        self._send_control(sends)
+
+    def _solicit(self, changed: list[DatabaseEntry], ttl: int, now: float) -> list[SendControl]:
+        smr = self.control.smr
+        assert smr is not None
+        for rloc, payload in {**self.older_itrs, **self.recent_itrs}.items():
+            header = read_header(payload)
+            inner = payload[HEADER_LEN:]
+            if header is None or len(inner) < 20:
+                continue
+            src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
+            smr.saw_traffic(rloc, src, header[0], now)
+        records = database_records(changed, tuple(self.config.underlay.rlocs), ttl)
+        return smr.solicit(records, now)
+
+    # --- timer --------------------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        """The node's next deadline (``now`` of the :meth:`handle_timer` it wants)."""
+        candidates = [
+            self.control.next_deadline(),
+            self.mapcache.next_expiry(),
+            self.tracer.next_deadline(),
+            self.itrs_rotated + SMR_MEMORY,
+        ]
+        if self.nat_bindings is not None:
+            candidates.append(self.nat_bindings.next_deadline())
+        return min(d for d in candidates if d is not None)
+
+    def handle_timer(self, now: float) -> None:
+        """Run what is due at ``now``: retransmissions, registrations, probes, expiries."""
+        self.now = now
+        self._apply(self.control.on_timer(now))
+        for packet, iid, role in self.tracer.overdue(now):  # still no mapping: say so
+            self._trace_failure(packet, iid, role, "map-cache-miss")
+        expired = self.mapcache.expire(now)
+        for entry in expired:
+            log_removed(entry, "expired")
+        if expired:
+            self._unwatch_unused()
+        if self.nat_bindings is not None:
+            expired_bindings = self.nat_bindings.expire(now)
+            for address in expired_bindings:
+                self._log_binding("nat binding expired", now, rloc=address)
+            if expired_bindings:
+                self._actions.append(NatBindingsChanged(tuple(expired_bindings)))
+        if now - self.itrs_rotated >= SMR_MEMORY:
+            self.older_itrs, self.recent_itrs = self.recent_itrs, {}
+            self.itrs_rotated = now
+            self._actions.append(ForgetSources())
+
+    # --- from the TUN -------------------------------------------------------------------------
+
+    def tun_packet(self, pkt: bytes, now: float) -> None:
+        """A packet the kernel routed into the TUN (or the engine left to us)."""
+        self.now = now
+        try:
+            self._itr_packet(pkt)
+        except Exception:  # a bug must cost one packet, never the daemon
+            self.internal_error("tun")
+
+    def _itr_packet(self, pkt: bytes, held: bool = False, iid: int | None = None) -> None:
+        itr = self.itr
+        if itr is None:
+            self.drop("itr-disabled")
+            return
+        traced = is_trace(pkt)
+        if held and traced and not self.tracer.release(pkt):
+            self.drop("trace-answered")  # it waited too long and was answered map-cache miss
+            return
+        out = itr.handle(pkt, iid, not self.has_tun)  # no TUN (an RTR): no ICMP to send
+        if type(out) is Encap:
+            if traced:
+                role = self._trace_role(pkt)
+                if out.to_petr:  # not an EID: the trace ends here, as in lispers.net
+                    self._trace_failure(pkt, iid, role, "native-forward")
+                    return
+                out = self.tracer.encap(out, role)
+            self._send_encap(out, "pitr.encap" if out.pitr else "itr.encap", len(pkt))
+        elif type(out) is Miss:
+            if held:
+                self.drop("resolved-without-mapping")
+                if traced:
+                    self._trace_failure(pkt, out.iid, self._trace_role(pkt), "map-cache-miss")
+            elif traced:
+                self._hold_trace(out, pkt, self._trace_role(pkt))
+            else:
+                self._on_miss(out, pkt)
+        elif type(out) is ToTun:
+            if self.has_tun:
+                self._write_tun(out.packet, None)
+            else:
+                self.drop("tun-write-failed")
+        else:
+            reason = out.reason  # type: ignore[union-attr]
+            self.drop(reason, "tun")
+            if traced:
+                self._trace_failure(pkt, iid, self._trace_role(pkt), reason)
+
+    def _trace_role(self, pkt: bytes) -> str:
+        """ITR for a packet from one of our EIDs (or as a PITR), RTR for one passing through."""
+        itr = self.itr
+        if itr is None or itr.proxy:
+            return "ITR"
+        src = pkt[12:16] if pkt[0] >> 4 == 4 else pkt[8:24]
+        return "ITR" if itr.instance_for_source(src) is not None else "RTR"
+
+    def _trace_failure(self, inner: bytes, iid: int | None, role: str, reason: str) -> None:
+        """A trace we cannot forward goes back to the ltr client with our record and why."""
+        if iid is None and self.itr is not None:
+            src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
+            iid = self.itr.instance_for_source(src)
+        failure = ReturnTrace(inner, iid, role, reason)
+        if self.rtr is not None:
+            self._actions.append(failure)  # port 2434 is read first (see ReturnTrace)
+        else:
+            self.return_trace(failure)
+
+    def return_trace(self, failure: ReturnTrace) -> None:
+        """The datagram answering ``failure`` goes out (see :class:`ReturnTrace`)."""
+        back = self.tracer.failure(failure.inner, failure.iid or 0, failure.role, failure.reason)
+        if back is None:
+            self.drop("trace-no-return-address")
+            return
+        payload, address, port = back
+        if address.version not in self.families:
+            self.drop("trace-no-socket-for-family")
+            return
+        self._actions.append(
+            SendDatagram("trace", payload, address, port, "trace.returned", len(payload))
+        )
+
+    def trace_datagram(self, payload: bytes, src: str, sport: int, now: float) -> None:
+        """Port 2434: an RTR learns where NATed ltr clients are; nothing else is expected."""
+        self.now = now
+        try:
+            if self.rtr is not None and self.tracer.learn_client(payload, src, sport):
+                self.counters.count("trace.nat-client", len(payload))
+            else:
+                self.drop("trace-unexpected", src, sport)
+        except Exception:  # a bug must cost one packet, never the daemon
+            self.internal_error(f"{src}:{sport}")
+
+    def _probe_history(self, rloc: Any) -> tuple[list[float], list[str]] | None:
+        prober = self.control.prober
+        if prober is None:
+            return None
+        try:
+            state = prober.state(rloc)  # a dict look-up (``watched`` would copy them all)
+        except KeyError:
+            return None  # not probed
+        return list(state.rtts), list(state.hops)
+
+    def _on_miss(self, miss: Miss, pkt: bytes) -> None:
+        resolver = self.control.resolver
+        if resolver is None:
+            self.drop("map-cache-miss", "tun")
+            return
+        now = self.now
+        dst = ip_address(miss.dst)
+        self._send_control(resolver.resolve(miss.iid, dst, ip_address(miss.src), now))
+        if resolver.hold(miss.iid, dst, pkt, now):
+            self.counters.count("itr.held", len(pkt))
+        else:
+            self.drop("resolve-queue-full", "tun")
+
+    def _hold_trace(self, miss: Miss, inner: bytes, role: str) -> None:
+        """A trace whose destination has no mapping yet: resolve it and hold the trace like a
+        data packet, so that the first trace to a destination follows the mapping when it
+        comes (or ends where the mapping says, "not an EID"), but for at most
+        ``tracing.TRACE_HOLD`` seconds: then :meth:`handle_timer` answers it ``? (map-cache
+        miss)``.  Without a resolver or room to hold it, it is answered so at once."""
+        resolver = self.control.resolver
+        if resolver is not None:
+            now = self.now
+            dst = ip_address(miss.dst)
+            self._send_control(resolver.resolve(miss.iid, dst, ip_address(miss.src), now))
+            if self.tracer.hold(inner, miss.iid, role, now):
+                if resolver.hold(miss.iid, dst, inner, now):
+                    self.counters.count("trace.held", len(inner))
+                    return
+                self.tracer.release(inner)  # not held after all
+        self._trace_failure(inner, miss.iid, role, "map-cache-miss")
+
+    def _is_cached(self, iid: int, eid: Any) -> bool:
+        entry = self.mapcache.lookup(iid, eid)
+        return entry is not None and entry.source != "static"
+
+    # --- from UDP 4341 ------------------------------------------------------------------------
+
+    def data_datagram(
+        self, payload: bytes, ttl: int, tos: int, src: str, sport: int, now: float
+    ) -> None:
+        """One datagram from a 4341 socket (or one the engine left to us): a data-plane
+        control message, or data for the ETR or RTR."""
+        self.now = now
+        handle = self._rtr_packet if self.rtr is not None else self._etr_packet
+        try:
+            header = read_header(payload)
+            if header is not None and header[0] == IID_CONTROL and len(payload) > HEADER_LEN:
+                self._data_control(payload, ttl, src, sport)  # instance-ID 0xFFFFFF
+            else:
+                handle(payload, ttl, tos, src, sport)
+        except Exception:  # a bug must cost one packet, never the daemon
+            self.internal_error(f"{src}:{sport}")
+
+    def _etr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
+        etr = self.etr
+        if etr is None or not self.has_tun:
+            self.drop("etr-disabled", src, sport)
+            return
+        out = etr.handle(payload, ttl, tos)
+        if type(out) is ToTun:
+            recent = self.recent_itrs
+            if src not in recent and len(recent) < MAX_RECENT_ITRS:
+                recent[src] = payload[:SMR_SAMPLE]  # not the whole packet, per source
+            packet = out.packet
+            decap = "petr.decap" if out.petr else "etr.decap"
+            if is_trace(packet):
+                self._etr_trace(bytes(packet), payload, src, sport, decap)
+                return
+            self._write_tun(packet, decap)
+        else:
+            self.drop(out.reason, src, sport)  # type: ignore[union-attr]
+
+    def _etr_trace(
+        self, inner: bytes, payload: bytes, src: str, sport: int, decap: str = "etr.decap"
+    ) -> None:
+        """Stamp the ETR's decap record; at the traced EID's site turn the trace around and
+        send it back through our ITR.  One written to the TUN is counted under ``decap``
+        (``petr.decap`` for a PETR's)."""
+        iid = read_header(payload)[0]  # type: ignore[index]
+        stamped = self.tracer.decap(inner, iid, "ETR", src, sport)
+        back = trace.turn_around_packet(stamped, iid=iid)
+        self.counters.count("trace.etr", len(inner))
+        if back is None:
+            if self.has_tun:
+                self._write_tun(stamped, decap)
+            return
+        self._itr_packet(back, iid=iid)
+
+    def _rtr_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:
+        """The data port of a node with the RTR role: packets for our own EIDs (when also an
+        ETR) are decapsulated to the TUN, every other one re-encapsulated."""
+        rtr = self.rtr
+        assert rtr is not None
+        header = read_header(payload)
+        if self.etr is not None and header is not None:
+            dst = inner_destination(memoryview(payload)[HEADER_LEN:])  # no copy of the packet
+            if dst is not None and self.database.contains(header[0], dst):
+                self._etr_packet(payload, ttl, tos, src, sport)
+                return
+        traced = header is not None and is_trace(payload, HEADER_LEN)
+        if traced:
+            iid = header[0]  # type: ignore[index]
+            stamped = self.tracer.decap(payload[HEADER_LEN:], iid, "RTR", src, sport)
+            payload = payload[:HEADER_LEN] + stamped
+        out = rtr.handle(payload, ttl, tos)
+        if type(out) is Encap:
+            if traced:
+                if out.to_petr:  # not an EID: the trace ends here, as in lispers.net
+                    inner = payload[HEADER_LEN:]
+                    self._trace_failure(inner, header[0], "RTR", "native-forward")  # type: ignore[index]
+                    return
+                out = self.tracer.encap(out, "RTR")
+            self._send_encap(out, "rtr.reencap", len(out.payload))
+        elif type(out) is Miss:
+            if traced:  # held like data; answered map-cache miss if it waits too long
+                self._hold_trace(out, out.packet, "RTR")
+            else:
+                self._on_miss(out, out.packet)
+        else:
+            reason = "rtr-" + out.reason  # type: ignore[union-attr]
+            self.drop(reason, src, sport)
+            if traced:
+                self._trace_failure(payload[HEADER_LEN:], header[0], "RTR", reason)  # type: ignore[index]
+
+    def _data_control(self, payload: bytes, ttl: int, src: str, sport: int) -> None:
+        """A control message in the data path (instance-ID 0xFFFFFF), the way through NATs:
+        an RTR takes NAT keepalives (Info-Requests) from xTRs behind NAT; RLOC probes between
+        RTRs and NATed xTRs, and their answers, travel this way too."""
+        body = payload[HEADER_LEN:]
+        now = self.now
+        try:
+            msg = decode_control(body)
+        except WireError as exc:
+            self.drop("data-control-" + exc.reason, src, sport)
+            self.control.messages.malformed(body, exc, src, sport, now, path="data")
+            return
+        self.control.messages.received(msg, src, sport, now, path="data")
+        address = ip_address(src)
+        if isinstance(msg, InfoMessage) and not msg.reply and self.nat_bindings is not None:
+            if not sport:  # no binding to port 0: nothing could be sent back there
+                self.drop("nat-keepalive-port-zero", src, sport)
+                return
+            changed = self.nat_bindings.learn(address, sport, now)
+            if changed:
+                if address in changed:
+                    self._log_binding("nat binding", now, rloc=address, port=sport)
+                    self.counters.count("rtr.nat-binding-change", len(payload))
+                self._actions.append(NatBindingsChanged(tuple(changed)))
+            self.counters.count("rtr.nat-keepalive", len(payload))
+        elif isinstance(msg, MapRequest) and msg.probe and self.control.replier is not None:
+            for send in self.control.replier.on_map_request(msg, sport, address, now, ttl):
+                self._send_data_control(send.payload, address, sport)
+        elif isinstance(msg, MapReply) and msg.probe:
+            self._apply(self.control.on_datagram(body, src, sport, now, ttl, path=None))
+        else:
+            self.drop("data-control-unexpected", src, sport)
+
+    def _send_data_control(self, message: bytes, dst: IPv4Address | IPv6Address, port: int) -> None:
+        """Send a control message from our 4341 socket inside a data header (IID 0xFFFFFF)."""
+        if dst.version not in self.families or not self.config.daemon.roles & DATA_ROLES:
+            self.drop("data-control-no-socket")
+            return
+        payload = build_header(self.data_nonces.getrandbits(24), IID_CONTROL) + message
+        self._actions.append(
+            SendDatagram("data", payload, dst, port, "data-control.sent", len(message), message)
+        )
+
+    def _probe_port_through_nat(self, send: SendControl) -> int | None:
+        """The data port to send an RLOC probe to when it must cross a NAT: to a NATed xTR
+        (its translated port, learned by us as RTR) or, from behind a NAT, to our RTRs."""
+        payload = send.payload
+        if not payload or payload[0] >> 4 != 1 or not payload[0] & 0x02:
+            return None  # not a Map-Request with the probe bit
+        if self.nat_bindings is not None:
+            port = self.nat_bindings.port_for(send.dst)
+            if port is not None:
+                return port
+        itr = self.itr
+        if (
+            itr is not None
+            and itr.rtrs is not None
+            and any(r.address == send.dst for r in itr.rtrs)
+        ):
+            return LISP_DATA_PORT
+        return None
+
+    # --- from UDP 4342 ------------------------------------------------------------------------
+
+    def control_datagram(self, data: bytes, ttl: int, src: str, sport: int, now: float) -> None:
+        """One LISP control message from a 4342 socket."""
+        self.now = now
+        try:
+            self._apply(self.control.on_datagram(data, src, sport, now, ttl))
+        except Exception:  # a bug must cost one message, never the daemon
+            self.internal_error(f"{src}:{sport}")
+
+    def _apply(self, result: ControlResult) -> None:
+        for entry in result.installs:
+            entry = self._with_probe_state(entry)
+            self._make_room(entry)
+            previous = self.mapcache.get(entry.iid, entry.prefix)  # for the log line
+            self.mapcache.add(entry)
+            self._watch_rlocs(entry)
+            log_install(previous, entry)
+        self._send_control(result.sends)
+        for iid, pkt in result.released:
+            self._itr_packet(pkt, held=True, iid=iid)
+        if result.nat_status is not None:
+            self._apply_nat_status(result.nat_status)
+        if result.rloc_changes and self.itr is not None:
+            state = {c.rloc: c.up for c in result.rloc_changes}  # logged by the prober
+            self.itr.petrs = tuple(
+                replace(p, up=state.get(p.address, p.up)) for p in self.itr.petrs
+            )
+            self._mark_rlocs(state)
+
+    def _make_room(self, entry: MapCacheEntry) -> None:
+        """A new learned entry in a map-cache holding ``limits.map-cache-entries`` learned ones
+        replaces the one closest to its expiry."""
+        if self.mapcache.get(entry.iid, entry.prefix) is not None:
+            return  # a refresh
+        learned = len(self.mapcache) - len(self.config.map_cache)
+        if learned < self.config.limits.map_cache_entries:
+            return
+        victim = self.mapcache.evict_soonest()
+        if victim is not None:
+            self.counters.drop("map-cache-evicted")
+            # Its RLOCs stay probed until the next expiry sweeps unused ones (a sweep is a pass
+            # over the whole map-cache: too dear for every install of a flood).
+            self.drop_log.note("map-cache-evicted", f"[{victim.iid}]{victim.prefix}")
+
+    def _send_control(self, sends: Iterable[SendControl | SendData]) -> None:
+        for send in sends:
+            if isinstance(send, SendData):  # a NAT keepalive, from our 4341 socket
+                if send.dst.version not in self.families:
+                    self.drop("data-control-no-socket")
+                    continue
+                self._actions.append(
+                    SendDatagram(
+                        "data",
+                        send.payload,
+                        send.dst,
+                        send.port,
+                        "nat.keepalive-sent",
+                        len(send.payload),
+                        send.payload,
+                        HEADER_LEN,
+                    )
+                )
+                continue
+            port = self._probe_port_through_nat(send)
+            if port is not None:
+                self._send_data_control(send.payload, send.dst, port)
+                continue
+            if send.dst.version not in self.families:
+                self.drop("control-no-socket-for-family")
+                continue
+            self._actions.append(
+                SendDatagram(
+                    "control",
+                    send.payload,
+                    send.dst,
+                    send.port,
+                    "control.sent",
+                    len(send.payload),
+                    send.payload,
+                )
+            )
+
+    # --- RLOC probing of the map-cache --------------------------------------------------------
+
+    def _probing_map_cache(self) -> bool:
+        # From behind a NAT probes cannot be answered (our RLOC is private): the RTRs carry
+        # everything anyway.
+        return (
+            self.control.prober is not None
+            and self.config.probing.map_cache
+            and (self.itr is None or self.itr.rtrs is None)
+        )
+
+    def _with_probe_state(self, entry: MapCacheEntry) -> MapCacheEntry:
+        """``entry`` with the RLOCs probing knows to be down marked so."""
+        prober = self.control.prober
+        if prober is None or not entry.rlocs:
+            return entry
+        rlocs = tuple(
+            r if not r.up or prober.is_usable(r.address) else replace(r, up=False)
+            for r in entry.rlocs
+        )
+        return entry if rlocs == entry.rlocs else replace(entry, rlocs=rlocs)
+
+    def _watch_rlocs(self, entry: MapCacheEntry) -> None:
+        """Start probing the RLOCs of a new map-cache entry (the first hop of a path)."""
+        prober = self.control.prober
+        if prober is None or not entry.rlocs or not self._probing_map_cache():
+            return
+        sends: list[SendControl] = []
+        for rloc in entry.rlocs:
+            try:
+                sends += prober.watch(rloc.address, (entry.iid, entry.prefix), self.now)
+            except (ValueError, TypeError):
+                continue  # a family we have no RLOC of: never used anyway
+        self._send_control(sends)
+
+    def _unwatch_unused(self) -> None:
+        """Stop probing RLOCs no map-cache entry, PETR or (behind a NAT) RTR of ours refers to
+        any more: one index look-up per watched RLOC, not a walk over the map-cache."""
+        prober = self.control.prober
+        if prober is None:
+            return
+        used: set[Any] = {p.address for p in self.config.petrs}
+        if self.itr is not None and self.itr.rtrs is not None:
+            used.update(r.address for r in self.itr.rtrs)  # behind a NAT: our RTRs
+        for rloc in prober.watched:
+            if rloc not in used and not self.mapcache.uses(rloc):
+                prober.unwatch(rloc)
+
+    def _mark_rlocs(self, state: dict[Any, bool]) -> None:
+        """Probing says these RLOCs went up or down: the map-cache entries using them (found
+        through the map-cache's RLOC index) follow, so the fast path fails over to the next
+        priority (and back)."""
+        affected = {
+            (entry.iid, entry.prefix): entry
+            for address in state
+            for entry in self.mapcache.using(address)
+        }  # the entries using these RLOCs (an index: not a walk over the map-cache)
+        for entry in affected.values():
+            rlocs = tuple(
+                replace(r, up=state[r.address]) if r.address in state else r for r in entry.rlocs
+            )
+            self.mapcache.add(replace(entry, rlocs=rlocs))
+        itr = self.itr
+        if itr is not None and itr.rtrs is not None:
+            itr.rtrs = tuple(replace(r, up=state.get(r.address, r.up)) for r in itr.rtrs)
+
+    # --- NAT traversal ------------------------------------------------------------------------
+
+    def _apply_nat_status(self, status: NatStatus) -> None:
+        """NAT discovery changed what we know: behind a NAT, off-site traffic goes to the RTRs
+        and we register the RTRs (and our translated RLOC) with proxy-reply set, since Map-
+        Requests cannot reach us through the NAT; not behind one, we are a normal xTR."""
+        self.nat_status = status  # logged by the NAT client
+        behind = status.behind_nat and bool(status.rtrs)
+        if self.itr is not None:
+            self.itr.rtrs = tuple(RlocEntry(r, 1, 100) for r in status.rtrs) if behind else None
+        self._actions.append(PuntAll(behind))
+        prober = self.control.prober
+        now = self.now
+        if prober is not None and behind:  # probed through the NAT, over the data port
+            for rtr in status.rtrs:
+                try:
+                    self._send_control(prober.watch(rtr, None, now))
+                except (ValueError, TypeError):
+                    continue
+        registrar = self.control.registrar
+        if registrar is None:
+            return
+        targets = [
+            MapServerTarget(ms.address, ms.key, ms.key_id, ms.proxy_reply or behind)
+            for ms in self.config.map_servers
+        ]
+        # Register everywhere at once with the new records (and the proxy-reply flag).
+        registrar.update_targets([], now)
+        registrar.update_records(
+            self._registration_records(self.config.registration.record_ttl), now
+        )
+        self._send_control(registrar.update_targets(targets, now))
+
+    def _registration_records(self, ttl: int) -> list[EidRecord]:
+        """The database as we register it (changed by NAT traversal when behind a NAT)."""
+        records = database_records(self.database.entries(), tuple(self.config.underlay.rlocs), ttl)
+        status = self.nat_status
+        if status is not None and status.behind_nat and status.rtrs:
+            records = [nat_record(r, status) for r in records]
+        return records
+
+    def _log_binding(self, event: str, now: float, **fields: Any) -> None:
+        """A NAT binding line at INFO, at most :data:`BINDING_LOG_RATE` a second after a burst:
+        keepalives are unauthenticated, and every spoofed source would make (and expire) a
+        binding of its own.  The next line written counts those left out (``unlogged``)."""
+        if not self._binding_log.take(now):
+            self._bindings_unlogged += 1
+            return
+        if self._bindings_unlogged:
+            fields["unlogged"], self._bindings_unlogged = self._bindings_unlogged, 0
+        log.info("%s %s", event, kv(**fields))
+
+    # --- operator commands --------------------------------------------------------------------
+
+    def clear_map_cache(self, iid: int | None, prefix: str | None, now: float) -> int:
+        """Remove learned entries (every one, or those of exactly ``prefix``, in every instance
+        or in ``iid``); static entries come from the configuration and stay.  How many went.
+        Raises ValueError for a malformed instance-ID or prefix."""
+        self.now = now
+        if iid is not None and (type(iid) is not int or not 0 <= iid <= 0xFFFFFF):
+            raise ValueError(f"instance-id must be an integer in 0..16777215, not {iid!r}")
+        if prefix is not None and not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string, not {prefix!r}")
+        net = None if prefix is None else ip_network(prefix)  # ValueError when malformed
+        cleared = [
+            e
+            for e in self.mapcache.entries()
+            if e.source != "static"
+            and (iid is None or e.iid == iid)
+            and (net is None or e.prefix == net)
+        ]
+        for entry in cleared:
+            self.mapcache.remove(entry.iid, entry.prefix)
+            log_removed(entry, "cleared")
+        if cleared:
+            self._unwatch_unused()
+        return len(cleared)
