@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
-from lispd.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.config import Config
 from lispd.control.mapcachelog import log_install, log_removed
 from lispd.control.nat import NatStatus, nat_record
@@ -38,7 +37,6 @@ from lispd.control.responder import database_records
 from lispd.dataplane import trace
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
-from lispd.dataplane.natbindings import NatBindings
 from lispd.dataplane.outputs import Encap, Miss, ToTun
 from lispd.dataplane.ratelimit import TokenBucket
 from lispd.dataplane.rtr import Rtr
@@ -62,7 +60,9 @@ from lispd.node.actions import (
     SendEncap,
     WriteTun,
 )
-from lispd.reconfigure import plan_reload, update_control_plane
+from lispd.node.build import build_control_plane, build_database, build_tables, rloc_entries
+from lispd.node.natbindings import NatBindings
+from lispd.node.reload import plan_reload, update_control_plane
 from lispd.stats import Counters, DropLog
 from lispd.wire.control import decode_control
 from lispd.wire.data import LISP_DATA_PORT

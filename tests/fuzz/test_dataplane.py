@@ -10,12 +10,12 @@ from ipaddress import ip_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lispd.build import build_tables
 from lispd.config import parse_config
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss, ToTun
 from lispd.dataplane.rtr import Rtr
+from lispd.node.build import build_tables
 from lispd.stats import Counters
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
 from tests.fuzz.test_decoders import mutated

@@ -16,7 +16,7 @@ import argparse
 import pytest
 
 from benchmarks import nat_flood
-from lispd.dataplane.natbindings import CHANGE_BURST
+from lispd.node.natbindings import CHANGE_BURST
 
 pytestmark = pytest.mark.netns
 

@@ -1,4 +1,4 @@
-"""Unit tests of lispd.dataplane.natbindings: the RTR's NAT binding table (fake clock), its
+"""Unit tests of lispd.node.natbindings: the RTR's NAT binding table (fake clock), its
 per-address limit on port changes included."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lispd.dataplane.natbindings import CHANGE_BURST, CHANGE_RATE, NatBindings
 from lispd.dataplane.ratelimit import TokenBucket
+from lispd.node.natbindings import CHANGE_BURST, CHANGE_RATE, NatBindings
 
 A = IPv4Address("192.0.2.5")
 B = IPv4Address("192.0.2.6")

@@ -1,12 +1,12 @@
-"""Reload planning and in-place control-plane updates (lispd.reconfigure), without sockets."""
+"""Reload planning and in-place control-plane updates (lispd.node.reload), without sockets."""
 
 from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
 
-from lispd.build import build_control_plane, build_tables
 from lispd.config import parse_config
-from lispd.reconfigure import plan_reload, update_control_plane
+from lispd.node.build import build_control_plane, build_tables
+from lispd.node.reload import plan_reload, update_control_plane
 from lispd.wire.mapregister import decode_map_register
 
 XTR = """

@@ -1,6 +1,6 @@
 """From a validated configuration to the objects a node runs: tables and control machines.
 
-Pure construction, no I/O: the daemon calls these, and tests can build a node's brain without
+Pure construction, no I/O: the node calls these, and tests can build a node's brain without
 root or sockets.
 """
 
