@@ -113,6 +113,7 @@ class Daemon:
         self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
         self._last_status = ""
         self._stop = asyncio.Event()
+        self._armed_after = -1  # node.inputs when the timer was last armed
 
     @property
     def config(self) -> Config:
@@ -509,7 +510,8 @@ class Daemon:
                 else:
                     self._engine_or_routes(action)
             actions = node.take_actions()  # what performing those added (trace returns)
-        self._arm_timer()
+        if node.inputs != self._armed_after:  # else its deadlines did not move (an engine
+            self._arm_timer()  # wake-up that left nothing to Python)
 
     def _send_encap(self, action: SendEncap) -> str | None:
         sender, out = self.sender, action.encap
@@ -572,6 +574,7 @@ class Daemon:
             self._nat_bindings_changed(action.addresses)
 
     def _arm_timer(self) -> None:
+        self._armed_after = self.node.inputs
         deadline = self.node.get_timer()
         if self._timer is not None:
             # uvloop's call_at gives a plain Handle (no when()) for a deadline due within the

@@ -128,6 +128,7 @@ class Node:
         self.config = config
         self.now = now
         self._actions: list[Action] = []
+        self.inputs = 0  # inputs handled so far: the shell re-arms its timer after new ones
         self.counters = Counters()
         self.drop_log = DropLog(log, self._clock)
         self.mapcache, self.database = build_tables(config, now)
@@ -244,6 +245,7 @@ class Node:
         """The node goes live: probing of PETRs and static entries starts, first
         registrations and NAT discovery go out."""
         self.now = now
+        self.inputs += 1
         if self.control.prober is not None:
             for petr in self.config.petrs:
                 self._send_control(self.control.prober.watch(petr.address, None, now))
@@ -256,6 +258,7 @@ class Node:
         live is applied at once; settings only a restart can change keep their running
         values and are reported."""
         self.now = now
+        self.inputs += 1
         plan = plan_reload(self.config, new)
         self._reconfigure(plan.effective)
         return ReloadOutcome(plan.applied, plan.restart_needed)
@@ -374,6 +377,7 @@ class Node:
     def handle_timer(self, now: float) -> None:
         """Run what is due at ``now``: retransmissions, registrations, probes, expiries."""
         self.now = now
+        self.inputs += 1
         self._apply(self.control.on_timer(now))
         for packet, iid, role in self.tracer.overdue(now):  # still no mapping: say so
             self._trace_failure(packet, iid, role, "map-cache-miss")
@@ -398,6 +402,7 @@ class Node:
     def tun_packet(self, pkt: bytes, now: float) -> None:
         """A packet the kernel routed into the TUN (or the engine left to us)."""
         self.now = now
+        self.inputs += 1
         try:
             self._itr_packet(pkt)
         except Exception:  # a bug must cost one packet, never the daemon
@@ -477,6 +482,7 @@ class Node:
     def trace_datagram(self, payload: bytes, src: str, sport: int, now: float) -> None:
         """Port 2434: an RTR learns where NATed ltr clients are; nothing else is expected."""
         self.now = now
+        self.inputs += 1
         try:
             if self.rtr is not None and self.tracer.learn_client(payload, src, sport):
                 self.counters.count("trace.nat-client", len(payload))
@@ -538,6 +544,7 @@ class Node:
         """One datagram from a 4341 socket (or one the engine left to us): a data-plane
         control message, or data for the ETR or RTR."""
         self.now = now
+        self.inputs += 1
         handle = self._rtr_packet if self.rtr is not None else self._etr_packet
         try:
             header = read_header(payload)
@@ -686,6 +693,7 @@ class Node:
     def control_datagram(self, data: bytes, ttl: int, src: str, sport: int, now: float) -> None:
         """One LISP control message from a 4342 socket."""
         self.now = now
+        self.inputs += 1
         try:
             self._apply(self.control.on_datagram(data, src, sport, now, ttl))
         except Exception:  # a bug must cost one message, never the daemon
@@ -889,6 +897,7 @@ class Node:
         or in ``iid``); static entries come from the configuration and stay.  How many went.
         Raises ValueError for a malformed instance-ID or prefix."""
         self.now = now
+        self.inputs += 1
         if iid is not None and (type(iid) is not int or not 0 <= iid <= 0xFFFFFF):
             raise ValueError(f"instance-id must be an integer in 0..16777215, not {iid!r}")
         if prefix is not None and not isinstance(prefix, str):
