@@ -3,7 +3,8 @@
 A :class:`Node` owns everything a lispd decides with: the map-cache and the local database, the
 role logic (ITR/PITR, ETR/PETR, RTR), the control machines (resolver, registrar, prober, NAT
 client, Map-Server/Resolver, SMRs), the RTR's NAT bindings, the LISP-Trace state, the counters
-and the memory of ITRs that sent us traffic.  It does no I/O and reads no clock:
+and the memory of ITRs that sent us traffic.  It does no I/O and keeps no time of its own (the
+time of day in LISP-Trace records comes from an injectable ``wall_clock``):
 
 - inputs are bytes with ``now``: :meth:`tun_packet`, :meth:`data_datagram` (UDP 4341),
   :meth:`control_datagram` (UDP 4342), :meth:`trace_datagram` (UDP 2434), plus
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -121,10 +123,12 @@ class Node:
         *,
         control_rng: Callable[[], int] = control_nonce,
         data_rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """``control_rng`` gives every control-plane nonce (the CSPRNG unless a test injects
         one); ``data_rng`` the data header's nonces (prediction is harmless there: a fast
-        generator, seeded from the CSPRNG)."""
+        generator, seeded from the CSPRNG); ``wall_clock`` the time of day LISP-Trace records
+        carry (the one clock the node reads itself: a timestamp, never a deadline)."""
         self.config = config
         self.now = now
         self._actions: list[Action] = []
@@ -169,6 +173,7 @@ class Node:
             local_rlocs,
             self._probe_history,
             public_rlocs={a.version: a for a in config.rtr.public_rlocs},
+            wall_clock=wall_clock,
         )
         self.nat_status: NatStatus | None = None
         self.control = build_control_plane(config, self.database, control_rng)
