@@ -402,10 +402,9 @@ class Network:
             self.now,
             control_rng=lambda: control.getrandbits(64),
             data_rng=random.Random(seed + 1),
+            # Trace records carry a wall-clock timestamp: the fake clock, as Unix time.
+            wall_clock=lambda: self.now - self.start_time + WALL_CLOCK_START,
         )
-        # Trace records carry a wall-clock timestamp: the node's Tracer reads time.time unless
-        # told otherwise (Node takes no wall clock); here it is the fake clock, as Unix time.
-        node.tracer.wall_clock = lambda: self.now - self.start_time + WALL_CLOCK_START
         nat = self.nats[behind] if isinstance(behind, str) else behind
         sim = SimNode(self, name, node, nat, answer_pings)
         for address in sim.addresses:
