@@ -49,6 +49,28 @@ in :meth:`NatClient.states`; such a reply never changes the status (the RTR list
 Every status change is logged at INFO (logger ``lispd.control.nat``) as ``nat status``: behind a
 NAT or not, the translated (global) RLOC and port, the RTRs, and which of them ``changed``.
 
+State table.  Each Map-Server is in one :class:`NatPhase` and every input for it has a
+:class:`NatInput` kind; :data:`NAT_TABLE` (total, consulted before acting) says where each pair
+leads.  An Info-Reply is a Map-Server's when it carries the nonce of one of its recent requests
+(the nonce is used up even when the reply is refused) or, without, comes from its address
+(``reply-stale``); an Info-Request (R bit clear), an RTR's answer to a keepalive, or an unknown
+nonce from elsewhere reaches no table.  RTR keepalives have no table: an RTR is kept alive
+while the combined status is behind NAT and lists it.
+
+- ``unasked``: request (info-request) -> discovering; refuses reply-stale; never gets
+  reply-behind-nat, reply-not-behind-nat, reply-bad-address, reply-bad-global-rloc.
+- ``discovering``: reply-behind-nat -> behind-nat, reply-not-behind-nat -> not-behind-nat;
+  stays on request (info-request, backing off); refuses reply-bad-address,
+  reply-bad-global-rloc, reply-stale.
+- ``behind-nat``: reply-not-behind-nat -> not-behind-nat; stays on request (info-request),
+  reply-behind-nat; refuses reply-bad-address, reply-bad-global-rloc, reply-stale.
+- ``not-behind-nat``: reply-behind-nat -> behind-nat; stays on request (info-request),
+  reply-not-behind-nat; refuses reply-bad-address, reply-bad-global-rloc, reply-stale.
+
+Refused inputs are counted: reply-stale as ``info-reply-unknown-nonce``; reply-bad-address
+as ``info-reply-bad-address``; reply-bad-global-rloc as ``info-reply-bad-global-rloc``.
+Impossible ones as ``info-reply-unknown-nonce``.
+
 ``drops`` counts refused replies by reason: ``info-reply-not-reply`` (R bit clear),
 ``info-reply-unknown-nonce`` (never sent, already answered or refused, or too old),
 ``info-reply-bad-address`` (last address not a NAT-traversal LCAF), ``info-reply-bad-global-rloc``
@@ -66,9 +88,11 @@ import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Final
 
+from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.logfmt import kv
@@ -101,6 +125,77 @@ _MASK64: Final = (1 << 64) - 1
 _NONCE_TRIES: Final = 16
 
 
+class NatPhase(Enum):
+    """What one Map-Server has told us about NAT (see the module documentation)."""
+
+    UNASKED = "unasked"
+    """No Info-Request sent to it yet (due at once)."""
+    DISCOVERING = "discovering"
+    """Asked, no answer accepted yet: asked again after 1, 2, 4, ... seconds."""
+    BEHIND_NAT = "behind-nat"
+    """Its last accepted answer saw us from an address that is none of our RLOCs."""
+    NOT_BEHIND_NAT = "not-behind-nat"
+    """Its last accepted answer saw us from one of our RLOCs."""
+
+
+class NatInput(Enum):
+    """What happens to one Map-Server asked about NAT."""
+
+    REQUEST = "request"
+    """An Info-Request goes out to it (the timer)."""
+    REPLY_BEHIND_NAT = "reply-behind-nat"
+    """An Info-Reply to one of its recent requests: the global RLOC is none of ours."""
+    REPLY_NOT_BEHIND_NAT = "reply-not-behind-nat"
+    """An Info-Reply to one of its recent requests: the global RLOC is one of ours."""
+    REPLY_BAD_ADDRESS = "reply-bad-address"
+    """An Info-Reply to one of its recent requests without a NAT-traversal LCAF."""
+    REPLY_BAD_GLOBAL_RLOC = "reply-bad-global-rloc"
+    """... whose global ETR RLOC is not an address of the Map-Server's family."""
+    REPLY_STALE = "reply-stale"
+    """An Info-Reply from its address with a nonce of no recent request (a duplicate, one too
+    old, or never sent)."""
+
+
+_N = NatPhase
+_NI = NatInput
+_NEVER = statetable.Refuse("info-reply-unknown-nonce", possible=False)
+
+
+def _answered_row(state: NatPhase) -> dict[NatInput, statetable.Go[NatPhase] | statetable.Refuse]:
+    return {
+        _NI.REQUEST: statetable.Go(state, "info-request"),
+        _NI.REPLY_BEHIND_NAT: statetable.Go(_N.BEHIND_NAT),
+        _NI.REPLY_NOT_BEHIND_NAT: statetable.Go(_N.NOT_BEHIND_NAT),
+        _NI.REPLY_BAD_ADDRESS: statetable.Refuse("info-reply-bad-address"),
+        _NI.REPLY_BAD_GLOBAL_RLOC: statetable.Refuse("info-reply-bad-global-rloc"),
+        _NI.REPLY_STALE: statetable.Refuse("info-reply-unknown-nonce"),
+    }
+
+
+NAT_TABLE: Final = statetable.StateTable(
+    "nat",
+    NatPhase,
+    NatInput,
+    {
+        _N.UNASKED: {
+            _NI.REQUEST: statetable.Go(_N.DISCOVERING, "info-request"),
+            _NI.REPLY_BEHIND_NAT: _NEVER,  # nothing asked: no nonce to answer
+            _NI.REPLY_NOT_BEHIND_NAT: _NEVER,
+            _NI.REPLY_BAD_ADDRESS: _NEVER,
+            _NI.REPLY_BAD_GLOBAL_RLOC: _NEVER,
+            _NI.REPLY_STALE: statetable.Refuse("info-reply-unknown-nonce"),
+        },
+        _N.DISCOVERING: {
+            **_answered_row(_N.DISCOVERING),
+            _NI.REQUEST: statetable.Go(_N.DISCOVERING, "info-request, backing off"),
+        },
+        _N.BEHIND_NAT: _answered_row(_N.BEHIND_NAT),
+        _N.NOT_BEHIND_NAT: _answered_row(_N.NOT_BEHIND_NAT),
+    },
+)
+"""The NAT client's table, per Map-Server (rendered in the module documentation)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NatStatus:
     """What NAT discovery knows: behind a NAT or not, our global (translated) RLOC as the
@@ -124,11 +219,16 @@ class _MapServer:
     requests_sent: int = 0
     replies: int = 0
     nonces: OrderedDict[int, float] = field(default_factory=OrderedDict)  # nonce -> sent at
+    phase: NatPhase = NatPhase.UNASKED
     # What the last accepted reply said.
     global_rloc: IPAddress | None = None
-    behind_nat: bool = False
     rtrs: tuple[IPAddress, ...] = ()
     etr_port: int | None = None
+
+    @property
+    def behind_nat(self) -> bool:
+        """Whether its last accepted reply said we are behind a NAT."""
+        return self.phase is NatPhase.BEHIND_NAT
 
 
 @dataclass(slots=True, eq=False)
@@ -243,6 +343,13 @@ class NatClient:
         """The Map-Servers asked, in configuration order."""
         return tuple(s.address for s in self._servers)
 
+    def phase(self, map_server: IPAddress) -> NatPhase:
+        """The :class:`NatPhase` of ``map_server`` (``KeyError`` if it is not asked)."""
+        for ms in self._servers:
+            if ms.address == map_server:
+                return ms.phase
+        raise KeyError(map_server)
+
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` next has work: ``-inf`` (at once) for a Map-Server never asked
         yet or an RTR just learnt, None when there is nothing to ask."""
@@ -312,8 +419,10 @@ class NatClient:
         self._now = now
         sends: list[SendControl | SendData] = []
         for ms in self._servers:
-            if ms.next_send is None or ms.next_send <= now:
-                sends.append(self._request(ms, now))
+            if (ms.next_send is None or ms.next_send <= now) and (
+                request := self._request(ms, now)
+            ) is not None:
+                sends.append(request)
         if self._status.behind_nat:
             for rtr in self._rtrs.values():
                 if rtr.next_send <= now:
@@ -335,20 +444,29 @@ class NatClient:
                 rtr.nonces.pop(msg.nonce, None)
                 rtr.last_reply = now
                 self.stats["keepalive-replies"] += 1
+                return None
+            stale = next((s for s in self._servers if s.address == src), None)
+            if stale is not None:
+                self._step(stale, NatInput.REPLY_STALE)
             else:
                 self.drops["info-reply-unknown-nonce"] += 1
             return None
-        sent_at = ms.nonces.pop(msg.nonce)
+        sent_at = ms.nonces.pop(msg.nonce)  # used up, whatever the reply says
         nat = msg.address
         if not isinstance(nat, NatTraversalAddress):
-            self.drops["info-reply-bad-address"] += 1
+            self._step(ms, NatInput.REPLY_BAD_ADDRESS)
             return None
         global_rloc = nat.global_etr_rloc
         if (
             not isinstance(global_rloc, IPv4Address | IPv6Address)
             or global_rloc.version != ms.address.version
         ):
-            self.drops["info-reply-bad-global-rloc"] += 1
+            self._step(ms, NatInput.REPLY_BAD_GLOBAL_RLOC)
+            return None
+        behind = global_rloc not in self.local_rlocs
+        kind = NatInput.REPLY_BEHIND_NAT if behind else NatInput.REPLY_NOT_BEHIND_NAT
+        was = ms.phase
+        if not self._step(ms, kind):
             return None
         if src != ms.address:
             self.stats["replies-from-other-address"] += 1
@@ -361,7 +479,7 @@ class NatClient:
                     rtrs.append(rtr_rloc)
             else:
                 self.stats["rtrs-ignored"] += 1
-        if ms.last_reply is None:
+        if was is NatPhase.DISCOVERING:
             # First answer: from now on, one request per interval.
             last_sent = ms.last_sent if ms.last_sent is not None else now
             ms.next_send = last_sent + self.info_interval
@@ -369,13 +487,21 @@ class NatClient:
         ms.last_rtt = max(0.0, now - sent_at)
         ms.replies += 1
         ms.global_rloc = global_rloc
-        ms.behind_nat = global_rloc not in self.local_rlocs
         ms.rtrs = tuple(rtrs)
         ms.etr_port = nat.etr_port
         self.stats["replies"] += 1
         return self._update_status(now)
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _step(self, ms: _MapServer, kind: NatInput) -> bool:
+        """Consult :data:`NAT_TABLE`: move ``ms`` on ``kind`` and return True, or return False
+        when the table refuses it (counted in ``drops``)."""
+        to = NAT_TABLE.step(ms.phase, kind, self.drops)
+        if to is None:
+            return False
+        ms.phase = to
+        return True
 
     def _combined(self) -> NatStatus:
         answered = [s for s in self._servers if s.last_reply is not None]
@@ -456,9 +582,11 @@ class NatClient:
         eid, mask_len = self._eids[family]
         return encode_info(InfoMessage(nonce=nonce, ttl=INFO_TTL, eid=eid, eid_mask_len=mask_len))
 
-    def _request(self, ms: _MapServer, now: float) -> SendControl:
+    def _request(self, ms: _MapServer, now: float) -> SendControl | None:
         nonce = self._new_nonce()
         payload = self._info_request(nonce, ms.address.version)
+        if not self._step(ms, NatInput.REQUEST):
+            return None
         ms.nonces[nonce] = now
         self._nonces[nonce] = ms
         while len(ms.nonces) > RECENT_NONCES:
@@ -466,7 +594,7 @@ class NatClient:
             del self._nonces[old]
         ms.last_sent = now
         ms.requests_sent += 1
-        if ms.last_reply is None:
+        if ms.phase is NatPhase.DISCOVERING:
             ms.next_send = now + ms.backoff
             ms.backoff = min(ms.backoff * 2, self.info_interval)
         else:

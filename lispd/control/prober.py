@@ -42,6 +42,30 @@ Timing and verdicts:
 - The same flips are logged (logger ``lispd.control.prober``): ``rloc down`` at WARNING,
   ``rloc up`` at INFO; unknown -> up only at DEBUG (``rloc reachable``).
 
+State table.  Each watched RLOC is in one :class:`ProbeState` (:attr:`RlocState.up` is None in
+the unknown ones, True in the up ones, False when down) and every input for it has a
+:class:`ProbeInput` kind; :data:`PROBER_TABLE` (total, consulted before acting) says where each
+pair leads.  A probe reply is an RLOC's when it carries its outstanding probe's nonce
+(``reply``, or ``reply-wrong-source`` from another address), or comes from its address without
+(``reply-stale``); one without the P bit, or with an unknown nonce from an address that is no
+watched RLOC, reaches no table.  ``probe`` comes only when no probe is outstanding.
+
+- ``unknown``: reply (log reachable) -> up, loss (probe at once) -> unknown-retrying,
+  loss-down (rloc-change down) -> down; stays on probe (probe), probe-deferred; refuses
+  reply-wrong-source, reply-stale.
+- ``unknown-retrying``: reply (log reachable) -> up, loss-down (rloc-change down) -> down;
+  stays on probe (probe), probe-deferred, loss (probe at once); refuses reply-wrong-source,
+  reply-stale.
+- ``up``: loss (probe at once) -> up-retrying, loss-down (rloc-change down) -> down; stays
+  on probe (probe), probe-deferred, reply; refuses reply-wrong-source, reply-stale.
+- ``up-retrying``: reply -> up, loss-down (rloc-change down) -> down; stays on probe
+  (probe), probe-deferred, loss (probe at once); refuses reply-wrong-source, reply-stale.
+- ``down``: reply (rloc-change up) -> up; stays on probe (probe), probe-deferred, loss,
+  loss-down; refuses reply-wrong-source, reply-stale.
+
+Refused inputs are counted: reply-wrong-source as ``probe-reply-wrong-source``; reply-stale
+as ``probe-reply-unknown-nonce``.
+
 Round-trip time is reply arrival - probe send time.  Hop counts are not in the RFC; like
 lispers.net we derive them from IP TTLs: the daemon sends probes with TTL :data:`PROBE_TTL` (64);
 the answerer reports the TTL the probe arrived with in the Map-Reply's reserved byte 2
@@ -67,9 +91,11 @@ import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Final, NamedTuple
 
+from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
 from lispd.logfmt import kv, pairs
@@ -91,6 +117,93 @@ _MASK64: Final = (1 << 64) - 1
 _NONCE_TRIES: Final = 16
 _DEFAULT_V4: Final = IPv4Network("0.0.0.0/0")
 _DEFAULT_V6: Final = IPv6Network("::/0")
+
+
+class ProbeState(Enum):
+    """What probing knows of one RLOC (see the module documentation)."""
+
+    UNKNOWN = "unknown"
+    """No reply yet, no probe lost yet (usable)."""
+    UNKNOWN_RETRYING = "unknown-retrying"
+    """No reply yet, some probes lost (fewer than ``down_after``): retried at once (usable)."""
+    UP = "up"
+    """Answered; no probe lost since (usable)."""
+    UP_RETRYING = "up-retrying"
+    """Answered, then some probes lost in a row (fewer than ``down_after``): retried at once
+    (usable)."""
+    DOWN = "down"
+    """``down_after`` probes lost in a row (unusable); probed every interval."""
+
+
+class ProbeInput(Enum):
+    """What happens to one probed RLOC."""
+
+    PROBE = "probe"
+    """A probe goes out (from :meth:`Prober.watch`, or the timer at the next probe time)."""
+    PROBE_DEFERRED = "probe-deferred"
+    """A probe is due but over the rate limit: put off a little."""
+    REPLY = "reply"
+    """A probe reply with the outstanding probe's nonce, from the RLOC."""
+    REPLY_WRONG_SOURCE = "reply-wrong-source"
+    """A probe reply with the outstanding probe's nonce, from another address."""
+    REPLY_STALE = "reply-stale"
+    """A probe reply from the RLOC with no outstanding probe's nonce (a duplicate, an answer
+    to a lost probe, or never sent)."""
+    LOSS = "loss"
+    """The outstanding probe timed out; fewer than ``down_after`` lost in a row."""
+    LOSS_DOWN = "loss-down"
+    """The outstanding probe timed out; ``down_after`` (or more) lost in a row."""
+
+
+_P = ProbeState
+_IN = ProbeInput
+_Go = statetable.Go
+_Refuse = statetable.Refuse
+
+
+def _probe_row(
+    state: ProbeState, reply: statetable.Go[ProbeState], loss: ProbeState, loss_down: str
+) -> dict[ProbeInput, statetable.Go[ProbeState] | statetable.Refuse]:
+    return {
+        _IN.PROBE: _Go(state, "probe"),
+        _IN.PROBE_DEFERRED: _Go(state),
+        _IN.REPLY: reply,
+        _IN.REPLY_WRONG_SOURCE: _Refuse("probe-reply-wrong-source"),
+        _IN.REPLY_STALE: _Refuse("probe-reply-unknown-nonce"),
+        _IN.LOSS: _Go(loss, "probe at once" if loss is not _P.DOWN else ""),
+        _IN.LOSS_DOWN: _Go(_P.DOWN, loss_down),
+    }
+
+
+PROBER_TABLE: Final = statetable.StateTable(
+    "prober",
+    ProbeState,
+    ProbeInput,
+    {
+        _P.UNKNOWN: _probe_row(
+            _P.UNKNOWN, _Go(_P.UP, "log reachable"), _P.UNKNOWN_RETRYING, "rloc-change down"
+        ),
+        _P.UNKNOWN_RETRYING: _probe_row(
+            _P.UNKNOWN_RETRYING,
+            _Go(_P.UP, "log reachable"),
+            _P.UNKNOWN_RETRYING,
+            "rloc-change down",
+        ),
+        _P.UP: _probe_row(_P.UP, _Go(_P.UP), _P.UP_RETRYING, "rloc-change down"),
+        _P.UP_RETRYING: _probe_row(_P.UP_RETRYING, _Go(_P.UP), _P.UP_RETRYING, "rloc-change down"),
+        _P.DOWN: _probe_row(_P.DOWN, _Go(_P.UP, "rloc-change up"), _P.DOWN, ""),
+    },
+)
+"""The prober's table, per watched RLOC (rendered in the module documentation)."""
+
+_VERDICT: Final[dict[ProbeState, bool | None]] = {
+    _P.UNKNOWN: None,
+    _P.UNKNOWN_RETRYING: None,
+    _P.UP: True,
+    _P.UP_RETRYING: True,
+    _P.DOWN: False,
+}
+"""``up`` as :class:`RlocState` shows it: None (unknown), True or False."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +271,7 @@ class _Target:
     rloc: IpAddress
     eid_prefix: tuple[int, IpNetwork]
     history: int
-    up: bool | None = None
+    phase: ProbeState = ProbeState.UNKNOWN
     rtts: deque[float] = field(init=False)
     hops: deque[str] = field(init=False)
     last_reply: float | None = None
@@ -174,6 +287,11 @@ class _Target:
     def __post_init__(self) -> None:
         self.rtts = deque(maxlen=self.history)
         self.hops = deque(maxlen=self.history)
+
+    @property
+    def up(self) -> bool | None:
+        """None until the first verdict, then whether the RLOC is up."""
+        return _VERDICT[self.phase]
 
     def deadline(self) -> float:
         """The outstanding probe's expiry (no probe may go out before it), else the next probe."""
@@ -384,12 +502,19 @@ class Prober:
             return None
         probed = self._nonces.get(reply.nonce)
         if probed is None:
-            self.drops["probe-reply-unknown-nonce"] += 1
+            stale = self._targets.get(src)
+            if stale is not None:
+                self._step(stale, ProbeInput.REPLY_STALE)
+            else:
+                self.drops["probe-reply-unknown-nonce"] += 1
             return None
         if probed != src:
-            self.drops["probe-reply-wrong-source"] += 1
+            self._step(self._targets[probed], ProbeInput.REPLY_WRONG_SOURCE)
             return None
         target = self._targets[probed]
+        was = target.up
+        if not self._step(target, ProbeInput.REPLY):
+            return None
         del self._nonces[reply.nonce]
         target.nonce = None
         self._deadline = None
@@ -399,7 +524,6 @@ class Prober:
         target.rtts.appendleft(max(0.0, now - target.sent_at))
         target.hops.appendleft(f"{hop_count(reply.reported_ttl)}/{hop_count(ttl)}")
         self.stats["replies"] += 1
-        was, target.up = target.up, True
         if was is not True:
             self._log_up(target, was, now)
             target.changed = now
@@ -408,7 +532,20 @@ class Prober:
             return RlocChange(target.rloc, True)
         return None
 
+    def phase(self, rloc: IpAddress) -> ProbeState:
+        """The :class:`ProbeState` of ``rloc`` (``KeyError`` if it is not watched)."""
+        return self._targets[rloc].phase
+
     # --- internals ----------------------------------------------------------------------------
+
+    def _step(self, target: _Target, kind: ProbeInput) -> bool:
+        """Consult :data:`PROBER_TABLE`: move ``target`` on ``kind`` and return True, or return
+        False when the table refuses it (counted in ``drops``)."""
+        to = PROBER_TABLE.step(target.phase, kind, self.drops)
+        if to is None:
+            return False
+        target.phase = to
+        return True
 
     def _encode(self, target: _Target, nonce: int) -> bytes:
         iid, prefix = target.eid_prefix
@@ -432,8 +569,11 @@ class Prober:
     def _probe_within_budget(self, target: _Target, now: float) -> list[SendControl]:
         """Probe ``target`` now, or, over the rate limit, a little later."""
         if not self._budget.take(now):
-            target.next_probe = now + 1.0 / self.settings.max_per_second
-            self.stats["probes-deferred"] += 1
+            if self._step(target, ProbeInput.PROBE_DEFERRED):
+                target.next_probe = now + 1.0 / self.settings.max_per_second
+                self.stats["probes-deferred"] += 1
+            return []
+        if not self._step(target, ProbeInput.PROBE):
             return []
         return self._probe(target, now)
 
@@ -481,14 +621,17 @@ class Prober:
 
     def _lost(self, target: _Target, now: float) -> RlocChange | None:
         assert target.nonce is not None
+        final = target.losses + 1 >= self.settings.down_after
+        was = target.phase
+        if not self._step(target, ProbeInput.LOSS_DOWN if final else ProbeInput.LOSS):
+            return None
         self._nonces.pop(target.nonce, None)
         target.nonce = None
         target.losses += 1
         self.stats["probes-lost"] += 1
-        if target.up is False:
+        if was is ProbeState.DOWN:
             return None
-        if target.losses >= self.settings.down_after:
-            target.up = False
+        if target.phase is ProbeState.DOWN:
             target.changed = now
             self.stats["rloc-down"] += 1
             self._log_down(target, now)

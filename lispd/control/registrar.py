@@ -31,6 +31,45 @@ Choices:
   when the next Map-Register goes out).  A re-registration that stays acknowledged logs nothing.
 - Nothing is sent while the database is empty (``stats["register-skipped-empty"]``).
 
+State table.  Each Map-Server target is in one :class:`Registration` state and every input for
+it has a :class:`RegistrarInput` kind; :data:`REGISTRAR_TABLE` (total, consulted before acting)
+says where each pair leads.  A Map-Notify-Ack, a bad HMAC or malformed bytes from a target's
+address are refused in every state, a duplicate acknowledgement wherever one is possible; a
+Map-Notify from no target's address reaches no table (``map-notify-unknown-source``).
+``ack-lapsed`` comes at every timer run once the last acknowledgement is 3 intervals old, and
+``ack-overdue`` with every Map-Register while nothing was ever acknowledged: the first of
+each moves (and logs), the others change nothing.
+
+- ``unregistered``: register (map-register) -> registering; stays on register-empty,
+  withdraw (map-register ttl 0), notify-unsolicited (map-notify-ack); refuses
+  notify-bad-auth, notify-malformed, notify-ack; never gets notify, notify-older,
+  notify-duplicate, ack-overdue, ack-lapsed.
+- ``registering``: notify (log acknowledged) -> registered, notify-older (log acknowledged)
+  -> refreshing, ack-overdue (log not acknowledged) -> unacknowledged; stays on register
+  (map-register), register-empty, withdraw (map-register ttl 0), notify-unsolicited
+  (map-notify-ack); refuses notify-bad-auth, notify-malformed, notify-ack; never gets
+  notify-duplicate, ack-lapsed.
+- ``registered``: register (map-register) -> refreshing, ack-lapsed (log lost) -> lost;
+  stays on register-empty, withdraw (map-register ttl 0), notify, notify-unsolicited
+  (map-notify-ack); refuses notify-duplicate, notify-bad-auth, notify-malformed, notify-ack;
+  never gets notify-older, ack-overdue.
+- ``refreshing``: notify -> registered, ack-lapsed (log lost) -> lost; stays on register
+  (map-register), register-empty, withdraw (map-register ttl 0), notify-older,
+  notify-unsolicited (map-notify-ack); refuses notify-duplicate, notify-bad-auth,
+  notify-malformed, notify-ack; never gets ack-overdue.
+- ``unacknowledged``: notify (log acknowledged) -> registered, notify-older (log
+  acknowledged) -> refreshing; stays on register (map-register), register-empty, withdraw
+  (map-register ttl 0), notify-unsolicited (map-notify-ack), ack-overdue; refuses
+  notify-bad-auth, notify-malformed, notify-ack; never gets notify-duplicate, ack-lapsed.
+- ``lost``: notify (log restored) -> registered, notify-older (log restored) -> refreshing;
+  stays on register (map-register), register-empty, withdraw (map-register ttl 0),
+  notify-unsolicited (map-notify-ack), ack-lapsed; refuses notify-duplicate,
+  notify-bad-auth, notify-malformed, notify-ack; never gets ack-overdue.
+
+Refused inputs are counted: notify-bad-auth as ``map-notify-bad-auth``; notify-malformed as
+``map-notify-malformed``; notify-ack as ``map-notify-ack-unexpected``; notify-duplicate as
+``map-notify-duplicate``. Impossible ones as ``registration-out-of-state``.
+
 ``drops`` counts refused Map-Notifies by reason (``map-notify-unknown-source``,
 ``map-notify-bad-auth``, ``map-notify-duplicate``, ``map-notify-ack-unexpected``,
 ``map-notify-malformed``); ``stats`` counts events (``registers-sent``, ``notifies-accepted``,
@@ -45,11 +84,13 @@ import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
 from lispd.control import messagelog
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.statetable import Go, Refuse, StateTable
 from lispd.logfmt import kv, pairs
 from lispd.wire import auth
 from lispd.wire.errors import EncodeError, WireError
@@ -71,6 +112,141 @@ ACK_WINDOW_INTERVALS: Final = 3
 """A target is ``acknowledged`` when its last acknowledgement is at most this many intervals old."""
 
 _MASK64: Final = (1 << 64) - 1
+
+
+class Registration(Enum):
+    """Where registration with one Map-Server stands (see the module documentation)."""
+
+    UNREGISTERED = "unregistered"
+    """No Map-Register sent to it yet (before the first timer, or while the database is empty)."""
+    REGISTERING = "registering"
+    """Map-Registers sent, none acknowledged yet (without want-map-notify it stays here)."""
+    REGISTERED = "registered"
+    """Acknowledged, and so is the latest Map-Register."""
+    REFRESHING = "refreshing"
+    """Acknowledged; a newer Map-Register awaits its Map-Notify."""
+    UNACKNOWLEDGED = "unacknowledged"
+    """Nothing acknowledged 3 intervals after the first Map-Register (logged); still sending."""
+    LOST = "lost"
+    """Acknowledged once, then no acknowledgement for 3 intervals (logged); still sending."""
+
+
+class RegistrarInput(Enum):
+    """What happens to one Map-Server target."""
+
+    REGISTER = "register"
+    """A Map-Register goes out (first timer, each interval, new records, new target)."""
+    REGISTER_EMPTY = "register-empty"
+    """One is due but the database is empty: nothing goes out."""
+    WITHDRAW = "withdraw"
+    """A Map-Register with TTL 0 withdraws EID-prefixes removed from the database."""
+    NOTIFY = "notify"
+    """An authentic Map-Notify acknowledging one of the recent Map-Registers, after which the
+    latest is acknowledged (it is the latest, or the latest was acknowledged before)."""
+    NOTIFY_OLDER = "notify-older"
+    """An authentic Map-Notify acknowledging an earlier Map-Register while the latest still
+    awaits its own."""
+    NOTIFY_DUPLICATE = "notify-duplicate"
+    """An authentic Map-Notify with a nonce acknowledged already."""
+    NOTIFY_UNSOLICITED = "notify-unsolicited"
+    """An authentic Map-Notify with none of the recent nonces: the Map-Server's own news."""
+    NOTIFY_BAD_AUTH = "notify-bad-auth"
+    """A Map-Notify from the target's address whose HMAC does not verify under its key."""
+    NOTIFY_MALFORMED = "notify-malformed"
+    """A Map-Notify from the target's address whose bytes cannot even be verified."""
+    NOTIFY_ACK = "notify-ack"
+    """A Map-Notify-Ack from the target's address (an ETR expects none)."""
+    ACK_OVERDUE = "ack-overdue"
+    """A Map-Register is due 3 intervals after the first, none acknowledged (want-map-notify)."""
+    ACK_LAPSED = "ack-lapsed"
+    """The timer runs after the last acknowledgement has become 3 intervals old."""
+
+
+_R = Registration
+_I = RegistrarInput
+_NEVER = Refuse("registration-out-of-state", possible=False)
+_ALWAYS_REFUSED: Final[dict[RegistrarInput, Go[Registration] | Refuse]] = {
+    _I.NOTIFY_BAD_AUTH: Refuse("map-notify-bad-auth"),
+    _I.NOTIFY_MALFORMED: Refuse("map-notify-malformed"),
+    _I.NOTIFY_ACK: Refuse("map-notify-ack-unexpected"),
+}
+
+
+def _unmoved(state: Registration) -> dict[RegistrarInput, Go[Registration] | Refuse]:
+    """The inputs that leave every state as it is."""
+    return {
+        _I.REGISTER_EMPTY: Go(state),
+        _I.WITHDRAW: Go(state, "map-register ttl 0"),
+        _I.NOTIFY_UNSOLICITED: Go(state, "map-notify-ack"),
+        **_ALWAYS_REFUSED,
+    }
+
+
+REGISTRAR_TABLE: Final = StateTable(
+    "registrar",
+    Registration,
+    RegistrarInput,
+    {
+        _R.UNREGISTERED: {
+            _I.REGISTER: Go(_R.REGISTERING, "map-register"),
+            _I.NOTIFY: _NEVER,  # no Map-Register sent: no nonce to acknowledge
+            _I.NOTIFY_OLDER: _NEVER,
+            _I.NOTIFY_DUPLICATE: _NEVER,
+            _I.ACK_OVERDUE: _NEVER,
+            _I.ACK_LAPSED: _NEVER,
+            **_unmoved(_R.UNREGISTERED),
+        },
+        _R.REGISTERING: {
+            _I.REGISTER: Go(_R.REGISTERING, "map-register"),
+            _I.NOTIFY: Go(_R.REGISTERED, "log acknowledged"),
+            _I.NOTIFY_OLDER: Go(_R.REFRESHING, "log acknowledged"),
+            _I.NOTIFY_DUPLICATE: _NEVER,  # nothing acknowledged yet
+            _I.ACK_OVERDUE: Go(_R.UNACKNOWLEDGED, "log not acknowledged"),
+            _I.ACK_LAPSED: _NEVER,
+            **_unmoved(_R.REGISTERING),
+        },
+        _R.REGISTERED: {
+            _I.REGISTER: Go(_R.REFRESHING, "map-register"),
+            _I.NOTIFY: Go(_R.REGISTERED),  # an earlier one acknowledged late
+            _I.NOTIFY_OLDER: _NEVER,  # the latest is acknowledged already
+            _I.NOTIFY_DUPLICATE: Refuse("map-notify-duplicate"),
+            _I.ACK_OVERDUE: _NEVER,
+            _I.ACK_LAPSED: Go(_R.LOST, "log lost"),
+            **_unmoved(_R.REGISTERED),
+        },
+        _R.REFRESHING: {
+            _I.REGISTER: Go(_R.REFRESHING, "map-register"),
+            _I.NOTIFY: Go(_R.REGISTERED),
+            _I.NOTIFY_OLDER: Go(_R.REFRESHING),
+            _I.NOTIFY_DUPLICATE: Refuse("map-notify-duplicate"),
+            _I.ACK_OVERDUE: _NEVER,
+            _I.ACK_LAPSED: Go(_R.LOST, "log lost"),
+            **_unmoved(_R.REFRESHING),
+        },
+        _R.UNACKNOWLEDGED: {
+            _I.REGISTER: Go(_R.UNACKNOWLEDGED, "map-register"),
+            _I.NOTIFY: Go(_R.REGISTERED, "log acknowledged"),
+            _I.NOTIFY_OLDER: Go(_R.REFRESHING, "log acknowledged"),
+            _I.NOTIFY_DUPLICATE: _NEVER,
+            _I.ACK_OVERDUE: Go(_R.UNACKNOWLEDGED),  # judged once
+            _I.ACK_LAPSED: _NEVER,
+            **_unmoved(_R.UNACKNOWLEDGED),
+        },
+        _R.LOST: {
+            _I.REGISTER: Go(_R.LOST, "map-register"),
+            _I.NOTIFY: Go(_R.REGISTERED, "log restored"),
+            _I.NOTIFY_OLDER: Go(_R.REFRESHING, "log restored"),
+            _I.NOTIFY_DUPLICATE: Refuse("map-notify-duplicate"),
+            _I.ACK_OVERDUE: _NEVER,
+            _I.ACK_LAPSED: Go(_R.LOST),  # logged once
+            **_unmoved(_R.LOST),
+        },
+    },
+)
+"""The registrar's table, per Map-Server target (rendered in the module documentation)."""
+
+_ACKNOWLEDGED: Final = frozenset({_R.REGISTERED, _R.REFRESHING})
+"""The states in which an acknowledgement holds (logged as such)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +278,7 @@ class _TargetState:
     notifies_accepted: int = 0
     recent: OrderedDict[int, bool] = field(default_factory=OrderedDict)  # nonce -> acked
     first_sent: float | None = None  # the first Map-Register asking for a Map-Notify
-    logged: bool | None = None  # the acknowledged verdict last logged (None: none yet)
+    phase: Registration = Registration.UNREGISTERED
 
 
 def eid_list(records: Sequence[EidRecord], limit: int = MAX_LOGGED_EIDS) -> list[str]:
@@ -181,9 +357,17 @@ class Registrar:
         self._now = now
         sends: list[SendControl] = []
         for state in self._states:
-            self._judge_lost(state, now)
+            if state.last_acked is not None and not self._acknowledged(state, now):
+                self._judge_lost(state, now)
             if state.next_send is None or state.next_send <= now:
-                self._judge_unanswered(state, now)
+                first = state.first_sent
+                if (
+                    state.last_acked is None
+                    and first is not None
+                    and self.want_map_notify
+                    and now >= first + ACK_WINDOW_INTERVALS * self.interval
+                ):
+                    self._judge_unanswered(state, now)
                 sends.extend(self._register(state, now))
         return sends
 
@@ -226,7 +410,9 @@ class Registrar:
         self._now = now
         sends: list[SendControl] = []
         for state in self._states:
-            sends.extend(self._deregister(state.target, _check_records(records)))
+            checked = _check_records(records)
+            if checked and self._step(state, RegistrarInput.WITHDRAW):
+                sends.extend(self._deregister(state.target, checked))
         return sends
 
     def on_map_notify(
@@ -237,10 +423,13 @@ class Registrar:
         Returns the Map-Notify-Ack to send for an unsolicited one, else nothing.
         """
         self._now = now
-        if notify.ack:
-            self.drops["map-notify-ack-unexpected"] += 1
-            return []
         states = [s for s in self._states if s.target.address == src]
+        if notify.ack:
+            if states:
+                self._step(states[0], RegistrarInput.NOTIFY_ACK)
+            else:
+                self.drops["map-notify-ack-unexpected"] += 1
+            return []
         if not states:
             self.drops["map-notify-unknown-source"] += 1
             return []
@@ -249,26 +438,26 @@ class Registrar:
             try:
                 ok = auth.verify(raw, candidate.target.key)
             except WireError:
-                self.drops["map-notify-malformed"] += 1
+                self._step(candidate, RegistrarInput.NOTIFY_MALFORMED)
                 return []
             if ok:
                 state = candidate
                 break
         if state is None:
-            self.drops["map-notify-bad-auth"] += 1
+            self._step(states[0], RegistrarInput.NOTIFY_BAD_AUTH)
             return []
-        acked = state.recent.get(notify.nonce)
-        if acked is False:
+        kind = self._notify_kind(state, notify.nonce)
+        was = state.phase
+        if not self._step(state, kind):
+            return []
+        if kind is not RegistrarInput.NOTIFY_UNSOLICITED:  # NOTIFY or NOTIFY_OLDER
             state.recent[notify.nonce] = True
             previous = state.last_acked
             state.last_acked = now
             state.notifies_accepted += 1
             self.stats["notifies-accepted"] += 1
-            if state.logged is not True:
-                self._log_acknowledged(state, notify.nonce, previous, now)
-            return []
-        if acked is True:
-            self.drops["map-notify-duplicate"] += 1
+            if was not in _ACKNOWLEDGED:
+                self._log_acknowledged(state, notify.nonce, previous, now, was is _R.LOST)
             return []
         # Authentic but answering none of our Map-Registers: the Map-Server's own news.
         self.stats["unsolicited-notifies"] += 1
@@ -292,6 +481,10 @@ class Registrar:
         return [SendControl(src, LISP_CONTROL_PORT, payload)]
 
     # --- queries ------------------------------------------------------------------------------
+
+    def phases(self) -> list[tuple[MapServerTarget, Registration]]:
+        """Every target with its :class:`Registration` state, in configuration order."""
+        return [(s.target, s.phase) for s in self._states]
 
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` next has work (a Map-Register due, or an acknowledgement about
@@ -338,15 +531,36 @@ class Registrar:
     def _lost_at(self, state: _TargetState) -> float | None:
         """The first time at which a logged acknowledgement no longer holds (None when none is
         logged as holding)."""
-        if state.logged is not True or state.last_acked is None:
+        if state.phase not in _ACKNOWLEDGED or state.last_acked is None:
             return None
         return math.nextafter(state.last_acked + ACK_WINDOW_INTERVALS * self.interval, math.inf)
 
+    def _step(self, state: _TargetState, kind: RegistrarInput) -> bool:
+        """Consult :data:`REGISTRAR_TABLE`: move ``state`` on ``kind`` and return True, or
+        return False when the table refuses it (counted in ``drops``)."""
+        to = REGISTRAR_TABLE.step(state.phase, kind, self.drops)
+        if to is None:
+            return False
+        state.phase = to
+        return True
+
+    def _notify_kind(self, state: _TargetState, nonce: int) -> RegistrarInput:
+        """What an authentic Map-Notify with ``nonce`` is to ``state``'s target."""
+        acked = state.recent.get(nonce)
+        if acked is None:
+            return RegistrarInput.NOTIFY_UNSOLICITED
+        if acked:
+            return RegistrarInput.NOTIFY_DUPLICATE
+        latest = next(reversed(state.recent))
+        if nonce == latest or state.recent[latest]:
+            return RegistrarInput.NOTIFY
+        return RegistrarInput.NOTIFY_OLDER
+
     def _judge_lost(self, state: _TargetState, now: float) -> None:
-        """Log ``registration lost`` when the acknowledgement last logged has run out."""
-        if state.logged is not True or self._acknowledged(state, now):
+        """The acknowledgement has run out: ``registration lost`` when one was holding."""
+        was = state.phase
+        if not self._step(state, RegistrarInput.ACK_LAPSED) or was not in _ACKNOWLEDGED:
             return
-        state.logged = False
         assert state.last_acked is not None
         log.warning(
             "registration lost %s",
@@ -359,14 +573,13 @@ class Registrar:
         )
 
     def _judge_unanswered(self, state: _TargetState, now: float) -> None:
-        """Log ``registration not acknowledged`` once for a Map-Server that has acknowledged
-        nothing 3 intervals after our first Map-Register to it."""
+        """Nothing acknowledged 3 intervals after our first Map-Register to the target: log
+        ``registration not acknowledged`` once."""
+        was = state.phase
+        if not self._step(state, RegistrarInput.ACK_OVERDUE) or was is not _R.REGISTERING:
+            return
+        assert state.first_sent is not None
         first = state.first_sent
-        if state.logged is not None or first is None or not self.want_map_notify:
-            return
-        if now < first + ACK_WINDOW_INTERVALS * self.interval:
-            return
-        state.logged = False
         log.warning(
             "registration not acknowledged %s",
             kv(
@@ -378,11 +591,10 @@ class Registrar:
         )
 
     def _log_acknowledged(
-        self, state: _TargetState, nonce: int, previous: float | None, now: float
+        self, state: _TargetState, nonce: int, previous: float | None, now: float, restored: bool
     ) -> None:
         """Log ``registration acknowledged`` (first time) or ``restored`` (after a loss)."""
-        restored = state.logged is False and previous is not None
-        state.logged = True
+        restored = restored and previous is not None
         fields: dict[str, object] = {
             "map-server": state.target.address,
             "nonce": f"0x{nonce:016x}",
@@ -416,10 +628,14 @@ class Registrar:
         return [SendControl(target.address, LISP_CONTROL_PORT, encode_signed(message, target.key))]
 
     def _register(self, state: _TargetState, now: float) -> list[SendControl]:
-        state.next_send = now + self.interval
         if not self._records:
-            self.stats["register-skipped-empty"] += 1
+            if self._step(state, RegistrarInput.REGISTER_EMPTY):
+                state.next_send = now + self.interval
+                self.stats["register-skipped-empty"] += 1
             return []
+        if not self._step(state, RegistrarInput.REGISTER):
+            return []
+        state.next_send = now + self.interval
         target = state.target
         nonce = self._take_nonce()
         message = MapRegister(

@@ -46,6 +46,25 @@ Choices:
   EID-prefix) become negative ``drop`` entries; priority-255 locators are kept (the data plane
   never picks them for unicast).
 
+State table.  Each lookup is in one :class:`Lookup` state and every input for it has a
+:class:`LookupInput` kind; :data:`RESOLVER_TABLE` (total, consulted before acting) says where
+each pair leads.  A Map-Reply is a lookup's by its nonce alone; an unknown nonce (never sent, or
+a finished lookup's: it is forgotten with the lookup) and probe replies reach no table.  The
+finished states take no input: nothing reaches a finished lookup, and a new
+:meth:`Resolver.resolve` of its EID starts another (rate limits permitting).  :meth:`Resolver.hold`
+refusing a packet for want of queue space is no table matter (the caller counts it).
+
+- ``pending``: retry (map-request) -> retrying, give-up -> given-up, mapped (held packets
+  released) -> answered, mapped-negative (held packets released) -> negative, unmapped ->
+  no-mapping; stays on resolve, hold, held-expired.
+- ``retrying``: give-up -> given-up, mapped (held packets released) -> answered,
+  mapped-negative (held packets released) -> negative, unmapped -> no-mapping; stays on
+  resolve, hold, held-expired, retry (map-request).
+- ``answered``, ``negative``, ``no-mapping``, ``given-up``: never gets resolve, hold,
+  held-expired, retry, give-up, mapped, mapped-negative, unmapped.
+
+Impossible ones as ``lookup-finished``/``map-reply-unknown-nonce``.
+
 Accounting: ``drops`` counts what was refused by reason: messages and records from the network
 (``map-reply-unknown-nonce``, ``map-reply-probe``, ``map-reply-prefix-mismatch``,
 ``locator-unsupported``, ``smr-*``) and held packets the resolver dropped itself
@@ -65,9 +84,11 @@ import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, NamedTuple
 
+from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.dataplane.ratelimit import TokenBucket
 from lispd.logfmt import pairs
@@ -100,6 +121,99 @@ NEGATIVE_ACTIONS: Final[dict[int, CacheAction]] = {
 }
 """Map-cache action of a record without locators; every other ACT value (the Drop variants,
 lispers.net's 6 and 7, anything unknown) means ``drop``."""
+
+
+class Lookup(Enum):
+    """Where one lookup stands (see the module documentation)."""
+
+    PENDING = "pending"
+    """The first Map-Request is out, no answer yet."""
+    RETRYING = "retrying"
+    """Retransmitted at least once, no answer yet."""
+    ANSWERED = "answered"
+    """Finished: a Map-Reply installed a mapping with locators covering the EID."""
+    NEGATIVE = "negative"
+    """Finished: the mapping installed for the EID has no locators (a negative Map-Reply)."""
+    NO_MAPPING = "no-mapping"
+    """Finished: its Map-Reply installed nothing covering the EID (held packets dropped)."""
+    GIVEN_UP = "given-up"
+    """Finished: no answer to any retransmission (held packets dropped)."""
+
+
+class LookupInput(Enum):
+    """What happens to one lookup."""
+
+    RESOLVE = "resolve"
+    """:meth:`Resolver.resolve` (or an SMR) for its EID while it is pending: nothing sent."""
+    HOLD = "hold"
+    """A packet is held for it."""
+    HELD_EXPIRED = "held-expired"
+    """The timer drops held packets older than ``queue_timeout``."""
+    RETRY = "retry"
+    """The timer retransmits its Map-Request."""
+    GIVE_UP = "give-up"
+    """A retransmission is due, but ``retries`` are used up (or no Map-Resolver is left)."""
+    MAPPED = "mapped"
+    """A Map-Reply (its own, or one for another EID it covers) installed a mapping with locators
+    for its EID (the most specific one when several cover it)."""
+    MAPPED_NEGATIVE = "mapped-negative"
+    """... a mapping without locators."""
+    UNMAPPED = "unmapped"
+    """Its own Map-Reply installed nothing covering its EID."""
+
+
+_L = Lookup
+_LI = LookupInput
+_FINISHED = statetable.Refuse("lookup-finished", possible=False)
+_FORGOTTEN = statetable.Refuse("map-reply-unknown-nonce", possible=False)
+
+
+def _active_row(state: Lookup) -> dict[LookupInput, statetable.Go[Lookup] | statetable.Refuse]:
+    return {
+        _LI.RESOLVE: statetable.Go(state),
+        _LI.HOLD: statetable.Go(state),
+        _LI.HELD_EXPIRED: statetable.Go(state),
+        _LI.RETRY: statetable.Go(_L.RETRYING, "map-request"),
+        _LI.GIVE_UP: statetable.Go(_L.GIVEN_UP),
+        _LI.MAPPED: statetable.Go(_L.ANSWERED, "held packets released"),
+        _LI.MAPPED_NEGATIVE: statetable.Go(_L.NEGATIVE, "held packets released"),
+        _LI.UNMAPPED: statetable.Go(_L.NO_MAPPING),
+    }
+
+
+def _finished_row() -> dict[LookupInput, statetable.Go[Lookup] | statetable.Refuse]:
+    # A finished lookup is forgotten with its nonce: a late or replayed Map-Reply is counted
+    # as map-reply-unknown-nonce before it reaches any lookup, and its EID may be looked up
+    # again by a new one.
+    return {
+        _LI.RESOLVE: _FINISHED,
+        _LI.HOLD: _FINISHED,
+        _LI.HELD_EXPIRED: _FINISHED,
+        _LI.RETRY: _FINISHED,
+        _LI.GIVE_UP: _FINISHED,
+        _LI.MAPPED: _FORGOTTEN,
+        _LI.MAPPED_NEGATIVE: _FORGOTTEN,
+        _LI.UNMAPPED: _FORGOTTEN,
+    }
+
+
+RESOLVER_TABLE: Final = statetable.StateTable(
+    "resolver",
+    Lookup,
+    LookupInput,
+    {
+        _L.PENDING: _active_row(_L.PENDING),
+        _L.RETRYING: _active_row(_L.RETRYING),
+        _L.ANSWERED: _finished_row(),
+        _L.NEGATIVE: _finished_row(),
+        _L.NO_MAPPING: _finished_row(),
+        _L.GIVEN_UP: _finished_row(),
+    },
+)
+"""The resolver's table, per lookup (rendered in the module documentation)."""
+
+FINISHED: Final = frozenset({_L.ANSWERED, _L.NEGATIVE, _L.NO_MAPPING, _L.GIVEN_UP})
+"""The states a lookup ends in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +291,7 @@ class _Pending:
     next_retry: float = 0.0
     last_sent_to: IpAddress | None = None
     held: deque[_Held] = field(default_factory=deque)
+    phase: Lookup = Lookup.PENDING
 
 
 def _host_prefix(iid: int, addr: IpAddress) -> Address:
@@ -297,8 +412,10 @@ class Resolver:
             self.drops["bad-iid"] += 1
             return []
         key = (iid, eid)
-        if key in self._pending:
-            self.stats["already-pending"] += 1
+        joined = self._pending.get(key)
+        if joined is not None:
+            if self._step(joined, LookupInput.RESOLVE):
+                self.stats["already-pending"] += 1
             return []
         self._prune_finished(now)
         finished = self._finished.get(key)
@@ -345,6 +462,8 @@ class Resolver:
             return False
         if self._held_total >= self.settings.queue_total:
             return False
+        if not self._step(pending, LookupInput.HOLD):
+            return False
         self._seq += 1
         was_empty = not pending.held
         pending.held.append(_Held(self._seq, now, bytes(packet)))
@@ -369,11 +488,6 @@ class Resolver:
             self.drops["map-reply-unknown-nonce"] += 1
             return result
         self.stats["replies-accepted"] += 1
-        self._complete(pending, now)
-        answered_by = pending.last_sent_to
-        if answered_by in self._map_resolvers and answered_by != self.preferred_map_resolver:
-            self._preferred = answered_by
-            self.stats["map-resolver-switched"] += 1
         ttl_zero = False
         for record in reply.records:
             verdict = self._record_entry(pending, record, now)
@@ -381,13 +495,21 @@ class Resolver:
                 result.installs.append(verdict)
             elif verdict == "ttl-zero":
                 ttl_zero = True
+        if not self._step(pending, self._reply_kind(pending, result.installs)):
+            return ResolveResult()
+        self._complete(pending, now)
+        answered_by = pending.last_sent_to
+        if answered_by in self._map_resolvers and answered_by != self.preferred_map_resolver:
+            self._preferred = answered_by
+            self.stats["map-resolver-switched"] += 1
         self.stats["entries-installed"] += len(result.installs)
 
         # Release every lookup now covered (the answered one and any other it covers).
         released: list[tuple[int, int, bytes]] = []  # (seq, iid, packet)
         covered = [pending] if self._covered(pending, result.installs) else []
         for other in list(self._pending.values()):
-            if self._covered(other, result.installs):
+            kind = self._reply_kind(other, result.installs)
+            if kind is not LookupInput.UNMAPPED and self._step(other, kind):
                 self._complete(other, now)
                 covered.append(other)
         for lookup in covered:
@@ -444,15 +566,23 @@ class Resolver:
             pending = self._pending.get(key)
             if pending is None or pending.rid != rid:
                 continue
-            dropped += self._expire_held(pending, now)
+            held = pending.held
+            if (
+                held
+                and held[0].arrival + self.settings.queue_timeout <= now
+                and self._step(pending, LookupInput.HELD_EXPIRED)
+            ):
+                dropped += self._expire_held(pending, now)
             if pending.next_retry <= now:
                 if pending.attempts > self.settings.retries or not self._map_resolvers:
-                    self.stats["resolve-timeouts"] += 1
-                    self._complete(pending, now)
-                    dropped += self._drop_held(pending, "resolve-timeout")
-                    continue
-                sends.append(self._send(pending, now))
-                self.stats["retransmits"] += 1
+                    if self._step(pending, LookupInput.GIVE_UP):
+                        self.stats["resolve-timeouts"] += 1
+                        self._complete(pending, now)
+                        dropped += self._drop_held(pending, "resolve-timeout")
+                        continue
+                elif self._step(pending, LookupInput.RETRY):
+                    sends.append(self._send(pending, now))
+                    self.stats["retransmits"] += 1
             self._schedule(pending)
         if len(heap) > 64 + 4 * len(self._pending):
             self._rebuild_heap()
@@ -475,6 +605,12 @@ class Resolver:
         """Whether a lookup of ``(iid, eid)`` is outstanding."""
         return (iid, eid) in self._pending
 
+    def phase(self, iid: int, eid: IpAddress) -> Lookup | None:
+        """The :class:`Lookup` state of the outstanding lookup of ``(iid, eid)`` (None when
+        there is none: a finished lookup is forgotten)."""
+        pending = self._pending.get((iid, eid))
+        return None if pending is None else pending.phase
+
     def pending(self) -> list[dict[str, object]]:
         """The outstanding lookups, for show commands (times on the caller's clock)."""
         return [
@@ -494,6 +630,28 @@ class Resolver:
         ]
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _step(self, p: _Pending, kind: LookupInput) -> bool:
+        """Consult :data:`RESOLVER_TABLE`: move ``p`` on ``kind`` and return True, or return
+        False when the table refuses it (counted in ``drops``)."""
+        to = RESOLVER_TABLE.step(p.phase, kind, self.drops)
+        if to is None:
+            return False
+        p.phase = to
+        return True
+
+    @staticmethod
+    def _reply_kind(p: _Pending, installs: list[MapCacheEntry]) -> LookupInput:
+        """What ``installs`` (one Map-Reply's entries) are to lookup ``p``."""
+        covering = [
+            e
+            for e in installs
+            if e.iid == p.iid and e.prefix.version == p.eid.version and p.eid in e.prefix
+        ]
+        if not covering:
+            return LookupInput.UNMAPPED
+        best = max(covering, key=lambda e: e.prefix.prefixlen)
+        return LookupInput.MAPPED if best.action == "encapsulate" else LookupInput.MAPPED_NEGATIVE
 
     def _log_smr(self, src: IpAddress, iid: int, eid: IpAddress, started: bool, now: float) -> None:
         """``smr received`` at INFO, within :data:`SMR_LOG_RATE` (the lines left out are counted
