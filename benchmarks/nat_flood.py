@@ -42,9 +42,10 @@ last 10-20 s, read every second) and as this module's own tick measures them in 
 seconds of rtr1's main process and of its worker.  Exit 1 when a ping was lost during the
 flood or the loop stalled over ``--max-stall-ms`` (20).
 
-``--lispd PATH`` runs rtr1 from another source tree (with its ``lispd/fastpath/_accel*.so``
-built), e.g. the commit before the fix, to compare: its stalls are measured by the tick of
-this module (an older lispd may report none).
+``--lispd PATH`` runs rtr1 from another source tree (with its C extension built in place:
+``lispd/engine/_accel*.so``, or ``lispd/fastpath/_accel*.so`` in a tree older than issue 20),
+e.g. the commit before the fix, to compare: its stalls are measured by the tick of this module
+(an older lispd may report none).
 """
 
 from __future__ import annotations

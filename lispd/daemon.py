@@ -38,18 +38,17 @@ from lispd.control.registrar import MapServerTarget
 from lispd.control.responder import database_records
 from lispd.dataplane import trace
 from lispd.dataplane.etr import Etr
+from lispd.dataplane.inner import inner_destination
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.natbindings import NatBindings
 from lispd.dataplane.outputs import Encap, Miss, ToTun
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.trace import TRACE_PORT, is_trace
 from lispd.dataplane.tracing import Tracer
-from lispd.fastpath import compiled
-from lispd.fastpath.compiled import CompiledPath, RecordRefresh, merge_counts
+from lispd.engine import compiled
+from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
+from lispd.engine.workers import WorkerSet, WorkerSlot
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
-from lispd.fastpath.inner import inner_destination
-from lispd.fastpath.workers import WorkerSet, WorkerSlot
 from lispd.io.notify import sd_notify, watchdog_interval
 from lispd.io.routes import KernelRouting, RoutingPolicy
 from lispd.io.sysctl import prepare_tun_interface
@@ -65,6 +64,7 @@ from lispd.io.udp import (
 )
 from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
+from lispd.ratelimit import TokenBucket
 from lispd.reconfigure import plan_reload, update_control_plane
 from lispd.startup import opening
 from lispd.stats import Counters, DropLog, LoopLag

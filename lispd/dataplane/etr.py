@@ -6,9 +6,9 @@ kernel then forwards them natively through its routing table.
 
 from __future__ import annotations
 
+from lispd.dataplane.inner import fix_inner_on_decap, inner_destination
 from lispd.dataplane.outputs import Drop, Output, ToTun
 from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
-from lispd.fastpath.inner import fix_inner_on_decap, inner_destination
 from lispd.mapcache import LocalDatabase
 
 DROP_SHORT = Drop("truncated-header")

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
+from lispd.dataplane.icmp import frag_needed_v4, packet_too_big_v6
+from lispd.dataplane.inner import flow_hash, parse_inner
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
-from lispd.dataplane.ratelimit import TokenBucket
+from lispd.dataplane.rloc import elp_next_hop, select_rloc
 from lispd.fastpath.header import build_header
-from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
-from lispd.fastpath.inner import flow_hash, parse_inner
-from lispd.fastpath.rloc import elp_next_hop, select_rloc
 from lispd.mapcache import LocalDatabase, MapCache, RlocEntry
+from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters
 
 OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}  # outer IP + UDP + LISP header

@@ -11,10 +11,10 @@ and a NATed xTR's translated port.
 from __future__ import annotations
 
 from lispd.dataplane.etr import DROP_BAD_INNER, DROP_ECN, data_iid
+from lispd.dataplane.inner import decrement_ttl, fix_inner_on_decap, inner_destination
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Miss, Output
 from lispd.fastpath.header import HEADER_LEN
-from lispd.fastpath.inner import decrement_ttl, fix_inner_on_decap, inner_destination
 
 DROP_TTL = Drop("ttl-exceeded")
 

@@ -162,7 +162,7 @@ def is_trace(inner: bytes | bytearray, start: int = 0) -> bool:
 
 
 def flow_is_trace(protocol: int, ports: bytes) -> bool:
-    """The same test on what :func:`lispd.fastpath.inner.parse_inner` already extracted
+    """The same test on what :func:`lispd.dataplane.inner.parse_inner` already extracted
     (``flow.protocol``, ``flow.ports``; ports are empty for fragments)."""
     return (
         protocol == _PROTO_UDP

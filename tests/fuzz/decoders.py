@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from lispd.dataplane.inner import inner_destination, parse_inner
 from lispd.fastpath.header import read_header
-from lispd.fastpath.inner import inner_destination, parse_inner
 from lispd.tools.pcap import PcapError, ip_payload, read_packets
 from lispd.wire.address import decode_address, encode_address
 from lispd.wire.control import decode_control, encode_control

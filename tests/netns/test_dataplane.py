@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lispd.api.client import request
-from lispd.fastpath import compiled
+from lispd.engine import compiled
 from lispd.fastpath.header import HEADER_LEN
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 from lispd.wire.data import decapsulate

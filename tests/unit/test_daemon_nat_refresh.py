@@ -25,7 +25,7 @@ from lispd.api.metrics import MetricsSnapshot, render_metrics
 from lispd.cli.lispctl import format_stats
 from lispd.config import parse_config
 from lispd.daemon import Daemon
-from lispd.fastpath.compiled import CompiledPath, RecordRefresh
+from lispd.engine.compiled import CompiledPath, RecordRefresh
 from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.io.udp import Sender
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
@@ -62,7 +62,7 @@ map-cache = false
 
 
 class FakeWorkers:
-    """Stands in for :class:`lispd.fastpath.workers.WorkerSet`: records what would be sent."""
+    """Stands in for :class:`lispd.engine.workers.WorkerSet`: records what would be sent."""
 
     slots: list[object] = []  # no worker processes
     restarts = 0

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lispd.fastpath.header import build_header, read_header
-from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
-from lispd.fastpath.inner import (
+from lispd.dataplane.icmp import frag_needed_v4, packet_too_big_v6
+from lispd.dataplane.inner import (
     ECN_CE,
     ECN_ECT0,
     ECN_ECT1,
@@ -24,7 +23,8 @@ from lispd.fastpath.inner import (
     parse_inner,
     source_port,
 )
-from lispd.fastpath.rloc import select_rloc
+from lispd.dataplane.rloc import select_rloc
+from lispd.fastpath.header import build_header, read_header
 from lispd.wire.data import decode_data_header
 from lispd.wire.ip import (
     IPv4Header,

@@ -1,4 +1,4 @@
-"""The compiled fast path (lispd.fastpath._accel) against the pure-Python reference: both pass
+"""The compiled fast path (lispd.engine._accel) against the pure-Python reference: both pass
 the same test vectors.
 
 * flow hash: ``_accel.flow_hash`` is ``inner.flow_hash(inner.parse_inner(...))`` on any bytes;
@@ -39,14 +39,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lispd.dataplane.etr import Etr
+from lispd.dataplane.inner import flow_hash, inner_destination, parse_inner
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
+from lispd.dataplane.rloc import usable_candidates
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.trace import is_trace
-from lispd.fastpath.compiled import CompiledPath, forwarding_record
+from lispd.engine.compiled import CompiledPath, forwarding_record
 from lispd.fastpath.header import HEADER_LEN, read_header
-from lispd.fastpath.inner import flow_hash, inner_destination, parse_inner
-from lispd.fastpath.rloc import usable_candidates
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
 from lispd.stats import Counters
 from lispd.wire.ip import internet_checksum

@@ -7,12 +7,12 @@ from ipaddress import IPv4Address, ip_address, ip_network
 
 import pytest
 
+from lispd.dataplane.inner import decrement_ttl
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss
+from lispd.dataplane.rloc import elp_next_hop
 from lispd.dataplane.rtr import Rtr
 from lispd.fastpath.header import IID_CONTROL, build_header
-from lispd.fastpath.inner import decrement_ttl
-from lispd.fastpath.rloc import elp_next_hop
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
 from lispd.stats import Counters
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram, internet_checksum

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lispd.dataplane.inner import parse_inner
 from lispd.dataplane.trace import (
     TRACE_PORT,
     TraceContext,
@@ -33,7 +34,6 @@ from lispd.dataplane.trace import (
     stamp_encap,
     turn_around_packet,
 )
-from lispd.fastpath.inner import parse_inner
 from lispd.wire.ip import (
     IPv4Header,
     IPv6Header,

@@ -1,5 +1,5 @@
 /* Per-packet work on inner (EID) IP packets: the same rules as the pure-Python reference in
- * lispd/fastpath/inner.py and lispd/dataplane/trace.py, plus what offloads need (checksums,
+ * lispd/dataplane/inner.py and lispd/dataplane/trace.py, plus what offloads need (checksums,
  * TCP segmentation of TUN super-packets, and merging TCP segments back into one).
  *
  * Every parser here reads through a cursor (cursor.h): it gets the bytes actually received
