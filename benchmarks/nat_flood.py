@@ -194,7 +194,7 @@ def run_rtr(args: argparse.Namespace) -> int:
 def run_flood(args: argparse.Namespace) -> int:
     """Send ``args.rate`` keepalives a second from ``args.source``, alternating between the
     ports of :data:`FLOOD_PORTS`, to ``args.rtr``:4341 for ``args.seconds``."""
-    from lispd.fastpath.header import IID_CONTROL, build_header
+    from lispd.wire.data import IID_CONTROL, build_data_header
     from lispd.wire.info import InfoMessage, encode_info
 
     socks = []
@@ -213,7 +213,7 @@ def run_flood(args: argparse.Namespace) -> int:
         due = int(elapsed * args.rate)
         while sent < due:
             info = InfoMessage(nonce=sent + 1, ttl=1440, eid=source, eid_mask_len=32)
-            payload = build_header((sent + 1) & 0xFFFFFF, IID_CONTROL) + encode_info(info)
+            payload = build_data_header((sent + 1) & 0xFFFFFF, IID_CONTROL) + encode_info(info)
             try:
                 socks[sent % 2].sendto(payload, target)
             except OSError:

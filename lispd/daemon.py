@@ -48,7 +48,6 @@ from lispd.dataplane.tracing import Tracer
 from lispd.engine import compiled
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
 from lispd.engine.workers import WorkerSet, WorkerSlot
-from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
 from lispd.io.notify import sd_notify, watchdog_interval
 from lispd.io.routes import KernelRouting, RoutingPolicy
 from lispd.io.sysctl import prepare_tun_interface
@@ -70,7 +69,10 @@ from lispd.startup import opening
 from lispd.stats import Counters, DropLog, LoopLag
 from lispd.wire.address import ElpAddress
 from lispd.wire.control import decode_control
-from lispd.wire.data import LISP_DATA_PORT
+from lispd.wire.data import DATA_HEADER_LEN as HEADER_LEN
+from lispd.wire.data import IID_CONTROL, LISP_DATA_PORT
+from lispd.wire.data import build_data_header as build_header
+from lispd.wire.data import read_data_header as read_header
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
 from lispd.wire.mapreply import MapReply

@@ -24,7 +24,7 @@ from typing import Final
 
 from lispd.dataplane import trace
 from lispd.dataplane.outputs import Encap
-from lispd.fastpath.header import HEADER_LEN, read_header
+from lispd.wire.data import DATA_HEADER_LEN, read_data_header
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -94,13 +94,13 @@ class Tracer:
 
     def encap(self, out: Encap, role: str) -> Encap:
         """``out`` with this node's encap record on its trace (unchanged if undecodable)."""
-        header = read_header(out.payload)
+        header = read_data_header(out.payload)
         if header is None:
             return out
         history = self.probe_history(out.rloc)
         rtts, hops = history if history is not None else (None, None)
         stamped = trace.stamp_encap(
-            out.payload[HEADER_LEN:],
+            out.payload[DATA_HEADER_LEN:],
             iid=header[0],
             role=role,
             sr=self._source(out.rloc.version, role),
@@ -113,7 +113,7 @@ class Tracer:
         )
         if stamped is None:
             return out
-        return out._replace(payload=out.payload[:HEADER_LEN] + stamped)
+        return out._replace(payload=out.payload[:DATA_HEADER_LEN] + stamped)
 
     def decap(self, inner: bytes, iid: int, role: str, src: str, sport: int) -> bytes:
         """``inner`` with this node's decap record: the outer source as it arrived (after any
@@ -208,5 +208,5 @@ class Tracer:
 
 def inner_iid(payload: bytes) -> int:
     """The instance-ID of a LISP data payload (0 when the header is short)."""
-    header = read_header(payload)
+    header = read_data_header(payload)
     return 0 if header is None else header[0]

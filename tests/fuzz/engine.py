@@ -74,7 +74,7 @@ from lispd.dataplane.inner import (
 )
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
 from lispd.engine.compiled import CompiledPath
-from lispd.fastpath.header import HEADER_LEN, read_header
+from lispd.wire.data import DATA_HEADER_LEN, read_data_header
 from lispd.wire.ip import internet_checksum
 from tests.fuzz import engine_model as model
 from tests.fuzz.mutator import fix_ip, mutate
@@ -222,7 +222,7 @@ class Sent:
 
     @property
     def inner(self) -> bytes:
-        return self.datagram[HEADER_LEN:]
+        return self.datagram[DATA_HEADER_LEN:]
 
     def as_encap(self) -> tuple[bytes, int, int, int, int, bytes]:
         """In the shape of ``Engine.encap``'s answer (what assert_same_encap compares)."""
@@ -455,11 +455,11 @@ def punted_forms(payload: bytes, ttl: int, tos: int) -> set[bytes]:
     (TTL, ECN) already applied to its inner packet (the RTR applies it before it knows it
     will punt; it is idempotent, so Python applying it again changes nothing)."""
     forms = {payload}
-    inner = payload[HEADER_LEN:]
-    if len(payload) > HEADER_LEN and inner_destination(inner) is not None:
+    inner = payload[DATA_HEADER_LEN:]
+    if len(payload) > DATA_HEADER_LEN and inner_destination(inner) is not None:
         fixed = fix_inner_on_decap(inner, ttl, tos)
         if fixed is not None:
-            forms.add(payload[:HEADER_LEN] + bytes(fixed))
+            forms.add(payload[:DATA_HEADER_LEN] + bytes(fixed))
     return forms
 
 
@@ -520,7 +520,7 @@ def check_decap_batch(
                     got, expected = model.without_ipv4_id(got), model.without_ipv4_id(expected)
                 check(got == expected, f"TUN packet differs: {got.hex()} != {expected.hex()}")
                 continue
-            header = read_header(d)
+            header = read_data_header(d)
             sent = pool.claim(_reencapsulated(d, ttl, tos))
             check(sent is not None, f"datagram neither written, sent nor punted: {d.hex()}")
             assert sent is not None and header is not None
@@ -544,7 +544,7 @@ def _reencapsulated(datagram: bytes, ttl: int, tos: int) -> bytes:
     (the key the datagram sent for it is claimed by)."""
     from lispd.dataplane.inner import decrement_ttl
 
-    fixed = fix_inner_on_decap(datagram[HEADER_LEN:], ttl, tos)
+    fixed = fix_inner_on_decap(datagram[DATA_HEADER_LEN:], ttl, tos)
     lowered = decrement_ttl(fixed) if fixed is not None else None
     return bytes(lowered) if lowered is not None else b"-"
 

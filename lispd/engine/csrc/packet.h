@@ -39,7 +39,7 @@ typedef struct {
 #define LISP_HDR_LEN 8
 typedef struct {
     uint8_t flags;    /* N L E V I and the two key-id bits (0x03) */
-    uint32_t iid;     /* the I bit's instance-ID, 0 without it (as lispd.fastpath.header) */
+    uint32_t iid;     /* the I bit's instance-ID, 0 without it (as wire/data.py's read_data_header) */
 } lisp_hdr;
 
 typedef struct {
