@@ -36,15 +36,14 @@ from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.control.plane import ControlResult
 from lispd.control.registrar import MapServerTarget
 from lispd.control.responder import database_records
-from lispd.dataplane import trace
+from lispd.dataplane import tracing as trace
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.inner import inner_destination
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.natbindings import NatBindings
 from lispd.dataplane.outputs import Encap, Miss, ToTun
 from lispd.dataplane.rtr import Rtr
-from lispd.dataplane.trace import TRACE_PORT, is_trace
-from lispd.dataplane.tracing import Tracer
+from lispd.dataplane.tracing import TRACE_PORT, Tracer, is_trace
 from lispd.engine import compiled
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
 from lispd.engine.workers import WorkerSet, WorkerSlot

@@ -44,7 +44,7 @@ from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
 from lispd.dataplane.rloc import usable_candidates
 from lispd.dataplane.rtr import Rtr
-from lispd.dataplane.trace import is_trace
+from lispd.dataplane.tracing import is_trace
 from lispd.engine.compiled import CompiledPath, forwarding_record
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
 from lispd.stats import Counters

@@ -6,8 +6,7 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 from lispd.dataplane.outputs import Encap
-from lispd.dataplane.trace import stamp_encap
-from lispd.dataplane.tracing import MAX_HELD_TRACES, TRACE_HOLD, Tracer
+from lispd.dataplane.tracing import MAX_HELD_TRACES, TRACE_HOLD, Tracer, stamp_encap
 from lispd.wire.data import build_data_header
 from lispd.wire.ip import (
     IPv4Header,

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, ip_address
 
 from lispd.dataplane.outputs import Encap
-from lispd.dataplane.trace import TRACE_PORT, stamp_encap
-from lispd.dataplane.tracing import TRACE_HOLD
+from lispd.dataplane.tracing import TRACE_HOLD, TRACE_PORT, stamp_encap
 from lispd.mapcache import MapCacheEntry
 from lispd.wire.control import decode_control
 from lispd.wire.data import DATA_HEADER_LEN, build_data_header
