@@ -1,4 +1,4 @@
-"""Builds lispd's compiled fast path (lispd.fastpath._accel) with the package.
+"""Builds lispd's compiled fast path (lispd.engine._accel) with the package.
 
 The extension is optional: without a C compiler the build goes on and lispd runs the
 pure-Python fast path (``[dataplane] fastpath = "auto"``).
@@ -14,7 +14,7 @@ import os
 
 from setuptools import Extension, setup
 
-CSRC = "lispd/fastpath/csrc/"
+CSRC = "lispd/engine/csrc/"
 SOURCES = ("lpm.c", "packet.c", "engine.c", "module.c")
 HEADERS = ("cursor.h", "lpm.h", "packet.h", "engine.h")
 WARNINGS = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
@@ -27,7 +27,7 @@ def sanitizer_flags(sanitizers: str) -> list[str]:
 
 
 def accel_extension(sanitize: str = "", root: str = "") -> Extension:
-    """The ``lispd.fastpath._accel`` extension (``root``: the repository, when not the current
+    """The ``lispd.engine._accel`` extension (``root``: the repository, when not the current
     directory); ``sanitize``: the -fsanitize list ("address,undefined", "undefined"), built
     -O1 -g with warnings as errors."""
     if sanitize:
@@ -37,7 +37,7 @@ def accel_extension(sanitize: str = "", root: str = "") -> Extension:
         compile_args = ["-O2", *WARNINGS]
         link_args = []
     return Extension(
-        "lispd.fastpath._accel",
+        "lispd.engine._accel",
         sources=[os.path.join(root, CSRC + name) for name in SOURCES],
         depends=[os.path.join(root, CSRC + name) for name in HEADERS],
         extra_compile_args=compile_args,

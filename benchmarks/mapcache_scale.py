@@ -24,8 +24,8 @@ import time
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
-from lispd.fastpath import compiled
-from lispd.fastpath.workers import WorkerSet, WorkerSlot
+from lispd.engine import compiled
+from lispd.engine.workers import WorkerSet, WorkerSlot
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
 
 RLOCS = (ip_address("192.0.2.1"), ip_address("192.0.2.5"), ip_address("2001:db8::1"))

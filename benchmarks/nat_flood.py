@@ -42,9 +42,10 @@ last 10-20 s, read every second) and as this module's own tick measures them in 
 seconds of rtr1's main process and of its worker.  Exit 1 when a ping was lost during the
 flood or the loop stalled over ``--max-stall-ms`` (20).
 
-``--lispd PATH`` runs rtr1 from another source tree (with its ``lispd/fastpath/_accel*.so``
-built), e.g. the commit before the fix, to compare: its stalls are measured by the tick of
-this module (an older lispd may report none).
+``--lispd PATH`` runs rtr1 from another source tree (with its C extension built in place:
+``lispd/engine/_accel*.so``, or ``lispd/fastpath/_accel*.so`` in a tree older than issue 20),
+e.g. the commit before the fix, to compare: its stalls are measured by the tick of this module
+(an older lispd may report none).
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def run_rtr(args: argparse.Namespace) -> int:
 def run_flood(args: argparse.Namespace) -> int:
     """Send ``args.rate`` keepalives a second from ``args.source``, alternating between the
     ports of :data:`FLOOD_PORTS`, to ``args.rtr``:4341 for ``args.seconds``."""
-    from lispd.fastpath.header import IID_CONTROL, build_header
+    from lispd.wire.data import IID_CONTROL, build_data_header
     from lispd.wire.info import InfoMessage, encode_info
 
     socks = []
@@ -212,7 +213,7 @@ def run_flood(args: argparse.Namespace) -> int:
         due = int(elapsed * args.rate)
         while sent < due:
             info = InfoMessage(nonce=sent + 1, ttl=1440, eid=source, eid_mask_len=32)
-            payload = build_header((sent + 1) & 0xFFFFFF, IID_CONTROL) + encode_info(info)
+            payload = build_data_header((sent + 1) & 0xFFFFFF, IID_CONTROL) + encode_info(info)
             try:
                 socks[sent % 2].sendto(payload, target)
             except OSError:

@@ -325,14 +325,14 @@ def tree_pids(pid: int) -> list[int]:
 
 
 def loaded_accelerator(pid: int) -> str | None:
-    """The compiled fast-path module (a shared object under ``lispd/fastpath/``) that the
+    """The compiled fast-path module (a shared object under ``lispd/engine/``) that the
     process ``pid`` or one of its descendants has mapped, or None."""
     for p in tree_pids(pid):
         try:
             with open(f"/proc/{p}/maps") as fh:
                 for line in fh:
                     path = line.split(maxsplit=5)[-1].strip()
-                    if "/lispd/fastpath/" in path and ".so" in path:
+                    if "/lispd/engine/" in path and ".so" in path:
                         return path
         except OSError:
             continue
@@ -404,7 +404,7 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
                 if accel is None:
                     raise NotAvailable(
                         "lispd started with fastpath = compiled but neither says which fast "
-                        "path it runs nor has a compiled module of lispd/fastpath loaded "
+                        "path it runs nor has a compiled module of lispd/engine loaded "
                         "(/proc/PID/maps): it runs the Python path"
                     )
                 up.note = f"lispd does not report its fast path; it has {Path(accel).name} loaded"

@@ -31,10 +31,10 @@ from lispd.api.server import ControlServer
 from lispd.api.server import probe as probe_control_socket
 from lispd.config import Config, ConfigError, load_config
 from lispd.control.outputs import LISP_CONTROL_PORT
-from lispd.dataplane.trace import TRACE_PORT
-from lispd.fastpath import compiled
-from lispd.fastpath.compiled import CompiledPath, RecordRefresh, merge_counts
-from lispd.fastpath.workers import WorkerSet, WorkerSlot
+from lispd.dataplane.tracing import TRACE_PORT
+from lispd.engine import compiled
+from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
+from lispd.engine.workers import WorkerSet, WorkerSlot
 from lispd.io.notify import sd_notify, watchdog_interval
 from lispd.io.routes import KernelRouting, RoutingPolicy
 from lispd.io.sysctl import prepare_tun_interface
@@ -251,7 +251,7 @@ class Daemon:
         if wanted == "compiled" and not compiled.available():
             raise OSError(
                 'dataplane.fastpath is "compiled" but lispd was built without it '
-                '(lispd.fastpath._accel is missing: install with a C compiler, or use "auto")'
+                '(lispd.engine._accel is missing: install with a C compiler, or use "auto")'
             )
         return compiled.available()
 

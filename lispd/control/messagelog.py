@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.logfmt import endpoint, pairs
+from lispd.ratelimit import TokenBucket
 from lispd.wire.address import Address, NatTraversalAddress, NoAddress, address_text, split_eid
 from lispd.wire.control import MESSAGE_NAMES, ControlMessage, decode_control
 from lispd.wire.ecm import EncapsulatedControl

@@ -40,7 +40,7 @@ Keepalives.  While behind NAT, every RTR gets a keepalive every ``keepalive_inte
 (the first at once when it appears, and at once to all when the global RLOC changes): a
 :class:`SendData` from our UDP 4341 socket to the RTR's UDP 4341 whose payload is a LISP data
 header (24-bit nonce = the low 24 bits of the Info-Request nonce, instance-ID
-:data:`~lispd.fastpath.header.IID_CONTROL`) followed by an Info-Request naming a database
+:data:`~lispd.wire.data.IID_CONTROL`) followed by an Info-Request naming a database
 EID-prefix (as above, for the RTR's family).  It keeps the NAT binding of our data socket open
 so that the RTR can send us traffic through it.  An RTR that answers its keepalive
 (lispers.net RTRs may) has the reply counted as ``stats["keepalive-replies"]`` and its time shown
@@ -94,9 +94,9 @@ from typing import Final
 
 from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
-from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.logfmt import kv
 from lispd.wire.address import NO_ADDRESS, Address, NatTraversalAddress, eid_prefix
+from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.info import InfoMessage, encode_info
 from lispd.wire.records import EidRecord, Locator
 
@@ -604,7 +604,7 @@ class NatClient:
 
     def _keepalive(self, rtr: _Rtr, now: float) -> SendData:
         nonce = self._new_nonce()
-        payload = build_header(nonce & 0xFFFFFF, IID_CONTROL) + self._info_request(
+        payload = build_data_header(nonce & 0xFFFFFF, IID_CONTROL) + self._info_request(
             nonce, rtr.address.version
         )
         rtr.nonces[nonce] = None

@@ -97,8 +97,8 @@ from typing import Final, NamedTuple
 
 from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.logfmt import kv, pairs
+from lispd.ratelimit import TokenBucket
 from lispd.wire.address import NO_ADDRESS
 from lispd.wire.address import eid_prefix as wire_eid_prefix
 from lispd.wire.mapreply import MapReply

@@ -90,10 +90,10 @@ from typing import Final, NamedTuple
 
 from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.logfmt import pairs
 from lispd.mapcache import MAX_IID, MapCacheEntry, RlocEntry
 from lispd.mapcache import Action as CacheAction
+from lispd.ratelimit import TokenBucket
 from lispd.wire.address import NO_ADDRESS, Address, ElpAddress, InstanceIdAddress, split_eid
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError

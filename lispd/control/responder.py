@@ -17,9 +17,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from lispd.control.messagelog import eid_list, truncated
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, LocalDatabase
+from lispd.ratelimit import TokenBucket
 from lispd.wire.address import ElpAddress, ElpHop, InstanceIdAddress, eid_prefix, split_eid
 from lispd.wire.mapreply import MapReply, encode_map_reply
 from lispd.wire.maprequest import MapRequest, encode_map_request

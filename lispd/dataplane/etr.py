@@ -6,10 +6,10 @@ kernel then forwards them natively through its routing table.
 
 from __future__ import annotations
 
+from lispd.dataplane.inner import fix_inner_on_decap, inner_destination
 from lispd.dataplane.outputs import Drop, Output, ToTun
-from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
-from lispd.fastpath.inner import fix_inner_on_decap, inner_destination
 from lispd.mapcache import LocalDatabase
+from lispd.wire.data import DATA_HEADER_LEN, IID_CONTROL, read_data_header
 
 DROP_SHORT = Drop("truncated-header")
 DROP_ENCRYPTED = Drop("encrypted-unsupported")
@@ -23,7 +23,7 @@ DROP_ECN = Drop("ecn-ce-on-not-ect")
 def data_iid(payload: bytes) -> int | Drop:
     """The instance-ID of a LISP data payload this node can decapsulate, or the Drop saying
     why not (truncated, encrypted, or a data-plane control message)."""
-    header = read_header(payload)
+    header = read_data_header(payload)
     if header is None:
         return DROP_SHORT
     iid, key_id = header
@@ -47,7 +47,7 @@ class Etr:
         iid = data_iid(payload)
         if type(iid) is Drop:
             return iid
-        inner = payload[HEADER_LEN:]
+        inner = payload[DATA_HEADER_LEN:]
         dst = inner_destination(inner)
         if dst is None:
             return DROP_BAD_INNER

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 
+from lispd.dataplane.icmp import frag_needed_v4, packet_too_big_v6
+from lispd.dataplane.inner import flow_hash, parse_inner
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
-from lispd.dataplane.ratelimit import TokenBucket
-from lispd.fastpath.header import build_header
-from lispd.fastpath.icmp import frag_needed_v4, packet_too_big_v6
-from lispd.fastpath.inner import flow_hash, parse_inner
-from lispd.fastpath.rloc import elp_next_hop, select_rloc
+from lispd.dataplane.rloc import elp_next_hop, select_rloc
 from lispd.mapcache import LocalDatabase, MapCache, RlocEntry
+from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters
+from lispd.wire.data import build_data_header
 
 OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}  # outer IP + UDP + LISP header
 
@@ -167,7 +167,7 @@ class Itr:
             h,
             flow.ttl,
             flow.tos,
-            build_header(self.nonce(), iid) + pkt,
+            build_data_header(self.nonce(), iid) + pkt,
             data_port,
             proxied,
             to_petr,

@@ -11,10 +11,10 @@ and a NATed xTR's translated port.
 from __future__ import annotations
 
 from lispd.dataplane.etr import DROP_BAD_INNER, DROP_ECN, data_iid
+from lispd.dataplane.inner import decrement_ttl, fix_inner_on_decap, inner_destination
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Miss, Output
-from lispd.fastpath.header import HEADER_LEN
-from lispd.fastpath.inner import decrement_ttl, fix_inner_on_decap, inner_destination
+from lispd.wire.data import DATA_HEADER_LEN
 
 DROP_TTL = Drop("ttl-exceeded")
 
@@ -30,7 +30,7 @@ class Rtr:
         iid = data_iid(payload)
         if type(iid) is Drop:
             return iid
-        inner = payload[HEADER_LEN:]
+        inner = payload[DATA_HEADER_LEN:]
         if inner_destination(inner) is None:
             return DROP_BAD_INNER
         fixed = fix_inner_on_decap(inner, outer_ttl, outer_tos)

@@ -31,7 +31,7 @@ import math
 from collections import Counter, OrderedDict
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.dataplane.ratelimit import TokenBucket
+from lispd.ratelimit import TokenBucket
 
 IPAddress = IPv4Address | IPv6Address
 

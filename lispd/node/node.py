@@ -36,16 +36,13 @@ from lispd.control.outputs import SendControl, SendData
 from lispd.control.plane import ControlResult
 from lispd.control.registrar import MapServerTarget
 from lispd.control.responder import database_records
-from lispd.dataplane import trace
+from lispd.dataplane import tracing as trace
 from lispd.dataplane.etr import Etr
+from lispd.dataplane.inner import inner_destination
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Encap, Miss, ToTun
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.dataplane.rtr import Rtr
-from lispd.dataplane.trace import is_trace
-from lispd.dataplane.tracing import Tracer
-from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, build_header, read_header
-from lispd.fastpath.inner import inner_destination
+from lispd.dataplane.tracing import Tracer, is_trace
 from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, MapCacheEntry, RlocEntry
 from lispd.node.actions import (
@@ -65,9 +62,16 @@ from lispd.node.actions import (
 from lispd.node.build import build_control_plane, build_database, build_tables, rloc_entries
 from lispd.node.natbindings import NatBindings
 from lispd.node.reload import plan_reload, update_control_plane
+from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters, DropLog
 from lispd.wire.control import decode_control
-from lispd.wire.data import LISP_DATA_PORT
+from lispd.wire.data import (
+    DATA_HEADER_LEN,
+    IID_CONTROL,
+    LISP_DATA_PORT,
+    build_data_header,
+    read_data_header,
+)
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
 from lispd.wire.mapreply import MapReply
@@ -80,7 +84,7 @@ DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
 TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
 SMR_MEMORY = 300.0  # seconds an ITR that sent us traffic is remembered for SMRs
 MAX_RECENT_ITRS = 4096  # ITRs remembered per SMR_MEMORY window (spoofed sources: bounded)
-SMR_SAMPLE = HEADER_LEN + 40  # what an SMR needs of their packet: header, inner source
+SMR_SAMPLE = DATA_HEADER_LEN + 40  # what an SMR needs of their packet: header, inner source
 BINDING_LOG_RATE = 1.0  # "nat binding" lines a second (after a burst of BINDING_LOG_BURST)
 BINDING_LOG_BURST = 20.0  # spoofed sources each make a binding: their lines are bounded
 
@@ -356,8 +360,8 @@ class Node:
         smr = self.control.smr
         assert smr is not None
         for rloc, payload in {**self.older_itrs, **self.recent_itrs}.items():
-            header = read_header(payload)
-            inner = payload[HEADER_LEN:]
+            header = read_data_header(payload)
+            inner = payload[DATA_HEADER_LEN:]
             if header is None or len(inner) < 20:
                 continue
             src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
@@ -552,8 +556,8 @@ class Node:
         self.inputs += 1
         handle = self._rtr_packet if self.rtr is not None else self._etr_packet
         try:
-            header = read_header(payload)
-            if header is not None and header[0] == IID_CONTROL and len(payload) > HEADER_LEN:
+            header = read_data_header(payload)
+            if header is not None and header[0] == IID_CONTROL and len(payload) > DATA_HEADER_LEN:
                 self._data_control(payload, ttl, src, sport)  # instance-ID 0xFFFFFF
             else:
                 handle(payload, ttl, tos, src, sport)
@@ -585,7 +589,7 @@ class Node:
         """Stamp the ETR's decap record; at the traced EID's site turn the trace around and
         send it back through our ITR.  One written to the TUN is counted under ``decap``
         (``petr.decap`` for a PETR's)."""
-        iid = read_header(payload)[0]  # type: ignore[index]
+        iid = read_data_header(payload)[0]  # type: ignore[index]
         stamped = self.tracer.decap(inner, iid, "ETR", src, sport)
         back = trace.turn_around_packet(stamped, iid=iid)
         self.counters.count("trace.etr", len(inner))
@@ -600,22 +604,22 @@ class Node:
         ETR) are decapsulated to the TUN, every other one re-encapsulated."""
         rtr = self.rtr
         assert rtr is not None
-        header = read_header(payload)
+        header = read_data_header(payload)
         if self.etr is not None and header is not None:
-            dst = inner_destination(memoryview(payload)[HEADER_LEN:])  # no copy of the packet
+            dst = inner_destination(memoryview(payload)[DATA_HEADER_LEN:])  # no copy of the packet
             if dst is not None and self.database.contains(header[0], dst):
                 self._etr_packet(payload, ttl, tos, src, sport)
                 return
-        traced = header is not None and is_trace(payload, HEADER_LEN)
+        traced = header is not None and is_trace(payload, DATA_HEADER_LEN)
         if traced:
             iid = header[0]  # type: ignore[index]
-            stamped = self.tracer.decap(payload[HEADER_LEN:], iid, "RTR", src, sport)
-            payload = payload[:HEADER_LEN] + stamped
+            stamped = self.tracer.decap(payload[DATA_HEADER_LEN:], iid, "RTR", src, sport)
+            payload = payload[:DATA_HEADER_LEN] + stamped
         out = rtr.handle(payload, ttl, tos)
         if type(out) is Encap:
             if traced:
                 if out.to_petr:  # not an EID: the trace ends here, as in lispers.net
-                    inner = payload[HEADER_LEN:]
+                    inner = payload[DATA_HEADER_LEN:]
                     self._trace_failure(inner, header[0], "RTR", "native-forward")  # type: ignore[index]
                     return
                 out = self.tracer.encap(out, "RTR")
@@ -629,13 +633,13 @@ class Node:
             reason = "rtr-" + out.reason  # type: ignore[union-attr]
             self.drop(reason, src, sport)
             if traced:
-                self._trace_failure(payload[HEADER_LEN:], header[0], "RTR", reason)  # type: ignore[index]
+                self._trace_failure(payload[DATA_HEADER_LEN:], header[0], "RTR", reason)  # type: ignore[index]
 
     def _data_control(self, payload: bytes, ttl: int, src: str, sport: int) -> None:
         """A control message in the data path (instance-ID 0xFFFFFF), the way through NATs:
         an RTR takes NAT keepalives (Info-Requests) from xTRs behind NAT; RLOC probes between
         RTRs and NATed xTRs, and their answers, travel this way too."""
-        body = payload[HEADER_LEN:]
+        body = payload[DATA_HEADER_LEN:]
         now = self.now
         try:
             msg = decode_control(body)
@@ -669,7 +673,7 @@ class Node:
         if dst.version not in self.families or not self.config.daemon.roles & DATA_ROLES:
             self.drop("data-control-no-socket")
             return
-        payload = build_header(self.data_nonces.getrandbits(24), IID_CONTROL) + message
+        payload = build_data_header(self.data_nonces.getrandbits(24), IID_CONTROL) + message
         self._actions.append(
             SendDatagram("data", payload, dst, port, "data-control.sent", len(message), message)
         )
@@ -754,7 +758,7 @@ class Node:
                         "nat.keepalive-sent",
                         len(send.payload),
                         send.payload,
-                        HEADER_LEN,
+                        DATA_HEADER_LEN,
                     )
                 )
                 continue

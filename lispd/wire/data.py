@@ -1,8 +1,16 @@
-"""The LISP data-plane header (RFC 9300 section 5.3) and whole encapsulated packets.
+"""The LISP data-plane header (RFC 9300 section 5.3) and whole encapsulated packets: lispd's one
+codec of that header.
 
 Layout of the 8-byte header: flags N L E V I R K K in the first byte, then 24 bits of nonce (N=1)
 or source/destination map-versions (V=1), then 32 bits of locator-status-bits, or with I=1 a
 24-bit instance-ID and 8 LSBs.
+
+Any header, every field: :func:`decode_data_header` and :func:`encode_data_header`, over a
+:class:`DataHeader`.  The packet path's header, without an object per packet:
+:func:`build_data_header` writes what lispd sends (N and I set, nonce, instance-ID) and
+:func:`read_data_header` reads what an ETR or RTR needs (instance-ID, key-id); both agree with the
+full codec byte for byte (the C engine writes and reads the same bytes: ``fp_write_header``,
+``parse_lisp_header``).
 
 An encapsulated packet is ``outer IPv4/IPv6 | UDP (dport 4341) | LISP header | inner packet``;
 :func:`encapsulate` and :func:`decapsulate` build and take apart the whole thing (see
@@ -31,6 +39,8 @@ FLAG_R = 0x04
 KEY_ID_MASK = 0x03
 
 _HEADER = struct.Struct("!II")
+_WORD0_N_I = (FLAG_N | FLAG_I) << 24  # a nonce and an instance-ID: what lispd sends
+_WORD0_I = FLAG_I << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,26 @@ def encode_data_header(h: DataHeader) -> bytes:
             raise EncodeError("LSBs are 32 bits")
         word1 = h.lsbs
     return _HEADER.pack((flags << 24) | low24, word1)
+
+
+def build_data_header(nonce: int, iid: int) -> bytes:
+    """The header lispd puts on a data packet: N and I set, the 24-bit ``nonce`` and the
+    instance-ID ``iid`` (always sent, 0 included, so that the ETR never has to guess), LSBs 0.
+    The bytes of ``encode_data_header(DataHeader(nonce_present=True, instance_id_present=True,
+    nonce=nonce & 0xFFFFFF, instance_id=iid & 0xFFFFFF))``, for the packet path."""
+    return _HEADER.pack(_WORD0_N_I | (nonce & 0xFFFFFF), (iid & 0xFFFFFF) << 8)
+
+
+def read_data_header(payload: bytes) -> tuple[int, int] | None:
+    """(instance-ID, key-id) of the header at the start of ``payload``, as
+    ``decode_data_header(payload)`` has them in ``iid`` and ``key_id`` (a header without the I
+    bit belongs to instance 0), for the packet path; None when the payload is shorter than a
+    header."""
+    if len(payload) < DATA_HEADER_LEN:
+        return None
+    word0, word1 = _HEADER.unpack_from(payload)
+    iid = word1 >> 8 if word0 & _WORD0_I else 0
+    return iid, (word0 >> 24) & KEY_ID_MASK
 
 
 @dataclass(frozen=True, slots=True)

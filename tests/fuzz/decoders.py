@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from lispd.fastpath.header import read_header
-from lispd.fastpath.inner import inner_destination, parse_inner
+from lispd.dataplane.inner import inner_destination, parse_inner
 from lispd.tools.pcap import PcapError, ip_payload, read_packets
 from lispd.wire.address import decode_address, encode_address
 from lispd.wire.control import decode_control, encode_control
-from lispd.wire.data import decapsulate, decode_data_header, encapsulate, encode_data_header
+from lispd.wire.data import (
+    decapsulate,
+    decode_data_header,
+    encapsulate,
+    encode_data_header,
+    read_data_header,
+)
 from lispd.wire.ecm import decode_ecm, encode_ecm
 from lispd.wire.errors import WireError
 from lispd.wire.info import decode_info, encode_info
@@ -96,7 +101,7 @@ def _ip_packet(data: bytes) -> str:
 
 def _fastpath(data: bytes) -> str:
     """The per-packet parsers: never raise, whatever the bytes."""
-    read_header(data)
+    read_data_header(data)
     flow = parse_inner(data)
     inner_destination(data)
     return "ok" if flow is not None else "not-a-flow"

@@ -1,4 +1,4 @@
-"""The C engine's fuzz job: every entry point of :mod:`lispd.fastpath._accel` fed hostile
+"""The C engine's fuzz job: every entry point of :mod:`lispd.engine._accel` fed hostile
 input, and checked against the Python reference path wherever both decide.
 
     python -m tests.fuzz.engine [--entry NAME ...] [--inputs N] [--seed S] [--jobs N]
@@ -40,7 +40,7 @@ input, and checked against the Python reference path wherever both decide.
     model refuses them, and every lookup answered as the model's longest-prefix match.
 ``helpers``
     The module functions ``segment``, ``merge``, ``flow_hash`` and ``complete_checksum``
-    against the model and ``lispd.fastpath.inner``.
+    against the model and ``lispd.dataplane.inner``.
 
 An input is bytes (a header, then parts each behind a 2-byte length), so any byte string is a
 valid input: the mutation engine builds them from seeds, atheris mutates them freely, and a
@@ -66,15 +66,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
-from lispd.fastpath.compiled import CompiledPath
-from lispd.fastpath.header import HEADER_LEN, read_header
-from lispd.fastpath.inner import (
+from lispd.dataplane.inner import (
     fix_inner_on_decap,
     flow_hash,
     inner_destination,
     parse_inner,
 )
+from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
+from lispd.engine.compiled import CompiledPath
+from lispd.wire.data import DATA_HEADER_LEN, read_data_header
 from lispd.wire.ip import internet_checksum
 from tests.fuzz import engine_model as model
 from tests.fuzz.mutator import fix_ip, mutate
@@ -222,7 +222,7 @@ class Sent:
 
     @property
     def inner(self) -> bytes:
-        return self.datagram[HEADER_LEN:]
+        return self.datagram[DATA_HEADER_LEN:]
 
     def as_encap(self) -> tuple[bytes, int, int, int, int, bytes]:
         """In the shape of ``Engine.encap``'s answer (what assert_same_encap compares)."""
@@ -455,11 +455,11 @@ def punted_forms(payload: bytes, ttl: int, tos: int) -> set[bytes]:
     (TTL, ECN) already applied to its inner packet (the RTR applies it before it knows it
     will punt; it is idempotent, so Python applying it again changes nothing)."""
     forms = {payload}
-    inner = payload[HEADER_LEN:]
-    if len(payload) > HEADER_LEN and inner_destination(inner) is not None:
+    inner = payload[DATA_HEADER_LEN:]
+    if len(payload) > DATA_HEADER_LEN and inner_destination(inner) is not None:
         fixed = fix_inner_on_decap(inner, ttl, tos)
         if fixed is not None:
-            forms.add(payload[:HEADER_LEN] + bytes(fixed))
+            forms.add(payload[:DATA_HEADER_LEN] + bytes(fixed))
     return forms
 
 
@@ -520,7 +520,7 @@ def check_decap_batch(
                     got, expected = model.without_ipv4_id(got), model.without_ipv4_id(expected)
                 check(got == expected, f"TUN packet differs: {got.hex()} != {expected.hex()}")
                 continue
-            header = read_header(d)
+            header = read_data_header(d)
             sent = pool.claim(_reencapsulated(d, ttl, tos))
             check(sent is not None, f"datagram neither written, sent nor punted: {d.hex()}")
             assert sent is not None and header is not None
@@ -542,9 +542,9 @@ def check_decap_batch(
 def _reencapsulated(datagram: bytes, ttl: int, tos: int) -> bytes:
     """The inner packet of ``datagram`` as the RTR sends it on: decapsulation fix, TTL - 1
     (the key the datagram sent for it is claimed by)."""
-    from lispd.fastpath.inner import decrement_ttl
+    from lispd.dataplane.inner import decrement_ttl
 
-    fixed = fix_inner_on_decap(datagram[HEADER_LEN:], ttl, tos)
+    fixed = fix_inner_on_decap(datagram[DATA_HEADER_LEN:], ttl, tos)
     lowered = decrement_ttl(fixed) if fixed is not None else None
     return bytes(lowered) if lowered is not None else b"-"
 

@@ -30,7 +30,6 @@ from dataclasses import replace
 from functools import cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.wire import auth
 from lispd.wire.address import (
     AfiListAddress,
@@ -41,7 +40,7 @@ from lispd.wire.address import (
     NatTraversalAddress,
 )
 from lispd.wire.control import decode_control, encode_control
-from lispd.wire.data import decapsulate
+from lispd.wire.data import IID_CONTROL, build_data_header, decapsulate
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage, encode_info_signed
@@ -283,9 +282,9 @@ def entry_seeds(entry: str) -> tuple[bytes, ...]:
         return built_control() + control_seeds()
     if entry == "data":
         headers = [
-            build_header(0x123456, 0),
-            build_header(0x123456, 7),
-            build_header(0x123456, 5),
+            build_data_header(0x123456, 0),
+            build_data_header(0x123456, 7),
+            build_data_header(0x123456, 5),
             bytes.fromhex("8000000100000000"),  # N only: instance 0
             bytes.fromhex("c8abcdef00000701"),  # N, L, I
             bytes.fromhex("9000000100020003"),  # V: map versions
@@ -297,7 +296,7 @@ def entry_seeds(entry: str) -> tuple[bytes, ...]:
         out = [h + p for h in headers for p in inner[:: max(1, len(inner) // 40)]]
         out += [headers[0] + p for p in inner]
         out += [headers[1] + p for p in inner[::3]]
-        control = build_header(0x42, IID_CONTROL)
+        control = build_data_header(0x42, IID_CONTROL)
         out += [control + m for m in built_control()[::2] + control_seeds()]
         out += list(captured_lisp()[0])
         return tuple(out)
@@ -540,7 +539,7 @@ class Mutator:
                         if data[:1] and data[0] >> 4 in (3, 4):
                             data = resign(data, _role_key(self.role))
                     if entry == "data":
-                        data = build_header(rng.getrandbits(24), IID_CONTROL) + data
+                        data = build_data_header(rng.getrandbits(24), IID_CONTROL) + data
                     if rng.random() < 0.9 and _version_of(sent.dst) in families:
                         src = sent.dst
         if not data:
@@ -621,7 +620,7 @@ class World:
             if wrapped or sent.kind == "data":
                 if "data" not in entries or data[0] >> 4 == 8:
                     continue  # an RTR does not answer NAT keepalives
-                data = build_header(rng.getrandbits(24), IID_CONTROL) + data
+                data = build_data_header(rng.getrandbits(24), IID_CONTROL) + data
                 harness.deliver("data", FuzzInput(data, sent.dst, sent.port))
             else:
                 harness.deliver("control", FuzzInput(data, sent.dst, sent.port))
@@ -641,7 +640,7 @@ class World:
             harness.deliver("tun", FuzzInput(packet))
         else:
             peer = w.REMOTE_V4 if src.version == 4 else w.REMOTE_V6
-            data = build_header(rng.getrandbits(24), 0) + packet
+            data = build_data_header(rng.getrandbits(24), 0) + packet
             harness.deliver("data", FuzzInput(data, str(peer), 4341))
 
     def _sites(self, harness: Harness) -> None:
@@ -667,11 +666,11 @@ class World:
         """An RTR's NATed xTR: keepalives (which create its NAT binding), then traffic."""
         rng = self.rng
         keepalive = InfoMessage(nonce=rng.getrandbits(64), address=DistinguishedName("xtr3"))
-        data = build_header(rng.getrandbits(24), IID_CONTROL) + encode_control(keepalive)
+        data = build_data_header(rng.getrandbits(24), IID_CONTROL) + encode_control(keepalive)
         harness.deliver("data", FuzzInput(data, str(w.NAT_GLOBAL_V4), 61000))
         dst = rng.choice((w.STATIC_EID_V4, w.RESOLVED_EID_V4))
         packet = _udp(w.NAT_SITE_EID_V4, dst, 1000, 2000, b"from behind the NAT")
-        data = build_header(rng.getrandbits(24), 0) + packet
+        data = build_data_header(rng.getrandbits(24), 0) + packet
         harness.deliver("data", FuzzInput(data, str(w.NAT_GLOBAL_V4), 61000))
 
 

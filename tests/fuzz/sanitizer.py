@@ -4,7 +4,7 @@
     python -m tests.fuzz.sanitizer run DIR -- -m MODULE ARGS... | SCRIPT ARGS...
     python -m tests.fuzz.sanitizer check                     # can this machine do it?
 
-``build`` compiles ``lispd.fastpath._accel`` from ``setup.py``'s :func:`accel_extension`
+``build`` compiles ``lispd.engine._accel`` from ``setup.py``'s :func:`accel_extension`
 (-O1 -g -Werror -fsanitize=address,undefined -fno-sanitize-recover=all
 -fno-omit-frame-pointer; ``--ubsan``: UndefinedBehaviorSanitizer alone, which needs no
 preloaded runtime and so leaves atheris its coverage, see :func:`environment`) into DIR,
@@ -13,7 +13,7 @@ interpreter with gcc's libasan preloaded (``gcc -print-file-name=libasan.so``: C
 not instrumented, so the runtime must come first), ``ASAN_OPTIONS=detect_leaks=0`` (CPython
 keeps objects alive until exit by design) and every sanitizer report fatal, and with
 ``LISPD_ACCEL`` naming DIR's extension: the child (``exec``, which ``run`` starts) loads it
-as ``lispd.fastpath._accel`` before anything imports the installed one, then runs MODULE or
+as ``lispd.engine._accel`` before anything imports the installed one, then runs MODULE or
 SCRIPT as ``python -m`` / ``python`` would.
 """
 
@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-ACCEL = "lispd.fastpath._accel"
+ACCEL = "lispd.engine._accel"
 ENV_ACCEL = "LISPD_ACCEL"  # the extension file a sanitized child process loads
 ASAN_OPTIONS = "detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=86:handle_abort=1"
 UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1:exitcode=87"
@@ -115,8 +115,8 @@ def environment(extension: Path) -> dict[str, str]:
 
 
 def load_accel() -> ModuleType | None:
-    """When ``LISPD_ACCEL`` names an extension file, load it as ``lispd.fastpath._accel``
-    (before :mod:`lispd.fastpath.compiled` imports the installed one); that module, or None."""
+    """When ``LISPD_ACCEL`` names an extension file, load it as ``lispd.engine._accel``
+    (before :mod:`lispd.engine.compiled` imports the installed one); that module, or None."""
     path = os.environ.get(ENV_ACCEL)
     if not path:
         return None
@@ -128,9 +128,9 @@ def load_accel() -> ModuleType | None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[ACCEL] = module
     loader.exec_module(module)
-    import lispd.fastpath
+    import lispd.engine
 
-    lispd.fastpath._accel = module  # type: ignore[attr-defined]
+    lispd.engine._accel = module  # type: ignore[attr-defined]
     return module
 
 
@@ -155,9 +155,9 @@ def _exec(args: list[str]) -> None:
 
 def extension_in(directory: Path) -> Path:
     """The built extension under ``directory`` (as :func:`build` left it)."""
-    found = sorted(directory.glob("lispd/fastpath/_accel*.so"))
+    found = sorted(directory.glob("lispd/engine/_accel*.so"))
     if not found:
-        raise FileNotFoundError(f"no lispd/fastpath/_accel*.so under {directory}")
+        raise FileNotFoundError(f"no lispd/engine/_accel*.so under {directory}")
     return found[0]
 
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from lispd.api.client import request
-from lispd.fastpath import compiled
-from lispd.fastpath.header import HEADER_LEN
+from lispd.engine import compiled
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
-from lispd.wire.data import decapsulate
+from lispd.wire.data import DATA_HEADER_LEN, decapsulate
 from lispd.wire.ip import parse_udp_datagram
 from tests import oracle
 
@@ -219,7 +218,7 @@ def gso_segments(inner: bytes) -> Iterator[bytes]:
             int.from_bytes(inner[2:4]) if inner[0] >> 4 == 4 else 40 + int.from_bytes(inner[4:6])
         )
         yield inner[:length]
-        inner = inner[length + HEADER_LEN :]
+        inner = inner[length + DATA_HEADER_LEN :]
 
 
 def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> None:

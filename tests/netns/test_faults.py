@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from lispd.api.client import request
-from lispd.fastpath import compiled
+from lispd.engine import compiled
 from lispd.lab import (
     DaemonHandle,
     Lab,

@@ -90,7 +90,7 @@ from typing import Any
 from lispd.api import views
 from lispd.config import Config, parse_config
 from lispd.control.outputs import LISP_CONTROL_PORT
-from lispd.dataplane.trace import TRACE_PORT
+from lispd.dataplane.tracing import TRACE_PORT
 from lispd.mapcache import MapCacheEntry
 from lispd.node import DATA_ROLES, Node
 from lispd.node.actions import (

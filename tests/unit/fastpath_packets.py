@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from lispd.fastpath import compiled
+from lispd.engine import compiled
 from lispd.wire.ip import internet_checksum
 
 PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_GRE, PROTO_ICMP6, PROTO_SCTP = 1, 6, 17, 47, 58, 132
@@ -28,12 +28,12 @@ _VNET = struct.Struct("<BBHHHH")
 
 
 def require_accel() -> Any:
-    """The ``lispd.fastpath._accel`` module; skips the calling test module when lispd was
+    """The ``lispd.engine._accel`` module; skips the calling test module when lispd was
     built without it (no C compiler: the pure-Python path runs and there is nothing to
     compare)."""
     if not compiled.available():
         pytest.skip(
-            "lispd.fastpath._accel is not built (setup.py build_ext --inplace)",
+            "lispd.engine._accel is not built (setup.py build_ext --inplace)",
             allow_module_level=True,
         )
     return compiled._accel

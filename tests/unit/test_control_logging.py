@@ -26,11 +26,11 @@ from lispd.control.registrar import MapServerTarget, Registrar
 from lispd.control.resolver import SMR_LOG_BURST, Resolver
 from lispd.control.responder import SmrSender
 from lispd.daemon import Daemon
-from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.logfmt import LogfmtFormatter, message_pairs
 from lispd.mapcache import MapCacheEntry, RlocEntry
 from lispd.wire.address import NO_ADDRESS, InstanceIdAddress, NatTraversalAddress
 from lispd.wire.control import encode_control
+from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.info import InfoMessage, decode_info
 from lispd.wire.ip import IPv4Header
@@ -498,7 +498,7 @@ def test_the_daemon_logs_what_it_sends_and_learns(caplog: pytest.LogCaptureFixtu
         itr_rlocs=(LOCAL,),
         probe=True,
     )
-    keepalive = build_header(0x42, IID_CONTROL) + encode_control(
+    keepalive = build_data_header(0x42, IID_CONTROL) + encode_control(
         InfoMessage(nonce=9, eid=IPv4Address("198.51.100.0"), eid_mask_len=28)
     )
     learned = entry((RlocEntry(ETR, 1, 100),))

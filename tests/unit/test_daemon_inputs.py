@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from ipaddress import ip_address
 
-from lispd.fastpath.header import IID_CONTROL, build_header
 from lispd.wire.address import DistinguishedName
 from lispd.wire.control import encode_control
+from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.info import InfoMessage
 from tests.fuzz.harness import FuzzInput, Harness, run_inputs
 
@@ -19,7 +19,7 @@ NATED_XTR = "203.0.113.2"
 def _keepalive() -> bytes:
     """A NAT keepalive as an xTR behind a NAT sends it to its RTR's data port."""
     info = InfoMessage(nonce=5, address=DistinguishedName("xtr3"))
-    return build_header(0x42, IID_CONTROL) + encode_control(info)
+    return build_data_header(0x42, IID_CONTROL) + encode_control(info)
 
 
 def test_rtr_nat_keepalive_from_port_zero_is_a_named_drop() -> None:

@@ -25,12 +25,12 @@ from lispd.api.metrics import MetricsSnapshot, render_metrics
 from lispd.cli.lispctl import format_stats
 from lispd.config import parse_config
 from lispd.daemon import Daemon
-from lispd.fastpath.compiled import CompiledPath, RecordRefresh
-from lispd.fastpath.header import IID_CONTROL, build_header
+from lispd.engine.compiled import CompiledPath, RecordRefresh
 from lispd.io.udp import Sender
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
 from lispd.wire.address import DistinguishedName
 from lispd.wire.control import encode_control
+from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.info import InfoMessage
 from tests.unit.fastpath_packets import require_accel
 
@@ -62,7 +62,7 @@ map-cache = false
 
 
 class FakeWorkers:
-    """Stands in for :class:`lispd.fastpath.workers.WorkerSet`: records what would be sent."""
+    """Stands in for :class:`lispd.engine.workers.WorkerSet`: records what would be sent."""
 
     slots: list[object] = []  # no worker processes
     restarts = 0
@@ -96,7 +96,7 @@ class Clock:
 def keepalive() -> bytes:
     """A NAT keepalive: an Info-Request behind a data header with instance-ID 0xFFFFFF."""
     info = InfoMessage(nonce=9, address=DistinguishedName("xtr-behind-nat"))
-    return build_header(0x42, IID_CONTROL) + encode_control(info)
+    return build_data_header(0x42, IID_CONTROL) + encode_control(info)
 
 
 def entries(count: int, nated: int) -> list[MapCacheEntry]:

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from lispd.cli.decode import decode_capture
-from lispd.fastpath.header import IID_CONTROL
 from lispd.tools.pcap import LINKTYPE_ETHERNET, read_packets, write_pcap
 from lispd.wire.control import encode_control
-from lispd.wire.data import DataHeader, EncapsulatedPacket, encapsulate
+from lispd.wire.data import IID_CONTROL, DataHeader, EncapsulatedPacket, encapsulate
 from lispd.wire.ip import IpHeader, IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_map_register
 from lispd.wire.packet import decode_ip_packet

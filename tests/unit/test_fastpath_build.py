@@ -11,7 +11,7 @@ import sysconfig
 
 import pytest
 
-from lispd.fastpath import compiled
+from lispd.engine import compiled
 
 
 @pytest.mark.skipif(
@@ -20,4 +20,4 @@ from lispd.fastpath import compiled
     reason="no C compiler or Python headers: the Python path is the expected one",
 )
 def test_the_extension_was_built_where_it_can_be() -> None:
-    assert compiled.available(), "lispd.fastpath._accel did not build: see pip's output"
+    assert compiled.available(), "lispd.engine._accel did not build: see pip's output"

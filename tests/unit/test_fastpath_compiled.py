@@ -1,4 +1,4 @@
-"""The compiled fast path (lispd.fastpath._accel) against the pure-Python reference: both pass
+"""The compiled fast path (lispd.engine._accel) against the pure-Python reference: both pass
 the same test vectors.
 
 * flow hash: ``_accel.flow_hash`` is ``inner.flow_hash(inner.parse_inner(...))`` on any bytes;
@@ -39,16 +39,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lispd.dataplane.etr import Etr
+from lispd.dataplane.inner import flow_hash, inner_destination, parse_inner
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
+from lispd.dataplane.rloc import usable_candidates
 from lispd.dataplane.rtr import Rtr
-from lispd.dataplane.trace import is_trace
-from lispd.fastpath.compiled import CompiledPath, forwarding_record
-from lispd.fastpath.header import HEADER_LEN, read_header
-from lispd.fastpath.inner import flow_hash, inner_destination, parse_inner
-from lispd.fastpath.rloc import usable_candidates
+from lispd.dataplane.tracing import is_trace
+from lispd.engine.compiled import CompiledPath, forwarding_record
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
 from lispd.stats import Counters
+from lispd.wire.data import DATA_HEADER_LEN, read_data_header
 from lispd.wire.ip import internet_checksum
 from tests.unit.fastpath_packets import (
     PROTO_TCP,
@@ -124,10 +124,10 @@ def assert_same_encap(c: tuple[bytes, int, int, int, int, bytes], py: Output, ii
     assert ip_address(address) == py.rloc
     assert (port, ttl, tos) == (py.port, py.ttl, py.tos)
     assert fd == expected_fd(py)
-    assert payload[HEADER_LEN:] == py.payload[HEADER_LEN:]
+    assert payload[DATA_HEADER_LEN:] == py.payload[DATA_HEADER_LEN:]
     assert payload[0] == py.payload[0] == 0x88  # N and I bits
     assert payload[4:8] == py.payload[4:8] == iid.to_bytes(3, "big") + b"\x00"
-    assert read_header(payload) == (iid, 0)
+    assert read_data_header(payload) == (iid, 0)
 
 
 # --- flow hash -------------------------------------------------------------------------------
@@ -449,7 +449,7 @@ def test_itr_instance_is_the_lowest_holding_the_source() -> None:
         pkt = udp_packet(packed(src), packed(dst))
         check_itr(world, pkt)
         out = world.engine.encap(pkt)
-        assert out is not None and read_header(out[5]) == (iid, 0)
+        assert out is not None and read_data_header(out[5]) == (iid, 0)
     # 2001:db8:1::/56 is in iid 7 too: iid 0 (the lowest) wins, where 2001:db8:b::/48 misses
     assert world.engine.encap(udp_packet(packed("2001:db8:1::5"), packed("2001:db8:b::1"))) is None
     assert (
@@ -703,7 +703,7 @@ def decap_world() -> DecapWorld:
 
 def is_data_trace(payload: bytes) -> bool:
     """The inner packet of a datagram is a LISP-Trace (the engines leave traces to Python)."""
-    return len(payload) > HEADER_LEN and is_trace(payload, HEADER_LEN)
+    return len(payload) > DATA_HEADER_LEN and is_trace(payload, DATA_HEADER_LEN)
 
 
 def check_etr(engine: Any, etr: Etr, payload: bytes, ttl: int, tos: int) -> str:
@@ -721,7 +721,7 @@ def check_etr(engine: Any, etr: Etr, payload: bytes, ttl: int, tos: int) -> str:
     assert not is_data_trace(payload), "a LISP-Trace must go to Python (to be stamped)"
     assert type(py) is ToTun, f"C decapsulates, Python says {py}"
     assert inner == bytes(py.packet)
-    if inner[0] >> 4 == 4 and ipv4_checksum_ok(payload[HEADER_LEN:]):
+    if inner[0] >> 4 == 4 and ipv4_checksum_ok(payload[DATA_HEADER_LEN:]):
         assert ipv4_checksum_ok(inner)
     return "tun"
 
@@ -731,8 +731,8 @@ def rtr_record_punt(world: DecapWorld, payload: bytes) -> str | None:
     :func:`documented_itr_punt`): a trace, or a punt record (ELP, own RLOC)."""
     if is_data_trace(payload):
         return "trace"
-    header = read_header(payload)
-    dst = inner_destination(payload[HEADER_LEN:])
+    header = read_data_header(payload)
+    dst = inner_destination(payload[DATA_HEADER_LEN:])
     assert header is not None and dst is not None
     found = world.mapcache.lookup(header[0], dst)
     assert found is not None
@@ -756,11 +756,11 @@ def check_rtr(world: DecapWorld, engine: Any, payload: bytes, ttl: int, tos: int
     kind, out = c
     assert kind == "encap", c
     assert not is_data_trace(payload), "a LISP-Trace must go to Python (to be stamped)"
-    iid = read_header(payload)[0]  # type: ignore[index]
+    iid = read_data_header(payload)[0]  # type: ignore[index]
     assert_same_encap(out, py, iid)
-    inner = out[5][HEADER_LEN:]
+    inner = out[5][DATA_HEADER_LEN:]
     assert out[3] == parse_inner(inner).ttl  # type: ignore[union-attr]
-    if inner[0] >> 4 == 4 and ipv4_checksum_ok(payload[HEADER_LEN:]):
+    if inner[0] >> 4 == 4 and ipv4_checksum_ok(payload[DATA_HEADER_LEN:]):
         assert ipv4_checksum_ok(inner)
     return "encap"
 
@@ -768,9 +768,9 @@ def check_rtr(world: DecapWorld, engine: Any, payload: bytes, ttl: int, tos: int
 def daemon_rtr_etr(world: DecapWorld, payload: bytes, ttl: int, tos: int) -> Output:
     """What Daemon._rtr_packet does on a node that is RTR and ETR: datagrams for its own EIDs
     go to the ETR, every other one to the RTR."""
-    header = read_header(payload)
+    header = read_data_header(payload)
     if header is not None:
-        dst = inner_destination(payload[HEADER_LEN:])
+        dst = inner_destination(payload[DATA_HEADER_LEN:])
         if dst is not None and world.database.contains(header[0], dst):
             return world.etr.handle(payload, ttl, tos)
     return world.rtr.handle(payload, ttl, tos)
@@ -790,7 +790,7 @@ def check_rtr_etr(world: DecapWorld, payload: bytes, ttl: int, tos: int) -> str:
     if kind == "tun":
         assert type(py) is ToTun and bytes(py.packet) == out
     else:
-        assert_same_encap(out, py, read_header(payload)[0])  # type: ignore[index]
+        assert_same_encap(out, py, read_data_header(payload)[0])  # type: ignore[index]
     return kind
 
 
@@ -829,8 +829,8 @@ def test_petr_engine_decapsulates_local_eids_and_leaves_the_rest_to_python(
     if c is not None:
         assert type(py) is ToTun and c == ("tun", bytes(py.packet))
     elif type(py) is ToTun:
-        header = read_header(payload)
-        dst = inner_destination(payload[HEADER_LEN:])
+        header = read_data_header(payload)
+        dst = inner_destination(payload[DATA_HEADER_LEN:])
         assert is_data_trace(payload) or not world.database.contains(header[0], dst)  # type: ignore[index,arg-type]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lispd.cli.lispctl import format_stats
-from lispd.fastpath.compiled import CompiledPath, merge_counts
+from lispd.engine.compiled import CompiledPath, merge_counts
 from lispd.wire.ip import internet_checksum
 from tests.unit.fastpath_packets import (
     ACK,

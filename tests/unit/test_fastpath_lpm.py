@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lispd.fastpath.compiled import CompiledPath
+from lispd.engine.compiled import CompiledPath
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
 from tests.unit.fastpath_packets import packed, require_accel
 

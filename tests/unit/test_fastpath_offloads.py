@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lispd.fastpath.header import HEADER_LEN
+from lispd.wire.data import DATA_HEADER_LEN
 from lispd.wire.ip import internet_checksum
 from tests.unit.fastpath_packets import (
     ACK,
@@ -615,7 +615,7 @@ def test_from_udp_keeps_the_order_of_a_flow_around_a_punt(
     def python_path(payload: bytes, ttl: int, tos: int, src: str, port: int) -> None:
         # what the daemon's handler does with it: the TUN writes so far come before it
         order.extend(("tun", w) for w in tun_written(tun_end))
-        order.append(("python", payload[HEADER_LEN:]))
+        order.append(("python", payload[DATA_HEADER_LEN:]))
 
     engine.from_udp(etr_io.udp_fd, python_path)
     order.extend(("tun", w) for w in tun_written(tun_end))
@@ -653,7 +653,7 @@ def test_interleaved_flows_leave_grouped_by_destination_each_flow_in_order() -> 
         seen: dict[tuple[int, int], list[int]] = {}
         for index, rloc in enumerate(rlocs):
             for _ in range(sent * 2):
-                inner = rloc.recv(2048)[HEADER_LEN:]
+                inner = rloc.recv(2048)[DATA_HEADER_LEN:]
                 sport, seq = inner[28:].split()
                 seen.setdefault((index, int(sport)), []).append(int(seq))
         assert seen == {key: list(range(sent)) for key in seen} and len(seen) == 4

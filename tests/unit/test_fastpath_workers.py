@@ -1,5 +1,5 @@
 """Fast-path workers: the messages between the main process and a worker, and a real worker
-process (``python -m lispd.fastpath.worker``) driven by :class:`WorkerSet` over sockets that
+process (``python -m lispd.engine.worker``) driven by :class:`WorkerSet` over sockets that
 need no root: a datagram socket pair stands in for its TUN queue, loopback UDP sockets for the
 underlay.  It must forward what its tables settle, punt the rest to the main process, follow
 table changes, report counters, and come back with its tables after it is killed.
@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lispd.fastpath import workers, workerwire
-from lispd.fastpath.worker import Worker
-from lispd.fastpath.workers import WorkerSet, WorkerSlot, add_counts
-from lispd.fastpath.workerwire import CountersReport, TunPunt, UdpPunt, WireError
+from lispd.engine import workers, workerwire
+from lispd.engine.worker import Worker
+from lispd.engine.workers import WorkerSet, WorkerSlot, add_counts
+from lispd.engine.workerwire import CountersReport, TunPunt, UdpPunt, WireError
 from lispd.io.udp import open_receive_socket
 from tests.unit.fastpath_packets import lisp_header, packed, require_accel, udp_packet
 

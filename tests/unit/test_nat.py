@@ -27,7 +27,6 @@ from lispd.control.nat import (
     nat_record,
 )
 from lispd.control.outputs import SendControl, SendData
-from lispd.fastpath.header import HEADER_LEN, IID_CONTROL, read_header
 from lispd.wire.address import (
     NO_ADDRESS,
     Address,
@@ -35,7 +34,7 @@ from lispd.wire.address import (
     InstanceIdAddress,
     NatTraversalAddress,
 )
-from lispd.wire.data import decode_data_header
+from lispd.wire.data import DATA_HEADER_LEN, IID_CONTROL, decode_data_header, read_data_header
 from lispd.wire.info import InfoMessage, decode_info, encode_info
 from lispd.wire.records import EidRecord, Locator
 
@@ -79,8 +78,8 @@ def request_of(send: SendControl | SendData) -> InfoMessage:
     (instance-ID 0xFFFFFF) to 4341."""
     if isinstance(send, SendData):
         assert send.port == 4341
-        assert read_header(send.payload) == (IID_CONTROL, 0)
-        message = decode_info(send.payload[HEADER_LEN:])
+        assert read_data_header(send.payload) == (IID_CONTROL, 0)
+        message = decode_info(send.payload[DATA_HEADER_LEN:])
     else:
         assert isinstance(send, SendControl)
         assert send.port == 4342
@@ -413,7 +412,7 @@ def test_keepalive_payload_is_a_data_header_then_an_info_request() -> None:
     (ka,) = c.on_timer(0.0)
     assert type(ka) is SendData
     assert (ka.dst, ka.port) == (RTR_A, 4341)
-    header = decode_data_header(ka.payload[:HEADER_LEN])
+    header = decode_data_header(ka.payload[:DATA_HEADER_LEN])
     assert header.iid == IID_CONTROL == 0xFFFFFF
     req = request_of(ka)
     assert header.nonce == req.nonce & 0xFFFFFF

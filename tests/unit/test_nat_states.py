@@ -24,8 +24,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from lispd.control.nat import NAT_TABLE, NatClient, NatInput, NatPhase
 from lispd.control.outputs import SendControl, SendData
 from lispd.control.statetable import Go, Refuse
-from lispd.fastpath.header import HEADER_LEN
 from lispd.wire.address import NO_ADDRESS, Address, NatTraversalAddress
+from lispd.wire.data import DATA_HEADER_LEN
 from lispd.wire.info import InfoMessage, decode_info
 
 from .statewalk import Spy, check_steps, phases, refuse_directly, walk_pair
@@ -171,7 +171,7 @@ def test_replies_that_name_no_map_server_reach_no_table() -> None:
     c, now = DRIVERS[P.BEHIND_NAT]()
     (keepalive,) = [s for s in c.on_timer(now) if isinstance(s, SendData)]
     spy = Spy(c)
-    ka_nonce = decode_info(keepalive.payload[HEADER_LEN:]).nonce
+    ka_nonce = decode_info(keepalive.payload[DATA_HEADER_LEN:]).nonce
     assert c.on_info_reply(info_reply(ka_nonce, MS4, GLOBAL4), RTR, now) is None
     assert c.on_info_reply(info_reply(STALE, MS4, GLOBAL4), STRANGER, now) is None
     assert c.on_info_reply(InfoMessage(next(iter(c._servers[0].nonces))), MS4, now) is None
@@ -200,7 +200,9 @@ class NatMachine(RuleBasedStateMachine):
         check_steps(NAT_TABLE, self.spy.steps, before, self.c._servers)
         if timer:
             for send in out:
-                body = send.payload[HEADER_LEN:] if isinstance(send, SendData) else send.payload
+                body = (
+                    send.payload[DATA_HEADER_LEN:] if isinstance(send, SendData) else send.payload
+                )
                 self.sent.setdefault(send.dst, []).append(decode_info(body).nonce)
             deadline = self.c.next_deadline()
             assert deadline is None or deadline > self.now, "a deadline left in the past"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lispd.dataplane.ratelimit import TokenBucket
 from lispd.node.natbindings import CHANGE_BURST, CHANGE_RATE, NatBindings
+from lispd.ratelimit import TokenBucket
 
 A = IPv4Address("192.0.2.5")
 B = IPv4Address("192.0.2.6")

@@ -65,8 +65,8 @@ def test_the_sdist_carries_what_the_build_and_a_user_need(built: Built) -> None:
     with tarfile.open(built.sdist) as tar:
         root = tar.getnames()[0].split("/")[0]
         names = {n.removeprefix(root + "/") for n in tar.getnames()}
-    csrc = REPOSITORY / "lispd" / "fastpath" / "csrc"
-    sources = {f"lispd/fastpath/csrc/{p.name}" for p in csrc.iterdir() if p.suffix in (".c", ".h")}
+    csrc = REPOSITORY / "lispd" / "engine" / "csrc"
+    sources = {f"lispd/engine/csrc/{p.name}" for p in csrc.iterdir() if p.suffix in (".c", ".h")}
     assert sources and sources <= names, sorted(sources - names)
     needed = {
         "setup.py",
@@ -89,7 +89,7 @@ def test_the_wheel_has_the_engine_the_license_and_one_version(built: Built) -> N
         names = whl.namelist()
         (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = email.message_from_bytes(whl.read(meta_name))
-    assert any(n.startswith("lispd/fastpath/_accel") and n.endswith(".so") for n in names), names
+    assert any(n.startswith("lispd/engine/_accel") and n.endswith(".so") for n in names), names
     assert "lispd/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     assert meta["License-Expression"] == "Apache-2.0"
@@ -120,7 +120,7 @@ def test_the_installed_wheel_runs_without_the_repository(built: Built, tmp_path:
     where = run(
         str(bin_dir / "python"),
         "-c",
-        "import lispd, lispd.fastpath._accel as a; print(lispd.__file__); print(a.__file__)",
+        "import lispd, lispd.engine._accel as a; print(lispd.__file__); print(a.__file__)",
     )
     assert where.returncode == 0, where.stderr
     for line in where.stdout.splitlines():

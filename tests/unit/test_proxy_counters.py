@@ -15,9 +15,9 @@ from lispd.daemon import Daemon
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, ToTun
-from lispd.fastpath.header import build_header
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
 from lispd.stats import Counters
+from lispd.wire.data import build_data_header
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
 
 LOCAL_EID = "198.51.100.2"  # in the database-mapping 198.51.100.0/28
@@ -159,12 +159,14 @@ def test_a_petr_marks_what_it_decapsulates_for_non_eid_destinations() -> None:
     database = LocalDatabase()
     database.add(DatabaseEntry(0, ip_network("198.51.100.0/28"), (RlocEntry("192.0.2.1", 1, 100),)))
     petr = Etr(database, petr=True)
-    outside = petr.handle(build_header(1, 0) + packet(REMOTE, OUTSIDE), 64, 0)
+    outside = petr.handle(build_data_header(1, 0) + packet(REMOTE, OUTSIDE), 64, 0)
     assert type(outside) is ToTun and outside.petr
-    ours = petr.handle(build_header(1, 0) + packet(REMOTE, LOCAL_EID), 64, 0)
+    ours = petr.handle(build_data_header(1, 0) + packet(REMOTE, LOCAL_EID), 64, 0)
     assert type(ours) is ToTun and not ours.petr
     etr = Etr(database)
-    assert etr.handle(build_header(1, 0) + packet(REMOTE, OUTSIDE), 64, 0) == Drop("not-our-eid")
+    assert etr.handle(build_data_header(1, 0) + packet(REMOTE, OUTSIDE), 64, 0) == Drop(
+        "not-our-eid"
+    )
 
 
 # -- the daemon's counters ----------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_a_pxtr_counts_its_traffic_under_pitr_and_petr_only() -> None:
     d._itr_packet(v6)
     assert [str(rloc) for _, rloc in sender.sent] == [ETR_RLOC, ETR_RLOC]
     to_outside = packet(REMOTE, OUTSIDE, b"x" * 100)
-    d._etr_packet(build_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
+    d._etr_packet(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
     assert tun.written == [to_outside]
     d._itr_packet(packet(OUTSIDE, UNCOVERED))  # nothing covers it: a PITR drop
     counts = packets(d)
@@ -197,9 +199,9 @@ def test_an_xtr_that_is_also_a_pxtr_splits_its_traffic_by_role() -> None:
     d._itr_packet(proxied)
     d._itr_packet(proxied)
     to_eid, to_outside = packet(REMOTE, LOCAL_EID, b"e" * 30), packet(REMOTE, OUTSIDE, b"n")
-    d._etr_packet(build_header(1, 0) + to_eid, 64, 0, ETR_RLOC, 4341)
-    d._etr_packet(build_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
-    d._etr_packet(build_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
+    d._etr_packet(build_data_header(1, 0) + to_eid, 64, 0, ETR_RLOC, 4341)
+    d._etr_packet(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
+    d._etr_packet(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
     counts = packets(d)
     assert (counts["itr.encap.packets"], counts["itr.encap.bytes"]) == (1, len(own))
     assert (counts["pitr.encap.packets"], counts["pitr.encap.bytes"]) == (2, 2 * len(proxied))
@@ -239,7 +241,7 @@ def test_a_trace_through_a_petr_to_a_non_eid_is_counted_as_petr() -> None:
     TUN when it is not one to turn around); it is still the PETR's traffic."""
     d, _sender, tun = node('"pitr", "petr"', database=False)
     probe = packet(REMOTE, OUTSIDE, b"not a trace message", dport=2434)
-    d._etr_packet(build_header(1, 0) + probe, 64, 0, ETR_RLOC, 4341)
+    d._etr_packet(build_data_header(1, 0) + probe, 64, 0, ETR_RLOC, 4341)
     assert len(tun.written) == 1
     counts = packets(d)
     assert counts["petr.decap.packets"] == 1 and "etr.decap.packets" not in counts
@@ -249,7 +251,7 @@ def test_show_stats_lists_the_proxy_counters() -> None:
     d, _sender, _tun = node('"pitr", "petr"', database=False)
     inbound, outbound = packet(OUTSIDE, REMOTE), packet(REMOTE, OUTSIDE)
     d._itr_packet(inbound)
-    d._etr_packet(build_header(1, 0) + outbound, 64, 0, ETR_RLOC, 4341)
+    d._etr_packet(build_data_header(1, 0) + outbound, 64, 0, ETR_RLOC, 4341)
     rows = {
         line.split()[0]: line.split()[1:]
         for line in format_stats(d._stats()).splitlines()

@@ -7,14 +7,14 @@ from ipaddress import IPv4Address, ip_address, ip_network
 
 import pytest
 
+from lispd.dataplane.inner import decrement_ttl
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss
+from lispd.dataplane.rloc import elp_next_hop
 from lispd.dataplane.rtr import Rtr
-from lispd.fastpath.header import IID_CONTROL, build_header
-from lispd.fastpath.inner import decrement_ttl
-from lispd.fastpath.rloc import elp_next_hop
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
 from lispd.stats import Counters
+from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram, internet_checksum
 
 RTR_A, RTR_B, ETR = "192.0.2.5", "192.0.2.9", "192.0.2.13"
@@ -71,25 +71,25 @@ def test_itr_encapsulates_to_the_first_hop_and_each_rtr_to_the_next() -> None:
     assert type(out) is Encap and str(out.rloc) == RTR_A and out.port == 4341
     for here, nxt in ((RTR_A, RTR_B), (RTR_B, ETR)):
         rtr = Rtr(forwarder(here, [entry("198.51.100.16/28", PATH)]))
-        out = rtr.handle(build_header(1, 0) + pkt, 64, 0)
+        out = rtr.handle(build_data_header(1, 0) + pkt, 64, 0)
         assert type(out) is Encap and str(out.rloc) == nxt, here
     end = Rtr(forwarder(ETR, [entry("198.51.100.16/28", PATH)]))
-    assert end.handle(build_header(1, 0) + pkt, 64, 0) == Drop("elp-ends-here")
+    assert end.handle(build_data_header(1, 0) + pkt, 64, 0) == Drop("elp-ends-here")
 
 
 def test_rtr_finds_itself_by_its_public_address() -> None:
     rtr = Rtr(
         forwarder("192.0.2.130", [entry("198.51.100.16/28", PATH)], own_rlocs=[ip_address(RTR_A)])
     )
-    out = rtr.handle(build_header(1, 0) + packet(), 64, 0)
+    out = rtr.handle(build_data_header(1, 0) + packet(), 64, 0)
     assert type(out) is Encap and str(out.rloc) == RTR_B
 
 
 def test_rtr_keeps_the_instance_lowers_the_ttl_and_fixes_the_checksum() -> None:
     rtr = Rtr(forwarder(RTR_A, [entry("198.51.100.16/28", RlocEntry(ETR, 1, 100), iid=5)]))
-    out = rtr.handle(build_header(1, 5) + packet(ttl=40), 30, 0)
+    out = rtr.handle(build_data_header(1, 5) + packet(ttl=40), 30, 0)
     assert type(out) is Encap and str(out.rloc) == ETR
-    assert out.payload[:8] == build_header(7, 5)  # instance-ID 5 kept
+    assert out.payload[:8] == build_data_header(7, 5)  # instance-ID 5 kept
     inner = out.payload[8:]
     assert inner[8] == 29 and out.ttl == 29  # min(inner 40, outer 30) - 1
     assert internet_checksum(inner[:20]) == 0
@@ -97,9 +97,9 @@ def test_rtr_keeps_the_instance_lowers_the_ttl_and_fixes_the_checksum() -> None:
 
 def test_rtr_ipv6_hop_limit_and_expiry() -> None:
     rtr = Rtr(forwarder(RTR_A, [entry("2001:db8:100:2::/64", RlocEntry(ETR, 1, 100))]))
-    out = rtr.handle(build_header(1, 0) + packet("2001:db8:100:2::2", ttl=10), 64, 0)
+    out = rtr.handle(build_data_header(1, 0) + packet("2001:db8:100:2::2", ttl=10), 64, 0)
     assert type(out) is Encap and out.payload[8 + 7] == 9
-    assert rtr.handle(build_header(1, 0) + packet(ttl=1), 64, 0) == Drop("ttl-exceeded")
+    assert rtr.handle(build_data_header(1, 0) + packet(ttl=1), 64, 0) == Drop("ttl-exceeded")
     assert decrement_ttl(packet(ttl=2))[8] == 1  # type: ignore[index]
 
 
@@ -113,17 +113,17 @@ def test_rtr_sends_to_a_nated_xtr_at_its_translated_port_from_the_data_port() ->
             nat_port=ports.get,
         )
     )
-    out = rtr.handle(build_header(1, 0) + packet(), 64, 0)
+    out = rtr.handle(build_data_header(1, 0) + packet(), 64, 0)
     assert type(out) is Encap and out.rloc == nated and out.port == 40123 and out.data_port
     ports.clear()
-    out = rtr.handle(build_header(1, 0) + packet(), 64, 0)
+    out = rtr.handle(build_data_header(1, 0) + packet(), 64, 0)
     assert type(out) is Encap and out.port == 4341 and not out.data_port
 
 
 def test_rtr_miss_holds_the_decapsulated_packet() -> None:
     rtr = Rtr(forwarder(RTR_A, []))
     pkt = packet(ttl=20)
-    out = rtr.handle(build_header(1, 3) + pkt, 64, 0)
+    out = rtr.handle(build_data_header(1, 3) + pkt, 64, 0)
     assert type(out) is Miss and out.iid == 3 and out.packet == decrement_ttl(pkt)
     # The RTR forwards a bytearray (TTL lowered in a copy): what the daemon keeps is bytes.
     assert (type(out.dst), type(out.src), type(out.packet)) == (bytes, bytes, bytes)
@@ -140,15 +140,15 @@ def test_itr_miss_of_a_bytearray_packet_has_bytes_addresses() -> None:
 def test_rtr_drops_bad_input_with_named_reasons() -> None:
     rtr = Rtr(forwarder(RTR_A, [entry("0.0.0.0/0", action="native-forward")]))
     assert rtr.handle(b"\x88\x00", 64, 0) == Drop("truncated-header")
-    assert rtr.handle(build_header(1, IID_CONTROL) + packet(), 64, 0) == Drop(
+    assert rtr.handle(build_data_header(1, IID_CONTROL) + packet(), 64, 0) == Drop(
         "data-control-unsupported"
     )
-    assert rtr.handle(build_header(1, 0) + b"\x45" * 10, 64, 0) == Drop("bad-inner-header")
-    keyed = bytearray(build_header(1, 0))
+    assert rtr.handle(build_data_header(1, 0) + b"\x45" * 10, 64, 0) == Drop("bad-inner-header")
+    keyed = bytearray(build_data_header(1, 0))
     keyed[0] |= 0x01  # key-id bits: encrypted
     assert rtr.handle(bytes(keyed) + packet(), 64, 0) == Drop("encrypted-unsupported")
     # Not an EID (the mapping system said forward natively) and no PETR: dropped, counted.
-    assert rtr.handle(build_header(1, 0) + packet("203.0.113.1"), 64, 0) == Drop(
+    assert rtr.handle(build_data_header(1, 0) + packet("203.0.113.1"), 64, 0) == Drop(
         "native-forward-no-petr"
     )
 
@@ -183,5 +183,5 @@ def test_rtr_encapsulates_a_packet_too_big_for_the_next_hop_instead_of_answering
     )
     itr = forwarder(RTR_A, [entry("198.51.100.16/28", RlocEntry(ETR, 1, 100))])
     assert type(itr.handle(big)) is not Encap  # an ITR answers ICMP too-big instead
-    out = Rtr(itr).handle(build_header(1, 0) + big, 64, 0)
+    out = Rtr(itr).handle(build_data_header(1, 0) + big, 64, 0)
     assert type(out) is Encap and len(out.payload) == 8 + len(big)

@@ -1,4 +1,4 @@
-"""LISP-Trace at each hop (lispd.dataplane.trace): stamping, turnaround, error returns.
+"""LISP-Trace at each hop (lispd.dataplane.tracing): stamping, turnaround, error returns.
 
 A whole round trip is simulated on inner packets only (no sockets): client -> ITR (encap) ->
 RTR (decap, encap) -> ETR (decap, turnaround) -> its ITR (encap) -> RTR (decap, encap) -> ETR
@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lispd.dataplane.trace import (
+from lispd.dataplane.inner import parse_inner
+from lispd.dataplane.tracing import (
     TRACE_PORT,
     TraceContext,
     client_rloc_key,
@@ -33,7 +34,6 @@ from lispd.dataplane.trace import (
     stamp_encap,
     turn_around_packet,
 )
-from lispd.fastpath.inner import parse_inner
 from lispd.wire.ip import (
     IPv4Header,
     IPv6Header,

@@ -6,9 +6,8 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 from lispd.dataplane.outputs import Encap
-from lispd.dataplane.trace import stamp_encap
-from lispd.dataplane.tracing import MAX_HELD_TRACES, TRACE_HOLD, Tracer
-from lispd.fastpath.header import build_header
+from lispd.dataplane.tracing import MAX_HELD_TRACES, TRACE_HOLD, Tracer, stamp_encap
+from lispd.wire.data import build_data_header
 from lispd.wire.ip import (
     IPv4Header,
     IPv6Header,
@@ -42,7 +41,7 @@ def tracer(history: object = None) -> Tracer:
 
 def test_encap_record_carries_the_probe_history_of_the_chosen_rloc() -> None:
     pkt = first_packet()
-    out = Encap(ip_address("192.0.2.6"), 4341, 0, 64, 0, build_header(1, 5) + pkt)
+    out = Encap(ip_address("192.0.2.6"), 4341, 0, 64, 0, build_data_header(1, 5) + pkt)
     stamped = tracer(([0.0012, 0.002], ["1/1", "1/2"])).encap(out, "ITR")
     assert stamped.payload[:8] == out.payload[:8]
     (hop,) = hops(stamped.payload[8:])
@@ -51,7 +50,7 @@ def test_encap_record_carries_the_probe_history_of_the_chosen_rloc() -> None:
 
 
 def test_encap_to_a_translated_port_and_without_probe_data() -> None:
-    out = Encap(ip_address("192.0.2.14"), 56829, 0, 64, 0, build_header(1, 0) + first_packet())
+    out = Encap(ip_address("192.0.2.14"), 56829, 0, 64, 0, build_data_header(1, 0) + first_packet())
     (hop,) = hops(tracer().encap(out, "RTR").payload[8:])
     assert hop["dr"] == "192.0.2.14:56829" and hop["rtts"] is None
 
@@ -103,7 +102,7 @@ def test_rtr_records_name_its_public_rloc_as_the_seed_does() -> None:
     decap = t.decap(inner, 0, "RTR", "192.0.2.10", 41000)
     assert hops(decap)[-1]["sr"] == "192.0.2.10:41000" and hops(decap)[-1]["dr"] == "10.0.1.5"
     # Encap and "cannot forward": the address the next hop (and the seed) sees.
-    out = Encap(ip_address("192.0.2.14"), 53227, 0, 64, 0, build_header(1, 0) + decap)
+    out = Encap(ip_address("192.0.2.14"), 53227, 0, 64, 0, build_data_header(1, 0) + decap)
     encap = hops(t.encap(out, "RTR").payload[8:])[-1]
     assert encap["sr"] == "192.0.2.100" and encap["dr"] == "192.0.2.14:53227"
     back = t.failure(decap, 0, "RTR", "native-forward")
@@ -112,7 +111,7 @@ def test_rtr_records_name_its_public_rloc_as_the_seed_does() -> None:
     assert (last.sr, last.dr) == ("192.0.2.100", "? (not an EID)")
     # The public address is the RTR's only: as an ITR the node names its own RLOC (error
     # returns come back to the first ITR's, and RTRs key NATed clients by it).
-    itr = hops(t.encap(Encap(ip_address("192.0.2.6"), 4341, 0, 64, 0, build_header(1, 0)
+    itr = hops(t.encap(Encap(ip_address("192.0.2.6"), 4341, 0, 64, 0, build_data_header(1, 0)
                              + first_packet()), "ITR").payload[8:])[-1]  # fmt: skip
     assert itr["sr"] == "10.0.1.5:40000"
 

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, ip_address
 
 from lispd.dataplane.outputs import Encap
-from lispd.dataplane.trace import TRACE_PORT, stamp_encap
-from lispd.dataplane.tracing import TRACE_HOLD
-from lispd.fastpath.header import HEADER_LEN, build_header
+from lispd.dataplane.tracing import TRACE_HOLD, TRACE_PORT, stamp_encap
 from lispd.mapcache import MapCacheEntry
 from lispd.wire.control import decode_control
+from lispd.wire.data import DATA_HEADER_LEN, build_data_header
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.ip import IPv4Header, UdpDatagram, build_udp_datagram, parse_udp_datagram
 from lispd.wire.mapreply import MapReply, encode_map_reply
@@ -57,7 +56,7 @@ def from_nated_itr(dst: str, port: int = CLIENT_PORT) -> bytes:
         ts=1.0,
     )
     assert inner is not None
-    return build_header(0x123, 0) + inner
+    return build_data_header(0x123, 0) + inner
 
 
 def records(payload: bytes) -> list[TraceHop]:
@@ -188,7 +187,7 @@ def test_rtr_trace_follows_the_mapping_resolved_on_its_first_try() -> None:
         assert returned(h) == []
         [out] = encapsulated
         assert out.rloc == ip_address("192.0.2.6")
-        inner = parse_udp_datagram(out.payload[HEADER_LEN:], verify_checksum=True)
+        inner = parse_udp_datagram(out.payload[DATA_HEADER_LEN:], verify_checksum=True)
         *_, decap, encap = records(inner.payload)
         assert (decap.node, decap.sr, decap.dr) == ("RTR", f"{NAT}:{NAT_DATA_PORT}", "192.0.2.20")
         assert (encap.node, encap.sr, encap.dr) == ("RTR", "203.0.113.20", "192.0.2.6")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lispd.wire.data import (
     DATA_HEADER_LEN,
@@ -18,10 +20,12 @@ from lispd.wire.data import (
     LISP_DATA_PORT,
     DataHeader,
     EncapsulatedPacket,
+    build_data_header,
     decapsulate,
     decode_data_header,
     encapsulate,
     encode_data_header,
+    read_data_header,
 )
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.ip import (
@@ -262,6 +266,32 @@ def test_constants() -> None:
         8,
         0xFFFFFF,
     )
+
+
+# --- the packet path's header: build_data_header / read_data_header -------------------------------
+
+
+@given(st.integers(0, 0xFFFFFF), st.integers(0, 0xFFFFFE))
+@settings(max_examples=300)
+def test_built_header_agrees_with_the_full_codec(nonce: int, iid: int) -> None:
+    raw = build_data_header(nonce, iid)
+    h = decode_data_header(raw)
+    assert h.nonce_present and h.instance_id_present and h.nonce == nonce and h.iid == iid
+    assert raw == encode_data_header(h)
+    assert read_data_header(raw) == (iid, 0)
+
+
+@given(st.binary(min_size=DATA_HEADER_LEN, max_size=DATA_HEADER_LEN + 4))
+@settings(max_examples=300)
+def test_read_header_agrees_with_the_full_codec(data: bytes) -> None:
+    h = decode_data_header(data)
+    assert read_data_header(data) == (h.iid, h.key_id)
+
+
+def test_read_header_without_iid_and_with_key_bits() -> None:
+    assert read_data_header(bytes.fromhex("8000000100000003")) == (0, 0)
+    assert read_data_header(bytes.fromhex("8a00000100000700")) == (7, 2)
+    assert read_data_header(b"\x80\x00") is None
 
 
 # --- whole packets --------------------------------------------------------------------------------

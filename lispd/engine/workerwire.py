@@ -1,7 +1,7 @@
 """Messages between the main process and its fast-path workers (sans-IO).
 
 A worker is a process running one compiled engine on its own TUN queue and its own
-SO_REUSEPORT 4341 sockets (:mod:`lispd.fastpath.worker`).  It talks to the main process over
+SO_REUSEPORT 4341 sockets (:mod:`lispd.engine.worker`).  It talks to the main process over
 one SOCK_SEQPACKET socket pair, one message per packet:
 
 main -> worker

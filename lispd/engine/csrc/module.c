@@ -1,4 +1,4 @@
-/* lispd.fastpath._accel: the Python face of the compiled fast path (see engine.h). */
+/* lispd.engine._accel: the Python face of the compiled fast path (see engine.h). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -1028,7 +1028,7 @@ static Py_ssize_t Engine_len(Engine *self) { return (Py_ssize_t)self->records; }
 static PySequenceMethods Engine_as_sequence = {.sq_length = (lenfunc)Engine_len};
 
 static PyTypeObject EngineType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lispd.fastpath._accel.Engine",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lispd.engine._accel.Engine",
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "The compiled packet loop and its forwarding tables.",
@@ -1190,8 +1190,8 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef accel_module = {
-    PyModuleDef_HEAD_INIT, "lispd.fastpath._accel",
-    "The compiled fast path of lispd (see lispd/fastpath/csrc).", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "lispd.engine._accel",
+    "The compiled fast path of lispd (see lispd/engine/csrc).", -1, module_methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -2,7 +2,7 @@
 take what they punt, collect their counters, and restart the ones that die.
 
 The main process runs one engine itself (queue 0 of the TUN, its own 4341 sockets) and
-``N - 1`` workers (:mod:`lispd.fastpath.worker`) each on a queue and sockets of their own.
+``N - 1`` workers (:mod:`lispd.engine.worker`) each on a queue and sockets of their own.
 Every table change the control plane makes reaches every engine: the main one at once, the
 workers in one message per event-loop turn (:meth:`WorkerSet.broadcast`).  A worker that dies
 is started again after a pause (1 s, doubling up to 30 s while it keeps dying) and gets the
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lispd.fastpath import workerwire
-from lispd.fastpath.workerwire import CountersReport, Operation, TunPunt, UdpPunt
+from lispd.engine import workerwire
+from lispd.engine.workerwire import CountersReport, Operation, TunPunt, UdpPunt
 from lispd.logfmt import kv
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class WorkerSet:
             inherited.append(slot.tun_fd)
         try:
             slot.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "lispd.fastpath.worker", json.dumps(spec)],
+                [sys.executable, "-P", "-m", "lispd.engine.worker", json.dumps(spec)],
                 pass_fds=inherited,
                 stdin=subprocess.DEVNULL,
                 env=_worker_environment(),

@@ -1,5 +1,5 @@
 /* Per-packet work on inner (EID) IP packets: the same rules as the pure-Python reference in
- * lispd/fastpath/inner.py and lispd/dataplane/trace.py, plus what offloads need (checksums,
+ * lispd/dataplane/inner.py and lispd/dataplane/tracing.py, plus what offloads need (checksums,
  * TCP segmentation of TUN super-packets, and merging TCP segments back into one).
  *
  * Every parser here reads through a cursor (cursor.h): it gets the bytes actually received
@@ -39,7 +39,7 @@ typedef struct {
 #define LISP_HDR_LEN 8
 typedef struct {
     uint8_t flags;    /* N L E V I and the two key-id bits (0x03) */
-    uint32_t iid;     /* the I bit's instance-ID, 0 without it (as lispd.fastpath.header) */
+    uint32_t iid;     /* the I bit's instance-ID, 0 without it (as wire/data.py's read_data_header) */
 } lisp_hdr;
 
 typedef struct {
@@ -70,7 +70,7 @@ int parse_inner(cursor c, inner_flow *f);
 uint32_t flow_hash(const inner_flow *f);
 /* inner.inner_destination: the destination when the length fields agree, else NULL. */
 const uint8_t *inner_destination(cursor c, int *alen);
-/* trace.is_trace: UDP to or from port 2434, unfragmented. */
+/* tracing.is_trace: UDP to or from port 2434, unfragmented. */
 int is_trace(cursor c);
 /* The LISP data header at the start of c; -1 when c is shorter than one. */
 int parse_lisp_header(cursor c, lisp_hdr *h);

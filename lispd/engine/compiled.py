@@ -1,4 +1,4 @@
-"""The compiled fast path (C, :mod:`lispd.fastpath._accel`) and what keeps its tables current.
+"""The compiled fast path (C, :mod:`lispd.engine._accel`) and what keeps its tables current.
 
 The C engine reads the TUN and the UDP 4341 sockets itself, in batches, and encapsulates,
 decapsulates and re-encapsulates every packet whose fate its tables settle: a forwarding record
@@ -24,13 +24,13 @@ from collections.abc import Callable, Collection, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from lispd.fastpath.rloc import usable_candidates
-from lispd.fastpath.workers import WorkerSet, add_counts
-from lispd.fastpath.workerwire import Operation
+from lispd.dataplane.rloc import usable_candidates
+from lispd.engine.workers import WorkerSet, add_counts
+from lispd.engine.workerwire import Operation
 from lispd.mapcache import LocalDatabase, MapCache, MapCacheEntry, Network
 
 try:
-    import lispd.fastpath._accel as _accel
+    import lispd.engine._accel as _accel
 except ImportError:  # built without a C compiler: the pure-Python path runs
     _accel = None
 
@@ -57,7 +57,7 @@ def forwarding_record(
     nat_port: Callable[[IPAddress], int | None] | None,
 ) -> list[RecordRloc] | None:
     """What the engine needs of ``entry``: the RLOCs flows are shared among, in the order and
-    with the weights :func:`lispd.fastpath.rloc.select_rloc` uses, each with the port to send
+    with the weights :func:`lispd.dataplane.rloc.select_rloc` uses, each with the port to send
     to; None when Python must see the packets (a negative entry, no usable RLOC, an explicit
     locator path, an RLOC that is this node)."""
     if entry.action != "encapsulate":
@@ -81,7 +81,7 @@ def forwarding_record(
 
 class CompiledPath:
     """An :class:`_accel.Engine` wired to a node's tables and sockets, and the workers'
-    engines (:class:`lispd.fastpath.workers.WorkerSet`) when there are any: every table
+    engines (:class:`lispd.engine.workers.WorkerSet`) when there are any: every table
     operation goes to all of them."""
 
     def __init__(

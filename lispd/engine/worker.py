@@ -1,11 +1,11 @@
 """A fast-path worker process: one compiled engine on its own TUN queue and 4341 sockets.
 
-Started by the main process (:class:`lispd.fastpath.workers.WorkerSet`) as
-``python -m lispd.fastpath.worker SPEC``, with the descriptors SPEC names inherited: its TUN
+Started by the main process (:class:`lispd.engine.workers.WorkerSet`) as
+``python -m lispd.engine.worker SPEC``, with the descriptors SPEC names inherited: its TUN
 queue, its SO_REUSEPORT 4341 sockets (one per family), the send pools, and one end of a
 SOCK_SEQPACKET pair to the main process.  The kernel spreads flows over the TUN queues and the
 4341 sockets; each worker forwards what its engine's tables settle and sends the rest to the
-main process (:mod:`lispd.fastpath.workerwire`), which takes it through the Python path and
+main process (:mod:`lispd.engine.workerwire`), which takes it through the Python path and
 installs every table change in every engine.
 
 The worker has no state of its own to lose: when it dies the main process starts another and
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lispd.fastpath import workerwire
+from lispd.engine import workerwire
 from lispd.logfmt import LogfmtFormatter, kv
 
 log = logging.getLogger("lispd.worker")
@@ -179,7 +179,7 @@ class Worker:
 
 def make_engine(spec: dict[str, Any]) -> Any:
     """The compiled engine SPEC describes, with its sockets."""
-    import lispd.fastpath._accel as _accel
+    import lispd.engine._accel as _accel
 
     engine = _accel.Engine(**spec["engine"])
     for version, fds in spec["pools"].items():
@@ -190,7 +190,7 @@ def make_engine(spec: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m lispd.fastpath.worker SPEC`` (SPEC: JSON, see WorkerSet)."""
+    """``python -m lispd.engine.worker SPEC`` (SPEC: JSON, see WorkerSet)."""
     spec = json.loads(argv[1])
     handler = logging.StreamHandler(sys.stderr)  # the main process's stderr: the same format
     handler.setFormatter(LogfmtFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
