@@ -4,14 +4,22 @@ Everything here is a frozen, slotted dataclass built by :func:`lispd.config.pars
 has already checked every rule: code that receives a :class:`Config` never re-validates it.
 Addresses are stdlib :mod:`ipaddress` objects; collections are tuples and frozensets, so a
 ``Config`` can be shared, hashed and compared (a reload diffs the old and the new one).
+
+This module is where every default of ``lispd.conf`` is written, once: as a field default of
+these dataclasses (``ResolverConfig.retries = 3``), or as a ``DEFAULT_*`` constant for the few
+keys whose field cannot have one (``tun.name``, ``instance-id``).  The schema
+(:mod:`lispd.config.sections`) takes a missing key's value from here, the control machines
+(:mod:`lispd.control`) take the defaults of their settings from here, and a test holds the
+``Default:`` lines of the ``lispd.conf.example*`` files to them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Literal
+from typing import Any, Literal
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -45,6 +53,26 @@ MIN_IPV6_MTU = 1280
 
 MAX_INSTANCE_ID = 0xFFFFFF - 1
 """Largest usable 24-bit instance-id (0xFFFFFF is reserved)."""
+
+DEFAULT_INSTANCE_ID = 0
+"""The instance-id of an EID-prefix written without one."""
+
+
+def field_default(model: type[Any], name: str) -> Any:
+    """The default of the field ``name`` of the dataclass ``model`` (its ``default_factory``
+    called, if that is how it is given).
+
+    How the schema and the control machines read a default from this module without writing
+    it again.  Raises ``LookupError`` when ``model`` has no such field, or the field no default.
+    """
+    for f in dataclasses.fields(model):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise LookupError(f"{model.__name__}.{name} has no default")
+    raise LookupError(f"{model.__name__} has no field {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +136,9 @@ class DaemonConfig:
         return int(logging.getLevelName(self.log_level.upper()))
 
 
+DEFAULT_TUN_NAME = "lisp0"
+"""``tun.name`` when not given (:class:`TunConfig` is built in :mod:`lispd.config.rules`, its
+MTU computed: its fields have no defaults)."""
 DEFAULT_ROUTE_TABLE = 4341
 DEFAULT_RULE_PRIORITY = 4340
 DEFAULT_ROUTE_PROTOCOL = 44

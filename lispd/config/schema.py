@@ -24,7 +24,7 @@ from typing import Any, NoReturn, Protocol
 
 from lispd.config.errors import ConfigError
 from lispd.config.locate import KeyPath, key_lines
-from lispd.config.model import IPAddress, IPNetwork
+from lispd.config.model import IPAddress, IPNetwork, field_default
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _HOST_NAME = re.compile(r"(?=.*[g-zG-Z])[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?")
@@ -430,22 +430,34 @@ class ListOf:
         return tuple(items)
 
 
-_REQUIRED = object()
+class _NoDefault:
+    """The type of :data:`NO_DEFAULT`."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+"""``Key.default`` when the key gives none itself: then it is its table's model's (or None)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Key:
     """One key of a table: its file name (kebab-case), value spec and default.
 
-    A missing key is an error when ``required``; otherwise it takes ``default`` (or the result
-    of ``default_factory()``). A missing optional :class:`Table` is checked as an empty table,
-    so its own defaults apply.
+    A missing key is an error when ``required``; otherwise it takes the result of
+    ``default_factory()``, else ``default``, else (no ``default`` given) the default of the
+    field of the same name in its table's ``model``, else None. A missing optional
+    :class:`Table` is checked as an empty table, so its own defaults apply.
+
+    Defaults are written in :mod:`lispd.config.model`: give ``default`` here only for a key
+    whose model field has none (``default=None`` for "absent", or a ``DEFAULT_*`` constant).
     """
 
     name: str
     spec: Spec
     required: bool = False
-    default: Any = None
+    default: Any = NO_DEFAULT
     default_factory: Callable[[], Any] | None = None
 
     @property
@@ -463,10 +475,31 @@ class Table:
 
     Its checked values (by :attr:`Key.attr`, missing optional keys filled in) go to ``build``,
     which returns the model object; without ``build`` the dict itself is the result.
+
+    ``model`` is the dataclass of :mod:`lispd.config.model` the table stands for: an optional
+    key with no default of its own takes the default of the model's field of the same name
+    (:attr:`Key.attr`), which must have one (checked when the table is declared).
     """
 
     keys: tuple[Key, ...]
     build: Builder | None = None
+    model: type[Any] | None = None
+
+    def __post_init__(self) -> None:
+        for key in self.keys:
+            if key.required or key.default_factory is not None or isinstance(key.spec, Table):
+                continue
+            self.default(key)  # a LookupError now, not when a file leaves the key out
+
+    def default(self, key: Key) -> Any:
+        """What a missing optional ``key`` of this table stands for (see :class:`Key`)."""
+        if key.default_factory is not None:
+            return key.default_factory()
+        if key.default is not NO_DEFAULT:
+            return key.default
+        if self.model is not None:
+            return field_default(self.model, key.attr)
+        return None
 
     def check(self, value: object, path: KeyPath, ctx: Context) -> Any:
         """Validate a table, then build it."""
@@ -488,12 +521,10 @@ class Table:
             elif key.required:
                 what = "table" if isinstance(key.spec, Table) else "key"
                 ctx.fail((*path, key.name), f"required {what} is missing", at=path)
-            elif key.default_factory is not None:
-                values[key.attr] = key.default_factory()
-            elif isinstance(key.spec, Table):
+            elif key.default_factory is None and isinstance(key.spec, Table):
                 values[key.attr] = key.spec.check({}, (*path, key.name), ctx)
             else:
-                values[key.attr] = key.default
+                values[key.attr] = self.default(key)
         return self.build(values, path, ctx) if self.build is not None else values
 
 

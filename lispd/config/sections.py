@@ -3,11 +3,15 @@
 Each section is declared once here, with the rules that involve only its own keys in its
 ``build`` function; rules across sections are in :mod:`lispd.config.rules`.
 
-Adding a section (say ``[[petr]]``): a dataclass in :mod:`lispd.config.model`, a field
-in :class:`~lispd.config.model.Config`, a ``Table`` here with its :class:`Key` in :data:`ROOT`,
-one line in :func:`lispd.config.rules.build_config`, and the keys in ``lispd.conf.example``
-or, for Map-Server/Map-Resolver keys, ``lispd.conf.example.msmr`` (a test fails until they are
-documented in one of them).
+Defaults are not written here: a ``Table`` names its ``model`` dataclass, and a key left out
+of a file takes the default of the model's field (see :class:`~lispd.config.schema.Key`).
+
+Adding a section (say ``[[petr]]``): a dataclass in :mod:`lispd.config.model` (with the
+defaults), a field in :class:`~lispd.config.model.Config`, a ``Table`` here with its ``model``
+and its :class:`Key` in :data:`ROOT`, one line in :func:`lispd.config.rules.build_config`, and
+the keys in ``lispd.conf.example`` or, for Map-Server/Map-Resolver keys,
+``lispd.conf.example.msmr`` (a test fails until they are documented in one of them, and
+another until each ``Default:`` written there is the model's).
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ from typing import Any
 
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
-    DEFAULT_ROUTE_PROTOCOL,
-    DEFAULT_ROUTE_TABLE,
-    DEFAULT_RULE_PRIORITY,
+    DEFAULT_INSTANCE_ID,
+    DEFAULT_TUN_NAME,
     FASTPATHS,
     KEY_IDS,
     LOG_LEVELS,
@@ -43,6 +46,7 @@ from lispd.config.model import (
     RtrConfig,
     Site,
     SitePrefix,
+    TunConfig,
     UnderlayConfig,
 )
 from lispd.config.rules import build_config
@@ -68,9 +72,6 @@ IFNAMSIZ = 16
 
 MAX_TTL_MINUTES = 0xFFFFFFFF
 """Record TTLs are 32-bit minute counts (RFC 9301 section 5.4)."""
-
-DEFAULT_TUN_NAME = "lisp0"
-DEFAULT_UNDERLAY_MTU = 1500
 
 
 def default_node_name() -> str:
@@ -143,14 +144,11 @@ DAEMON = Table(
             ListOf(Str(choices=ROLES, hints=ROLE_HINTS), min_len=1, unique=True),
             required=True,
         ),
-        Key("log-level", Str(choices=LOG_LEVELS), default="info"),
-        Key(
-            "control-socket",
-            Str(validate=socket_path_problem),
-            default="/run/lispd/lispd.sock",
-        ),
+        Key("log-level", Str(choices=LOG_LEVELS)),
+        Key("control-socket", Str(validate=socket_path_problem)),
     ),
     build=_build_daemon,
+    model=DaemonConfig,
 )
 
 # -- [tun] ----------------------------------------------------------------------------------------
@@ -159,12 +157,13 @@ DAEMON = Table(
 TUN = Table(
     keys=(
         Key("name", Str(validate=interface_name_problem), default=DEFAULT_TUN_NAME),
-        Key("mtu", Int(68, 65535)),
-        Key("route-table", Int(1, 0xFFFFFFFF), default=DEFAULT_ROUTE_TABLE),
-        Key("rule-priority", Int(1, MAX_RULE_PRIORITY), default=DEFAULT_RULE_PRIORITY),
+        Key("mtu", Int(68, 65535), default=None),  # None: from underlay.mtu
+        Key("route-table", Int(1, 0xFFFFFFFF)),
+        Key("rule-priority", Int(1, MAX_RULE_PRIORITY)),
         # 0-4 are the kernel's own (unspec, redirect, kernel, boot, static).
-        Key("route-protocol", Int(5, 255), default=DEFAULT_ROUTE_PROTOCOL),
+        Key("route-protocol", Int(5, 255)),
     ),
+    model=TunConfig,
 )
 
 # -- [underlay] -----------------------------------------------------------------------------------
@@ -199,9 +198,10 @@ def _build_underlay(values: dict[str, Any], path: KeyPath, ctx: Context) -> Unde
 UNDERLAY = Table(
     keys=(
         Key("rlocs", ListOf(Address(), min_len=1, unique=True), required=True),
-        Key("mtu", Int(576, 65535), default=DEFAULT_UNDERLAY_MTU),
+        Key("mtu", Int(576, 65535)),
     ),
     build=_build_underlay,
+    model=UnderlayConfig,
 )
 
 # -- rlocs = [ { address | elp, priority, weight } ] ----------------------------------------------
@@ -247,17 +247,18 @@ def _build_rloc(values: dict[str, Any], path: KeyPath, ctx: Context) -> Rloc:
     return Rloc(address=elp[-1], priority=values["priority"], weight=values["weight"], elp=elp)
 
 
-_PRIORITY = Key("priority", Int(0, 255), default=1)
-_WEIGHT = Key("weight", Int(0, 255), default=100)
+_PRIORITY = Key("priority", Int(0, 255))
+_WEIGHT = Key("weight", Int(0, 255))
 
 RLOC = Table(
     keys=(
-        Key("address", Address()),
-        Key("elp", ListOf(Address(), unique=True)),
+        Key("address", Address(), default=None),  # None: absent (give address or elp)
+        Key("elp", ListOf(Address(), unique=True), default=None),
         _PRIORITY,
         _WEIGHT,
     ),
     build=_build_rloc,
+    model=Rloc,
 )
 """A locator of a database-mapping or map-cache entry: an address, or an Explicit Locator
 Path whose last hop becomes the address."""
@@ -270,6 +271,7 @@ def _build_petr(values: dict[str, Any], path: KeyPath, ctx: Context) -> Rloc:
 PETR = Table(
     keys=(Key("address", Address(), required=True), _PRIORITY, _WEIGHT),
     build=_build_petr,
+    model=Rloc,
 )
 """A ``[[petr]]``: an RLOC without an Explicit Locator Path."""
 
@@ -308,7 +310,7 @@ def _build_database_mapping(values: dict[str, Any], path: KeyPath, ctx: Context)
 DATABASE_MAPPING = Table(
     keys=(
         Key("eid-prefix", Prefix(), required=True),
-        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=0),
+        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=DEFAULT_INSTANCE_ID),
         Key("rlocs", ListOf(RLOC, min_len=1), required=True),
     ),
     build=_build_database_mapping,
@@ -342,7 +344,7 @@ def _build_map_cache(values: dict[str, Any], path: KeyPath, ctx: Context) -> Map
 MAP_CACHE = Table(
     keys=(
         Key("eid-prefix", Prefix(), required=True),
-        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=0),
+        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=DEFAULT_INSTANCE_ID),
         Key("rlocs", ListOf(RLOC, min_len=1)),
         Key("action", Str(choices=MAP_CACHE_ACTIONS)),
         Key("ttl", Int(1, MAX_TTL_MINUTES)),
@@ -366,10 +368,11 @@ MAP_SERVER = Table(
     keys=(
         Key("address", Address(), required=True),
         Key("key", Secret(), required=True),
-        Key("key-id", IntChoice(tuple(KEY_IDS.items())), default=2),
-        Key("proxy-reply", Bool(), default=False),
+        Key("key-id", IntChoice(tuple(KEY_IDS.items()))),
+        Key("proxy-reply", Bool()),
     ),
     build=_build_map_server,
+    model=MapServerRef,
 )
 
 # -- [[map-resolver]] -----------------------------------------------------------------------------
@@ -393,11 +396,12 @@ def _build_registration(values: dict[str, Any], path: KeyPath, ctx: Context) -> 
 
 REGISTRATION = Table(
     keys=(
-        Key("interval", Number(1, 3600), default=60.0),
-        Key("record-ttl", Int(1, MAX_TTL_MINUTES), default=1440),
-        Key("want-map-notify", Bool(), default=True),
+        Key("interval", Number(1, 3600)),
+        Key("record-ttl", Int(1, MAX_TTL_MINUTES)),
+        Key("want-map-notify", Bool()),
     ),
     build=_build_registration,
+    model=RegistrationConfig,
 )
 
 # -- [resolver] -----------------------------------------------------------------------------------
@@ -409,16 +413,17 @@ def _build_resolver(values: dict[str, Any], path: KeyPath, ctx: Context) -> Reso
 
 RESOLVER = Table(
     keys=(
-        Key("retries", Int(0, 10), default=3),
-        Key("retry-interval", Number(0.05, 60), default=1.0),
-        Key("queue-per-entry", Int(0, 65535), default=64),
-        Key("queue-total", Int(0, 1_000_000), default=4096),
-        Key("queue-timeout", Number(0.1, 60), default=3.0),
-        Key("min-request-interval", Number(0, 3600), default=1.0),
-        Key("max-requests-per-second", Int(1, 100_000), default=100),
-        Key("max-ttl", Int(1, MAX_TTL_MINUTES), default=1440),
+        Key("retries", Int(0, 10)),
+        Key("retry-interval", Number(0.05, 60)),
+        Key("queue-per-entry", Int(0, 65535)),
+        Key("queue-total", Int(0, 1_000_000)),
+        Key("queue-timeout", Number(0.1, 60)),
+        Key("min-request-interval", Number(0, 3600)),
+        Key("max-requests-per-second", Int(1, 100_000)),
+        Key("max-ttl", Int(1, MAX_TTL_MINUTES)),
     ),
     build=_build_resolver,
+    model=ResolverConfig,
 )
 
 # -- [probing] ------------------------------------------------------------------------------------
@@ -430,13 +435,14 @@ def _build_probing(values: dict[str, Any], path: KeyPath, ctx: Context) -> Probi
 
 PROBING = Table(
     keys=(
-        Key("interval", Number(0.1, 3600), default=10.0),
-        Key("timeout", Number(0.05, 60), default=3.0),
-        Key("down-after", Int(1, 100), default=3),
-        Key("map-cache", Bool(), default=True),
-        Key("max-per-second", Number(1, 100000), default=100.0),
+        Key("interval", Number(0.1, 3600)),
+        Key("timeout", Number(0.05, 60)),
+        Key("down-after", Int(1, 100)),
+        Key("map-cache", Bool()),
+        Key("max-per-second", Number(1, 100000)),
     ),
     build=_build_probing,
+    model=ProbingConfig,
 )
 
 # -- [mapping-system] -----------------------------------------------------------------------------
@@ -450,11 +456,12 @@ def _build_mapping_system(
 
 MAPPING_SYSTEM = Table(
     keys=(
-        Key("registration-timeout", Number(3, 86400), default=180.0),
-        Key("negative-ttl", Int(1, 1440), default=15),
-        Key("rtr-rlocs", ListOf(Address(), unique=True), default=()),
+        Key("registration-timeout", Number(3, 86400)),
+        Key("negative-ttl", Int(1, 1440)),
+        Key("rtr-rlocs", ListOf(Address(), unique=True)),
     ),
     build=_build_mapping_system,
+    model=MappingSystemConfig,
 )
 
 # -- [nat-traversal] ------------------------------------------------------------------------------
@@ -466,11 +473,12 @@ def _build_nat_traversal(values: dict[str, Any], path: KeyPath, ctx: Context) ->
 
 NAT_TRAVERSAL = Table(
     keys=(
-        Key("enabled", Bool(), default=False),
-        Key("info-interval", Number(0.1, 3600), default=15.0),
-        Key("keepalive-interval", Number(0.1, 3600), default=10.0),
+        Key("enabled", Bool()),
+        Key("info-interval", Number(0.1, 3600)),
+        Key("keepalive-interval", Number(0.1, 3600)),
     ),
     build=_build_nat_traversal,
+    model=NatTraversalConfig,
 )
 
 # -- [rtr] ----------------------------------------------------------------------------------------
@@ -483,11 +491,12 @@ def _build_rtr(values: dict[str, Any], path: KeyPath, ctx: Context) -> RtrConfig
 
 RTR = Table(
     keys=(
-        Key("public-rlocs", ListOf(Address(), unique=True), default=()),
-        Key("nat-binding-timeout", Number(1, 86400), default=120.0),
-        Key("max-nat-bindings", Int(1, 10_000_000), default=100000),
+        Key("public-rlocs", ListOf(Address(), unique=True)),
+        Key("nat-binding-timeout", Number(1, 86400)),
+        Key("max-nat-bindings", Int(1, 10_000_000)),
     ),
     build=_build_rtr,
+    model=RtrConfig,
 )
 
 # -- [limits] -------------------------------------------------------------------------------------
@@ -499,11 +508,12 @@ def _build_limits(values: dict[str, Any], path: KeyPath, ctx: Context) -> Limits
 
 LIMITS = Table(
     keys=(
-        Key("map-cache-entries", Int(1, 10_000_000), default=100_000),
-        Key("site-registrations", Int(1, 1_000_000), default=10_000),
-        Key("probed-rlocs", Int(1, 1_000_000), default=10_000),
+        Key("map-cache-entries", Int(1, 10_000_000)),
+        Key("site-registrations", Int(1, 1_000_000)),
+        Key("probed-rlocs", Int(1, 1_000_000)),
     ),
     build=_build_limits,
+    model=LimitsConfig,
 )
 
 # -- [metrics] ------------------------------------------------------------------------------------
@@ -533,11 +543,12 @@ def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> Dat
 
 DATAPLANE = Table(
     keys=(
-        Key("fastpath", Str(choices=FASTPATHS), default="auto"),
-        Key("offloads", Bool(), default=True),
-        Key("workers", Int(0, MAX_WORKERS), default=0),
+        Key("fastpath", Str(choices=FASTPATHS)),
+        Key("offloads", Bool()),
+        Key("workers", Int(0, MAX_WORKERS)),
     ),
     build=_build_dataplane,
+    model=DataplaneConfig,
 )
 """``[dataplane]``: the packet-path implementation; the whole table is optional."""
 
@@ -555,10 +566,11 @@ def _build_site_prefix(values: dict[str, Any], path: KeyPath, ctx: Context) -> S
 SITE_PREFIX = Table(
     keys=(
         Key("eid-prefix", Prefix(), required=True),
-        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=0),
-        Key("accept-more-specifics", Bool(), default=False),
+        Key("instance-id", Int(0, MAX_INSTANCE_ID), default=DEFAULT_INSTANCE_ID),
+        Key("accept-more-specifics", Bool()),
     ),
     build=_build_site_prefix,
+    model=SitePrefix,
 )
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from lispd.config.model import MappingSystemConfig
 from lispd.control.mapserver import (
     IPAddress,
     IPNetwork,
@@ -66,8 +67,9 @@ from lispd.wire.records import Action, EidRecord
 
 log = logging.getLogger("lispd.control.mapresolver")
 
-DEFAULT_NEGATIVE_TTL_MINUTES = 15
-"""TTL of Natively-Forward negative replies (lispers.net's value; Cisco used 1)."""
+DEFAULT_NEGATIVE_TTL_MINUTES = MappingSystemConfig().negative_ttl
+"""TTL of Natively-Forward negative replies, as ``mapping-system.negative-ttl`` (15:
+lispers.net's value; Cisco used 1)."""
 
 UNREGISTERED_TTL_MINUTES = 1
 """TTL of Send-Map-Request replies for configured but unregistered site space."""

@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from lispd.config.model import LimitsConfig, MappingSystemConfig, SitePrefix, field_default
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.logfmt import endpoint, kv
 from lispd.mapcache.prefixes import MAX_IID
@@ -81,8 +82,9 @@ log = logging.getLogger("lispd.control.mapserver")
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-DEFAULT_REGISTRATION_TIMEOUT = 180.0
-"""Seconds a registration lives without a refresh (RFC 9301: three 60 s periods)."""
+DEFAULT_REGISTRATION_TIMEOUT = MappingSystemConfig().registration_timeout
+"""Seconds a registration lives without a refresh (RFC 9301: three 60 s periods), as
+``mapping-system.registration-timeout``."""
 
 _ACCEPTED_KEY_IDS = (auth.KeyId.HMAC_SHA_1_96, auth.KeyId.HMAC_SHA_256_128)
 
@@ -112,7 +114,7 @@ class SitePrefixSpec:
 
     iid: int
     prefix: IPNetwork
-    accept_more_specifics: bool = False
+    accept_more_specifics: bool = field_default(SitePrefix, "accept_more_specifics")
     """Also accept registrations of prefixes strictly inside ``prefix``."""
 
 
@@ -319,7 +321,7 @@ class MapServer:
         rng: Callable[[], int] = lambda: secrets.randbits(64),
         *,
         check_replay: bool = True,
-        max_site_registrations: int = 10_000,
+        max_site_registrations: int = LimitsConfig().site_registrations,
     ) -> None:
         """Serve ``sites``.  Raises ValueError for an unusable site list (a configuration error:
         duplicate names, empty keys, instance-IDs out of range, a prefix twice in one site).

@@ -92,6 +92,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Final
 
+from lispd.config.model import NatTraversalConfig
 from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
 from lispd.logfmt import kv
@@ -120,6 +121,9 @@ few requests still counts."""
 
 RECENT_KEEPALIVE_NONCES: Final = 4
 """Keepalive nonces remembered per RTR (for the RTR's optional answers)."""
+
+_NAT_TRAVERSAL: Final = NatTraversalConfig()
+"""The defaults of ``[nat-traversal]``, which are those of :class:`NatClient`'s intervals."""
 
 _MASK64: Final = (1 << 64) - 1
 _NONCE_TRIES: Final = 16
@@ -272,8 +276,8 @@ class NatClient:
         map_servers: Sequence[IPAddress],
         local_rlocs: Sequence[IPAddress],
         eids: Sequence[tuple[int, IPNetwork]],
-        info_interval: float = 60.0,
-        keepalive_interval: float = 15.0,
+        info_interval: float = _NAT_TRAVERSAL.info_interval,
+        keepalive_interval: float = _NAT_TRAVERSAL.keepalive_interval,
         rng: Callable[[], int] | None = None,
     ) -> None:
         """Ask ``map_servers`` (those of a family of ``local_rlocs``) every ``info_interval``

@@ -95,6 +95,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Final, NamedTuple
 
+from lispd.config.model import LimitsConfig, ProbingConfig
 from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.logfmt import kv, pairs
@@ -117,6 +118,8 @@ _MASK64: Final = (1 << 64) - 1
 _NONCE_TRIES: Final = 16
 _DEFAULT_V4: Final = IPv4Network("0.0.0.0/0")
 _DEFAULT_V6: Final = IPv6Network("::/0")
+_PROBING: Final = ProbingConfig()
+_LIMITS: Final = LimitsConfig()
 
 
 class ProbeState(Enum):
@@ -212,14 +215,17 @@ class ProbeSettings:
     an RLOC is down after ``down_after`` losses in a row and up again on the first reply; the
     last ``history`` RTTs and hop counts are kept; at most ``max_per_second`` probes go out a
     second in all (a large map-cache spreads its probes out rather than bursting); at most
-    ``max_rlocs`` RLOCs are watched at once (more are refused: ``probe-table-full``)."""
+    ``max_rlocs`` RLOCs are watched at once (more are refused: ``probe-table-full``).
 
-    interval: float = 10.0
-    timeout: float = 3.0
-    down_after: int = 3
+    The defaults are those of ``lispd.conf`` (:class:`lispd.config.model.ProbingConfig`, and
+    ``limits.probed-rlocs`` for ``max_rlocs``); ``history`` is not configurable."""
+
+    interval: float = _PROBING.interval
+    timeout: float = _PROBING.timeout
+    down_after: int = _PROBING.down_after
     history: int = 3
-    max_per_second: float = 100.0
-    max_rlocs: int = 10_000
+    max_per_second: float = _PROBING.max_per_second
+    max_rlocs: int = _LIMITS.probed_rlocs
 
     def __post_init__(self) -> None:
         for name in ("interval", "timeout", "max_per_second"):

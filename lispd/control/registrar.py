@@ -88,6 +88,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
+from lispd.config.model import MapServerRef, RegistrationConfig, field_default
 from lispd.control import messagelog
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.control.statetable import Go, Refuse, StateTable
@@ -112,6 +113,7 @@ ACK_WINDOW_INTERVALS: Final = 3
 """A target is ``acknowledged`` when its last acknowledgement is at most this many intervals old."""
 
 _MASK64: Final = (1 << 64) - 1
+_REGISTRATION: Final = RegistrationConfig()
 
 
 class Registration(Enum):
@@ -252,12 +254,13 @@ _ACKNOWLEDGED: Final = frozenset({_R.REGISTERED, _R.REFRESHING})
 @dataclass(frozen=True, slots=True)
 class MapServerTarget:
     """A Map-Server to register with: its address, shared key and key-id (1 HMAC-SHA-1-96,
-    2 HMAC-SHA-256-128), and whether to ask it for proxy Map-Replies."""
+    2 HMAC-SHA-256-128), and whether to ask it for proxy Map-Replies; the defaults are those of
+    a ``[[map-server]]`` table (:class:`lispd.config.model.MapServerRef`)."""
 
     address: IpAddress
     key: bytes = field(repr=False)
-    key_id: int = auth.KeyId.HMAC_SHA_256_128
-    proxy_reply: bool = False
+    key_id: int = field_default(MapServerRef, "key_id")
+    proxy_reply: bool = field_default(MapServerRef, "proxy_reply")
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, IPv4Address | IPv6Address):
@@ -305,8 +308,8 @@ class Registrar:
         self,
         targets: Sequence[MapServerTarget],
         records: Sequence[EidRecord],
-        interval: float = 60.0,
-        want_map_notify: bool = True,
+        interval: float = _REGISTRATION.interval,
+        want_map_notify: bool = _REGISTRATION.want_map_notify,
         rng: Callable[[], int] | None = None,
         xtr_id: int | None = None,
         site_id: int = 0,

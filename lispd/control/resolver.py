@@ -88,6 +88,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, NamedTuple
 
+from lispd.config.model import ResolverConfig
 from lispd.control import statetable
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.logfmt import pairs
@@ -215,27 +216,31 @@ RESOLVER_TABLE: Final = statetable.StateTable(
 FINISHED: Final = frozenset({_L.ANSWERED, _L.NEGATIVE, _L.NO_MAPPING, _L.GIVEN_UP})
 """The states a lookup ends in."""
 
+_CONFIG: Final = ResolverConfig()
+"""The defaults of ``[resolver]``, which are those of :class:`ResolverSettings`."""
+
 
 @dataclass(frozen=True, slots=True)
 class ResolverSettings:
-    """Tunables of the :class:`Resolver` (seconds unless named otherwise)."""
+    """Tunables of the :class:`Resolver` (seconds unless named otherwise); the defaults are
+    those of ``lispd.conf``'s ``[resolver]`` (:class:`lispd.config.model.ResolverConfig`)."""
 
-    retries: int = 3
+    retries: int = _CONFIG.retries
     """Retransmissions after the first Map-Request before giving up."""
-    retry_interval: float = 1.0
+    retry_interval: float = _CONFIG.retry_interval
     """Wait before the first retransmission; doubles after each."""
-    queue_per_entry: int = 64
+    queue_per_entry: int = _CONFIG.queue_per_entry
     """Packets held per pending lookup."""
-    queue_total: int = 4096
+    queue_total: int = _CONFIG.queue_total
     """Packets held over all pending lookups."""
-    queue_timeout: float = 3.0
+    queue_timeout: float = _CONFIG.queue_timeout
     """A held packet older than this is dropped."""
-    min_request_interval: float = 1.0
+    min_request_interval: float = _CONFIG.min_request_interval
     """Minimum time between the end of one lookup of an EID and the start of the next."""
-    max_requests_per_second: float = 100.0
+    max_requests_per_second: float = _CONFIG.max_requests_per_second
     """Global rate of new lookups (token bucket, burst of one second's worth)."""
-    max_ttl_minutes: int = 1440
-    """Record TTLs are capped to this."""
+    max_ttl_minutes: int = _CONFIG.max_ttl
+    """Record TTLs are capped to this (``max-ttl``)."""
 
     def __post_init__(self) -> None:
         if self.retries < 0:

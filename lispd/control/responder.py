@@ -14,7 +14,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Final
 
+from lispd.config.model import RegistrationConfig
 from lispd.control.messagelog import eid_list, truncated
 from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
 from lispd.logfmt import kv
@@ -31,6 +33,8 @@ IPAddress = IPv4Address | IPv6Address
 
 MAX_TRACKED = 4096  # requesters / ITRs remembered for rate limits and SMRs
 MAX_LOGGED_ITRS = 8  # ITRs named in an SMR log line (then "+N")
+_REGISTRATION: Final = RegistrationConfig()
+"""The defaults of ``[registration]``: ``record_ttl`` is :class:`MapReplier`'s."""
 
 
 def database_records(
@@ -84,7 +88,7 @@ class MapReplier:
         self,
         database: LocalDatabase,
         local_rlocs: Sequence[IPAddress],
-        record_ttl: int = 1440,
+        record_ttl: int = _REGISTRATION.record_ttl,
         rate: float = 10.0,
         burst: float = 20.0,
         answer_probes: bool = False,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from tests import configs
+
 # --- underlay --------------------------------------------------------------------------------
 XTR_V4, XTR_V6 = ip_address("192.0.2.2"), ip_address("2001:db8:0:1::2")
 REMOTE_V4, REMOTE_V6 = ip_address("192.0.2.6"), ip_address("2001:db8:0:2::2")
@@ -32,177 +34,124 @@ MULTICAST_V4, MULTICAST_V6 = ip_address("224.0.0.5"), ip_address("ff02::16")
 
 SITE_KEYS = {"site-a": "key-site-a", "site-b": "key-site-b", "site-c": "key-site-c"}
 
+
+def _a(*addresses: IPv4Address | IPv6Address) -> tuple[str, ...]:
+    return tuple(str(a) for a in addresses)
+
+
+def _probing(interval: float, timeout: float) -> dict[str, float]:
+    return {"interval": interval, "timeout": timeout}
+
+
 ROLE_CONFIGS: dict[str, str] = {
     # ITR + ETR of site-a: static, drop, native-forward (to a PETR) and send-map-request
     # map-cache entries, an ELP, two instances, registration, resolution, RLOC probing.
-    "xtr": """
-[daemon]
-name = "xtr1"
-roles = ["itr", "etr"]
-control-socket = ""
-[underlay]
-rlocs = ["192.0.2.2", "2001:db8:0:1::2"]
-mtu = 1500
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.2" }, { address = "2001:db8:0:1::2" }]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-instance-id = 7
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "2001:db8:100:1::/64"
-rlocs = [{ elp = ["2001:db8:0:20::20", "2001:db8:0:1::2"] }]
-[[map-cache]]
-eid-prefix = "198.51.100.16/28"
-rlocs = [
-    { address = "192.0.2.6", weight = 50 },
-    { elp = ["2001:db8:0:20::20", "2001:db8:0:2::2"], weight = 50 },
-]
-[[map-cache]]
-eid-prefix = "2001:db8:100:2::/64"
-rlocs = [{ address = "2001:db8:0:2::2" }]
-[[map-cache]]
-eid-prefix = "198.51.100.32/28"
-action = "drop"
-[[map-cache]]
-eid-prefix = "203.0.113.0/24"
-action = "native-forward"
-[[map-cache]]
-eid-prefix = "198.51.100.0/24"
-action = "send-map-request"
-[[map-cache]]
-eid-prefix = "198.51.100.0/24"
-instance-id = 7
-action = "send-map-request"
-[[map-cache]]
-eid-prefix = "2001:db8:100::/48"
-action = "send-map-request"
-[[map-server]]
-address = "192.0.2.10"
-key = "key-site-a"
-[[map-server]]
-address = "2001:db8:0:10::10"
-key = "key-site-a"
-key-id = 1
-[[map-resolver]]
-address = "192.0.2.10"
-[[map-resolver]]
-address = "2001:db8:0:10::10"
-[[petr]]
-address = "192.0.2.30"
-[probing]
-interval = 10
-timeout = 3
-""",
+    "xtr": configs.toml(
+        configs.xtr(
+            "xtr1",
+            _a(XTR_V4, XTR_V6),
+            underlay={"mtu": 1500},
+            database_mapping=[
+                configs.mapping("198.51.100.0/28", *_a(XTR_V4, XTR_V6)),
+                configs.mapping("198.51.100.0/28", str(XTR_V4), instance_id=7),
+                configs.mapping("2001:db8:100:1::/64", {"elp": _a(RTR_V6, XTR_V6)}),
+            ],
+            map_cache=[
+                configs.mapping(
+                    "198.51.100.16/28",
+                    {"address": str(REMOTE_V4), "weight": 50},
+                    {"elp": _a(RTR_V6, REMOTE_V6), "weight": 50},
+                ),
+                configs.mapping("2001:db8:100:2::/64", str(REMOTE_V6)),
+                configs.negative("198.51.100.32/28", "drop"),
+                configs.negative("203.0.113.0/24", "native-forward"),
+                configs.resolve("198.51.100.0/24"),
+                configs.resolve("198.51.100.0/24", instance_id=7),
+                configs.resolve("2001:db8:100::/48"),
+            ],
+            map_server=[
+                configs.map_server(str(MS_V4), SITE_KEYS["site-a"]),
+                configs.map_server(str(MS_V6), SITE_KEYS["site-a"], key_id=1),
+            ],
+            map_resolver=configs.addresses(*_a(MS_V4, MS_V6)),
+            petr=configs.addresses(str(PETR_V4)),
+            probing=_probing(10, 3),
+        )
+    ),
     # An RTR with a public RLOC behind a 1:1 NAT, resolving through the MR, with a PETR.
-    "rtr": """
-[daemon]
-name = "rtr1"
-roles = ["rtr"]
-control-socket = ""
-[underlay]
-rlocs = ["192.0.2.20", "2001:db8:0:20::20"]
-[rtr]
-public-rlocs = ["203.0.113.20"]
-nat-binding-timeout = 120
-max-nat-bindings = 1000
-[[map-cache]]
-eid-prefix = "198.51.100.16/28"
-rlocs = [{ address = "192.0.2.6" }]
-[[map-resolver]]
-address = "192.0.2.10"
-[[petr]]
-address = "192.0.2.30"
-[probing]
-interval = 10
-timeout = 3
-""",
+    "rtr": configs.toml(
+        configs.rtr(
+            "rtr1",
+            _a(RTR_V4, RTR_V6),
+            rtr={
+                "public-rlocs": _a(RTR_PUBLIC_V4),
+                "nat-binding-timeout": 120,
+                "max-nat-bindings": 1000,
+            },
+            map_cache=[configs.mapping("198.51.100.16/28", str(REMOTE_V4))],
+            map_resolver=configs.addresses(str(MS_V4)),
+            petr=configs.addresses(str(PETR_V4)),
+            probing=_probing(10, 3),
+        )
+    ),
     # Map-Server and Map-Resolver of three sites, telling NATed xTRs about the RTR.
-    "msmr": """
-[daemon]
-name = "msmr1"
-roles = ["map-server", "map-resolver"]
-control-socket = ""
-[underlay]
-rlocs = ["192.0.2.10", "2001:db8:0:10::10"]
-[mapping-system]
-registration-timeout = 180
-negative-ttl = 15
-rtr-rlocs = ["192.0.2.20"]
-[[site]]
-name = "site-a"
-key = "key-site-a"
-eid-prefixes = [
-    { eid-prefix = "198.51.100.0/28" },
-    { eid-prefix = "198.51.100.0/28", instance-id = 7 },
-    { eid-prefix = "2001:db8:100:1::/64" },
-]
-[[site]]
-name = "site-b"
-key = "key-site-b"
-eid-prefixes = [
-    { eid-prefix = "198.51.100.16/28", accept-more-specifics = true },
-    { eid-prefix = "2001:db8:100:2::/64", accept-more-specifics = true },
-]
-[[site]]
-name = "site-c"
-key = "key-site-c"
-eid-prefixes = [{ eid-prefix = "198.51.100.48/28" }]
-""",
+    "msmr": configs.toml(
+        configs.msmr(
+            "msmr1",
+            _a(MS_V4, MS_V6),
+            (
+                configs.site(
+                    "site-a",
+                    SITE_KEYS["site-a"],
+                    "198.51.100.0/28",
+                    {"eid-prefix": "198.51.100.0/28", "instance-id": 7},
+                    "2001:db8:100:1::/64",
+                ),
+                configs.site(
+                    "site-b",
+                    SITE_KEYS["site-b"],
+                    {"eid-prefix": "198.51.100.16/28", "accept-more-specifics": True},
+                    {"eid-prefix": "2001:db8:100:2::/64", "accept-more-specifics": True},
+                ),
+                configs.site("site-c", SITE_KEYS["site-c"], "198.51.100.48/28"),
+            ),
+            mapping_system={
+                "registration-timeout": 180,
+                "negative-ttl": 15,
+                "rtr-rlocs": _a(RTR_V4),
+            },
+        )
+    ),
     # A proxy ITR and ETR: encapsulates for non-LISP sources, decapsulates for anywhere.
-    "pxtr": """
-[daemon]
-name = "pxtr1"
-roles = ["pitr", "petr"]
-control-socket = ""
-[underlay]
-rlocs = ["192.0.2.30", "2001:db8:0:30::30"]
-[[map-cache]]
-eid-prefix = "198.51.100.16/28"
-rlocs = [{ address = "192.0.2.6" }]
-[[map-cache]]
-eid-prefix = "198.51.100.0/24"
-action = "send-map-request"
-[[map-cache]]
-eid-prefix = "2001:db8:100::/48"
-action = "send-map-request"
-[[map-resolver]]
-address = "192.0.2.10"
-[probing]
-interval = 10
-timeout = 3
-""",
+    "pxtr": configs.toml(
+        configs.pxtr(
+            "pxtr1",
+            _a(PETR_V4, PETR_V6),
+            map_cache=[
+                configs.mapping("198.51.100.16/28", str(REMOTE_V4)),
+                configs.resolve("198.51.100.0/24"),
+                configs.resolve("2001:db8:100::/48"),
+            ],
+            map_resolvers=_a(MS_V4),
+            probing=_probing(10, 3),
+        )
+    ),
     # site-c's xTR behind a NAT: Info-Requests, RTRs, keepalives, everything through the RTR.
-    "nat-xtr": """
-[daemon]
-name = "xtr3"
-roles = ["itr", "etr"]
-control-socket = ""
-[underlay]
-rlocs = ["10.0.0.2"]
-[[database-mapping]]
-eid-prefix = "198.51.100.48/28"
-rlocs = [{ address = "10.0.0.2" }]
-[[map-cache]]
-eid-prefix = "198.51.100.16/28"
-rlocs = [{ address = "192.0.2.6" }]
-[[map-cache]]
-eid-prefix = "0.0.0.0/0"
-action = "send-map-request"
-[[map-server]]
-address = "192.0.2.10"
-key = "key-site-c"
-[[map-resolver]]
-address = "192.0.2.10"
-[nat-traversal]
-enabled = true
-info-interval = 5
-keepalive-interval = 1
-[probing]
-interval = 1
-timeout = 1
-""",
+    "nat-xtr": configs.toml(
+        configs.xtr(
+            "xtr3",
+            _a(NAT_XTR_V4),
+            ("198.51.100.48/28",),
+            map_cache=[
+                configs.mapping("198.51.100.16/28", str(REMOTE_V4)),
+                configs.resolve("0.0.0.0/0"),
+            ],
+            map_server=[configs.map_server(str(MS_V4), SITE_KEYS["site-c"])],
+            map_resolver=configs.addresses(str(MS_V4)),
+            nat_traversal={"enabled": True, "info-interval": 5, "keepalive-interval": 1},
+            probing=_probing(1, 1),
+        )
+    ),
 }
 
 ROLES: tuple[str, ...] = tuple(ROLE_CONFIGS)

@@ -18,6 +18,7 @@ from lispd.dataplane.rtr import Rtr
 from lispd.node.build import build_tables
 from lispd.stats import Counters
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
+from tests import configs
 from tests.fuzz.test_decoders import mutated
 
 EXAMPLES = int(os.environ.get("LISPD_FUZZ_EXAMPLES", "10000"))
@@ -29,27 +30,25 @@ FUZZ = settings(
 )
 
 CONFIG = parse_config(
-    """
-[daemon]
-roles = ["itr", "etr"]
-[underlay]
-rlocs = ["192.0.2.2", "2001:db8:0:1::2"]
-mtu = 1400
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-instance-id = 7
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "2001:db8:100:1::/64"
-rlocs = [{ address = "2001:db8:0:1::2" }]
-[[map-cache]]
-eid-prefix = "198.51.100.16/28"
-instance-id = 7
-rlocs = [{ address = "192.0.2.6", weight = 60 }, { address = "2001:db8:0:2::2", weight = 40 }]
-[[map-cache]]
-eid-prefix = "2001:db8:100:2::/64"
-action = "drop"
-"""
+    configs.toml(
+        configs.xtr(
+            rlocs=("192.0.2.2", "2001:db8:0:1::2"),
+            underlay={"mtu": 1400},
+            database_mapping=[
+                configs.mapping("198.51.100.0/28", "192.0.2.2", instance_id=7),
+                configs.mapping("2001:db8:100:1::/64", "2001:db8:0:1::2"),
+            ],
+            map_cache=[
+                configs.mapping(
+                    "198.51.100.16/28",
+                    {"address": "192.0.2.6", "weight": 60},
+                    {"address": "2001:db8:0:2::2", "weight": 40},
+                    instance_id=7,
+                ),
+                configs.negative("2001:db8:100:2::/64", "drop"),
+            ],
+        )
+    )
 )
 
 

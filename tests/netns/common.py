@@ -1,5 +1,5 @@
-"""What the namespace tests share: lispd.conf texts for the usual nodes, a TCP transfer, a ping
-running in the background, SIGKILL."""
+"""What the namespace tests share: lispd.conf texts for the usual nodes (built with
+:mod:`tests.configs`), a TCP transfer, a ping running in the background, SIGKILL."""
 
 from __future__ import annotations
 
@@ -11,25 +11,41 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lispd.lab import DaemonHandle, Lab, SiteHandle, TwoSitePlan, pinger
+from tests import configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def site_tables(sites: Iterable[SiteHandle], keys: Mapping[int, str]) -> str:
+def site_tables(sites: Iterable[SiteHandle], keys: Mapping[int, str]) -> list[configs.Doc]:
     """``[[site]]`` tables allowing each site's IPv4 and IPv6 prefix, keyed by site index."""
-    return "".join(
-        f"""
-[[site]]
-name = "site{s.index}"
-key = "{keys[s.index]}"
-eid-prefixes = [{{ eid-prefix = "{s.prefix_v4}" }}, {{ eid-prefix = "{s.prefix_v6}" }}]
-"""
-        for s in sites
+    return [configs.site(f"site{s.index}", keys[s.index], s.prefix_v4, s.prefix_v6) for s in sites]
+
+
+def ms_doc(
+    name: str,
+    rloc: str,
+    sock: str,
+    sites: Iterable[SiteHandle],
+    keys: Mapping[int, str],
+    *,
+    roles: Sequence[str] = ("map-server", "map-resolver"),
+    **tables: Any,
+) -> configs.Doc:
+    """A Map-Server/Map-Resolver serving ``sites``; ``tables`` as in
+    :func:`tests.configs.merge`."""
+    return configs.msmr(
+        name,
+        (rloc,),
+        site_tables(sites, keys),
+        roles=roles,
+        control_socket=sock,
+        daemon={"log-level": "debug"},
+        **tables,
     )
 
 
@@ -40,21 +56,41 @@ def ms_config(
     sites: Iterable[SiteHandle],
     keys: Mapping[int, str],
     *,
-    roles: str = '"map-server", "map-resolver"',
-    extra: str = "",
+    roles: Sequence[str] = ("map-server", "map-resolver"),
+    **tables: Any,
 ) -> str:
-    """A Map-Server/Map-Resolver serving ``sites``; ``extra`` is appended before the sites."""
-    return f"""
-[daemon]
-name = "{name}"
-roles = [{roles}]
-log-level = "debug"
-control-socket = "{sock}"
+    """:func:`ms_doc` as lispd.conf text."""
+    return configs.toml(ms_doc(name, rloc, sock, sites, keys, roles=roles, **tables))
 
-[underlay]
-rlocs = ["{rloc}"]
-{extra}
-{site_tables(sites, keys)}"""
+
+def xtr_doc(
+    site: SiteHandle,
+    sock: str,
+    ms: str,
+    key: str,
+    *,
+    eid_space: tuple[str, str] = ("0.0.0.0/0", "::/0"),
+    rloc: configs.Rloc | None = None,
+    **tables: Any,
+) -> configs.Doc:
+    """An xTR of ``site`` registering with and resolving through ``ms``; destinations in
+    ``eid_space`` are resolved; ``rloc`` replaces its database RLOC (default: its own address);
+    ``tables`` as in :func:`tests.configs.merge`."""
+    database_rloc = rloc or site.rloc
+    doc = configs.xtr(
+        site.xtr,
+        (site.rloc,),
+        control_socket=sock,
+        daemon={"log-level": "debug"},
+        database_mapping=[
+            configs.mapping(site.prefix_v4, database_rloc),
+            configs.mapping(site.prefix_v6, database_rloc),
+        ],
+        map_cache=[configs.resolve(prefix) for prefix in eid_space],
+        map_server=[configs.map_server(ms, key)],
+        map_resolver=configs.addresses(ms),
+    )
+    return configs.merge(doc, **tables)
 
 
 def xtr_config(
@@ -64,46 +100,11 @@ def xtr_config(
     key: str,
     *,
     eid_space: tuple[str, str] = ("0.0.0.0/0", "::/0"),
-    rloc_table: str | None = None,
-    extra: str = "",
+    rloc: configs.Rloc | None = None,
+    **tables: Any,
 ) -> str:
-    """An xTR of ``site`` registering with and resolving through ``ms``; destinations in
-    ``eid_space`` are resolved; ``rloc_table`` replaces its database RLOC (default: its own
-    address); ``extra`` is appended."""
-    rlocs = rloc_table or f'{{ address = "{site.rloc}" }}'
-    return f"""
-[daemon]
-name = "{site.xtr}"
-roles = ["itr", "etr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{site.rloc}"]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v4}"
-rlocs = [{rlocs}]
-
-[[database-mapping]]
-eid-prefix = "{site.prefix_v6}"
-rlocs = [{rlocs}]
-
-[[map-cache]]
-eid-prefix = "{eid_space[0]}"
-action = "send-map-request"
-
-[[map-cache]]
-eid-prefix = "{eid_space[1]}"
-action = "send-map-request"
-
-[[map-server]]
-address = "{ms}"
-key = "{key}"
-
-[[map-resolver]]
-address = "{ms}"
-{extra}"""
+    """:func:`xtr_doc` as lispd.conf text."""
+    return configs.toml(xtr_doc(site, sock, ms, key, eid_space=eid_space, rloc=rloc, **tables))
 
 
 def transfer(lab: Lab, src: str, dst: str, dst_addr: str, nbytes: int = 2_000_000) -> None:
@@ -149,34 +150,34 @@ def two_site_failover_config(
     rloc4, rloc6 = getattr(plan, f"xtr{mine}_rloc_v4"), getattr(plan, f"xtr{mine}_rloc_v6")
     peer4, peer6 = getattr(plan, f"xtr{peer}_rloc_v4"), getattr(plan, f"xtr{peer}_rloc_v6")
     site, other = ("a", "b") if me == 1 else ("b", "a")
-    rlocs = f'[{{ address = "{peer4}", priority = 1 }}, {{ address = "{peer6}", priority = 2 }}]'
-    tables = "".join(
-        f'\n[[database-mapping]]\neid-prefix = "{getattr(plan, f"site_{site}_prefix_{f}")}"\n'
-        f'rlocs = [{{ address = "{rloc4}" }}, {{ address = "{rloc6}", priority = 2 }}]\n'
-        f'\n[[map-cache]]\neid-prefix = "{getattr(plan, f"site_{other}_prefix_{f}")}"\n'
-        f"rlocs = {rlocs}\n"
-        for f in ("v4", "v6")
+    doc = configs.xtr(
+        f"xtr{me}",
+        (rloc4, rloc6),
+        control_socket=sock,
+        database_mapping=[
+            configs.mapping(
+                getattr(plan, f"site_{site}_prefix_{f}"), rloc4, {"address": rloc6, "priority": 2}
+            )
+            for f in ("v4", "v6")
+        ],
+        map_cache=[
+            configs.mapping(
+                getattr(plan, f"site_{other}_prefix_{f}"),
+                {"address": peer4, "priority": 1},
+                {"address": peer6, "priority": 2},
+            )
+            for f in ("v4", "v6")
+        ],
     )
-    probe = ""
     if probing is not None:
         interval, timeout, down_after = probing
-        probe = f"\n[probing]\ninterval = {interval}\ntimeout = {timeout}\n"
-        probe += f"down-after = {down_after}\n"
-    return f"""
-[daemon]
-name = "xtr{me}"
-roles = ["itr", "etr"]
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{rloc4}", "{rloc6}"]
-{probe}{tables}"""
+        doc["probing"] = {"interval": interval, "timeout": timeout, "down-after": down_after}
+    return configs.toml(doc)
 
 
 # --- a ping running in the background, SIGKILL -------------------------------------------------
 
 PING_INTERVAL = 0.05
-
 
 
 @dataclass

@@ -18,12 +18,33 @@ import pytest
 
 from lispd.api.client import request
 from lispd.lab import DaemonHandle, Lab, MappingSystemPlan, SiteHandle, mapping_system_topology
+from tests import configs
 from tests.netns import common
 from tests.netns.common import wait_for
 
 pytestmark = pytest.mark.netns
 
 KEYS = {1: "key-one", 2: "key-two", 3: "key-three"}
+
+
+def xtr_doc(
+    plan: MappingSystemPlan,
+    site: SiteHandle,
+    sock: str,
+    *,
+    key: str | None = None,
+    priority: int = 1,
+    interval: int = 60,
+    record_ttl: int = 1440,
+) -> configs.Doc:
+    return common.xtr_doc(
+        site,
+        sock,
+        plan.msmr_rloc,
+        key or KEYS[site.index],
+        rloc={"address": site.rloc, "priority": priority},
+        registration={"interval": interval, "record-ttl": record_ttl},
+    )
 
 
 def xtr_config(
@@ -36,24 +57,22 @@ def xtr_config(
     interval: int = 60,
     record_ttl: int = 1440,
 ) -> str:
-    extra = f"""
-[registration]
-interval = {interval}
-record-ttl = {record_ttl}
-"""
-    return common.xtr_config(
-        site,
-        sock,
-        plan.msmr_rloc,
-        key or KEYS[site.index],
-        rloc_table=f'{{ address = "{site.rloc}", priority = {priority} }}',
-        extra=extra,
+    return configs.toml(
+        xtr_doc(
+            plan, site, sock, key=key, priority=priority, interval=interval, record_ttl=record_ttl
+        )
     )
 
 
 def msmr_config(plan: MappingSystemPlan, sock: str, timeout: int = 180) -> str:
-    extra = f"\n[mapping-system]\nregistration-timeout = {timeout}\n"
-    return common.ms_config("msmr", plan.msmr_rloc, sock, plan.sites, KEYS, extra=extra)
+    return common.ms_config(
+        "msmr",
+        plan.msmr_rloc,
+        sock,
+        plan.sites,
+        KEYS,
+        mapping_system={"registration-timeout": timeout},
+    )
 
 
 @dataclass

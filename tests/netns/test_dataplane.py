@@ -24,7 +24,7 @@ from lispd.engine import compiled
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 from lispd.wire.data import DATA_HEADER_LEN, decapsulate
 from lispd.wire.ip import parse_udp_datagram
-from tests import oracle
+from tests import configs, oracle
 
 pytestmark = pytest.mark.netns
 
@@ -62,7 +62,7 @@ class XtrConfig:
     socket: str
     iid: int = 0
     underlay: int = 4  # which of the peer's RLOCs the static map-cache points at
-    extra_map_cache: list[str] = field(default_factory=list)
+    extra_map_cache: list[configs.Doc] = field(default_factory=list)
     underlay_mtu: int | None = None
     tun_mtu: int | None = None
     fastpath: str = "auto"  # [dataplane] fastpath: auto runs the compiled path when built
@@ -70,38 +70,27 @@ class XtrConfig:
 
     def text(self) -> str:
         peer_rloc = self.peer.rloc4 if self.underlay == 4 else self.peer.rloc6
-        lines = [
-            "[daemon]",
-            f'name = "{self.me.name}"',
-            'roles = ["itr", "etr"]',
-            'log-level = "debug"',
-            f'control-socket = "{self.socket}"',
-            "[underlay]",
-            f'rlocs = ["{self.me.rloc4}", "{self.me.rloc6}"]',
-        ]
+        own = ((self.me.eid4, self.me.rloc4), (self.me.eid6, self.me.rloc6))
+        doc = configs.xtr(
+            self.me.name,
+            (self.me.rloc4, self.me.rloc6),
+            control_socket=self.socket,
+            daemon={"log-level": "debug"},
+            database_mapping=[
+                configs.mapping(eid, rloc, instance_id=self.iid) for eid, rloc in own
+            ],
+            map_cache=[
+                configs.mapping(eid, peer_rloc, instance_id=self.iid)
+                for eid in (self.peer.eid4, self.peer.eid6)
+            ]
+            + self.extra_map_cache,
+            dataplane={"fastpath": self.fastpath, "workers": self.workers},  # None: left out
+        )
         if self.underlay_mtu:
-            lines.append(f"mtu = {self.underlay_mtu}")
+            doc["underlay"]["mtu"] = self.underlay_mtu
         if self.tun_mtu:
-            lines += ["[tun]", f"mtu = {self.tun_mtu}"]
-        for eid, rloc in ((self.me.eid4, self.me.rloc4), (self.me.eid6, self.me.rloc6)):
-            lines += [
-                "[[database-mapping]]",
-                f'eid-prefix = "{eid}"',
-                f"instance-id = {self.iid}",
-                f'rlocs = [{{ address = "{rloc}" }}]',
-            ]
-        for eid in (self.peer.eid4, self.peer.eid6):
-            lines += [
-                "[[map-cache]]",
-                f'eid-prefix = "{eid}"',
-                f"instance-id = {self.iid}",
-                f'rlocs = [{{ address = "{peer_rloc}" }}]',
-            ]
-        lines += self.extra_map_cache
-        lines += ["[dataplane]", f'fastpath = "{self.fastpath}"']
-        if self.workers is not None:
-            lines.append(f"workers = {self.workers}")
-        return "\n".join(lines) + "\n"
+            doc["tun"] = {"mtu": self.tun_mtu}
+        return configs.toml(doc)
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +214,12 @@ def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> N
     """Site B reachable on xTR2's two RLOCs (weights 75/25) and on an unusable one (255)."""
     built, plan = lab
     spread = [
-        "[[map-cache]]",
-        'eid-prefix = "198.51.100.16/29"',
-        "rlocs = [",
-        f'  {{ address = "{plan.xtr2_rloc_v4}", priority = 1, weight = 75 }},',
-        f'  {{ address = "{plan.xtr2_rloc_v6}", priority = 1, weight = 25 }},',
-        '  { address = "192.0.2.99", priority = 255, weight = 100 },',
-        "]",
+        configs.mapping(
+            "198.51.100.16/29",
+            {"address": plan.xtr2_rloc_v4, "priority": 1, "weight": 75},
+            {"address": plan.xtr2_rloc_v6, "priority": 1, "weight": 25},
+            {"address": "192.0.2.99", "priority": 255, "weight": 100},
+        )
     ]
     # The /29 is more specific than the site's /28: it wins for host B (.18).
     sender = (

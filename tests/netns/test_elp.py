@@ -20,6 +20,7 @@ from lispd.lab import ElpPlan, Lab, SiteHandle, elp_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
 from lispd.wire.ip import parse_ip_header
+from tests import configs
 from tests.netns import common
 from tests.netns.common import wait_for
 
@@ -31,37 +32,38 @@ KEYS = {1: "key-one", 2: "key-two"}
 def xtr_config(
     plan: ElpPlan, site: SiteHandle, sock: str, path: list[str] | None, nat: bool = False
 ) -> str:
-    hops = ", ".join(f'"{h}"' for h in path or ())
     return common.xtr_config(
         site,
         sock,
         plan.ms_rloc_v4,
         KEYS[site.index],
         eid_space=(plan.eid_space_v4, plan.eid_space_v6),
-        rloc_table=f"{{ elp = [{hops}] }}" if path else None,
-        extra=f"\n[nat-traversal]\nenabled = {'true' if nat else 'false'}\n",
+        rloc={"elp": list(path)} if path else None,
+        nat_traversal={"enabled": nat},
     )
 
 
 def ms_config(plan: ElpPlan, sock: str) -> str:
-    extra = f'\n[mapping-system]\nrtr-rlocs = ["{plan.rtra_rloc_v4}"]\n'
-    return common.ms_config("ms", plan.ms_rloc_v4, sock, plan.sites, KEYS, extra=extra)
+    return common.ms_config(
+        "ms",
+        plan.ms_rloc_v4,
+        sock,
+        plan.sites,
+        KEYS,
+        mapping_system={"rtr-rlocs": [plan.rtra_rloc_v4]},
+    )
 
 
 def rtr_config(plan: ElpPlan, name: str, rloc: str, sock: str) -> str:
-    return f"""
-[daemon]
-name = "{name}"
-roles = ["rtr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{rloc}"]
-
-[[map-resolver]]
-address = "{plan.ms_rloc_v4}"
-"""
+    return configs.toml(
+        configs.rtr(
+            name,
+            (rloc,),
+            control_socket=sock,
+            daemon={"log-level": "debug"},
+            map_resolver=configs.addresses(plan.ms_rloc_v4),
+        )
+    )
 
 
 @contextlib.contextmanager

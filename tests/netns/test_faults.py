@@ -43,6 +43,7 @@ from lispd.lab import (
     mapping_system_topology,
     two_site_topology,
 )
+from tests import configs
 from tests.netns import common
 from tests.netns.common import PING_INTERVAL, continuous_ping, ping_rtt, sigkill, wait_for
 
@@ -155,35 +156,29 @@ def mapping_net() -> Iterator[MappingNet]:
     with Lab(plan.topology) as lab:
         net = MappingNet(lab, plan, {})
         try:
-            ms_extra = f"\n[mapping-system]\nregistration-timeout = {REGISTRATION_TIMEOUT}\n"
+            mapping_system = {"registration-timeout": REGISTRATION_TIMEOUT}
             for name, rloc in ((plan.msmr, plan.msmr_rloc), (plan.msmr2, plan.msmr2_rloc)):
                 config = common.ms_config(
-                    name, rloc, net.sock(name), plan.sites, KEYS, extra=ms_extra
+                    name, rloc, net.sock(name), plan.sites, KEYS, mapping_system=mapping_system
                 )
                 net.daemons[name] = lab.start_lispd(name, config)
             for site in plan.sites:
-                extra = f"""
-[[map-server]]
-address = "{plan.msmr2_rloc}"
-key = "{KEYS[site.index]}"
-
-[[map-resolver]]
-address = "{plan.msmr2_rloc}"
-
-[registration]
-interval = 1
-"""
+                doc = common.xtr_doc(
+                    site,
+                    net.sock(site.xtr),
+                    plan.msmr_rloc,
+                    KEYS[site.index],
+                    registration={"interval": 1},
+                )
+                doc["map-server"].append(configs.map_server(plan.msmr2_rloc, KEYS[site.index]))
+                doc["map-resolver"] += configs.addresses(plan.msmr2_rloc)
                 if site is plan.sites[1]:
                     back = plan.sites[0]
-                    extra += "".join(
-                        f'\n[[map-cache]]\neid-prefix = "{prefix}"\n'
-                        f'rlocs = [{{ address = "{back.rloc}" }}]\n'
+                    doc["map-cache"] += [
+                        configs.mapping(prefix, back.rloc)
                         for prefix in (back.prefix_v4, back.prefix_v6)
-                    )
-                config = common.xtr_config(
-                    site, net.sock(site.xtr), plan.msmr_rloc, KEYS[site.index], extra=extra
-                )
-                net.daemons[site.xtr] = lab.start_lispd(site.xtr, config)
+                    ]
+                net.daemons[site.xtr] = lab.start_lispd(site.xtr, configs.toml(doc))
             want = net.all_prefixes()
             for ms in (plan.msmr, plan.msmr2):
                 wait_for(f"every site on {ms}", lambda ms=ms: net.registered(ms) == want)

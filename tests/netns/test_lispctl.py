@@ -24,6 +24,7 @@ import pytest
 
 from lispd.api.client import ControlError, request
 from lispd.lab import Lab, nat_topology
+from tests import configs
 from tests.netns import common
 from tests.netns.test_rtr_nat import World, ms_config, rtr_config, xtr_config
 
@@ -31,11 +32,7 @@ pytestmark = pytest.mark.netns
 
 STATIC_EID = "203.0.113.0/24"
 STATIC_RLOC = "192.0.2.99"  # on the public link, answered by nobody
-RTR_STATIC = f"""
-[[map-cache]]
-eid-prefix = "{STATIC_EID}"
-rlocs = [{{ address = "{STATIC_RLOC}", priority = 1, weight = 100 }}]
-"""
+RTR_STATIC = [configs.mapping(STATIC_EID, {"address": STATIC_RLOC, "priority": 1, "weight": 100})]
 
 
 @contextlib.contextmanager
@@ -45,7 +42,7 @@ def world() -> Iterator[World]:
         w = World(lab, plan)
         daemons = [
             lab.start_lispd(plan.ms, ms_config(plan, w.sock(plan.ms))),
-            lab.start_lispd(plan.rtr1, rtr_config(plan, w.sock(plan.rtr1)) + RTR_STATIC),
+            lab.start_lispd(plan.rtr1, rtr_config(plan, w.sock(plan.rtr1), map_cache=RTR_STATIC)),
         ]
         for site in plan.sites:
             daemons.append(lab.start_lispd(site.xtr, xtr_config(plan, site, w.sock(site.xtr))))

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.netns
 
 KEYS = {1: "key-one", 2: "key-two"}
 LISTEN = "127.0.0.1:9342"
-METRICS = f'\n[metrics]\nlisten = "{LISTEN}"\n'
+METRICS = {"listen": LISTEN}
 PINGS = 5
 
 # Run inside a node: GET the URL, print the status, the content type and the body.
@@ -91,12 +91,14 @@ def world() -> Iterator[World]:
         daemons = [
             lab.start_lispd(
                 plan.msmr,
-                ms_config(plan.msmr, plan.msmr_rloc, socks[plan.msmr], plan.sites, KEYS) + METRICS,
+                ms_config(
+                    plan.msmr, plan.msmr_rloc, socks[plan.msmr], plan.sites, KEYS, metrics=METRICS
+                ),
             )
         ]
         for site in plan.sites:
             config = xtr_config(
-                site, socks[site.xtr], plan.msmr_rloc, KEYS[site.index], extra=METRICS
+                site, socks[site.xtr], plan.msmr_rloc, KEYS[site.index], metrics=METRICS
             )
             daemons.append(lab.start_lispd(site.xtr, config))
         w = World(lab, plan, socks)

@@ -22,6 +22,7 @@ import pytest
 
 from lispd.api.client import request
 from lispd.lab import Lab, mapping_system_topology
+from tests import configs
 from tests.netns import common
 from tests.netns.test_controlplane import (
     KEYS,
@@ -31,6 +32,7 @@ from tests.netns.test_controlplane import (
     registered,
     wait_for,
     xtr_config,
+    xtr_doc,
 )
 
 pytestmark = pytest.mark.netns
@@ -158,25 +160,18 @@ def test_reload_under_a_20ms_ping_loses_nothing_and_a_bad_file_is_refused() -> N
         #    level change.  It is applied at once, and the Map-Server forgets the prefix now.
         path1 = net.daemons[site1.xtr].config_path
         original1 = path1.read_text()
-        without_v6 = original1.replace(
-            f'[[database-mapping]]\neid-prefix = "{site1.prefix_v6}"\nrlocs = [{{ address = '
-            f'"{site1.rloc}", priority = 1 }}]\n',
-            "",
-        )
-        assert without_v6 != original1
+        doc1 = xtr_doc(plan, site1, sock1)
+        assert configs.toml(doc1) == original1  # what xtr1 runs
+        reloaded = configs.merge(doc1, daemon={"log-level": "info"})
+        reloaded["database-mapping"] = [
+            m for m in doc1["database-mapping"] if m["eid-prefix"] != site1.prefix_v6
+        ]
+        assert reloaded["database-mapping"] != doc1["database-mapping"]
         #    A static map-cache entry and a PETR arrive too: the entry and its route into the
         #    TUN appear, the PETR is probed.
-        additions = f"""
-[[map-cache]]
-eid-prefix = "{STATIC_EID}"
-rlocs = [{{ address = "{site2.rloc}" }}]
-
-[[petr]]
-address = "{plan.msmr_rloc}"
-"""
-        path1.write_text(
-            without_v6.replace('log-level = "debug"', 'log-level = "info"') + additions
-        )
+        reloaded["map-cache"].append(configs.mapping(STATIC_EID, site2.rloc))
+        reloaded["petr"] = configs.addresses(plan.msmr_rloc)
+        path1.write_text(configs.toml(reloaded))
         answer = json.loads(lispctl(sock1, "--json", "reload").stdout)
         assert answer["reloaded"] is True, answer
         assert {"database-mapping", "daemon.log-level", "map-cache", "petr"} <= set(
@@ -195,7 +190,9 @@ address = "{plan.msmr_rloc}"
         # 2. An invalid file at xtr2 is refused, by lispctl and by SIGHUP alike.
         path2 = net.daemons[site2.xtr].config_path
         original2 = path2.read_text()
-        path2.write_text(original2.replace('roles = ["itr", "etr"]', 'roles = ["itr", "bogus"]'))
+        doc2 = xtr_doc(plan, site2, sock2)
+        assert configs.toml(doc2) == original2
+        path2.write_text(configs.toml(configs.merge(doc2, daemon={"roles": ["itr", "bogus"]})))
         proc = lispctl(sock2, "--json", "reload")
         answer = json.loads(proc.stdout)
         assert answer["reloaded"] is False and re.search(r":\d+: daemon.roles", answer["error"])
@@ -210,7 +207,7 @@ address = "{plan.msmr_rloc}"
 
         # 3. The original file, with a shorter registration interval: the prefix comes back,
         #    the log level returns to debug.
-        path1.write_text(original1.replace("interval = 60", "interval = 30"))
+        path1.write_text(configs.toml(configs.merge(doc1, registration={"interval": 30})))
         answer = request(sock1, "reload")
         assert set(answer["applied"]) == {
             "daemon.log-level",

@@ -21,6 +21,7 @@ from lispd.api.client import request
 from lispd.lab import Lab, ProxyPlan, SiteHandle, proxy_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.ip import parse_ip_header
+from tests import configs
 from tests.netns import common
 from tests.netns.common import wait_for
 
@@ -30,35 +31,27 @@ KEYS = {1: "key-one", 2: "key-two"}
 
 
 def xtr_config(plan: ProxyPlan, site: SiteHandle, sock: str, petrs: list[str]) -> str:
-    petr_tables = "".join(f'\n[[petr]]\naddress = "{p}"\n' for p in petrs)
-    extra = f"""
-[probing]
-interval = 0.5
-timeout = 0.5
-down-after = 2
-{petr_tables}"""
-    return common.xtr_config(site, sock, plan.pxtr_rloc, KEYS[site.index], extra=extra)
+    return common.xtr_config(
+        site,
+        sock,
+        plan.pxtr_rloc,
+        KEYS[site.index],
+        probing={"interval": 0.5, "timeout": 0.5, "down-after": 2},
+        petr=configs.addresses(*petrs),
+    )
 
 
 def pxtr_config(plan: ProxyPlan, sock: str) -> str:
-    extra = f"""
-[[map-resolver]]
-address = "{plan.pxtr_rloc}"
-
-[[map-cache]]
-eid-prefix = "{plan.eid_space_v4}"
-action = "send-map-request"
-
-[[map-cache]]
-eid-prefix = "{plan.eid_space_v6}"
-action = "send-map-request"
-
-[mapping-system]
-negative-ttl = 1
-"""
-    roles = '"map-server", "map-resolver", "pitr", "petr"'
     return common.ms_config(
-        "pxtr", plan.pxtr_rloc, sock, plan.sites, KEYS, roles=roles, extra=extra
+        "pxtr",
+        plan.pxtr_rloc,
+        sock,
+        plan.sites,
+        KEYS,
+        roles=("map-server", "map-resolver", "pitr", "petr"),
+        map_resolver=configs.addresses(plan.pxtr_rloc),
+        map_cache=[configs.resolve(plan.eid_space_v4), configs.resolve(plan.eid_space_v6)],
+        mapping_system={"negative-ttl": 1},
     )
 
 

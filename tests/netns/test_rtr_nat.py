@@ -26,6 +26,7 @@ from lispd.lab import Lab, NatPlan, SiteHandle, nat_topology
 from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
 from lispd.wire.ip import parse_ip_header
+from tests import configs
 from tests.netns import common
 
 pytestmark = pytest.mark.netns
@@ -34,49 +35,46 @@ KEYS = {1: "key-one", 2: "key-two"}
 KEEPALIVE = 1.0
 
 
-def xtr_config(plan: NatPlan, site: SiteHandle, sock: str, probe_interval: float = 10) -> str:
-    extra = f"""
-[probing]
-interval = {probe_interval}
-timeout = {min(probe_interval, 3)}
+def probing(interval: float) -> dict[str, float]:
+    """``[probing]`` every ``interval`` seconds, a probe lost after at most 3."""
+    return {"interval": interval, "timeout": min(interval, 3)}
 
-[nat-traversal]
-enabled = true
-info-interval = 5
-keepalive-interval = {KEEPALIVE}
-"""
-    eid_space = (plan.eid_space_v4, plan.eid_space_v6)
+
+def xtr_config(plan: NatPlan, site: SiteHandle, sock: str, probe_interval: float = 10) -> str:
     return common.xtr_config(
-        site, sock, plan.ms_rloc_v4, KEYS[site.index], eid_space=eid_space, extra=extra
+        site,
+        sock,
+        plan.ms_rloc_v4,
+        KEYS[site.index],
+        eid_space=(plan.eid_space_v4, plan.eid_space_v6),
+        probing=probing(probe_interval),
+        nat_traversal={"enabled": True, "info-interval": 5, "keepalive-interval": KEEPALIVE},
     )
 
 
 def ms_config(plan: NatPlan, sock: str) -> str:
-    extra = f'\n[mapping-system]\nrtr-rlocs = ["{plan.rtr1_public_v4}"]\n'
-    return common.ms_config("ms", plan.ms_rloc_v4, sock, plan.sites, KEYS, extra=extra)
+    return common.ms_config(
+        "ms",
+        plan.ms_rloc_v4,
+        sock,
+        plan.sites,
+        KEYS,
+        mapping_system={"rtr-rlocs": [plan.rtr1_public_v4]},
+    )
 
 
-def rtr_config(plan: NatPlan, sock: str, probe_interval: float = 10) -> str:
-    return f"""
-[daemon]
-name = "rtr1"
-roles = ["rtr"]
-log-level = "debug"
-control-socket = "{sock}"
-
-[underlay]
-rlocs = ["{plan.rtr1_private_v4}"]
-
-[rtr]
-public-rlocs = ["{plan.rtr1_public_v4}"]
-
-[probing]
-interval = {probe_interval}
-timeout = {min(probe_interval, 3)}
-
-[[map-resolver]]
-address = "{plan.ms_rloc_v4}"
-"""
+def rtr_config(plan: NatPlan, sock: str, probe_interval: float = 10, **tables: Any) -> str:
+    """rtr1; ``tables`` as in :func:`tests.configs.merge`."""
+    doc = configs.rtr(
+        "rtr1",
+        (plan.rtr1_private_v4,),
+        control_socket=sock,
+        daemon={"log-level": "debug"},
+        rtr={"public-rlocs": [plan.rtr1_public_v4]},
+        probing=probing(probe_interval),
+        map_resolver=configs.addresses(plan.ms_rloc_v4),
+    )
+    return configs.toml(configs.merge(doc, **tables))
 
 
 @dataclass

@@ -44,11 +44,7 @@ pytestmark = pytest.mark.netns
 
 KEY = "key-one"
 NOBODY = 65534
-RESOLVER = """
-[resolver]
-max-requests-per-second = 10000
-retries = 0
-"""
+RESOLVER = {"max-requests-per-second": 10000, "retries": 0}
 
 
 @dataclass
@@ -66,7 +62,7 @@ class Site1:
     def config(self, sock: str | None = None) -> str:
         site = self.plan.sites[0]
         return common.xtr_config(
-            site, sock or self.sock(), self.plan.msmr_rloc, KEY, extra=RESOLVER
+            site, sock or self.sock(), self.plan.msmr_rloc, KEY, resolver=RESOLVER
         )
 
     def start(self, sock: str | None = None) -> DaemonHandle:

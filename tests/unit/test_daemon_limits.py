@@ -9,20 +9,13 @@ from lispd.config import parse_config
 from lispd.control.plane import ControlResult
 from lispd.daemon import Daemon
 from lispd.mapcache import MapCacheEntry, RlocEntry
+from tests import configs
 from tests.unit.socketless import xtr_config
 
 CONFIG = xtr_config(
-    """
-[[map-cache]]
-eid-prefix = "2001:db8::/32"
-action = "send-map-request"
-
-[[map-resolver]]
-address = "192.0.2.50"
-
-[limits]
-map-cache-entries = 3
-"""
+    map_cache=[configs.resolve("2001:db8::/32")],
+    map_resolver=configs.addresses("192.0.2.50"),
+    limits={"map-cache-entries": 3},
 )
 
 

@@ -32,6 +32,7 @@ from lispd.wire.address import DistinguishedName
 from lispd.wire.control import encode_control
 from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.info import InfoMessage
+from tests import configs
 from tests.unit.fastpath_packets import require_accel
 
 require_accel()
@@ -40,25 +41,13 @@ NATED = IPv4Address("203.0.113.7")  # the translated address of a NATed xTR
 ENTRIES = 50_000
 USING_NATED = 5
 
-RTR_CONFIG = """
-[daemon]
-name = "rtr1"
-roles = ["rtr"]
-control-socket = ""
-
-[underlay]
-rlocs = ["192.0.2.20"]
-
-[limits]
-map-cache-entries = 100000
-
-[dataplane]
-workers = 1
-offloads = false
-
-[probing]
-map-cache = false
-"""
+RTR_CONFIG = configs.toml(
+    configs.rtr(
+        limits={"map-cache-entries": 100000},
+        dataplane={"workers": 1, "offloads": False},
+        probing={"map-cache": False},
+    )
+)
 
 
 class FakeWorkers:

@@ -22,6 +22,7 @@ from lispd.wire.ip import IPv4Header, IPv6Header
 from lispd.wire.mapreply import MapReply, encode_map_reply
 from lispd.wire.maprequest import MapRequest, encode_map_request
 from lispd.wire.records import TTL_UNLIMITED, Action, EidPrefix, EidRecord, Locator
+from tests import configs
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -62,27 +63,15 @@ def test_parse_source() -> None:
         lig.parse_source("host.example")
 
 
-DATABASE = parse_config(
-    """
-[daemon]
-roles = ["itr", "etr"]
-[underlay]
-rlocs = ["192.0.2.2"]
-[[database-mapping]]
-eid-prefix = "2001:db8:1::/64"
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "198.51.100.64/28"
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "10.7.0.0/16"
-instance-id = 7
-rlocs = [{ address = "192.0.2.2" }]
-"""
-).database
+def _database() -> tuple[Any, ...]:
+    doc = configs.xtr(
+        rlocs=("192.0.2.2",), eids=("2001:db8:1::/64", "198.51.100.0/28", "198.51.100.64/28")
+    )
+    doc["database-mapping"].append(configs.mapping("10.7.0.0/16", "192.0.2.2", instance_id=7))
+    return parse_config(configs.toml(doc)).database
+
+
+DATABASE = _database()
 
 
 def test_choose_source_eid() -> None:
@@ -434,19 +423,11 @@ def test_main_takes_resolver_and_source_from_the_config(
     fake = resolver_factory(answer((POSITIVE,)))
     conf = tmp_path / "lispd.conf"
     conf.write_text(
-        """
-[daemon]
-roles = ["itr", "etr"]
-[underlay]
-rlocs = ["127.0.0.2"]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "127.0.0.2" }]
-[[map-resolver]]
-address = "127.0.0.1"
-[[map-resolver]]
-address = "127.0.0.3"
-"""
+        configs.toml(
+            configs.xtr(
+                rlocs=("127.0.0.2",), map_resolver=configs.addresses("127.0.0.1", "127.0.0.3")
+            )
+        )
     )
     rc, out, err = run_main(capsys, "-c", str(conf), "198.51.100.18/28")
     assert rc == 0, err
@@ -465,11 +446,7 @@ def test_main_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     rc, _, err = run_main(capsys, "-c", missing, "-m", "127.0.0.1", "198.51.100.18")
     assert rc == 2 and "cannot read" in err
     conf = tmp_path / "lispd.conf"
-    conf.write_text(
-        '[daemon]\nroles = ["itr", "etr"]\n[underlay]\nrlocs = ["192.0.2.2"]\n'
-        '[[database-mapping]]\neid-prefix = "198.51.100.0/28"\n'
-        'rlocs = [{ address = "192.0.2.2" }]\n'
-    )
+    conf.write_text(configs.toml(configs.xtr(rlocs=("192.0.2.2",))))
     rc, _, err = run_main(capsys, "-c", str(conf), "198.51.100.18")
     assert rc == 2 and "no [[map-resolver]]" in err
     for argv in (["-m", "127.0.0.1", "[x]1.2.3.4"], ["-m", "127.0.0.1", "-s", "nope", "1.2.3.4"]):

@@ -38,6 +38,7 @@ from lispd.cli.lispctl import (
     parse_prefix,
     table,
 )
+from tests import configs
 
 # --------------------------------------------------------------------------------------------
 # Sample results, shaped as the daemon's handlers return them
@@ -647,11 +648,11 @@ def test_main_tables_json_and_exit_statuses(
 def test_config_names_the_socket(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sock = str(tmp_path / "c.sock")
     config = tmp_path / "lispd.conf"
-    config.write_text(
-        f'[daemon]\nname = "n1"\nroles = ["map-server"]\ncontrol-socket = "{sock}"\n'
-        '[underlay]\nrlocs = ["192.0.2.1"]\n'
-        '[[site]]\nname = "s"\nkey = "k"\neid-prefixes = [{ eid-prefix = "10.0.0.0/8" }]\n'
+    only_site = configs.site("s", "k", "10.0.0.0/8")
+    doc = configs.msmr(
+        "n1", ("192.0.2.1",), (only_site,), roles=("map-server",), control_socket=sock
     )
+    config.write_text(configs.toml(doc))
     with fake_daemon(sock, _by_command):
         assert lispctl.main(["-c", str(config), "version"]) == 0
     assert capsys.readouterr().out == "lispd 0.1.0, node n1\n"

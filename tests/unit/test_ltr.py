@@ -10,7 +10,7 @@ import re
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from lispd.wire.trace import (
     encode_trace,
     reply_header,
 )
+from tests import configs
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -232,27 +233,17 @@ def test_parse_source() -> None:
 
 
 DATABASE = parse_config(
-    """
-[daemon]
-roles = ["itr", "etr"]
-[underlay]
-rlocs = ["2001:db8:ffff::2", "192.0.2.2"]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/24"
-instance-id = 1000
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-instance-id = 1000
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-instance-id = 7
-rlocs = [{ address = "192.0.2.2" }]
-[[database-mapping]]
-eid-prefix = "2001:db8:1::/48"
-rlocs = [{ address = "192.0.2.2" }]
-"""
+    configs.toml(
+        configs.xtr(
+            rlocs=("2001:db8:ffff::2", "192.0.2.2"),
+            database_mapping=[
+                configs.mapping("198.51.100.0/24", "192.0.2.2", instance_id=1000),
+                configs.mapping("198.51.100.0/28", "192.0.2.2", instance_id=1000),
+                configs.mapping("198.51.100.0/28", "192.0.2.2", instance_id=7),
+                configs.mapping("2001:db8:1::/48", "192.0.2.2"),
+            ],
+        )
+    )
 )
 LOCAL = [V4("127.0.0.1"), V4("192.0.2.2"), V6("2001:db8:1::1"), V4("198.51.100.1"), V6("::1")]
 
@@ -467,24 +458,17 @@ def test_progress_lines() -> None:
 
 def test_map_cache_covers() -> None:
     config = parse_config(
-        """
-[daemon]
-roles = ["itr"]
-[underlay]
-rlocs = ["192.0.2.2"]
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.2" }]
-[[map-cache]]
-eid-prefix = "198.51.100.0/24"
-action = "send-map-request"
-[[map-cache]]
-eid-prefix = "2001:db8:100::/48"
-instance-id = 7
-rlocs = [{ address = "192.0.2.6" }]
-[[map-resolver]]
-address = "192.0.2.10"
-"""
+        configs.toml(
+            configs.xtr(
+                rlocs=("192.0.2.2",),
+                roles=("itr",),
+                map_cache=[
+                    configs.resolve("198.51.100.0/24"),
+                    configs.mapping("2001:db8:100::/48", "192.0.2.6", instance_id=7),
+                ],
+                map_resolver=configs.addresses("192.0.2.10"),
+            )
+        )
     )
     assert ltr.map_cache_covers(config.map_cache, V4("198.51.100.200"))
     assert ltr.map_cache_covers(config.map_cache, V6("2001:db8:100:1::1"))
@@ -561,25 +545,23 @@ def short_dir() -> Iterator[Path]:
     path.rmdir()
 
 
-def write_config(directory: Path, control_socket: str = "", map_cache: str = "") -> str:
-    """A lispd.conf for ltr; ``map_cache``: ``[[map-cache]]`` tables appended."""
+def write_config(
+    directory: Path, control_socket: str = "", map_cache: Sequence[configs.Doc] = ()
+) -> str:
+    """A lispd.conf for ltr, with the ``[[map-cache]]`` tables ``map_cache``."""
     conf = directory / "lispd.conf"
-    conf.write_text(
-        f"""
-[daemon]
-roles = ["itr", "etr"]
-control-socket = "{control_socket}"
-[underlay]
-rlocs = ["192.0.2.2"]
-[[database-mapping]]
-eid-prefix = "127.0.0.0/24"
-instance-id = 1000
-rlocs = [{{ address = "192.0.2.2" }}]
-[[database-mapping]]
-eid-prefix = "::1/128"
-rlocs = [{{ address = "192.0.2.2" }}]
-{map_cache}"""
+    doc = configs.xtr(
+        None,
+        ("192.0.2.2",),
+        control_socket=control_socket,
+        database_mapping=[
+            configs.mapping("127.0.0.0/24", "192.0.2.2", instance_id=1000),
+            configs.mapping("::1/128", "192.0.2.2"),
+        ],
     )
+    if map_cache:
+        doc["map-cache"] = list(map_cache)
+    conf.write_text(configs.toml(doc))
     return str(conf)
 
 
@@ -696,8 +678,7 @@ def test_main_timeout_inside_the_map_cache_says_nothing_more(
     hop_factory: Callable[..., FakeHop], short_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hop_factory("127.0.0.1", None)  # never answers
-    tables = '[[map-cache]]\neid-prefix = "0.0.0.0/0"\nrlocs = [{ address = "192.0.2.6" }]\n'
-    conf = write_config(short_dir, map_cache=tables)
+    conf = write_config(short_dir, map_cache=[configs.mapping("0.0.0.0/0", "192.0.2.6")])
     rc, out, err = run_main(capsys, "-c", conf, "-s", "127.0.0.2", "--timeout", "0.3", "127.0.0.1")
     assert (rc, err) == (1, "")
     assert out.endswith("No reply received within 0.3 seconds from [1000]127.0.0.1\n")

@@ -19,6 +19,7 @@ from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry
 from lispd.stats import Counters
 from lispd.wire.data import build_data_header
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
+from tests import configs
 
 LOCAL_EID = "198.51.100.2"  # in the database-mapping 198.51.100.0/28
 OUTSIDE = "192.0.2.99"  # a non-LISP host
@@ -39,43 +40,24 @@ def packet(src: str, dst: str, payload: bytes = b"payload", dport: int = 2000) -
     return build_udp_datagram(UdpDatagram(h4, 1000, dport, payload))
 
 
-def config(roles: str, database: bool) -> str:
+def config(roles: tuple[str, ...], database: bool) -> str:
     """A node of ``roles``: static mappings for 203.0.113.0/25 and 2001:db8:200::/48, the range
     203.0.113.128/25 to resolve; with ``database`` the local EIDs 198.51.100.0/28."""
-    text = f"""
-[daemon]
-name = "pxtr"
-roles = [{roles}]
-control-socket = ""
-
-[underlay]
-rlocs = ["192.0.2.1", "2001:db8:0:1::1"]
-
-[[map-cache]]
-eid-prefix = "203.0.113.0/25"
-rlocs = [{{ address = "{ETR_RLOC}" }}]
-
-[[map-cache]]
-eid-prefix = "2001:db8:200::/48"
-rlocs = [{{ address = "{ETR_RLOC}" }}]
-
-[[map-cache]]
-eid-prefix = "203.0.113.128/25"
-action = "send-map-request"
-
-[[map-resolver]]
-address = "192.0.2.10"
-
-[probing]
-map-cache = false
-"""
+    doc = configs.node(
+        "pxtr",
+        roles,
+        ("192.0.2.1", "2001:db8:0:1::1"),
+        map_cache=[
+            configs.mapping("203.0.113.0/25", ETR_RLOC),
+            configs.mapping("2001:db8:200::/48", ETR_RLOC),
+            configs.resolve("203.0.113.128/25"),
+        ],
+        map_resolver=configs.addresses("192.0.2.10"),
+        probing={"map-cache": False},
+    )
     if database:
-        text += """
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{ address = "192.0.2.1" }]
-"""
-    return text
+        doc["database-mapping"] = [configs.mapping("198.51.100.0/28", "192.0.2.1")]
+    return configs.toml(doc)
 
 
 class FakeSender:
@@ -104,7 +86,7 @@ class FakeTun:
         return True
 
 
-def node(roles: str, database: bool) -> tuple[Daemon, FakeSender, FakeTun]:
+def node(roles: tuple[str, ...], database: bool) -> tuple[Daemon, FakeSender, FakeTun]:
     """The daemon of :func:`config` with a fake sender and TUN (no sockets, no loop)."""
     d = Daemon(parse_config(config(roles, database)), clock=lambda: 0.0)
     sender, tun = FakeSender(), FakeTun()
@@ -173,7 +155,7 @@ def test_a_petr_marks_what_it_decapsulates_for_non_eid_destinations() -> None:
 
 
 def test_a_pxtr_counts_its_traffic_under_pitr_and_petr_only() -> None:
-    d, sender, tun = node('"pitr", "petr"', database=False)
+    d, sender, tun = node(("pitr", "petr"), database=False)
     v4, v6 = packet(OUTSIDE, REMOTE), packet(OUTSIDE_V6, REMOTE_V6)
     d._itr_packet(v4)
     d._itr_packet(v6)
@@ -193,7 +175,7 @@ def test_a_pxtr_counts_its_traffic_under_pitr_and_petr_only() -> None:
 
 
 def test_an_xtr_that_is_also_a_pxtr_splits_its_traffic_by_role() -> None:
-    d, _sender, _tun = node('"itr", "etr", "pitr", "petr"', database=True)
+    d, _sender, _tun = node(("itr", "etr", "pitr", "petr"), database=True)
     own, proxied = packet(LOCAL_EID, REMOTE, b"o" * 10), packet(OUTSIDE, REMOTE, b"p" * 20)
     d._itr_packet(own)
     d._itr_packet(proxied)
@@ -213,7 +195,7 @@ def test_an_xtr_that_is_also_a_pxtr_splits_its_traffic_by_role() -> None:
 
 def test_a_pitr_packet_held_for_resolution_is_counted_as_pitr_when_released() -> None:
     async def scenario() -> dict[str, int]:
-        d, sender, _tun = node('"pitr", "petr"', database=False)
+        d, sender, _tun = node(("pitr", "petr"), database=False)
         pkt = packet(OUTSIDE, RESOLVED)
         try:
             d._itr_packet(pkt)  # a send-map-request range: resolved, the packet held
@@ -239,7 +221,7 @@ def test_a_pitr_packet_held_for_resolution_is_counted_as_pitr_when_released() ->
 def test_a_trace_through_a_petr_to_a_non_eid_is_counted_as_petr() -> None:
     """A packet to UDP port 2434 takes the LISP-Trace branch (stamped, then written to the
     TUN when it is not one to turn around); it is still the PETR's traffic."""
-    d, _sender, tun = node('"pitr", "petr"', database=False)
+    d, _sender, tun = node(("pitr", "petr"), database=False)
     probe = packet(REMOTE, OUTSIDE, b"not a trace message", dport=2434)
     d._etr_packet(build_data_header(1, 0) + probe, 64, 0, ETR_RLOC, 4341)
     assert len(tun.written) == 1
@@ -248,7 +230,7 @@ def test_a_trace_through_a_petr_to_a_non_eid_is_counted_as_petr() -> None:
 
 
 def test_show_stats_lists_the_proxy_counters() -> None:
-    d, _sender, _tun = node('"pitr", "petr"', database=False)
+    d, _sender, _tun = node(("pitr", "petr"), database=False)
     inbound, outbound = packet(OUTSIDE, REMOTE), packet(REMOTE, OUTSIDE)
     d._itr_packet(inbound)
     d._etr_packet(build_data_header(1, 0) + outbound, 64, 0, ETR_RLOC, 4341)

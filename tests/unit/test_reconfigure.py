@@ -3,67 +3,49 @@
 from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
+from typing import Any
 
 from lispd.config import parse_config
 from lispd.node.build import build_control_plane, build_tables
 from lispd.node.reload import plan_reload, update_control_plane
 from lispd.wire.mapregister import decode_map_register
+from tests import configs
 
-XTR = """
-[daemon]
-name = "xtr1"
-roles = ["itr", "etr"]
-log-level = "{level}"
-
-[underlay]
-rlocs = ["192.0.2.1"]
-
-[[database-mapping]]
-eid-prefix = "198.51.100.0/28"
-rlocs = [{{ address = "192.0.2.1" }}]
-
-[[map-server]]
-address = "{ms}"
-key = "{key}"
-
-[[map-resolver]]
-address = "{ms}"
-
-[resolver]
-retries = {retries}
-
-[[petr]]
-address = "203.0.113.9"
-"""
-
-MSMR = """
-[daemon]
-name = "ms"
-roles = ["map-server", "map-resolver"]
-
-[underlay]
-rlocs = ["192.0.2.50"]
-
-[mapping-system]
-negative-ttl = {negative}
-
-[[site]]
-name = "a"
-key = "k"
-eid-prefixes = [{{ eid-prefix = "198.51.100.0/28" }}]
-{extra}
-"""
-
-SITE_B = """
-[[site]]
-name = "b"
-key = "k2"
-eid-prefixes = [{ eid-prefix = "198.51.100.16/28" }]
-"""
+SITE_A = configs.site("a", "k", "198.51.100.0/28")
+SITE_B = configs.site("b", "k2", "198.51.100.16/28")
 
 
-def xtr(level: str = "info", ms: str = "192.0.2.50", key: str = "secret", retries: int = 3) -> str:
-    return XTR.format(level=level, ms=ms, key=key, retries=retries)
+def xtr(
+    level: str = "info",
+    ms: str = "192.0.2.50",
+    key: str = "secret",
+    retries: int = 3,
+    **tables: Any,
+) -> str:
+    """An xTR registering with and resolving through ``ms``, with a PETR; ``tables`` as in
+    :func:`tests.configs.merge`."""
+    doc = configs.xtr(
+        control_socket=None,
+        daemon={"log-level": level},
+        map_server=[configs.map_server(ms, key)],
+        map_resolver=configs.addresses(ms),
+        resolver={"retries": retries},
+        petr=configs.addresses("203.0.113.9"),
+    )
+    return configs.toml(configs.merge(doc, **tables))
+
+
+def msmr(negative: int, *more_sites: configs.Doc) -> str:
+    """The Map-Server/Map-Resolver of site a and ``more_sites``."""
+    return configs.toml(
+        configs.msmr(
+            "ms",
+            ("192.0.2.50",),
+            (SITE_A, *more_sites),
+            control_socket=None,
+            mapping_system={"negative-ttl": negative},
+        )
+    )
 
 
 def plane_of(text: str) -> object:
@@ -88,10 +70,9 @@ def test_live_sections_are_applied_and_named() -> None:
 
 def test_settings_needing_a_restart_keep_their_running_values() -> None:
     running = parse_config(xtr())
-    new_text = xtr(level="debug").replace(
-        'roles = ["itr", "etr"]', 'roles = ["itr", "etr"]\ncontrol-socket = "/run/other.sock"'
+    new_text = xtr(
+        level="debug", daemon={"control-socket": "/run/other.sock"}, underlay={"mtu": 1400}
     )
-    new_text = new_text.replace('rlocs = ["192.0.2.1"]', 'rlocs = ["192.0.2.1"]\nmtu = 1400')
     plan = plan_reload(running, parse_config(new_text))
     assert set(plan.restart_needed) == {"daemon.control-socket", "underlay", "tun"}
     assert plan.applied == ("daemon.log-level",)
@@ -102,9 +83,9 @@ def test_settings_needing_a_restart_keep_their_running_values() -> None:
 
 
 def test_map_servers_under_nat_traversal_need_a_restart() -> None:
-    nat = "\n[nat-traversal]\nenabled = true\n"
-    running = parse_config(xtr() + nat)
-    plan = plan_reload(running, parse_config(xtr(ms="192.0.2.51") + nat))
+    nat = {"enabled": True}
+    running = parse_config(xtr(nat_traversal=nat))
+    plan = plan_reload(running, parse_config(xtr(ms="192.0.2.51", nat_traversal=nat)))
     assert "map-server (with nat-traversal)" in plan.restart_needed
     assert plan.effective.map_servers == running.map_servers
     assert "map-server" not in plan.applied
@@ -134,9 +115,9 @@ def test_changed_key_reregisters_without_withdrawing() -> None:
 
 
 def test_map_server_keeps_registrations_of_sites_still_configured() -> None:
-    plane = plane_of(MSMR.format(negative=15, extra=SITE_B))
+    plane = plane_of(msmr(15, SITE_B))
     ms = plane.map_server  # type: ignore[attr-defined]
-    update_control_plane(plane, plane_of(MSMR.format(negative=5, extra="")), 1.0)  # type: ignore[arg-type]
+    update_control_plane(plane, plane_of(msmr(5)), 1.0)  # type: ignore[arg-type]
     assert plane.map_server is ms  # type: ignore[attr-defined]
     assert [s.name for s in ms.sites] == ["a"]
     assert plane.map_resolver.negative_ttl_minutes == 5  # type: ignore[attr-defined]
@@ -146,8 +127,7 @@ def test_map_server_keeps_registrations_of_sites_still_configured() -> None:
 
 def test_a_machine_the_new_configuration_adds_or_removes_follows_it() -> None:
     plane = plane_of(xtr())
-    no_petr_no_probe = xtr().replace('[[petr]]\naddress = "203.0.113.9"\n', "")
-    no_petr_no_probe += "\n[probing]\nmap-cache = false\n"
+    no_petr_no_probe = xtr(petr=None, probing={"map-cache": False})
     update_control_plane(plane, plane_of(no_petr_no_probe), 1.0)  # type: ignore[arg-type]
     assert plane.prober is None  # type: ignore[attr-defined]
     update_control_plane(plane, plane_of(xtr()), 2.0)  # type: ignore[arg-type]
