@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from lispd.build import build_control_plane, build_database
 from lispd.config import ROOT, parse_config
 from lispd.config.locate import key_lines
 from lispd.config.model import (
@@ -41,6 +40,7 @@ from lispd.control.prober import ProbeSettings
 from lispd.control.registrar import MapServerTarget, Registrar
 from lispd.control.resolver import ResolverSettings
 from lispd.control.responder import MapReplier
+from lispd.node.build import build_control_plane, build_database
 from tests.unit.test_config import EXAMPLES
 
 # Only what each section requires: every optional key and table left out.
