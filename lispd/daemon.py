@@ -30,8 +30,6 @@ from lispd.api.metrics import MetricsServer, MetricsSnapshot
 from lispd.api.server import ControlServer
 from lispd.api.server import probe as probe_control_socket
 from lispd.config import Config, ConfigError, load_config
-from lispd.control.outputs import LISP_CONTROL_PORT
-from lispd.dataplane.tracing import TRACE_PORT
 from lispd.engine import compiled
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
 from lispd.engine.workers import WorkerSet, WorkerSlot
@@ -65,7 +63,8 @@ from lispd.node.actions import (
 )
 from lispd.startup import opening
 from lispd.stats import LoopLag
-from lispd.wire.data import LISP_DATA_PORT
+from lispd.wire.data import LISP_CONTROL_PORT, LISP_DATA_PORT
+from lispd.wire.trace import TRACE_PORT
 
 __all__ = ["DATA_ROLES", "TUN_ROLES", "Daemon", "control_nonce", "run_daemon"]
 

@@ -32,10 +32,11 @@ from collections import Counter
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.control.responder import _Limiter
 from lispd.wire import auth
 from lispd.wire.address import NO_ADDRESS, Address, NatTraversalAddress
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.errors import EncodeError
 from lispd.wire.info import InfoMessage, encode_info
 

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from lispd.config.model import LimitsConfig, MappingSystemConfig, SitePrefix, field_default
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.logfmt import endpoint, kv
 from lispd.mapcache.prefixes import MAX_IID
 from lispd.mapcache.scoped import ScopedTables
@@ -70,6 +70,7 @@ from lispd.wire.address import (
     address_text,
     split_eid,
 )
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed

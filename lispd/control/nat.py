@@ -94,10 +94,10 @@ from typing import Final
 
 from lispd.config.model import NatTraversalConfig
 from lispd.control import statetable
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl, SendData
+from lispd.control.outputs import SendControl, SendData
 from lispd.logfmt import kv
 from lispd.wire.address import NO_ADDRESS, Address, NatTraversalAddress, eid_prefix
-from lispd.wire.data import IID_CONTROL, build_data_header
+from lispd.wire.data import IID_CONTROL, LISP_CONTROL_PORT, LISP_DATA_PORT, build_data_header
 from lispd.wire.info import InfoMessage, encode_info
 from lispd.wire.records import EidRecord, Locator
 
@@ -106,8 +106,6 @@ IPNetwork = IPv4Network | IPv6Network
 
 log = logging.getLogger("lispd.control.nat")
 
-LISP_DATA_PORT: Final = 4341
-"""Where keepalives go (and come from): the RTR's LISP data port."""
 
 INFO_TTL: Final = 1440
 """The TTL (minutes) of our Info-Requests (see the module documentation)."""

@@ -97,11 +97,12 @@ from typing import Final, NamedTuple
 
 from lispd.config.model import LimitsConfig, ProbingConfig
 from lispd.control import statetable
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.logfmt import kv, pairs
 from lispd.ratelimit import TokenBucket
 from lispd.wire.address import NO_ADDRESS
 from lispd.wire.address import eid_prefix as wire_eid_prefix
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest, encode_map_request
 from lispd.wire.records import EidPrefix

@@ -90,10 +90,11 @@ from typing import Final
 
 from lispd.config.model import MapServerRef, RegistrationConfig, field_default
 from lispd.control import messagelog
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.control.statetable import Go, Refuse, StateTable
 from lispd.logfmt import kv, pairs
 from lispd.wire import auth
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
 from lispd.wire.records import EidRecord, encode_eid_record

@@ -90,12 +90,13 @@ from typing import Final, NamedTuple
 
 from lispd.config.model import ResolverConfig
 from lispd.control import statetable
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.logfmt import pairs
 from lispd.mapcache import MAX_IID, MapCacheEntry, RlocEntry
 from lispd.mapcache import Action as CacheAction
 from lispd.ratelimit import TokenBucket
 from lispd.wire.address import NO_ADDRESS, Address, ElpAddress, InstanceIdAddress, split_eid
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError
 from lispd.wire.ip import IPv4Header, IPv6Header

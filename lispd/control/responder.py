@@ -18,11 +18,12 @@ from typing import Final
 
 from lispd.config.model import RegistrationConfig
 from lispd.control.messagelog import eid_list, truncated
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.logfmt import kv
 from lispd.mapcache import DatabaseEntry, LocalDatabase
 from lispd.ratelimit import TokenBucket
 from lispd.wire.address import ElpAddress, ElpHop, InstanceIdAddress, eid_prefix, split_eid
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.mapreply import MapReply, encode_map_reply
 from lispd.wire.maprequest import MapRequest, encode_map_request
 from lispd.wire.records import EidPrefix, EidRecord, Locator

@@ -64,7 +64,7 @@ from ipaddress import ip_address
 from typing import Final
 
 from lispd.dataplane.outputs import Encap
-from lispd.wire.data import DATA_HEADER_LEN, read_data_header
+from lispd.wire.data import DATA_HEADER_LEN, LISP_DATA_PORT, read_data_header
 from lispd.wire.errors import WireError
 from lispd.wire.ip import UdpDatagram, build_udp_datagram, parse_udp_datagram
 from lispd.wire.trace import (
@@ -75,6 +75,7 @@ from lispd.wire.trace import (
     REASON_MAP_CACHE_MISS,
     REASON_NO_REACHABLE_RLOCS,
     REASON_NOT_AN_EID,
+    TRACE_PORT,
     IPAddress,
     Number,
     TraceHop,
@@ -95,7 +96,6 @@ from lispd.wire.trace import (
 
 __all__ = [
     "FAILURE_REASONS",
-    "LISP_DATA_PORT",
     "MAX_HELD_TRACES",
     "MAX_NAT_CLIENTS",
     "NODE_ETR",
@@ -107,7 +107,6 @@ __all__ = [
     "REASON_NOT_AN_EID",
     "REASON_NO_REACHABLE_RLOCS",
     "TRACE_HOLD",
-    "TRACE_PORT",
     "UNKNOWN_HOPS",
     "UNKNOWN_LATENCY",
     "UNKNOWN_RTT",
@@ -126,10 +125,6 @@ __all__ = [
     "turn_around_packet",
 ]
 
-TRACE_PORT: Final = 2434
-"""UDP port of LISP-Trace (4342 written backwards)."""
-LISP_DATA_PORT: Final = 4341
-"""The data port: an encap ``dr`` carries ``:<port>`` only for another port."""
 PROBE_HISTORY: Final = 3
 """Entries in each of ``rtts``, ``hops`` and ``lats``."""
 UNKNOWN_RTT: Final = -1

@@ -89,8 +89,6 @@ from typing import Any
 
 from lispd.api import views
 from lispd.config import Config, parse_config
-from lispd.control.outputs import LISP_CONTROL_PORT
-from lispd.dataplane.tracing import TRACE_PORT
 from lispd.mapcache import MapCacheEntry
 from lispd.node import DATA_ROLES, Node
 from lispd.node.actions import (
@@ -100,7 +98,8 @@ from lispd.node.actions import (
     SendEncap,
     WriteTun,
 )
-from lispd.wire.data import LISP_DATA_PORT
+from lispd.wire.data import LISP_CONTROL_PORT, LISP_DATA_PORT
+from lispd.wire.trace import TRACE_PORT
 from tests.sim.configs import toml
 from tests.sim.packets import InnerPacket, decode_lisp_data, parse_inner
 

@@ -17,9 +17,9 @@ from lispd.control.mapresolver import (
     MapResolver,
 )
 from lispd.control.mapserver import MapServer, SitePrefixSpec, SiteSpec
-from lispd.control.outputs import LISP_CONTROL_PORT
 from lispd.control.plane import ControlPlane
 from lispd.wire.address import DistinguishedName, InstanceIdAddress, MacAddress
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.ecm import EncapsulatedControl, decode_ecm, encode_ecm
 from lispd.wire.ip import IPv4Header, IPv6Header
 from lispd.wire.mapregister import MapNotify, MapRegister, decode_map_register, encode_signed

@@ -24,9 +24,10 @@ from lispd.control.mapserver import (
     reply_destination,
     request_eid,
 )
-from lispd.control.outputs import LISP_CONTROL_PORT, SendControl
+from lispd.control.outputs import SendControl
 from lispd.wire import auth
 from lispd.wire.address import DistinguishedName, InstanceIdAddress, MacAddress
+from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.ecm import EncapsulatedControl, decode_ecm, encode_ecm
 from lispd.wire.ip import IPv4Header, IPv6Header
 from lispd.wire.mapregister import (

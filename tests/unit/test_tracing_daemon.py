@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, ip_address
 
 from lispd.dataplane.outputs import Encap
-from lispd.dataplane.tracing import TRACE_HOLD, TRACE_PORT, stamp_encap
+from lispd.dataplane.tracing import TRACE_HOLD, stamp_encap
 from lispd.mapcache import MapCacheEntry
 from lispd.wire.control import decode_control
 from lispd.wire.data import DATA_HEADER_LEN, build_data_header
@@ -24,7 +24,7 @@ from lispd.wire.ip import IPv4Header, UdpDatagram, build_udp_datagram, parse_udp
 from lispd.wire.mapreply import MapReply, encode_map_reply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import Action, EidRecord, Locator
-from lispd.wire.trace import TraceHop, TraceMessage, decode_trace, encode_trace
+from lispd.wire.trace import TRACE_PORT, TraceHop, TraceMessage, decode_trace, encode_trace
 from tests.fuzz.harness import FuzzInput, Harness, Sent, new_loop
 
 NONCE = 0x0123456789ABCDEF
