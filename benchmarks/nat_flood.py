@@ -19,15 +19,15 @@ use each RLOC.
 
 How they get there: rtr1's lispd is started through this module (``python -m
 benchmarks.nat_flood rtr --prefixes N -c CONF``), which builds the :class:`lispd.daemon.Daemon`
-from the configuration as ``lispd`` does, installs the entries with ``MapCache.add`` (as
-``Daemon._apply`` installs Map-Reply answers, minus the Map-Replies), and then runs the daemon
-unchanged: ``start`` loads them into the compiled engines and seeds the worker like any
-map-cache.  Resolving a million prefixes through a Map-Resolver would take hours at the
-resolver's rate limits, a million static ``[[map-cache]]`` tables would be a 100 MB
-configuration file, and a control-socket command to install entries would be a way in for
-anyone who may use that socket: the benchmark's own entry point changes nothing in lispd.
-Map-cache probing is off on rtr1 (``[probing] map-cache = false``): the entries' RLOCs do not
-exist, and probing them is not what is measured.
+from the configuration as ``lispd`` does, installs the entries in its node's map-cache with
+``MapCache.add`` (as ``Node._apply`` installs Map-Reply answers, minus the Map-Replies), and
+then runs the daemon unchanged: ``start`` loads them into the compiled engines and seeds the
+worker like any map-cache.  Resolving a million prefixes through a Map-Resolver would take hours
+at the resolver's rate limits, a million static ``[[map-cache]]`` tables would be a 100 MB
+configuration file, and a control-socket command to install entries would be a way in for anyone
+who may use that socket: the benchmark's own entry point changes nothing in lispd.  Map-cache
+probing is off on rtr1 (``[probing] map-cache = false``): the entries' RLOCs do not exist, and
+probing them is not what is measured.
 
 Measured, in two windows of the same ping (``--ping-interval``, 10 ms: h1 -> h2 through gxtr1,
 rtr1 and xtr2): ``--quiet-seconds`` without the flood, then ``--seconds`` while ms sends
@@ -166,7 +166,7 @@ def run_rtr(args: argparse.Namespace) -> int:
     daemon = Daemon(config)
     started = time.monotonic()
     for entry in preload_entries(args.prefixes, args.per_rloc, daemon.clock()):
-        daemon.mapcache.add(entry)
+        daemon.node.mapcache.add(entry)
     log.info(
         "benchmark preloaded the map-cache prefixes=%d seconds=%.1f",
         args.prefixes,

@@ -1,5 +1,5 @@
-"""The real :class:`lispd.daemon.Daemon`, driven through its per-packet entry points without root
-or sockets.
+"""The real :class:`lispd.daemon.Daemon` (the asyncio shell around its
+:class:`~lispd.node.Node`), driven through its per-packet entry points without root or sockets.
 
 A :class:`Harness` builds a ``Daemon`` from a role configuration (:mod:`tests.fuzz.roles`) and
 puts in-memory fakes where :meth:`Daemon.start` would put the operating system: a
@@ -8,8 +8,9 @@ puts in-memory fakes where :meth:`Daemon.start` would put the operating system: 
 sockets and the 2434 trace sockets.  Nothing else is replaced: an input goes through the same
 code as a datagram read by the loop - ``_on_tun_readable``, ``_on_udp_readable``,
 ``_on_control_readable`` and ``_on_trace_readable``, each reading its batch through the real
-``recv_batch`` / ``read_batch`` code path from the fake, with the daemon's own per-packet
-exception guard around the handlers.
+``recv_batch`` / ``read_batch`` code path from the fake into the node (with its own per-packet
+exception guard), then :meth:`Daemon.transmit` performing what the node asked through the
+fakes.
 
 Per input the harness checks what the daemon promises: no exception escapes the entry point,
 the ``internal-error`` counter (the guard caught a bug) stays at zero, and the input ended
@@ -34,10 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lispd.api.commands import handlers
 from lispd.api.metrics import render_metrics
 from lispd.config import parse_config
-from lispd.daemon import DATA_ROLES, TUN_ROLES, Daemon
+from lispd.daemon import Daemon
 from lispd.io.udp import Sender
+from lispd.node import DATA_ROLES, TUN_ROLES
 from lispd.wire.control import decode_control
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.errors import WireError
@@ -262,7 +265,7 @@ class Harness:
         self.clock = FakeClock(random.Random(seed + 1))
         self.config = parse_config(ROLE_CONFIGS[role])
         self.daemon = Daemon(self.config, clock=self.clock)
-        self.daemon.data_nonces = random.Random(seed + 2)
+        self.daemon.node.data_nonces = random.Random(seed + 2)
         self.stats = stats if stats is not None else RunStats()
         self.strict_counting = strict_counting
         self.max_failures = max_failures
@@ -303,8 +306,8 @@ class Harness:
 
     def start(self) -> None:
         """Put the fakes in and do what :meth:`Daemon.start` does besides opening things
-        (keep in step with it): probe the PETRs and static map-cache RLOCs, run the timer
-        once (first registrations, Info-Requests)."""
+        (keep in step with it): start the node (probe the PETRs and static map-cache RLOCs,
+        run its timer once: first registrations, Info-Requests) and transmit."""
         d = self.daemon
         entries = self.entry_points
         fam = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -326,14 +329,8 @@ class Harness:
             self.control_sockets[v] = FakeSocket(fam[v], "control", self._record)
             d.control_sockets[v] = [self.control_sockets[v]]  # type: ignore[list-item]
         logging.getLogger("lispd").addHandler(self._errors)
-        prober = d.control.prober
-        if prober is not None:
-            now = self.clock()
-            for petr in self.config.petrs:
-                d._send_control(prober.watch(petr.address, None, now))
-            for entry in d.mapcache.entries():
-                d._watch_rlocs(entry)
-        d._on_timer()
+        d.node.start(self.clock())
+        d.transmit()
         self._baseline = self._snapshot()
 
     def close(self) -> None:
@@ -347,12 +344,12 @@ class Harness:
 
     def _activity(self) -> int:
         """A number that grows whenever the daemon counted, sent or wrote anything."""
-        d = self.daemon
-        total = sum(d.counters.packets.values()) + sum(d.counters.drops.values())
-        for machine in d.control.machines():
+        node = self.daemon.node
+        total = sum(node.counters.packets.values()) + sum(node.counters.drops.values())
+        for machine in node.control.machines():
             total += sum(getattr(machine, "drops", {}).values())
             total += sum(getattr(machine, "stats", {}).values())
-        total += sum(d.control.drops.values())
+        total += sum(node.control.drops.values())
         total += self.tun.writes if self.tun is not None else 0
         for group in (self.data_sockets, self.control_sockets, self.trace_sockets):
             total += sum(s.sends for s in group.values())
@@ -380,8 +377,8 @@ class Harness:
     def deliver(self, entry: str, item: FuzzInput, fuzzed: bool = False) -> None:
         """Hand ``item`` to ``entry`` through the fakes and check that nothing escaped and no
         bug was caught; a ``fuzzed`` input must also end counted (and is counted as run)."""
-        d = self.daemon
-        before_errors = d.counters.drops["internal-error"]
+        d, counters = self.daemon, self.daemon.node.counters
+        before_errors = counters.drops["internal-error"]
         before = self._activity() if fuzzed else 0
         logged = len(self._errors.records)
         try:
@@ -407,7 +404,7 @@ class Harness:
             self._fail(entry, "escaped", item, traceback.format_exc())
         if fuzzed:
             self.stats.inputs[(self.role, entry)] += 1
-        if d.counters.drops["internal-error"] != before_errors:
+        if counters.drops["internal-error"] != before_errors:
             detail = "\n".join(self._errors.records[logged:]) or "(rate-limited: not logged)"
             self._fail(entry, "internal-error", item, detail)
         elif fuzzed and self._activity() == before:
@@ -433,24 +430,24 @@ class Harness:
 
     def show(self, entry: str = "show") -> None:
         """Render every read-only control-socket command as JSON, and the metrics page."""
-        handlers = self.daemon._handlers()
+        commands = handlers(self.daemon)
         try:
             for command in READ_ONLY_COMMANDS:
-                json.dumps(handlers[command]({}))
-            render_metrics(self.daemon._metrics)
+                json.dumps(commands[command]({}))
+            render_metrics(self.daemon.metrics_snapshot)
         except Exception:
             self._fail(entry, "show", None, traceback.format_exc())
 
     def _snapshot(self) -> Counter[str]:
         """Every counter of the daemon: packets, drops (control machines' too), statistics."""
-        snap = self.daemon._stats()
+        snap = self.daemon.stats()
         out: Counter[str] = Counter()
         for name, value in snap["packets"].items():
             if name.endswith(".packets"):
                 out[name.removesuffix(".packets")] += value
         for name, value in snap["drops"].items():
             out["drop:" + name] += value
-        for machine in self.daemon.control.machines():
+        for machine in self.daemon.node.control.machines():
             for name, value in getattr(machine, "stats", {}).items():
                 out[f"{type(machine).__name__.lower()}:{name}"] += value
         return out

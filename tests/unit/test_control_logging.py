@@ -25,9 +25,10 @@ from lispd.control.prober import Prober, ProbeSettings, RlocChange
 from lispd.control.registrar import MapServerTarget, Registrar
 from lispd.control.resolver import SMR_LOG_BURST, Resolver
 from lispd.control.responder import SmrSender
-from lispd.daemon import Daemon
 from lispd.logfmt import LogfmtFormatter, message_pairs
 from lispd.mapcache import MapCacheEntry, RlocEntry
+from lispd.node import Node
+from lispd.node.actions import Action, SendDatagram
 from lispd.wire.address import NO_ADDRESS, InstanceIdAddress, NatTraversalAddress
 from lispd.wire.control import encode_control
 from lispd.wire.data import IID_CONTROL, build_data_header
@@ -43,7 +44,7 @@ from lispd.wire.mapregister import (
 from lispd.wire.mapreply import MapReply, decode_map_reply, encode_map_reply
 from lispd.wire.maprequest import MapRequest, decode_map_request, encode_map_request
 from lispd.wire.records import EidPrefix, EidRecord, Locator
-from tests.unit.socketless import xtr_config
+from tests.unit.socketless import perform, xtr_config
 from tests.unit.test_logfmt import parse_logfmt
 
 LOCAL = IPv4Address("192.0.2.1")
@@ -476,22 +477,13 @@ def test_nothing_is_decoded_or_counted_without_debug(caplog: pytest.LogCaptureFi
     assert caplog.records == [] and messages.suppressed == {"in": 0, "out": 0}
 
 
-# --- the daemon's side --------------------------------------------------------------------------
+# --- the node's side ----------------------------------------------------------------------------
 
 
-class FakeSocket:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def sendto(self, payload: bytes, address: tuple[str, int]) -> int:
-        self.sent.append((payload, address))
-        return len(payload)
-
-
-def test_the_daemon_logs_what_it_sends_and_learns(caplog: pytest.LogCaptureFixture) -> None:
-    daemon = Daemon(parse_config(xtr_config()), clock=lambda: 50.0)
-    sock = FakeSocket()
-    daemon.control_sockets = {4: [sock]}  # type: ignore[list-item]
+def test_the_node_logs_what_it_sends_and_learns(caplog: pytest.LogCaptureFixture) -> None:
+    """A control message is logged once it left (the shell accounted for its send), one
+    received in the data path (instance-ID 0xFFFFFF) as it comes, installs as they happen."""
+    node = Node(parse_config(xtr_config()), 50.0)
     request = MapRequest(
         nonce=0x1234,
         records=(EidPrefix(IPv4Address("198.51.100.1"), 32),),
@@ -502,12 +494,17 @@ def test_the_daemon_logs_what_it_sends_and_learns(caplog: pytest.LogCaptureFixtu
         InfoMessage(nonce=9, eid=IPv4Address("198.51.100.0"), eid_mask_len=28)
     )
     learned = entry((RlocEntry(ETR, 1, 100),))
+    performed: list[Action] = []
     with caplog.at_level(logging.DEBUG, logger="lispd"):
-        daemon._send_control([SendControl(ETR, 4342, encode_map_request(request))])
-        daemon._data_control(keepalive, 64, "192.0.2.77", 61000)
-        daemon._apply(ControlResult(installs=[learned]))
-        daemon._apply(ControlResult(installs=[learned]))  # a refresh: DEBUG only
-    assert len(sock.sent) == 1
+        node._send_control([SendControl(ETR, 4342, encode_map_request(request))])
+        performed += perform(node)  # sent: logged now
+        node.data_datagram(keepalive, 64, 0, "192.0.2.77", 61000, 50.0)
+        node._apply(ControlResult(installs=[learned]))
+        node._apply(ControlResult(installs=[learned]))  # a refresh: DEBUG only
+        performed += perform(node)
+    [sent_request] = performed
+    assert isinstance(sent_request, SendDatagram)
+    assert (sent_request.via, sent_request.dst, sent_request.port) == ("control", ETR, 4342)
     sent = [f for _, f in events(caplog, "lispd.control.messages")]
     assert sent[0] == {
         "msg": "control message",

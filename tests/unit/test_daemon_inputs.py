@@ -1,6 +1,7 @@
 """Regression tests for inputs the entry-point fuzzer (``tests/fuzz/entrypoints.py``) found
-reaching the daemon's per-packet guard: each is fed to the real :class:`lispd.daemon.Daemon`
-through the fuzz harness's fake sockets and must end as a named drop, not ``internal-error``."""
+reaching the node's per-packet guard: each is fed to the real :class:`lispd.daemon.Daemon`
+through the fuzz harness's fake sockets (read by the daemon's readers into its
+:class:`~lispd.node.Node`) and must end as a named drop, not ``internal-error``."""
 
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ def test_rtr_nat_keepalive_from_port_zero_is_a_named_drop() -> None:
 
     def inputs(harness: Harness) -> Iterator[FuzzInput]:
         yield FuzzInput(_keepalive(), NATED_XTR, 0)
-        seen["bound after port 0"] = len(harness.daemon.nat_bindings or ())
+        seen["bound after port 0"] = len(harness.daemon.node.nat_bindings or ())
         yield FuzzInput(_keepalive(), NATED_XTR, 61000)
-        bindings = harness.daemon.nat_bindings
+        bindings = harness.daemon.node.nat_bindings
         assert bindings is not None
         seen["port"] = bindings.port_for(ip_address(NATED_XTR))
-        seen["drops"] = dict(harness.daemon.counters.drops)
+        seen["drops"] = dict(harness.daemon.node.counters.drops)
 
     stats = run_inputs("rtr", "data", inputs)
     assert not stats.failure_kinds, [f.report() for f in stats.failures]
@@ -56,12 +57,12 @@ def test_trace_port_has_the_per_packet_guard() -> None:
         def broken(payload: bytes, src: str, sport: int) -> bool:
             raise RuntimeError("a bug")
 
-        harness.daemon.tracer.learn_client = broken  # type: ignore[method-assign]
+        harness.daemon.node.tracer.learn_client = broken  # type: ignore[method-assign]
         sock = harness.trace_sockets[4]
         sock.push(FuzzInput(b"first", "192.0.2.6", 40000))
         sock.push(FuzzInput(b"second", "192.0.2.6", 40001))
         harness.daemon._on_trace_readable(sock)  # type: ignore[arg-type]
-        seen.update(harness.daemon.counters.drops)
+        seen.update(harness.daemon.node.counters.drops)
         return iter(())
 
     run_inputs("rtr", "trace", inputs)

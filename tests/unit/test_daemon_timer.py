@@ -1,5 +1,5 @@
-"""The daemon's one control-plane timer on uvloop, without sockets: a deadline that is due now
-must not break the next re-arm."""
+"""The daemon's one timer (armed at its node's next deadline) on uvloop, without sockets: a
+deadline that is due now must not break the next re-arm."""
 
 from __future__ import annotations
 
@@ -31,16 +31,16 @@ def test_rearming_while_a_due_timer_is_pending() -> None:
         0, ip_network("2001:db8:100:2:1::1/128"), (rloc,), "encapsulate", ttl=60, created=40.0
     )
     assert due.expires == now
-    d.mapcache.add(due)
+    d.node.mapcache.add(due)
 
     async def run() -> None:
         d._arm_timer()  # due now: uvloop hands back a Handle, not a TimerHandle
         d._arm_timer()  # a packet missing meanwhile re-arms: must not raise
         d._arm_timer()
         await asyncio.sleep(0.05)  # the timer runs: the entry expires, the timer is re-armed
-        assert d.mapcache.get(0, due.prefix) is None
+        assert d.node.mapcache.get(0, due.prefix) is None
         assert d._timer is not None and d._timer.when() > asyncio.get_running_loop().time()
         d._timer.cancel()
 
     uvloop.run(run())
-    assert "internal-error" not in d.counters.drops
+    assert "internal-error" not in d.node.counters.drops

@@ -5,7 +5,7 @@ the same test vectors.
 * ITR: ``Engine.encap`` against ``Itr.handle`` over one map-cache and local database (the C
   tables loaded the way the daemon loads them, through :class:`CompiledPath`);
 * ETR / RTR / RTR+ETR: ``Engine.datagram`` against ``Etr.handle``, ``Rtr.handle`` and the
-  daemon's dispatch between the two;
+  node's dispatch between the two;
 * ``complete_checksum`` (the partial checksums a TUN with a virtio-net header hands over).
 
 What the compiled path leaves to Python ("punts") is fine whenever the Python path decides;
@@ -19,7 +19,7 @@ design names, checked here case by case:
   ``from_udp`` only (``datagram`` skips it), the first datagram of every ITR not seen since
   the last ``forget_sources`` (Python keeps the list of recent ITRs it sends SMRs to).
 
-The other way round, C encapsulates with a map-cache entry whose TTL ran out until the daemon's
+The other way round, C encapsulates with a map-cache entry whose TTL ran out until the node's
 timer expires it (Python already sees a miss): see
 test_itr_keeps_an_expired_entry_until_the_map_cache_expires_it.  Segmenting and merging TCP:
 test_fastpath_offloads.py; the table: test_fastpath_lpm.py.
@@ -513,7 +513,7 @@ def test_itr_follows_the_map_cache_listener() -> None:
 
 def test_itr_keeps_an_expired_entry_until_the_map_cache_expires_it() -> None:
     """A documented window, not a bug: Python's lookup ignores an entry whose TTL ran out
-    (a miss, to resolve it again); the engine forwards with it until the daemon's timer calls
+    (a miss, to resolve it again); the engine forwards with it until the node's timer calls
     ``MapCache.expire``, whose listener call removes the record."""
     mapcache, database = MapCache(), itr_database()
     itr = Itr(mapcache, database, {4: LOCAL_RLOCS[4]}, 1500, Counters(), lambda: 1, lambda: 70.0)
@@ -765,8 +765,8 @@ def check_rtr(world: DecapWorld, engine: Any, payload: bytes, ttl: int, tos: int
     return "encap"
 
 
-def daemon_rtr_etr(world: DecapWorld, payload: bytes, ttl: int, tos: int) -> Output:
-    """What Daemon._rtr_packet does on a node that is RTR and ETR: datagrams for its own EIDs
+def node_rtr_etr(world: DecapWorld, payload: bytes, ttl: int, tos: int) -> Output:
+    """What Node._rtr_packet does on a node that is RTR and ETR: datagrams for its own EIDs
     go to the ETR, every other one to the RTR."""
     header = read_data_header(payload)
     if header is not None:
@@ -777,8 +777,8 @@ def daemon_rtr_etr(world: DecapWorld, payload: bytes, ttl: int, tos: int) -> Out
 
 
 def check_rtr_etr(world: DecapWorld, payload: bytes, ttl: int, tos: int) -> str:
-    """One datagram through the RTR+ETR engine and the daemon's dispatch."""
-    py = daemon_rtr_etr(world, payload, ttl, tos)
+    """One datagram through the RTR+ETR engine and the node's dispatch."""
+    py = node_rtr_etr(world, payload, ttl, tos)
     c = world.both_engine.datagram(payload, ttl, tos)
     if c is None:
         if type(py) is ToTun:

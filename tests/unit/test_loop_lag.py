@@ -59,16 +59,16 @@ def test_the_daemon_ticks_and_sees_a_callback_that_holds_the_loop() -> None:
         d._lag_handle.cancel()
 
     asyncio.run(run())
-    loop = d._stats()["loop"]
+    loop = d.stats()["loop"]
     assert loop["ticks"] >= 5
     assert 60 - 1000 * LAG_INTERVAL - 2 <= loop["lag-max-ms"] <= 1000
     assert loop["lag-recent-max-ms"] == loop["lag-max-ms"]
     assert loop["lag-over-20ms"] >= 1 and loop["lag-over-1000ms"] == 0
-    text = format_stats(d._stats())
+    text = format_stats(d.stats())
     assert f"Event loop: lag max {loop['lag-max-ms']} ms since start" in text
     assert f"{loop['lag-over-20ms']} of {loop['ticks']} ticks (every 10.0 ms) over 20 ms" in text
     page = render_metrics(
-        lambda: MetricsSnapshot(name="n", version="v", stats=d._stats(), now=0.0)
+        lambda: MetricsSnapshot(name="n", version="v", stats=d.stats(), now=0.0)
     ).decode()
     assert f'lispd_event_loop_lag_seconds_bucket{{le="+Inf"}} {loop["ticks"]}.0' in page
     over20 = loop["ticks"] - loop["lag-over-20ms"]

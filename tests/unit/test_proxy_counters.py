@@ -1,25 +1,26 @@
 """PITR and PETR traffic on the Python path: the role logic marks it (``Encap.pitr``,
-``ToTun.petr``) and the daemon counts it under ``pitr.encap`` / ``petr.decap`` instead of
+``ToTun.petr``) and the node counts it under ``pitr.encap`` / ``petr.decap`` instead of
 ``itr.encap`` / ``etr.decap``, so that summing the counters never counts a packet twice."""
 
 from __future__ import annotations
 
-import asyncio
 from ipaddress import IPv4Address, IPv6Address, ip_network
-from typing import Any
 
+from lispd.api import views
 from lispd.cli.lispctl import format_stats
 from lispd.config import parse_config
 from lispd.control.plane import ControlResult
-from lispd.daemon import Daemon
 from lispd.dataplane.etr import Etr
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, ToTun
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.node import Node
+from lispd.node.actions import SendEncap, WriteTun
 from lispd.stats import Counters
 from lispd.wire.data import build_data_header
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram
 from tests import configs
+from tests.unit.socketless import perform
 
 LOCAL_EID = "198.51.100.2"  # in the database-mapping 198.51.100.0/28
 OUTSIDE = "192.0.2.99"  # a non-LISP host
@@ -60,44 +61,27 @@ def config(roles: tuple[str, ...], database: bool) -> str:
     return configs.toml(doc)
 
 
-class FakeSender:
-    """Accepts every encapsulated packet, remembering where it went."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, Any]] = []
-
-    def send(self, payload: bytes, rloc: Any, port: int, flow: int, ttl: int, tos: int) -> bool:
-        self.sent.append((payload, rloc))
-        return True
-
-    def send_from_data_port(self, payload: bytes, rloc: Any, port: int, ttl: int, tos: int) -> bool:
-        self.sent.append((payload, rloc))
-        return True
+NOW = 0.0
 
 
-class FakeTun:
-    """Accepts every packet written to it."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, packet: bytes) -> bool:
-        self.written.append(bytes(packet))
-        return True
+def node(roles: tuple[str, ...], database: bool) -> Node:
+    """The node of :func:`config` (no sockets, no loop)."""
+    return Node(parse_config(config(roles, database)), NOW)
 
 
-def node(roles: tuple[str, ...], database: bool) -> tuple[Daemon, FakeSender, FakeTun]:
-    """The daemon of :func:`config` with a fake sender and TUN (no sockets, no loop)."""
-    d = Daemon(parse_config(config(roles, database)), clock=lambda: 0.0)
-    sender, tun = FakeSender(), FakeTun()
-    d.sender = sender  # type: ignore[assignment]
-    d.tun = tun  # type: ignore[assignment]
-    return d, sender, tun
+def sent(n: Node) -> list[str]:
+    """Perform what ``n`` asked for, every send succeeding: the RLOCs it encapsulated to."""
+    return [str(a.encap.rloc) for a in perform(n) if isinstance(a, SendEncap)]
 
 
-def packets(d: Daemon) -> dict[str, int]:
-    """The daemon's packet counters (as ``lispctl show stats`` gets them)."""
-    return dict(d._stats()["packets"])
+def written(n: Node) -> list[bytes]:
+    """Perform what ``n`` asked for, every write succeeding: the packets for the TUN."""
+    return [bytes(a.packet) for a in perform(n) if isinstance(a, WriteTun)]
+
+
+def packets(n: Node) -> dict[str, int]:
+    """The node's packet counters (as ``lispctl show stats`` gets them)."""
+    return dict(views.node_stats(n)["packets"])
 
 
 # -- the role logic ---------------------------------------------------------------------------
@@ -151,92 +135,93 @@ def test_a_petr_marks_what_it_decapsulates_for_non_eid_destinations() -> None:
     )
 
 
-# -- the daemon's counters ----------------------------------------------------------------
+# -- the node's counters ---------------------------------------------------------------------
+
+
+def status_line(n: Node) -> str:
+    """The ``STATUS=`` line the daemon gives systemd for ``n``."""
+    return views.status_line(n, views.node_stats(n), NOW)
 
 
 def test_a_pxtr_counts_its_traffic_under_pitr_and_petr_only() -> None:
-    d, sender, tun = node(("pitr", "petr"), database=False)
+    n = node(("pitr", "petr"), database=False)
     v4, v6 = packet(OUTSIDE, REMOTE), packet(OUTSIDE_V6, REMOTE_V6)
-    d._itr_packet(v4)
-    d._itr_packet(v6)
-    assert [str(rloc) for _, rloc in sender.sent] == [ETR_RLOC, ETR_RLOC]
+    n.tun_packet(v4, NOW)
+    n.tun_packet(v6, NOW)
+    assert sent(n) == [ETR_RLOC, ETR_RLOC]
     to_outside = packet(REMOTE, OUTSIDE, b"x" * 100)
-    d._etr_packet(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
-    assert tun.written == [to_outside]
-    d._itr_packet(packet(OUTSIDE, UNCOVERED))  # nothing covers it: a PITR drop
-    counts = packets(d)
+    n.data_datagram(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341, NOW)
+    assert written(n) == [to_outside]
+    n.tun_packet(packet(OUTSIDE, UNCOVERED), NOW)  # nothing covers it: a PITR drop
+    assert perform(n) == []
+    counts = packets(n)
     assert counts["pitr.encap.packets"] == 2
     assert counts["pitr.encap.bytes"] == len(v4) + len(v6)
     assert counts["petr.decap.packets"] == 1
     assert counts["petr.decap.bytes"] == len(to_outside)
     assert not {"itr.encap.packets", "etr.decap.packets"} & counts.keys()
-    assert d._stats()["drops"]["pitr-no-map-cache-entry"] == 1
-    assert "encap=2 decap=1 " in d._status_line()
+    assert views.node_stats(n)["drops"]["pitr-no-map-cache-entry"] == 1
+    assert "encap=2 decap=1 " in status_line(n)
 
 
 def test_an_xtr_that_is_also_a_pxtr_splits_its_traffic_by_role() -> None:
-    d, _sender, _tun = node(("itr", "etr", "pitr", "petr"), database=True)
+    n = node(("itr", "etr", "pitr", "petr"), database=True)
     own, proxied = packet(LOCAL_EID, REMOTE, b"o" * 10), packet(OUTSIDE, REMOTE, b"p" * 20)
-    d._itr_packet(own)
-    d._itr_packet(proxied)
-    d._itr_packet(proxied)
+    n.tun_packet(own, NOW)
+    n.tun_packet(proxied, NOW)
+    n.tun_packet(proxied, NOW)
     to_eid, to_outside = packet(REMOTE, LOCAL_EID, b"e" * 30), packet(REMOTE, OUTSIDE, b"n")
-    d._etr_packet(build_data_header(1, 0) + to_eid, 64, 0, ETR_RLOC, 4341)
-    d._etr_packet(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
-    d._etr_packet(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341)
-    counts = packets(d)
+    n.data_datagram(build_data_header(1, 0) + to_eid, 64, 0, ETR_RLOC, 4341, NOW)
+    n.data_datagram(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341, NOW)
+    n.data_datagram(build_data_header(1, 0) + to_outside, 64, 0, ETR_RLOC, 4341, NOW)
+    perform(n)
+    counts = packets(n)
     assert (counts["itr.encap.packets"], counts["itr.encap.bytes"]) == (1, len(own))
     assert (counts["pitr.encap.packets"], counts["pitr.encap.bytes"]) == (2, 2 * len(proxied))
     assert (counts["etr.decap.packets"], counts["etr.decap.bytes"]) == (1, len(to_eid))
     assert (counts["petr.decap.packets"], counts["petr.decap.bytes"]) == (2, 2 * len(to_outside))
     # Every packet once: the status line's totals are the sums of the two roles.
-    assert "encap=3 decap=3 " in d._status_line()
+    assert "encap=3 decap=3 " in status_line(n)
 
 
 def test_a_pitr_packet_held_for_resolution_is_counted_as_pitr_when_released() -> None:
-    async def scenario() -> dict[str, int]:
-        d, sender, _tun = node(("pitr", "petr"), database=False)
-        pkt = packet(OUTSIDE, RESOLVED)
-        try:
-            d._itr_packet(pkt)  # a send-map-request range: resolved, the packet held
-            assert not sender.sent and packets(d)["itr.held.packets"] == 1
-            found = MapCacheEntry(
-                0,
-                ip_network("203.0.113.192/26"),
-                (RlocEntry(ETR_RLOC, 1, 100),),
-                source="map-reply",
-                ttl=60,
-            )
-            d._apply(ControlResult(installs=[found], released=[(0, pkt)]))
-            assert [str(rloc) for _, rloc in sender.sent] == [ETR_RLOC]
-            return packets(d)
-        finally:
-            if d._timer is not None:
-                d._timer.cancel()
-
-    counts = asyncio.run(scenario())
+    n = node(("pitr", "petr"), database=False)
+    pkt = packet(OUTSIDE, RESOLVED)
+    n.tun_packet(pkt, NOW)  # a send-map-request range: resolved, the packet held
+    assert sent(n) == [] and packets(n)["itr.held.packets"] == 1
+    found = MapCacheEntry(
+        0,
+        ip_network("203.0.113.192/26"),
+        (RlocEntry(ETR_RLOC, 1, 100),),
+        source="map-reply",
+        ttl=60,
+    )
+    n._apply(ControlResult(installs=[found], released=[(0, pkt)]))
+    assert sent(n) == [ETR_RLOC]
+    counts = packets(n)
     assert counts["pitr.encap.packets"] == 1 and "itr.encap.packets" not in counts
 
 
 def test_a_trace_through_a_petr_to_a_non_eid_is_counted_as_petr() -> None:
     """A packet to UDP port 2434 takes the LISP-Trace branch (stamped, then written to the
     TUN when it is not one to turn around); it is still the PETR's traffic."""
-    d, _sender, tun = node(("pitr", "petr"), database=False)
+    n = node(("pitr", "petr"), database=False)
     probe = packet(REMOTE, OUTSIDE, b"not a trace message", dport=2434)
-    d._etr_packet(build_data_header(1, 0) + probe, 64, 0, ETR_RLOC, 4341)
-    assert len(tun.written) == 1
-    counts = packets(d)
+    n.data_datagram(build_data_header(1, 0) + probe, 64, 0, ETR_RLOC, 4341, NOW)
+    assert len(written(n)) == 1
+    counts = packets(n)
     assert counts["petr.decap.packets"] == 1 and "etr.decap.packets" not in counts
 
 
 def test_show_stats_lists_the_proxy_counters() -> None:
-    d, _sender, _tun = node(("pitr", "petr"), database=False)
+    n = node(("pitr", "petr"), database=False)
     inbound, outbound = packet(OUTSIDE, REMOTE), packet(REMOTE, OUTSIDE)
-    d._itr_packet(inbound)
-    d._etr_packet(build_data_header(1, 0) + outbound, 64, 0, ETR_RLOC, 4341)
+    n.tun_packet(inbound, NOW)
+    n.data_datagram(build_data_header(1, 0) + outbound, 64, 0, ETR_RLOC, 4341, NOW)
+    perform(n)
     rows = {
         line.split()[0]: line.split()[1:]
-        for line in format_stats(d._stats()).splitlines()
+        for line in format_stats(views.node_stats(n)).splitlines()
         if line.startswith(("pitr.", "petr.", "itr.", "etr."))
     }
     assert rows == {

@@ -1,4 +1,4 @@
-"""The daemon's map-cache bound ([limits] map-cache-entries), without sockets: installs from the
+"""The node's map-cache bound ([limits] map-cache-entries), without sockets: installs from the
 control plane beyond the limit replace the learned entry closest to its expiry."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from ipaddress import ip_address, ip_network
 
 from lispd.config import parse_config
 from lispd.control.plane import ControlResult
-from lispd.daemon import Daemon
 from lispd.mapcache import MapCacheEntry, RlocEntry
+from lispd.node import Node
 from tests import configs
 from tests.unit.socketless import xtr_config
 
@@ -31,14 +31,14 @@ def learned(n: int, ttl: float) -> MapCacheEntry:
 
 
 def test_learned_entries_beyond_the_limit_replace_the_soonest_to_expire() -> None:
-    daemon = Daemon(parse_config(CONFIG), clock=lambda: 0.0)
+    node = Node(parse_config(CONFIG), 0.0)
     ttls = {1: 300.0, 2: 100.0, 3: 200.0, 4: 400.0, 5: 500.0}
-    daemon._apply(ControlResult(installs=[learned(n, ttl) for n, ttl in ttls.items()]))
-    prefixes = {str(e.prefix) for e in daemon.mapcache.entries() if e.source != "static"}
+    node._apply(ControlResult(installs=[learned(n, ttl) for n, ttl in ttls.items()]))
+    prefixes = {str(e.prefix) for e in node.mapcache.entries() if e.source != "static"}
     assert prefixes == {"2001:db8:1::/48", "2001:db8:4::/48", "2001:db8:5::/48"}
-    assert daemon.counters.drops["map-cache-evicted"] == 2
+    assert node.counters.drops["map-cache-evicted"] == 2
     # The static entry is never a victim, and a refresh of a held entry evicts nothing.
-    assert daemon.mapcache.get(0, ip_network("2001:db8::/32")) is not None
-    daemon._apply(ControlResult(installs=[learned(4, 600.0)]))
-    assert daemon.counters.drops["map-cache-evicted"] == 2
-    assert len(daemon.mapcache) == 4
+    assert node.mapcache.get(0, ip_network("2001:db8::/32")) is not None
+    node._apply(ControlResult(installs=[learned(4, 600.0)]))
+    assert node.counters.drops["map-cache-evicted"] == 2
+    assert len(node.mapcache) == 4
