@@ -137,7 +137,7 @@ class MetricsSnapshot:
     version: str
     """lispd's version."""
     stats: Mapping[str, Mapping[str, int]]
-    """``Daemon._stats()``, the ``stats`` command: ``{"packets": {"itr.encap.packets": n,
+    """``Daemon.stats()``, the ``stats`` command: ``{"packets": {"itr.encap.packets": n,
     "itr.encap.bytes": n, ...}, "drops": {reason: n, ...}}``."""
     map_cache: Iterable[MapCacheEntry] = ()
     """Every map-cache entry (counted here when :attr:`map_cache_counts` is None)."""
