@@ -14,7 +14,6 @@ the compiled engine, only what it leaves to Python reaches the node.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import signal
@@ -28,32 +27,15 @@ from lispd.api import views
 from lispd.api.commands import handlers
 from lispd.api.metrics import MetricsServer, MetricsSnapshot
 from lispd.api.server import ControlServer
-from lispd.api.server import probe as probe_control_socket
 from lispd.config import Config, ConfigError, load_config
 from lispd.engine import compiled
-from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
-from lispd.engine.workers import WorkerSet, WorkerSlot
+from lispd.engine.runner import EngineAction, EngineRunner
 from lispd.io.notify import sd_notify, watchdog_interval
-from lispd.io.routes import KernelRouting, RoutingPolicy
-from lispd.io.sysctl import prepare_tun_interface
-from lispd.io.tun import Tun, held_by_another_process
-from lispd.io.udp import (
-    Sender,
-    claim_port,
-    enable_offloads,
-    open_control_socket,
-    open_receive_socket,
-    open_send_pool,
-    recv_batch,
-)
+from lispd.io.udp import recv_batch
 from lispd.logfmt import kv
-from lispd.node import DATA_ROLES, TUN_ROLES, Node, control_nonce
+from lispd.node import DATA_ROLES, Node
 from lispd.node.actions import (
-    DatabaseChanged,
-    ForgetSources,
     LocalPrefixes,
-    NatBindingsChanged,
-    PuntAll,
     ReturnTrace,
     RouteAdd,
     RouteRemove,
@@ -61,17 +43,13 @@ from lispd.node.actions import (
     SendEncap,
     WriteTun,
 )
+from lispd.resources import Resources, open_resources
 from lispd.startup import opening
 from lispd.stats import LoopLag
-from lispd.wire.data import LISP_CONTROL_PORT, LISP_DATA_PORT
-from lispd.wire.trace import TRACE_PORT
-
-__all__ = ["DATA_ROLES", "TUN_ROLES", "Daemon", "control_nonce", "run_daemon"]
 
 log = logging.getLogger("lispd.daemon")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
-SEND_POOL_SIZE = 8  # outer source ports per address family
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
 LAG_INTERVAL = 0.01  # seconds between two ticks measuring the loop's lag (its stalls)
 
@@ -90,21 +68,12 @@ class Daemon:
         self.clock = clock
         self.fixed_log_level = fixed_log_level
         self.node = Node(config, clock())
-        self.tun: Tun | None = None
-        self.routes: KernelRouting | None = None
-        self.receivers: list[socket.socket] = []
-        self.control_sockets: dict[int, list[socket.socket]] = {}
-        self.trace_sockets: dict[int, socket.socket] = {}
-        self.sender: Sender | None = None
-        self.fast: CompiledPath | None = None  # the compiled fast path, when it runs
-        # RTR with the compiled path: records to issue again after NAT binding changes.
-        self._record_refresh: RecordRefresh | None = None
-        self._refresh_handle: asyncio.TimerHandle | None = None
-        self.workers: WorkerSet | None = None  # its other engines' processes (workers > 1)
-        self.worker_sockets: list[socket.socket] = []  # their 4341 sockets (we keep them open)
+        self.os = Resources()  # the TUN, sockets and routes, once opened
+        self.engine: EngineRunner | None = None  # the compiled engine, when it runs
         self.api: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self._timer: asyncio.Handle | None = None  # a TimerHandle, or a Handle (see _arm_timer)
+        self._armed_after = -1  # node.inputs when the timer was last armed
         self._status_handle: asyncio.TimerHandle | None = None
         self.loop_lag = LoopLag(LAG_INTERVAL)
         self._lag_handle: asyncio.TimerHandle | None = None
@@ -112,7 +81,6 @@ class Daemon:
         self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
         self._last_status = ""
         self._stop = asyncio.Event()
-        self._armed_after = -1  # node.inputs when the timer was last armed
 
     @property
     def config(self) -> Config:
@@ -122,84 +90,40 @@ class Daemon:
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the TUN, sockets, routes and control socket, then tell systemd we are ready."""
+        """Open the TUN, sockets, routes, engines, control socket and metrics listener, then
+        tell systemd we are ready."""
         loop = asyncio.get_running_loop()
         cfg, node = self.config, self.node
         fast = self._use_compiled()
-        engines = self._engine_count() if fast else 1
-        rloc_keys = {addr: ("underlay", "rlocs", i) for i, addr in enumerate(cfg.underlay.rlocs)}
-        # First what another lispd would hold (its control socket, its 4342 sockets, its TUN),
-        # so that a second instance stops before it touches anything of the first's.
-        if cfg.daemon.control_socket:
-            path = cfg.daemon.control_socket
-            with opening(cfg, ("daemon", "control-socket"), path, "the control socket"):
-                who = await asyncio.to_thread(probe_control_socket, path)
-                if who is not None:
-                    raise OSError(errno.EADDRINUSE, f"{who} is serving {path}")
-        control_sockets = []
-        for addr in cfg.underlay.rlocs:
-            port = f"UDP {LISP_CONTROL_PORT} on the RLOC"
-            with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_CONTROL_PORT)):
-                sock = open_control_socket(addr, LISP_CONTROL_PORT)
-            self.control_sockets.setdefault(addr.version, []).append(sock)
-            control_sockets.append(sock)
-        if cfg.daemon.roles & TUN_ROLES:
-            with opening(cfg, ("tun", "name"), cfg.tun.name, "the TUN device"):
-                if held_by_another_process(cfg.tun.name):
-                    raise OSError(
-                        errno.EBUSY, f"TUN device {cfg.tun.name} is held by another process"
-                    )
-                self.tun = Tun(
-                    cfg.tun.name,
-                    cfg.tun.mtu,
-                    prepare=prepare_tun_interface,
-                    vnet=fast and cfg.dataplane.offloads,
-                    queues=engines,
-                )
-            engines = 1 + len(self.tun.queue_fds)  # one, on a single-queue persistent device
-            tun = cfg.tun
-            policy = RoutingPolicy(tun.route_table, tun.rule_priority, tun.route_protocol)
-            with opening(cfg, ("tun", "route-table"), policy.table, "lispd's routes and rules"):
-                self.routes = KernelRouting(
-                    self.tun.name,
-                    policy,
-                    itr="itr" in cfg.daemon.roles,
-                    pitr="pitr" in cfg.daemon.roles,
-                )
-                self.routes.set_local_prefixes(e.prefix for e in node.database.entries())
-                for entry in node.mapcache.entries():
-                    self.routes.add(entry.prefix)
-            loop.add_reader(self.tun.fd, self._on_tun_readable)
-        if cfg.daemon.roles & DATA_ROLES:
-            data_sockets: dict[int, socket.socket] = {}
-            worker_receive: list[dict[int, socket.socket]] = [{} for _ in range(engines - 1)]
-            pools: dict[int, list[socket.socket]] = {}
-            for addr in cfg.underlay.rlocs:
-                port = f"UDP {LISP_DATA_PORT} on the RLOC"
-                with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, LISP_DATA_PORT)):
-                    if engines > 1:  # nobody else's group to join by mistake
-                        claim_port(addr, LISP_DATA_PORT)
-                    sock = open_receive_socket(addr, LISP_DATA_PORT, shared=engines > 1)
-                    self.receivers.append(sock)
-                    for receive in worker_receive:
-                        receive[addr.version] = open_receive_socket(
-                            addr, LISP_DATA_PORT, shared=True
-                        )
-                        self.worker_sockets.append(receive[addr.version])
-                    pools[addr.version] = open_send_pool(addr, SEND_POOL_SIZE)
-                data_sockets[addr.version] = sock
-                loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
-            self.sender = Sender(pools, data_sockets)
-            if fast:
-                self._start_compiled(data_sockets, worker_receive)
-            for addr in cfg.underlay.rlocs:  # LISP-Trace: error returns, NATed ltr clients
-                port = f"UDP {TRACE_PORT} (LISP-Trace) on the RLOC"
-                with opening(cfg, rloc_keys[addr], addr, port, holder=(addr, TRACE_PORT)):
-                    sock = open_control_socket(addr, TRACE_PORT)
-                self.trace_sockets[addr.version] = sock
-                loop.add_reader(sock.fileno(), self._on_trace_readable, sock)
-        for sock in control_sockets:  # opened first, read from now on
-            loop.add_reader(sock.fileno(), self._on_control_readable, sock)
+        self.os = await open_resources(
+            cfg,
+            local_prefixes=[e.prefix for e in node.database.entries()],
+            routed_prefixes=[e.prefix for e in node.mapcache.entries()],
+            engines=self._engine_count() if fast else 1,
+            vnet=fast and cfg.dataplane.offloads,
+        )
+        os_ = self.os
+        if fast and os_.sender is not None:
+            self.engine = EngineRunner(
+                node,
+                tun=os_.tun,
+                sender=os_.sender,
+                worker_receive=os_.worker_receive,
+                offloads=cfg.dataplane.offloads,
+                on_tun=self._worker_tun_packet,
+                on_udp=self._worker_data_packet,
+                clock=self.clock,
+            )
+            self.engine.start()
+        if os_.tun is not None:
+            loop.add_reader(os_.tun.fd, self._on_tun_readable)
+        for sock in os_.receivers:
+            loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+        for sock in os_.trace_sockets.values():
+            loop.add_reader(sock.fileno(), self._on_trace_readable, sock)
+        for group in os_.control_sockets.values():
+            for sock in group:
+                loop.add_reader(sock.fileno(), self._on_control_readable, sock)
         if cfg.daemon.control_socket:
             path = cfg.daemon.control_socket
             with opening(cfg, ("daemon", "control-socket"), path, "the control socket"):
@@ -218,7 +142,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)  # its answer goes to the log
-        if self.workers is not None and not await self.workers.ready():
+        if self.engine is not None and not await self.engine.ready():
             log.warning("fast-path workers not ready yet: their flows wait in their queues")
         node.start(self.clock())  # first registrations go out now
         self.transmit()
@@ -259,61 +183,6 @@ class Daemon:
         wanted = self.config.dataplane.workers
         return wanted if wanted > 0 else max(1, len(os.sched_getaffinity(0)))
 
-    def _start_compiled(
-        self,
-        data_sockets: dict[int, socket.socket],
-        worker_receive: list[dict[int, socket.socket]],
-    ) -> None:
-        """Hand the TUN and the data sockets to the compiled engine, load its tables, keep
-        them current from the map-cache, and start the workers (one per further TUN queue and
-        set of 4341 sockets in ``worker_receive``)."""
-        cfg, node, sender = self.config, self.node, self.sender
-        itr = node.itr
-        assert sender is not None
-        fast = CompiledPath(
-            roles=cfg.daemon.roles,
-            mtu=cfg.underlay.mtu,
-            tun_fd=self.tun.fd if self.tun is not None else -1,
-            offloads=cfg.dataplane.offloads,
-            families=itr.families if itr is not None else (),
-            own_rlocs=itr.own_rlocs if itr is not None else (),
-            nat_port=itr.nat_port if itr is not None else None,
-        )
-        if cfg.dataplane.offloads:
-            enable_offloads(sender.pools, data_sockets)
-            for receive in worker_receive:
-                enable_offloads({}, receive)
-        fast.use_sockets(sender.pools, data_sockets)
-        fast.load_database(node.database)
-        fast.load_map_cache(node.mapcache)
-        node.mapcache.listener = fast.on_map_cache  # the engine mirrors the map-cache
-        if node.nat_bindings is not None:
-            self._record_refresh = RecordRefresh(fast, node.mapcache)
-        self.fast = fast
-        if worker_receive:
-            queues = self.tun.queue_fds if self.tun is not None else []
-            slots = [
-                WorkerSlot(
-                    index=i + 1,
-                    tun_fd=queues[i] if queues else -1,
-                    receive={v: s.fileno() for v, s in receive.items()},
-                )
-                for i, receive in enumerate(worker_receive)
-            ]
-            self.workers = WorkerSet(
-                slots,
-                engine=fast.engine_options,
-                pools={v: [s.fileno() for s in pool] for v, pool in sender.pools.items()},
-                seed=fast.seed_operations,
-                on_tun=self._worker_tun_packet,
-                on_udp=self._worker_data_packet,
-                on_bad_report=lambda: self.node.drop("worker-bad-report"),
-            )
-            fast.attach_workers(self.workers)
-            self.workers.start()
-        engines = 1 + len(worker_receive)
-        log.info("fast path compiled %s", kv(offloads=cfg.dataplane.offloads, engines=engines))
-
     def _tick_interval(self) -> float:
         return min(self._watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
 
@@ -335,8 +204,8 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask the daemon to shut down (signal handlers call this)."""
-        if self.workers is not None:
-            self.workers.stopping()
+        if self.engine is not None:
+            self.engine.stopping()
         self._stop.set()
 
     async def run(self) -> None:
@@ -352,41 +221,22 @@ class Daemon:
     async def close(self) -> None:
         """Remove routes, close sockets and the TUN (safe on a half-started daemon)."""
         loop = asyncio.get_running_loop()
-        for handle in (self._timer, self._status_handle, self._refresh_handle, self._lag_handle):
+        for handle in (self._timer, self._status_handle, self._lag_handle):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._refresh_handle = self._lag_handle = None
+        self._timer = self._lag_handle = None
         if self.api is not None:
             await self.api.close()
         if self.metrics is not None:
             await self.metrics.close()
-        if self.workers is not None:
-            await self.workers.close()
-            self.workers = None
-        for sock in self.worker_sockets:
-            sock.close()
-        self.worker_sockets = []
-        sockets = self.receivers + [s for group in self.control_sockets.values() for s in group]
-        sockets += list(self.trace_sockets.values())
-        self.trace_sockets = {}
-        for sock in sockets:
+        if self.engine is not None:
+            await self.engine.close()  # the engine's own copies of the TUN and the sockets
+            self.engine = None
+        for sock in self.os.sockets():
             loop.remove_reader(sock.fileno())
-            sock.close()
-        self.receivers, self.control_sockets = [], {}
-        if self.sender is not None:
-            self.sender.close()
-        if self.routes is not None:
-            self.routes.close()
-            self.routes = None
-        if self.tun is not None:
-            loop.remove_reader(self.tun.fd)
-            self.tun.close()
-            self.tun = None
-        self.node.mapcache.listener = None
-        if self.fast is not None:
-            self.fast.close()  # the engine's own copies of the TUN and the sockets
-        self.fast = None
-        self._record_refresh = None
+        if self.os.tun is not None:
+            loop.remove_reader(self.os.tun.fd)
+        self.os.close()
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP / ``lispctl reload``: read the configuration file again.
@@ -422,11 +272,11 @@ class Daemon:
     # --- inputs -------------------------------------------------------------------------------
 
     def _on_tun_readable(self) -> None:
-        tun = self.tun
+        tun = self.os.tun
         assert tun is not None
-        if self.fast is not None:
+        if self.engine is not None:
             try:
-                self.fast.from_tun(self._tun_packet)  # we get what it leaves to Python
+                self.engine.fast.from_tun(self._tun_packet)  # we get what it leaves to Python
             except Exception:  # the TUN read failed (handlers guard themselves)
                 self.node.internal_error("tun")
         else:
@@ -450,9 +300,10 @@ class Daemon:
         self.transmit()
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
-        if self.fast is not None:
+        if self.engine is not None:
             try:
-                self.fast.from_udp(sock, self._data_packet)  # we get what it leaves to Python
+                # We get what it leaves to Python.
+                self.engine.fast.from_udp(sock, self._data_packet)
             except Exception:  # the receive failed (handlers guard themselves)
                 self.node.internal_error("udp")
         else:
@@ -499,11 +350,11 @@ class Daemon:
                 elif isinstance(action, SendDatagram):
                     node.account(action, self._send_datagram(action))
                 elif isinstance(action, WriteTun):
-                    ok = self.tun is not None and self.tun.write(action.packet)
+                    ok = self.os.tun is not None and self.os.tun.write(action.packet)
                     node.account(action, None if ok else "write failed")
                 elif isinstance(action, ReturnTrace):
                     # A NATed ltr client's announcement may still wait on port 2434.
-                    for sock in self.trace_sockets.values():
+                    for sock in self.os.trace_sockets.values():
                         self._read_trace(sock)
                     node.return_trace(action)
                 else:
@@ -513,7 +364,7 @@ class Daemon:
             self._arm_timer()  # wake-up that left nothing to Python)
 
     def _send_encap(self, action: SendEncap) -> str | None:
-        sender, out = self.sender, action.encap
+        sender, out = self.os.sender, action.encap
         if sender is None:
             return "no-socket"
         if out.data_port:
@@ -526,12 +377,12 @@ class Daemon:
         sock: socket.socket | None
         version = action.dst.version
         if action.via == "control":
-            group = self.control_sockets.get(version)
+            group = self.os.control_sockets.get(version)
             sock = group[0] if group else None
         elif action.via == "data":
-            sock = self.sender.data_sockets.get(version) if self.sender is not None else None
+            sock = self.os.data_sockets.get(version)
         else:
-            sock = self.trace_sockets.get(version)
+            sock = self.os.trace_sockets.get(version)
         if sock is None:
             return "no-socket"
         try:
@@ -541,16 +392,9 @@ class Daemon:
         return None
 
     def _engine_or_routes(
-        self,
-        action: RouteAdd
-        | RouteRemove
-        | LocalPrefixes
-        | DatabaseChanged
-        | PuntAll
-        | ForgetSources
-        | NatBindingsChanged,
+        self, action: RouteAdd | RouteRemove | LocalPrefixes | EngineAction
     ) -> None:
-        routes, fast = self.routes, self.fast
+        routes = self.os.routes
         if isinstance(action, RouteAdd):
             if routes is not None:
                 routes.add(action.prefix)
@@ -560,17 +404,8 @@ class Daemon:
         elif isinstance(action, LocalPrefixes):
             if routes is not None:
                 routes.set_local_prefixes(action.prefixes)
-        elif isinstance(action, DatabaseChanged):
-            if fast is not None:
-                fast.load_database(self.node.database)
-        elif isinstance(action, PuntAll):
-            if fast is not None:
-                fast.set_punt_all(action.on)
-        elif isinstance(action, ForgetSources):
-            if fast is not None:
-                fast.forget_sources()
-        else:
-            self._nat_bindings_changed(action.addresses)
+        elif self.engine is not None:
+            self.engine.apply(action)
 
     def _arm_timer(self) -> None:
         self._armed_after = self.node.inputs
@@ -589,51 +424,20 @@ class Daemon:
         loop = asyncio.get_running_loop()
         return loop.time() + max(0.0, deadline - self.clock())
 
-    def _nat_bindings_changed(self, addresses: tuple[Any, ...]) -> None:
-        """The NAT bindings of ``addresses`` are new, moved or gone.  The Python path reads
-        the bindings per packet; the compiled records carry the translated ports, so the
-        records of the map-cache entries using these addresses (only those) are issued again:
-        now for the first slice, later for the rest (:class:`RecordRefresh`, bounded per loop
-        turn and per second)."""
-        refresh = self._record_refresh
-        if refresh is None:
-            return
-        for address in addresses:
-            refresh.mark(address)
-        if self._refresh_handle is None:  # else a run is due soon anyway
-            self._run_record_refresh()
-
-    def _run_record_refresh(self) -> None:
-        """One slice of :meth:`_nat_bindings_changed`'s work; the next one is scheduled."""
-        self._refresh_handle = None
-        refresh = self._record_refresh
-        if refresh is None:
-            return
-        wait = refresh.run(self.clock())
-        if wait is not None:
-            loop = asyncio.get_running_loop()
-            self._refresh_handle = loop.call_later(wait, self._run_record_refresh)
-
     # --- views --------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Every counter, the workers' as they last reported them (at most a second ago)."""
         snap = views.node_stats(self.node)
         snap["loop"] = self.loop_lag.snapshot(time.monotonic())
-        if self.fast is not None:
-            merge_counts(snap, self.fast.counters())
-            if self.workers is not None:
-                snap["engines"] = self.fast.engine_packets()
-            refresh = self._record_refresh
-            if refresh is not None:
-                snap["fastpath"]["records-reissued"] = refresh.issued
-                snap["fastpath"]["records-reissue-pending"] = len(refresh)
+        if self.engine is not None:
+            self.engine.stats_into(snap)
         return snap
 
     async def refresh_workers(self) -> None:
         """Have every worker report its current counters (at most half a second)."""
-        if self.workers is not None:
-            await self.workers.refresh()
+        if self.engine is not None:
+            await self.engine.refresh_counters()
 
     def metrics_snapshot(self) -> MetricsSnapshot:
         """What ``GET /metrics`` shows."""

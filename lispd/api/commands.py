@@ -44,12 +44,13 @@ def _bind(func: Command, daemon: Daemon) -> Callable[[Request], Any]:
 @command("version")
 def version(daemon: Daemon, _req: Request) -> dict[str, Any]:
     """lispd's version, the node's name and the fast path it runs."""
-    workers = daemon.workers
+    engine = daemon.engine
+    workers = engine.workers if engine is not None else None
     return {
         "version": __version__,
         "name": daemon.node.config.daemon.name,
-        "fastpath": "compiled" if daemon.fast is not None else "python",
-        "engines": 1 + (len(workers.slots) if workers is not None else 0),
+        "fastpath": "compiled" if engine is not None else "python",
+        "engines": engine.engines if engine is not None else 1,
         "worker-pids": workers.pids() if workers is not None else [],
     }
 
@@ -58,7 +59,7 @@ def version(daemon: Daemon, _req: Request) -> dict[str, Any]:
 def stats(daemon: Daemon, _req: Request) -> Any:
     """The counters; with workers, an awaitable of them once every worker has reported its
     current counts."""
-    if daemon.workers is None:
+    if daemon.engine is None or daemon.engine.workers is None:
         return daemon.stats()
 
     async def fresh() -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 A :class:`Harness` builds a ``Daemon`` from a role configuration (:mod:`tests.fuzz.roles`) and
 puts in-memory fakes where :meth:`Daemon.start` would put the operating system: a
-:class:`FakeTun` as ``daemon.tun``, :class:`FakeSocket` objects as the 4341 receive sockets
+:class:`FakeTun` as ``daemon.os.tun``, :class:`FakeSocket` objects as the 4341 receive sockets
 (inside a real :class:`lispd.io.udp.Sender`, whose send pools are fakes too), the 4342 control
 sockets and the 2434 trace sockets.  Nothing else is replaced: an input goes through the same
 code as a datagram read by the loop - ``_on_tun_readable``, ``_on_udp_readable``,
@@ -313,7 +313,7 @@ class Harness:
         fam = {4: socket.AF_INET, 6: socket.AF_INET6}
         if "tun" in entries:
             self.tun = FakeTun(self.config.tun.name)
-            d.tun = self.tun  # type: ignore[assignment]
+            d.os.tun = self.tun  # type: ignore[assignment]
         if "data" in entries:
             pools: dict[int, list[socket.socket]] = {}
             for v in self.families:
@@ -322,12 +322,13 @@ class Harness:
                 self.pool_sockets += pool
                 pools[v] = pool  # type: ignore[assignment]
                 self.trace_sockets[v] = FakeSocket(fam[v], "trace", self._record)
-            d.receivers = list(self.data_sockets.values())  # type: ignore[arg-type]
-            d.sender = Sender(pools, dict(self.data_sockets))  # type: ignore[arg-type]
-            d.trace_sockets = dict(self.trace_sockets)  # type: ignore[arg-type]
+            d.os.receivers = list(self.data_sockets.values())  # type: ignore[arg-type]
+            d.os.data_sockets = dict(self.data_sockets)  # type: ignore[arg-type]
+            d.os.sender = Sender(pools, d.os.data_sockets)  # type: ignore[arg-type]
+            d.os.trace_sockets = dict(self.trace_sockets)  # type: ignore[arg-type]
         for v in self.families:
             self.control_sockets[v] = FakeSocket(fam[v], "control", self._record)
-            d.control_sockets[v] = [self.control_sockets[v]]  # type: ignore[list-item]
+            d.os.control_sockets[v] = [self.control_sockets[v]]  # type: ignore[list-item]
         logging.getLogger("lispd").addHandler(self._errors)
         d.node.start(self.clock())
         d.transmit()

@@ -27,6 +27,7 @@ from lispd.cli.lispctl import format_stats
 from lispd.config import parse_config
 from lispd.daemon import Daemon
 from lispd.engine.compiled import CompiledPath, RecordRefresh
+from lispd.engine.runner import EngineRunner
 from lispd.io.udp import Sender
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
 from lispd.wire.address import DistinguishedName
@@ -117,10 +118,19 @@ class Rtr:
             sock.bind(("127.0.0.1", 0))
         data, pool = self.sockets[0], self.sockets[1:]
         d = self.daemon
-        d.sender = Sender({4: pool}, {4: data})
-        d._start_compiled({4: data}, [])
-        assert d.fast is not None and d._record_refresh is not None
-        self.fast: CompiledPath = d.fast
+        d.os.sender = Sender({4: pool}, {4: data})
+        d.engine = EngineRunner(
+            d.node,
+            tun=None,
+            sender=d.os.sender,
+            worker_receive=[],
+            offloads=False,
+            on_tun=lambda _pkt: None,
+            on_udp=lambda *_args: None,
+            clock=self.clock,
+        )
+        assert d.engine.record_refresh is not None
+        self.fast: CompiledPath = d.engine.fast
         self.workers = FakeWorkers()
         self.fast.attach_workers(self.workers)  # type: ignore[arg-type]
         self.loaded = entries(ENTRIES, USING_NATED)
@@ -164,7 +174,9 @@ def in_loop(rtr: Rtr, body: Callable[[], None]) -> None:
         try:
             body()
         finally:
-            for handle in (rtr.daemon._timer, rtr.daemon._refresh_handle):
+            engine = rtr.daemon.engine
+            assert engine is not None
+            for handle in (rtr.daemon._timer, engine._refresh_handle):
                 if handle is not None:
                     handle.cancel()
 

@@ -1,0 +1,178 @@
+"""The compiled engine as the daemon runs it: engine 0 in the main process, the workers'
+processes, and the engine's share of what the node asks for.
+
+:class:`EngineRunner` hands the TUN and the data sockets to a :class:`CompiledPath`, loads the
+node's tables into it and keeps it current (the map-cache listener, and the node's
+``DatabaseChanged``, ``PuntAll``, ``ForgetSources`` and ``NatBindingsChanged`` actions),
+starts one worker per further TUN queue and set of 4341 sockets, and merges every engine's
+counters into the daemon's ``stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
+from lispd.engine.workers import TunHandler, UdpHandler, WorkerSet, WorkerSlot
+from lispd.io.tun import Tun
+from lispd.io.udp import Sender, enable_offloads
+from lispd.logfmt import kv
+from lispd.node import Node
+from lispd.node.actions import DatabaseChanged, ForgetSources, NatBindingsChanged, PuntAll
+
+log = logging.getLogger("lispd.engine")
+
+EngineAction = DatabaseChanged | PuntAll | ForgetSources | NatBindingsChanged
+
+
+class EngineRunner:
+    """Engine 0, its workers and the record refresh of an RTR (see the module docstring)."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        tun: Tun | None,
+        sender: Sender,
+        worker_receive: list[dict[int, socket.socket]],
+        offloads: bool,
+        on_tun: TunHandler,
+        on_udp: UdpHandler,
+        clock: Callable[[], float],
+    ) -> None:
+        """``on_tun``/``on_udp``: where a worker's punts go (the node, then a transmit)."""
+        cfg, itr = node.config, node.itr
+        self.node = node
+        self.clock = clock
+        fast = CompiledPath(
+            roles=cfg.daemon.roles,
+            mtu=cfg.underlay.mtu,
+            tun_fd=tun.fd if tun is not None else -1,
+            offloads=offloads,
+            families=itr.families if itr is not None else (),
+            own_rlocs=itr.own_rlocs if itr is not None else (),
+            nat_port=itr.nat_port if itr is not None else None,
+        )
+        if offloads:
+            enable_offloads(sender.pools, sender.data_sockets)
+            for receive in worker_receive:
+                enable_offloads({}, receive)
+        fast.use_sockets(sender.pools, sender.data_sockets)
+        fast.load_database(node.database)
+        fast.load_map_cache(node.mapcache)
+        node.mapcache.listener = fast.on_map_cache  # the engine mirrors the map-cache
+        self.fast = fast
+        # An RTR's records carry NATed xTRs' ports: issued again when their bindings change.
+        self.record_refresh = (
+            RecordRefresh(fast, node.mapcache) if node.nat_bindings is not None else None
+        )
+        self._refresh_handle: asyncio.TimerHandle | None = None
+        self.workers: WorkerSet | None = None
+        if worker_receive:
+            queues = tun.queue_fds if tun is not None else []
+            slots = [
+                WorkerSlot(
+                    index=i + 1,
+                    tun_fd=queues[i] if queues else -1,
+                    receive={v: s.fileno() for v, s in receive.items()},
+                )
+                for i, receive in enumerate(worker_receive)
+            ]
+            self.workers = WorkerSet(
+                slots,
+                engine=fast.engine_options,
+                pools={v: [s.fileno() for s in pool] for v, pool in sender.pools.items()},
+                seed=fast.seed_operations,
+                on_tun=on_tun,
+                on_udp=on_udp,
+                on_bad_report=lambda: node.drop("worker-bad-report"),
+            )
+            fast.attach_workers(self.workers)
+        log.info("fast path compiled %s", kv(offloads=offloads, engines=self.engines))
+
+    @property
+    def engines(self) -> int:
+        """Engines forwarding: this process's and one per worker."""
+        return 1 + (len(self.workers.slots) if self.workers is not None else 0)
+
+    def start(self) -> None:
+        """Start the workers' processes."""
+        if self.workers is not None:
+            self.workers.start()
+
+    async def ready(self) -> bool:
+        """Wait (at most 10 s) until every worker has its table; False when one has not."""
+        return self.workers is None or await self.workers.ready()
+
+    def apply(self, action: EngineAction) -> None:
+        """The engine's share of one of the node's actions."""
+        if isinstance(action, DatabaseChanged):
+            self.fast.load_database(self.node.database)
+        elif isinstance(action, PuntAll):
+            self.fast.set_punt_all(action.on)
+        elif isinstance(action, ForgetSources):
+            self.fast.forget_sources()
+        else:
+            self._bindings_changed(action.addresses)
+
+    def _bindings_changed(self, addresses: tuple[Any, ...]) -> None:
+        """The NAT bindings of ``addresses`` are new, moved or gone.  The Python path reads
+        the bindings per packet; the compiled records carry the translated ports, so the
+        records of the map-cache entries using these addresses (only those) are issued again:
+        now for the first slice, later for the rest (:class:`RecordRefresh`, bounded per loop
+        turn and per second)."""
+        refresh = self.record_refresh
+        if refresh is None:
+            return
+        for address in addresses:
+            refresh.mark(address)
+        if self._refresh_handle is None:  # else a run is due soon anyway
+            self._run_record_refresh()
+
+    def _run_record_refresh(self) -> None:
+        """One slice of :meth:`_bindings_changed`'s work; the next one is scheduled."""
+        self._refresh_handle = None
+        refresh = self.record_refresh
+        if refresh is None:
+            return
+        wait = refresh.run(self.clock())
+        if wait is not None:
+            loop = asyncio.get_running_loop()
+            self._refresh_handle = loop.call_later(wait, self._run_record_refresh)
+
+    def stats_into(self, snap: dict[str, Any]) -> None:
+        """Add every engine's counters (the workers' as they last reported them) to ``snap``."""
+        merge_counts(snap, self.fast.counters())
+        if self.workers is not None:
+            snap["engines"] = self.fast.engine_packets()
+        refresh = self.record_refresh
+        if refresh is not None:
+            snap["fastpath"]["records-reissued"] = refresh.issued
+            snap["fastpath"]["records-reissue-pending"] = len(refresh)
+
+    async def refresh_counters(self) -> None:
+        """Have every worker report its current counters (at most half a second)."""
+        if self.workers is not None:
+            await self.workers.refresh()
+
+    def stopping(self) -> None:
+        """The daemon is stopping: workers that exit now are not restarted."""
+        if self.workers is not None:
+            self.workers.stopping()
+
+    async def close(self) -> None:
+        """Stop the workers, stop mirroring the map-cache, release the engine's own copies of
+        the TUN and the sockets."""
+        if self._refresh_handle is not None:
+            self._refresh_handle.cancel()
+            self._refresh_handle = None
+        if self.workers is not None:
+            await self.workers.close()
+            self.workers = None
+        self.node.mapcache.listener = None
+        self.fast.close()
+        self.record_refresh = None
