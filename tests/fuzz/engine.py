@@ -496,7 +496,7 @@ def check_decap_batch(
             wanted["udp-read-truncated"] += datagrams
             continue
         for d in model.split_message(message, seg):
-            py = worlds.daemon_rtr_etr(world, d, ttl, tos)
+            py = worlds.node_rtr_etr(world, d, ttl, tos)
             if at < len(punts) and punts[at][0] in punted_forms(d, ttl, tos):
                 check(punts[at][1:3] == (ttl, tos), "a punt with another TTL/TOS")
                 at += 1
