@@ -275,10 +275,13 @@ class Daemon:
         tun = self.os.tun
         assert tun is not None
         if self.engine is not None:
+            inputs = self.node.inputs
             try:
                 self.engine.fast.from_tun(self._tun_packet)  # we get what it leaves to Python
             except Exception:  # the TUN read failed (handlers guard themselves)
                 self.node.internal_error("tun")
+            if self.node.inputs == inputs:
+                return  # the engine kept every packet: nothing for the node to act on
         else:
             now = self.clock()
             for pkt in tun.read_batch(BATCH):
@@ -301,11 +304,14 @@ class Daemon:
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
         if self.engine is not None:
+            inputs = self.node.inputs
             try:
                 # We get what it leaves to Python.
                 self.engine.fast.from_udp(sock, self._data_packet)
             except Exception:  # the receive failed (handlers guard themselves)
                 self.node.internal_error("udp")
+            if self.node.inputs == inputs:
+                return  # the engine kept every packet: nothing for the node to act on
         else:
             now = self.clock()
             for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
