@@ -35,21 +35,23 @@ between them, in the manner of aioquic's ``roundtrip``/``transfer`` tests and h1
 Writing a scenario
 ------------------
 A scenario is a plain pytest function (no fixtures, no root): build the nodes from
-configurations (:mod:`tests.sim.configs` builds lispd.conf documents; :mod:`tests.sim.plan` has
-the address plan; :mod:`tests.sim.worlds` the usual small worlds), let fake time run, inject
-packets from the hosts, and assert on what happened::
+configurations (:mod:`tests.configs`, the tests' one lispd.conf builder; :mod:`tests.sim.plan`
+has the address plan and its sites; :mod:`tests.sim.worlds` the usual small worlds and the
+tables of an xTR registering with and resolving through the plan's Map-Server), let fake time
+run, inject packets from the hosts, and assert on what happened::
 
-    from tests.sim import configs
+    from tests import configs
     from tests.sim.network import Network
     from tests.sim.packets import icmp_echo
     from tests.sim.plan import EID_SPACE, H1, H2, MS, SITE1, SITE2, XTR1, XTR2
 
     net = Network()                                   # 1 ms links, clock at 1000.0
-    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1, SITE2]))
+    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table(), SITE2.table()]))
     for name, rloc, site in (("xtr1", XTR1, SITE1), ("xtr2", XTR2, SITE2)):
-        db = [configs.mapping(p, [configs.rloc(rloc)]) for p in site.prefixes]
-        net.add_node(name, configs.xtr(name, [rloc], db, ms=MS, key=site.key,
-                                       resolve=EID_SPACE))
+        net.add_node(name, configs.xtr(name, [rloc], site.prefixes,
+                                       map_server=[configs.map_server(MS, site.key)],
+                                       map_cache=[configs.resolve(p) for p in EID_SPACE],
+                                       map_resolver=configs.addresses(MS)))
     net.advance(1.0)                                  # registered and acknowledged
     assert len(ms.sites()) == 4
     net.inject("xtr1", icmp_echo(H1, H2))             # host H1 -> xtr1's TUN
@@ -100,7 +102,7 @@ from lispd.node.actions import (
 )
 from lispd.wire.data import LISP_CONTROL_PORT, LISP_DATA_PORT
 from lispd.wire.trace import TRACE_PORT
-from tests.sim.configs import toml
+from tests.configs import toml
 from tests.sim.packets import InnerPacket, decode_lisp_data, parse_inner
 
 Address = IPv4Address | IPv6Address
@@ -387,7 +389,7 @@ class Network:
         answer_pings: bool = False,
         start: bool = True,
     ) -> SimNode:
-        """A node running ``config`` (lispd.conf text or a :mod:`tests.sim.configs` document,
+        """A node running ``config`` (lispd.conf text or a :mod:`tests.configs` document,
         parsed by lispd's loader, or a :class:`Config`), owning the addresses of its
         ``[underlay] rlocs``; ``behind``: the NAT it sits behind (its addresses are then
         private ones).  Started now unless ``start`` is False (then call :meth:`start`)."""

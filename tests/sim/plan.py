@@ -7,7 +7,23 @@ space (reached natively through a PETR): 203.0.113.128/25 and 2001:db8:ffff::/48
 
 from __future__ import annotations
 
-from tests.sim.configs import Site
+from dataclasses import dataclass
+
+from tests import configs
+
+
+@dataclass(frozen=True)
+class Site:
+    """An EID site as a Map-Server knows it: a name, its key and its EID-prefixes."""
+
+    name: str
+    key: str
+    prefixes: tuple[str, ...]
+
+    def table(self) -> configs.Doc:
+        """Its ``[[site]]`` table."""
+        return configs.site(self.name, self.key, *self.prefixes)
+
 
 # Underlay RLOCs.
 XTR1, XTR1_V6 = "192.0.2.1", "2001:db8:0:1::1"

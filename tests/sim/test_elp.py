@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim import configs
+from tests import configs
 from tests.sim.network import Network, SimNode
 from tests.sim.plan import (
     H1,
@@ -35,18 +35,22 @@ PATH_V6 = (RTR_V6, RTR_B_V6, XTR2_V6)
 
 def world() -> tuple[Network, SimNode, SimNode, SimNode, SimNode]:
     net = Network()
-    net.add_node("ms", configs.msmr("ms", [MS, MS_V6], [SITE1, SITE2]))
-    rtra = net.add_node("rtra", configs.rtr("rtra", [RTR, RTR_V6], mr=MS))
-    rtrb = net.add_node("rtrb", configs.rtr("rtrb", [RTR_B, RTR_B_V6], mr=MS))
+    net.add_node("ms", configs.msmr("ms", [MS, MS_V6], [SITE1.table(), SITE2.table()]))
+    rtra = net.add_node(
+        "rtra", configs.rtr("rtra", [RTR, RTR_V6], map_resolver=configs.addresses(MS))
+    )
+    rtrb = net.add_node(
+        "rtrb", configs.rtr("rtrb", [RTR_B, RTR_B_V6], map_resolver=configs.addresses(MS))
+    )
     xtr1 = net.add_node(
         "xtr1",
-        site_xtr("xtr1", (XTR1, XTR1_V6), SITE1, rloc_tables=[configs.rloc(XTR1)]),
+        site_xtr("xtr1", (XTR1, XTR1_V6), SITE1, database_rlocs=[XTR1]),
         answer_pings=True,
     )
     xtr2_config = site_xtr("xtr2", (XTR2, XTR2_V6), SITE2)
     v4, v6 = xtr2_config["database-mapping"]
-    v4["rlocs"] = [configs.elp(*PATH_V4)]
-    v6["rlocs"] = [configs.elp(*PATH_V6)]
+    v4["rlocs"] = [{"elp": list(PATH_V4)}]
+    v6["rlocs"] = [{"elp": list(PATH_V6)}]
     xtr2 = net.add_node("xtr2", xtr2_config, answer_pings=True)
     net.advance(1.0)
     return net, rtra, rtrb, xtr1, xtr2

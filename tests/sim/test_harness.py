@@ -8,7 +8,8 @@ from ipaddress import ip_address
 import pytest
 
 from lispd.wire.ip import PROTO_ICMPV6, internet_checksum, parse_udp_datagram
-from tests.sim import configs, network
+from tests import configs
+from tests.sim import network
 from tests.sim.network import Nat, Network
 from tests.sim.packets import icmp_echo, parse_inner, udp_packet
 from tests.sim.plan import H1, H1_V6, H2, H2_V6, MS, SITE1, XTR1, XTR1_V6
@@ -58,10 +59,11 @@ def test_lost_datagrams_say_why() -> None:
     """A static entry to an address nobody has, to a Map-Server (no data port) and to a node
     behind a NAT (not routed): every packet is lost, with its reason."""
     net = Network()
-    net.add_node("ms", configs.msmr("ms", [MS], [SITE1]))
+    net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table()]))
     nat = net.add_nat("nat", "192.0.2.100")
-    hidden = configs.base("hidden", ["etr"], ["203.0.113.2"])
-    hidden["database-mapping"] = database(SITE1, configs.rloc("203.0.113.2"))
+    hidden = configs.node(
+        "hidden", ["etr"], ["203.0.113.2"], database_mapping=database(SITE1, "203.0.113.2")
+    )
     net.add_node("hidden", hidden, behind=nat)
     targets = {  # a host of each prefix -> the RLOC of the static entry
         "198.51.100.33": ("198.51.100.32/28", "192.0.2.99"),
@@ -71,9 +73,9 @@ def test_lost_datagrams_say_why() -> None:
     xtr = configs.xtr(
         "xtr1",
         [XTR1],
-        [configs.mapping("198.51.100.0/28", [configs.rloc(XTR1)])],
-        map_cache=[configs.mapping(p, [configs.rloc(r)]) for p, r in targets.values()],
-        probing=configs.probing(10, 3, map_cache=False),
+        ["198.51.100.0/28"],
+        map_cache=[configs.mapping(p, r) for p, r in targets.values()],
+        probing={"interval": 10, "timeout": 3, "map-cache": False},
     )
     net.add_node("xtr1", xtr)
     for host in targets:
@@ -90,7 +92,7 @@ def test_lost_datagrams_say_why() -> None:
 def test_link_delays_and_the_clock() -> None:
     net = Network(delay=0.01)
     net.set_delay("xtr1", "ms", 0.25)
-    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1]))
+    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table()]))
     xtr = net.add_node("xtr1", site_xtr("xtr1", (XTR1, XTR1_V6), SITE1))
     start = net.now
     net.advance(0.4)
@@ -109,7 +111,7 @@ def test_link_delays_and_the_clock() -> None:
 def test_the_example_in_the_module_docstring_runs() -> None:
     """The "Writing a scenario" example of :mod:`tests.sim.network` stays true."""
     doc = network.__doc__ or ""
-    start = doc.index("    from tests.sim import configs")
+    start = doc.index("    from tests import configs")
     end = doc.index("\n\n", start)
     code = "\n".join(line[4:] for line in doc[start:end].splitlines())
     exec(compile(code, "tests/sim/network.py:docstring", "exec"), {})
@@ -118,7 +120,7 @@ def test_the_example_in_the_module_docstring_runs() -> None:
 def test_a_node_added_unstarted_does_nothing_until_started() -> None:
     net = Network()
     xtr = net.add_node("xtr1", site_xtr("xtr1", (XTR1, XTR1_V6), SITE1), start=False)
-    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1]))
+    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table()]))
     net.advance(5.0)
     assert list(net.datagrams(sender="xtr1")) == [] and ms.sites() == []
     net.start("xtr1")  # now the mapping system is there: registered at once

@@ -10,10 +10,9 @@ from ipaddress import ip_address
 
 from lispd.wire.control import decode_control
 from lispd.wire.info import InfoMessage
-from tests.sim import configs
+from tests import configs
 from tests.sim.network import Nat, Network, SimNode
 from tests.sim.plan import (
-    EID_SPACE,
     H1,
     H2,
     MS,
@@ -24,7 +23,7 @@ from tests.sim.plan import (
     XTR1_PRIVATE,
     XTR2,
 )
-from tests.sim.worlds import Pinger
+from tests.sim.worlds import Pinger, registering, resolving
 
 KEEPALIVE = 1.0
 NAT_TIMEOUT = 30.0
@@ -36,17 +35,21 @@ def world() -> tuple[Network, Nat, SimNode, SimNode, SimNode, SimNode]:
     nat = net.add_nat(
         "nat", NAT_PUBLIC, timeout=NAT_TIMEOUT, filtering="address-and-port-dependent"
     )
-    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1, SITE2], rtr_rlocs=[RTR]))
-    rtr = net.add_node("rtr", configs.rtr("rtr", [RTR], mr=MS))
+    ms = net.add_node(
+        "ms",
+        configs.msmr(
+            "ms", [MS], [SITE1.table(), SITE2.table()], mapping_system={"rtr-rlocs": [RTR]}
+        ),
+    )
+    rtr = net.add_node("rtr", configs.rtr("rtr", [RTR], map_resolver=configs.addresses(MS)))
     xtr2 = net.add_node(
         "xtr2",
         configs.xtr(
             "xtr2",
             [XTR2],
-            [configs.mapping(SITE2.prefixes[0], [configs.rloc(XTR2)])],
-            ms=MS,
-            key=SITE2.key,
-            resolve=EID_SPACE,
+            SITE2.prefixes[:1],
+            map_server=registering(SITE2),
+            **resolving(),
         ),
         answer_pings=True,
     )
@@ -55,11 +58,10 @@ def world() -> tuple[Network, Nat, SimNode, SimNode, SimNode, SimNode]:
         configs.xtr(
             "xtr1",
             [XTR1_PRIVATE],
-            [configs.mapping(SITE1.prefixes[0], [configs.rloc(XTR1_PRIVATE)])],
-            ms=MS,
-            key=SITE1.key,
-            resolve=EID_SPACE,
-            nat={"enabled": True, "info-interval": 5, "keepalive-interval": KEEPALIVE},
+            SITE1.prefixes[:1],
+            map_server=registering(SITE1),
+            nat_traversal={"enabled": True, "info-interval": 5, "keepalive-interval": KEEPALIVE},
+            **resolving(),
         ),
         behind=nat,
         answer_pings=True,

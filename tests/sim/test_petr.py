@@ -10,7 +10,7 @@ import pytest
 from lispd.wire.control import decode_control
 from lispd.wire.mapreply import MapReply
 from lispd.wire.records import Action
-from tests.sim import configs
+from tests import configs
 from tests.sim.network import Network, SimNode
 from tests.sim.plan import (
     EID_SPACE,
@@ -32,11 +32,22 @@ from tests.sim.worlds import Pinger, site_xtr
 def world() -> tuple[Network, SimNode, SimNode, SimNode]:
     """ms (negative TTL 1 minute), a PETR, and xtr1 resolving everything through ms."""
     net = Network()
-    ms = net.add_node("ms", configs.msmr("ms", [MS, MS_V6], [SITE1, SITE2], negative_ttl=1))
-    petr = net.add_node("petr", configs.base("petr", ["petr"], [PETR]))
+    ms = net.add_node(
+        "ms",
+        configs.msmr(
+            "ms", [MS, MS_V6], [SITE1.table(), SITE2.table()], mapping_system={"negative-ttl": 1}
+        ),
+    )
+    petr = net.add_node("petr", configs.node("petr", ["petr"], [PETR]))
     xtr = net.add_node(
         "xtr1",
-        site_xtr("xtr1", (XTR1, XTR1_V6), SITE1, resolve=("0.0.0.0/0", "::/0"), petrs=[PETR]),
+        site_xtr(
+            "xtr1",
+            (XTR1, XTR1_V6),
+            SITE1,
+            resolve=("0.0.0.0/0", "::/0"),
+            petr=configs.addresses(PETR),
+        ),
     )
     net.advance(1.0)
     return net, ms, petr, xtr

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.sim import configs
+from tests import configs
 from tests.sim.network import Network, SimNode
-from tests.sim.plan import EID_SPACE, H1, H2, MS, SITE1, SITE2, XTR1, XTR2, XTR3
-from tests.sim.worlds import Pinger, database
+from tests.sim.plan import H1, H2, MS, SITE1, SITE2, XTR1, XTR2, XTR3
+from tests.sim.worlds import Pinger, database, registering, resolving
 
 INTERVAL, TIMEOUT, DOWN_AFTER = 1.0, 0.5, 2
 DETECTION = INTERVAL + DOWN_AFTER * TIMEOUT  # the longest an RLOC may stay "up" once dead
@@ -22,36 +22,29 @@ def world(learned: bool) -> tuple[Network, SimNode, SimNode, SimNode]:
     """xtr1 and site 2's two ETRs; xtr1 learns site 2's mapping from ms (``learned``) or has
     it as a static map-cache entry (then there is no mapping system at all)."""
     net = Network()
-    probing = configs.probing(INTERVAL, TIMEOUT, DOWN_AFTER)
-    rlocs = [configs.rloc(XTR2, 1), configs.rloc(XTR3, 2)]
-    registration: dict[str, Any] = {"ms": MS, "key": SITE2.key} if learned else {}
+    probing = {"interval": INTERVAL, "timeout": TIMEOUT, "down-after": DOWN_AFTER}
+    rlocs = [{"address": XTR2, "priority": 1}, {"address": XTR3, "priority": 2}]
+    registration: dict[str, Any] = {"map_server": registering(SITE2)} if learned else {}
     if learned:
-        net.add_node("ms", configs.msmr("ms", [MS], [SITE1, SITE2]))
+        net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table(), SITE2.table()]))
     xtrs = [
         net.add_node(
             name,
-            configs.xtr(name, [rloc], database(SITE2, *rlocs), probing=probing, **registration),
+            configs.xtr(
+                name,
+                [rloc],
+                database_mapping=database(SITE2, *rlocs),
+                probing=probing,
+                **registration,
+            ),
         )
         for name, rloc in (("xtr2", XTR2), ("xtr3", XTR3))
     ]
     if learned:
-        xtr1 = configs.xtr(
-            "xtr1",
-            [XTR1],
-            database(SITE1, configs.rloc(XTR1)),
-            ms=MS,
-            key=SITE1.key,
-            resolve=EID_SPACE,
-            probing=probing,
-        )
+        tables = {"map_server": registering(SITE1), **resolving()}
     else:
-        xtr1 = configs.xtr(
-            "xtr1",
-            [XTR1],
-            database(SITE1, configs.rloc(XTR1)),
-            map_cache=database(SITE2, *rlocs),
-            probing=probing,
-        )
+        tables = {"map_cache": database(SITE2, *rlocs)}
+    xtr1 = configs.xtr("xtr1", [XTR1], SITE1.prefixes, probing=probing, **tables)
     itr = net.add_node("xtr1", xtr1)
     net.advance(1.0)
     return net, itr, xtrs[0], xtrs[1]

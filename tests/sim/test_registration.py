@@ -10,7 +10,7 @@ import struct
 
 from lispd.wire.control import decode_control
 from lispd.wire.mapregister import MapNotify, MapRegister
-from tests.sim import configs
+from tests import configs
 from tests.sim.network import Network
 from tests.sim.plan import MS, MS_V6, SITE1, SITE2, XTR1, XTR1_V6, XTR2, XTR2_V6
 from tests.sim.worlds import site_xtr, two_sites
@@ -61,7 +61,7 @@ def test_etrs_register_with_hmac_and_the_map_server_notifies() -> None:
 
 def test_a_register_signed_with_the_wrong_key_is_refused() -> None:
     net = Network()
-    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1]))
+    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table()]))
     impostor = site_xtr("xtr1", (XTR1, XTR1_V6), SITE1, registration={"interval": 10})
     impostor["map-server"][0]["key"] = "guessed-key"
     xtr = net.add_node("xtr1", impostor)
@@ -76,7 +76,7 @@ def test_a_register_signed_with_the_wrong_key_is_refused() -> None:
 
 def test_no_map_notify_unless_asked() -> None:
     net = Network()
-    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1]))
+    ms = net.add_node("ms", configs.msmr("ms", [MS], [SITE1.table()]))
     net.add_node(
         "xtr1",
         site_xtr("xtr1", (XTR1, XTR1_V6), SITE1, registration={"want-map-notify": False}),
@@ -93,7 +93,9 @@ def test_registrations_are_refreshed_and_expire_when_the_etr_goes() -> None:
     net = Network()
     ms = net.add_node(
         "ms",
-        configs.msmr("ms", [MS, MS_V6], [SITE1], registration_timeout=30),
+        configs.msmr(
+            "ms", [MS, MS_V6], [SITE1.table()], mapping_system={"registration-timeout": 30}
+        ),
     )
     net.add_node("xtr1", site_xtr("xtr1", (XTR1, XTR1_V6), SITE1, registration={"interval": 10}))
     start = net.now

@@ -10,15 +10,17 @@ from ipaddress import IPv4Address, IPv6Address
 from lispd.wire.control import decode_control
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.maprequest import MapRequest
-from tests.sim import configs
-from tests.sim.configs import Doc
+from tests.configs import Doc
 from tests.sim.plan import H1, H2, MS, SITE2, XTR1, XTR1_V6, XTR2, XTR2_V6
 from tests.sim.worlds import Pinger, site_xtr, two_sites
 
 
 def xtr2_config(v4_priority: int, v6_priority: int) -> Doc:
-    rlocs = [configs.rloc(XTR2, v4_priority), configs.rloc(XTR2_V6, v6_priority)]
-    return site_xtr("xtr2", (XTR2, XTR2_V6), SITE2, rloc_tables=rlocs)
+    rlocs = [
+        {"address": XTR2, "priority": v4_priority},
+        {"address": XTR2_V6, "priority": v6_priority},
+    ]
+    return site_xtr("xtr2", (XTR2, XTR2_V6), SITE2, database_rlocs=rlocs)
 
 
 def test_a_database_change_solicits_the_itrs_that_sent_traffic() -> None:

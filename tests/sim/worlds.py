@@ -1,14 +1,16 @@
-"""Small worlds the scenarios start from (addresses: :mod:`tests.sim.plan`)."""
+"""Small worlds the scenarios start from (addresses: :mod:`tests.sim.plan`), and the tables of
+an xTR of a site that registers with and resolves through the Map-Server/Map-Resolver of
+:data:`~tests.sim.plan.MS` (configurations: :mod:`tests.configs`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
-from tests.sim import configs
-from tests.sim.configs import Doc, Site
+from tests import configs
+from tests.configs import Doc
 from tests.sim.network import Network, SimNode
 from tests.sim.packets import icmp_echo
 from tests.sim.plan import (
@@ -21,12 +23,28 @@ from tests.sim.plan import (
     XTR1_V6,
     XTR2,
     XTR2_V6,
+    Site,
 )
 
 
-def database(site: Site, *rlocs: Doc) -> list[Doc]:
+def database(site: Site, *rlocs: configs.Rloc) -> list[Doc]:
     """``[[database-mapping]]`` tables: every prefix of ``site`` on ``rlocs``."""
-    return [configs.mapping(prefix, rlocs, site.iid) for prefix in site.prefixes]
+    return [configs.mapping(prefix, *rlocs) for prefix in site.prefixes]
+
+
+def registering(site: Site, *, proxy_reply: bool = False) -> list[Doc]:
+    """The ``[[map-server]]`` of an ETR of ``site``: :data:`~tests.sim.plan.MS`, under the
+    site's key."""
+    return [configs.map_server(MS, site.key, proxy_reply=proxy_reply)]
+
+
+def resolving(prefixes: Sequence[str] = EID_SPACE) -> dict[str, list[Doc]]:
+    """The keyword tables of an ITR that resolves ``prefixes`` through the Map-Resolver of
+    :data:`~tests.sim.plan.MS`: ``configs.xtr(..., **resolving())``."""
+    return {
+        "map_cache": [configs.resolve(prefix) for prefix in prefixes],
+        "map_resolver": configs.addresses(MS),
+    }
 
 
 def site_xtr(
@@ -34,22 +52,21 @@ def site_xtr(
     rlocs: tuple[str, str],
     site: Site,
     *,
-    rloc_tables: Iterable[Doc] | None = None,
+    database_rlocs: Sequence[configs.Rloc] | None = None,
     proxy_reply: bool = False,
-    **kwargs: Any,
+    resolve: Sequence[str] = EID_SPACE,
+    **tables: Any,
 ) -> Doc:
-    """An xTR of ``site`` on (IPv4, IPv6) ``rlocs``, registering with and resolving the EID
-    space through the Map-Server/Map-Resolver of :data:`~tests.sim.plan.MS`."""
-    tables = list(rloc_tables) if rloc_tables is not None else [configs.rloc(r) for r in rlocs]
-    kwargs.setdefault("resolve", EID_SPACE)
+    """An xTR of ``site`` on (IPv4, IPv6) ``rlocs``, its prefixes on ``database_rlocs``
+    (default: ``rlocs``), registering with :func:`registering` and resolving ``resolve``
+    with :func:`resolving`; ``tables`` as in :func:`tests.configs.merge`."""
     return configs.xtr(
         name,
-        list(rlocs),
-        database(site, *tables),
-        ms=MS,
-        key=site.key,
-        proxy_reply=proxy_reply,
-        **kwargs,
+        rlocs,
+        database_mapping=database(site, *(rlocs if database_rlocs is None else database_rlocs)),
+        map_server=registering(site, proxy_reply=proxy_reply),
+        **resolving(resolve),
+        **tables,
     )
 
 
@@ -65,9 +82,10 @@ class TwoSites:
 
 def two_sites(*, proxy_reply: bool = False, answer_pings: bool = True, **ms: Any) -> TwoSites:
     """:class:`TwoSites`, started (nothing has run yet); ``proxy_reply``: site 2 asks the
-    Map-Server to answer for it; ``ms``: more :func:`configs.msmr` arguments."""
+    Map-Server to answer for it; ``ms``: more tables of the Map-Server, as in
+    :func:`tests.configs.merge`."""
     net = Network()
-    msmr = net.add_node("ms", configs.msmr("ms", [MS, MS_V6], [SITE1, SITE2], **ms))
+    msmr = net.add_node("ms", configs.msmr("ms", [MS, MS_V6], [SITE1.table(), SITE2.table()], **ms))
     xtr1 = net.add_node("xtr1", site_xtr("xtr1", (XTR1, XTR1_V6), SITE1), answer_pings=answer_pings)
     xtr2 = net.add_node(
         "xtr2",
