@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -755,7 +756,8 @@ def _check_wire(data: bytes) -> None:
 
 
 _FUZZ = settings(
-    max_examples=10000,
+    # LISPD_FUZZ_EXAMPLES, as in tests/fuzz: 3,000 in the suite, more in a long run.
+    max_examples=int(os.environ.get("LISPD_FUZZ_EXAMPLES", "3000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
