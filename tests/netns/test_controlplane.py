@@ -222,25 +222,3 @@ def test_rloc_priority_change_triggers_smr_and_the_itr_follows() -> None:
         wait_for("xtr1 picked up priority 7", lambda: priority_at_xtr1() == 7)
         assert net.ask(site2.xtr, "stats")["drops"].get("request-rate-limited", 0) == 0
         assert net.lab.ping(site1.host, site2.host_v4, count=2)
-
-
-def test_map_cache_entry_expires_after_its_ttl_and_is_resolved_again() -> None:
-    """Site 2 announces a record TTL of one minute (the smallest a Map-Reply can carry)."""
-    with network(xtr_options={2: {"record_ttl": 1}}) as net:
-        plan = net.plan
-        site1, site2 = plan.sites[0], plan.sites[1]
-        wait_for("sites registered", lambda: len(registered(net)) == 6)
-
-        def learned() -> dict[str, Any] | None:
-            for e in net.ask(site1.xtr, "map-cache"):
-                if e["eid-prefix"] == site2.prefix_v4:
-                    return e
-            return None
-
-        assert net.lab.ping(site1.host, site2.host_v4, count=1, wait=3.0)
-        assert learned()["ttl"] == 60
-        wait_for("the entry expired", lambda: learned() is None, timeout=75)
-        held = net.ask(site1.xtr, "stats")["packets"]["itr.held.packets"]
-        assert net.lab.ping(site1.host, site2.host_v4, count=1, wait=3.0)  # resolved again
-        assert learned() is not None
-        assert net.ask(site1.xtr, "stats")["packets"]["itr.held.packets"] == held + 1

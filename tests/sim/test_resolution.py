@@ -13,9 +13,23 @@ from lispd.wire.control import decode_control
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
-from tests.sim.network import Datagram
-from tests.sim.plan import H1, H1_V6, H2, H2_V6, MS, SITE2, XTR1, XTR1_V6, XTR2, XTR2_V6
-from tests.sim.worlds import Pinger, two_sites
+from tests import configs
+from tests.sim.network import Datagram, Network
+from tests.sim.plan import (
+    H1,
+    H1_V6,
+    H2,
+    H2_V6,
+    MS,
+    MS_V6,
+    SITE1,
+    SITE2,
+    XTR1,
+    XTR1_V6,
+    XTR2,
+    XTR2_V6,
+)
+from tests.sim.worlds import Pinger, site_xtr, two_sites
 
 
 def messages(datagrams: list[Datagram]) -> list[tuple[str, str, str]]:
@@ -113,3 +127,42 @@ def test_a_destination_nobody_registered_is_not_encapsulated() -> None:
     assert w.xtr1.packets("itr.encap") == 0
     assert list(w.net.datagrams("data")) == []
     assert not w.xtr2.delivered and not w.xtr1.delivered
+
+
+def test_a_mapping_expires_after_its_ttl_and_is_resolved_again() -> None:
+    """Site 2 announces a record TTL of one minute (the smallest a Map-Reply carries): xtr1's
+    entry expires on its timer, and the next packet is held again while it resolves anew.
+    (Was a namespace test that waited out the minute in real time.)"""
+    net = Network()
+    net.add_node("ms", configs.msmr("ms", [MS, MS_V6], [SITE1.table(), SITE2.table()]))
+    xtr1 = net.add_node("xtr1", site_xtr("xtr1", (XTR1, XTR1_V6), SITE1), answer_pings=True)
+    xtr2 = net.add_node(
+        "xtr2",
+        site_xtr("xtr2", (XTR2, XTR2_V6), SITE2, registration={"record-ttl": 1}),
+        answer_pings=True,
+    )
+    net.advance(1.0)  # registered
+    ping = Pinger(net, "xtr1", H1, H2)
+    first = ping.send()
+    net.settle()
+    assert ping.answered() == [first]
+    entry = xtr1.lookup(H2)
+    assert entry is not None and entry.source == "map-reply" and entry.ttl == 60.0
+    held = xtr1.packets("itr.held")
+
+    def learned() -> bool:
+        found = xtr1.lookup(H2)  # the longest match: the static send-map-request range after
+        return found is not None and found.source == "map-reply"
+
+    net.advance(59.0)
+    assert learned()  # not before its minute
+    net.advance(2.0)
+    assert not learned()  # expired on the node's own timer
+
+    again = ping.send()
+    assert xtr1.packets("itr.held") == held + 1  # held while resolved anew
+    net.settle()
+    assert ping.answered() == [first, again]
+    renewed = xtr1.lookup(H2)
+    assert renewed is not None and renewed.source == "map-reply" and renewed.ttl == 60.0
+    assert xtr2.packets("etr.decap") == 2
