@@ -30,7 +30,8 @@ from lispd.api.server import ControlServer
 from lispd.config import Config, ConfigError, load_config
 from lispd.engine import compiled
 from lispd.engine.runner import EngineAction, EngineRunner
-from lispd.io.notify import sd_notify, watchdog_interval
+from lispd.heartbeat import Heartbeat
+from lispd.io.notify import sd_notify
 from lispd.io.udp import recv_batch
 from lispd.logfmt import kv
 from lispd.node import DATA_ROLES, Node
@@ -45,13 +46,10 @@ from lispd.node.actions import (
 )
 from lispd.resources import Resources, open_resources
 from lispd.startup import opening
-from lispd.stats import LoopLag
 
 log = logging.getLogger("lispd.daemon")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
-STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
-LAG_INTERVAL = 0.01  # seconds between two ticks measuring the loop's lag (its stalls)
 
 
 class Daemon:
@@ -74,12 +72,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self._timer: asyncio.Handle | None = None  # a TimerHandle, or a Handle (see _arm_timer)
         self._armed_after = -1  # node.inputs when the timer was last armed
-        self._status_handle: asyncio.TimerHandle | None = None
-        self.loop_lag = LoopLag(LAG_INTERVAL)
-        self._lag_handle: asyncio.TimerHandle | None = None
-        self._lag_due = 0.0  # time.monotonic() when the lag tick should run
-        self._watchdog: float | None = None  # seconds between WATCHDOG=1, when systemd asks
-        self._last_status = ""
+        self.heartbeat = Heartbeat(self._status_line)
         self._stop = asyncio.Event()
 
     @property
@@ -146,24 +139,8 @@ class Daemon:
             log.warning("fast-path workers not ready yet: their flows wait in their queues")
         node.start(self.clock())  # first registrations go out now
         self.transmit()
-        summary = self._status_line()
-        log.info("lispd ready %s %s", kv(version=__version__), summary)
-        sd_notify(f"READY=1\nSTATUS={summary}")
-        self._last_status = summary
-        self._watchdog = watchdog_interval()
-        if self._watchdog is not None:
-            log.info("systemd watchdog %s", kv(ping_interval=round(self._watchdog, 1)))
-        self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
-        self._lag_tick(first=True)
-
-    def _lag_tick(self, first: bool = False) -> None:
-        """Note how late this tick runs (``stats`` -> ``loop``: the loop's stalls, see
-        :class:`LoopLag`), and arm the next one ``LAG_INTERVAL`` seconds ahead."""
-        now = time.monotonic()
-        if not first:
-            self.loop_lag.note(now - self._lag_due, now)
-        self._lag_due = now + LAG_INTERVAL
-        self._lag_handle = asyncio.get_running_loop().call_later(LAG_INTERVAL, self._lag_tick)
+        log.info("lispd ready %s %s", kv(version=__version__), self._status_line())
+        self.heartbeat.ready()  # READY=1, then the status/watchdog and loop-lag ticks
 
     def _use_compiled(self) -> bool:
         """Whether the compiled fast path runs (``[dataplane] fastpath``); refuses to start
@@ -182,22 +159,6 @@ class Daemon:
         """``[dataplane] workers``: engines forwarding in parallel (0: one per usable core)."""
         wanted = self.config.dataplane.workers
         return wanted if wanted > 0 else max(1, len(os.sched_getaffinity(0)))
-
-    def _tick_interval(self) -> float:
-        return min(self._watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
-
-    def _status_tick(self) -> None:
-        """Tell systemd we are alive (``WATCHDOG=1``, when it asked: a stalled loop misses it
-        and gets restarted) and, when it changed, what we are doing (``STATUS=``)."""
-        status = self._status_line()
-        lines = ["WATCHDOG=1"] if self._watchdog is not None else []
-        if status != self._last_status:
-            lines.append(f"STATUS={status}")
-            self._last_status = status
-        if lines:
-            sd_notify("\n".join(lines))
-        loop = asyncio.get_running_loop()
-        self._status_handle = loop.call_later(self._tick_interval(), self._status_tick)
 
     def _status_line(self) -> str:
         return views.status_line(self.node, self.stats(), self.clock())
@@ -221,10 +182,10 @@ class Daemon:
     async def close(self) -> None:
         """Remove routes, close sockets and the TUN (safe on a half-started daemon)."""
         loop = asyncio.get_running_loop()
-        for handle in (self._timer, self._status_handle, self._lag_handle):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._lag_handle = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.heartbeat.stop()
         if self.api is not None:
             await self.api.close()
         if self.metrics is not None:
@@ -435,7 +396,7 @@ class Daemon:
     def stats(self) -> dict[str, Any]:
         """Every counter, the workers' as they last reported them (at most a second ago)."""
         snap = views.node_stats(self.node)
-        snap["loop"] = self.loop_lag.snapshot(time.monotonic())
+        snap["loop"] = self.heartbeat.lag.snapshot(time.monotonic())
         if self.engine is not None:
             self.engine.stats_into(snap)
         return snap

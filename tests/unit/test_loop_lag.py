@@ -11,7 +11,8 @@ import pytest
 from lispd.api.metrics import MetricsSnapshot, render_metrics
 from lispd.cli.lispctl import format_stats
 from lispd.config import parse_config
-from lispd.daemon import LAG_INTERVAL, Daemon
+from lispd.daemon import Daemon
+from lispd.heartbeat import LAG_INTERVAL
 from lispd.stats import LAG_THRESHOLDS, LoopLag
 from tests.unit.socketless import xtr_config
 
@@ -51,12 +52,11 @@ def test_the_daemon_ticks_and_sees_a_callback_that_holds_the_loop() -> None:
     d = Daemon(parse_config(xtr_config()))
 
     async def run() -> None:
-        d._lag_tick(first=True)
+        d.heartbeat.lag_tick(first=True)
         await asyncio.sleep(5 * LAG_INTERVAL)
         asyncio.get_running_loop().call_soon(time.sleep, 0.06)
         await asyncio.sleep(8 * LAG_INTERVAL)
-        assert d._lag_handle is not None
-        d._lag_handle.cancel()
+        d.heartbeat.stop()
 
     asyncio.run(run())
     loop = d.stats()["loop"]
