@@ -63,6 +63,7 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address
 from typing import Final
 
+from lispd.dataplane.inner import inner_source
 from lispd.dataplane.outputs import Encap
 from lispd.wire.data import DATA_HEADER_LEN, LISP_DATA_PORT, read_data_header
 from lispd.wire.errors import WireError
@@ -684,7 +685,7 @@ class Tracer:
         ITR (its RLOC and the client's port), with the reason in its record."""
         reason = FAILURE_REASONS.get(drop_reason.removeprefix("rtr-"), drop_reason)
         try:
-            source = ip_address(inner[12:16] if inner[0] >> 4 == 4 else inner[8:24])
+            source = ip_address(inner_source(inner))
         except (ValueError, IndexError):
             return None
         return error_return(

@@ -38,7 +38,7 @@ from lispd.control.registrar import MapServerTarget
 from lispd.control.responder import database_records
 from lispd.dataplane import tracing as trace
 from lispd.dataplane.etr import Etr
-from lispd.dataplane.inner import inner_destination
+from lispd.dataplane.inner import inner_destination, inner_source
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Encap, Miss, ToTun
 from lispd.dataplane.rtr import Rtr
@@ -364,8 +364,7 @@ class Node:
             inner = payload[DATA_HEADER_LEN:]
             if header is None or len(inner) < 20:
                 continue
-            src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
-            smr.saw_traffic(rloc, src, header[0], now)
+            smr.saw_traffic(rloc, inner_source(inner), header[0], now)
         records = database_records(changed, tuple(self.config.underlay.rlocs), ttl)
         return smr.solicit(records, now)
 
@@ -460,14 +459,12 @@ class Node:
         itr = self.itr
         if itr is None or itr.proxy:
             return "ITR"
-        src = pkt[12:16] if pkt[0] >> 4 == 4 else pkt[8:24]
-        return "ITR" if itr.instance_for_source(src) is not None else "RTR"
+        return "ITR" if itr.instance_for_source(inner_source(pkt)) is not None else "RTR"
 
     def _trace_failure(self, inner: bytes, iid: int | None, role: str, reason: str) -> None:
         """A trace we cannot forward goes back to the ltr client with our record and why."""
         if iid is None and self.itr is not None:
-            src = inner[12:16] if inner[0] >> 4 == 4 else inner[8:24]
-            iid = self.itr.instance_for_source(src)
+            iid = self.itr.instance_for_source(inner_source(inner))
         failure = ReturnTrace(inner, iid, role, reason)
         if self.rtr is not None:
             self._actions.append(failure)  # port 2434 is read first (see ReturnTrace)
