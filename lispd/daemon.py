@@ -286,8 +286,9 @@ class Daemon:
 
     def _on_control_readable(self, sock: socket.socket) -> None:
         now = self.clock()
+        local = str(sock.getsockname()[0])  # bound to one RLOC: what arrives was sent to it
         for data, ttl, _tos, src, sport in recv_batch(sock, BATCH):
-            self.node.control_datagram(data, ttl, src, sport, now)
+            self.node.control_datagram(data, ttl, src, sport, now, local)
         self.transmit()
 
     def _on_trace_readable(self, sock: socket.socket) -> None:

@@ -101,11 +101,13 @@ class ControlPlane:
         ttl: int | None = None,
         *,
         path: str | None = "control",
+        dst: str | None = None,
     ) -> ControlResult:
         """One datagram received on a LISP control socket from ``src``:``sport`` (``ttl``: the
         IP TTL / hop limit it arrived with, when known: RLOC probing counts hops with it).
         ``path`` names where it came from in the DEBUG message log (None: the caller logged
-        it already)."""
+        it already).  ``dst`` is the local address it was sent to, when known: an RLOC-probe's
+        answer names it as the probed locator."""
         try:
             msg = decode_control(data)
         except WireError as exc:
@@ -119,7 +121,8 @@ class ControlPlane:
         if isinstance(msg, MapReply):
             return self._map_reply(msg, source, now, ttl)
         if isinstance(msg, MapRequest):
-            return self._map_request(msg, sport, source, now, ttl)
+            local = ip_address(dst) if dst is not None else None
+            return self._map_request(msg, sport, source, now, ttl, local)
         if isinstance(msg, EncapsulatedControl):
             return self._ecm(msg, source, now)
         if isinstance(msg, MapRegister):
@@ -164,7 +167,13 @@ class ControlPlane:
         )
 
     def _map_request(
-        self, msg: MapRequest, sport: int, src: IPAddress, now: float, ttl: int | None = None
+        self,
+        msg: MapRequest,
+        sport: int,
+        src: IPAddress,
+        now: float,
+        ttl: int | None = None,
+        dst: IPAddress | None = None,
     ) -> ControlResult:
         if msg.smr:
             if self.resolver is None:
@@ -176,16 +185,22 @@ class ControlPlane:
             return ControlResult(list(self.resolver.on_smr(msg, src, now)))
         if self.replier is None:
             return self._unexpected("map-request")
-        return ControlResult(list(self._answer(msg, sport, src, now, ttl)))
+        return ControlResult(list(self._answer(msg, sport, src, now, ttl, dst)))
 
     def _answer(
-        self, msg: MapRequest, port: int, src: IPAddress, now: float, ttl: int | None = None
+        self,
+        msg: MapRequest,
+        port: int,
+        src: IPAddress,
+        now: float,
+        ttl: int | None = None,
+        dst: IPAddress | None = None,
     ) -> list[SendControl]:
         """The ETR answers; an SMR-invoked request also tells the SMR sender that ITR reacted."""
         assert self.replier is not None
         if msg.smr_invoked and self.smr is not None:
             self.smr.saw_invoked(msg.itr_rlocs)
-        return self.replier.on_map_request(msg, port, src, now, ttl)
+        return self.replier.on_map_request(msg, port, src, now, ttl, dst)
 
     def _ecm(self, ecm: EncapsulatedControl, src: IPAddress, now: float) -> ControlResult:
         inner = ecm.message

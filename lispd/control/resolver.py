@@ -11,7 +11,8 @@ Life of a lookup, keyed by ``(iid, eid)`` (the host address that missed):
    preferred Map-Resolver carrying a Map-Request for the host prefix (/32 or /128).
 2. The ITR hands the packet to :meth:`Resolver.hold`, which queues it while the lookup is
    pending (bounded per entry and in total, and in time).
-3. :meth:`Resolver.on_map_reply` matches the reply's nonce, checks every record covers the
+3. :meth:`Resolver.on_map_reply` matches the reply's nonce (that of any of the lookup's
+   attempts), checks every record covers the
    requested EID, and returns a :class:`ResolveResult`: the map-cache entries to install and the
    held packets (of every pending lookup the new prefixes cover) for the ITR to send again.
 4. :meth:`Resolver.on_timer` retransmits with exponential back-off, rotating through the
@@ -19,15 +20,23 @@ Life of a lookup, keyed by ``(iid, eid)`` (the host address that missed):
 
 Choices:
 
-- A retransmission reuses the request's nonce (the message is the same Map-Request): a reply
-  to any attempt completes the lookup, and one nonce per lookup is all the state kept.  The
-  nonce is forgotten when the lookup completes, so a replayed reply counts as unknown.
+- Every attempt, retransmissions included, carries a fresh nonce from ``rng`` (RFC 9301
+  section 5.2: the nonce is a random value made by the Map-Request's sender, from a properly
+  seeded pseudo-random source; section 5.3: a Map-Reply is a successful one when its nonce
+  matches the nonce of an outstanding Map-Request).  Every attempt of a pending lookup is
+  outstanding, so a reply carrying the nonce of any of them completes the lookup: a late
+  answer to the first attempt still resolves it.  All of a lookup's nonces (at most
+  ``retries + 1``) are forgotten when it finishes, so a late or replayed reply then counts as
+  unknown.  Should ``rng`` collide with a nonce in use, the retransmission reuses the
+  lookup's latest nonce (``stats["nonce-reused"]``).
+- A PITR's Map-Requests carry the PITR bit (RFC 9301 section 5.2, the ``p`` bit of the
+  header): ``pitr=True`` (``lispd.node.build`` sets it for the ``pitr`` role).
 - Map-Resolver failover sticks: a lookup starts at the *preferred* Map-Resolver (the first
   configured one at start) and its retransmissions rotate through the others; the
-  Map-Resolver its last attempt went to when a reply completes it becomes the preferred one
-  (``stats["map-resolver-switched"]``).  So with the first Map-Resolver down, one lookup
-  waits one retransmission interval and the following ones go straight to the next.  A new
-  Map-Resolver list (reload) starts again from its first.
+  Map-Resolver that the answered attempt (known by the reply's nonce) went to becomes the
+  preferred one (``stats["map-resolver-switched"]``).  So with the first Map-Resolver down,
+  one lookup waits one retransmission interval and the following ones go straight to the
+  next.  A new Map-Resolver list (reload) starts again from its first.
 - With ``retries = 3`` a lookup sends 4 Map-Requests, at t, t+1, t+3, t+7 (interval doubling
   from ``retry_interval``), and gives up at t+15 when no answer came.
 - Rate limits: a new lookup for a key is refused for ``min_request_interval`` after the
@@ -48,10 +57,11 @@ Choices:
 
 State table.  Each lookup is in one :class:`Lookup` state and every input for it has a
 :class:`LookupInput` kind; :data:`RESOLVER_TABLE` (total, consulted before acting) says where
-each pair leads.  A Map-Reply is a lookup's by its nonce alone; an unknown nonce (never sent, or
-a finished lookup's: it is forgotten with the lookup) and probe replies reach no table.  The
-finished states take no input: nothing reaches a finished lookup, and a new
-:meth:`Resolver.resolve` of its EID starts another (rate limits permitting).  :meth:`Resolver.hold`
+each pair leads.  A Map-Reply is a lookup's by its nonce alone (any attempt's); an unknown
+nonce (never sent, or a finished lookup's: they are forgotten with the lookup) and probe
+replies reach no table.  The finished states take no input: nothing reaches a finished
+lookup, and a new :meth:`Resolver.resolve` of its EID starts another (rate limits
+permitting).  :meth:`Resolver.hold`
 refusing a packet for want of queue space is no table matter (the caller counts it).
 
 - ``pending``: retry (map-request) -> retrying, give-up -> given-up, mapped (held packets
@@ -288,7 +298,7 @@ class _Pending:
     rid: int
     iid: int
     eid: IpAddress
-    nonce: int
+    nonce: int  # the latest attempt's
     source_eid: IpAddress | None
     smr_invoked: bool
     started: float
@@ -298,6 +308,8 @@ class _Pending:
     last_sent_to: IpAddress | None = None
     held: deque[_Held] = field(default_factory=deque)
     phase: Lookup = Lookup.PENDING
+    # Every attempt's nonce -> the Map-Resolver it went to (the latest, if a nonce was reused).
+    nonces: dict[int, IpAddress] = field(default_factory=dict)
 
 
 def _host_prefix(iid: int, addr: IpAddress) -> Address:
@@ -314,17 +326,20 @@ class Resolver:
         settings: ResolverSettings | None = None,
         rng: Callable[[], int] | None = None,
         local_port: int = LISP_CONTROL_PORT,
+        pitr: bool = False,
     ) -> None:
         """``map_resolvers`` are tried in order (the preferred one first, initially the first
         one, the others on retries);
         ``itr_rlocs`` (1 to 32) all go in every Map-Request; ``rng`` returns 64-bit nonces
-        (default: :func:`secrets.randbits`); ``local_port`` is the UDP port the daemon receives
-        Map-Replies on, written as the inner UDP source port."""
+        (default: :func:`secrets.randbits`), one per Map-Request sent; ``local_port`` is the UDP
+        port the daemon receives Map-Replies on, written as the inner UDP source port;
+        ``pitr``: this is a PITR, whose Map-Requests carry the PITR bit."""
         self.settings = settings if settings is not None else ResolverSettings()
         self._rng: Callable[[], int] = rng if rng is not None else lambda: secrets.randbits(64)
         if not 0 < local_port <= 0xFFFF:
             raise ValueError(f"local port {local_port} is outside 1..65535")
         self.local_port = local_port
+        self.pitr = pitr
         self._map_resolvers: tuple[IpAddress, ...] = ()
         self._preferred: IpAddress | None = None
         self._itr_rlocs: tuple[IpAddress, ...] = ()
@@ -504,7 +519,7 @@ class Resolver:
         if not self._step(pending, self._reply_kind(pending, result.installs)):
             return ResolveResult()
         self._complete(pending, now)
-        answered_by = pending.last_sent_to
+        answered_by = pending.nonces.get(reply.nonce, pending.last_sent_to)
         if answered_by in self._map_resolvers and answered_by != self.preferred_map_resolver:
             self._preferred = answered_by
             self.stats["map-resolver-switched"] += 1
@@ -587,6 +602,7 @@ class Resolver:
                         dropped += self._drop_held(pending, "resolve-timeout")
                         continue
                 elif self._step(pending, LookupInput.RETRY):
+                    self._renew_nonce(pending)
                     sends.append(self._send(pending, now))
                     self.stats["retransmits"] += 1
             self._schedule(pending)
@@ -681,6 +697,15 @@ class Resolver:
                 return nonce
         return None
 
+    def _renew_nonce(self, p: _Pending) -> None:
+        """A fresh nonce for ``p``'s next attempt; the earlier ones stay valid until it ends."""
+        nonce = self._new_nonce()
+        if nonce is None:
+            self.stats["nonce-reused"] += 1
+            return
+        p.nonce = nonce
+        self._by_nonce[nonce] = p
+
     def _inner_source(self, eid: IpAddress, source_eid: IpAddress | None) -> IpAddress:
         if source_eid is not None and source_eid.version == eid.version:
             return source_eid
@@ -698,6 +723,7 @@ class Resolver:
             records=(EidPrefix(_host_prefix(p.iid, p.eid), p.eid.max_prefixlen),),
             itr_rlocs=self._itr_rlocs,
             source_eid=source,
+            pitr=self.pitr,
             smr_invoked=p.smr_invoked,
         )
         inner_src = self._inner_source(p.eid, p.source_eid)
@@ -717,6 +743,7 @@ class Resolver:
         p.attempts += 1
         p.next_retry = now + self.settings.retry_interval * 2 ** (p.attempts - 1)
         p.last_sent_to = dst
+        p.nonces[p.nonce] = dst
         self.stats["requests-sent"] += 1
         return SendControl(dst, LISP_CONTROL_PORT, payload)
 
@@ -739,8 +766,9 @@ class Resolver:
         key = (p.iid, p.eid)
         if self._pending.get(key) is p:
             del self._pending[key]
-        if self._by_nonce.get(p.nonce) is p:
-            del self._by_nonce[p.nonce]
+        for nonce in p.nonces:
+            if self._by_nonce.get(nonce) is p:
+                del self._by_nonce[nonce]
         self._finished.pop(key, None)  # re-insert at the end: the dict stays in finishing order
         self._finished[key] = now
 

@@ -2,7 +2,9 @@
 
 * :class:`MapReplier` answers Map-Requests for EIDs in the local database (sent to it directly,
   or forwarded by a Map-Server inside an ECM) with authoritative Map-Replies to the requester's
-  ITR-RLOC, rate-limited per requester so the ETR cannot be used as an amplifier.
+  ITR-RLOC, rate-limited per requester so the ETR cannot be used as an amplifier.  An
+  RLOC-probe's answer sets the probed-locator bit (``p``) on the one locator that is the
+  address the probe was sent to (RFC 9301 section 5.4), when the caller knows that address.
 * :class:`SmrSender` remembers which ITRs recently sent traffic to this ETR and, when the local
   mappings change, sends them Solicit-Map-Requests so they re-resolve (RFC 9301 section 6.1).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final
 
@@ -57,6 +59,23 @@ def database_records(
         )
         records.append(EidRecord(eid, mask_len, locators, ttl=ttl, authoritative=True))
     return records
+
+
+def _locator_end(address: object) -> object:
+    """The address a locator ends at: itself, or an explicit locator path's last hop."""
+    if isinstance(address, ElpAddress) and address.hops:
+        return address.hops[-1].address
+    return address
+
+
+def mark_probed(record: EidRecord, probed: IPAddress) -> EidRecord:
+    """``record`` with the probed-locator bit set on the locators ending at ``probed`` and
+    cleared on the others (RFC 9301 section 5.4: the bit names the locator the RLOC-probe was
+    sent to, which may differ from the Map-Reply's source)."""
+    locators = tuple(
+        replace(loc, probed=_locator_end(loc.address) == probed) for loc in record.locators
+    )
+    return replace(record, locators=locators)
 
 
 def pick_itr_rloc(request: MapRequest, families: frozenset[int]) -> IPAddress | None:
@@ -115,9 +134,7 @@ class MapReplier:
         return database_records([hit], self.local_rlocs, self.record_ttl)[0]
 
     def _probe_record(self, wanted: EidPrefix) -> EidRecord:
-        locators = tuple(
-            Locator(a, 1, 100, local=True, probed=True, reachable=True) for a in self.local_rlocs
-        )
+        locators = tuple(Locator(a, 1, 100, local=True, reachable=True) for a in self.local_rlocs)
         return EidRecord(wanted.address, wanted.mask_len, locators, ttl=self.record_ttl)
 
     def on_map_request(
@@ -127,11 +144,13 @@ class MapReplier:
         src: IPAddress,
         now: float,
         ttl: int | None = None,
+        dst: IPAddress | None = None,
     ) -> list[SendControl]:
         """Answer ``request`` (its reply goes to an ITR-RLOC at ``reply_port``: the inner UDP
         source port of an ECM, or the source port of a plain request).  ``ttl`` is the IP TTL
         the request arrived with: a probe's answer reports it, so the prober can count the
-        forward hops."""
+        forward hops.  ``dst`` is the address the request was sent to, when known: a probe's
+        answer flags the locator at that address as the probed one (no locator when unknown)."""
         if request.smr:
             self.drops["request-smr-at-etr"] += 1  # handled by the ITR side, not here
             return []
@@ -144,6 +163,8 @@ class MapReplier:
         if not records:
             self.drops["request-not-our-eid"] += 1
             return []
+        if request.probe and dst is not None:
+            records = [mark_probed(r, dst) for r in records]
         dst = pick_itr_rloc(request, self.families)
         if dst is None:
             self.drops["request-no-usable-itr-rloc"] += 1

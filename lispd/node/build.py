@@ -91,7 +91,10 @@ def build_control_plane(
             max_requests_per_second=r.max_requests_per_second,
             max_ttl_minutes=r.max_ttl,
         )
-        plane.resolver = Resolver(config.map_resolvers, itr_rlocs, settings, rng)
+        # A PITR's Map-Requests carry the PITR bit (RFC 9301 section 5.2).
+        plane.resolver = Resolver(
+            config.map_resolvers, itr_rlocs, settings, rng, pitr="pitr" in roles
+        )
     p = config.probing
     if roles & {"itr", "pitr", "rtr"} and (config.petrs or p.map_cache):
         plane.prober = Prober(

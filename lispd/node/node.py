@@ -696,12 +696,15 @@ class Node:
 
     # --- from UDP 4342 ------------------------------------------------------------------------
 
-    def control_datagram(self, data: bytes, ttl: int, src: str, sport: int, now: float) -> None:
-        """One LISP control message from a 4342 socket."""
+    def control_datagram(
+        self, data: bytes, ttl: int, src: str, sport: int, now: float, dst: str | None = None
+    ) -> None:
+        """One LISP control message from a 4342 socket (``dst``: the local address it was sent
+        to, the socket's, when known)."""
         self.now = now
         self.inputs += 1
         try:
-            self._apply(self.control.on_datagram(data, src, sport, now, ttl))
+            self._apply(self.control.on_datagram(data, src, sport, now, ttl, dst=dst))
         except Exception:  # a bug must cost one message, never the daemon
             self.internal_error(f"{src}:{sport}")
 

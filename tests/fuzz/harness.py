@@ -92,9 +92,12 @@ class FakeSocket:
 
     _next_fd = 1000
 
-    def __init__(self, family: int, kind: str, sent: Callable[[Sent], None]) -> None:
+    def __init__(
+        self, family: int, kind: str, sent: Callable[[Sent], None], local: str = ""
+    ) -> None:
         self.family = family
         self.kind = kind
+        self.local = local or ("0.0.0.0" if family == socket.AF_INET else "::")
         self._queue: deque[tuple[bytes, list[tuple[int, int, bytes]], tuple[Any, ...]]] = deque()
         self._sent = sent
         self.sends = 0
@@ -104,6 +107,10 @@ class FakeSocket:
     def fileno(self) -> int:
         """A made-up descriptor (never given to the loop)."""
         return self._fd
+
+    def getsockname(self) -> tuple[Any, ...]:
+        """The address it is "bound" to (the port is not modelled)."""
+        return (self.local, 0) if self.family == socket.AF_INET else (self.local, 0, 0, 0)
 
     def push(self, item: FuzzInput) -> None:
         """Queue one datagram for the next ``recvmsg``."""
@@ -327,7 +334,8 @@ class Harness:
             d.os.sender = Sender(pools, d.os.data_sockets)  # type: ignore[arg-type]
             d.os.trace_sockets = dict(self.trace_sockets)  # type: ignore[arg-type]
         for v in self.families:
-            self.control_sockets[v] = FakeSocket(fam[v], "control", self._record)
+            local = next(str(a) for a in self.config.underlay.rlocs if a.version == v)
+            self.control_sockets[v] = FakeSocket(fam[v], "control", self._record, local)
             d.os.control_sockets[v] = [self.control_sockets[v]]  # type: ignore[list-item]
         logging.getLogger("lispd").addHandler(self._errors)
         d.node.start(self.clock())

@@ -681,7 +681,7 @@ class Network:
         if dg.dport == LISP_DATA_PORT and data_sockets:
             node.data_datagram(dg.payload, ttl, dg.tos, str(dg.src), dg.sport, now)
         elif dg.dport == LISP_CONTROL_PORT:
-            node.control_datagram(dg.payload, ttl, str(dg.src), dg.sport, now)
+            node.control_datagram(dg.payload, ttl, str(dg.src), dg.sport, now, str(dg.dst))
         elif dg.dport == TRACE_PORT and data_sockets:
             node.trace_datagram(dg.payload, str(dg.src), dg.sport, now)
         elif (dg.dst, dg.dport) in self.listeners:

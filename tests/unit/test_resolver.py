@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
@@ -215,8 +216,9 @@ def test_retries_back_off_exponentially_rotate_map_resolvers_then_give_up() -> N
         sends, dropped = r.on_timer(when)
         assert dropped == 0
         assert [s.dst for s in sends] == [dst]
-        # Same Map-Request, same nonce (documented choice), whatever the MR.
-        assert decode(sends[0])[1] == decode(first)[1]
+        # Same Map-Request whatever the MR, but a fresh nonce per attempt (RFC 9301 5.2).
+        assert decode(sends[0])[1] == replace(decode(first)[1], nonce=nonce_of(sends[0]))
+        assert nonce_of(sends[0]) != nonce_of(first)
         assert r.next_deadline() == next_deadline
     assert r.pending()[0]["attempts"] == 4
     assert r.on_timer(14.9) == ([], 0)
@@ -269,16 +271,17 @@ def test_map_resolver_that_answered_a_retransmission_is_tried_first_from_then_on
     assert send.dst == MR1
     [retry], _ = r.on_timer(1.0)
     assert retry.dst == MR2
-    assert r.on_map_reply(reply(NONCE0, positive()), REMOTE_RLOC, now=1.1).installs
+    assert r.on_map_reply(reply(nonce_of(retry), positive()), REMOTE_RLOC, now=1.1).installs
     assert r.preferred_map_resolver == MR2
     assert r.stats["map-resolver-switched"] == 1
     [send] = r.resolve(0, EID6, SRC6, now=2.0)
     assert send.dst == MR2
     # Should MR2 fail in turn, retries rotate on from it: MR3, then MR1.
     assert [s.dst for s in r.on_timer(3.0)[0]] == [MR3]
-    assert [s.dst for s in r.on_timer(5.0)[0]] == [MR1]
+    [last] = r.on_timer(5.0)[0]
+    assert last.dst == MR1
     assert r.pending()[0]["map-resolver"] == str(MR1)
-    assert r.on_map_reply(reply(NONCE0 + 1, positive(IPv6Network("2001:db8:100:2::/64"))),
+    assert r.on_map_reply(reply(nonce_of(last), positive(IPv6Network("2001:db8:100:2::/64"))),
                           REMOTE_RLOC6, now=5.1).installs  # fmt: skip
     assert r.preferred_map_resolver == MR1
     assert r.stats["map-resolver-switched"] == 2
@@ -297,8 +300,8 @@ def test_a_first_attempt_answer_keeps_the_preferred_map_resolver() -> None:
 def test_a_new_map_resolver_list_starts_again_from_its_first() -> None:
     r = make()
     r.resolve(0, EID, SRC, now=0.0)
-    r.on_timer(1.0)
-    r.on_map_reply(reply(NONCE0, positive()), REMOTE_RLOC, now=1.1)
+    [retry], _ = r.on_timer(1.0)
+    r.on_map_reply(reply(nonce_of(retry), positive()), REMOTE_RLOC, now=1.1)
     assert r.preferred_map_resolver == MR2
     r.set_map_resolvers([MR1, MR2])  # the same list (a reload that changed nothing): kept
     assert r.preferred_map_resolver == MR2
@@ -878,3 +881,103 @@ def test_random_interleavings_keep_the_books_straight(
         check_invariants(r)
     assert r.pending() == []
     assert r.held_total == 0
+
+
+# --- issue 21: the PITR bit and a fresh nonce per retransmission -------------------------------
+
+
+def test_pitr_map_requests_carry_the_pitr_bit_and_itr_ones_do_not() -> None:
+    """RFC 9301 section 5.2 (Map-Request header ``p`` bit): the PITR bit is set to 1 when the
+    Map-Request is sent by a PITR, and only then; first attempts and retransmissions alike."""
+    pitr = make(pitr=True)
+    [first] = pitr.resolve(0, EID, None, now=0.0)
+    [retry], _ = pitr.on_timer(1.0)
+    assert decode(first)[1].pitr and decode(retry)[1].pitr
+    [itr_send] = make().resolve(0, EID, SRC, now=0.0)
+    assert not decode(itr_send)[1].pitr
+
+
+def test_node_roles_decide_the_pitr_bit() -> None:
+    """RFC 9301 section 5.2, through :class:`lispd.node.Node`: a node with the ``pitr`` role
+    sends Map-Requests with the PITR bit; an ITR's have it clear."""
+    from lispd.config import parse_config
+    from lispd.node import Node
+    from tests import configs
+
+    def first_request(doc: dict[str, object]) -> MapRequest:
+        node = Node(parse_config(configs.toml(doc)), 0.0)
+        resolver = node.control.resolver
+        assert resolver is not None
+        [send] = resolver.resolve(0, IPv4Address("198.51.100.200"), None, now=1.0)
+        return decode(send)[1]
+
+    assert first_request(configs.pxtr()).pitr
+    itr = configs.xtr(probing={"map-cache": False}, map_resolver=configs.addresses("192.0.2.10"))
+    assert not first_request(itr).pitr
+
+
+def test_each_retransmission_carries_a_fresh_nonce() -> None:
+    """RFC 9301 section 5.2: the nonce is a random value the Map-Request's sender makes (from a
+    properly seeded pseudo-random source); nothing ties a retransmission to the first nonce,
+    so each attempt draws its own from the resolver's rng."""
+    r = make()
+    sends = r.resolve(0, EID, SRC, now=0.0)
+    for when in (1.0, 3.0, 7.0):
+        sends += r.on_timer(when)[0]
+    nonces = [nonce_of(s) for s in sends]
+    assert nonces == [NONCE0, NONCE0 + 1, NONCE0 + 2, NONCE0 + 3]
+    assert r.pending()[0]["nonce"] == f"0x{NONCE0 + 3:016x}"  # the latest attempt's
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 2])
+def test_a_reply_to_any_attempt_resolves_the_lookup(attempt: int) -> None:
+    """RFC 9301 section 5.3: a Map-Reply is successful when its nonce matches that of an
+    outstanding Map-Request; every attempt of a pending lookup is outstanding, so a late
+    answer to the first attempt still resolves it."""
+    r = make()
+    sends = r.resolve(0, EID, SRC, now=0.0)
+    sends += r.on_timer(1.0)[0]
+    sends += r.on_timer(3.0)[0]
+    r.hold(0, EID, b"pkt", now=3.0)
+    result = r.on_map_reply(reply(nonce_of(sends[attempt]), positive()), REMOTE_RLOC, now=3.5)
+    assert result.installs and result.released == [(0, b"pkt")]
+    assert not r.is_pending(0, EID)
+    assert r.drops["map-reply-unknown-nonce"] == 0
+    # The Map-Resolver the answered attempt went to becomes the preferred one.
+    assert r.preferred_map_resolver == sends[attempt].dst
+    # All its nonces are forgotten with the lookup: late replies to any attempt are unknown.
+    for send in sends:
+        assert r.on_map_reply(reply(nonce_of(send), positive()), REMOTE_RLOC, 4.0) == (
+            ResolveResult()
+        )
+    assert r.drops["map-reply-unknown-nonce"] == len(sends)
+    assert r._by_nonce == {}
+
+
+def test_a_nonce_of_no_attempt_is_refused_and_given_up_lookups_forget_theirs() -> None:
+    """RFC 9301 section 5.3: only a nonce of an outstanding Map-Request makes a Map-Reply
+    successful; one of no attempt is refused, and so are a given-up lookup's old nonces."""
+    r = make(ResolverSettings(retries=1))
+    sends = r.resolve(0, EID, SRC, now=0.0)
+    sends += r.on_timer(1.0)[0]
+    assert r.on_map_reply(reply(NONCE0 + 50, positive()), REMOTE_RLOC, 1.5) == ResolveResult()
+    assert r.drops["map-reply-unknown-nonce"] == 1
+    assert r.is_pending(0, EID)
+    r.on_timer(3.0)  # gives up
+    assert not r.is_pending(0, EID)
+    for send in sends:
+        assert r.on_map_reply(reply(nonce_of(send), positive()), REMOTE_RLOC, 3.5) == (
+            ResolveResult()
+        )
+    assert r.drops["map-reply-unknown-nonce"] == 3
+
+
+def test_a_retransmission_reuses_its_nonce_when_the_rng_collides() -> None:
+    """RFC 9301 section 5.2 asks for a random nonce; should the rng repeat one in use, the
+    retransmission keeps the lookup's own latest nonce rather than taking another's."""
+    r = Resolver([MR1], [RLOC4], ResolverSettings(), lambda: 42)
+    [first] = r.resolve(0, EID, SRC, now=0.0)
+    [retry], _ = r.on_timer(1.0)
+    assert nonce_of(retry) == nonce_of(first) == 42
+    assert r.stats["nonce-reused"] == 1
+    assert r.on_map_reply(reply(42, positive()), REMOTE_RLOC, 1.5).installs

@@ -95,3 +95,78 @@ def test_smr_goes_to_recent_itrs_only() -> None:
     assert req.smr and req.source_eid == ip_address("198.51.100.0")
     assert req.records == (EidPrefix(ip_address("198.51.100.18"), 32),)
     assert req.itr_rlocs == (RLOC,)
+
+
+# --- the probed-locator bit (issue 21) -----------------------------------------------------------
+
+
+def _probed_bits(replier: MapReplier, dst: IPv4Address | None, probe: bool) -> list[bool]:
+    req = request(ip_address("198.51.100.5"), 32, probe=probe)
+    (out,) = replier.on_map_request(req, 4342, ITR, 0.0, dst=dst)
+    (record,) = decode_map_reply(out.payload).records
+    return [loc.probed for loc in record.locators]
+
+
+def test_probe_reply_sets_p_on_the_probed_locator_only() -> None:
+    """RFC 9301 section 5.4 (Map-Reply locator ``p`` bit): in an RLOC-probe reply the ETR flags
+    the one locator the probe was sent to, which need not be the reply's source address; no
+    other locator carries the bit."""
+    replier = MapReplier(database(), [RLOC, OTHER])
+    assert _probed_bits(replier, OTHER, probe=True) == [False, True]
+    assert _probed_bits(replier, RLOC, probe=True) == [True, False]
+    # The destination unknown, or not one of the locators: no locator is named.
+    assert _probed_bits(replier, None, probe=True) == [False, False]
+    assert _probed_bits(replier, IPv4Address("192.0.2.99"), probe=True) == [False, False]
+
+
+def test_non_probe_reply_sets_no_probed_locator() -> None:
+    """RFC 9301 section 5.4: the locator ``p`` bit only answers an RLOC-probe, so an ordinary
+    Map-Reply has it clear on every locator, whatever address the request was sent to."""
+    replier = MapReplier(database(), [RLOC, OTHER])
+    assert _probed_bits(replier, RLOC, probe=False) == [False, False]
+
+
+def test_petr_probe_reply_names_only_the_probed_rloc() -> None:
+    """RFC 9301 section 5.4: the bit is set on a single locator of the set; a PETR answering a
+    probe with its own RLOCs flags only the probed one (it used to flag them all)."""
+    replier = MapReplier(LocalDatabase(), [RLOC, OTHER], answer_probes=True)
+    req = request(ip_address("203.0.113.1"), 32, probe=True)
+    (out,) = replier.on_map_request(req, 4342, ITR, 0.0, dst=OTHER)
+    (record,) = decode_map_reply(out.payload).records
+    assert [(loc.address, loc.probed) for loc in record.locators] == [(RLOC, False), (OTHER, True)]
+
+
+def test_node_passes_the_probed_address_to_the_replier() -> None:
+    """RFC 9301 section 5.4, end to end through :class:`lispd.node.Node`: the address a probe
+    arrived at (the control socket's) is the locator flagged in the reply."""
+    from lispd.config import parse_config
+    from lispd.node import Node
+    from lispd.node.actions import SendDatagram
+    from lispd.wire.control import encode_control
+    from tests import configs
+    from tests.unit.socketless import perform
+
+    rlocs = ("192.0.2.1", "2001:db8::1")  # one RLOC per family
+    itr6 = IPv6Address("2001:db8::6")
+    doc = configs.xtr(
+        rlocs=rlocs,
+        probing={"map-cache": False},
+        database_mapping=[configs.mapping("198.51.100.0/28", *rlocs)],
+    )
+    node = Node(parse_config(configs.toml(doc)), 0.0)
+    perform(node)
+    probe = MapRequest(
+        nonce=7, records=(EidPrefix(ip_address("198.51.100.5"), 32),), itr_rlocs=(itr6,), probe=True
+    )
+    node.control_datagram(encode_control(probe), 64, str(itr6), 4342, 1.0, "2001:db8::1")
+    replies = [
+        decode_map_reply(a.payload)
+        for a in perform(node)
+        if isinstance(a, SendDatagram) and a.dst == itr6 and a.payload[0] >> 4 == 2
+    ]
+    (reply,) = replies
+    assert reply.probe and reply.nonce == 7
+    assert [(str(loc.address), loc.probed) for loc in reply.records[0].locators] == [
+        ("192.0.2.1", False),
+        ("2001:db8::1", True),
+    ]
