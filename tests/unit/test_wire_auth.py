@@ -22,11 +22,13 @@ from lispd.wire.info import InfoMessage, decode_info, encode_info, encode_info_s
 from lispd.wire.mapregister import (
     MapNotify,
     MapRegister,
+    RtrAuth,
     decode_map_notify,
     decode_map_register,
     encode_map_notify,
     encode_map_register,
     encode_signed,
+    verify_notify,
 )
 from lispd.wire.records import EidRecord, Locator
 
@@ -298,12 +300,14 @@ def test_known_answer_map_notify(ack, key_id, digestmod, full, short) -> None:
 
 
 def test_map_notify_signed_with_xtr_id_for_rtr() -> None:
-    msg = MapNotify(nonce=9, records=(RECORD,), key_id=2, for_rtr=True, xtr_id=5, site_id=6)
+    msg = MapNotify(nonce=9, records=(RECORD,), key_id=2, xtr_id=5, site_id=6, rtr_auth=RtrAuth())
     wire = encode_signed(msg, KEY)
-    assert auth.verify(wire, KEY)
+    assert wire[-4:] == bytes(4)  # the empty MS-RTR block, outside the HMAC
+    assert verify_notify(wire, KEY)
+    assert auth.verify(wire[:-4], KEY)
     tail = bytearray(wire)
-    tail[-1] ^= 1  # site-ID is covered by the HMAC
-    assert not auth.verify(bytes(tail), KEY)
+    tail[-5] ^= 1  # site-ID is covered by the HMAC
+    assert not verify_notify(bytes(tail), KEY)
 
 
 @pytest.mark.parametrize(("key_id", "digestmod", "full", "short"), ALGORITHMS, ids=ALG_IDS)

@@ -40,6 +40,7 @@ from lispd.wire.ip import IPv4Header, IPv6Header
 from lispd.wire.mapregister import (
     MapNotify,
     MapRegister,
+    RtrAuth,
     decode_map_notify,
     decode_map_register,
     encode_map_notify,
@@ -858,9 +859,12 @@ def base_notify(**kwargs) -> MapNotify:
     [
         ({}, 0x40000001),
         ({"xtr_id": XTR_ID, "site_id": SITE_ID}, 0x48000001),
-        ({"for_rtr": True}, 0x44000001),
+        ({"rtr_auth": RtrAuth()}, 0x44000001),
         ({"ack": True}, 0x50000001),
-        ({"ack": True, "xtr_id": XTR_ID, "site_id": SITE_ID, "for_rtr": True}, 0x5C000001),
+        (
+            {"ack": True, "xtr_id": XTR_ID, "site_id": SITE_ID, "rtr_auth": RtrAuth(1, bytes(20))},
+            0x5C000001,
+        ),
     ],
     ids=["notify", "I", "R", "ack", "ack-I-R"],
 )
@@ -1081,7 +1085,7 @@ INNER_MESSAGES: list[ControlMessage] = [
     NEGATIVE_MAP_REPLY,
     MAP_REGISTER,
     base_register(proxy_reply=True, want_map_notify=True, xtr_id=XTR_ID, site_id=SITE_ID),
-    base_notify(for_rtr=True, xtr_id=XTR_ID, site_id=SITE_ID),
+    base_notify(rtr_auth=RtrAuth(1, bytes(20)), xtr_id=XTR_ID, site_id=SITE_ID),
     MAP_NOTIFY_ACK,
     InfoMessage(nonce=77),
     INFO_REPLY,

@@ -57,7 +57,7 @@ from lispd.wire.ip import (
     build_udp_datagram,
     parse_udp_datagram,
 )
-from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
+from lispd.wire.mapregister import MapNotify, MapRegister, RtrAuth, encode_signed
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import Action, EidPrefix, EidRecord, Locator
@@ -295,6 +295,11 @@ def _map_notify(f: Fields, m: MapNotify) -> None:
     for rec in m.records:
         _eid_record(f, rec)
     _ids(f, m.xtr_id, m.site_id)
+    if m.rtr_auth is not None:
+        _add(f, "lisp.msrtr.keyid", _hex(m.rtr_auth.key_id, 4))
+        _add(f, "lisp.msrtr.authlen", len(m.rtr_auth.data))
+        if m.rtr_auth.data:
+            _add(f, "lisp.msrtr.auth", _colon(m.rtr_auth.data))
 
 
 def _info(f: Fields, m: InfoMessage) -> None:
@@ -424,10 +429,13 @@ class Case:
 
 def _hmac(m: MapRegister | MapNotify | InfoMessage, key: bytes) -> bytes:
     """The HMAC computed here, independently of lispd.wire.auth, over the message encoded with
-    a zeroed authentication field."""
+    a zeroed authentication field (a Map-Notify's MS-RTR block, if any, left out)."""
     digest = SHA[auth.KeyId(m.key_id)]
     blank = replace(m, auth_data=bytes(digest().digest_size))
-    return hmac.new(key, encode_control(blank), digest).digest()
+    raw = encode_control(blank)
+    if isinstance(m, MapNotify) and m.rtr_auth is not None:
+        raw = raw[: len(raw) - 4 - len(m.rtr_auth.data)]
+    return hmac.new(key, raw, digest).digest()
 
 
 def _control_case(
@@ -828,21 +836,11 @@ def _signed_info(info: InfoMessage) -> Case:
 
 
 def _rtr_notify() -> Case:
-    # R=1: Wireshark (after the NAT-traversal draft) expects an MS-RTR authentication block
-    # after the records and xTR-ID/site-ID; lispd's MapNotify has no field for it, so the block
-    # is appended here by hand and only the part our encoder wrote is checked against tshark.
-    notify = replace(MAP_NOTIFIES["sha1-xtr-id"], for_rtr=True)
-    msrtr = bytes(range(20))
-    wire = encode_signed(notify, KEY) + struct.pack("!HH", 1, len(msrtr)) + msrtr
-    return _control_case(
-        replace(notify, auth_data=_hmac(notify, KEY)),
-        wire,
-        extra={
-            "lisp.msrtr.keyid": ["0x0001"],
-            "lisp.msrtr.authlen": ["20"],
-            "lisp.msrtr.auth": [_colon(msrtr)],
-        },
-    )
+    # R=1: Wireshark (after the NAT-traversal draft) dissects an MS-RTR authentication block
+    # after the records and xTR-ID/site-ID, which MapNotify.rtr_auth holds.
+    notify = replace(MAP_NOTIFIES["sha1-xtr-id"], rtr_auth=RtrAuth(1, bytes(range(20))))
+    wire = encode_signed(notify, KEY)
+    return _control_case(replace(notify, auth_data=_hmac(notify, KEY)), wire)
 
 
 def _lisp_sec_reply() -> Case:
@@ -966,12 +964,6 @@ def test_tshark_reads_our_encoding(decoded: Decoded, name: str) -> None:
 def test_our_decoder_reads_back(decoded: Decoded, name: str) -> None:
     """The bytes tshark accepted decode back to the object we encoded."""
     case, _ = decoded[name]
-    if name == "map-notify-rtr-msrtr-block":
-        # The MS-RTR block is not part of lispd's Map-Notify: it is refused as trailing bytes.
-        with pytest.raises(WireError) as err:
-            decode_control(case.wire)
-        assert err.value.reason == "trailing-bytes"
-        return
     if case.header is None:
         assert case.message is not None
         assert decode_control(case.wire) == case.message
@@ -992,9 +984,14 @@ def test_map_notify_ack_is_only_typed_by_tshark(decoded: Decoded) -> None:
 
 
 def test_map_notify_r_bit_without_msrtr_block_is_malformed_for_tshark() -> None:
-    """Why the R=1 case above carries a hand-made block: without it tshark runs off the end."""
-    notify = replace(MAP_NOTIFIES["sha256-plain"], for_rtr=True)
-    pkt = oracle.udp_packet("192.0.2.10", "192.0.2.11", 4342, 4342, encode_signed(notify, KEY))
+    """Why R=1 goes with an MS-RTR block: without it tshark runs off the end (and our decoder
+    refuses it as truncated)."""
+    notify = replace(MAP_NOTIFIES["sha256-plain"], rtr_auth=RtrAuth())
+    wire = encode_signed(notify, KEY)[:-4]
+    with pytest.raises(WireError) as err:
+        decode_control(wire)
+    assert err.value.reason == "truncated"
+    pkt = oracle.udp_packet("192.0.2.10", "192.0.2.11", 4342, 4342, wire)
     (frame,) = oracle.tshark_frames([pkt])
     assert frame["lisp.mnot.flags.rtr"] == ["1"]
     assert frame["_malformed"]
