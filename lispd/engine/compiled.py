@@ -37,6 +37,10 @@ except ImportError:  # built without a C compiler: the pure-Python path runs
 IPAddress = IPv4Address | IPv6Address
 RecordRloc = tuple[bytes, int, int, bool]  # packed address, port, weight, via the 4341 socket
 
+FORWARDED = ("itr.encap.packets", "etr.decap.packets", "rtr.reencap.packets")
+"""The engine's packet counters of forwarded packets, one per role (``itr.all-rlocs-down`` is
+a part of ``itr.encap``, not counted again)."""
+
 REFRESH_SLICE = 250
 """Records :meth:`RecordRefresh.run` issues again per call at most: each costs 3-10 us
 (building it, the main engine's ``map_set``, the workers' message), so a few milliseconds."""
@@ -246,7 +250,7 @@ class CompiledPath:
 
         def forwarded(counts: dict[str, dict[str, int]]) -> int:
             packets = counts.get("packets", {})
-            return sum(v for k, v in packets.items() if k.endswith(".packets"))
+            return sum(packets.get(k, 0) for k in FORWARDED)
 
         spread = {"main": forwarded(self.engine.counters())}
         if self.workers is not None:

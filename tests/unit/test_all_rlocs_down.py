@@ -208,4 +208,5 @@ def test_engine_and_python_send_to_the_down_rloc_and_count_alike(
     assert punted == [] and receiver.recvfrom(4096)[0][8:] == packets[0]
     assert fast.counters()["packets"]["itr.all-rlocs-down.packets"] == 5
     assert fast.counters()["packets"]["itr.encap.packets"] == 6
+    assert fast.engine_packets() == {"main": 6}  # the sub-counter is not counted twice
     fast.close()
