@@ -12,7 +12,7 @@ and lispd's answer is held against the answer the OOR peer gave in the capture:
 
 * Map-Server: a Map-Notify for each Map-Register, same nonce and records, HMAC verifying
   (RFC 9301 section 5.7); an ECM Map-Request forwarded to the registered ETR, or answered by
-  proxy when the registration set the P bit (RFC 9301 section 8.2 / 8.4), as OOR's MS did;
+  proxy when the registration set the P bit (RFC 9301 section 8.3, the P bit of section 5.6), as OOR's MS did;
 * ETR: a Map-Reply for each Map-Request the MS forwarded and for each RLOC-probe, same nonce and
   records, the probe bit echoed and the p-bit on the probed locator only (RFC 9301 sections 5.4,
   7.1);
@@ -218,7 +218,7 @@ def test_map_server_forwards_or_proxy_replies_like_oors(name: str) -> None:
     registered without the P bit, so the request goes on to xtr2 in an ECM (E bit set by lispd,
     clear in OOR's: see the module docstring), the Map-Request inside unchanged; site 1 asked
     for proxy replies, so the Map-Server answers itself, non-authoritative, with the
-    registered record (RFC 9301 section 8.4)."""
+    registered record (RFC 9301 section 8.3)."""
     all_frames = frames(name)
     node = map_server()
     forwarded = proxied = 0
