@@ -12,7 +12,8 @@ and lispd's answer is held against the answer the OOR peer gave in the capture:
 
 * Map-Server: a Map-Notify for each Map-Register, same nonce and records, HMAC verifying
   (RFC 9301 section 5.7); an ECM Map-Request forwarded to the registered ETR, or answered by
-  proxy when the registration set the P bit (RFC 9301 section 8.3, the P bit of section 5.6), as OOR's MS did;
+  proxy when the registration set the P bit (RFC 9301 section 8.3; the P bit: section 5.6),
+  as OOR's MS did;
 * ETR: a Map-Reply for each Map-Request the MS forwarded and for each RLOC-probe, same nonce and
   records, the probe bit echoed and the p-bit on the probed locator only (RFC 9301 sections 5.4,
   7.1);
