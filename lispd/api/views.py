@@ -25,8 +25,6 @@ def node_stats(node: Node) -> dict[str, Any]:
     snap["drops"].update(node.control.counters())
     if node.nat_bindings is not None:
         snap["drops"].update(node.nat_bindings.drops)
-    if node.draft_rtr is not None:  # draft-style NAT traversal at an RTR
-        snap["drops"].update(node.draft_rtr.drops)
     return snap
 
 

@@ -24,6 +24,7 @@ import logging
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -1010,6 +1011,17 @@ class Node:
             return False
         kind = data[0] >> 4
         now = self.now
+        before = Counter(rtr.drops)
+        try:
+            return self._draft_rtr_message(rtr, kind, data, src, sport, now)
+        finally:  # the machine's refusals are the node's drops (counted, logged)
+            for reason, n in (rtr.drops - before).items():
+                for _ in range(n):
+                    self.drop(reason, src, sport)
+
+    def _draft_rtr_message(
+        self, rtr: DraftRtr, kind: int, data: bytes, src: str, sport: int, now: float
+    ) -> bool:
         if kind == TYPE_ECM and data[1] & (F_RTR >> 16):
             try:
                 ecm = decode_ecm(data)
