@@ -222,14 +222,18 @@ class Node:
         return self.now
 
     def _nat_port(self, address: IPAddress) -> int | None:
-        """An RTR's translated port for a NATed xTR at ``address`` (either scheme), or None."""
-        draft = self.draft_rtr
-        if draft is not None:
-            port = draft.port_for(address)
+        """An RTR's translated port for a NATed xTR at ``address``, or None.  The port learnt
+        from keepalives to our data port comes first: they are the very flow (xTR:4341 ->
+        RTR:4341) our data to the xTR answers, which a NAT with endpoint-dependent mapping
+        translates to another port than the xTR's ECM'd Map-Registers to our control port
+        (the draft binding's port, used when there are no keepalives, as from OOR)."""
+        bindings = self.nat_bindings
+        if bindings is not None:
+            port = bindings.port_for(address)
             if port is not None:
                 return port
-        bindings = self.nat_bindings
-        return bindings.port_for(address) if bindings is not None else None
+        draft = self.draft_rtr
+        return draft.port_for(address) if draft is not None else None
 
     # --- outputs ------------------------------------------------------------------------------
 
