@@ -268,8 +268,8 @@ class MappingSystemConfig:
     Info-Replies, in file order; no duplicates. Empty: no NAT traversal service."""
     ms_rtr_key: bytes | None = field(default=None, repr=False)
     """The key shared with the RTRs (draft-style NAT traversal): a Map-Notify answering a
-    Map-Register an RTR forwarded (R bit) carries an MS-RTR authentication block signed with
-    it. None: such Map-Notifies are not sent (``notify-no-ms-rtr-key``)."""
+    Map-Register an RTR of ``rtr-rlocs`` forwarded (R bit) carries an MS-RTR authentication
+    block signed with it. None: those Map-Notifies go out without it (no RTR relays them)."""
     ms_rtr_key_id: int = 1
     """Algorithm of the MS-RTR authentication: 1 HMAC-SHA-1 (what OOR uses), 2 HMAC-SHA-256."""
 

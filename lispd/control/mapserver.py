@@ -539,18 +539,15 @@ class MapServer:
             site_id=msg.site_id,
         )
         rtr_key: bytes | None = None
-        if msg.for_rtr:
-            # Forwarded by an RTR for an xTR behind a NAT (draft-ietf-lisp-nat-traversal): the
-            # Map-Notify goes to that RTR with the R bit and an MS-RTR authentication block,
-            # signed with the key only the RTRs we hand out share.
-            if self.ms_rtr_key is None:
-                self._refuse("notify-no-ms-rtr-key", "map-notify", src, sport)
-                return []
-            if src not in self.rtrs:
-                self._refuse("notify-rtr-unknown", "map-notify", src, sport)
-                return []
+        if msg.for_rtr and self.ms_rtr_key is not None and src in self.rtrs:
+            # Forwarded by one of our RTRs for an xTR behind a NAT (draft-ietf-lisp-nat-
+            # traversal): the Map-Notify goes to that RTR with the R bit and an MS-RTR
+            # authentication block, signed with the key only the RTRs share with us.  Without
+            # that key, or from elsewhere, it is an ordinary Map-Notify to the sender (which an
+            # RTR will not relay: nothing signed with the MS-RTR key leaves for a stranger).
             rtr_key = self.ms_rtr_key
             notify = dataclasses.replace(notify, rtr_auth=RtrAuth(self.ms_rtr_key_id))
+            self.stats["map-notify-for-rtr"] += 1
         try:
             payload = encode_signed(notify, site.key, rtr_key)
         except EncodeError as exc:
