@@ -31,6 +31,7 @@ from lispd.wire.ecm import EncapsulatedControl, decode_ecm
 from lispd.wire.info import InfoMessage, encode_info, encode_info_signed
 from lispd.wire.ip import parse_udp_datagram
 from lispd.wire.mapregister import MapNotify, MapRegister, RtrAuth, verify_notify, verify_rtr_auth
+from lispd.wire.mapreply import MapReply
 from tests import configs
 from tests.external import capture
 
@@ -181,6 +182,30 @@ def test_map_server_answers_the_rtr_with_an_ms_rtr_signed_map_notify() -> None:
     (reg,) = node.control.map_server.registrations()  # type: ignore[union-attr]
     assert [str(loc.address) for loc in reg.locators] == [RTR, XTR1_PRIVATE]
     assert reg.proxy_reply and reg.xtr_id == oor.xtr_id
+
+
+def test_map_server_proxy_replies_for_the_natted_site_with_the_rtr() -> None:
+    frames = _frames()
+    node = _ms_node()
+    node.control_datagram(frames[13].payload, 64, RTR, 4342, NOW)  # registered via the RTR
+    _sends(node)
+    request = frames[19]  # xTR2's ECM'd Map-Request for a host of site 1
+    node.control_datagram(request.payload, 64, str(request.ip.src), request.sport, NOW + 1)
+    (send,) = _sends(node)
+    assert (str(send.dst), send.port) == ("192.0.2.2", 4342)
+    ours, oor = decode_control(send.payload), decode_control(frames[20].payload)
+    assert isinstance(ours, MapReply) and isinstance(oor, MapReply)
+    assert ours.nonce == oor.nonce
+    (record,), (oor_record,) = ours.records, oor.records
+    assert (record.eid, record.mask_len, record.ttl) == (
+        oor_record.eid,
+        oor_record.mask_len,
+        oor_record.ttl,
+    )
+    # The RTR, the only way in: OOR also lists the xTR's private RLOC, marked unreachable;
+    # lispd leaves it out for requesters other than its RTRs (nat_view).
+    reachable = [str(loc.address) for loc in oor_record.locators if loc.reachable]
+    assert [str(loc.address) for loc in record.locators] == reachable == [RTR]
 
 
 def test_rtr_forwards_the_map_register_as_oor_did() -> None:
