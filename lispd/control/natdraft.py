@@ -325,7 +325,8 @@ class DraftRtr:
     ``drops``: ``rtr-ecm-not-map-register``, ``rtr-register-not-for-rtr`` (no R bit),
     ``rtr-register-no-xtr-id``, ``rtr-register-bad-port`` (inner UDP not to 4342, or outer
     port 0), ``rtr-no-ms-rtr-key``, ``rtr-register-rate-limited``, ``rtr-register-malformed``,
-    ``rtr-notify-unknown-nonce`` (no forwarded Map-Register of that nonce from that
+    ``rtr-register-pending-conflict`` (the nonce of a registration in flight, from another
+    sender or xTR-ID), ``rtr-notify-unknown-nonce`` (no forwarded Map-Register of that nonce from that
     Map-Server), ``rtr-notify-not-for-rtr`` (no MS-RTR block), ``rtr-notify-auth-failed``,
     ``rtr-notify-xtr-id-mismatch``, ``rtr-notify-malformed``, ``rtr-notify-unencodable``,
     ``rtr-binding-evicted``.  ``stats``: ``registers-forwarded``, ``notifies-relayed``,
@@ -434,8 +435,15 @@ class DraftRtr:
         inner = raw[4 + hlen + 8 :]  # the Map-Register as the xTR signed it
         map_server = ecm.inner_ip.dst
         key = (map_server, register.nonce)
-        self._pending.pop(key, None)
-        self._pending[key] = _Pending(register.xtr_id, src, sport, ecm.inner_ip.src, now)
+        pending = _Pending(register.xtr_id, src, sport, ecm.inner_ip.src, now)
+        earlier = self._pending.pop(key, None)
+        if earlier is not None and dataclasses.replace(earlier, at=now) != pending:
+            # Someone else with the nonce of a registration in flight (seen on the path):
+            # the first sender keeps it, the Map-Notify goes nowhere else.
+            self._pending[key] = earlier
+            self.drops["rtr-register-pending-conflict"] += 1
+            return []
+        self._pending[key] = pending
         while len(self._pending) > MAX_PENDING:
             self._pending.popitem(last=False)
         self.stats["registers-forwarded"] += 1

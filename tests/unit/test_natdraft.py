@@ -333,6 +333,17 @@ def test_rtr_forgets_unanswered_registers() -> None:
     assert rtr.drops == {"rtr-notify-unknown-nonce": 1}
 
 
+def test_rtr_keeps_the_first_sender_of_a_nonce_in_flight() -> None:
+    rtr = DraftRtr(RTR_KEY, 100.0, 10)
+    register = _register()
+    assert _forward(rtr, register, port=40000)
+    assert _forward(rtr, register, port=40000, now=1.0)  # a retransmission: forwarded again
+    assert _forward(rtr, register, src=ip_address("192.0.2.66"), port=40000, now=1.5) == []
+    assert rtr.drops == {"rtr-register-pending-conflict": 1}
+    (relay,) = _answer(rtr, _notify(register), now=2.0).sends
+    assert (relay.dst, relay.port) == (NAT, 40000)
+
+
 def test_rtr_rate_limits_registers_per_source() -> None:
     rtr = DraftRtr(RTR_KEY, 100.0, 10, rate=1.0, burst=2.0)
     for n in range(4):
