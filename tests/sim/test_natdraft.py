@@ -35,6 +35,7 @@ from tests.sim.plan import (
 from tests.sim.worlds import Pinger, registering, resolving
 
 KEEPALIVE = 1.0
+REGISTRATION = 10.0  # xtr1 registers (through the RTR) this often
 NAT_TIMEOUT = 30.0
 MS_RTR_KEY = "ms-rtr-secret"
 DRAFT = {"style": "draft"}
@@ -87,6 +88,7 @@ def world(
                 "keepalive-interval": KEEPALIVE,
                 **DRAFT,
             },
+            registration={"interval": REGISTRATION},
             **resolving(),
         ),
         behind=nat,
@@ -268,3 +270,25 @@ def test_unauthenticated_info_request_refused_by_a_draft_map_server() -> None:
     assert ms.drops().get("info-request-unauthenticated", 0) >= 1
     assert not [m for _d, m in _control(net, sender="ms") if isinstance(m, InfoMessage)]
     assert xtr1.node.nat_status is None or not xtr1.node.nat_status.discovered
+
+
+def test_a_nat_reboot_is_followed_by_the_next_registration_through_the_rtr() -> None:
+    net, nat, _ms, rtr, _xtr1, _xtr2 = world()
+    back = Pinger(net, "xtr2", H2, H1)
+    back.send()
+    net.settle()
+    assert back.answered() == [1]
+    assert rtr.node.draft_rtr is not None
+    (before,) = rtr.node.draft_rtr.bindings()
+
+    nat.reboot(first_port=40000)  # every mapping gone; new ones get other ports
+    net.advance(REGISTRATION + 1)  # the next ECM'd Map-Register makes a new mapping
+    (after,) = rtr.node.draft_rtr.bindings()
+    assert after.xtr_id == before.xtr_id and after.port != before.port
+    assert after.port == nat.mappings()[(ip_address(XTR1_PRIVATE), 4341)]
+    assert rtr.node.draft_rtr.stats["bindings-moved"] == 1
+    entry = rtr.lookup(H1)
+    assert entry is not None and [r.port for r in entry.rlocs] == [after.port]
+    back.send()
+    net.settle()
+    assert back.answered() == [1, 2]
