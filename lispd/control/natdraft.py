@@ -326,8 +326,8 @@ class DraftRtr:
     ``rtr-register-no-xtr-id``, ``rtr-register-bad-port`` (inner UDP not to 4342, or outer
     port 0), ``rtr-no-ms-rtr-key``, ``rtr-register-rate-limited``, ``rtr-register-malformed``,
     ``rtr-register-pending-conflict`` (the nonce of a registration in flight, from another
-    sender or xTR-ID), ``rtr-notify-unknown-nonce`` (no forwarded Map-Register of that nonce from that
-    Map-Server), ``rtr-notify-not-for-rtr`` (no MS-RTR block), ``rtr-notify-auth-failed``,
+    sender or xTR-ID), ``rtr-notify-unknown-nonce`` (no forwarded Map-Register of that nonce
+    from that Map-Server), ``rtr-notify-not-for-rtr`` (no MS-RTR block), ``rtr-notify-auth-failed``,
     ``rtr-notify-xtr-id-mismatch``, ``rtr-notify-malformed``, ``rtr-notify-unencodable``,
     ``rtr-binding-evicted``.  ``stats``: ``registers-forwarded``, ``notifies-relayed``,
     ``bindings-new``, ``bindings-moved``, ``bindings-expired``.
