@@ -292,3 +292,21 @@ def test_a_nat_reboot_is_followed_by_the_next_registration_through_the_rtr() -> 
     back.send()
     net.settle()
     assert back.answered() == [1, 2]
+
+
+def test_the_ms_rtr_key_changes_live_on_reload() -> None:
+    net, _nat, _ms, rtr, _xtr1, _xtr2 = world()
+    relayed = rtr.packets("rtr.notify-relayed")
+    assert relayed >= 1
+
+    def rtr_config(key: str) -> str:
+        doc = configs.rtr("rtr", [RTR], map_resolver=configs.addresses(MS), rtr={"ms-rtr-key": key})
+        return configs.toml(doc)
+
+    net.reload("rtr", rtr_config("a-new-key"))  # the Map-Server still signs with the old one
+    net.advance(2 * REGISTRATION)
+    assert rtr.drops().get("rtr-notify-auth-failed", 0) >= 2
+    assert rtr.packets("rtr.notify-relayed") == relayed
+    net.reload("rtr", rtr_config(MS_RTR_KEY))
+    net.advance(REGISTRATION)
+    assert rtr.packets("rtr.notify-relayed") > relayed
