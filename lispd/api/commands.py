@@ -108,6 +108,13 @@ def rtr(daemon: Daemon, _req: Request) -> Any:
     return bindings.states(daemon.clock()) if bindings is not None else []
 
 
+@command("rtr-draft")
+def rtr_draft(daemon: Daemon, _req: Request) -> Any:
+    """The RTR's draft-style NAT traversal: bindings per xTR-ID, pending registrations."""
+    draft = daemon.node.draft_rtr
+    return draft.states(daemon.clock()) if draft is not None else {}
+
+
 @command("registrations")
 def registrations(daemon: Daemon, _req: Request) -> Any:
     """Our registrations with each Map-Server."""

@@ -39,6 +39,8 @@ Map-Resolvers (``Config.map_resolvers``): a miss inside it sends a Map-Request.
 """
 
 KEY_IDS: dict[int, str] = {1: "HMAC-SHA-1-96", 2: "HMAC-SHA-256-128"}
+NAT_STYLES: tuple[str, ...] = ("lispers", "draft")
+"""The values of ``nat-traversal.style``."""
 """Authentication key-ids a ``map-server`` entry accepts, with their algorithm (RFC 9301 5.6);
 the values of :class:`lispd.wire.auth.KeyId` other than NONE."""
 
@@ -264,6 +266,12 @@ class MappingSystemConfig:
     rtr_rlocs: tuple[IPAddress, ...] = ()
     """The RTRs (their public addresses) the Map-Server hands to xTRs behind a NAT in its
     Info-Replies, in file order; no duplicates. Empty: no NAT traversal service."""
+    ms_rtr_key: bytes | None = field(default=None, repr=False)
+    """The key shared with the RTRs (draft-style NAT traversal): a Map-Notify answering a
+    Map-Register an RTR of ``rtr-rlocs`` forwarded (R bit) carries an MS-RTR authentication
+    block signed with it. None: those Map-Notifies go out without it (no RTR relays them)."""
+    ms_rtr_key_id: int = 1
+    """Algorithm of the MS-RTR authentication: 1 HMAC-SHA-1 (what OOR uses), 2 HMAC-SHA-256."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +288,12 @@ class NatTraversalConfig:
     keepalive_interval: float = 10.0
     """Seconds between NAT keepalives to each RTR (they keep the NAT's binding open),
     0.1..3600."""
+    style: str = "lispers"
+    """Which NAT traversal to speak: ``lispers`` (lispers.net: unauthenticated Info-Requests,
+    the xTR registers its translated RLOC itself) or ``draft`` (draft-ietf-lisp-nat-traversal
+    as Open Overlay Router does it: authenticated Info-Request/Reply, Map-Registers through the
+    RTR in ECMs, Map-Notifies relayed by the RTR). On a Map-Server, ``draft`` also refuses
+    unauthenticated Info-Requests (authenticated ones are verified in either style)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +310,10 @@ class RtrConfig:
     max_nat_bindings: int = 100000
     """NATed xTRs remembered at once, 1..10000000 (when full, a new one evicts the least
     recently refreshed)."""
+    ms_rtr_key: bytes | None = field(default=None, repr=False)
+    """The key shared with the Map-Servers (draft-style NAT traversal): a Map-Notify for a
+    NATed xTR is relayed only when its MS-RTR authentication verifies with it. None: Map-
+    Registers from NATed xTRs (ECMs with the R bit) are not forwarded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,7 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
     _check_public_rlocs(rtr, underlay, ctx)
     mapping_system: MappingSystemConfig = values["mapping_system"]
     _check_rtr_rlocs(mapping_system, underlay, daemon, ctx)
+    _check_ms_rtr_keys(mapping_system, nat_traversal, daemon, ctx)
 
     tun = _resolve_tun(values["tun"], underlay, database + map_cache, ctx)
     return Config(
@@ -358,6 +359,35 @@ def _check_rtr_rlocs(
                 f"{address} is this node's own RLOC, but daemon.roles has no 'rtr' role to "
                 "relay there",
             )
+
+
+def _check_ms_rtr_keys(
+    mapping_system: MappingSystemConfig,
+    nat_traversal: NatTraversalConfig,
+    daemon: DaemonConfig,
+    ctx: Context,
+) -> None:
+    """The Map-Server's MS-RTR key (draft-style NAT traversal) belongs to that role, and a
+    draft-style Map-Server handing out RTRs needs it. (``rtr.ms-rtr-key`` is checked but unused
+    without the ``rtr`` role, like the rest of ``[rtr]``.)"""
+    if mapping_system.ms_rtr_key is not None and "map-server" not in daemon.roles:
+        ctx.fail(
+            (MAPPING_SYSTEM_KEY, "ms-rtr-key"),
+            "the MS-RTR key signs the Map-Server's Map-Notifies to RTRs: it needs the "
+            "'map-server' role, which daemon.roles does not have",
+        )
+    if (
+        nat_traversal.style == "draft"
+        and "map-server" in daemon.roles
+        and mapping_system.rtr_rlocs
+        and mapping_system.ms_rtr_key is None
+    ):
+        ctx.fail(
+            (MAPPING_SYSTEM_KEY, "rtr-rlocs"),
+            'with nat-traversal.style = "draft" the Map-Server answers registrations that '
+            "come through these RTRs with Map-Notifies signed for them: set "
+            "mapping-system.ms-rtr-key (the key the RTRs have as rtr.ms-rtr-key)",
+        )
 
 
 def _check_site_names(sites: tuple[Site, ...], ctx: Context) -> None:

@@ -73,7 +73,7 @@ from lispd.wire.address import (
 from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import EncodeError, WireError
-from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
+from lispd.wire.mapregister import MapNotify, MapRegister, RtrAuth, encode_signed
 from lispd.wire.mapreply import MapReply, encode_map_reply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import EidRecord, Locator
@@ -351,6 +351,10 @@ class MapServer:
         self._next_nonce_prune = float("-inf")
         # RTRs handed to xTRs behind NAT: registrations listing them are NATed sites.
         self.rtrs: frozenset[IPAddress] = frozenset()
+        # Draft-style NAT traversal: the key (and key-id) of the MS-RTR authentication block
+        # of Map-Notifies answering registrations an RTR forwarded (R bit); None: none sent.
+        self.ms_rtr_key: bytes | None = None
+        self.ms_rtr_key_id: int = auth.KeyId.HMAC_SHA_1_96
         self._load_sites(sites)
 
     # -- configuration -------------------------------------------------------------------------
@@ -423,6 +427,11 @@ class MapServer:
     def registration_tables(self) -> ScopedTables[Registration]:
         """The registrations per (instance-ID, family) (read only, please)."""
         return self._registrations
+
+    def site_keys(self, iid: int, net: IPNetwork) -> list[bytes]:
+        """The keys of the sites allowed to register exactly ``net`` in ``iid`` (what an
+        authenticated Info-Request naming that EID-prefix must be signed with)."""
+        return [a.site.key for a in self._allowing(iid, net)]
 
     def _allowing(self, iid: int, net: IPNetwork) -> list[AllowedPrefix]:
         """Configured prefixes that allow registering exactly ``net`` in ``iid``."""
@@ -529,8 +538,18 @@ class MapServer:
             xtr_id=msg.xtr_id,
             site_id=msg.site_id,
         )
+        rtr_key: bytes | None = None
+        if msg.for_rtr and self.ms_rtr_key is not None and src in self.rtrs:
+            # Forwarded by one of our RTRs for an xTR behind a NAT (draft-ietf-lisp-nat-
+            # traversal): the Map-Notify goes to that RTR with the R bit and an MS-RTR
+            # authentication block, signed with the key only the RTRs share with us.  Without
+            # that key, or from elsewhere, it is an ordinary Map-Notify to the sender (which an
+            # RTR will not relay: nothing signed with the MS-RTR key leaves for a stranger).
+            rtr_key = self.ms_rtr_key
+            notify = dataclasses.replace(notify, rtr_auth=RtrAuth(self.ms_rtr_key_id))
+            self.stats["map-notify-for-rtr"] += 1
         try:
-            payload = encode_signed(notify, site.key)
+            payload = encode_signed(notify, site.key, rtr_key)
         except EncodeError as exc:
             self._refuse(NOTIFY_ENCODE_FAILED, "map-notify", src, sport, error=exc)
             return []

@@ -27,3 +27,9 @@ class SendData(NamedTuple):
     dst: IPv4Address | IPv6Address
     port: int
     payload: bytes
+    counter: str = "nat.keepalive-sent"
+    """The counter a successful send is counted under."""
+    offset: int = 8
+    """Where the LISP control message starts in ``payload`` (for the message log): after the
+    data header, or 0 for a control message sent from port 4341 as it is (an ECM'd
+    Map-Register through an RTR, draft-style NAT traversal)."""

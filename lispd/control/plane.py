@@ -19,6 +19,7 @@ from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer
 from lispd.control.messagelog import MessageLog
 from lispd.control.nat import NatClient, NatStatus
+from lispd.control.natdraft import DraftInfoResponder, DraftNatClient
 from lispd.control.outputs import SendControl, SendData
 from lispd.control.prober import Prober, RlocChange
 from lispd.control.registrar import Registrar
@@ -141,10 +142,15 @@ class ControlPlane:
             if msg.reply:
                 if self.nat is None:
                     return self._unexpected("info-reply")
+                if isinstance(self.nat, DraftNatClient):  # verifies the reply's HMAC
+                    return ControlResult(nat_status=self.nat.on_info_reply(msg, source, now, data))
                 return ControlResult(nat_status=self.nat.on_info_reply(msg, source, now))
-            if self.info_responder is None:
+            responder = self.info_responder
+            if responder is None:
                 return self._unexpected("info-request")
-            return ControlResult(list(self.info_responder.on_info_request(msg, source, sport, now)))
+            if isinstance(responder, DraftInfoResponder):  # verifies authenticated requests
+                return ControlResult(list(responder.answer(data, msg, source, sport, now)))
+            return ControlResult(list(responder.on_info_request(msg, source, sport, now)))
         return self._unexpected(type(msg).__name__.lower())
 
     def _unexpected(self, what: str) -> ControlResult:

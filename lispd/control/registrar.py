@@ -96,7 +96,7 @@ from lispd.logfmt import kv, pairs
 from lispd.wire import auth
 from lispd.wire.data import LISP_CONTROL_PORT
 from lispd.wire.errors import EncodeError, WireError
-from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
+from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed, verify_notify
 from lispd.wire.records import EidRecord, encode_eid_record
 
 IpAddress = IPv4Address | IPv6Address
@@ -328,6 +328,9 @@ class Registrar:
         self.want_map_notify = want_map_notify
         self.xtr_id = xtr_id
         self.site_id = site_id
+        self.for_rtr = False
+        """Set the R bit ("for an RTR"): an xTR behind a NAT registering through an RTR
+        (draft-style NAT traversal; the node sets it)."""
         self._rng: Callable[[], int] = rng if rng is not None else lambda: secrets.randbits(64)
         self._records = _check_records(records)
         self._states: list[_TargetState] = [_TargetState(t) for t in self._check_targets(targets)]
@@ -440,7 +443,7 @@ class Registrar:
         state = None
         for candidate in states:
             try:
-                ok = auth.verify(raw, candidate.target.key)
+                ok = verify_notify(raw, candidate.target.key)
             except WireError:
                 self._step(candidate, RegistrarInput.NOTIFY_MALFORMED)
                 return []
@@ -625,6 +628,7 @@ class Registrar:
             proxy_reply=target.proxy_reply,
             want_map_notify=False,
             ttl_timeout=True,
+            for_rtr=self.for_rtr,
             xtr_id=self.xtr_id,
             site_id=self.site_id if self.xtr_id is not None else None,
         )
@@ -648,6 +652,7 @@ class Registrar:
             key_id=target.key_id,
             proxy_reply=target.proxy_reply,
             want_map_notify=self.want_map_notify,
+            for_rtr=self.for_rtr,
             xtr_id=self.xtr_id,
             site_id=self.site_id if self.xtr_id is not None else None,
         )

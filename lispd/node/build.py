@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lispd.config import Config
-from lispd.control.infoserver import InfoResponder
 from lispd.control.mapresolver import MapResolver
 from lispd.control.mapserver import MapServer, SitePrefixSpec, SiteSpec
 from lispd.control.nat import NatClient
+from lispd.control.natdraft import DraftInfoResponder, DraftNatClient
 from lispd.control.plane import ControlPlane
 from lispd.control.prober import Prober, ProbeSettings
 from lispd.control.registrar import MapServerTarget, Registrar
@@ -37,6 +37,11 @@ def rloc_entries(rlocs: Iterable[Any]) -> tuple[RlocEntry, ...]:
         elp = tuple(getattr(r, "elp", ()))
         out.append(RlocEntry(elp[0] if elp else r.address, r.priority, r.weight, elp=elp))
     return tuple(out)
+
+
+def new_xtr_id(rng: Callable[[], int]) -> int:
+    """A fresh 128-bit xTR-ID from two 64-bit draws of ``rng``."""
+    return ((rng() & (2**64 - 1)) << 64) | (rng() & (2**64 - 1))
 
 
 def build_database(config: Config) -> LocalDatabase:
@@ -109,6 +114,8 @@ def build_control_plane(
             rng,
         )
     reg = config.registration
+    nat = config.nat_traversal
+    draft = nat.style == "draft"
     if roles & {"etr", "petr", "rtr"}:
         # PETRs and RTRs have no EID-prefix of their own to name: they answer probes anyway.
         plane.replier = MapReplier(
@@ -129,9 +136,20 @@ def build_control_plane(
                 interval=reg.interval,
                 want_map_notify=reg.want_map_notify,
                 rng=rng,
+                # Draft-style NAT traversal: the RTR keeps its NAT binding per xTR-ID.
+                xtr_id=new_xtr_id(rng) if draft else None,
             )
-    nat = config.nat_traversal
-    if nat.enabled and config.map_servers:
+    if nat.enabled and config.map_servers and draft:
+        plane.nat = DraftNatClient(
+            [ms.address for ms in config.map_servers],
+            {ms.address: (ms.key_id, ms.key) for ms in config.map_servers},
+            rlocs,
+            [(m.instance_id, m.prefix) for m in config.database],
+            info_interval=nat.info_interval,
+            keepalive_interval=nat.keepalive_interval,
+            rng=rng,
+        )
+    elif nat.enabled and config.map_servers:
         plane.nat = NatClient(
             [ms.address for ms in config.map_servers],
             rlocs,
@@ -159,7 +177,15 @@ def build_control_plane(
             max_site_registrations=config.limits.site_registrations,
         )
         plane.map_server.rtrs = frozenset(config.mapping_system.rtr_rlocs)
-        plane.info_responder = InfoResponder(rlocs, config.mapping_system.rtr_rlocs)
+        plane.map_server.ms_rtr_key = config.mapping_system.ms_rtr_key
+        plane.map_server.ms_rtr_key_id = config.mapping_system.ms_rtr_key_id
+        # Authenticated Info-Requests are verified in either style; "draft" refuses the others.
+        plane.info_responder = DraftInfoResponder(
+            rlocs,
+            config.mapping_system.rtr_rlocs,
+            plane.map_server.site_keys,
+            require_auth=draft,
+        )
         if "map-resolver" in roles:
             plane.map_resolver = MapResolver(
                 plane.map_server, negative_ttl_minutes=config.mapping_system.negative_ttl

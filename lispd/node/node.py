@@ -24,6 +24,7 @@ import logging
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -32,6 +33,7 @@ from typing import Any
 from lispd.config import Config
 from lispd.control.mapcachelog import log_install, log_removed
 from lispd.control.nat import NatStatus, nat_record
+from lispd.control.natdraft import DraftRtr, draft_record, ecm_via_rtr, relayed_control
 from lispd.control.outputs import SendControl, SendData
 from lispd.control.plane import ControlResult
 from lispd.control.registrar import MapServerTarget
@@ -68,17 +70,29 @@ from lispd.wire.control import decode_control
 from lispd.wire.data import (
     DATA_HEADER_LEN,
     IID_CONTROL,
+    LISP_CONTROL_PORT,
     LISP_DATA_PORT,
     build_data_header,
     read_data_header,
 )
-from lispd.wire.errors import WireError
+from lispd.wire.ecm import F_RTR, TYPE_ECM, decode_ecm
+from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.info import InfoMessage
+from lispd.wire.ip import UdpDatagram
+from lispd.wire.mapregister import (
+    N_FOR_RTR,
+    TYPE_MAP_NOTIFY,
+    TYPE_MAP_REGISTER,
+    MapNotify,
+    decode_map_notify,
+)
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import EidRecord
 
 log = logging.getLogger("lispd.node")
+
+IPAddress = IPv4Address | IPv6Address
 
 DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
 TUN_ROLES = frozenset({"itr", "etr", "pitr", "petr"})  # an RTR alone needs no TUN
@@ -153,6 +167,20 @@ class Node:
             if "rtr" in roles
             else None
         )
+        # Draft-style NAT traversal, RTR side: NATed xTRs registering through us, per xTR-ID.
+        self.draft_rtr = (
+            DraftRtr(
+                config.rtr.ms_rtr_key,
+                config.rtr.nat_binding_timeout,
+                config.rtr.max_nat_bindings,
+                nonce=lambda: self.data_nonces.getrandbits(24),
+            )
+            if "rtr" in roles
+            else None
+        )
+        # ... xTR side: behind a NAT we register through (RTR, our private RLOC) (None: not).
+        self.draft_nat = config.nat_traversal.enabled and config.nat_traversal.style == "draft"
+        self.via_rtr: tuple[IPAddress, IPAddress] | None = None
         self.itr = (
             Itr(
                 self.mapcache,
@@ -165,7 +193,7 @@ class Node:
                 proxy="pitr" in roles,
                 petrs=rloc_entries(config.petrs),
                 own_rlocs=config.rtr.public_rlocs,
-                nat_port=self.nat_bindings.port_for if self.nat_bindings is not None else None,
+                nat_port=self._nat_port if self.nat_bindings is not None else None,
             )
             if roles & {"itr", "pitr", "rtr"}
             else None
@@ -192,6 +220,20 @@ class Node:
 
     def _clock(self) -> float:
         return self.now
+
+    def _nat_port(self, address: IPAddress) -> int | None:
+        """An RTR's translated port for a NATed xTR at ``address``, or None.  The port learnt
+        from keepalives to our data port comes first: they are the very flow (xTR:4341 ->
+        RTR:4341) our data to the xTR answers, which a NAT with endpoint-dependent mapping
+        translates to another port than the xTR's ECM'd Map-Registers to our control port
+        (the draft binding's port, used when there are no keepalives, as from OOR)."""
+        bindings = self.nat_bindings
+        if bindings is not None:
+            port = bindings.port_for(address)
+            if port is not None:
+                return port
+        draft = self.draft_rtr
+        return draft.port_for(address) if draft is not None else None
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -304,6 +346,10 @@ class Node:
         if self.nat_bindings is not None:
             self.nat_bindings.timeout = new.rtr.nat_binding_timeout
             self.nat_bindings.max_entries = new.rtr.max_nat_bindings
+        if self.draft_rtr is not None:
+            self.draft_rtr.ms_rtr_key = new.rtr.ms_rtr_key
+            self.draft_rtr.timeout = new.rtr.nat_binding_timeout
+            self.draft_rtr.max_entries = new.rtr.max_nat_bindings
         # Run the machines now: a Map-Server added where there was none registers at once.
         self.handle_timer(now)
 
@@ -380,6 +426,8 @@ class Node:
         ]
         if self.nat_bindings is not None:
             candidates.append(self.nat_bindings.next_deadline())
+        if self.draft_rtr is not None:
+            candidates.append(self.draft_rtr.next_deadline())
         return min(d for d in candidates if d is not None)
 
     def handle_timer(self, now: float) -> None:
@@ -400,6 +448,8 @@ class Node:
                 self._log_binding("nat binding expired", now, rloc=address)
             if expired_bindings:
                 self._actions.append(NatBindingsChanged(tuple(expired_bindings)))
+        if self.draft_rtr is not None:
+            self._expire_draft_bindings(now)
         if now - self.itrs_rotated >= SMR_MEMORY:
             self.older_itrs, self.recent_itrs = self.recent_itrs, {}
             self.itrs_rotated = now
@@ -638,6 +688,11 @@ class Node:
         RTRs and NATed xTRs, and their answers, travel this way too."""
         body = payload[DATA_HEADER_LEN:]
         now = self.now
+        if self.draft_nat:
+            relayed = relayed_control(body)
+            if relayed is not None:  # a Map-Notify our RTR relays (draft NAT traversal)
+                self._relayed_control(relayed, src, sport)
+                return
         try:
             msg = decode_control(body)
         except WireError as exc:
@@ -682,7 +737,7 @@ class Node:
         if not payload or payload[0] >> 4 != 1 or not payload[0] & 0x02:
             return None  # not a Map-Request with the probe bit
         if self.nat_bindings is not None:
-            port = self.nat_bindings.port_for(send.dst)
+            port = self._nat_port(send.dst)
             if port is not None:
                 return port
         itr = self.itr
@@ -704,6 +759,8 @@ class Node:
         self.now = now
         self.inputs += 1
         try:
+            if self.draft_rtr is not None and self._draft_rtr_datagram(data, src, sport):
+                return
             self._apply(self.control.on_datagram(data, src, sport, now, ttl, dst=dst))
         except Exception:  # a bug must cost one message, never the daemon
             self.internal_error(f"{src}:{sport}")
@@ -745,6 +802,11 @@ class Node:
 
     def _send_control(self, sends: Iterable[SendControl | SendData]) -> None:
         for send in sends:
+            if self.via_rtr is not None and isinstance(send, SendControl):
+                wrapped = self._register_via_rtr(send)
+                if wrapped is None:
+                    continue
+                send = wrapped
             if isinstance(send, SendData):  # a NAT keepalive, from our 4341 socket
                 if send.dst.version not in self.families:
                     self.drop("data-control-no-socket")
@@ -755,10 +817,10 @@ class Node:
                         send.payload,
                         send.dst,
                         send.port,
-                        "nat.keepalive-sent",
+                        send.counter,
                         len(send.payload),
                         send.payload,
-                        DATA_HEADER_LEN,
+                        send.offset,
                     )
                 )
                 continue
@@ -866,9 +928,12 @@ class Node:
                     self._send_control(prober.watch(rtr, None, now))
                 except (ValueError, TypeError):
                     continue
+        if self.draft_nat:
+            self._choose_rtr(status, behind)
         registrar = self.control.registrar
         if registrar is None:
             return
+        registrar.for_rtr = self.via_rtr is not None
         targets = [
             MapServerTarget(ms.address, ms.key, ms.key_id, ms.proxy_reply or behind)
             for ms in self.config.map_servers
@@ -884,9 +949,132 @@ class Node:
         """The database as we register it (changed by NAT traversal when behind a NAT)."""
         records = database_records(self.database.entries(), tuple(self.config.underlay.rlocs), ttl)
         status = self.nat_status
-        if status is not None and status.behind_nat and status.rtrs:
+        if self.via_rtr is not None:
+            records = [draft_record(r, self.via_rtr[0]) for r in records]
+        elif status is not None and status.behind_nat and status.rtrs:
             records = [nat_record(r, status) for r in records]
         return records
+
+    # --- draft-style NAT traversal (lispd.control.natdraft) ---------------------------------
+
+    def _choose_rtr(self, status: NatStatus, behind: bool) -> None:
+        """Behind a NAT, register through the first RTR we have an RLOC of its family for."""
+        self.via_rtr = None
+        if not behind:
+            return
+        own = {a.version: a for a in self.config.underlay.rlocs}
+        for rtr in status.rtrs:
+            if rtr.version in own:
+                self.via_rtr = (rtr, own[rtr.version])
+                log.info("nat registering through rtr %s", kv(rtr=rtr, private=own[rtr.version]))
+                return
+
+    def _register_via_rtr(self, send: SendControl) -> SendControl | SendData | None:
+        """Behind a NAT (draft style) a Map-Register for one of our Map-Servers leaves in an
+        ECM to the RTR, from our 4341 (None: it cannot, counted); anything else as it is."""
+        payload = send.payload
+        if not payload or payload[0] >> 4 != TYPE_MAP_REGISTER:
+            return send
+        if all(ms.address != send.dst for ms in self.config.map_servers):
+            return send
+        assert self.via_rtr is not None
+        rtr, private = self.via_rtr
+        try:
+            ecm = ecm_via_rtr(payload, private, send.dst)
+        except EncodeError:
+            self.drop("nat-register-family-mismatch")
+            return None
+        return SendData(rtr, LISP_CONTROL_PORT, ecm, "nat.register-via-rtr", 0)
+
+    def _relayed_control(self, dg: UdpDatagram, src: str, sport: int) -> None:
+        """A control message an RTR relayed to us inside a data packet: a Map-Notify answering
+        our registration through it (verified by the registrar with the site key)."""
+        now = self.now
+        try:
+            msg = decode_control(dg.payload)
+        except WireError as exc:
+            self.drop("data-control-" + exc.reason, src, sport)
+            self.control.messages.malformed(dg.payload, exc, src, sport, now, path="data")
+            return
+        self.control.messages.received(msg, src, sport, now, path="data")
+        registrar = self.control.registrar
+        itr = self.itr
+        from_rtr = itr is not None and any(str(r.address) == src for r in itr.rtrs or ())
+        if not isinstance(msg, MapNotify) or registrar is None or not from_rtr:
+            self.drop("data-control-unexpected", src, sport)
+            return
+        self.counters.count("nat.notify-relayed", len(dg.payload))
+        self._send_control(registrar.on_map_notify(dg.payload, msg, dg.ip.src, now))
+
+    def _draft_rtr_datagram(self, data: bytes, src: str, sport: int) -> bool:
+        """RTR: a NATed xTR's ECM'd Map-Register (R bit) or the Map-Server's Map-Notify for
+        it (R bit); False for anything else (the control plane takes it)."""
+        rtr = self.draft_rtr
+        assert rtr is not None
+        if len(data) < 4:
+            return False
+        kind = data[0] >> 4
+        now = self.now
+        before = Counter(rtr.drops)
+        try:
+            return self._draft_rtr_message(rtr, kind, data, src, sport, now)
+        finally:  # the machine's refusals are the node's drops (counted, logged)
+            for reason, n in (rtr.drops - before).items():
+                for _ in range(n):
+                    self.drop(reason, src, sport)
+
+    def _draft_rtr_message(
+        self, rtr: DraftRtr, kind: int, data: bytes, src: str, sport: int, now: float
+    ) -> bool:
+        if kind == TYPE_ECM and data[1] & (F_RTR >> 16):
+            try:
+                ecm = decode_ecm(data)
+            except WireError:
+                return False  # the control plane counts it
+            self.control.messages.received(ecm, src, sport, now, path="control")
+            self._send_control(rtr.on_ecm(data, ecm, ip_address(src), sport, now))
+            return True
+        if kind == TYPE_MAP_NOTIFY and data[0] & (N_FOR_RTR >> 24):
+            try:
+                notify = decode_map_notify(data)
+            except WireError:
+                return False
+            self.control.messages.received(notify, src, sport, now, path="control")
+            out = rtr.on_map_notify(data, notify, ip_address(src), now)
+            self._apply(ControlResult(installs=out.installs))
+            for send in out.sends:
+                inner = send.payload[DATA_HEADER_LEN:]
+                offset = DATA_HEADER_LEN + (inner[0] & 0x0F) * 4 + 8 if inner[0] >> 4 == 4 else 56
+                self._actions.append(
+                    SendDatagram(
+                        "control",
+                        send.payload,
+                        send.dst,
+                        send.port,
+                        "rtr.notify-relayed",
+                        len(send.payload),
+                        send.payload,
+                        offset,
+                    )
+                )
+            if out.changed:
+                self._actions.append(NatBindingsChanged(tuple(out.changed)))
+            return True
+        return False
+
+    def _expire_draft_bindings(self, now: float) -> None:
+        """Forget NATed xTRs (draft style) whose registrations stopped, and their mappings."""
+        assert self.draft_rtr is not None
+        gone = self.draft_rtr.expire(now)
+        for binding in gone:
+            log.info("nat binding expired %s", kv(xtr_id=f"0x{binding.xtr_id:032x}"))
+            for iid, net in binding.eids:
+                entry = self.mapcache.get(iid, net)
+                if entry is not None and entry.source == "nat-registration":
+                    self.mapcache.remove(iid, net)
+                    log_removed(entry, "expired")
+        if gone:
+            self._actions.append(NatBindingsChanged(tuple({b.translated for b in gone})))
 
     def _log_binding(self, event: str, now: float, **fields: Any) -> None:
         """A NAT binding line at INFO, at most :data:`BINDING_LOG_RATE` a second after a burst:

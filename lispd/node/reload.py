@@ -138,6 +138,8 @@ def update_control_plane(
         ms.registration_timeout = fresh.map_server.registration_timeout
         ms.max_site_registrations = fresh.map_server.max_site_registrations
         ms.rtrs = fresh.map_server.rtrs
+        ms.ms_rtr_key = fresh.map_server.ms_rtr_key
+        ms.ms_rtr_key_id = fresh.map_server.ms_rtr_key_id
         if ms.sites != fresh.map_server.sites:
             ms.set_sites(fresh.map_server.sites, now)
         if plane.map_resolver is None or fresh.map_resolver is None:

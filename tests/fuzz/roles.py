@@ -32,6 +32,7 @@ NAT_SITE_EID_V4 = ip_address("198.51.100.50")
 OUTSIDE_V4, OUTSIDE_V6 = ip_address("8.8.8.8"), ip_address("2001:4860::8888")
 MULTICAST_V4, MULTICAST_V6 = ip_address("224.0.0.5"), ip_address("ff02::16")
 
+MS_RTR_KEY = "key-ms-rtr"
 SITE_KEYS = {"site-a": "key-site-a", "site-b": "key-site-b", "site-c": "key-site-c"}
 
 
@@ -87,6 +88,7 @@ ROLE_CONFIGS: dict[str, str] = {
                 "public-rlocs": _a(RTR_PUBLIC_V4),
                 "nat-binding-timeout": 120,
                 "max-nat-bindings": 1000,
+                "ms-rtr-key": MS_RTR_KEY,  # draft-style NAT traversal: ECM'd Map-Registers
             },
             map_cache=[configs.mapping("198.51.100.16/28", str(REMOTE_V4))],
             map_resolver=configs.addresses(str(MS_V4)),
@@ -119,6 +121,7 @@ ROLE_CONFIGS: dict[str, str] = {
                 "registration-timeout": 180,
                 "negative-ttl": 15,
                 "rtr-rlocs": _a(RTR_V4),
+                "ms-rtr-key": MS_RTR_KEY,  # R-bit Map-Registers from the RTR get signed notifies
             },
         )
     ),
