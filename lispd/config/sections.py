@@ -30,6 +30,8 @@ from lispd.config.model import (
     MAX_INSTANCE_ID,
     MAX_RULE_PRIORITY,
     MIN_IPV6_MTU,
+    OFFLOAD_BOOLS,
+    OFFLOADS,
     ROLES,
     DaemonConfig,
     DataplaneConfig,
@@ -544,7 +546,7 @@ def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> Dat
 DATAPLANE = Table(
     keys=(
         Key("fastpath", Str(choices=FASTPATHS)),
-        Key("offloads", Bool()),
+        Key("offloads", Str(choices=OFFLOADS, booleans=tuple(OFFLOAD_BOOLS.items()))),
         Key("workers", Int(0, MAX_WORKERS)),
     ),
     build=_build_dataplane,
