@@ -6,9 +6,9 @@
 Builds host A - xTR1 - R - xTR2 - host B in network namespaces and measures, one path after
 the other on the same namespaces: the kernel's routed path and its VXLAN tunnel on UDP 4341
 (the baselines), lispd ITR->ETR and ITR->RTR->ETR with the Python and the compiled fast path
-(with one engine per core, with a single engine, and without offloads).  Per path: TCP
-Gbit/s (iperf3, 1 and 4 streams), 64- and 1400-byte UDP packets/s over 16 flows with loss
-(udpgen, a sendmmsg/recvmmsg generator) and the loss at half the maximum, ICMP round trips
+(with one engine per core, with a single engine, with UDP GSO sends, and without offloads).
+Per path: TCP Gbit/s (iperf3, 1 and 4 streams), 64- and 1400-byte UDP packets/s over 16 flows
+with loss (udpgen, a sendmmsg/recvmmsg generator) and the loss at half the maximum, ICMP round trips
 (p50/p99, and the latency added over the routed path), CPU seconds per million packets of
 each lispd process (with its workers), the engines each ran and their share of the packets.
 Prints a table with ratios to the baselines, the targets of issue 9 and the multi-core gain;

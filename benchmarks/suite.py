@@ -7,11 +7,12 @@ host B) is built once; each path of :data:`PATHS` is brought up on it in turn, m
 * ``routed``: the kernel forwards natively (static routes between the sites);
 * ``vxlan``: the kernel's own UDP encapsulation: a VXLAN device with ``dstport 4341`` on each
   xTR, remote = the other xTR's RLOC, the remote site routed over it (link 192.0.2.248/30);
-* ``python``, ``compiled``, ``compiled-1``, ``compiled-nooffload``: lispd ITR+ETR on both
-  xTRs with static map-caches pointing at each other, ``[dataplane] fastpath`` as named
-  (``workers = 1``: a single engine for ``compiled-1``, the default of one engine per core
-  otherwise; ``offloads = false`` for the last);
-* ``rtr-*``: the same four, with both xTRs mapping the other site to R (192.0.2.1), where
+* ``python``, ``compiled``, ``compiled-1``, ``compiled-gso``, ``compiled-nooffload``: lispd
+  ITR+ETR on both xTRs with static map-caches pointing at each other, ``[dataplane]
+  fastpath`` as named (``workers = 1``: a single engine for ``compiled-1``, the default of one
+  engine per core otherwise; ``offloads = "gso"`` (UDP GSO sends) for ``compiled-gso``,
+  ``"off"`` for ``compiled-nooffload``, the default ``"auto"`` otherwise);
+* ``rtr-*``: the same five, with both xTRs mapping the other site to R (192.0.2.1), where
   lispd runs as RTR: ITR -> RTR -> ETR, every run checked against the daemons' counters
   (:func:`benchmarks.dataplane.check_rtr_counters`).
 
@@ -80,7 +81,7 @@ class PathSpec:
     label: str
     kind: str  # "kernel" or "lispd"
     fastpath: str = ""
-    offloads: bool = True
+    offloads: str = "auto"  # [dataplane] offloads of a compiled variant
     via_rtr: bool = False
     workers: int = 0  # [dataplane] workers of a compiled variant: 0 = one engine per core
 
@@ -91,8 +92,9 @@ PATHS: tuple[PathSpec, ...] = (
     PathSpec("python", "lispd ITR->ETR, python", "lispd", "python"),
     PathSpec("compiled", "lispd ITR->ETR, compiled", "lispd", "compiled"),
     PathSpec("compiled-1", "lispd ITR->ETR, compiled, one engine", "lispd", "compiled", workers=1),
+    PathSpec("compiled-gso", "lispd ITR->ETR, compiled, UDP GSO sends", "lispd", "compiled", "gso"),
     PathSpec(
-        "compiled-nooffload", "lispd ITR->ETR, compiled, offloads off", "lispd", "compiled", False
+        "compiled-nooffload", "lispd ITR->ETR, compiled, offloads off", "lispd", "compiled", "off"
     ),
     PathSpec("rtr-python", "lispd ITR->RTR->ETR, python", "lispd", "python", via_rtr=True),
     PathSpec("rtr-compiled", "lispd ITR->RTR->ETR, compiled", "lispd", "compiled", via_rtr=True),
@@ -105,11 +107,19 @@ PATHS: tuple[PathSpec, ...] = (
         workers=1,
     ),
     PathSpec(
+        "rtr-compiled-gso",
+        "lispd ITR->RTR->ETR, compiled, UDP GSO sends",
+        "lispd",
+        "compiled",
+        "gso",
+        True,
+    ),
+    PathSpec(
         "rtr-compiled-nooffload",
         "lispd ITR->RTR->ETR, compiled, offloads off",
         "lispd",
         "compiled",
-        False,
+        "off",
         True,
     ),
 )
@@ -283,7 +293,7 @@ def dataplane_table(spec: PathSpec) -> str:
     """The ``[dataplane]`` table of a lispd variant."""
     text = f'\n[dataplane]\nfastpath = "{spec.fastpath}"\n'
     if spec.fastpath == "compiled":
-        text += f"offloads = {'true' if spec.offloads else 'false'}\n"
+        text += f'offloads = "{spec.offloads}"\n'
         text += f"workers = {spec.workers}\n"
     return text
 

@@ -93,7 +93,7 @@ class Daemon:
             local_prefixes=[e.prefix for e in node.database.entries()],
             routed_prefixes=[e.prefix for e in node.mapcache.entries()],
             engines=self._engine_count() if fast else 1,
-            vnet=fast and cfg.dataplane.offloads,
+            vnet=fast and cfg.dataplane.local_offloads,
         )
         os_ = self.os
         if fast and os_.sender is not None:
@@ -102,7 +102,8 @@ class Daemon:
                 tun=os_.tun,
                 sender=os_.sender,
                 worker_receive=os_.worker_receive,
-                offloads=cfg.dataplane.offloads,
+                offloads=cfg.dataplane.local_offloads,
+                gso=cfg.dataplane.udp_gso,
                 on_tun=self._worker_tun_packet,
                 on_udp=self._worker_data_packet,
                 clock=self.clock,

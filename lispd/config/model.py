@@ -332,6 +332,9 @@ class LimitsConfig:
 
 
 FASTPATHS = ("auto", "compiled", "python")
+OFFLOADS = ("auto", "gso", "off")
+OFFLOAD_BOOLS = {True: "auto", False: "off"}
+"""What ``offloads = true``/``false`` (the key was a boolean before UDP GSO became opt-in) mean."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,13 +344,29 @@ class DataplaneConfig:
     fastpath: str = "auto"
     """``compiled`` (the C accelerator; refused at start when it is not built), ``python``
     (the pure-Python reference), or ``auto`` (compiled when built, else Python)."""
-    offloads: bool = True
-    """Compiled path only: TUN super-packets (IFF_VNET_HDR with TSO/USO), UDP GSO on send and
-    UDP GRO on receive.  Off: one packet per datagram, still batched."""
+    offloads: str = "auto"
+    """Compiled path only.  ``auto``: the offloads no other node sees: TUN super-packets
+    (IFF_VNET_HDR with TSO, TCP segments merged on the way back), UDP GRO on receive, and
+    encapsulated datagrams sent as separate datagrams batched by ``sendmmsg``.  ``gso``: the
+    same, and runs of datagrams to one RLOC sent as UDP GSO bursts (one system call and one
+    kernel pass per burst; a veth, bridge or container link hands such a burst to the next hop
+    unsegmented, which a raw-socket or pcap receiver such as OOR or lispers.net reads as one
+    packet).  ``off``: one packet per datagram, still batched.  ``true``/``false`` (the older
+    boolean form) mean ``auto``/``off``."""
     workers: int = 0
     """Compiled path only: how many engines forward packets, each in its own process on its
     own TUN queue and SO_REUSEPORT 4341 sockets (the main process runs the first); 0: one per
     CPU core lispd may run on."""
+
+    @property
+    def local_offloads(self) -> bool:
+        """TUN super-packets and UDP GRO: on unless ``offloads = "off"``."""
+        return self.offloads != "off"
+
+    @property
+    def udp_gso(self) -> bool:
+        """UDP GSO bursts on send: only with ``offloads = "gso"``."""
+        return self.offloads == "gso"
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,15 +201,26 @@ class Str:
     ``validate`` returns an error message for a bad value, ``None`` for a good one. ``hints``
     are (value, hint) pairs for values that are not among the choices but that an operator may
     well write: the hint (compared in lower case) replaces the "did you mean" guess.
+    ``booleans`` are (boolean, value) pairs: ``true``/``false`` accepted for a string value (a
+    key that used to be a boolean), returned as that value.
     """
 
     choices: tuple[str, ...] | None = None
     validate: Callable[[str], str | None] | None = None
     hints: tuple[tuple[str, str], ...] = ()
+    booleans: tuple[tuple[bool, str], ...] = ()
 
     def check(self, value: object, path: KeyPath, ctx: Context) -> str:
         """Validate a string."""
+        if isinstance(value, bool) and self.booleans:
+            for boolean, meaning in self.booleans:
+                if value is boolean:
+                    return meaning
         if not isinstance(value, str):
+            if self.booleans and self.choices is not None:
+                allowed = ", ".join(f'"{choice}"' for choice in self.choices)
+                old = "/".join("true" if b else "false" for b, _ in self.booleans)
+                ctx.fail(path, f"must be one of {allowed} (or {old}), not {toml_type(value)}")
             ctx.fail(path, f"must be a string, not {toml_type(value)}")
         if self.choices is not None and value not in self.choices:
             hint = dict(self.hints).get(value.lower())

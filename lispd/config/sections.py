@@ -31,6 +31,8 @@ from lispd.config.model import (
     MAX_RULE_PRIORITY,
     MIN_IPV6_MTU,
     NAT_STYLES,
+    OFFLOAD_BOOLS,
+    OFFLOADS,
     ROLES,
     DaemonConfig,
     DataplaneConfig,
@@ -549,7 +551,7 @@ def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> Dat
 DATAPLANE = Table(
     keys=(
         Key("fastpath", Str(choices=FASTPATHS)),
-        Key("offloads", Bool()),
+        Key("offloads", Str(choices=OFFLOADS, booleans=tuple(OFFLOAD_BOOLS.items()))),
         Key("workers", Int(0, MAX_WORKERS)),
     ),
     build=_build_dataplane,

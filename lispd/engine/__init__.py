@@ -3,7 +3,8 @@
 ``csrc/`` (built by ``setup.py`` as the optional extension ``lispd.engine._accel``) reads the
 TUN and the UDP 4341 sockets itself, in batches, and settles in C every packet its tables
 decide: it encapsulates inner packets from the TUN (LPM in its copy of the map-cache, RLOC
-chosen by the CRC-32 flow hash, TSO super-packets segmented and sent as UDP GSO bursts),
+chosen by the CRC-32 flow hash, TSO super-packets segmented once and sent in ``sendmmsg``
+batches, as UDP GSO bursts only with ``offloads = "gso"``),
 decapsulates datagrams for local EIDs to the TUN (TTL/ECN rules, TCP segments merged back) and,
 at an RTR, re-encapsulates in place.  ``compiled.py`` (``CompiledPath``) runs engine 0 in the
 main process and keeps every engine's tables current from the map-cache and the local

@@ -88,7 +88,11 @@ def forwarding_record(
 class CompiledPath:
     """An :class:`_accel.Engine` wired to a node's tables and sockets, and the workers'
     engines (:class:`lispd.engine.workers.WorkerSet`) when there are any: every table
-    operation goes to all of them."""
+    operation goes to all of them.
+
+    ``offloads``: the TUN carries virtio-net headers (TSO super-packets in, merged TCP
+    segments out) when there is one; ``gso`` (with ``offloads``): runs of datagrams to one
+    destination leave as UDP GSO bursts, else as separate datagrams of one ``sendmmsg``."""
 
     def __init__(
         self,
@@ -97,6 +101,7 @@ class CompiledPath:
         mtu: int,
         tun_fd: int,
         offloads: bool,
+        gso: bool = False,
         families: Collection[int],
         own_rlocs: Collection[IPAddress],
         nat_port: Callable[[IPAddress], int | None] | None,
@@ -109,7 +114,7 @@ class CompiledPath:
             "rtr": "rtr" in roles,
             "mtu": mtu,
             "vnet": offloads and tun_fd >= 0,
-            "gso": offloads,
+            "gso": offloads and gso,
         }
         self.engine = _accel.Engine(tun_fd=tun_fd, **self.engine_options)
         self.families = frozenset(families)
@@ -152,7 +157,7 @@ class CompiledPath:
     ) -> None:
         """Send from these sockets (the Python sender's, so both paths use the same outer
         source port for a flow); with offloads, :func:`lispd.io.udp.enable_offloads` must have
-        prepared them."""
+        prepared them (``gso`` as this path's)."""
         for version, pool in pools.items():
             self.engine.set_pool(version, [sock.fileno() for sock in pool])
         for version, sock in data_sockets.items():

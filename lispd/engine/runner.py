@@ -40,11 +40,13 @@ class EngineRunner:
         sender: Sender,
         worker_receive: list[dict[int, socket.socket]],
         offloads: bool,
+        gso: bool = False,
         on_tun: TunHandler,
         on_udp: UdpHandler,
         clock: Callable[[], float],
     ) -> None:
-        """``on_tun``/``on_udp``: where a worker's punts go (the node, then a transmit)."""
+        """``on_tun``/``on_udp``: where a worker's punts go (the node, then a transmit);
+        ``offloads``/``gso`` as :class:`CompiledPath`'s."""
         cfg, itr = node.config, node.itr
         self.node = node
         self.clock = clock
@@ -53,14 +55,15 @@ class EngineRunner:
             mtu=cfg.underlay.mtu,
             tun_fd=tun.fd if tun is not None else -1,
             offloads=offloads,
+            gso=gso,
             families=itr.families if itr is not None else (),
             own_rlocs=itr.own_rlocs if itr is not None else (),
             nat_port=itr.nat_port if itr is not None else None,
         )
         if offloads:
-            enable_offloads(sender.pools, sender.data_sockets)
+            enable_offloads(sender.pools, sender.data_sockets, gso=gso)
             for receive in worker_receive:
-                enable_offloads({}, receive)
+                enable_offloads({}, receive, gso=gso)
         fast.use_sockets(sender.pools, sender.data_sockets)
         fast.load_database(node.database)
         fast.load_map_cache(node.mapcache)
@@ -92,7 +95,8 @@ class EngineRunner:
                 on_bad_report=lambda: node.drop("worker-bad-report"),
             )
             fast.attach_workers(self.workers)
-        log.info("fast path compiled %s", kv(offloads=offloads, engines=self.engines))
+        mode = ("gso" if gso else "auto") if offloads else "off"
+        log.info("fast path compiled %s", kv(offloads=mode, engines=self.engines))
 
     @property
     def engines(self) -> int:

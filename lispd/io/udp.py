@@ -164,17 +164,21 @@ def open_send_pool(
 
 
 def enable_offloads(
-    pools: dict[int, list[socket.socket]], data_sockets: dict[int, socket.socket]
+    pools: dict[int, list[socket.socket]],
+    data_sockets: dict[int, socket.socket],
+    *,
+    gso: bool,
 ) -> None:
-    """Ready the data sockets for the compiled path's offloads: outer IPv4 UDP checksums are
-    computed (the kernel refuses UDP GSO on a socket with SO_NO_CHECK), and the 4341 sockets
-    receive with UDP GRO (coalesced datagrams, the segment size in a control message)."""
+    """Ready the data sockets for the compiled path's offloads: the 4341 sockets receive with
+    UDP GRO (coalesced datagrams, the segment size in a control message); with ``gso``, outer
+    IPv4 UDP checksums are computed (the kernel refuses UDP GSO on a socket with SO_NO_CHECK).
+    Without it they stay zero, as the Python path sends them."""
     for version, pool in pools.items():
-        if version == 4:
+        if version == 4 and gso:
             for sock in pool:
                 sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
     for version, sock in data_sockets.items():
-        if version == 4:
+        if version == 4 and gso:
             sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0)
         sock.setsockopt(SOL_UDP, UDP_GRO, 1)
 

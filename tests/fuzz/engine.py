@@ -150,13 +150,15 @@ def _placeholder_fd() -> int:
 def _offload_engine(
     roles: list[str], mtu: int, base: Any, mapcache: Any, database: Any, itr: Any
 ) -> Any:
-    """An engine with offloads (vnet TUN, GSO) over ``mapcache`` and ``database``, loaded the
-    way the daemon loads one."""
+    """An engine with offloads (vnet TUN, UDP GSO sends: ``offloads = "gso"``, so that GSO
+    bursts are checked; the plain engines send as the default does) over ``mapcache`` and
+    ``database``, loaded the way the daemon loads one."""
     fast = CompiledPath(
         roles=roles,
         mtu=mtu,
         tun_fd=_placeholder_fd(),
         offloads=True,
+        gso=True,
         families=itr.families if itr else (),
         own_rlocs=itr.own_rlocs if itr else (),
         nat_port=itr.nat_port if itr else None,

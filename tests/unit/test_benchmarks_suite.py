@@ -73,14 +73,23 @@ def test_start_reason_picks_the_error_line_without_timestamp() -> None:
 def test_dataplane_table() -> None:
     specs = {s.name: s for s in PATHS}
     assert dataplane_table(specs["python"]) == '\n[dataplane]\nfastpath = "python"\n'
-    assert 'fastpath = "compiled"\noffloads = true' in dataplane_table(specs["compiled"])
-    assert "offloads = false" in dataplane_table(specs["rtr-compiled-nooffload"])
+    assert 'fastpath = "compiled"\noffloads = "auto"' in dataplane_table(specs["compiled"])
+    assert 'offloads = "off"' in dataplane_table(specs["rtr-compiled-nooffload"])
+    assert 'offloads = "gso"' in dataplane_table(specs["compiled-gso"])
+    assert 'offloads = "gso"' in dataplane_table(specs["rtr-compiled-gso"])
     # the engines: one per core by default, one for the -1 variants
-    for name in ("compiled", "rtr-compiled", "compiled-nooffload", "rtr-compiled-nooffload"):
+    for name in (
+        "compiled",
+        "rtr-compiled",
+        "compiled-gso",
+        "rtr-compiled-gso",
+        "compiled-nooffload",
+        "rtr-compiled-nooffload",
+    ):
         assert dataplane_table(specs[name]).endswith("workers = 0\n"), name
     for name in ("compiled-1", "rtr-compiled-1"):
         assert dataplane_table(specs[name]).endswith("workers = 1\n"), name
-        assert specs[name].fastpath == "compiled" and specs[name].offloads
+        assert specs[name].fastpath == "compiled" and specs[name].offloads == "auto"
     assert specs["rtr-compiled-1"].via_rtr and not specs["compiled-1"].via_rtr
     assert specs["compiled-1"].label == "lispd ITR->ETR, compiled, one engine"
 

@@ -1307,6 +1307,30 @@ def test_petrs_and_probing() -> None:
     assert "unreachable" in error_of(v6).message
 
 
+def test_dataplane_offloads_modes_and_the_older_booleans() -> None:
+    """``offloads``: "auto" by default (no UDP GSO: a veth/bridge next hop would get bursts
+    unsegmented), "gso" only when asked for; true/false of older configs mean auto/off."""
+    default = parse_config(BASE, "test.conf").dataplane
+    assert default.offloads == "auto" and default.local_offloads and not default.udp_gso
+    for written, mode, local, gso in (
+        ('"auto"', "auto", True, False),
+        ('"gso"', "gso", True, True),
+        ('"off"', "off", False, False),
+        ("true", "auto", True, False),
+        ("false", "off", False, False),
+    ):
+        got = parse_config(BASE + f"\n[dataplane]\noffloads = {written}\n", "test.conf").dataplane
+        assert (got.offloads, got.local_offloads, got.udp_gso) == (mode, local, gso), written
+    for bad, says in (
+        ('"on"', "'on' is not one of auto, gso, off"),
+        ('"GSO"', "did you mean 'gso'?"),
+        ("1", 'must be one of "auto", "gso", "off" (or true/false), not an integer'),
+    ):
+        err = error_of(BASE + f"\n[dataplane]\noffloads = {bad}\n")
+        assert (err.key_path, err.line) == ("dataplane.offloads", 12), err
+        assert says in err.message, err.message
+
+
 def test_dataplane_workers_default_one_per_core_and_bounds() -> None:
     assert parse_config(BASE, "test.conf").dataplane.workers == 0  # 0: one engine per core
     assert parse_config(BASE + "\n[dataplane]\nworkers = 4\n", "test.conf").dataplane.workers == 4

@@ -663,3 +663,57 @@ def test_interleaved_flows_leave_grouped_by_destination_each_flow_in_order() -> 
     finally:
         for s in [tun_ours, tun_theirs, *pool, *rlocs]:
             s.close()
+
+
+# --- UDP GSO on send: only when asked for (offloads = "gso") ----------------------------------
+
+
+@pytest.mark.parametrize("gso", [False, True])
+def test_a_super_packet_leaves_as_datagrams_unless_gso_was_asked_for(
+    tun: tuple[socket.socket, socket.socket], gso: bool
+) -> None:
+    """A TSO super-packet from a vnet TUN, segmented once: without ``gso`` (the default) each
+    segment is a message of its own in the flush's sendmmsg, so no next hop can be handed an
+    unsegmented burst; with it, the segments leave as one UDP GSO message.  The bytes sent
+    are the same either way."""
+    _, theirs = tun
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        engine = _accel.Engine(itr=True, mtu=1500, tun_fd=theirs.fileno(), vnet=True, gso=gso)
+        engine.set_pool(4, [sock.fileno()])
+        engine.db_set(0, packed("198.51.100.0"), 24)
+        engine.map_set(0, packed("203.0.113.0"), 24, [(packed("192.0.2.9"), 4341, 1, False)])
+        pkt = tcp_packet(*V4, payload=bytes(range(256)) * 40, flags=ACK)  # 10240 bytes
+        events = engine.fuzz_tun([super_header(pkt, 1400) + with_partial_checksum(pkt)])
+        sends = [e for e in events if e[0] == "send"]
+        assert len(sends) == len(events)  # nothing punted, nothing dropped
+        segments = _accel.segment(super_header(pkt, 1400), pkt)
+        datagrams = [d for send in sends for d in send[7]]
+        assert [d[DATA_HEADER_LEN:] for d in datagrams] == segments and len(segments) == 8
+        assert all(send[2] == packed("192.0.2.9") and send[3] == 4341 for send in sends)
+        if gso:
+            ((*_, seg, burst),) = sends
+            assert seg == len(burst[0]) == DATA_HEADER_LEN + 40 + 1400
+        else:
+            assert [(send[6], len(send[7])) for send in sends] == [(0, 1)] * len(segments)
+        assert engine.counters()["fastpath"]["gso-sends"] == (1 if gso else 0)
+    finally:
+        sock.close()
+
+
+def test_without_gso_the_etr_still_merges_tcp_for_its_tun() -> None:
+    """Merging decapsulated TCP segments into one TUN write is an offload between the engine
+    and its own kernel: it goes with the vnet TUN, not with UDP GSO on send."""
+    tun_ours, tun_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        engine = _accel.Engine(etr=True, tun_fd=tun_theirs.fileno(), vnet=True, gso=False)
+        engine.db_set(0, packed("203.0.113.0"), 24)
+        segments = flow(4, [1000] * 5)
+        events = engine.fuzz_udp([(lisp_header() + s, 0) for s in segments])
+        # the first datagram of a new ITR is punted (Python remembers ITRs), the rest merged
+        assert [e[0] for e in events] == ["punt", "tun"], events
+        check_merged(events[1][1], segments[1:])
+        assert engine.counters()["fastpath"]["merged-writes"] == 1
+    finally:
+        tun_ours.close()
+        tun_theirs.close()

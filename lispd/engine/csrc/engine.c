@@ -577,9 +577,12 @@ static void merge_flush(fp_engine *e)
     e->merge_bytes = 0;
 }
 
+/* With a virtio-net TUN, consecutive TCP segments of a flow go to the TUN as one merged
+ * super-packet: a receive-side offload between the engine and its own kernel, independent of
+ * UDP GSO on send (which the next hop sees). */
 static void to_tun(fp_engine *e, cursor c)
 {
-    if (e->vnet && e->gso) {
+    if (e->vnet) {
         if (tcp_merge_add(&e->merge, c)) {
             e->merge_bytes += c.len;
             if (e->merge.closed)

@@ -144,7 +144,11 @@ typedef struct {
 
 typedef struct {
     int tun_fd; /* owned (a dup), -1: none */
-    int vnet, gso, gro;
+    int vnet; /* TUN with virtio-net headers: TSO super-packets read, TCP merged on write */
+    int gso;  /* UDP GSO: a run of datagrams to one destination leaves in one sendmsg
+               * (one unsegmented skb up to the device: only for next hops that take it);
+               * without it the run is separate datagrams of one sendmmsg */
+    int gro;
     int itr, etr, rtr, punt_all;
     int mtu;
     fp_socket pool[2][FP_POOL_MAX]; /* owned */

@@ -1037,7 +1037,10 @@ static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lispd.engine._accel.Engine",
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The compiled packet loop and its forwarding tables.",
+    .tp_doc = "Engine(*, itr, etr, rtr, mtu, tun_fd, vnet, gso): the compiled packet loop and its "
+              "forwarding tables.  vnet: the TUN carries virtio-net headers (TSO reads, "
+              "merged TCP writes); gso: runs of datagrams to one destination are sent as "
+              "UDP GSO bursts (else as separate datagrams of one sendmmsg).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Engine_init,
     .tp_dealloc = (destructor)Engine_dealloc,
