@@ -36,6 +36,7 @@ from lispd.wire.control import MESSAGE_NAMES, ControlMessage, decode_control
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
+from lispd.wire.mapreferral import MapReferral
 from lispd.wire.mapregister import MapNotify, MapRegister
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
@@ -123,6 +124,10 @@ def describe(message: ControlMessage) -> dict[str, object]:
     elif isinstance(message, MapNotify):
         fields["eids"] = _eids([(r.eid, r.mask_len) for r in message.records])
         flag_list = []
+    elif isinstance(message, MapReferral):
+        fields["eids"] = _eids([(r.eid, r.mask_len) for r in message.records])
+        fields["actions"] = [r.action.name.lower().replace("_", "-") for r in message.records]
+        flag_list = []
     else:
         fields["eids"] = _eids([(message.eid, message.eid_mask_len)])
         nat = message.address
@@ -135,7 +140,11 @@ def describe(message: ControlMessage) -> dict[str, object]:
     return fields
 
 
-def _type_name(message: MapRequest | MapReply | MapRegister | MapNotify | InfoMessage) -> str:
+def _type_name(
+    message: MapRequest | MapReply | MapRegister | MapNotify | MapReferral | InfoMessage,
+) -> str:
+    if isinstance(message, MapReferral):
+        return "map-referral"
     if isinstance(message, InfoMessage):
         return "info-reply" if message.reply else "info-request"
     if isinstance(message, MapNotify):

@@ -31,6 +31,7 @@ from lispd.wire.control import decode_control
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
+from lispd.wire.mapreferral import MapReferral
 from lispd.wire.mapregister import MapNotify, MapRegister
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
@@ -151,6 +152,8 @@ class ControlPlane:
             if isinstance(responder, DraftInfoResponder):  # verifies authenticated requests
                 return ControlResult(list(responder.answer(data, msg, source, sport, now)))
             return ControlResult(list(responder.on_info_request(msg, source, sport, now)))
+        if isinstance(msg, MapReferral):  # lispd is no DDT Map-Resolver (yet)
+            return self._unexpected("map-referral")
         return self._unexpected(type(msg).__name__.lower())
 
     def _unexpected(self, what: str) -> ControlResult:

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from lispd.wire.ecm import TYPE_ECM, EncapsulatedControl, decode_ecm, encode_ecm
 from lispd.wire.errors import TRUNCATED, UNSUPPORTED_TYPE, EncodeError, WireError
 from lispd.wire.info import TYPE_INFO, InfoMessage, decode_info, encode_info
+from lispd.wire.mapreferral import (
+    TYPE_MAP_REFERRAL,
+    MapReferral,
+    decode_map_referral,
+    encode_map_referral,
+)
 from lispd.wire.mapregister import (
     TYPE_MAP_NOTIFY,
     TYPE_MAP_NOTIFY_ACK,
@@ -26,7 +32,15 @@ from lispd.wire.maprequest import (
     encode_map_request,
 )
 
-ControlMessage = MapRequest | MapReply | MapRegister | MapNotify | InfoMessage | EncapsulatedControl
+ControlMessage = (
+    MapRequest
+    | MapReply
+    | MapRegister
+    | MapNotify
+    | MapReferral
+    | InfoMessage
+    | EncapsulatedControl
+)
 
 _DECODERS: dict[int, Callable[[bytes], ControlMessage]] = {
     TYPE_MAP_REQUEST: decode_map_request,
@@ -34,6 +48,7 @@ _DECODERS: dict[int, Callable[[bytes], ControlMessage]] = {
     TYPE_MAP_REGISTER: decode_map_register,
     TYPE_MAP_NOTIFY: decode_map_notify,
     TYPE_MAP_NOTIFY_ACK: decode_map_notify,
+    TYPE_MAP_REFERRAL: decode_map_referral,
     TYPE_INFO: decode_info,
     TYPE_ECM: decode_ecm,
 }
@@ -44,7 +59,7 @@ MESSAGE_NAMES = {
     TYPE_MAP_REGISTER: "map-register",
     TYPE_MAP_NOTIFY: "map-notify",
     TYPE_MAP_NOTIFY_ACK: "map-notify-ack",
-    6: "map-referral",
+    TYPE_MAP_REFERRAL: "map-referral",
     TYPE_INFO: "info",
     TYPE_ECM: "ecm",
 }
@@ -77,6 +92,8 @@ def encode_control(m: ControlMessage) -> bytes:
         return encode_map_register(m)
     if isinstance(m, MapNotify):
         return encode_map_notify(m)
+    if isinstance(m, MapReferral):
+        return encode_map_referral(m)
     if isinstance(m, InfoMessage):
         return encode_info(m)
     if isinstance(m, EncapsulatedControl):

@@ -417,7 +417,7 @@ def test_a_received_message_is_one_debug_line(caplog: pytest.LogCaptureFixture) 
             "dir": "in",
             "type": "malformed",
             "claimed": "map-referral",
-            "error": "unsupported-type",
+            "error": "trailing-bytes",
             "peer": "192.0.2.66:4342",
         },
     ]

@@ -37,6 +37,7 @@ from lispd.wire.ecm import EncapsulatedControl, decode_ecm, encode_ecm
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.info import InfoMessage, decode_info, encode_info
 from lispd.wire.ip import IPv4Header, IPv6Header
+from lispd.wire.mapreferral import MapReferral
 from lispd.wire.mapregister import (
     MapNotify,
     MapRegister,
@@ -1165,7 +1166,7 @@ def test_ecm_inside_ecm_is_bad_type() -> None:
 def test_ecm_inner_garbage_type_is_unsupported() -> None:
     from lispd.wire.ip import UdpDatagram, build_udp_datagram
 
-    inner = build_udp_datagram(UdpDatagram(INNER_V4, 4342, 4342, b"\x60" + bytes(15)))
+    inner = build_udp_datagram(UdpDatagram(INNER_V4, 4342, 4342, b"\x90" + bytes(15)))
     assert reason_of(decode_ecm, b"\x80\x00\x00\x00" + inner) == "unsupported-type"
 
 
@@ -1228,17 +1229,19 @@ def test_decode_control_empty_is_truncated() -> None:
     assert reason_of(decode_control, b"") == "truncated"
 
 
-@pytest.mark.parametrize("msg_type", [0, 6, 9, 10, 11, 12, 13, 14, 15])
+@pytest.mark.parametrize("msg_type", [0, 9, 10, 11, 12, 13, 14, 15])
 def test_decode_control_unsupported_types(msg_type: int) -> None:
     wire = bytes([msg_type << 4]) + bytes(31)
     assert reason_of(decode_control, wire) == "unsupported-type"
 
 
-def test_map_referral_named() -> None:
+def test_map_referral_named_and_decoded() -> None:
+    """Type 6 is LISP-DDT's Map-Referral (RFC 8111 section 6.4): decoded, not refused."""
     assert MESSAGE_NAMES[6] == "map-referral"
-    with pytest.raises(WireError) as info:
-        decode_control(bytes([0x60]) + bytes(11))
-    assert "map-referral" in str(info.value)
+    msg = decode_control(bytes([0x60]) + bytes(11))
+    assert isinstance(msg, MapReferral)
+    assert msg.records == ()
+    assert encode_control(msg) == bytes([0x60]) + bytes(11)
 
 
 @pytest.mark.parametrize(
