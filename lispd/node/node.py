@@ -64,6 +64,7 @@ from lispd.node.natbindings import NatBindings
 from lispd.node.reload import plan_reload, update_control_plane
 from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters, DropLog
+from lispd.wire.address import split_eid
 from lispd.wire.control import decode_control
 from lispd.wire.data import (
     DATA_HEADER_LEN,
@@ -650,11 +651,21 @@ class Node:
             if not sport:  # no binding to port 0: nothing could be sent back there
                 self.drop("nat-keepalive-port-zero", src, sport)
                 return
-            changed = self.nat_bindings.learn(address, sport, now)
+            iid, prefix = split_eid(msg.eid, msg.eid_mask_len)
+            eid = None if prefix is None else (iid, prefix)
+            new = (address, sport) not in self.nat_bindings
+            changed = self.nat_bindings.learn(address, sport, now, eid)
+            if new or address in changed:
+                self._log_binding(
+                    "nat binding",
+                    now,
+                    rloc=address,
+                    port=sport,
+                    eid=None if prefix is None else f"[{iid}]{prefix}",
+                    new=new,
+                )
+                self.counters.count("rtr.nat-binding-change", len(payload))
             if changed:
-                if address in changed:
-                    self._log_binding("nat binding", now, rloc=address, port=sport)
-                    self.counters.count("rtr.nat-binding-change", len(payload))
                 self._actions.append(NatBindingsChanged(tuple(changed)))
             self.counters.count("rtr.nat-keepalive", len(payload))
         elif isinstance(msg, MapRequest) and msg.probe and self.control.replier is not None:

@@ -214,8 +214,8 @@ NATED = IPv4Address("192.0.2.71")  # an RLOC whose translated port the RTR knows
 NAT_PORT = 61000
 
 
-def nat_port(address: IPAddress) -> int | None:
-    """The translated port of the one NATed RLOC."""
+def nat_port(address: IPAddress, _iid: int, _prefix: Network | None) -> int | None:
+    """The translated port of the one NATed RLOC (whatever the EID-prefix)."""
     return NAT_PORT if address == NATED else None
 
 
