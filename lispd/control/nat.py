@@ -41,10 +41,11 @@ Keepalives.  While behind NAT, every RTR gets a keepalive every ``keepalive_inte
 :class:`SendData` from our UDP 4341 socket to the RTR's UDP 4341 whose payload is a LISP data
 header (24-bit nonce = the low 24 bits of the Info-Request nonce, instance-ID
 :data:`~lispd.wire.data.IID_CONTROL`) followed by an Info-Request naming a database
-EID-prefix; a round is one keepalive per database EID-prefix (the first
-:data:`MAX_KEEPALIVE_EIDS`).  It keeps the NAT binding of our data socket open so that the RTR
-can send us traffic through it, and tells the RTR which EID-prefixes are ours: other xTRs may
-share our public address (:mod:`lispd.node.natbindings`).  An RTR that answers its keepalive
+EID-prefix; a round is one keepalive per database EID-prefix (at most
+:data:`MAX_KEEPALIVE_EIDS`), the one an Info-Request over the RTR's family names first.  It
+keeps the NAT binding of our data socket open so that the RTR can send us traffic through it,
+and tells the RTR which EID-prefixes are ours: other xTRs may share our public address
+(:mod:`lispd.node.natbindings`).  An RTR that answers its keepalive
 (lispers.net RTRs may) has the reply counted as ``stats["keepalive-replies"]`` and its time shown
 in :meth:`NatClient.states`; such a reply never changes the status (the RTR lists no RTRs).
 
@@ -123,8 +124,8 @@ RECENT_KEEPALIVE_NONCES: Final = 4
 """Keepalive rounds whose nonces are remembered per RTR (for the RTR's optional answers)."""
 
 MAX_KEEPALIVE_EIDS: Final = 16
-"""Database EID-prefixes named in keepalives, one keepalive each (the first ones, in database
-order; an RTR claims as many per binding, :data:`lispd.node.natbindings.MAX_EIDS`)."""
+"""Database EID-prefixes named in a round of keepalives, one keepalive each (an RTR claims as
+many per binding, :data:`lispd.node.natbindings.MAX_EIDS`)."""
 
 _NAT_TRAVERSAL: Final = NatTraversalConfig()
 """The defaults of ``[nat-traversal]``, which are those of :class:`NatClient`'s intervals."""
@@ -340,18 +341,21 @@ class NatClient:
             choices[version] = (NO_ADDRESS, 0) if pick is None else eid_prefix(*pick)
         return choices
 
-    @staticmethod
     def _keepalive_choices(
-        eids: Sequence[tuple[int, IPNetwork]],
-    ) -> tuple[tuple[Address, int], ...]:
-        """The (address, mask-len) of every keepalive of a round: each database EID-prefix
-        once, at most :data:`MAX_KEEPALIVE_EIDS` (AFI 0 alone for an empty database)."""
-        named: list[tuple[Address, int]] = []
-        for iid, prefix in eids:
-            choice = eid_prefix(iid, ip_network(prefix))
-            if choice not in named:
-                named.append(choice)
-        return tuple(named[:MAX_KEEPALIVE_EIDS]) or ((NO_ADDRESS, 0),)
+        self, eids: Sequence[tuple[int, IPNetwork]]
+    ) -> dict[int, tuple[tuple[Address, int], ...]]:
+        """The (address, mask-len) of every keepalive of a round to an RTR over IPv4 (key 4)
+        and IPv6 (6): the EID-prefix an Info-Request over that family names first, then every
+        other database EID-prefix once, :data:`MAX_KEEPALIVE_EIDS` in all."""
+        rounds: dict[int, tuple[tuple[Address, int], ...]] = {}
+        for version, first in self._eids.items():
+            named = [first]
+            for iid, prefix in eids:
+                choice = eid_prefix(iid, ip_network(prefix))
+                if choice not in named:
+                    named.append(choice)
+            rounds[version] = tuple(named[:MAX_KEEPALIVE_EIDS])
+        return rounds
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -631,7 +635,8 @@ class NatClient:
         """One round of keepalives to ``rtr``: one naming each database EID-prefix, so that
         the RTR knows which of the xTRs behind our NAT address each prefix belongs to."""
         sends: list[SendData] = []
-        for eid, mask_len in self._keepalive_eids:
+        named = self._keepalive_eids[rtr.address.version]
+        for eid, mask_len in named:
             nonce = self._new_nonce()
             payload = build_data_header(nonce & 0xFFFFFF, IID_CONTROL) + self._info(
                 nonce, eid, mask_len
@@ -639,7 +644,7 @@ class NatClient:
             rtr.nonces[nonce] = None
             self._keepalive_nonces[nonce] = rtr
             sends.append(SendData(rtr.address, LISP_DATA_PORT, payload))
-        while len(rtr.nonces) > RECENT_KEEPALIVE_NONCES * len(self._keepalive_eids):
+        while len(rtr.nonces) > RECENT_KEEPALIVE_NONCES * len(named):
             old, _ = rtr.nonces.popitem(last=False)
             del self._keepalive_nonces[old]
         rtr.last_sent = now

@@ -46,7 +46,7 @@ from lispd.dataplane.rloc import usable_candidates
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.tracing import is_trace
 from lispd.engine.compiled import CompiledPath, forwarding_record
-from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, Network, RlocEntry
 from lispd.stats import Counters
 from lispd.wire.data import DATA_HEADER_LEN, read_data_header
 from lispd.wire.ip import internet_checksum

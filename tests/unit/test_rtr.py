@@ -12,8 +12,8 @@ from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss
 from lispd.dataplane.rloc import elp_next_hop
 from lispd.dataplane.rtr import Rtr
-from lispd.node.natbindings import NatBindings
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.node.natbindings import NatBindings
 from lispd.stats import Counters
 from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram, internet_checksum
