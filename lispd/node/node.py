@@ -76,7 +76,7 @@ from lispd.wire.data import (
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
 from lispd.wire.mapreply import MapReply
-from lispd.wire.maprequest import MapRequest
+from lispd.wire.maprequest import MapRequest, decode_map_request
 from lispd.wire.records import EidRecord
 
 log = logging.getLogger("lispd.node")
@@ -692,8 +692,17 @@ class Node:
         payload = send.payload
         if not payload or payload[0] >> 4 != 1 or not payload[0] & 0x02:
             return None  # not a Map-Request with the probe bit
-        if self.nat_bindings is not None:
-            port = self.nat_bindings.port_for(send.dst)
+        if self.nat_bindings is not None and send.dst in self.nat_bindings:
+            # Several xTRs may share the NAT address: the probe goes to the one whose
+            # EID-prefix it names (the prober names the entry it watches the RLOC for).
+            iid, prefix = 0, None
+            try:
+                records = decode_map_request(payload).records
+            except WireError:
+                records = ()
+            if records:
+                iid, prefix = split_eid(records[0].address, records[0].mask_len)
+            port = self.nat_bindings.port_for(send.dst, iid, prefix)
             if port is not None:
                 return port
         itr = self.itr
