@@ -24,11 +24,13 @@ behind its NAT therefore behaves as before, whatever it names.
 
 Claims are sticky.  Keepalives are not authenticated: a spoofed one naming another xTR's prefix
 from another port must not take that xTR's traffic.  A claim held by a binding moves to another
-binding of the same address only when its holder has gone quiet: no keepalive for
-:data:`QUIET_GAPS` times its own last keepalive gap (gaps under :data:`MIN_GAP` are bursts and do
-not count; before a gap is known, half the timeout).  A live xTR keeps its prefixes; a NAT that
-rebinds an xTR to a new port (a NAT reboot, a mapping timed out) is followed at the new port's
-first keepalive after that, about two keepalive intervals later.  Refused claims are counted
+binding of the same address only when its holder has gone quiet *for that claim*: no keepalive
+of the holder naming it for :data:`QUIET_GAPS` times the holder's own last keepalive gap (gaps
+under :data:`MIN_GAP` are bursts and do not count; before a gap is known, half the timeout).  A
+live xTR keeps its prefixes; a NAT that rebinds an xTR to a new port (a NAT reboot, a mapping
+timed out) is followed at the new port's first keepalive after that, about two keepalive
+intervals later; and a port the NAT frees and gives to another xTR loses the old xTR's prefixes
+the same way, since the new owner's keepalives name other prefixes.  Refused claims are counted
 (``drops["nat-binding-eid-held"]``; the address-wide claim is contested by every other binding
 of the address, silently).  Moves are also rate-limited per claim: a token bucket of
 ``change_burst`` moves refilled at ``change_rate`` a second (by default 4, then one every 10 s);
@@ -87,7 +89,7 @@ class _Binding:
         self.port = port
         self.refreshed = now
         self.gap: float | None = None  # its last keepalive gap (None: not seen yet)
-        self.claims: set[Claim] = set()
+        self.claims: dict[Claim, float] = {}  # held claim -> when a keepalive last named it
         self.eids = 0  # how many of ``claims`` are EID claims (not address-wide)
 
 
@@ -209,19 +211,22 @@ class NatBindings:
             changed.append(address)
         return changed
 
-    def _quiet(self, binding: _Binding, now: float) -> bool:
-        """Whether ``binding`` has missed its keepalives long enough to lose a claim."""
+    def _quiet(self, binding: _Binding, claim: Claim, now: float) -> bool:
+        """Whether ``binding``'s keepalives have left ``claim`` unnamed long enough for it to
+        lose the claim (its own keepalives stopped, or they name other prefixes now: a NAT
+        may give a port it freed to another xTR)."""
         wait = self.timeout / 2 if binding.gap is None else QUIET_GAPS * binding.gap
-        return now - binding.refreshed > wait
+        return now - binding.claims[claim] > wait
 
     def _claim(self, claim: Claim, binding: _Binding, now: float) -> bool:
         """``binding`` claims ``claim``; True when the claim was taken or moved to it."""
         holder = self._holders.get(claim)
         if holder is binding:
+            binding.claims[claim] = now
             return False
         is_eid = claim[2] is not None
         if holder is not None:
-            if not self._quiet(holder, now):
+            if not self._quiet(holder, claim, now):
                 if is_eid:
                     self.drops["nat-binding-eid-held"] += 1
                 return False
@@ -234,7 +239,7 @@ class NatBindings:
             if not bucket.take(now):
                 self.drops["nat-binding-change-rate-limited"] += 1
                 return False
-            holder.claims.discard(claim)
+            del holder.claims[claim]
             if is_eid:
                 holder.eids -= 1
             self.stats["claim-moved"] += 1
@@ -247,7 +252,7 @@ class NatBindings:
     def _give(self, claim: Claim, binding: _Binding) -> None:
         self._holders[claim] = binding
         self._ports[claim] = binding.port
-        binding.claims.add(claim)
+        binding.claims[claim] = binding.refreshed
         if claim[2] is not None:
             binding.eids += 1
 
@@ -268,7 +273,7 @@ class NatBindings:
         if wide in binding.claims and same:
             self._give(wide, max(same.values(), key=lambda b: b.refreshed))
         had = bool(binding.claims)
-        binding.claims = set()
+        binding.claims = {}
         return had
 
     def forget(self, address: IPAddress, port: int | None = None) -> bool:

@@ -101,6 +101,22 @@ def test_a_nat_rebinding_an_xtr_is_followed_once_the_old_port_is_quiet() -> None
     assert (A, 40001) not in t and port(t, A, P1) == 41001
 
 
+def test_a_port_the_nat_gives_to_another_xtr_loses_the_old_xtrs_prefix() -> None:
+    """xtr1's mapping (port 40001) goes; the NAT later gives 40001 to xtr3, whose keepalives
+    name site 3.  The binding of 40001 stays alive, but nothing names site 1 from it any
+    more: xtr1, now on 41001, takes site 1 back as if 40001 had gone quiet."""
+    t = NatBindings(timeout=60.0, max_entries=10)
+    for now in (0.0, 10.0):
+        t.learn(A, 40001, now, P1)
+    for now in (20.0, 30.0, 40.0):
+        t.learn(A, 40001, now, P3)  # xtr3 now, on xtr1's old port
+        t.learn(A, 41001, now, P1)  # xtr1 on its new port
+    assert t.port_for(A, *P1) == 41001  # at 30 s: 20 s since 40001 last named it
+    assert t.port_for(A, *P3) == 40001
+    assert t.port_for(A) == 40001  # the address-wide claim: 40001 is alive
+    assert t.drops["nat-binding-eid-held"] == 1  # xtr1's try at 20 s
+
+
 def test_quiet_without_a_known_gap_is_half_the_timeout() -> None:
     t = NatBindings(timeout=60.0, max_entries=10)
     t.learn(A, 40001, 0.0, P1)  # one keepalive only: no gap known
@@ -290,6 +306,7 @@ def test_invariants(ops: list) -> None:
     t = NatBindings(timeout=timeout, max_entries=5, change_rate=0.2, change_burst=2)
     live: dict[tuple, float] = {}  # (address, port) -> last refresh
     gaps: dict[tuple, float] = {}
+    named_at: dict[tuple, float] = {}  # (address, port, "[iid]prefix") -> last named
     now = 0.0
     for kind, address, p, eid, step in ops:
         now += step
@@ -300,6 +317,8 @@ def test_invariants(ops: list) -> None:
                 gaps[key] = now - live[key]
             evicting = key not in live and len(live) == 5
             t.learn(address, p, now, eid)
+            if eid is not None:
+                named_at[(address, p, f"[{eid[0]}]{eid[1]}")] = now
             live.pop(key, None)
             live[key] = now
             while len(live) > 5:
@@ -314,7 +333,7 @@ def test_invariants(ops: list) -> None:
                 held = before.get((str(address), e))
                 if held is None or held == p or (address, held) not in live or evicting:
                     continue
-                last = live[(address, held)]
+                last = live[(address, held)] if e is None else named_at[(address, held, e)]
                 gap = gaps.get((address, held))
                 wait = timeout / 2 if gap is None else QUIET_GAPS * gap
                 if now - last <= wait:
