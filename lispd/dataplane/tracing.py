@@ -569,7 +569,6 @@ class TraceContext:
             nat_cache=nat_cache,
         )
 
-
 # --------------------------------------------------------------------------------------------
 # The node: what it stamps with, and the traces it holds
 

@@ -36,7 +36,6 @@ def held_by_another_process(name: str, sys_class_net: Path = Path("/sys/class/ne
         return False
     return not flags & IFF_PERSIST
 
-
 log = logging.getLogger(__name__)
 
 
