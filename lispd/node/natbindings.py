@@ -17,9 +17,11 @@ translated RLOC, the same public address for every xTR behind one NAT, so the ad
 say which xTR (and so which port) a map-cache entry is for.  The EID-prefix does: every keepalive
 names one of the xTR's database EID-prefixes (:mod:`lispd.control.nat` sends one per prefix), and
 the binding it refreshes *claims* that (instance-ID, EID-prefix) at its address.  The packet
-path looks up the entry's (address, instance-ID, EID-prefix) first; an entry no binding claims
-(an xTR naming only some of its prefixes, an RLOC probe, an explicit-path hop) falls back to the
-address-wide claim, which the first binding at an address takes and keeps.  One xTR alone
+path looks up the entry's (address, instance-ID, EID-prefix) first, the prefix exactly as the
+Map-Server registered it (what Map-Replies carry); an entry no binding claims (an xTR naming
+only some of its prefixes, a more-specific entry, an explicit-path hop) falls back to the
+address-wide claim, which the first binding at an address takes and keeps.  RLOC probes go by
+the EID-prefix the probe names, the same way.  One xTR alone
 behind its NAT therefore behaves as before, whatever it names.
 
 Claims are sticky.  Keepalives are not authenticated: a spoofed one naming another xTR's prefix
