@@ -39,8 +39,9 @@ of the address, silently).  Moves are also rate-limited per claim: a token bucke
 beyond it ``drops["nat-binding-change-rate-limited"]``.  A binding claims at most
 :data:`MAX_EIDS` prefixes (``drops["nat-binding-too-many-eids"]`` beyond).
 
-:meth:`NatBindings.port_for` is on the per-packet path: two dict lookups at most, no clock, no
-work that grows with the table.  Expiry is the daemon's timer work: a binding not refreshed for
+:meth:`NatBindings.port_for` is on the per-packet path: one dict lookup by address (the only
+one for an RLOC that is no NATed xTR's), a second by EID-prefix, no clock, no work that grows
+with the table.  Expiry is the daemon's timer work: a binding not refreshed for
 ``timeout`` seconds is forgotten (the NAT has forgotten it too, or will), with its claims; the
 address-wide claim passes to the most recently refreshed binding left at the address.  The
 table is bounded: when it is full, a new binding evicts the least recently refreshed one
@@ -95,6 +96,17 @@ class _Binding:
         self.eids = 0  # how many of ``claims`` are EID claims (not address-wide)
 
 
+class _Ports:
+    """What the packet path reads of one NATed address: the port of its address-wide claim and
+    of each claimed (instance-ID, EID-prefix)."""
+
+    __slots__ = ("eids", "wide")
+
+    def __init__(self) -> None:
+        self.wide: int | None = None
+        self.eids: dict[Eid, int] = {}
+
+
 class NatBindings:
     """(translated address, translated port) -> binding of the NATed xTRs an RTR serves, and
     which binding each claimed EID-prefix goes to."""
@@ -146,7 +158,7 @@ class NatBindings:
         self._bindings: OrderedDict[tuple[IPAddress, int], _Binding] = OrderedDict()
         self._at: dict[IPAddress, dict[int, _Binding]] = {}  # the bindings of each address
         self._holders: dict[Claim, _Binding] = {}  # who holds each claim
-        self._ports: dict[Claim, int] = {}  # the packet path reads only this: claim -> port
+        self._ports: dict[IPAddress, _Ports] = {}  # the packet path reads only this
         self._buckets: dict[Claim, TokenBucket] = {}  # moves, per claim that has moved
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
@@ -170,12 +182,14 @@ class NatBindings:
 
         Called per packet: it does not look at the clock, so a binding past its timeout is used
         until :meth:`expire` runs (at :meth:`next_deadline`)."""
-        ports = self._ports
-        if prefix is not None:
-            port = ports.get((address, iid, prefix))
+        ports = self._ports.get(address)  # one lookup for an RLOC that is no NATed xTR's
+        if ports is None:
+            return None
+        if prefix is not None and ports.eids:
+            port = ports.eids.get((iid, prefix))
             if port is not None:
                 return port
-        return ports.get((address, -1, None))
+        return ports.wide
 
     def learn(
         self, address: IPAddress, port: int, now: float, eid: Eid | None = None
@@ -253,7 +267,13 @@ class NatBindings:
 
     def _give(self, claim: Claim, binding: _Binding) -> None:
         self._holders[claim] = binding
-        self._ports[claim] = binding.port
+        ports = self._ports.get(binding.address)
+        if ports is None:
+            ports = self._ports[binding.address] = _Ports()
+        if claim[2] is None:
+            ports.wide = binding.port
+        else:
+            ports.eids[(claim[1], claim[2])] = binding.port
         binding.claims[claim] = binding.refreshed
         if claim[2] is not None:
             binding.eids += 1
@@ -267,13 +287,20 @@ class NatBindings:
         del same[binding.port]
         if not same:
             del self._at[address]
+        ports = self._ports.get(address)
         for claim in binding.claims:
             del self._holders[claim]
-            del self._ports[claim]
             self._buckets.pop(claim, None)
+            if ports is not None:
+                if claim[2] is None:
+                    ports.wide = None
+                else:
+                    del ports.eids[(claim[1], claim[2])]
         wide = _wide(address)
         if wide in binding.claims and same:
             self._give(wide, max(same.values(), key=lambda b: b.refreshed))
+        if ports is not None and ports.wide is None and not ports.eids:
+            del self._ports[address]
         had = bool(binding.claims)
         binding.claims = {}
         return had
