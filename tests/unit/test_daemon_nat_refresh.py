@@ -30,7 +30,7 @@ from lispd.engine.compiled import CompiledPath, RecordRefresh
 from lispd.engine.runner import EngineRunner
 from lispd.io.udp import Sender
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
-from lispd.wire.address import DistinguishedName
+from lispd.wire.address import DistinguishedName, eid_prefix
 from lispd.wire.control import encode_control
 from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.info import InfoMessage
@@ -245,6 +245,27 @@ def test_a_thousand_keepalives_from_other_ports_of_the_address_take_nothing(rtr:
     assert d.node.counters.packets["rtr.nat-binding-change.packets"] == 3  # the new bindings
     assert bindings.port_for(NATED) == 50000
     assert all(rtr.record_port(e) == (50000, True) for e in rtr.nated)
+
+
+def test_two_xtrs_behind_the_address_get_their_own_records(rtr: Rtr) -> None:
+    """Two xTRs behind the NATed address, each naming the EID-prefix of one of the entries in
+    its keepalives: the compiled records of those two entries carry each xTR's own port, the
+    other entries of the address the address-wide one (the first xTR's)."""
+    first, second = rtr.nated[0], rtr.nated[1]
+
+    def body() -> None:
+        for port, entry in ((40001, first), (40002, second)):
+            eid, mask_len = eid_prefix(entry.iid, entry.prefix)
+            info = InfoMessage(nonce=9, ttl=1440, eid=eid, eid_mask_len=mask_len)
+            payload = build_data_header(0x42, IID_CONTROL) + encode_control(info)
+            rtr.daemon._data_packet(payload, 64, 0, str(NATED), port)
+            rtr.daemon.transmit()
+
+    in_loop(rtr, body)
+    assert rtr.record_port(first) == (40001, True)
+    assert rtr.record_port(second) == (40002, True)
+    assert all(rtr.record_port(e) == (40001, True) for e in rtr.nated[2:])
+    assert rtr.workers.names() == {"map_set": 2 * USING_NATED}  # one pass per new claim
 
 
 def test_expired_bindings_reissue_their_records_with_the_plain_port(rtr: Rtr) -> None:
