@@ -25,7 +25,9 @@ Always:
 ``lispd_packets_total{counter}``, ``lispd_bytes_total{counter}``
     counters: packets and bytes per data-path counter of ``lispctl show stats``, e.g.
     ``counter="itr.encap"``, ``"etr.decap"``, ``"pitr.encap"``, ``"petr.decap"``,
-    ``"rtr.reencap"``, ``"control.sent"`` (a packet is counted under one role only).
+    ``"rtr.reencap"``, ``"control.sent"`` (a packet is counted under one role only), and a
+    few parts of those, e.g. ``"itr.all-rlocs-down"`` (encapsulated, also in ``itr.encap``, to
+    a mapping whose RLOCs are all down).
 ``lispd_drops_total{reason}``
     counter: dropped packets and messages per reason, data and control plane together (e.g.
     ``reason="no-route"``, ``"control-bad-length"``).

@@ -1,4 +1,4 @@
-"""RLOC probing (RFC 9301 section 6.3.2): is an RLOC alive, how far away, how slow?
+"""RLOC probing (RFC 9301 section 7.1): is an RLOC alive, how far away, how slow?
 
 A probe is a Map-Request with the P bit sent straight to the RLOC's UDP 4342 (not inside an
 ECM); the answer is a Map-Reply with the P bit and the same nonce.  A sans-IO machine like

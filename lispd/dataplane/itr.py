@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 from lispd.dataplane.icmp import frag_needed_v4, packet_too_big_v6
 from lispd.dataplane.inner import flow_hash, parse_inner
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
-from lispd.dataplane.rloc import elp_next_hop, select_rloc
+from lispd.dataplane.rloc import elp_next_hop, select_mapping_rloc, select_rloc
 from lispd.mapcache import LocalDatabase, MapCache, Network, RlocEntry
 from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters
@@ -124,7 +124,7 @@ class Itr:
             proxied = self.instance_for_source(flow.src) is None
         entry = self.mapcache.lookup(iid, flow.dst, now)
         h = flow_hash(flow)
-        data_port = to_petr = False
+        data_port = to_petr = all_down = False
         if self.rtrs is not None and (entry is None or entry.action != "encapsulate"):
             rloc = select_rloc(self.rtrs, h, self.families)
             if rloc is None:
@@ -135,7 +135,8 @@ class Itr:
             # takes no bytearray.  bytes() of bytes is the object itself, no copy.
             return Miss(iid, bytes(flow.dst), bytes(flow.src))
         elif entry.action == "encapsulate":
-            rloc = select_rloc(entry.rlocs, h, self.families)
+            # Every RLOC down: the best ones are used anyway (see lispd.dataplane.rloc).
+            rloc, all_down = select_mapping_rloc(entry.rlocs, h, self.families)
         elif entry.action == "native-forward":
             if not self.petrs:
                 return DROP_NATIVE_NO_PETR
@@ -163,6 +164,8 @@ class Itr:
         limit = self.underlay_mtu - OVERHEAD[family]
         if len(pkt) > limit and flow.dont_fragment and not reencap:
             return self._too_big(bytes(pkt), flow.version, limit, now)
+        if all_down:
+            self.counters.count("itr.all-rlocs-down", len(pkt))
         return Encap(
             address,
             port,

@@ -1,5 +1,14 @@
 """RLOC choice: the lowest usable priority wins; ties share by weight, by flow hash, so one
-flow always lands on the same RLOC while the set is unchanged."""
+flow always lands on the same RLOC while the set is unchanged.
+
+When every RLOC of a mapping is believed down, an ITR keeps encapsulating to the best ones
+anyway (:func:`mapping_candidates`).  RFC 9300 section 10 and RFC 9301 section 7.1 tell how an
+ITR learns reachability (probing, Locator-Status-Bits, the R bit, ICMP) and that it switches to
+another locator when one is found unreachable; neither asks it to drop a flow whose locators
+are all thought unreachable.  "Down" is a guess made from lost probes (an xTR that restarted,
+or one like OOR that answers no probe for its first seconds): the path may work, and
+encapsulating costs less than a black hole.  Priority 255 (RFC 9301 section 5.4: not for
+unicast) and an address family this router cannot send in still rule an RLOC out."""
 
 from __future__ import annotations
 
@@ -32,14 +41,34 @@ def usable_candidates(rlocs: Sequence[RlocLike], families: Collection[int]) -> l
     return _usable(rlocs, families)
 
 
-def _usable(rlocs: Sequence[R], families: Collection[int]) -> list[R]:
+def mapping_candidates(rlocs: Sequence[R], families: Collection[int]) -> tuple[list[R], bool]:
+    """The RLOCs a map-cache entry's flows are shared among, and whether they were chosen with
+    every RLOC down: :func:`usable_candidates` when any RLOC is up, else the RLOCs of the best
+    priority as if all were up (``(candidates, True)``; see the module docstring)."""
+    chosen = _usable(rlocs, families)
+    if chosen:
+        return chosen, False
+    chosen = _usable(rlocs, families, ignore_down=True)
+    return chosen, bool(chosen)
+
+
+def select_mapping_rloc(
+    rlocs: Sequence[R], h: int, families: Collection[int]
+) -> tuple[R | None, bool]:
+    """The RLOC flow hash ``h`` goes to among a map-cache entry's ``rlocs``, falling back to
+    the down ones when none is up (:func:`mapping_candidates`); the flag says it fell back."""
+    chosen, all_down = mapping_candidates(rlocs, families)
+    return pick_by_weight(chosen, h), all_down
+
+
+def _usable(rlocs: Sequence[R], families: Collection[int], ignore_down: bool = False) -> list[R]:
     """:func:`usable_candidates`, typed by the caller's RLOC class (generic, for
-    :func:`select_rloc`)."""
+    :func:`select_rloc`); ``ignore_down``: as if every RLOC were up."""
     best = UNUSABLE_PRIORITY + 1
     chosen: list[R] = []
     for r in rlocs:
         prio = r.priority
-        if prio == UNUSABLE_PRIORITY or not r.up:
+        if prio == UNUSABLE_PRIORITY or not (r.up or ignore_down):
             continue
         if r.address.version not in families:  # type: ignore[attr-defined]
             continue

@@ -569,6 +569,7 @@ class TraceContext:
             nat_cache=nat_cache,
         )
 
+
 # --------------------------------------------------------------------------------------------
 # The node: what it stamps with, and the traces it holds
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from lispd.dataplane.rloc import usable_candidates
+from lispd.dataplane.rloc import mapping_candidates
 from lispd.engine.workers import WorkerSet, add_counts
 from lispd.engine.workerwire import Operation
 from lispd.mapcache import LocalDatabase, MapCache, MapCacheEntry, Network
@@ -40,6 +40,10 @@ NatPort = Callable[[IPAddress, int, Network | None], int | None]
 EID-prefix), None when the RLOC is not a NATed xTR's
 (:meth:`lispd.node.natbindings.NatBindings.port_for`)."""
 RecordRloc = tuple[bytes, int, int, bool]  # packed address, port, weight, via the 4341 socket
+
+FORWARDED = ("itr.encap.packets", "etr.decap.packets", "rtr.reencap.packets")
+"""The engine's packet counters of forwarded packets, one per role (``itr.all-rlocs-down`` is
+a part of ``itr.encap``, not counted again)."""
 
 REFRESH_SLICE = 250
 """Records :meth:`RecordRefresh.run` issues again per call at most: each costs 3-10 us
@@ -59,28 +63,30 @@ def forwarding_record(
     families: Collection[int],
     own_rlocs: Collection[IPAddress],
     nat_port: NatPort | None,
-) -> list[RecordRloc] | None:
+) -> tuple[list[RecordRloc], bool] | None:
     """What the engine needs of ``entry``: the RLOCs flows are shared among, in the order and
-    with the weights :func:`lispd.dataplane.rloc.select_rloc` uses, each with the port to send
-    to; None when Python must see the packets (a negative entry, no usable RLOC, an explicit
-    locator path, an RLOC that is this node)."""
+    with the weights :func:`lispd.dataplane.rloc.select_mapping_rloc` uses, each with the port
+    to send to, and whether they are used with every RLOC down (the engine counts those
+    packets as ``itr.all-rlocs-down``, as the Python path does); None when Python must see the
+    packets (a negative entry, no usable RLOC, an explicit locator path, an RLOC that is this
+    node)."""
     if entry.action != "encapsulate":
         return None
-    candidates = usable_candidates(entry.rlocs, families)
+    candidates, all_down = mapping_candidates(entry.rlocs, families)
     if not candidates:
         return None
     record: list[RecordRloc] = []
     for rloc in candidates:
-        if rloc.elp or rloc.address in own_rlocs:  # type: ignore[attr-defined]
+        if rloc.elp or rloc.address in own_rlocs:
             return None
-        address: IPAddress = rloc.address  # type: ignore[assignment]
-        port, via_data = rloc.port, False  # type: ignore[attr-defined]
+        address: IPAddress = rloc.address
+        port, via_data = rloc.port, False
         if nat_port is not None:
             translated = nat_port(address, entry.iid, entry.prefix)
             if translated is not None:
                 port, via_data = translated, True
         record.append((address.packed, port, rloc.weight, via_data))
-    return record
+    return record, all_down
 
 
 class CompiledPath:
@@ -167,7 +173,13 @@ class CompiledPath:
 
     def _record_args(self, iid: int, prefix: Network, entry: MapCacheEntry) -> tuple[Any, ...]:
         record = forwarding_record(entry, self.families, self.own_rlocs, self.nat_port)
-        return (iid, prefix.network_address.packed, prefix.prefixlen, record)
+        packed, plen = prefix.network_address.packed, prefix.prefixlen
+        if record is None:
+            return (iid, packed, plen, None)
+        rlocs, all_down = record
+        # The fifth argument only when set: the operation stays the four-argument form the
+        # workers and their message-size estimate know for every ordinary record.
+        return (iid, packed, plen, rlocs, True) if all_down else (iid, packed, plen, rlocs)
 
     def reissue(self, entries: Iterable[MapCacheEntry]) -> int:
         """Install the current record of each of ``entries`` (map-cache entries) again in
@@ -242,7 +254,7 @@ class CompiledPath:
 
         def forwarded(counts: dict[str, dict[str, int]]) -> int:
             packets = counts.get("packets", {})
-            return sum(v for k, v in packets.items() if k.endswith(".packets"))
+            return sum(packets.get(k, 0) for k in FORWARDED)
 
         spread = {"main": forwarded(self.engine.counters())}
         if self.workers is not None:

@@ -195,6 +195,6 @@ def batches(operations: list[Operation], limit: int = MAX_MESSAGE) -> list[bytes
 
 def _record_cost(op: Operation) -> int:
     """Bytes a map_set's RLOC list adds (about 40 per RLOC)."""
-    if op[0] == "map_set" and len(op[1]) == 4 and isinstance(op[1][3], list):
+    if op[0] == "map_set" and len(op[1]) >= 4 and isinstance(op[1][3], list):
         return 40 * len(op[1][3])
     return 0

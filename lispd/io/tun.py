@@ -36,6 +36,7 @@ def held_by_another_process(name: str, sys_class_net: Path = Path("/sys/class/ne
         return False
     return not flags & IFF_PERSIST
 
+
 log = logging.getLogger(__name__)
 
 

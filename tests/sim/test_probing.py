@@ -103,3 +103,50 @@ def test_failover_to_the_next_priority_and_back(learned: bool) -> None:
     net.settle()
     assert receiver(back, xtr2, xtr3) == ["xtr2"]
     assert itr.drops() == {} and xtr2.drops() == {} and xtr3.drops() == {}
+
+
+def test_a_site_whose_only_rloc_is_down_still_gets_the_traffic() -> None:
+    """Issue 21: site 2 single-homed (xtr2 only).  Once probing has marked xtr2 down, xtr1 keeps
+    encapsulating to it (counted ``itr.all-rlocs-down``) instead of dropping as
+    ``no-usable-rloc``: a peer back before its next probe (a restarted xTR, or OOR, which answers
+    no probe for its first seconds) gets the flow at once.  RFC 9300 section 10 / RFC 9301
+    section 7.1 switch traffic to another locator; with none left there is nothing to switch to."""
+    net = Network()
+    probing = {"interval": INTERVAL, "timeout": TIMEOUT, "down-after": DOWN_AFTER}
+    site2 = database(SITE2, {"address": XTR2, "priority": 1})
+    xtr2 = net.add_node(
+        "xtr2", configs.xtr("xtr2", [XTR2], database_mapping=site2, probing=probing)
+    )
+    itr = net.add_node(
+        "xtr1", configs.xtr("xtr1", [XTR1], SITE1.prefixes, probing=probing, map_cache=site2)
+    )
+    net.advance(1.0)
+    ping = Pinger(net, "xtr1", H1, H2)
+    first = ping.send()
+    net.settle()
+    assert receiver(first, xtr2) == ["xtr2"]
+    assert itr.packets("itr.all-rlocs-down") == 0
+
+    net.take_down("xtr2")
+    net.advance(DETECTION + 0.5)
+    entry = itr.lookup(H2)
+    assert entry is not None and [r.up for r in entry.rlocs] == [False]
+    lost = ping.send()  # encapsulated to the down RLOC, lost on the way (xtr2 is off)
+    net.advance(0.1)
+    assert receiver(lost, xtr2) == [] and itr.packets("itr.all-rlocs-down") == 1
+
+    # xtr2 is back; its next probe is up to an interval away, but the traffic gets through now.
+    net.bring_up("xtr2")
+    back = ping.send()
+    net.advance(0.05)
+    entry = itr.lookup(H2)
+    assert entry is not None and [r.up for r in entry.rlocs] == [False]  # not probed yet
+    assert receiver(back, xtr2) == ["xtr2"] and itr.packets("itr.all-rlocs-down") == 2
+    assert "no-usable-rloc" not in itr.drops()
+
+    net.advance(INTERVAL + 0.1)  # the probe is answered: up again, ordinary forwarding
+    entry = itr.lookup(H2)
+    assert entry is not None and [r.up for r in entry.rlocs] == [True]
+    later = ping.send()
+    net.settle()
+    assert receiver(later, xtr2) == ["xtr2"] and itr.packets("itr.all-rlocs-down") == 2

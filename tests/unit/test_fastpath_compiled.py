@@ -42,7 +42,7 @@ from lispd.dataplane.etr import Etr
 from lispd.dataplane.inner import flow_hash, inner_destination, parse_inner
 from lispd.dataplane.itr import Itr
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
-from lispd.dataplane.rloc import usable_candidates
+from lispd.dataplane.rloc import mapping_candidates
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.tracing import is_trace
 from lispd.engine.compiled import CompiledPath, forwarding_record
@@ -247,6 +247,7 @@ ITR_ENTRIES = [
     entry("203.0.113.192/26", action="drop"),
     entry("203.0.113.224/27", action="send-map-request"),
     entry("203.0.113.64/26", rloc("192.0.2.31", 1, up=False), rloc("192.0.2.32", 255)),
+    entry("203.0.113.32/28", rloc("192.0.2.35", 255), rloc("192.0.2.36", 255, up=False)),
     entry("203.0.113.96/27", action="native-forward"),
     entry("203.0.113.16/28", rloc("192.0.2.41", elp=("192.0.2.41", "192.0.2.42"))),
     entry("203.0.113.8/29", rloc("192.0.2.1", 1, 50), rloc("192.0.2.51", 1, 50)),  # own RLOC
@@ -342,7 +343,7 @@ def documented_itr_punt(world: ItrWorld, pkt: bytes, iid: int | None = None) -> 
     assert iid is not None
     found = world.mapcache.lookup(iid, flow.dst)
     assert found is not None
-    candidates = usable_candidates(found.rlocs, world.families)
+    candidates, _ = mapping_candidates(found.rlocs, world.families)
     if any(r.elp for r in candidates):  # type: ignore[attr-defined]
         return "elp"
     if any(r.address in world.itr.own_rlocs for r in candidates):
@@ -391,7 +392,8 @@ ITR_TABLE = [
     ("203.0.113.129", "encap"),  # /25, an IPv6 RLOC next to a weight-0 IPv4 one
     ("203.0.113.200", "punt"),  # negative: drop
     ("203.0.113.230", "punt"),  # negative: send-map-request
-    ("203.0.113.70", "punt"),  # no usable RLOC (down, priority 255)
+    ("203.0.113.70", "encap"),  # the only unicast RLOC down: used anyway (rloc.py)
+    ("203.0.113.40", "punt"),  # no usable RLOC (priority 255 only)
     ("203.0.113.100", "punt"),  # native-forward (no PETR)
     ("203.0.113.17", "punt-elp"),  # ELP
     ("203.0.113.9", "own-rloc"),  # one RLOC is this node: punt or encap by flow

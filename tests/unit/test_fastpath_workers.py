@@ -255,3 +255,30 @@ def test_a_worker_that_cannot_keep_up_with_table_updates_is_restarted(monkeypatc
             h.close()
 
     asyncio.run(story())
+
+
+def test_a_worker_forwards_and_counts_a_record_whose_rlocs_are_all_down() -> None:
+    """``map_set(..., all_down=True)`` (issue 21: every RLOC of the mapping down, the best
+    used anyway) reaches a worker like any record: it forwards, and counts the packets as
+    ``itr.all-rlocs-down`` besides ``itr.encap``."""
+    asyncio.run(all_down_story())
+
+
+async def all_down_story() -> None:
+    h = Harness()
+    ws = h.set
+    try:
+        ws.start()
+        assert await ws.ready()
+        ws.broadcast("map_set", 0, packed(PEER), 28, h.record, True)
+        await asyncio.sleep(0.2)
+        to_peer = udp_packet(packed("198.51.100.1"), packed("198.51.100.18"))
+        data = await encapsulated(h, to_peer)
+        assert data[8:] == to_peer and h.tun_punts == []
+        await ws.refresh()
+        packets = ws.counters()["packets"]
+        assert packets["itr.all-rlocs-down.packets"] == 1 and packets["itr.encap.packets"] == 1
+        assert packets["itr.all-rlocs-down.bytes"] == len(to_peer)
+    finally:
+        await ws.close()
+        h.close()

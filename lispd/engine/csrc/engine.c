@@ -257,6 +257,7 @@ static int classify_flow(fp_engine *e, const inner_flow *fp, cursor c, long iid,
     d->fd = s->fd;
     d->given = s->given;
     d->family = rloc->family;
+    d->all_down = r->all_down;
     d->port = rloc->port;
     memcpy(d->addr, rloc->addr, 16);
     d->ttl = f.ttl;
@@ -281,6 +282,10 @@ static void enqueue(fp_engine *e, const fp_dest *d, uint8_t *data, size_t len, s
 {
     if (e->nout == FP_OUT_MAX)
         fp_flush(e);
+    if (d->all_down) {
+        e->c.all_down_packets++;
+        e->c.all_down_bytes += inner_len;
+    }
     fp_out *o = &e->out[e->nout++];
     o->data = data;
     o->len = (uint32_t)len;

@@ -55,7 +55,8 @@ typedef struct {
 
 typedef struct {
     uint32_t total_weight;
-    uint16_t n; /* 0: punt every packet matching this prefix to Python */
+    uint16_t n;       /* 0: punt every packet matching this prefix to Python */
+    uint8_t all_down; /* every RLOC of the mapping is down: these are the best anyway */
     fp_rloc rloc[];
 } fp_record;
 
@@ -63,6 +64,7 @@ typedef struct {
     uint64_t itr_encap_packets, itr_encap_bytes;
     uint64_t etr_decap_packets, etr_decap_bytes;
     uint64_t rtr_reencap_packets, rtr_reencap_bytes;
+    uint64_t all_down_packets, all_down_bytes; /* sent by an all_down record */
     /* drops, each under its own reason */
     uint64_t send_failed, tun_write_failed, tso_unsupported;
     uint64_t tun_read_short;     /* a vnet read shorter than the virtio-net header */
@@ -92,6 +94,7 @@ typedef struct {
 typedef struct {
     int fd, given;
     uint8_t family;
+    uint8_t all_down; /* chosen from a record whose RLOCs are all down (counted when queued) */
     int ttl, tos;
     uint16_t port;
     uint8_t addr[16];

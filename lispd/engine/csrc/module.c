@@ -210,7 +210,9 @@ static PyObject *Engine_map_set(Engine *self, PyObject *args)
     Py_buffer prefix;
     int plen, family;
     PyObject *rlocs;
-    if (!PyArg_ParseTuple(args, "O&y*iO", iid_converter, &iid, &prefix, &plen, &rlocs))
+    int all_down = 0;
+    if (!PyArg_ParseTuple(args, "O&y*iO|p", iid_converter, &iid, &prefix, &plen, &rlocs,
+                          &all_down))
         return NULL;
     PyObject *seq = NULL;
     fp_record *r = NULL;
@@ -234,6 +236,7 @@ static PyObject *Engine_map_set(Engine *self, PyObject *args)
         goto fail;
     }
     r->n = (uint16_t)n;
+    r->all_down = (uint8_t)(all_down && n > 0);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_buffer addr;
         int port, weight, via, afam;
@@ -573,6 +576,8 @@ static const counter_name PACKET_COUNTERS[] = {
     COUNTER("etr.decap.bytes", etr_decap_bytes),
     COUNTER("rtr.reencap.packets", rtr_reencap_packets),
     COUNTER("rtr.reencap.bytes", rtr_reencap_bytes),
+    COUNTER("itr.all-rlocs-down.packets", all_down_packets),
+    COUNTER("itr.all-rlocs-down.bytes", all_down_bytes),
     {NULL, 0},
 };
 static const counter_name DROP_COUNTERS[] = {
@@ -983,7 +988,8 @@ static PyMethodDef Engine_methods[] = {
     {"set_punt_all", (PyCFunction)Engine_set_punt_all, METH_VARARGS,
      "set_punt_all(flag): hand every packet to Python (behind a NAT: all goes to RTRs)."},
     {"map_set", (PyCFunction)Engine_map_set, METH_VARARGS,
-     "map_set(iid, prefix, plen, rlocs): install a forwarding record; rlocs None punts."},
+     "map_set(iid, prefix, plen, rlocs, all_down=False): install a forwarding record; rlocs "
+     "None punts; all_down: the RLOCs are down, used anyway (counted)."},
     {"map_remove", (PyCFunction)Engine_map_remove, METH_VARARGS,
      "map_remove(iid, prefix, plen) -> bool"},
     {"map_clear", (PyCFunction)Engine_map_clear, METH_NOARGS, "Remove every record."},
