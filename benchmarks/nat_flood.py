@@ -34,7 +34,10 @@ rtr1 and xtr2): ``--quiet-seconds`` without the flood, then ``--seconds`` while 
 ``--rate`` NAT keepalives a second from 198.18.0.1 (an address on ms, the first of the RLOCs:
 ``--per-rloc`` entries use it), alternating between two source ports, to rtr1's data port.
 Per window: pings sent / answered / lost and their round-trip times; rtr1's keepalives counted,
-binding changes accepted, changes refused by the per-address rate limit
+binding changes accepted (new bindings and moved claims: ``rtr.nat-binding-change``), claims
+refused because the binding holding them is alive (``nat-binding-eid-held``: since bindings are
+kept per xTR, each source port is a binding of its own and the first one holds the spoofed
+address and EID-prefix), moves refused by the per-claim rate limit
 (``nat-binding-change-rate-limited``), forwarding records re-issued; the event loop's stalls
 as lispd reports them (``stats`` -> ``loop``: the largest lag of a tick due every 10 ms, in the
 last 10-20 s, read every second) and as this module's own tick measures them in rtr1's loop
@@ -499,6 +502,7 @@ class Bench:
             "keepalives": delta("packets", "rtr.nat-keepalive.packets"),
             "binding_changes": delta("packets", "rtr.nat-binding-change.packets"),
             "rate_limited": delta("drops", "nat-binding-change-rate-limited"),
+            "claims_refused": delta("drops", "nat-binding-eid-held"),
             "records_reissued": delta("fastpath", "records-reissued"),
             "cpu_main_pct": round(100 * (after["cpu_main"] - before["cpu_main"]) / wall, 1),
             "cpu_workers_pct": round(
@@ -629,7 +633,8 @@ def print_report(r: dict[str, Any]) -> None:
             print(
                 f"        keepalives sent {f['sent']} ({f['sent'] / f['seconds']:.0f}/s), "
                 f"counted by rtr1 {w['keepalives']}, binding changes accepted "
-                f"{w['binding_changes']}, refused (rate-limited) {w['rate_limited']}, "
+                f"{w['binding_changes']}, claims refused (holder alive) {w['claims_refused']}, "
+                f"refused (rate-limited) {w['rate_limited']}, "
                 f"records re-issued {w['records_reissued']}"
             )
         if "lispd_ticks" in w:

@@ -470,18 +470,22 @@ def format_nat(state: dict[str, Any]) -> str:
 
 
 def format_rtr(bindings: Sequence[dict[str, Any]]) -> str:
-    """``show rtr``: the NAT bindings an RTR learned (most recently refreshed first)."""
+    """``show rtr``: the NAT bindings an RTR learned (most recently refreshed first), one per
+    NATed xTR: the EID-prefixes its keepalives claim, and ``*`` on the binding that takes
+    the address's unclaimed prefixes."""
     rows = [
         [
             str(b.get("address", "?")),
             str(b.get("port", "?")),
             format_duration(b.get("age-seconds")),
             format_duration(b.get("expires-in")),
+            "*" if b.get("address-wide") else "",
+            ", ".join(b.get("eid-prefixes") or ()) or "-",
         ]
         for b in bindings
     ]
     lines = [f"LISP RTR NAT bindings: {_count(len(bindings), 'binding')}", ""]
-    headers = ["xTR global RLOC", "Port", "Refreshed", "Expires-in"]
+    headers = ["xTR global RLOC", "Port", "Refreshed", "Expires-in", "Default", "EID-prefixes"]
     return "\n".join(lines + table(headers, rows, right=(1,))) + "\n"
 
 

@@ -41,8 +41,11 @@ Keepalives.  While behind NAT, every RTR gets a keepalive every ``keepalive_inte
 :class:`SendData` from our UDP 4341 socket to the RTR's UDP 4341 whose payload is a LISP data
 header (24-bit nonce = the low 24 bits of the Info-Request nonce, instance-ID
 :data:`~lispd.wire.data.IID_CONTROL`) followed by an Info-Request naming a database
-EID-prefix (as above, for the RTR's family).  It keeps the NAT binding of our data socket open
-so that the RTR can send us traffic through it.  An RTR that answers its keepalive
+EID-prefix; a round is one keepalive per database EID-prefix (at most
+:data:`MAX_KEEPALIVE_EIDS`), the one an Info-Request over the RTR's family names first.  It
+keeps the NAT binding of our data socket open so that the RTR can send us traffic through it,
+and tells the RTR which EID-prefixes are ours: other xTRs may share our public address
+(:mod:`lispd.node.natbindings`).  An RTR that answers its keepalive
 (lispers.net RTRs may) has the reply counted as ``stats["keepalive-replies"]`` and its time shown
 in :meth:`NatClient.states`; such a reply never changes the status (the RTR lists no RTRs).
 
@@ -118,7 +121,11 @@ RECENT_NONCES: Final = 8
 few requests still counts."""
 
 RECENT_KEEPALIVE_NONCES: Final = 4
-"""Keepalive nonces remembered per RTR (for the RTR's optional answers)."""
+"""Keepalive rounds whose nonces are remembered per RTR (for the RTR's optional answers)."""
+
+MAX_KEEPALIVE_EIDS: Final = 16
+"""Database EID-prefixes named in a round of keepalives, one keepalive each (an RTR claims as
+many per binding, :data:`lispd.node.natbindings.MAX_EIDS`)."""
 
 _NAT_TRAVERSAL: Final = NatTraversalConfig()
 """The defaults of ``[nat-traversal]``, which are those of :class:`NatClient`'s intervals."""
@@ -296,6 +303,7 @@ class NatClient:
         self.local_rlocs: tuple[IPAddress, ...] = tuple(rlocs)
         self._families = frozenset(a.version for a in rlocs)
         self._eids = self._eid_choices(eids)
+        self._keepalive_eids = self._keepalive_choices(eids)
         self._servers: list[_MapServer] = []
         skipped: list[IPAddress] = []
         first_retry = min(FIRST_RETRY, self.info_interval)
@@ -332,6 +340,22 @@ class NatClient:
             pick = same[0] if same else checked[0] if checked else None
             choices[version] = (NO_ADDRESS, 0) if pick is None else eid_prefix(*pick)
         return choices
+
+    def _keepalive_choices(
+        self, eids: Sequence[tuple[int, IPNetwork]]
+    ) -> dict[int, tuple[tuple[Address, int], ...]]:
+        """The (address, mask-len) of every keepalive of a round to an RTR over IPv4 (key 4)
+        and IPv6 (6): the EID-prefix an Info-Request over that family names first, then every
+        other database EID-prefix once, :data:`MAX_KEEPALIVE_EIDS` in all."""
+        rounds: dict[int, tuple[tuple[Address, int], ...]] = {}
+        for version, first in self._eids.items():
+            named = [first]
+            for iid, prefix in eids:
+                choice = eid_prefix(iid, ip_network(prefix))
+                if choice not in named:
+                    named.append(choice)
+            rounds[version] = tuple(named[:MAX_KEEPALIVE_EIDS])
+        return rounds
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -428,7 +452,7 @@ class NatClient:
         if self._status.behind_nat:
             for rtr in self._rtrs.values():
                 if rtr.next_send <= now:
-                    sends.append(self._keepalive(rtr, now))
+                    sends.extend(self._keepalives(rtr, now))
         return sends
 
     def on_info_reply(self, msg: InfoMessage, src: IPAddress, now: float) -> NatStatus | None:
@@ -581,7 +605,10 @@ class NatClient:
         raise RuntimeError("the nonce source keeps repeating outstanding nonces")
 
     def _info_request(self, nonce: int, family: int) -> bytes:
-        eid, mask_len = self._eids[family]
+        return self._info(nonce, *self._eids[family])
+
+    @staticmethod
+    def _info(nonce: int, eid: Address, mask_len: int) -> bytes:
         return encode_info(InfoMessage(nonce=nonce, ttl=INFO_TTL, eid=eid, eid_mask_len=mask_len))
 
     def _request(self, ms: _MapServer, now: float) -> SendControl | None:
@@ -604,21 +631,27 @@ class NatClient:
         self.stats["requests-sent"] += 1
         return SendControl(ms.address, LISP_CONTROL_PORT, payload)
 
-    def _keepalive(self, rtr: _Rtr, now: float) -> SendData:
-        nonce = self._new_nonce()
-        payload = build_data_header(nonce & 0xFFFFFF, IID_CONTROL) + self._info_request(
-            nonce, rtr.address.version
-        )
-        rtr.nonces[nonce] = None
-        self._keepalive_nonces[nonce] = rtr
-        while len(rtr.nonces) > RECENT_KEEPALIVE_NONCES:
+    def _keepalives(self, rtr: _Rtr, now: float) -> list[SendData]:
+        """One round of keepalives to ``rtr``: one naming each database EID-prefix, so that
+        the RTR knows which of the xTRs behind our NAT address each prefix belongs to."""
+        sends: list[SendData] = []
+        named = self._keepalive_eids[rtr.address.version]
+        for eid, mask_len in named:
+            nonce = self._new_nonce()
+            payload = build_data_header(nonce & 0xFFFFFF, IID_CONTROL) + self._info(
+                nonce, eid, mask_len
+            )
+            rtr.nonces[nonce] = None
+            self._keepalive_nonces[nonce] = rtr
+            sends.append(SendData(rtr.address, LISP_DATA_PORT, payload))
+        while len(rtr.nonces) > RECENT_KEEPALIVE_NONCES * len(named):
             old, _ = rtr.nonces.popitem(last=False)
             del self._keepalive_nonces[old]
         rtr.last_sent = now
         rtr.next_send = now + self.keepalive_interval
-        rtr.keepalives_sent += 1
-        self.stats["keepalives-sent"] += 1
-        return SendData(rtr.address, LISP_DATA_PORT, payload)
+        rtr.keepalives_sent += len(sends)
+        self.stats["keepalives-sent"] += len(sends)
+        return sends
 
 
 NAT_RTR_PRIORITY: Final = 254

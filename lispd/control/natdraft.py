@@ -359,14 +359,24 @@ class DraftRtr:
         self._pending: OrderedDict[tuple[IPAddress, int], _Pending] = OrderedDict()
         self._bindings: OrderedDict[int, DraftBinding] = OrderedDict()  # xTR-ID -> binding
         self._ports: dict[IPAddress, int] = {}  # translated address -> port (latest xTR)
+        # (translated address, instance-ID, EID-prefix) -> port of the xTR confirmed for it
+        self._eid_ports: dict[tuple[IPAddress, int, IPNetwork], int] = {}
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
     # --- queries ------------------------------------------------------------------------------
 
-    def port_for(self, address: IPAddress) -> int | None:
-        """The translated port to encapsulate to ``address`` at (None: no NATed xTR there).
-        Per packet: one dict look-up."""
+    def port_for(
+        self, address: IPAddress, iid: int = 0, prefix: IPNetwork | None = None
+    ) -> int | None:
+        """The translated port to encapsulate to ``address`` at for the map-cache entry
+        (``iid``, ``prefix``): the port of the xTR the Map-Server confirmed that EID-prefix for
+        (several xTRs may share one NAT address), else the address's latest; None: no NATed
+        xTR there.  Per packet: one or two dict look-ups."""
+        if prefix is not None and self._eid_ports:
+            port = self._eid_ports.get((address, iid, prefix))
+            if port is not None:
+                return port
         return self._ports.get(address)
 
     def bindings(self) -> list[DraftBinding]:
@@ -535,6 +545,14 @@ class DraftRtr:
             self.stats["bindings-moved"] += 1
             out.changed.append(old.translated)
             self._forget_port(old)
+        if old is not None:
+            moved = (old.translated, old.port) != (binding.translated, binding.port)
+            if self._forget_eids(old, keep=() if moved else eids):
+                out.changed.append(old.translated)
+        for iid, prefix in eids:
+            if self._eid_ports.get((binding.translated, iid, prefix)) != binding.port:
+                self._eid_ports[(binding.translated, iid, prefix)] = binding.port
+                out.changed.append(binding.translated)
         if self._ports.get(binding.translated) != binding.port:
             self._ports[binding.translated] = binding.port
             out.changed.append(binding.translated)
@@ -544,8 +562,22 @@ class DraftRtr:
             if self._forget_port(evicted):
                 out.changed.append(evicted.translated)
 
+    def _forget_eids(
+        self, gone: DraftBinding, keep: tuple[tuple[int, IPNetwork], ...] = ()
+    ) -> bool:
+        """Drop the EID-prefix ports ``gone`` set (but those in ``keep``) that no other
+        binding has taken since; True when one was dropped."""
+        dropped = False
+        for iid, prefix in gone.eids:
+            key = (gone.translated, iid, prefix)
+            if (iid, prefix) not in keep and self._eid_ports.get(key) == gone.port:
+                del self._eid_ports[key]
+                dropped = True
+        return dropped
+
     def _forget_port(self, gone: DraftBinding) -> bool:
         """Drop ``gone``'s port unless another xTR behind the same address still uses it."""
+        self._forget_eids(gone)
         if self._ports.get(gone.translated) != gone.port:
             return False
         other = next(

@@ -14,7 +14,7 @@ from lispd.dataplane.icmp import frag_needed_v4, packet_too_big_v6
 from lispd.dataplane.inner import flow_hash, parse_inner
 from lispd.dataplane.outputs import Drop, Encap, Miss, Output, ToTun
 from lispd.dataplane.rloc import elp_next_hop, select_mapping_rloc, select_rloc
-from lispd.mapcache import LocalDatabase, MapCache, RlocEntry
+from lispd.mapcache import LocalDatabase, MapCache, Network, RlocEntry
 from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters
 from lispd.wire.data import build_data_header
@@ -53,7 +53,8 @@ class Itr:
         proxy: bool = False,
         petrs: Sequence[RlocEntry] = (),
         own_rlocs: Sequence[IPv4Address | IPv6Address] = (),
-        nat_port: Callable[[IPv4Address | IPv6Address], int | None] | None = None,
+        nat_port: Callable[[IPv4Address | IPv6Address, int, Network | None], int | None]
+        | None = None,
     ) -> None:
         self.mapcache = mapcache
         self.database = database
@@ -71,7 +72,8 @@ class Itr:
         self.rtrs: tuple[RlocEntry, ...] | None = None
         # Addresses that are this node on an Explicit Locator Path (its RLOCs, public ones too).
         self.own_rlocs = frozenset(own_rlocs) | frozenset(local_rlocs.values())
-        # RTR: the translated port of a NATed xTR's RLOC, None when that RLOC is not NATed.
+        # RTR: the translated port of a NATed xTR's RLOC for an entry's (instance-ID,
+        # EID-prefix), None when that RLOC is not NATed.
         self.nat_port = nat_port
         self._iids: tuple[int, ...] = ()
         self._iids_generation = -1
@@ -155,7 +157,7 @@ class Itr:
         if address in self.own_rlocs:
             return DROP_TO_SELF  # a mapping that points back at us: never loop
         if self.nat_port is not None:
-            translated = self.nat_port(address)
+            translated = self.nat_port(address, iid, entry.prefix if entry is not None else None)
             if translated is not None:
                 port, data_port = translated, True
         family = address.version

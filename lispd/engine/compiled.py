@@ -35,6 +35,10 @@ except ImportError:  # built without a C compiler: the pure-Python path runs
     _accel = None
 
 IPAddress = IPv4Address | IPv6Address
+NatPort = Callable[[IPAddress, int, Network | None], int | None]
+"""An RTR's NAT binding lookup: the translated port of an RLOC for an entry's (instance-ID,
+EID-prefix), None when the RLOC is not a NATed xTR's
+(:meth:`lispd.node.natbindings.NatBindings.port_for`)."""
 RecordRloc = tuple[bytes, int, int, bool]  # packed address, port, weight, via the 4341 socket
 
 FORWARDED = ("itr.encap.packets", "etr.decap.packets", "rtr.reencap.packets")
@@ -58,7 +62,7 @@ def forwarding_record(
     entry: MapCacheEntry,
     families: Collection[int],
     own_rlocs: Collection[IPAddress],
-    nat_port: Callable[[IPAddress], int | None] | None,
+    nat_port: NatPort | None,
 ) -> tuple[list[RecordRloc], bool] | None:
     """What the engine needs of ``entry``: the RLOCs flows are shared among, in the order and
     with the weights :func:`lispd.dataplane.rloc.select_mapping_rloc` uses, each with the port
@@ -78,7 +82,7 @@ def forwarding_record(
         address: IPAddress = rloc.address
         port, via_data = rloc.port, False
         if nat_port is not None:
-            translated = nat_port(address)
+            translated = nat_port(address, entry.iid, entry.prefix)
             if translated is not None:
                 port, via_data = translated, True
         record.append((address.packed, port, rloc.weight, via_data))
@@ -104,7 +108,7 @@ class CompiledPath:
         gso: bool = False,
         families: Collection[int],
         own_rlocs: Collection[IPAddress],
-        nat_port: Callable[[IPAddress], int | None] | None,
+        nat_port: NatPort | None,
     ) -> None:
         if _accel is None:
             raise RuntimeError("the compiled fast path is not built")

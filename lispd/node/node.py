@@ -62,10 +62,11 @@ from lispd.node.actions import (
     WriteTun,
 )
 from lispd.node.build import build_control_plane, build_database, build_tables, rloc_entries
-from lispd.node.natbindings import NatBindings
+from lispd.node.natbindings import IPNetwork, NatBindings
 from lispd.node.reload import plan_reload, update_control_plane
 from lispd.ratelimit import TokenBucket
 from lispd.stats import Counters, DropLog
+from lispd.wire.address import split_eid
 from lispd.wire.control import decode_control
 from lispd.wire.data import (
     DATA_HEADER_LEN,
@@ -87,7 +88,7 @@ from lispd.wire.mapregister import (
     decode_map_notify,
 )
 from lispd.wire.mapreply import MapReply
-from lispd.wire.maprequest import MapRequest
+from lispd.wire.maprequest import MapRequest, decode_map_request
 from lispd.wire.records import EidRecord
 
 log = logging.getLogger("lispd.node")
@@ -221,19 +222,22 @@ class Node:
     def _clock(self) -> float:
         return self.now
 
-    def _nat_port(self, address: IPAddress) -> int | None:
-        """An RTR's translated port for a NATed xTR at ``address``, or None.  The port learnt
-        from keepalives to our data port comes first: they are the very flow (xTR:4341 ->
-        RTR:4341) our data to the xTR answers, which a NAT with endpoint-dependent mapping
-        translates to another port than the xTR's ECM'd Map-Registers to our control port
-        (the draft binding's port, used when there are no keepalives, as from OOR)."""
+    def _nat_port(
+        self, address: IPAddress, iid: int = 0, prefix: IPNetwork | None = None
+    ) -> int | None:
+        """An RTR's translated port for the NATed xTR at ``address`` serving the map-cache
+        entry (``iid``, ``prefix``), or None.  The port learnt from keepalives to our data port
+        comes first: they are the very flow (xTR:4341 -> RTR:4341) our data to the xTR
+        answers, which a NAT with endpoint-dependent mapping translates to another port than
+        the xTR's ECM'd Map-Registers to our control port (the draft binding's port, used
+        when there are no keepalives, as from OOR)."""
         bindings = self.nat_bindings
         if bindings is not None:
-            port = bindings.port_for(address)
+            port = bindings.port_for(address, iid, prefix)
             if port is not None:
                 return port
         draft = self.draft_rtr
-        return draft.port_for(address) if draft is not None else None
+        return draft.port_for(address, iid, prefix) if draft is not None else None
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -705,11 +709,21 @@ class Node:
             if not sport:  # no binding to port 0: nothing could be sent back there
                 self.drop("nat-keepalive-port-zero", src, sport)
                 return
-            changed = self.nat_bindings.learn(address, sport, now)
+            iid, prefix = split_eid(msg.eid, msg.eid_mask_len)
+            eid = None if prefix is None else (iid, prefix)
+            new = (address, sport) not in self.nat_bindings
+            changed = self.nat_bindings.learn(address, sport, now, eid)
+            if new or address in changed:
+                self._log_binding(
+                    "nat binding",
+                    now,
+                    rloc=address,
+                    port=sport,
+                    eid=None if prefix is None else f"[{iid}]{prefix}",
+                    new=new,
+                )
+                self.counters.count("rtr.nat-binding-change", len(payload))
             if changed:
-                if address in changed:
-                    self._log_binding("nat binding", now, rloc=address, port=sport)
-                    self.counters.count("rtr.nat-binding-change", len(payload))
                 self._actions.append(NatBindingsChanged(tuple(changed)))
             self.counters.count("rtr.nat-keepalive", len(payload))
         elif isinstance(msg, MapRequest) and msg.probe and self.control.replier is not None:
@@ -737,7 +751,16 @@ class Node:
         if not payload or payload[0] >> 4 != 1 or not payload[0] & 0x02:
             return None  # not a Map-Request with the probe bit
         if self.nat_bindings is not None:
-            port = self._nat_port(send.dst)
+            # Several xTRs may share the NAT address: the probe goes to the one whose
+            # EID-prefix it names (the prober names the entry it watches the RLOC for).
+            iid, prefix = 0, None
+            try:
+                records = decode_map_request(payload).records
+            except WireError:
+                records = ()
+            if records:
+                iid, prefix = split_eid(records[0].address, records[0].mask_len)
+            port = self._nat_port(send.dst, iid, prefix)
             if port is not None:
                 return port
         itr = self.itr

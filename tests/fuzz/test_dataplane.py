@@ -98,7 +98,7 @@ def _rtr() -> Rtr:
     ports = {ip_address("192.0.2.6"): 40000}
     forwarder = Itr(
         mapcache, database, rlocs, 1400, Counters(), lambda: rng.getrandbits(24), float,
-        nat_port=ports.get,
+        nat_port=lambda address, _iid, _prefix: ports.get(address),
     )  # fmt: skip
     return Rtr(forwarder)
 

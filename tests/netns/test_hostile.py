@@ -29,8 +29,9 @@ state (the Map-Server's registrations, the map-caches, the RTR's bindings of the
 
 What is exact and what is a bound: the per-reason counts and the flood accounting are exact
 whenever the target's kernel reports no UDP receive drop (it reported none in every run so
-far); an RTR counts every keepalive, including the real xTRs' (one a second each), so that
-count has the real ones as slack; reply rates include the token bucket's burst.
+far); an RTR counts every keepalive, including the real xTRs' (a round a second each, one
+keepalive per EID-prefix), so that count has the real ones as slack; reply rates include the
+token bucket's burst.
 
 Two worlds: :func:`lispd.lab.nat_topology` (RTR behind a 1:1 NAT, xTRs behind masquerading
 NATs, reached here through their pinhole toward the RTR with the RTR's address spoofed, and
@@ -981,10 +982,12 @@ def test_rtr_map_server_and_natted_xtrs_withstand_hostile_traffic() -> None:
         )
         print(
             f"    NAT keepalive flood at the RTR: {keepalives} in {flood_seconds:.1f} s: counted "
-            f"as keepalives {counted} (with the real xTRs' own, one a second each), kernel "
+            f"as keepalives {counted} (with the real xTRs' own, two a second each), kernel "
             f"drops {rtr_kernel}"
         )
-        real = 2 * (time.monotonic() - t0 + 2)  # the xTRs' own keepalives meanwhile, at most
+        # The xTRs' own keepalives meanwhile, at most: two xTRs, a round a second, one
+        # keepalive per EID-prefix (an IPv4 and an IPv6 one each).
+        real = 2 * 2 * (time.monotonic() - t0 + 2)
         assert keepalives - rtr_kernel <= counted <= keepalives + real
 
         replies = [n for src, _sp, _dst, _dp, n, _p in udp_packets(victim) if src == ms]

@@ -263,6 +263,15 @@ class Nat:
             self._next_port = first_port
         self.stats["reboots"] += 1
 
+    def forget(self, private: str | Address, port: int, first_port: int | None = None) -> None:
+        """Forget the one mapping of ``private``:``port`` (its flow timed out, or the NAT
+        lost it); the next one allocated gets ``first_port`` when given."""
+        mapping = self.by_private.pop((ip_address(private), port))
+        del self.by_port[mapping.public_port]
+        if first_port is not None:
+            self._next_port = first_port
+        self.stats["forgotten"] += 1
+
     def mappings(self) -> dict[tuple[Address, int], int]:
         """Private (address, port) -> public port, of the live mappings."""
         return {key: m.public_port for key, m in self.by_private.items()}

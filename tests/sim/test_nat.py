@@ -168,11 +168,16 @@ def test_keepalives_hold_the_nat_binding_and_a_nat_reboot_is_followed() -> None:
     net.settle()
     assert back.answered() == [1, 2]  # lost at the NAT
     assert [lost.reason for lost in net.lost] == ["nat-refused"]
-    net.advance(KEEPALIVE)  # the next keepalive makes a new mapping; the RTR follows it
+    net.advance(KEEPALIVE)  # the next keepalive makes a new mapping: a new binding ...
     new_port = nat.mappings()[(ip_address(XTR1_PRIVATE), 4341)]
     assert new_port != data_port
-    assert rtr.node.nat_bindings is not None
-    assert rtr.node.nat_bindings.port_for(ip_address(NAT_PUBLIC)) == new_port
+    bindings = rtr.node.nat_bindings
+    assert bindings is not None and (ip_address(NAT_PUBLIC), new_port) in bindings
+    # ... which takes xtr1's prefix only once the old port has missed its keepalives (1.5 of
+    # its keepalive gaps): a live binding's prefix is never handed to another port.
+    assert bindings.port_for(ip_address(NAT_PUBLIC)) == data_port
+    net.advance(KEEPALIVE)
+    assert bindings.port_for(ip_address(NAT_PUBLIC)) == new_port
     back.send()
     net.settle()
     assert back.answered() == [1, 2, 4]

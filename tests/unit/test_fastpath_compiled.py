@@ -46,7 +46,7 @@ from lispd.dataplane.rloc import mapping_candidates
 from lispd.dataplane.rtr import Rtr
 from lispd.dataplane.tracing import is_trace
 from lispd.engine.compiled import CompiledPath, forwarding_record
-from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, Network, RlocEntry
 from lispd.stats import Counters
 from lispd.wire.data import DATA_HEADER_LEN, read_data_header
 from lispd.wire.ip import internet_checksum
@@ -214,8 +214,8 @@ NATED = IPv4Address("192.0.2.71")  # an RLOC whose translated port the RTR knows
 NAT_PORT = 61000
 
 
-def nat_port(address: IPAddress) -> int | None:
-    """The translated port of the one NATed RLOC."""
+def nat_port(address: IPAddress, _iid: int, _prefix: Network | None) -> int | None:
+    """The translated port of the one NATed RLOC (whatever the EID-prefix)."""
     return NAT_PORT if address == NATED else None
 
 

@@ -234,7 +234,22 @@ NAT = {
 }
 
 RTR = [
-    {"address": "192.0.2.10", "port": 19626, "age-seconds": 0.4, "expires-in": 119.6},
+    {
+        "address": "192.0.2.10",
+        "port": 19626,
+        "age-seconds": 0.4,
+        "expires-in": 119.6,
+        "address-wide": False,
+        "eid-prefixes": ["[0]198.51.100.32/28", "[0]2001:db8:100:3::/64"],
+    },
+    {
+        "address": "192.0.2.10",
+        "port": 20001,
+        "age-seconds": 0.6,
+        "expires-in": 119.4,
+        "address-wide": True,
+        "eid-prefixes": ["[0]198.51.100.0/28"],
+    },
     {"address": "192.0.2.14", "port": 4341, "age-seconds": 61.0, "expires-in": 59.0},
 ]
 
@@ -387,15 +402,20 @@ def test_nat_disabled() -> None:
 
 
 def test_rtr_table() -> None:
+    # Two xTRs behind 192.0.2.10 (one binding each), one behind 192.0.2.14 (an older
+    # daemon's row, without the claims: shown as "-").
     assert format_rtr(RTR) == (
-        "LISP RTR NAT bindings: 2 bindings\n"
+        "LISP RTR NAT bindings: 3 bindings\n"
         "\n"
-        "xTR global RLOC   Port  Refreshed  Expires-in\n"
-        "192.0.2.10       19626  00:00:00   00:02:00\n"
-        "192.0.2.14        4341  00:01:01   00:00:59\n"
+        "xTR global RLOC   Port  Refreshed  Expires-in  Default  EID-prefixes\n"
+        "192.0.2.10       19626  00:00:00   00:02:00             "
+        "[0]198.51.100.32/28, [0]2001:db8:100:3::/64\n"
+        "192.0.2.10       20001  00:00:01   00:01:59    *        [0]198.51.100.0/28\n"
+        "192.0.2.14        4341  00:01:01   00:00:59             -\n"
     )
     assert format_rtr([]) == (
-        "LISP RTR NAT bindings: 0 bindings\n\nxTR global RLOC  Port  Refreshed  Expires-in\n"
+        "LISP RTR NAT bindings: 0 bindings\n\n"
+        "xTR global RLOC  Port  Refreshed  Expires-in  Default  EID-prefixes\n"
     )
 
 

@@ -409,16 +409,26 @@ def test_end_to_end_with_the_info_responder() -> None:
 def test_keepalive_payload_is_a_data_header_then_an_info_request() -> None:
     c = make()
     discover(c, 0.0, rtrs=(RTR_A,))
-    (ka,) = c.on_timer(0.0)
-    assert type(ka) is SendData
-    assert (ka.dst, ka.port) == (RTR_A, 4341)
-    header = decode_data_header(ka.payload[:DATA_HEADER_LEN])
-    assert header.iid == IID_CONTROL == 0xFFFFFF
+    # A round: one keepalive per database EID-prefix, the RTR family's first (so that an RTR
+    # with xTRs sharing our NAT address knows which prefixes are ours).
+    ka, ka_other = c.on_timer(0.0)
+    for sent in (ka, ka_other):
+        assert type(sent) is SendData
+        assert (sent.dst, sent.port) == (RTR_A, 4341)
+        header = decode_data_header(sent.payload[:DATA_HEADER_LEN])
+        assert header.iid == IID_CONTROL == 0xFFFFFF
+        req = request_of(sent)
+        assert header.nonce == req.nonce & 0xFFFFFF
+        assert req.ttl == INFO_TTL and req.key_id == 0 and req.address == NO_ADDRESS
     req = request_of(ka)
-    assert header.nonce == req.nonce & 0xFFFFFF
     assert (req.eid, req.eid_mask_len) == (IPv4Address("198.51.100.0"), 28)
-    assert req.ttl == INFO_TTL and req.key_id == 0 and req.address == NO_ADDRESS
-    assert c.stats["keepalives-sent"] == 1
+    other = request_of(ka_other)
+    assert (other.eid, other.eid_mask_len) == (
+        InstanceIdAddress(7, IPv6Address("2001:db8:100:1::")),
+        64,
+    )
+    assert request_of(ka).nonce != other.nonce
+    assert c.stats["keepalives-sent"] == 2
 
 
 def test_keepalive_cadence_while_behind_nat() -> None:
@@ -427,7 +437,10 @@ def test_keepalive_cadence_while_behind_nat() -> None:
     sends = sends_between(c, 0.0, 100.0)
     keepalives = [(t, s.dst) for t, s in sends if type(s) is SendData]
     assert keepalives == [
-        (t, rtr) for t in (0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0) for rtr in (RTR_A, RTR_B)
+        (t, rtr)
+        for t in (0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0)
+        for rtr in (RTR_A, RTR_B)
+        for _prefix in (EID4, EID6)
     ]
     requests = [t for t, s in sends if type(s) is SendControl]
     assert requests == [60.0]  # the Map-Server still every interval
@@ -438,14 +451,18 @@ def test_rtr_list_changes() -> None:
     c = make(keepalive_interval=25.0)
     assert discover(c, 0.0, rtrs=(RTR_A, RTR_B)).rtrs == (RTR_A, RTR_B)  # type: ignore[union-attr]
     keepalives = [(t, s.dst) for t, s in sends_between(c, 0.0, 59.0) if type(s) is SendData]
-    assert keepalives == [(t, rtr) for t in (0.0, 25.0, 50.0) for rtr in (RTR_A, RTR_B)]
+    assert keepalives == [
+        (t, rtr) for t in (0.0, 25.0, 50.0) for rtr in (RTR_A, RTR_B) for _prefix in (EID4, EID6)
+    ]
     status = discover(c, 60.0, rtrs=(RTR_B, RTR_C))
     assert status == NatStatus(True, GLOBAL4, (RTR_B, RTR_C), True)
     # C is new: at once; B keeps its cadence; A is no longer kept alive.
     assert c.next_deadline() == 60.0
-    assert [s.dst for s in c.on_timer(60.0)] == [RTR_C]
+    assert [s.dst for s in c.on_timer(60.0)] == [RTR_C, RTR_C]
     keepalives = [(t, s.dst) for t, s in sends_between(c, 60.0, 100.0) if type(s) is SendData]
-    assert keepalives == [(75.0, RTR_B), (85.0, RTR_C), (100.0, RTR_B)]
+    assert keepalives == [
+        (t, r) for t, r in ((75.0, RTR_B), (85.0, RTR_C), (100.0, RTR_B)) for _ in "46"
+    ]
     # An empty list: behind NAT, nobody to keep alive.
     status = discover(c, 120.0, rtrs=())
     assert status == NatStatus(True, GLOBAL4, (), True)
@@ -460,7 +477,7 @@ def test_rtrs_that_cannot_be_reached_are_ignored() -> None:
     c = make(map_servers=(MS4,), local=(LOCAL4, LOCAL6))
     status = discover(c, 0.0, rtrs=(RTR6, RTR_A))
     assert status is not None and status.rtrs == (RTR6, RTR_A)
-    ka6, ka4 = c.on_timer(0.0)
+    ka6, _, ka4, _ = c.on_timer(0.0)
     assert (ka6.dst, ka4.dst) == (RTR6, RTR_A)
     req6 = request_of(ka6)  # the RTR's family picks the EID-prefix
     assert req6.eid == InstanceIdAddress(7, IPv6Address("2001:db8:100:1::"))
@@ -473,7 +490,7 @@ def test_a_new_global_rloc_refreshes_every_rtr_at_once() -> None:
     status = discover(c, 60.0, global_rloc=GLOBAL4B, rtrs=(RTR_A, RTR_B))
     assert status == NatStatus(True, GLOBAL4B, (RTR_A, RTR_B), True)
     assert c.next_deadline() == 60.0  # not 75
-    assert [s.dst for s in c.on_timer(60.0)] == [RTR_A, RTR_B]
+    assert [s.dst for s in c.on_timer(60.0)] == [RTR_A, RTR_A, RTR_B, RTR_B]
     assert c.next_deadline() == 85.0
 
 
@@ -482,14 +499,14 @@ def test_a_silent_map_server_keeps_the_status_and_the_keepalives() -> None:
     status = discover(c, 0.0)
     sends = sends_between(c, 0.0, 1000.0)
     assert c.status == status
-    assert sum(1 for _, s in sends if type(s) is SendData) == 1000 // 15 + 1
+    assert sum(1 for _, s in sends if type(s) is SendData) == 2 * (1000 // 15 + 1)
     assert c.states(1000.0)["map-servers"][0]["last-reply-ago"] == 1000.0  # type: ignore[index]
 
 
 def test_an_rtrs_answer_to_a_keepalive_changes_nothing() -> None:
     c = make()
     discover(c, 0.0)
-    (ka,) = c.on_timer(0.0)
+    ka, _ = c.on_timer(0.0)
     rtr_view = reply_to(ka, global_rloc=GLOBAL4, rtrs=())
     assert c.on_info_reply(rtr_view, RTR_A, 0.1) is None
     assert c.stats["keepalive-replies"] == 1 and not c.drops
@@ -558,14 +575,14 @@ def test_states_for_show_nat() -> None:
         "keepalives": [
             {
                 "rtr": "192.0.2.13",
-                "keepalives-sent": 1,
+                "keepalives-sent": 2,  # one per EID-prefix
                 "last-sent-ago": 1.75,
                 "last-reply-ago": None,
                 "next-send-in": 13.25,
             }
         ],
         "drops": {},
-        "stats": {"requests-sent": 1, "replies": 1, "status-changes": 1, "keepalives-sent": 1},
+        "stats": {"requests-sent": 1, "replies": 1, "status-changes": 1, "keepalives-sent": 2},
     }
     assert c.states()["map-servers"][0]["last-reply-ago"] == 0.0  # type: ignore[index]
 

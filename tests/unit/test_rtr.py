@@ -13,6 +13,7 @@ from lispd.dataplane.outputs import Drop, Encap, Miss
 from lispd.dataplane.rloc import elp_next_hop
 from lispd.dataplane.rtr import Rtr
 from lispd.mapcache import DatabaseEntry, LocalDatabase, MapCache, MapCacheEntry, RlocEntry
+from lispd.node.natbindings import NatBindings
 from lispd.stats import Counters
 from lispd.wire.data import IID_CONTROL, build_data_header
 from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagram, internet_checksum
@@ -110,7 +111,7 @@ def test_rtr_sends_to_a_nated_xtr_at_its_translated_port_from_the_data_port() ->
         forwarder(
             RTR_A,
             [entry("198.51.100.16/28", RlocEntry(nated, 1, 100))],
-            nat_port=ports.get,
+            nat_port=lambda address, _iid, _prefix: ports.get(address),
         )
     )
     out = rtr.handle(build_data_header(1, 0) + packet(), 64, 0)
@@ -118,6 +119,32 @@ def test_rtr_sends_to_a_nated_xtr_at_its_translated_port_from_the_data_port() ->
     ports.clear()
     out = rtr.handle(build_data_header(1, 0) + packet(), 64, 0)
     assert type(out) is Encap and out.port == 4341 and not out.data_port
+
+
+def test_rtr_sends_each_nated_xtr_behind_one_address_to_its_own_port() -> None:
+    """Two xTRs behind one NAT address: the RTR picks the binding by the entry's EID-prefix,
+    the address-wide binding for a prefix nobody claims."""
+    nated = ip_address("192.0.2.33")
+    bindings = NatBindings(timeout=60.0, max_entries=10)
+    bindings.learn(nated, 40001, 0.0, (0, ip_network("198.51.100.16/28")))
+    bindings.learn(nated, 40002, 0.0, (0, ip_network("198.51.100.32/28")))
+    rtr = Rtr(
+        forwarder(
+            RTR_A,
+            [
+                entry("198.51.100.16/28", RlocEntry(nated, 1, 100)),
+                entry("198.51.100.32/28", RlocEntry(nated, 1, 100)),
+                entry("198.51.100.48/28", RlocEntry(nated, 1, 100)),
+            ],
+            nat_port=bindings.port_for,
+        )
+    )
+    ports = []
+    for dst in ("198.51.100.18", "198.51.100.34", "198.51.100.50"):
+        out = rtr.handle(build_data_header(1, 0) + packet(dst=dst), 64, 0)
+        assert type(out) is Encap and out.rloc == nated and out.data_port
+        ports.append(out.port)
+    assert ports == [40001, 40002, 40001]  # the last: nobody's prefix, the address-wide one
 
 
 def test_rtr_miss_holds_the_decapsulated_packet() -> None:
