@@ -358,7 +358,8 @@ class DraftRtr:
         self._nonce = nonce or (lambda: 0)
         self._pending: OrderedDict[tuple[IPAddress, int], _Pending] = OrderedDict()
         self._bindings: OrderedDict[int, DraftBinding] = OrderedDict()  # xTR-ID -> binding
-        self._ports: dict[IPAddress, int] = {}  # translated address -> port (latest xTR)
+        # translated address -> port for entries naming no prefix of ours (the first xTR there)
+        self._ports: dict[IPAddress, int] = {}
         # (translated address, instance-ID, EID-prefix) -> port of the xTR confirmed for it
         self._eid_ports: dict[tuple[IPAddress, int, IPNetwork], int] = {}
         self.drops: Counter[str] = Counter()
@@ -371,7 +372,7 @@ class DraftRtr:
     ) -> int | None:
         """The translated port to encapsulate to ``address`` at for the map-cache entry
         (``iid``, ``prefix``): the port of the xTR the Map-Server confirmed that EID-prefix for
-        (several xTRs may share one NAT address), else the address's latest; None: no NATed
+        (several xTRs may share one NAT address), else the address's first; None: no NATed
         xTR there.  Per packet: one or two dict look-ups."""
         if prefix is not None and self._eid_ports:
             port = self._eid_ports.get((address, iid, prefix))
@@ -527,6 +528,7 @@ class DraftRtr:
         now: float,
         out: NotifyOutcome,
     ) -> None:
+        changed: list[IPAddress] = []
         old = self._bindings.pop(pending.xtr_id, None)
         binding = DraftBinding(
             pending.xtr_id,
@@ -543,24 +545,25 @@ class DraftRtr:
             self.stats["bindings-new"] += 1
         elif (old.translated, old.port) != (binding.translated, binding.port):
             self.stats["bindings-moved"] += 1
-            out.changed.append(old.translated)
+            changed.append(old.translated)
             self._forget_port(old)
         if old is not None:
             moved = (old.translated, old.port) != (binding.translated, binding.port)
             if self._forget_eids(old, keep=() if moved else eids):
-                out.changed.append(old.translated)
+                changed.append(old.translated)
         for iid, prefix in eids:
             if self._eid_ports.get((binding.translated, iid, prefix)) != binding.port:
                 self._eid_ports[(binding.translated, iid, prefix)] = binding.port
-                out.changed.append(binding.translated)
-        if self._ports.get(binding.translated) != binding.port:
+                changed.append(binding.translated)
+        if binding.translated not in self._ports:  # else the first xTR there keeps it
             self._ports[binding.translated] = binding.port
-            out.changed.append(binding.translated)
+            changed.append(binding.translated)
         while len(self._bindings) > self.max_entries:
             _, evicted = self._bindings.popitem(last=False)
             self.drops["rtr-binding-evicted"] += 1
             if self._forget_port(evicted):
-                out.changed.append(evicted.translated)
+                changed.append(evicted.translated)
+        out.changed.extend(a for a in dict.fromkeys(changed) if a not in out.changed)
 
     def _forget_eids(
         self, gone: DraftBinding, keep: tuple[tuple[int, IPNetwork], ...] = ()
@@ -576,10 +579,11 @@ class DraftRtr:
         return dropped
 
     def _forget_port(self, gone: DraftBinding) -> bool:
-        """Drop ``gone``'s port unless another xTR behind the same address still uses it."""
-        self._forget_eids(gone)
+        """Drop ``gone``'s ports unless another xTR behind the same address still uses them;
+        True when where its address's traffic goes changed."""
+        dropped_eids = self._forget_eids(gone)
         if self._ports.get(gone.translated) != gone.port:
-            return False
+            return dropped_eids
         other = next(
             (b for b in reversed(self._bindings.values()) if b.translated == gone.translated),
             None,

@@ -189,9 +189,17 @@ def test_relayed_control_tells_inner_packets_from_bare_messages() -> None:
 # --- RTR --------------------------------------------------------------------------------------
 
 
-def _register(nonce: int = 11, xtr_id: int | None = XTR_ID, for_rtr: bool = True) -> bytes:
+def _register(
+    nonce: int = 11,
+    xtr_id: int | None = XTR_ID,
+    for_rtr: bool = True,
+    prefix: IPv4Network = PREFIX,
+) -> bytes:
     record = draft_record(
-        EidRecord(PREFIX.network_address, 25, (Locator(PRIVATE, local=True),), ttl=10), RTR
+        EidRecord(
+            prefix.network_address, prefix.prefixlen, (Locator(PRIVATE, local=True),), ttl=10
+        ),
+        RTR,
     )
     msg = MapRegister(
         nonce=nonce,
@@ -302,7 +310,8 @@ def test_rtr_bindings_per_xtr_id_move_expire_and_evict() -> None:
     _forward(rtr, b, port=40001)
     _answer(rtr, _notify(a))
     out = _answer(rtr, _notify(b))
-    assert out.changed == [NAT] and rtr.port_for(NAT) == 40001  # the latest xTR there
+    assert out.changed == [NAT] and rtr.port_for(NAT, 0, PREFIX) == 40001  # latest confirmed
+    assert rtr.port_for(NAT) == 40000  # naming no prefix: the first xTR there
     assert len(rtr.bindings()) == 2
     # xTR a's NAT mapping moves: reported; b keeps its own.
     a2 = _register(3, XTR_ID)
@@ -321,6 +330,29 @@ def test_rtr_bindings_per_xtr_id_move_expire_and_evict() -> None:
     assert rtr.next_deadline() == pytest.approx(110.1)
     gone = rtr.expire(110.1)
     assert [b.xtr_id for b in gone] == [XTR_ID] and rtr.port_for(ip_address("192.0.2.31")) is None
+
+
+def test_rtr_ports_per_eid_prefix_for_xtrs_sharing_a_nat_address() -> None:
+    """Two xTRs behind one NAT address: each EID-prefix the Map-Server confirmed goes to the
+    port of its own xTR; a refresh changes nothing; when one goes, its prefix falls back to
+    the address's remaining xTR."""
+    rtr = DraftRtr(RTR_KEY, 100.0, 10)
+    other = ip_network("198.51.100.128/25")
+    a = _register(1, XTR_ID)
+    b = _register(2, XTR_ID + 1, prefix=other)
+    _forward(rtr, a, port=40000)
+    _forward(rtr, b, port=40001, now=1.0)
+    _answer(rtr, _notify(a))
+    _answer(rtr, _notify(b), now=1.1)
+    assert rtr.port_for(NAT, 0, PREFIX) == 40000
+    assert rtr.port_for(NAT, 0, other) == 40001
+    assert rtr.port_for(NAT) == 40000  # no prefix named: the first xTR there
+    again = _register(3, XTR_ID)
+    _forward(rtr, again, port=40000, now=50.0)
+    assert _answer(rtr, _notify(again), now=50.1).changed == []
+    gone = rtr.expire(101.1)
+    assert [g.xtr_id for g in gone] == [XTR_ID + 1]
+    assert rtr.port_for(NAT, 0, other) == 40000 and rtr.port_for(NAT, 0, PREFIX) == 40000
 
 
 def test_rtr_forgets_unanswered_registers() -> None:
