@@ -25,6 +25,7 @@ from lispd.lab.plans import (
     mapping_system_topology,
     nat_topology,
     proxy_topology,
+    site_handle,
     two_site_topology,
 )
 from lispd.lab.process import Capture, DaemonHandle, DaemonStartError
@@ -69,5 +70,6 @@ __all__ = [
     "mapping_system_topology",
     "nat_topology",
     "proxy_topology",
+    "site_handle",
     "two_site_topology",
 ]

@@ -275,9 +275,9 @@ def proxy_topology() -> ProxyPlan:
     return plan
 
 
-def _site(n: int, xtr: str, *, rloc: str, router_side: str) -> SiteHandle:
-    """Site ``n`` (1 or 2) of the NAT and ELP plans: host ``hN`` behind ``xtr`` on
-    198.51.100.16*(n-1)/28 and 2001:db8:100:n::/64 (xTR .1/::1, host .2/::2)."""
+def site_handle(n: int, xtr: str, *, rloc: str, router_side: str) -> SiteHandle:
+    """Site ``n``: host ``hN`` behind ``xtr`` on 198.51.100.16*(n-1)/28 and
+    2001:db8:100:n::/64 (xTR .1/::1, host .2/::2); the plans' sites and tests' own topologies."""
     b = 16 * (n - 1)
     v6 = f"2001:db8:100:{n}::"
     return SiteHandle(
@@ -300,7 +300,9 @@ def _star_site(topo: Topology, r: Node, n: int) -> SiteHandle:
     ``xtrN`` (see :func:`_site`), the xTR on 192.0.2.4*(n-1)/30 to ``r`` (``r`` takes .1, the
     xTR .2) reaching the underlay 192.0.2.0/24 through it."""
     link4 = 4 * (n - 1)
-    site = _site(n, f"xtr{n}", rloc=f"192.0.2.{link4 + 2}", router_side=f"192.0.2.{link4 + 1}")
+    site = site_handle(
+        n, f"xtr{n}", rloc=f"192.0.2.{link4 + 2}", router_side=f"192.0.2.{link4 + 1}"
+    )
     host, xtr = topo.host(site.host), topo.lisp_router(site.xtr)
     topo.link(
         host,
@@ -468,8 +470,8 @@ def nat_topology(
     p = NatPlan(
         topo,
         sites=(
-            _site(1, "gxtr1", rloc="192.0.2.134", router_side="192.0.2.133"),
-            _site(2, "xtr2", rloc="192.0.2.138", router_side="192.0.2.137"),
+            site_handle(1, "gxtr1", rloc="192.0.2.134", router_side="192.0.2.133"),
+            site_handle(2, "xtr2", rloc="192.0.2.138", router_side="192.0.2.137"),
         ),
         hops=hops,
         core_nat2_if=f"to-{hops[0]}" if hops else "to-nat2",
@@ -643,8 +645,8 @@ def elp_topology() -> ElpPlan:
     p = ElpPlan(
         topo,
         sites=(
-            _site(1, "xtr1", rloc="192.0.2.2", router_side="192.0.2.1"),
-            _site(2, "xtr2", rloc="192.0.2.6", router_side="192.0.2.5"),
+            site_handle(1, "xtr1", rloc="192.0.2.2", router_side="192.0.2.1"),
+            site_handle(2, "xtr2", rloc="192.0.2.6", router_side="192.0.2.5"),
         ),
     )
     core = topo.router(p.core)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from lispd.api.client import request
-from lispd.lab import Lab, SiteHandle, Topology
+from lispd.lab import Lab, Topology, site_handle
 from lispd.wire.control import decode_control
 from lispd.wire.data import decapsulate
 from lispd.wire.ecm import EncapsulatedControl
@@ -47,26 +47,8 @@ CORE_XTR2, XTR2 = "192.0.2.13", "192.0.2.14"
 NAT1_PRIVATE, GXTR1 = "192.0.2.133", "192.0.2.134"
 
 
-def _site(n: int, xtr: str, rloc: str, router_side: str) -> SiteHandle:
-    b = 16 * (n - 1)
-    v6 = f"2001:db8:100:{n}::"
-    return SiteHandle(
-        index=n,
-        host=f"h{n}",
-        xtr=xtr,
-        prefix_v4=f"198.51.100.{b}/28",
-        prefix_v6=f"{v6}/64",
-        host_v4=f"198.51.100.{b + 2}",
-        host_v6=f"{v6}2",
-        gateway_v4=f"198.51.100.{b + 1}",
-        gateway_v6=f"{v6}1",
-        rloc=rloc,
-        router_side=router_side,
-    )
-
-
-SITE1 = _site(1, "gxtr1", GXTR1, NAT1_PRIVATE)  # behind nat1
-SITE2 = _site(2, "xtr2", XTR2, CORE_XTR2)  # public
+SITE1 = site_handle(1, "gxtr1", rloc=GXTR1, router_side=NAT1_PRIVATE)  # behind nat1
+SITE2 = site_handle(2, "xtr2", rloc=XTR2, router_side=CORE_XTR2)  # public
 
 
 def topology() -> Topology:

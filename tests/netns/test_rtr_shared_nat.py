@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from lispd.api.client import request
-from lispd.lab import Lab, SiteHandle
+from lispd.lab import Lab, SiteHandle, site_handle
 from lispd.lab.topology import Topology
 from lispd.wire.data import decapsulate
 from lispd.wire.errors import WireError
@@ -50,22 +50,8 @@ CORE = {"ms": "192.0.2.1", "rtr": "192.0.2.5", "nat": "192.0.2.9", "xtr2": "192.
 
 
 def site(n: int, xtr: str, rloc: str, router_side: str) -> SiteHandle:
-    """Site ``n``: host ``hN`` behind ``xtr`` on 198.51.100.16*(n-1)/28 and
-    2001:db8:100:n::/64 (xTR .1/::1, host .2/::2)."""
-    b, v6 = 16 * (n - 1), f"2001:db8:100:{n}::"
-    return SiteHandle(
-        index=n,
-        host=f"h{n}",
-        xtr=xtr,
-        prefix_v4=f"198.51.100.{b}/28",
-        prefix_v6=f"{v6}/64",
-        host_v4=f"198.51.100.{b + 2}",
-        host_v6=f"{v6}2",
-        gateway_v4=f"198.51.100.{b + 1}",
-        gateway_v6=f"{v6}1",
-        rloc=rloc,
-        router_side=router_side,
-    )
+    """Site ``n``: host ``hN`` behind ``xtr`` (see :func:`lispd.lab.site_handle`)."""
+    return site_handle(n, xtr, rloc=rloc, router_side=router_side)
 
 
 SITE1 = site(1, "xtr1", "192.0.2.130", "192.0.2.129")  # behind the NAT
