@@ -24,6 +24,7 @@ from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.errors import WireError
 from lispd.wire.info import InfoMessage
 from lispd.wire.ip import IPv4Header, IPv6Header, parse_udp_datagram
+from lispd.wire.mapreferral import MapReferral, ReferralAction, ReferralRecord
 from lispd.wire.mapregister import MapNotify, MapRegister, encode_signed
 from lispd.wire.mapreply import MapReply
 from lispd.wire.maprequest import MapRequest
@@ -72,6 +73,15 @@ def built_control_messages() -> list[bytes]:
         encode_control(
             EncapsulatedControl(
                 IPv6Header(IPv6Address("2001:db8:100::1"), V6), 40000, 4342, request, to_ms=True
+            )
+        ),
+        encode_control(
+            MapReferral(
+                nonce=11,
+                records=(
+                    ReferralRecord(EID4, 24, locs[:2], 1440, ReferralAction.MS_REFERRAL),
+                    ReferralRecord(EID6, 48, (), 15, ReferralAction.DELEGATION_HOLE),
+                ),
             )
         ),
     ]

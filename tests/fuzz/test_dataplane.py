@@ -21,7 +21,7 @@ from lispd.wire.ip import IPv4Header, IPv6Header, UdpDatagram, build_udp_datagra
 from tests import configs
 from tests.fuzz.test_decoders import mutated
 
-EXAMPLES = int(os.environ.get("LISPD_FUZZ_EXAMPLES", "3000"))  # see test_decoders
+EXAMPLES = int(os.environ.get("LISPD_FUZZ_EXAMPLES", "2000"))  # see test_decoders
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -1,7 +1,7 @@
 """Property tests: every decoder, fed random bytes and mutations of valid messages, either
 raises WireError or returns a value that re-encodes and decodes back to itself.
 
-The number of examples per decoder is ``LISPD_FUZZ_EXAMPLES`` (3,000 by default, what the suite
+The number of examples per decoder is ``LISPD_FUZZ_EXAMPLES`` (2,000 by default, what the suite
 runs so that it stays well under 15 minutes; a long run sets 100,000 or more).
 """
 
@@ -22,6 +22,7 @@ from lispd.wire.ecm import decode_ecm, encode_ecm
 from lispd.wire.errors import WireError
 from lispd.wire.info import decode_info, encode_info
 from lispd.wire.ip import build_udp_datagram, parse_udp_datagram
+from lispd.wire.mapreferral import decode_map_referral, encode_map_referral
 from lispd.wire.mapregister import (
     decode_map_notify,
     decode_map_register,
@@ -34,7 +35,7 @@ from lispd.wire.packet import decode_ip_packet
 from lispd.wire.reader import Reader
 from tests.fuzz.seeds import control_seeds, packet_seeds
 
-EXAMPLES = int(os.environ.get("LISPD_FUZZ_EXAMPLES", "3000"))
+EXAMPLES = int(os.environ.get("LISPD_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -86,6 +87,7 @@ CASES: list[tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]] = [
     ("map-reply", decode_map_reply, encode_map_reply),
     ("map-register", decode_map_register, encode_map_register),
     ("map-notify", decode_map_notify, encode_map_notify),
+    ("map-referral", decode_map_referral, encode_map_referral),
     ("info", decode_info, encode_info),
     ("ecm", decode_ecm, encode_ecm),
     ("control", decode_control, encode_control),

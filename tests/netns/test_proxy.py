@@ -121,12 +121,8 @@ def test_sites_and_outside_world_reach_each_other_through_the_proxies() -> None:
         assert pxtr_stats["petr.decap.packets"] > 100 and pxtr_stats["pitr.encap.packets"] > 100
         assert "etr.decap.packets" not in pxtr_stats and "itr.encap.packets" not in pxtr_stats
 
-        # The negative entry expires (TTL one minute), and the next packet resolves again.
-        deadline = time.monotonic() + 75
-        while "200.0.0.0/5" in {e["eid-prefix"] for e in w.ask(h1.xtr, "map-cache")}:
-            assert time.monotonic() < deadline, "negative entry never expired"
-            time.sleep(0.5)
-        assert lab.ping(h1.host, plan.outside_v4, count=1, wait=3.0)
+        # That the negative entry expires after its minute and the next packet resolves again
+        # is tests/sim/test_petr.py's (on a fake clock; it waited out the minute here).
 
 
 def test_a_dead_petr_is_skipped() -> None:

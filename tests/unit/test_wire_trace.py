@@ -756,8 +756,8 @@ def _check_wire(data: bytes) -> None:
 
 
 _FUZZ = settings(
-    # LISPD_FUZZ_EXAMPLES, as in tests/fuzz: 3,000 in the suite, more in a long run.
-    max_examples=int(os.environ.get("LISPD_FUZZ_EXAMPLES", "3000")),
+    # LISPD_FUZZ_EXAMPLES, as in tests/fuzz: 2,000 in the suite, more in a long run.
+    max_examples=int(os.environ.get("LISPD_FUZZ_EXAMPLES", "2000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
