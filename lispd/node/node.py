@@ -750,7 +750,7 @@ class Node:
         payload = send.payload
         if not payload or payload[0] >> 4 != 1 or not payload[0] & 0x02:
             return None  # not a Map-Request with the probe bit
-        if self.nat_bindings is not None:
+        if self.nat_bindings is not None and self._nat_port(send.dst) is not None:
             # Several xTRs may share the NAT address: the probe goes to the one whose
             # EID-prefix it names (the prober names the entry it watches the RLOC for).
             iid, prefix = 0, None
