@@ -79,7 +79,7 @@ from lispd.wire.data import (
 from lispd.wire.ecm import F_RTR, TYPE_ECM, decode_ecm
 from lispd.wire.errors import EncodeError, WireError
 from lispd.wire.info import InfoMessage
-from lispd.wire.ip import UdpDatagram
+from lispd.wire.ip import UDP_HEADER_LEN, UdpDatagram, parse_ip_header
 from lispd.wire.mapregister import (
     N_FOR_RTR,
     TYPE_MAP_NOTIFY,
@@ -1066,8 +1066,9 @@ class Node:
             out = rtr.on_map_notify(data, notify, ip_address(src), now)
             self._apply(ControlResult(installs=out.installs))
             for send in out.sends:
-                inner = send.payload[DATA_HEADER_LEN:]
-                offset = DATA_HEADER_LEN + (inner[0] & 0x0F) * 4 + 8 if inner[0] >> 4 == 4 else 56
+                # The relayed Map-Notify follows the inner IP and UDP headers we built.
+                _ip, ip_len, _end = parse_ip_header(send.payload[DATA_HEADER_LEN:])
+                offset = DATA_HEADER_LEN + ip_len + UDP_HEADER_LEN
                 self._actions.append(
                     SendDatagram(
                         "control",
