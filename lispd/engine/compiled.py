@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from lispd.dataplane.rloc import mapping_candidates
 from lispd.engine.workers import WorkerSet, add_counts
 from lispd.engine.workerwire import Operation
-from lispd.mapcache import LocalDatabase, MapCache, MapCacheEntry, Network
+from lispd.mapcache import LocalDatabase, MapCache, MapCacheEntry, Network, RlocEntry
 
 try:
     import lispd.engine._accel as _accel
@@ -40,6 +40,13 @@ NatPort = Callable[[IPAddress, int, Network | None], int | None]
 EID-prefix), None when the RLOC is not a NATed xTR's
 (:meth:`lispd.node.natbindings.NatBindings.port_for`)."""
 RecordRloc = tuple[bytes, int, int, bool]  # packed address, port, weight, via the 4341 socket
+# _rloc_set_record's answer: (record, all down, the candidates' addresses) or None
+SetRecord = tuple[list[RecordRloc], bool, tuple[IPAddress, ...]] | None
+
+RECORDS_KEPT = 4096
+"""RLOC sets whose record part (:func:`_rloc_set_record`) a :class:`CompiledPath` keeps, by
+the identity of the interned ``rlocs`` tuple (:func:`lispd.mapcache.entries.intern_rlocs`):
+entries sharing a set cost one look-up instead of the candidate selection each."""
 
 FORWARDED = ("itr.encap.packets", "etr.decap.packets", "rtr.reencap.packets")
 """The engine's packet counters of forwarded packets, one per role (``itr.all-rlocs-down`` is
@@ -72,21 +79,43 @@ def forwarding_record(
     node)."""
     if entry.action != "encapsulate":
         return None
-    candidates, all_down = mapping_candidates(entry.rlocs, families)
+    return _translated(_rloc_set_record(entry.rlocs, families, own_rlocs), entry, nat_port)
+
+
+def _rloc_set_record(
+    rlocs: Sequence[RlocEntry], families: Collection[int], own_rlocs: Collection[IPAddress]
+) -> SetRecord:
+    """The part of :func:`forwarding_record` that depends on the RLOC set alone: the record
+    before any NAT translation (``via_data`` False) and the candidates' addresses, None when
+    Python must see the packets."""
+    candidates, all_down = mapping_candidates(rlocs, families)
     if not candidates:
         return None
     record: list[RecordRloc] = []
     for rloc in candidates:
         if rloc.elp or rloc.address in own_rlocs:
             return None
-        address: IPAddress = rloc.address
-        port, via_data = rloc.port, False
-        if nat_port is not None:
-            translated = nat_port(address, entry.iid, entry.prefix)
-            if translated is not None:
-                port, via_data = translated, True
-        record.append((address.packed, port, rloc.weight, via_data))
-    return record, all_down
+        record.append((rloc.address.packed, rloc.port, rloc.weight, False))
+    return record, all_down, tuple(rloc.address for rloc in candidates)
+
+
+def _translated(
+    record: SetRecord, entry: MapCacheEntry, nat_port: NatPort | None
+) -> tuple[list[RecordRloc], bool] | None:
+    """``record`` (of ``entry``'s RLOC set) with ``nat_port``'s translated port for each RLOC
+    of ``entry`` that has one (a new list; the set's own list is shared, never changed)."""
+    if record is None:
+        return None
+    rlocs, all_down, addresses = record
+    if nat_port is None:
+        return rlocs, all_down
+    out: list[RecordRloc] = []
+    for address, (packed, port, weight, via_data) in zip(addresses, rlocs, strict=True):
+        translated = nat_port(address, entry.iid, entry.prefix)
+        if translated is not None:
+            port, via_data = translated, True
+        out.append((packed, port, weight, via_data))
+    return out, all_down
 
 
 class CompiledPath:
@@ -128,6 +157,8 @@ class CompiledPath:
         self.mapcache: MapCache | None = None
         self.database: LocalDatabase | None = None
         self.punt_all = False
+        # id(rlocs) -> (rlocs, its record part): the tuple held so that its id stays its own.
+        self._set_records: dict[int, tuple[tuple[RlocEntry, ...], SetRecord]] = {}
 
     def _apply(self, name: str, *args: Any) -> None:
         """One table operation in every engine."""
@@ -177,14 +208,29 @@ class CompiledPath:
             self._apply("map_set", *self._record_args(iid, prefix, entry))
 
     def _record_args(self, iid: int, prefix: Network, entry: MapCacheEntry) -> tuple[Any, ...]:
-        record = forwarding_record(entry, self.families, self.own_rlocs, self.nat_port)
+        """``map_set``'s arguments for ``entry``: :func:`forwarding_record`, the RLOC set's part
+        worked out once per (interned) set."""
+        rlocs = entry.rlocs
+        kept = self._set_records.get(id(rlocs))
+        if kept is not None and kept[0] is rlocs:
+            record = kept[1]
+        else:
+            record = _rloc_set_record(rlocs, self.families, self.own_rlocs) if rlocs else None
+            if len(self._set_records) >= RECORDS_KEPT:
+                self._set_records.clear()
+            self._set_records[id(rlocs)] = (rlocs, record)
         packed, plen = prefix.network_address.packed, prefix.prefixlen
-        if record is None:
+        if entry.action != "encapsulate" or record is None:
             return (iid, packed, plen, None)
-        rlocs, all_down = record
+        if self.nat_port is None:
+            chosen, all_down, _addresses = record
+        else:
+            translated = _translated(record, entry, self.nat_port)
+            assert translated is not None  # record is not None
+            chosen, all_down = translated
         # The fifth argument only when set: the operation stays the four-argument form the
         # workers and their message-size estimate know for every ordinary record.
-        return (iid, packed, plen, rlocs, True) if all_down else (iid, packed, plen, rlocs)
+        return (iid, packed, plen, chosen, True) if all_down else (iid, packed, plen, chosen)
 
     def reissue(self, entries: Iterable[MapCacheEntry]) -> int:
         """Install the current record of each of ``entries`` (map-cache entries) again in

@@ -9,6 +9,13 @@ Besides the prefix tables it keeps an index from RLOC address to the entries usi
 RLOC (its reachability, its NAT binding at an RTR) costs the entries of that RLOC, not a walk
 over the whole map-cache; and a count of entries per instance-ID, family and source
 (:meth:`MapCache.census`, for the metrics).
+
+Memory at scale (a million entries): the tables store the entries themselves, one dict slot
+each (no pair, no key object: the key is the int the entry's network already holds), on the
+``"pure"`` backend by default (no patricia tree besides the dicts; see :data:`MAP_CACHE_BACKEND`).
+The RLOC index groups the entries by their RLOC set, which entries share
+(:func:`~lispd.mapcache.entries.intern_rlocs`): one dict slot per entry in its set's group, and
+the addresses point at the groups.
 """
 
 from __future__ import annotations
@@ -17,15 +24,74 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import count
+from operator import attrgetter
+from typing import Final
 
-from lispd.mapcache.entries import MapCacheEntry
+from lispd.mapcache.entries import MapCacheEntry, RlocEntry
 from lispd.mapcache.prefixes import Address, AddressLike, Network, PrefixLike, to_network
 from lispd.mapcache.scoped import ScopedTables
 
+MAP_CACHE_BACKEND: Final = "pure"
+"""The :class:`~lispd.mapcache.PrefixTable` backend of a map-cache by default: the dicts every
+table keeps answer longest matches too (about 1-2 us from Python at a million prefixes, like
+the patricia tree through this class), and a pytricia tree would cost ~150 bytes per prefix
+more.  The packets the compiled fast path forwards never reach this lookup."""
+
 _HeapItem = tuple[float, int, MapCacheEntry]  # (expires, insertion sequence, entry)
-# RLOC address -> the entries with an RLOC at that address, by id() (an int key: hashing an
-# ipaddress network costs microseconds, and the index never needs the prefix).
-_RlocIndex = dict[Address, dict[int, MapCacheEntry]]
+
+
+class _RlocGroup:
+    """The installed entries whose ``rlocs`` is one tuple (shared by interning), keyed by
+    the int of their network address (the object the network already holds, so a slot costs
+    no allocation; hashing an ipaddress network costs microseconds): the entry, or a list of
+    entries when several prefixes share that address (other lengths or instance-IDs)."""
+
+    __slots__ = ("rlocs", "users")
+
+    def __init__(self, rlocs: tuple[RlocEntry, ...]) -> None:
+        self.rlocs = rlocs  # held: the group is keyed by the tuple's id()
+        self.users: dict[int, MapCacheEntry | list[MapCacheEntry]] = {}
+
+    def add(self, entry: MapCacheEntry) -> None:
+        key = int(entry.prefix.network_address)
+        users = self.users
+        found = users.get(key)
+        if found is None:
+            users[key] = entry
+        elif type(found) is list:
+            found.append(entry)
+        else:
+            users[key] = [found, entry]  # type: ignore[list-item]
+
+    def discard(self, entry: MapCacheEntry) -> None:
+        key = int(entry.prefix.network_address)
+        users = self.users
+        found = users.get(key)
+        if found is entry:
+            del users[key]
+        elif type(found) is list:
+            kept = [e for e in found if e is not entry]
+            if len(kept) > 1:
+                users[key] = kept
+            elif kept:
+                users[key] = kept[0]
+            else:
+                del users[key]
+
+    def holds(self, entry: MapCacheEntry) -> bool:
+        found = self.users.get(int(entry.prefix.network_address))
+        return found is entry or (type(found) is list and any(e is entry for e in found))
+
+    def entries(self, out: list[MapCacheEntry]) -> None:
+        for found in self.users.values():
+            if type(found) is list:
+                out += found
+            else:
+                out.append(found)  # type: ignore[arg-type]
+
+
+# RLOC address -> the groups of the RLOC sets naming it (first hop of a path), by id(rlocs).
+_RlocIndex = dict[Address, dict[int, _RlocGroup]]
 
 
 class MapCache:
@@ -34,17 +100,31 @@ class MapCache:
     Time is never read here: expiry uses the ``now`` the caller passes.
     """
 
-    __slots__ = ("_by_rloc", "_census", "_generation", "_heap", "_seq", "_tables", "listener")
+    __slots__ = (
+        "_by_rloc",
+        "_census",
+        "_generation",
+        "_groups",
+        "_heap",
+        "_seq",
+        "_tables",
+        "listener",
+    )
 
     def __init__(self, *, backend: str | None = None) -> None:
-        """Create an empty map-cache (``backend``: see :class:`~lispd.mapcache.PrefixTable`)."""
-        self._tables: ScopedTables[MapCacheEntry] = ScopedTables(backend=backend)
+        """Create an empty map-cache (``backend``: see :class:`~lispd.mapcache.PrefixTable`;
+        None: :data:`MAP_CACHE_BACKEND`)."""
+        self._tables: ScopedTables[MapCacheEntry] = ScopedTables(
+            backend=MAP_CACHE_BACKEND if backend is None else backend,
+            prefix_of=attrgetter("prefix"),
+        )
         self._generation = 0
         # Expiry queue with lazy deletion: an item whose entry is no longer the one stored for
         # its (iid, prefix) is skipped when popped, and the heap is rebuilt when mostly stale.
         self._heap: list[_HeapItem] = []
         self._seq = count()
         self._by_rloc: _RlocIndex = {}
+        self._groups: dict[int, _RlocGroup] = {}  # id(rlocs) -> its group
         self._census: Counter[tuple[int, int, str]] = Counter()  # see census()
         # Told of every entry installed (the entry) or removed (None), by (iid, prefix): how
         # a compiled fast path keeps its own copy of the table current.
@@ -60,8 +140,7 @@ class MapCache:
 
     def add(self, entry: MapCacheEntry) -> MapCacheEntry | None:
         """Install ``entry``, replacing the entry for the same (iid, prefix); return that one."""
-        old = self._tables.exact(entry.iid, entry.prefix)
-        self._tables.insert(entry.iid, entry.prefix, entry)
+        old = self._tables.put(entry.iid, entry.prefix, entry)
         self._generation += 1
         if old is not None:
             self._unindex(old)
@@ -92,41 +171,61 @@ class MapCache:
 
     def _index(self, entry: MapCacheEntry) -> None:
         self._census[entry.iid, entry.prefix.version, entry.source] += 1
-        for rloc in entry.rlocs:
-            users = self._by_rloc.get(rloc.address)
-            if users is None:
-                users = self._by_rloc[rloc.address] = {}
-            users[id(entry)] = entry  # the dict holds it: its id is its own meanwhile
+        rlocs = entry.rlocs
+        if not rlocs:
+            return
+        group = self._groups.get(id(rlocs))
+        if group is None:
+            group = self._groups[id(rlocs)] = _RlocGroup(rlocs)
+            for rloc in rlocs:
+                groups = self._by_rloc.get(rloc.address)
+                if groups is None:
+                    groups = self._by_rloc[rloc.address] = {}
+                groups[id(rlocs)] = group  # an address listed twice: set twice, no harm
+        group.add(entry)
 
     def _unindex(self, entry: MapCacheEntry) -> None:
         key = (entry.iid, entry.prefix.version, entry.source)
         self._census[key] -= 1
         if not self._census[key]:
             del self._census[key]
-        for rloc in entry.rlocs:
-            users = self._by_rloc.get(rloc.address)
-            if users is None:
-                continue  # an address listed twice in the entry: gone already
-            users.pop(id(entry), None)
-            if not users:
+        rlocs = entry.rlocs
+        group = self._groups.get(id(rlocs))
+        if group is None:
+            return  # a negative entry: not indexed
+        group.discard(entry)
+        if group.users:
+            return
+        del self._groups[id(rlocs)]
+        for rloc in rlocs:
+            groups = self._by_rloc.get(rloc.address)
+            if groups is None:
+                continue  # an address listed twice in the set: gone already
+            groups.pop(id(rlocs), None)
+            if not groups:
                 del self._by_rloc[rloc.address]
 
     def using(self, address: Address) -> list[MapCacheEntry]:
         """The entries with an RLOC at ``address`` (for an explicit locator path: its first
         hop), in no particular order; costs their number, not the map-cache's size."""
-        users = self._by_rloc.get(address)
-        return [] if users is None else list(users.values())
+        groups = self._by_rloc.get(address)
+        out: list[MapCacheEntry] = []
+        if groups is not None:
+            for group in groups.values():
+                group.entries(out)
+        return out
 
     def still_using(
         self, address: Address, entries: Iterable[MapCacheEntry]
     ) -> Iterator[MapCacheEntry]:
         """Those of ``entries`` (from :meth:`using`, some time ago) that are still installed
         and still use ``address``: not replaced nor removed since.  One look-up each."""
-        users = self._by_rloc.get(address)
-        if users is None:
+        groups = self._by_rloc.get(address)
+        if groups is None:
             return
         for entry in entries:
-            if users.get(id(entry)) is entry:
+            group = groups.get(id(entry.rlocs))
+            if group is not None and group.rlocs is entry.rlocs and group.holds(entry):
                 yield entry
 
     def uses(self, address: Address) -> bool:
@@ -209,7 +308,7 @@ class MapCache:
 
     def entries(self) -> list[MapCacheEntry]:
         """Every entry in (iid, family, prefix) order (a snapshot)."""
-        return [entry for _iid, _net, entry in self._tables.items()]
+        return self._tables.values()
 
     def __iter__(self) -> Iterator[MapCacheEntry]:
         return iter(self.entries())

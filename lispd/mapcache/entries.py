@@ -27,6 +27,32 @@ ACTIONS: Final[frozenset[str]] = frozenset(
 
 LISP_DATA_PORT: Final = 4341
 
+INTERNED_RLOC_SETS: Final = 4096
+"""Distinct RLOC sets :func:`intern_rlocs` remembers; past that it starts afresh (sharing is
+a saving, never a meaning: a set met again after that is merely not shared with the earlier
+entries)."""
+
+_interned: dict[tuple[RlocEntry, ...], tuple[RlocEntry, ...]] = {}
+
+
+def intern_rlocs(rlocs: tuple[RlocEntry, ...]) -> tuple[RlocEntry, ...]:
+    """The one tuple kept for RLOC sets equal to ``rlocs`` (``rlocs`` itself the first time).
+
+    A million map-cache entries typically name a few hundred distinct RLOC sets: sharing the
+    tuple (and its :class:`RlocEntry` objects) saves their memory per entry, and lets what
+    depends on the set alone (the map-cache's RLOC index, a forwarding record) be worked out
+    once per set, keyed by the tuple's identity.
+    """
+    if not rlocs:
+        return ()
+    shared = _interned.get(rlocs)
+    if shared is not None:
+        return shared
+    if len(_interned) >= INTERNED_RLOC_SETS:
+        _interned.clear()
+    _interned[rlocs] = rlocs
+    return rlocs
+
 
 def _check_rlocs(rlocs: object) -> tuple[RlocEntry, ...]:
     if isinstance(rlocs, str | bytes) or not hasattr(rlocs, "__iter__"):
@@ -84,7 +110,8 @@ class MapCacheEntry:
     RLOCs; a negative entry (no RLOCs) names one of the other :data:`ACTIONS`.  ``ttl`` is in
     seconds (None: never expires); ``created`` is the caller's clock when the entry was made, and
     ``expires`` defaults to ``created + ttl``.  ``source`` tells where it came from
-    (``"static"``, ``"map-reply"``, ...).
+    (``"static"``, ``"map-reply"``, ...).  Entries with equal RLOC sets share one ``rlocs``
+    tuple (:func:`intern_rlocs`).
     """
 
     iid: int
@@ -99,7 +126,7 @@ class MapCacheEntry:
     def __post_init__(self) -> None:
         check_iid(self.iid)
         object.__setattr__(self, "prefix", to_network(self.prefix))
-        object.__setattr__(self, "rlocs", _check_rlocs(self.rlocs))
+        object.__setattr__(self, "rlocs", intern_rlocs(_check_rlocs(self.rlocs)))
         if self.action not in ACTIONS:
             raise ValueError(f"unknown action {self.action!r}; choose from {sorted(ACTIONS)}")
         if self.rlocs and self.action != "encapsulate":

@@ -7,8 +7,8 @@ family of a lookup key from the key itself (4 or 16 packed bytes, or the address
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv6Address
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Generic, TypeVar
 
 from lispd.mapcache.prefixes import (
@@ -31,13 +31,21 @@ class ScopedTables(Generic[V]):
     reference obtained from :meth:`table` stays valid.
     """
 
-    __slots__ = ("_backend", "_v4", "_v6")
+    __slots__ = ("_all", "_backend", "_prefix_of", "_v4", "_v6")
 
-    def __init__(self, *, backend: str | None = None) -> None:
-        """Create an empty set; ``backend`` is passed to every :class:`PrefixTable`."""
+    def __init__(
+        self,
+        *,
+        backend: str | None = None,
+        prefix_of: Callable[[V], Network] | None = None,
+    ) -> None:
+        """Create an empty set; ``backend`` and ``prefix_of`` are passed to every
+        :class:`PrefixTable`."""
         self._backend = backend
+        self._prefix_of = prefix_of
         self._v4: dict[int, PrefixTable[V]] = {}
         self._v6: dict[int, PrefixTable[V]] = {}
+        self._all: list[PrefixTable[V]] = []  # every table, for a quick total
 
     def _by_family(self, family: int) -> dict[int, PrefixTable[V]]:
         if family == 4:
@@ -51,20 +59,37 @@ class ScopedTables(Generic[V]):
         tables = self._by_family(family)
         table = tables.get(iid)
         if table is None and create:
-            table = tables[check_iid(iid)] = PrefixTable(family, backend=self._backend)
+            table = tables[check_iid(iid)] = PrefixTable(
+                family, backend=self._backend, prefix_of=self._prefix_of
+            )
+            self._all.append(table)
         return table
+
+    def _existing(self, iid: int, net: Network) -> PrefixTable[V] | None:
+        kind = type(net)
+        if kind is IPv4Network:
+            return self._v4.get(iid)
+        if kind is IPv6Network:
+            return self._v6.get(iid)
+        return self._by_family(net.version).get(iid)
+
+    def put(self, iid: int, prefix: PrefixLike, value: V) -> V | None:
+        """Map ``prefix`` in instance ``iid`` to ``value``; return the value it replaced."""
+        net = to_network(prefix)
+        table = self._existing(iid, net)
+        if table is None:
+            table = self.table(iid, net.version, create=True)
+            assert table is not None
+        return table.put(net, value)
 
     def insert(self, iid: int, prefix: PrefixLike, value: V) -> None:
         """Map ``prefix`` in instance ``iid`` to ``value``, replacing any previous value."""
-        net = to_network(prefix)
-        table = self.table(iid, net.version, create=True)
-        assert table is not None
-        table.insert(net, value)
+        self.put(iid, prefix, value)
 
     def delete(self, iid: int, prefix: PrefixLike) -> V:
         """Remove exactly ``prefix`` from instance ``iid``; KeyError when absent."""
         net = to_network(prefix)
-        table = self._by_family(net.version).get(iid)
+        table = self._existing(iid, net)
         if table is None:
             raise KeyError((iid, net))
         return table.delete(net)
@@ -72,7 +97,7 @@ class ScopedTables(Generic[V]):
     def exact(self, iid: int, prefix: PrefixLike) -> V | None:
         """Value stored for exactly ``prefix`` in ``iid``, or None."""
         net = to_network(prefix)
-        table = self._by_family(net.version).get(iid)
+        table = self._existing(iid, net)
         return None if table is None else table.exact(net)
 
     def lookup(self, iid: int, address: AddressLike) -> tuple[Network, V] | None:
@@ -138,6 +163,16 @@ class ScopedTables(Generic[V]):
                     for net, value in table.items():
                         yield iid, net, value
 
+    def values(self) -> list[V]:
+        """Every value in (iid, family, prefix) order (a snapshot)."""
+        out: list[V] = []
+        for iid in sorted(self._v4.keys() | self._v6.keys()):
+            for tables in (self._v4, self._v6):
+                table = tables.get(iid)
+                if table is not None:
+                    out += table.values()
+        return out
+
     def count(self, iid: int | None = None, family: int | None = None) -> int:
         """Number of prefixes: in total, in one instance, one family, or one (iid, family)."""
         families = (4, 6) if family is None else (family,)
@@ -167,7 +202,7 @@ class ScopedTables(Generic[V]):
                 tables[iid].clear()
 
     def __len__(self) -> int:
-        return self.count()
+        return sum(map(len, self._all))
 
     def __repr__(self) -> str:
         return f"<ScopedTables {self.count()} prefixes in {len(self.instance_ids())} instances>"

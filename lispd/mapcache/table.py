@@ -3,17 +3,26 @@
 ``PrefixTable(family)`` returns a table backed by the fastest implementation installed:
 
 ``"pytricia"``
-    The C patricia tree of the ``pytricia`` package.  A lookup of packed bytes is one C call
-    (about 0.2 us through this class, see ``benchmarks/lpm.py``).
+    The C patricia tree of the ``pytricia`` package answers longest matches.  A lookup of
+    packed bytes is one C call (about 0.2 us through this class, see ``benchmarks/lpm.py``),
+    but the tree costs about 150 bytes per prefix besides the dicts below.
 ``"pure"``
-    A pure-Python reference: one ``dict`` per prefix length present, probed from the longest
-    length down.  Obviously correct, a few times slower; used when pytricia is missing and, in the
-    tests, as the reference the C backend must agree with.
+    Pure Python: the dicts below answer longest matches too, probed from the longest prefix
+    length down.  A few times slower on a lookup, no memory besides the dicts; used when
+    pytricia is missing, by the map-cache at scale (see :class:`~lispd.mapcache.MapCache`) and,
+    in the tests, as the reference the C backend must agree with.
 
-``PrefixTable(family, backend="pure")`` picks one explicitly.  Both keep every entry in a plain
-dict as well, so exact matches, counts, ordered iteration and the covering / more-specific
-queries are shared code and cannot disagree between backends.  A lookup returns the stored
-``(network, value)`` pair itself: no allocation on the fast path.
+``PrefixTable(family, backend="pure")`` picks one explicitly.  Both store every prefix in one
+``dict`` per prefix length present, keyed by the network address as an integer (the very int
+object the ``ipaddress`` network holds: no allocation per prefix), so exact matches, counts,
+ordered iteration and the covering / more-specific queries are shared code and cannot disagree
+between backends.
+
+What a dict holds per prefix is the stored item: the value itself when the table was given
+``prefix_of`` (a value that knows its own prefix, as a map-cache entry does: nothing else is
+allocated per prefix), else a ``(network, value)`` pair.  A lookup returns a ``(network,
+value)`` pair: the stored one itself in the second case (no allocation on the fast path), a new
+one in the first.
 """
 
 from __future__ import annotations
@@ -55,7 +64,19 @@ def available_backends() -> tuple[str, ...]:
 _MASKS4: Final = prefix_masks(32)
 _MASKS6: Final = prefix_masks(128)
 
-_Key = tuple[int, int]  # (network address as int, prefix length)
+# A stored item: the value (tables with ``prefix_of``) or a (network, value) pair.
+_Item = Any
+_Level = dict[int, _Item]  # network address as int -> item, for one prefix length
+
+
+def _pair_prefix(item: tuple[Network, Any]) -> Network:
+    return item[0]
+
+
+def order_key(net: Network) -> int:
+    """The sort key of a prefix in a table's order, as one int: the network address, then the
+    prefix length (``address << 8 | length``; 8 bits hold every length up to 128)."""
+    return int(net.network_address) << 8 | net.prefixlen
 
 
 class PrefixTable(Generic[V]):
@@ -64,14 +85,22 @@ class PrefixTable(Generic[V]):
     Prefixes are ``IPv4Network``/``IPv6Network`` objects or strict text (``"192.0.2.0/24"``);
     a prefix of the other family is a ValueError.  Iteration is in prefix order: by network
     address, then by prefix length (a covering prefix before the prefixes it covers).
+
+    ``prefix_of``: the values know their prefix (``prefix_of(value)`` is the prefix they are
+    stored under, checked on insert): the table then stores the values alone.
     """
 
     __slots__ = (
         "_addr_type",
-        "_entries",
+        "_by_len",
+        "_count",
+        "_levels",
         "_masks",
         "_nbytes",
+        "_net_of",
+        "_net_type",
         "_order",
+        "_prefix_of",
         "bits",
         "family",
         "lookup_packed",
@@ -80,7 +109,13 @@ class PrefixTable(Generic[V]):
     backend: ClassVar[str]
     """Name of the implementation behind this table (one of :data:`BACKENDS`)."""
 
-    def __new__(cls, family: int, *, backend: str | None = None) -> PrefixTable[Any]:
+    def __new__(
+        cls,
+        family: int,
+        *,
+        backend: str | None = None,
+        prefix_of: Callable[[Any], Network] | None = None,
+    ) -> PrefixTable[Any]:
         """Pick the backend class when ``PrefixTable`` itself is instantiated."""
         if cls is PrefixTable:
             cls = _backend_class(DEFAULT_BACKEND if backend is None else backend)
@@ -88,8 +123,15 @@ class PrefixTable(Generic[V]):
             raise ValueError(f"{cls.__name__} is the {cls.backend!r} backend, not {backend!r}")
         return object.__new__(cls)
 
-    def __init__(self, family: int, *, backend: str | None = None) -> None:
-        """Create an empty table for ``family`` (4 or 6); ``backend`` as in :data:`BACKENDS`."""
+    def __init__(
+        self,
+        family: int,
+        *,
+        backend: str | None = None,
+        prefix_of: Callable[[V], Network] | None = None,
+    ) -> None:
+        """Create an empty table for ``family`` (4 or 6); ``backend`` as in :data:`BACKENDS`;
+        ``prefix_of`` when every value knows its own prefix (see the class)."""
         self.family: Final[int] = family
         self.bits: Final[int] = family_bits(family)
         self._nbytes = self.bits // 8
@@ -97,8 +139,16 @@ class PrefixTable(Generic[V]):
         self._addr_type: type[IPv4Address] | type[IPv6Address] = (
             IPv4Address if family == 4 else IPv6Address
         )
-        self._entries: dict[_Key, tuple[Network, V]] = {}
-        self._order: list[_Key] | None = None  # sorted keys, rebuilt lazily after a change
+        self._net_type: type[IPv4Network] | type[IPv6Network] = (
+            IPv4Network if family == 4 else IPv6Network
+        )
+        self._prefix_of = prefix_of
+        self._net_of: Callable[[_Item], Network] = _pair_prefix if prefix_of is None else prefix_of
+        self._by_len: dict[int, _Level] = {}
+        # (mask, level) for every prefix length in use, longest first: the pure lookup loop.
+        self._levels: tuple[tuple[int, _Level], ...] = ()
+        self._count = 0
+        self._order: list[_Item] | None = None  # items in prefix order, rebuilt lazily
         self.lookup_packed: Callable[[bytes], tuple[Network, V] | None]
         """The fastest lookup, for callers that already hold ``bytes`` of the right length.
 
@@ -117,11 +167,11 @@ class PrefixTable(Generic[V]):
         """Empty the lookup structure in place (``lookup_packed`` must stay valid)."""
         raise NotImplementedError
 
-    def _store(self, key: _Key, item: tuple[Network, V]) -> None:
+    def _store(self, net: Network, item: _Item) -> None:
         """Add or replace ``item`` in the lookup structure."""
         raise NotImplementedError
 
-    def _discard(self, key: _Key, net: Network) -> None:
+    def _discard(self, net: Network) -> None:
         """Remove a prefix that is known to be present from the lookup structure."""
         raise NotImplementedError
 
@@ -137,10 +187,27 @@ class PrefixTable(Generic[V]):
     # -- shared code -----------------------------------------------------------------------
 
     def _network(self, prefix: PrefixLike) -> Network:
+        if type(prefix) is self._net_type:
+            return prefix
         net = to_network(prefix)
         if net.version != self.family:
             raise ValueError(f"{net} is not an IPv{self.family} prefix")
         return net
+
+    def _pair(self, item: _Item) -> tuple[Network, V]:
+        """What a query returns for a stored item."""
+        if self._prefix_of is None:
+            return item  # type: ignore[no-any-return]
+        return (self._prefix_of(item), item)
+
+    def _value(self, item: _Item) -> V:
+        return item if self._prefix_of is not None else item[1]  # type: ignore[no-any-return]
+
+    def _relevel(self) -> None:
+        masks = self._masks
+        self._levels = tuple(
+            (masks[plen], self._by_len[plen]) for plen in sorted(self._by_len, reverse=True)
+        )
 
     def _address_int(self, address: AddressLike) -> int:
         """The address as an integer, after checking its family."""
@@ -171,41 +238,82 @@ class PrefixTable(Generic[V]):
             return IPv4Network((IPv4Address(address), plen))
         return IPv6Network((IPv6Address(address), plen))
 
-    def _sorted_keys(self) -> list[_Key]:
+    def _item_key(self, item: _Item) -> int:
+        return order_key(self._net_of(item))
+
+    def _sorted(self) -> list[_Item]:
         if self._order is None:
-            self._order = sorted(self._entries)
+            items = [item for level in self._by_len.values() for item in level.values()]
+            items.sort(key=self._item_key)
+            self._order = items
         return self._order
+
+    def put(self, prefix: PrefixLike, value: V) -> V | None:
+        """Map ``prefix`` to ``value`` and return the value it replaced (None if it was new)."""
+        net = self._network(prefix)
+        if self._prefix_of is None:
+            item: _Item = (net, value)
+        else:
+            own = self._prefix_of(value)
+            if own is not net and own != net:
+                raise ValueError(f"a value stored under {net} must have that prefix, not {own}")
+            item = value
+        plen = net.prefixlen
+        address = int(net.network_address)
+        level = self._by_len.get(plen)
+        if level is None:
+            level = self._by_len[plen] = {}
+            level[address] = item
+            self._relevel()
+            old = None
+        else:
+            old = level.get(address)
+            level[address] = item
+        self._store(net, item)
+        if old is None:
+            self._count += 1
+            self._order = None
+            return None
+        if self._order is not None:  # same place in the order: swap the item in
+            order = self._order
+            order[bisect_left(order, order_key(net), key=self._item_key)] = item
+        return self._value(old)
 
     def insert(self, prefix: PrefixLike, value: V) -> None:
         """Map ``prefix`` to ``value``, replacing any value it had."""
-        net = self._network(prefix)
-        key = (int(net.network_address), net.prefixlen)
-        item = (net, value)
-        new = key not in self._entries
-        self._entries[key] = item
-        self._store(key, item)
-        if new:
-            self._order = None
+        self.put(prefix, value)
 
     def delete(self, prefix: PrefixLike) -> V:
         """Remove ``prefix`` (exact match) and return its value; KeyError if it is absent."""
         net = self._network(prefix)
-        key = (int(net.network_address), net.prefixlen)
-        item = self._entries.pop(key)  # KeyError when absent
-        self._discard(key, item[0])
+        plen = net.prefixlen
+        level = self._by_len.get(plen)
+        if level is None:
+            raise KeyError(net)
+        item = level.pop(int(net.network_address))  # KeyError when absent
+        if not level:
+            del self._by_len[plen]
+            self._relevel()
+        self._count -= 1
+        self._discard(net)
         self._order = None
-        return item[1]
+        return self._value(item)
 
     def exact(self, prefix: PrefixLike) -> V | None:
         """Value stored for exactly ``prefix`` (not a longest match), or None."""
         net = self._network(prefix)
-        item = self._entries.get((int(net.network_address), net.prefixlen))
-        return None if item is None else item[1]
+        level = self._by_len.get(net.prefixlen)
+        if level is None:
+            return None
+        item = level.get(int(net.network_address))
+        return None if item is None else self._value(item)
 
     def clear(self) -> None:
         """Remove every prefix."""
         self._clear_backend()
-        self._entries.clear()
+        self._by_len.clear()
+        self._levels = ()
+        self._count = 0
         self._order = None
 
     def __contains__(self, prefix: object) -> bool:
@@ -215,20 +323,29 @@ class PrefixTable(Generic[V]):
         net = to_network(prefix)
         if net.version != self.family:
             return False
-        return (int(net.network_address), net.prefixlen) in self._entries
+        level = self._by_len.get(net.prefixlen)
+        return level is not None and int(net.network_address) in level
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._count
 
     def __iter__(self) -> Iterator[Network]:
         """Stored prefixes in prefix order (address, then prefix length)."""
-        entries = self._entries
-        return iter([entries[k][0] for k in self._sorted_keys()])
+        net_of = self._net_of
+        return iter([net_of(item) for item in self._sorted()])
 
     def items(self) -> list[tuple[Network, V]]:
         """``(prefix, value)`` pairs in prefix order (a snapshot: safe to mutate while using)."""
-        entries = self._entries
-        return [entries[k] for k in self._sorted_keys()]
+        if self._prefix_of is None:
+            return list(self._sorted())
+        prefix_of = self._prefix_of
+        return [(prefix_of(item), item) for item in self._sorted()]
+
+    def values(self) -> list[V]:
+        """The values in prefix order (a snapshot)."""
+        if self._prefix_of is not None:
+            return list(self._sorted())
+        return [item[1] for item in self._sorted()]
 
     def covering(self, prefix: PrefixLike, *, strict: bool = False) -> list[tuple[Network, V]]:
         """Stored prefixes that contain ``prefix``, least specific first.
@@ -238,13 +355,12 @@ class PrefixTable(Generic[V]):
         """
         net = self._network(prefix)
         address = int(net.network_address)
-        masks = self._masks
-        entries = self._entries
+        top = net.prefixlen if strict else net.prefixlen + 1
         out: list[tuple[Network, V]] = []
-        for plen in range(net.prefixlen if strict else net.prefixlen + 1):
-            item = entries.get((address & masks[plen], plen))
+        for plen in sorted(p for p in self._by_len if p < top):
+            item = self._by_len[plen].get(address & self._masks[plen])
             if item is not None:
-                out.append(item)
+                out.append(self._pair(item))
         return out
 
     def more_specifics(
@@ -257,13 +373,14 @@ class PrefixTable(Generic[V]):
         net = self._network(prefix)
         start = int(net.network_address)
         end = int(net.broadcast_address)
-        keys = self._sorted_keys()
-        lo = bisect_left(keys, (start, net.prefixlen + 1 if strict else net.prefixlen))
-        hi = bisect_left(keys, (end + 1, 0), lo)
+        order = self._sorted()
+        key = self._item_key
+        first = start << 8 | (net.prefixlen + 1 if strict else net.prefixlen)
+        lo = bisect_left(order, first, key=key)
+        hi = bisect_left(order, (end + 1) << 8, lo, key=key)
         # Sorted by (address, length): a stored prefix whose address lies inside ``prefix`` and
         # is not its first address is longer than ``prefix``, so the slice is exactly the set.
-        entries = self._entries
-        return [entries[k] for k in keys[lo:hi]]
+        return [self._pair(item) for item in order[lo:hi]]
 
     def largest_uncovered(self, address: AddressLike) -> Network | None:
         """The shortest prefix holding ``address`` that overlaps no stored prefix.
@@ -273,17 +390,17 @@ class PrefixTable(Generic[V]):
         requested EID for which nothing is registered.
         """
         a = self._address_int(address)
-        masks = self._masks
-        entries = self._entries
-        for plen in range(self.bits + 1):
-            if (a & masks[plen], plen) in entries:
+        for mask, level in self._levels:
+            if a & mask in level:
                 return None
-        keys = self._sorted_keys()
+        masks = self._masks
+        order = self._sorted()
+        key = self._item_key
         ones = masks[self.bits]
         for plen in range(self.bits + 1):
             start = a & masks[plen]
-            i = bisect_left(keys, (start, 0))
-            if i == len(keys) or keys[i][0] > start | (ones ^ masks[plen]):
+            i = bisect_left(order, start << 8, key=key)
+            if i == len(order) or key(order[i]) >> 8 > start | (ones ^ masks[plen]):
                 return self._make_network(start, plen)
         raise AssertionError("unreachable: the host prefix of an uncovered address is free")
 
@@ -292,7 +409,7 @@ class PrefixTable(Generic[V]):
 
 
 class PyTriciaPrefixTable(PrefixTable[V]):
-    """:class:`PrefixTable` on pytricia's C patricia tree (the default backend)."""
+    """:class:`PrefixTable` with pytricia's C patricia tree for longest matches."""
 
     __slots__ = ("_tree",)
     backend = "pytricia"
@@ -304,14 +421,17 @@ class PyTriciaPrefixTable(PrefixTable[V]):
         self.lookup_packed = self._tree.get
 
     def _clear_backend(self) -> None:
-        for _key, (net, _value) in self._entries.items():
-            self._tree.delete(net)
+        net_of = self._net_of
+        for level in self._by_len.values():
+            for item in level.values():
+                self._tree.delete(net_of(item))
 
-    def _store(self, key: _Key, item: tuple[Network, V]) -> None:
-        net = item[0]
-        self._tree.insert(net.network_address.packed, net.prefixlen, item)
+    def _store(self, net: Network, item: _Item) -> None:
+        # The tree holds what a lookup returns: the (network, value) pair.
+        pair = item if self._prefix_of is None else (net, item)
+        self._tree.insert(net.network_address.packed, net.prefixlen, pair)
 
-    def _discard(self, key: _Key, net: Network) -> None:
+    def _discard(self, net: Network) -> None:
         self._tree.delete(net)
 
     def lookup(self, address: AddressLike) -> tuple[Network, V] | None:
@@ -326,51 +446,30 @@ class PyTriciaPrefixTable(PrefixTable[V]):
 
 
 class PurePrefixTable(PrefixTable[V]):
-    """:class:`PrefixTable` in pure Python: one dict per prefix length, longest probed first."""
+    """:class:`PrefixTable` in pure Python: the dict of each prefix length in use, probed from
+    the longest length down."""
 
-    __slots__ = ("_by_len", "_levels")
+    __slots__ = ()
     backend = "pure"
 
     def _init_backend(self) -> None:
-        self._by_len: dict[int, dict[int, tuple[Network, V]]] = {}
-        # (mask, dict) for every prefix length in use, longest first: the lookup loop.
-        self._levels: tuple[tuple[int, dict[int, tuple[Network, V]]], ...] = ()
         self.lookup_packed = self._lookup_packed
 
     def _clear_backend(self) -> None:
-        self._by_len.clear()
-        self._levels = ()
+        pass  # the shared dicts are all there is
 
-    def _relevel(self) -> None:
-        masks = self._masks
-        self._levels = tuple(
-            (masks[plen], self._by_len[plen]) for plen in sorted(self._by_len, reverse=True)
-        )
+    def _store(self, net: Network, item: _Item) -> None:
+        pass
 
-    def _store(self, key: _Key, item: tuple[Network, V]) -> None:
-        address, plen = key
-        level = self._by_len.get(plen)
-        if level is None:
-            level = self._by_len[plen] = {}
-            level[address] = item
-            self._relevel()
-        else:
-            level[address] = item
-
-    def _discard(self, key: _Key, net: Network) -> None:
-        address, plen = key
-        level = self._by_len[plen]
-        del level[address]
-        if not level:
-            del self._by_len[plen]
-            self._relevel()
+    def _discard(self, net: Network) -> None:
+        pass
 
     def _lookup_packed(self, address: bytes) -> tuple[Network, V] | None:
         a = int.from_bytes(address, "big")
         for mask, level in self._levels:
             item = level.get(a & mask)
             if item is not None:
-                return item
+                return item if self._prefix_of is None else (self._prefix_of(item), item)
         return None
 
     def lookup(self, address: AddressLike) -> tuple[Network, V] | None:
@@ -385,7 +484,7 @@ class PurePrefixTable(PrefixTable[V]):
         for mask, level in self._levels:
             item = level.get(a & mask)
             if item is not None:
-                return item
+                return item if self._prefix_of is None else (self._prefix_of(item), item)
         return None
 
 
