@@ -31,7 +31,7 @@ class ScopedTables(Generic[V]):
     reference obtained from :meth:`table` stays valid.
     """
 
-    __slots__ = ("_all", "_backend", "_prefix_of", "_v4", "_v6")
+    __slots__ = ("_backend", "_prefix_of", "_total", "_v4", "_v6")
 
     def __init__(
         self,
@@ -45,7 +45,7 @@ class ScopedTables(Generic[V]):
         self._prefix_of = prefix_of
         self._v4: dict[int, PrefixTable[V]] = {}
         self._v6: dict[int, PrefixTable[V]] = {}
-        self._all: list[PrefixTable[V]] = []  # every table, for a quick total
+        self._total = [0]  # prefixes in every table: each table counts in it
 
     def _by_family(self, family: int) -> dict[int, PrefixTable[V]]:
         if family == 4:
@@ -62,7 +62,7 @@ class ScopedTables(Generic[V]):
             table = tables[check_iid(iid)] = PrefixTable(
                 family, backend=self._backend, prefix_of=self._prefix_of
             )
-            self._all.append(table)
+            table._total = self._total
         return table
 
     def _existing(self, iid: int, net: Network) -> PrefixTable[V] | None:
@@ -96,9 +96,16 @@ class ScopedTables(Generic[V]):
 
     def exact(self, iid: int, prefix: PrefixLike) -> V | None:
         """Value stored for exactly ``prefix`` in ``iid``, or None."""
-        net = to_network(prefix)
-        table = self._existing(iid, net)
-        return None if table is None else table.exact(net)
+        kind = type(prefix)
+        if kind is IPv4Network:
+            table = self._v4.get(iid)
+        elif kind is IPv6Network:
+            table = self._v6.get(iid)
+        else:
+            net = to_network(prefix)
+            table = self._by_family(net.version).get(iid)
+            return None if table is None else table.exact(net)
+        return None if table is None else table.exact(prefix)
 
     def lookup(self, iid: int, address: AddressLike) -> tuple[Network, V] | None:
         """Longest-prefix match of ``address`` in instance ``iid``: ``(prefix, value)`` or None.
@@ -202,7 +209,7 @@ class ScopedTables(Generic[V]):
                 tables[iid].clear()
 
     def __len__(self) -> int:
-        return sum(map(len, self._all))
+        return self._total[0]
 
     def __repr__(self) -> str:
         return f"<ScopedTables {self.count()} prefixes in {len(self.instance_ids())} instances>"

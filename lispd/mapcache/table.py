@@ -101,6 +101,7 @@ class PrefixTable(Generic[V]):
         "_net_type",
         "_order",
         "_prefix_of",
+        "_total",
         "bits",
         "family",
         "lookup_packed",
@@ -148,6 +149,8 @@ class PrefixTable(Generic[V]):
         # (mask, level) for every prefix length in use, longest first: the pure lookup loop.
         self._levels: tuple[tuple[int, _Level], ...] = ()
         self._count = 0
+        # Shared with the other tables of a ScopedTables (its len() at no cost), else own.
+        self._total = [0]
         self._order: list[_Item] | None = None  # items in prefix order, rebuilt lazily
         self.lookup_packed: Callable[[bytes], tuple[Network, V] | None]
         """The fastest lookup, for callers that already hold ``bytes`` of the right length.
@@ -272,6 +275,7 @@ class PrefixTable(Generic[V]):
         self._store(net, item)
         if old is None:
             self._count += 1
+            self._total[0] += 1
             self._order = None
             return None
         if self._order is not None:  # same place in the order: swap the item in
@@ -295,6 +299,7 @@ class PrefixTable(Generic[V]):
             del self._by_len[plen]
             self._relevel()
         self._count -= 1
+        self._total[0] -= 1
         self._discard(net)
         self._order = None
         return self._value(item)
@@ -313,6 +318,7 @@ class PrefixTable(Generic[V]):
         self._clear_backend()
         self._by_len.clear()
         self._levels = ()
+        self._total[0] -= self._count
         self._count = 0
         self._order = None
 
