@@ -21,14 +21,26 @@ Half of the lookup addresses fall inside a stored prefix, half are uniformly ran
 figure is the best of ``--repeat`` timed passes; it includes the Python loop, whose own cost is
 printed as ``loop overhead``.  The answers of all candidates are checked to agree first.
 Prints a table, then the same figures as one line of JSON.
+
+At map-cache scale, which backend a :class:`~lispd.mapcache.MapCache` should use::
+
+    python benchmarks/lpm.py --mapcache 1000000
+
+loads that many entries (``benchmarks.mapcache_scale``'s prefixes: IPv4 /16-/32, IPv6 /32-/128,
+the worst case for the dict backend) into a map-cache per backend, and reports the memory
+they added (RSS), the load's CPU time, and ``MapCache.lookup`` per family for addresses that
+hit and that miss, in CPU time (the figures of a busy shared machine stay comparable).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import random
+import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lispd.mapcache import PrefixTable, ScopedTables, available_backends
+from lispd.mapcache import MapCache, PrefixTable, ScopedTables, available_backends
 
 try:
     import pytricia
@@ -173,15 +185,90 @@ def candidates(family: int, prefixes: Sequence[Network]) -> dict[str, dict[str, 
     return out
 
 
+def rss_bytes() -> int:
+    """Resident set size of this process now."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def cpu_per_lookup(mapcache: MapCache, keys: Sequence[bytes], repeat: int) -> float:
+    """Best CPU time of ``repeat`` passes of ``mapcache.lookup(0, key)``, per key."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        for key in keys:
+            mapcache.lookup(0, key)
+        best = min(best, time.process_time() - t0)
+    return best / max(len(keys), 1)
+
+
+def mapcache_scale(n: int, repeat: int, seed: int, backend: str) -> dict[str, Any]:
+    """Bytes per prefix, load CPU seconds and lookup ns of a map-cache of ``n`` entries on
+    ``backend`` (see the module docstring; one backend per process: memory another freed
+    would be reused and hide what this one takes)."""
+    from benchmarks.mapcache_scale import entries, random_prefixes
+
+    rng = random.Random(seed)
+    made = entries(random_prefixes(n, rng), rng)
+    hits: dict[int, list[bytes]] = {4: [], 6: []}
+    for entry in rng.sample(made, min(n, 50_000)):
+        if entry.iid == 0:
+            hits[entry.prefix.version].append(entry.prefix.network_address.packed)
+    misses = {  # outside every stored prefix: 10.0.0.0/8-style space is full, so v6 only
+        6: [((0x20010DB9 << 96) | rng.getrandbits(96)).to_bytes(16, "big") for _ in range(10_000)]
+    }
+    randoms = [rng.getrandbits(32).to_bytes(4, "big") for _ in range(10_000)]
+    out: dict[str, Any] = {}
+    gc.collect()
+    rss0 = rss_bytes()
+    mapcache = MapCache(backend=backend)
+    t0 = time.process_time()
+    for entry in made:
+        mapcache.add(entry)
+    out[f"{backend}/load_cpu_s"] = round(time.process_time() - t0, 2)
+    out[f"{backend}/bytes_per_prefix"] = round((rss_bytes() - rss0) / n)
+    for name, keys in (
+        ("v4_hit", hits[4][:10_000]),
+        ("v6_hit", hits[6][:10_000]),
+        ("v4_random", randoms),
+        ("v6_miss", misses[6]),
+    ):
+        out[f"{backend}/lookup_{name}_ns"] = round(cpu_per_lookup(mapcache, keys, repeat) * 1e9)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print the table and the JSON; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--mapcache", type=int, metavar="N", help="map-cache scale instead: N entries"
+    )
+    parser.add_argument("--backend", help="with --mapcache: this backend only, in-process")
     parser.add_argument("--prefixes", type=int, default=10_000, help="prefixes per family")
     parser.add_argument("--lookups", type=int, default=100_000, help="lookups per pass")
     parser.add_argument("--repeat", type=int, default=5, help="timed passes (best is kept)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the JSON result here")
     args = parser.parse_args(argv)
+    if args.mapcache and args.backend:
+        figures = mapcache_scale(args.mapcache, min(args.repeat, 3), args.seed, args.backend)
+        print(json.dumps(figures))
+        return 0
+    if args.mapcache:
+        figures = {"prefixes": args.mapcache}
+        for backend in available_backends():
+            command = [sys.executable, __file__, "--mapcache", str(args.mapcache)]
+            command += ["--backend", backend, "--repeat", str(args.repeat)]
+            command += ["--seed", str(args.seed)]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            figures.update(json.loads(done.stdout.splitlines()[-1]))
+        for key, value in figures.items():
+            print(f"{key:>32}: {value}")
+        text = json.dumps({"benchmark": "lpm-mapcache", **figures})
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return 0
 
     rng = random.Random(args.seed)
     results: list[dict[str, Any]] = []
