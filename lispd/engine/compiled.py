@@ -204,8 +204,11 @@ class CompiledPath:
         """:attr:`MapCache.listener`: mirror one installed or removed entry."""
         if entry is None:
             self._apply("map_remove", iid, prefix.network_address.packed, prefix.prefixlen)
-        else:
-            self._apply("map_set", *self._record_args(iid, prefix, entry))
+            return
+        args = self._record_args(iid, prefix, entry)
+        self.engine.map_set(*args)  # _apply's, without looking the method up by name
+        if self.workers is not None:
+            self.workers.broadcast("map_set", *args)
 
     def _record_args(self, iid: int, prefix: Network, entry: MapCacheEntry) -> tuple[Any, ...]:
         """``map_set``'s arguments for ``entry``: :func:`forwarding_record`, the RLOC set's part

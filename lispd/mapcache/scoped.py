@@ -75,6 +75,15 @@ class ScopedTables(Generic[V]):
 
     def put(self, iid: int, prefix: PrefixLike, value: V) -> V | None:
         """Map ``prefix`` in instance ``iid`` to ``value``; return the value it replaced."""
+        kind = type(prefix)
+        if kind is IPv4Network:
+            table = self._v4.get(iid)
+        elif kind is IPv6Network:
+            table = self._v6.get(iid)
+        else:
+            table = None
+        if table is not None:
+            return table.put(prefix, value)
         net = to_network(prefix)
         table = self._existing(iid, net)
         if table is None:

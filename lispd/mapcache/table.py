@@ -109,6 +109,9 @@ class PrefixTable(Generic[V]):
 
     backend: ClassVar[str]
     """Name of the implementation behind this table (one of :data:`BACKENDS`)."""
+    _mirrored: ClassVar[bool] = True
+    """Whether the backend keeps a structure of its own besides the dicts (``_store`` and
+    ``_discard`` are called)."""
 
     def __new__(
         cls,
@@ -272,7 +275,8 @@ class PrefixTable(Generic[V]):
         else:
             old = level.get(address)
             level[address] = item
-        self._store(net, item)
+        if self._mirrored:
+            self._store(net, item)
         if old is None:
             self._count += 1
             self._total[0] += 1
@@ -300,7 +304,8 @@ class PrefixTable(Generic[V]):
             self._relevel()
         self._count -= 1
         self._total[0] -= 1
-        self._discard(net)
+        if self._mirrored:
+            self._discard(net)
         self._order = None
         return self._value(item)
 
@@ -457,6 +462,7 @@ class PurePrefixTable(PrefixTable[V]):
 
     __slots__ = ()
     backend = "pure"
+    _mirrored = False
 
     def _init_backend(self) -> None:
         self.lookup_packed = self._lookup_packed
