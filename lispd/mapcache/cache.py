@@ -23,7 +23,6 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from itertools import count
 from operator import attrgetter
 from typing import Final
 
@@ -37,7 +36,20 @@ table keeps answer longest matches too (about 1-2 us from Python at a million pr
 the patricia tree through this class), and a pytricia tree would cost ~150 bytes per prefix
 more.  The packets the compiled fast path forwards never reach this lookup."""
 
-_HeapItem = tuple[float, int, MapCacheEntry]  # (expires, insertion sequence, entry)
+# (expires, iid, network address as int, length code): the entry's key, not the entry, so
+# that a replaced entry is not kept alive by its item, and only atomic values, which the
+# cyclic GC stops tracking (a million items never enter its full collections); no sequence
+# number is needed to break ties, ints always compare.  The length code tells the family:
+# the prefix length for IPv4 (0-32), 33 + the length for IPv6 (33-161); all are cached small
+# ints, as the iid usually is and the address is the int the network already holds.
+_HeapItem = tuple[float, int, int, int]
+_V6_CODE = 33
+
+
+def _heap_item(entry: MapCacheEntry, expires: float) -> _HeapItem:
+    prefix = entry.prefix
+    code = prefix.prefixlen if prefix.version == 4 else _V6_CODE + prefix.prefixlen
+    return (expires, entry.iid, int(prefix.network_address), code)
 
 
 class _RlocGroup:
@@ -106,7 +118,6 @@ class MapCache:
         "_generation",
         "_groups",
         "_heap",
-        "_seq",
         "_tables",
         "listener",
     )
@@ -119,10 +130,10 @@ class MapCache:
             prefix_of=attrgetter("prefix"),
         )
         self._generation = 0
-        # Expiry queue with lazy deletion: an item whose entry is no longer the one stored for
-        # its (iid, prefix) is skipped when popped, and the heap is rebuilt when mostly stale.
+        # Expiry queue with lazy deletion: an item is live while the entry stored for its
+        # (iid, prefix) expires at its time (see _live); a stale one is skipped when popped,
+        # and the heap is rebuilt when mostly stale.
         self._heap: list[_HeapItem] = []
-        self._seq = count()
         self._by_rloc: _RlocIndex = {}
         self._groups: dict[int, _RlocGroup] = {}  # id(rlocs) -> its group
         self._census: Counter[tuple[int, int, str]] = Counter()  # see census()
@@ -135,8 +146,14 @@ class MapCache:
         """Grows by at least one on every add, remove, clear and expiry that removed entries."""
         return self._generation
 
-    def _live(self, entry: MapCacheEntry) -> bool:
-        return self._tables.exact(entry.iid, entry.prefix) is entry
+    def _live(self, item: _HeapItem) -> MapCacheEntry | None:
+        """The entry ``item`` is due for (stored, expiring at its time), or None: stale."""
+        code = item[3]
+        if code < _V6_CODE:
+            entry = self._tables.exact_int(item[1], 4, item[2], code)
+        else:
+            entry = self._tables.exact_int(item[1], 6, item[2], code - _V6_CODE)
+        return entry if entry is not None and entry.expires == item[0] else None
 
     def add(self, entry: MapCacheEntry) -> MapCacheEntry | None:
         """Install ``entry``, replacing the entry for the same (iid, prefix); return that one."""
@@ -147,14 +164,16 @@ class MapCache:
         self._index(entry)
         if self.listener is not None:
             self.listener(entry.iid, entry.prefix, entry)
-        if entry.expires is not None:
-            heapq.heappush(self._heap, (entry.expires, next(self._seq), entry))
+        # An entry replaced by one expiring at the same time (an RLOC marked up or down) keeps
+        # the item already queued: it names the key and the time, not the entry.
+        if entry.expires is not None and (old is None or old.expires != entry.expires):
+            heapq.heappush(self._heap, _heap_item(entry, entry.expires))
             if len(self._heap) > 2 * len(self._tables) + 64:
                 self._compact()
         return old
 
     def _compact(self) -> None:
-        self._heap = [item for item in self._heap if self._live(item[2])]
+        self._heap = [item for item in self._heap if self._live(item) is not None]
         heapq.heapify(self._heap)
 
     def remove(self, iid: int, prefix: PrefixLike) -> MapCacheEntry:
@@ -268,8 +287,8 @@ class MapCache:
         heap = self._heap
         removed: list[MapCacheEntry] = []
         while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)[2]
-            if self._live(entry):
+            entry = self._live(heapq.heappop(heap))
+            if entry is not None:
                 self._tables.delete(entry.iid, entry.prefix)
                 self._removed(entry)
                 removed.append(entry)
@@ -285,12 +304,13 @@ class MapCache:
         victim = None
         while heap:
             item = heapq.heappop(heap)
-            if not self._live(item[2]):
+            entry = self._live(item)
+            if entry is None:
                 continue
-            if item[2].source == "static":
+            if entry.source == "static":
                 skipped.append(item)
                 continue
-            victim = item[2]
+            victim = entry
             self._tables.delete(victim.iid, victim.prefix)
             self._removed(victim)
             self._generation += 1
@@ -302,7 +322,7 @@ class MapCache:
     def next_expiry(self) -> float | None:
         """Earliest expiry time among the stored entries (the timer to arm), or None."""
         heap = self._heap
-        while heap and not self._live(heap[0][2]):
+        while heap and self._live(heap[0]) is None:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -337,8 +357,7 @@ class MapCache:
             self._tables.clear(iid)
             for entry in removed:
                 self._removed(entry)
-            self._heap = [item for item in self._heap if self._live(item[2])]
-            heapq.heapify(self._heap)
+            self._compact()
         else:
             net = to_network(prefix)
             iids = self._tables.instance_ids() if iid is None else [iid]

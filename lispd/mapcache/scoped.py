@@ -116,6 +116,12 @@ class ScopedTables(Generic[V]):
             return None if table is None else table.exact(net)
         return None if table is None else table.exact(prefix)
 
+    def exact_int(self, iid: int, family: int, address: int, plen: int) -> V | None:
+        """Value stored for exactly the prefix (``address`` as an int, ``plen``) of ``family``
+        in ``iid``, or None."""
+        table = (self._v4 if family == 4 else self._v6).get(iid)
+        return None if table is None else table.exact_int(address, plen)
+
     def lookup(self, iid: int, address: AddressLike) -> tuple[Network, V] | None:
         """Longest-prefix match of ``address`` in instance ``iid``: ``(prefix, value)`` or None.
 

@@ -318,6 +318,15 @@ class PrefixTable(Generic[V]):
         item = level.get(int(net.network_address))
         return None if item is None else self._value(item)
 
+    def exact_int(self, address: int, plen: int) -> V | None:
+        """Value stored for exactly the prefix of network address ``address`` (an int) and
+        length ``plen``, or None (:meth:`exact` without a network object)."""
+        level = self._by_len.get(plen)
+        if level is None:
+            return None
+        item = level.get(address)
+        return None if item is None else self._value(item)
+
     def clear(self) -> None:
         """Remove every prefix."""
         self._clear_backend()

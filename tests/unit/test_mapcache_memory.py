@@ -8,6 +8,7 @@ Documentation ranges only.
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
@@ -291,3 +292,46 @@ def test_a_nat_translated_port_is_per_entry_not_per_set() -> None:
     assert (RLOC_A.address.packed, 40000, 50, True) in first
     assert (RLOC_A.address.packed, 4341, 50, False) in second
     assert fast._record_args(0, one.prefix, one)[3] == first  # the set's part unchanged
+
+
+# --- the expiry queue --------------------------------------------------------------------------
+
+
+def test_expiry_items_name_the_key_and_time_not_the_entry(backend: str) -> None:
+    """An item per (key, expiry time): a replacement expiring at the same time (an RLOC marked
+    down) queues nothing; the items hold atomic values only, which the GC stops tracking."""
+    mc = MapCache(backend=backend)
+    first = [MapCacheEntry(0, f"198.51.100.{k}/32", (RLOC_A,), ttl=30.0) for k in range(50)]
+    v6 = MapCacheEntry(7, "2001:db8::/48", (RLOC_A,), ttl=40.0)
+    for entry in [*first, v6]:
+        mc.add(entry)
+    down = RlocEntry(RLOC_A.address, 1, 50, up=False)
+    second = [MapCacheEntry(0, e.prefix, (down,), ttl=30.0) for e in first]
+    for entry in second:
+        mc.add(entry)
+    assert len(mc._heap) == 51
+    gc.collect()
+    assert not any(gc.is_tracked(item) for item in mc._heap)
+    assert mc.next_expiry() == 30.0
+    removed = mc.expire(30.0)
+    assert sorted(map(id, removed)) == sorted(map(id, second))  # the entries stored now
+    assert mc.next_expiry() == 40.0 and mc.expire(40.0) == [v6] and len(mc) == 0
+
+
+def test_an_item_of_a_replaced_expiry_time_is_stale(backend: str) -> None:
+    mc = MapCache(backend=backend)
+    a = MapCacheEntry(0, "198.51.100.0/24", (RLOC_A,), ttl=10.0)
+    b = MapCacheEntry(0, "198.51.100.0/24", (RLOC_A,), ttl=20.0)
+    c = MapCacheEntry(0, "198.51.100.0/24", (RLOC_A,), ttl=10.0)  # back to a's time
+    narrow = MapCacheEntry(0, "198.51.100.0/25", (RLOC_A,), ttl=15.0)  # same address int
+    for entry in (a, narrow, b):
+        mc.add(entry)
+    assert mc.next_expiry() == 15.0  # a's item is stale: b expires at 20
+    mc.add(c)
+    assert mc.next_expiry() == 10.0 and mc.expire(10.0) == [c]
+    assert mc.expire(20.0) == [narrow] and mc.next_expiry() is None
+    mc.add(MapCacheEntry(0, "198.51.100.0/24", action="drop", ttl=5.0, source="map-reply"))
+    mc.add(MapCacheEntry(0, "198.51.100.0/25", action="drop", ttl=1.0))
+    evicted = mc.evict_soonest()
+    assert evicted is not None and evicted.source == "map-reply"  # the static one is kept
+    assert mc.next_expiry() == 1.0
