@@ -14,6 +14,13 @@ The control plane owns the map-cache: :class:`CompiledPath` listens to it
 record also carries what the node knows of each RLOC apart from the mapping, the translated
 port of a NATed xTR at an RTR: when that changes, :class:`RecordRefresh` issues again the
 records of the entries using that RLOC only, a bounded number per call and per second.
+
+The records live in one table shared by every engine when the kernel allows it
+(``shared_table``, the default): the main engine writes it in a shared memory region
+(``lispd/engine/csrc/maptable.c``) and each worker's engine maps it read-only, so record
+changes go to the main engine only, and a new or restarted worker is not sent the records
+(:meth:`CompiledPath.seed_operations`).  Otherwise each engine keeps a private copy, every
+change goes to all of them and a new worker receives every record.
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ a part of ``itr.encap``, not counted again)."""
 REFRESH_SLICE = 250
 """Records :meth:`RecordRefresh.run` issues again per call at most: each costs 3-10 us
 (building it, the main engine's ``map_set``, the workers' message), so a few milliseconds."""
+MAP_OPERATIONS = frozenset({"map_set", "map_remove", "map_clear"})
+"""The engine methods that change the map-cache records: with a shared table, the main
+engine's alone (the workers read its table)."""
 REFRESH_RATE = 10_000.0
 """Records a second :class:`RecordRefresh` issues again at most, in the long run (a tenth of a
 core at most; an RLOC used by 100,000 entries is current again within 10 s)."""
@@ -92,7 +102,10 @@ def forwarding_record(
 class CompiledPath:
     """An :class:`_accel.Engine` wired to a node's tables and sockets, and the workers'
     engines (:class:`lispd.engine.workers.WorkerSet`) when there are any: every table
-    operation goes to all of them.
+    operation goes to all of them, but the map-cache records' when the table is shared
+    (``shared_table``: the main engine writes it in shared memory, the workers' engines map it
+    read-only by ``engine_options["table_fd"]``; a private table per engine when the region
+    cannot be made).
 
     ``offloads``: the TUN carries virtio-net headers (TSO super-packets in, merged TCP
     segments out) when there is one; ``gso`` (with ``offloads``): runs of datagrams to one
@@ -109,6 +122,7 @@ class CompiledPath:
         families: Collection[int],
         own_rlocs: Collection[IPAddress],
         nat_port: NatPort | None,
+        shared_table: bool = True,
     ) -> None:
         if _accel is None:
             raise RuntimeError("the compiled fast path is not built")
@@ -120,7 +134,11 @@ class CompiledPath:
             "vnet": offloads and tun_fd >= 0,
             "gso": offloads and gso,
         }
-        self.engine = _accel.Engine(tun_fd=tun_fd, **self.engine_options)
+        self.engine = _accel.Engine(tun_fd=tun_fd, shared=shared_table, **self.engine_options)
+        table_fd: int = self.engine.table_fd()
+        self.shared_table = table_fd >= 0  # False: not asked, or the region could not be made
+        if self.shared_table:
+            self.engine_options["table_fd"] = table_fd  # the workers' engines read this one
         self.families = frozenset(families)
         self.own_rlocs = frozenset(own_rlocs)
         self.nat_port = nat_port
@@ -132,7 +150,7 @@ class CompiledPath:
     def _apply(self, name: str, *args: Any) -> None:
         """One table operation in every engine."""
         getattr(self.engine, name)(*args)
-        if self.workers is not None:
+        if self.workers is not None and not (self.shared_table and name in MAP_OPERATIONS):
             self.workers.broadcast(name, *args)
 
     def attach_workers(self, workers: WorkerSet) -> None:
@@ -141,16 +159,18 @@ class CompiledPath:
         self.workers = workers
 
     def seed_operations(self) -> list[Operation]:
-        """What loads a fresh engine with the current tables."""
+        """What loads a fresh engine with the current tables (with a shared table, not the
+        map-cache records: the worker's engine reads the main engine's)."""
         ops: list[Operation] = [("db_clear", ())]
         if self.database is not None:
             for entry in self.database.entries():
                 prefix = entry.prefix
                 ops.append(("db_set", (entry.iid, prefix.network_address.packed, prefix.prefixlen)))
-        ops.append(("map_clear", ()))
-        if self.mapcache is not None:
-            for cached in self.mapcache.entries():
-                ops.append(("map_set", self._record_args(cached.iid, cached.prefix, cached)))
+        if not self.shared_table:
+            ops.append(("map_clear", ()))
+            if self.mapcache is not None:
+                for cached in self.mapcache.entries():
+                    ops.append(("map_set", self._record_args(cached.iid, cached.prefix, cached)))
         ops.append(("set_punt_all", (self.punt_all,)))
         return ops
 

@@ -138,6 +138,8 @@ class WorkerSet:
         }
         inherited = [theirs.fileno(), *slot.receive.values()]
         inherited += [fd for fds in self.pools.values() for fd in fds]
+        if self.engine.get("table_fd", -1) >= 0:  # the shared forwarding table (read-only)
+            inherited.append(self.engine["table_fd"])
         if slot.tun_fd >= 0:
             inherited.append(slot.tun_fd)
         try:

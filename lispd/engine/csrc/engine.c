@@ -81,6 +81,7 @@ static void close_owned(int *fd)
 void fp_close_descriptors(fp_engine *e)
 {
     close_owned(&e->tun_fd);
+    fp_map_close_fd(&e->map);
     for (int fi = 0; fi < 2; fi++) {
         for (int i = 0; i < e->pool_n[fi]; i++)
             close_owned(&e->pool[fi][i].fd);

@@ -162,7 +162,9 @@ typedef struct {
 
 int fp_engine_init(fp_engine *e);
 void fp_engine_free(fp_engine *e); /* frees the buffers and tables, closes the descriptors */
-void fp_close_descriptors(fp_engine *e); /* the TUN and every send socket: none from now on */
+/* The TUN, every send socket and the shared table's descriptor: none from now on (the table
+ * itself stays, mapped). */
+void fp_close_descriptors(fp_engine *e);
 
 /* Descriptors: each dup()s fd (F_DUPFD_CLOEXEC) and closes the engine's previous copy; fd < 0
  * means none.  0, or -1 with errno set (nothing changed). */

@@ -115,7 +115,7 @@ static int size_class(size_t size)
 
 static void punch(fp_map *m, uint64_t off, uint64_t len)
 {
-    if (len)
+    if (len && m->fd >= 0) /* after fp_map_close_fd the pages stay (the engine is closing) */
         (void)fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
 }
 
@@ -282,6 +282,13 @@ int fp_map_attach(fp_map *m, int fd)
     m->size = size;
     m->fd = -1;
     return 0;
+}
+
+void fp_map_close_fd(fp_map *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
 }
 
 static void release_private(void *value) { free(value); }

@@ -71,6 +71,8 @@ int fp_map_share(fp_map *m, size_t size);
  * such a region); the caller keeps fd. */
 int fp_map_attach(fp_map *m, int fd);
 void fp_map_free(fp_map *m); /* back to private and empty */
+/* A writer closes its descriptor (no new reader can attach; the table keeps working). */
+void fp_map_close_fd(fp_map *m);
 
 /* Changes (private and writer; a reader refuses them with -1, EPERM).  fp_map_set copies r
  * (r->n RLOCs); -1 with errno (ENOMEM, EINVAL).  fp_map_remove: 1 removed, 0 absent. */
