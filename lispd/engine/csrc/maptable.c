@@ -82,7 +82,7 @@
 #define MAP_PAGE 4096
 #define MAP_MIN_CLASS 5            /* 32-byte blocks at least */
 #define MAP_PUNCH_CLASS 20         /* freed blocks of 1 MiB and more give their pages back */
-#define MAP_READ_TRIES 64          /* attempts of one reader lookup before it reports busy */
+#define MAP_READ_TRIES 256           /* attempts of one reader lookup before it reports busy */
 #define MAP_MAX_SCOPES (1u << 20)  /* more (iid, family) scopes than this: a torn header */
 
 typedef struct {
