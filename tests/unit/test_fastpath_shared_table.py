@@ -276,7 +276,7 @@ def test_a_reader_process_sees_only_stored_records_while_the_writer_churns() -> 
     assert stats["sequences"] > 10 and changes > 10_000  # it read a table that kept changing
 
 
-# --- a reader over garbage -------------------------------------------------------------------------
+# --- a reader over garbage -----------------------------------------------------------------------
 
 
 def test_a_reader_over_a_garbage_region_stays_inside_it_and_ends() -> None:
@@ -317,7 +317,7 @@ def test_a_reader_over_a_garbage_region_stays_inside_it_and_ends() -> None:
         region.close()
 
 
-# --- the compiled path -----------------------------------------------------------------------------
+# --- the compiled path ---------------------------------------------------------------------------
 
 
 class Recorder:
