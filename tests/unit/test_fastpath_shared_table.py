@@ -12,10 +12,12 @@ and the compiled path sends record operations to the workers only when the table
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mmap
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
@@ -28,7 +30,8 @@ import pytest
 
 from lispd.engine.compiled import CompiledPath
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
-from tests.unit.fastpath_packets import require_accel
+from tests.unit.fastpath_packets import packed, require_accel, udp_packet
+from tests.unit.test_fastpath_workers import PEER, SITE, Harness, encapsulated, until
 
 _accel = require_accel()
 
@@ -375,3 +378,51 @@ def test_record_operations_reach_the_workers_only_with_a_private_table(shared: b
             assert view.lookup(0, IPv4Address("198.51.100.9").packed) is not None
     finally:
         fast.close()
+
+
+# --- a worker process ----------------------------------------------------------------------------
+
+
+def test_a_worker_process_forwards_from_the_shared_table_and_is_sent_no_records() -> None:
+    """A real worker (:class:`WorkerSet`) whose engine maps this process's table: it forwards
+    by the records the main engine holds, follows their changes with nothing sent to it, and a
+    restarted worker forwards again at once with a seed that carries no record."""
+    asyncio.run(shared_worker_story())
+
+
+async def shared_worker_story() -> None:
+    h = Harness()
+    main = writer()
+    h.set.engine = {**h.set.engine, "table_fd": main.table_fd()}
+    h.tables[:] = [("db_set", (0, packed(SITE), 28))]  # no record: the worker reads main's
+    main.map_set(0, packed(PEER), 28, h.record)
+    ws = h.set
+    try:
+        ws.start()
+        (pid,) = ws.pids()
+        assert await ws.ready()
+        to_peer = udp_packet(packed("198.51.100.1"), packed("198.51.100.18"))
+        data = await encapsulated(h, to_peer)
+        assert data[8:] == to_peer and h.tun_punts == []
+
+        assert main.map_remove(0, packed(PEER), 28)  # only the main engine is told
+        h.tun.send(to_peer)
+        await until("the removed prefix punted", lambda: h.tun_punts == [to_peer])
+        main.map_set(0, packed(PEER), 28, h.record)
+        data = await encapsulated(h, to_peer)
+        assert data[8:] == to_peer
+        await ws.refresh()  # its counts, kept when it dies
+        assert ws.counters()["packets"]["itr.encap.packets"] == 2
+
+        os.kill(pid, signal.SIGKILL)
+        await until("a new worker", lambda: ws.pids() and ws.pids() != [pid], timeout=15)
+        assert await ws.ready()
+        data = await encapsulated(h, to_peer)  # the seed had no record: the table did
+        assert data[8:] == to_peer
+        await ws.refresh()
+        counts = ws.counters()
+        assert counts["packets"]["itr.encap.packets"] == 3
+        assert counts["fastpath"]["punted-table-busy"] == 0
+    finally:
+        await ws.close()
+        h.close()
