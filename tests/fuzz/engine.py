@@ -37,7 +37,9 @@ input, and checked against the Python reference path wherever both decide.
     arguments (any type, instance-IDs past 24 bits or 64, prefixes of any length, prefix
     lengths past the family, ports, weights, 0 to 300 RLOCs of any shape, bulk loads that
     grow the table): refused with ValueError, TypeError or OverflowError exactly when the
-    model refuses them, and every lookup answered as the model's longest-prefix match.
+    model refuses them, and every lookup answered as the model's longest-prefix match.  The
+    engine writes a shared table (``maptable.c``) and a second engine reads it as a worker
+    does: its lookups and record count must be the writer's, its changes refused.
 ``helpers``
     The module functions ``segment``, ``merge``, ``flow_hash`` and ``complete_checksum``
     against the model and ``lispd.dataplane.inner``.
@@ -645,9 +647,10 @@ def _rlocs(draw: Draw) -> Any:
     return out if draw.int(1) & 1 else tuple(out)
 
 
-def run_tables(data: bytes, engine: Any, outcomes: Counter[str]) -> None:
+def run_tables(data: bytes, engine: Any, outcomes: Counter[str], reader: Any | None = None) -> None:
     """Hostile table operations on a persistent engine; the model restarts with each input
-    (the input begins by clearing both tables)."""
+    (the input begins by clearing both tables).  ``reader``: an engine reading ``engine``'s
+    shared table, which must answer every lookup as it does."""
     draw, table = Draw(data), model.TableModel()
     engine.map_clear()
     engine.db_clear()
@@ -686,11 +689,24 @@ def run_tables(data: bytes, engine: Any, outcomes: Counter[str]) -> None:
         else:
             _expect(engine.map_set, (iid, prefix), False, "map_set-arity", outcomes)
         check(len(engine) == len(table.map), f"{len(engine)} records, model {len(table.map)}")
+        if reader is not None:
+            check(len(reader) == len(engine), f"a reader sees {len(reader)} of {len(engine)}")
     for iid, address in probes[-32:]:
         got = engine.lookup(iid, address)
         want = table.lookup(iid, address)
         check(got == want, f"lookup({iid}, {address.hex()}) = {got}, model {want}")
         outcomes["lookup"] += 1
+        if reader is not None:
+            seen = reader.lookup(iid, address)
+            check(seen == want, f"reader lookup({iid}, {address.hex()}) = {seen}, model {want}")
+            outcomes["reader-lookup"] += 1
+    if reader is not None and draw.int(1) % 8 == 0:
+        try:
+            reader.map_set(0, bytes(4), 0, None)
+        except RuntimeError:
+            outcomes["reader-refused"] += 1
+        else:
+            raise Mismatch("a reader of the shared table changed it")
     check(engine.memory() > 0 or not table.map, "memory() of a table holding records")
 
 
@@ -760,7 +776,16 @@ def _bulk(
 
 @functools.cache
 def tables_engine() -> Any:
-    return _accel.Engine(itr=True, etr=True, rtr=True)
+    """The writer of a shared table (64 MiB: inputs never fill it), or a private table
+    where the region cannot be made."""
+    return _accel.Engine(itr=True, etr=True, rtr=True, shared=True, table_size=64 << 20)
+
+
+@functools.cache
+def tables_reader() -> Any | None:
+    """An engine reading :func:`tables_engine`'s table as a worker does, or None."""
+    fd = tables_engine().table_fd()
+    return _accel.Engine(itr=True, table_fd=fd) if fd >= 0 else None
 
 
 # --- the module functions -----------------------------------------------------------------------
@@ -832,7 +857,7 @@ def run_one(entry: str, data: bytes, outcomes: Counter[str]) -> None:
     elif entry == "gro":
         run_udp(data, True, outcomes)
     elif entry == "tables":
-        run_tables(data, tables_engine(), outcomes)
+        run_tables(data, tables_engine(), outcomes, tables_reader())
     elif entry == "helpers":
         run_helpers(data, outcomes)
     else:
