@@ -262,7 +262,9 @@ class CompiledPath:
         self.engine.close()
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C, by every engine."""
+        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C, by every engine
+        (``fastpath``: also ``engines``, ``worker-restarts``, and ``shared-table``, 1 when the
+        engines read one shared forwarding table)."""
         counts: dict[str, dict[str, int]] = self.engine.counters()
         if self.workers is not None:
             add_counts(counts, self.workers.counters())
@@ -271,6 +273,7 @@ class CompiledPath:
             section["worker-restarts"] = self.workers.restarts
         else:
             counts.setdefault("fastpath", {})["engines"] = 1
+        counts["fastpath"]["shared-table"] = int(self.shared_table)  # one table, read by all
         return counts
 
     def engine_packets(self) -> dict[str, int]:
