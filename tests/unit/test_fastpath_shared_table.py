@@ -426,3 +426,41 @@ async def shared_worker_story() -> None:
     finally:
         await ws.close()
         h.close()
+
+
+FALLBACK = textwrap.dedent(
+    """
+    import resource
+    from ipaddress import IPv4Address, IPv4Network
+    from lispd.engine.compiled import CompiledPath
+    from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
+    # 3 GiB of address space: room for Python, none for a 64 GiB region
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    fast = CompiledPath(roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4,),
+                        own_rlocs=(), nat_port=None)
+    mapcache = MapCache()
+    fast.load_map_cache(mapcache)
+    mapcache.listener = fast.on_map_cache
+    mapcache.add(MapCacheEntry(0, IPv4Network("198.51.100.0/24"),
+                               (RlocEntry("192.0.2.1", 1, 1),), ttl=60))
+    seeded = [name for name, _ in fast.seed_operations()]
+    print(fast.shared_table, fast.engine.table()["mode"], "table_fd" in fast.engine_options,
+          seeded.count("map_set"), fast.engine.lookup(0, IPv4Address("198.51.100.1").packed))
+    """
+)
+
+
+def test_without_a_region_the_table_is_private_and_workers_are_sent_records() -> None:
+    """Where the region cannot be made (here: an address-space limit refuses the mapping, as
+    an old kernel refuses memfd_create) the engine keeps a private table and the workers are
+    loaded with every record, as before the shared table."""
+    done = subprocess.run(
+        [sys.executable, "-c", FALLBACK],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 4)[:4] == ["False", "private", "False", "1"], done.stdout
+    assert "4341" in done.stdout  # the record is there, in the private table
