@@ -136,7 +136,7 @@ static void *region_zalloc(void *ctx, size_t size)
         memset(m->base + off, 0, c >= MAP_PUNCH_CLASS && size > MAP_PAGE ? MAP_PAGE : size);
         return m->base + off;
     }
-    uint64_t align = block < MAP_PAGE ? 64 : MAP_PAGE;
+    uint64_t align = block < 64 ? block : block < MAP_PAGE ? 64 : MAP_PAGE; /* packed records */
     uint64_t at = (m->top + align - 1) & ~(align - 1);
     if (at > m->size || block > m->size - at) {
         errno = ENOMEM;
