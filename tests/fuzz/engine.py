@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import mmap
 import os
 import random
 import sys
@@ -708,6 +709,49 @@ def run_tables(data: bytes, engine: Any, outcomes: Counter[str], reader: Any | N
         else:
             raise Mismatch("a reader of the shared table changed it")
     check(engine.memory() > 0 or not table.map, "memory() of a table holding records")
+    if reader is not None and draw.left() > 0 and draw.int(1) % 4 == 0:
+        _garbage_region(draw, outcomes)
+
+
+# maptable.c's header: the sequence, then the published table (slots, mask, buckets, bmask,
+# scopes, nscopes, records), then page 0 ends and the allocations begin.
+TABLE_SEQ, TABLE_PUBLISHED, TABLE_HEADER = 40, 48, 4096
+
+
+def _garbage_region(draw: Draw, outcomes: Counter[str]) -> None:
+    """A reader over a shared table a broken writer scribbled on (input bytes over its arrays,
+    records and published offsets, the sequence left even so that the reader believes them):
+    every lookup must end without a fault, whatever it answers."""
+    size = 1 << 20
+    writer = _accel.Engine(itr=True, shared=True, table_size=size)
+    reader = _accel.Engine(itr=True, table_fd=writer.table_fd())
+    rng = random.Random(draw.int(4))
+    probes = []
+    for _ in range(rng.randrange(1, 300)):
+        iid, address = rng.choice((0, 1)), rng.randbytes(rng.choice((4, 16)))
+        record = [(rng.randbytes(4), 4341, 1, False)] * rng.randrange(0, 4)
+        writer.map_set(iid, address, rng.randrange(len(address) * 8 + 1), record or None)
+        probes.append((iid, address))
+    allocated = max(8, writer.table()["allocated"])
+    with mmap.mmap(writer.table_fd(), size) as region:
+        for _ in range(draw.int(1) % 24 + 1):
+            where = draw.int(3)
+            if where % 5 == 0:  # a published field
+                at = TABLE_PUBLISHED + where // 5 % 7 * 8
+            else:
+                at = TABLE_HEADER + where % allocated
+            region[at : at + 8] = draw.bytes(8)
+        seq = int.from_bytes(region[TABLE_SEQ : TABLE_SEQ + 8], "little")
+        region[TABLE_SEQ : TABLE_SEQ + 8] = ((seq + 2) & ~1).to_bytes(8, "little")
+        for iid, address in probes[:32]:
+            try:
+                got = reader.lookup(iid, address)
+            except BlockingIOError:
+                outcomes["reader-garbage-busy"] += 1
+                continue
+            check(got is None or len(got) <= 255, f"a reader over garbage answered {got!r}")
+        check(len(reader) >= 0, "a reader over garbage counts records")
+    outcomes["reader-garbage"] += 1  # the writer's own table is garbage now: dropped
 
 
 def _lookup_ok(iid: Any, address: Any) -> bool:

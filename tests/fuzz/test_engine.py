@@ -37,7 +37,11 @@ REACHED = {
     "udp": {"tun", "reencap", "punt", "punt-trace"},
     "gro": {"tun", "tun-merged", "reencap", "punt"},
     "tables": {"map_set", "map_set-refused", "db_set", "lookup", "lookup-refused", "bulk"}
-    | (set() if fuzz.tables_reader() is None else {"reader-lookup", "reader-refused"}),
+    | (
+        set()
+        if fuzz.tables_reader() is None
+        else {"reader-lookup", "reader-refused", "reader-garbage"}
+    ),
     "helpers": {"flow_hash", "complete_checksum", "segment", "merge"},
 }
 

@@ -607,8 +607,11 @@ const fp_record *fp_map_find(const fp_map *m, uint32_t iid, int family, const ui
 
 size_t fp_map_count(const fp_map *m)
 {
-    if (m->mode == FP_MAP_READER)
-        return (size_t)atomic_load_explicit(&header(m)->records, memory_order_relaxed);
+    if (m->mode == FP_MAP_READER) { /* the writer's word: no more than the region can hold */
+        uint64_t n = atomic_load_explicit(&header(m)->records, memory_order_relaxed);
+        uint64_t most = m->size / sizeof(fp_record);
+        return (size_t)(n < most ? n : most);
+    }
     return m->records;
 }
 
