@@ -714,7 +714,7 @@ def run_tables(data: bytes, engine: Any, outcomes: Counter[str], reader: Any | N
 
 
 # maptable.c's header: the sequence, then the published table (slots, mask, buckets, bmask,
-# scopes, nscopes, records), then page 0 ends and the allocations begin.
+# scopes, nscopes, records, the allocated end), then page 0 ends and the allocations begin.
 TABLE_SEQ, TABLE_PUBLISHED, TABLE_HEADER = 40, 48, 4096
 
 
@@ -737,7 +737,7 @@ def _garbage_region(draw: Draw, outcomes: Counter[str]) -> None:
         for _ in range(draw.int(1) % 24 + 1):
             where = draw.int(3)
             if where % 5 == 0:  # a published field
-                at = TABLE_PUBLISHED + where // 5 % 7 * 8
+                at = TABLE_PUBLISHED + where // 5 % 8 * 8
             else:
                 at = TABLE_HEADER + where % allocated
             region[at : at + 8] = draw.bytes(8)

@@ -37,9 +37,10 @@ _accel = require_accel()
 
 MIB = 1 << 20
 # maptable.c's header: magic, version, header size, size, four layout sizes, then the
-# sequence and the published table (slots, mask, buckets, bmask, scopes, nscopes, records).
+# sequence and the published table (slots, mask, buckets, bmask, scopes, nscopes, records,
+# the allocated end).
 SEQ_OFFSET = 40
-PUBLISHED = range(48, 104, 8)
+PUBLISHED = range(48, 112, 8)
 HEADER = 4096
 
 

@@ -16,7 +16,9 @@
  * offsets and sizes in the header.  A reader never follows a pointer: every offset it reads
  * (an array from the header, a record from a slot) is checked against the mapping through a
  * cursor (cursor.h, the one bounded reader of the engine) together with the length it is
- * about to read, and for alignment; each field that decides an index or a loop bound is read
+ * about to read, and for alignment (the cursor spans the region only up to the allocator's
+ * published end, so that no stray offset touches, and thereby allocates, an unused page of the
+ * memfd); each field that decides an index or a loop bound is read
  * once (volatile) into a local before it is checked, so a value changing under the reader
  * cannot pass the check and then be used differently.  Loops are bounded by what was
  * checked: probe chains by the array's capacity, the binary search by the scope count, the
@@ -95,6 +97,7 @@ typedef struct {
     _Atomic uint64_t buckets, bmask;  /* the same for the buckets */
     _Atomic uint64_t scopes, nscopes; /* the scope array, and how many are used */
     _Atomic uint64_t records;
+    _Atomic uint64_t top; /* the end of what the allocator handed out */
 } map_header;
 
 _Static_assert(sizeof(map_header) <= MAP_HEADER, "the header fits its page");
@@ -191,6 +194,7 @@ static void write_end(fp_map *m)
     atomic_store_explicit(&h->scopes, offset_of(m, t->scopes), memory_order_relaxed);
     atomic_store_explicit(&h->nscopes, t->nscopes, memory_order_relaxed);
     atomic_store_explicit(&h->records, m->records, memory_order_relaxed);
+    atomic_store_explicit(&h->top, m->top, memory_order_relaxed);
     uint64_t s = atomic_load_explicit(&h->seq, memory_order_relaxed);
     atomic_store_explicit(&h->seq, (s | 1) + 1, memory_order_release);
     m->lpm.writing = 0;
@@ -238,6 +242,7 @@ int fp_map_share(fp_map *m, size_t size)
     h->bucket_size = sizeof(lpm_bucket);
     h->scope_size = sizeof(lpm_scope);
     h->rloc_size = sizeof(fp_rloc);
+    atomic_store_explicit(&h->top, MAP_HEADER, memory_order_relaxed);
     atomic_store_explicit(&h->seq, 0, memory_order_release);
     m->mode = FP_MAP_WRITER;
     m->base = base;
@@ -435,7 +440,10 @@ static const void *region_array(cursor region, uint64_t off, uint64_t count, siz
 static int load_view(const fp_map *m, map_view *v)
 {
     const map_header *h = header(m);
-    v->region = cur_make(m->base, m->size);
+    /* Only what was handed out: an offset past it (stale or torn) is refused without
+     * touching the page, which in a memfd hole would be allocated by the read. */
+    uint64_t top = atomic_load_explicit(&h->top, memory_order_relaxed);
+    v->region = cur_make(m->base, top < m->size ? (size_t)top : m->size);
     uint64_t slots = atomic_load_explicit(&h->slots, memory_order_relaxed);
     v->mask = atomic_load_explicit(&h->mask, memory_order_relaxed);
     uint64_t buckets = atomic_load_explicit(&h->buckets, memory_order_relaxed);
