@@ -230,6 +230,12 @@ class PrefixTable(Generic[V]):
         entries = self._entries
         return [entries[k] for k in self._sorted_keys()]
 
+    def snapshot(self) -> list[tuple[Network, V]]:
+        """``(prefix, value)`` pairs in no particular order: a copy made at C speed (no sort),
+        for work spread over many event-loop turns that looks each prefix up again when it
+        gets to it (a worker's seed)."""
+        return list(self._entries.values())
+
     def covering(self, prefix: PrefixLike, *, strict: bool = False) -> list[tuple[Network, V]]:
         """Stored prefixes that contain ``prefix``, least specific first.
 

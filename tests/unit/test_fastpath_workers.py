@@ -151,7 +151,7 @@ class Harness:
             [slot],
             engine={"itr": True, "etr": False, "rtr": False, "mtu": 1500, "vnet": False},
             pools={4: [self.send.fileno()]},
-            seed=lambda: list(self.tables),
+            seed=lambda: [list(self.tables)],
             on_tun=self.tun_punts.append,
             on_udp=lambda *punt: self.udp_punts.append(punt),
         )

@@ -86,6 +86,7 @@ def routing(ipr: FakeIPRoute, *, itr: bool = True, pitr: bool = False) -> Kernel
     opening netlink."""
     kr = KernelRouting.__new__(KernelRouting)
     kr._worker = ThreadPoolExecutor(max_workers=1)
+    kr._init_queue()
     kr.ipr = ipr  # type: ignore[assignment]
     kr.ifname, kr.ifindex, kr.policy = "lisp0", TUN, POLICY
     kr.itr, kr.pitr = itr, pitr
