@@ -140,6 +140,7 @@ class WorkerSet:
         self.on_bad_report = on_bad_report
         self.clock = clock
         self.queue_limit = queue_limit
+        self.seed_low_water = min(SEED_LOW_WATER, queue_limit // 4)
         self.restarts = 0
         self.resyncs = 0  # queues dropped for a worker too far behind, then seeded again
         self._resync_logged = -RESYNC_LOG_EVERY
@@ -193,11 +194,16 @@ class WorkerSet:
             return
         finally:
             theirs.close()
-        slot.control = ours
+        log.info("worker started %s", kv(worker=slot.index, pid=slot.process.pid))
+        self.connect(slot, ours)
+
+    def connect(self, slot: WorkerSlot, control: socket.socket) -> None:
+        """Serve the worker of ``slot`` over ``control`` (non-blocking, our end of its socket
+        pair): read its reports, and seed its tables."""
+        slot.control = control
         slot.started = self.clock()
         slot.answered = slot.loaded = 0
-        asyncio.get_running_loop().add_reader(ours.fileno(), self._on_reports, slot)
-        log.info("worker started %s", kv(worker=slot.index, pid=slot.process.pid))
+        asyncio.get_running_loop().add_reader(control.fileno(), self._on_reports, slot)
         self._start_seed(slot)
 
     def _lost(self, slot: WorkerSlot, why: str) -> None:
@@ -368,7 +374,7 @@ class WorkerSet:
     def _on_writable(self, slot: WorkerSlot) -> None:
         """The worker's socket has room: send, and go on with its seed when there is one."""
         self._drain(slot)
-        if slot.seed is not None and slot.seed_step is None and slot.queued < SEED_LOW_WATER:
+        if slot.seed is not None and slot.seed_step is None and slot.queued < self.seed_low_water:
             self._seed_step(slot)
 
     def _kill(self, slot: WorkerSlot, why: str) -> None:
@@ -415,7 +421,7 @@ class WorkerSet:
         slot.seed_step, slot.seed = None, None
 
     def _schedule_seed_step(self, slot: WorkerSlot) -> None:
-        if slot.seed_step is None and slot.queued < SEED_LOW_WATER:
+        if slot.seed_step is None and slot.queued < self.seed_low_water:
             slot.seed_step = asyncio.get_running_loop().call_soon(self._seed_step, slot)
         # else the writer callback takes the next step once the queue has drained
 
@@ -429,7 +435,7 @@ class WorkerSet:
             return
         self.flush()  # every change made before this chunk is built goes before it
         deadline = time.perf_counter() + SEED_BUDGET
-        while slot.seed is seed and slot.queued < SEED_LOW_WATER:
+        while slot.seed is seed and slot.queued < self.seed_low_water:
             chunk = next(seed, None)
             if chunk is None:
                 slot.seed = None
