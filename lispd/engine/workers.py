@@ -409,7 +409,7 @@ class WorkerSet:
         self.flush()  # what changed before goes first
         seed = iter(self.seed())
         slot.seed = seed
-        first = next(seed, None)
+        first = self._next_chunk(slot, seed)
         if first is not None:
             self._enqueue(slot, workerwire.batches(first))
         if slot.seed is seed:
@@ -436,7 +436,9 @@ class WorkerSet:
         self.flush()  # every change made before this chunk is built goes before it
         deadline = time.perf_counter() + SEED_BUDGET
         while slot.seed is seed and slot.queued < self.seed_low_water:
-            chunk = next(seed, None)
+            chunk = self._next_chunk(slot, seed)
+            if slot.seed is not seed:  # the seed failed: the worker is being restarted
+                return
             if chunk is None:
                 slot.seed = None
                 self._sequence += 1
@@ -449,6 +451,18 @@ class WorkerSet:
                 break
         if slot.seed is seed:
             self._schedule_seed_step(slot)
+
+    def _next_chunk(
+        self, slot: WorkerSlot, seed: Iterator[list[Operation]]
+    ) -> list[Operation] | None:
+        """The seed's next chunk, None after the last; a seed that fails (a bug) costs the
+        worker a restart, not the loop its callback."""
+        try:
+            return next(seed, None)
+        except Exception:
+            log.exception("worker seed failed %s", kv(worker=slot.index))
+            self._kill(slot, "its seed failed")
+            return None
 
     # --- punts and counters -------------------------------------------------------------------
 
