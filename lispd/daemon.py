@@ -407,6 +407,11 @@ class Daemon:
             snap["netlink"] = self.os.routes.stats()
         return snap
 
+    async def routes_settled(self) -> None:
+        """Wait (the loop goes on) until the kernel has every route change asked for so far."""
+        if self.os.routes is not None:
+            await self.os.routes.settled()
+
     async def refresh_workers(self) -> None:
         """Have every worker report its current counters (at most half a second)."""
         if self.engine is not None:

@@ -187,6 +187,12 @@ class KernelRouting:
         (what failed, the error) is called for each failure, after it is logged and counted."""
         self._loop, self._on_failure = loop, on_failure
 
+    async def settled(self) -> None:
+        """Wait, without blocking the loop, until every change asked for so far is done (and
+        its outcome handled)."""
+        if self._loop is not None:
+            await asyncio.wrap_future(self._worker.submit(_nothing))
+
     @property
     def pending(self) -> int:
         """Netlink calls queued and not done yet."""
@@ -411,6 +417,10 @@ class KernelRouting:
             self.throws = set()
         self._call(self.ipr.close)
         self._worker.shutdown()
+
+
+def _nothing() -> None:
+    """A call that marks a point in the netlink thread's queue."""
 
 
 def _route_key(msg: Any, family: int) -> dict[str, Any]:
