@@ -151,8 +151,9 @@ class CompiledPath:
 
         The first chunk clears the engine and carries the local EID-prefixes and the punt-all
         flag as they are then.  Each later chunk carries the forwarding records of up to
-        ``chunk`` map-cache prefixes, taken from a snapshot of the prefixes of one (iid,
-        family) table (an unordered copy, made when the seed reaches that table), each record
+        ``chunk`` map-cache prefixes, taken from a snapshot of the prefixes of one part of
+        one (iid, family) table (an unordered copy made when the seed reaches that part,
+        :meth:`lispd.mapcache.table.PrefixTable.pieces`), each record
         built from the entry the map-cache holds *when the chunk is built*.  Why that is
         enough, whatever changes meanwhile: every change also reaches the engine as its own
         operation (the map-cache listener, :meth:`_apply`), in order with the chunks.  A
@@ -162,8 +163,8 @@ class CompiledPath:
         ``map_remove`` went out already, or goes after); one added after its table's snapshot
         comes with its own ``map_set``, after the first chunk's ``map_clear``.  So no chunk
         ever brings back a stale record, and when the last chunk is applied the engine's
-        table equals the map-cache.  Empty chunks mark where a snapshot was taken (a caller
-        may yield the loop there)."""
+        table equals the map-cache.  An empty chunk comes before each snapshot: the caller
+        should end its loop turn there, so that the copy starts a turn of its own."""
         ops: list[Operation] = [("db_clear", ())]
         if self.database is not None:
             for entry in self.database.entries():
@@ -180,15 +181,19 @@ class CompiledPath:
                 table = mapcache.tables.table(iid, family)
                 if table is None:
                     continue
-                items = table.snapshot()
-                yield []
-                for start in range(0, len(items), chunk):
-                    ops = []
-                    for prefix, _entry in items[start : start + chunk]:
-                        current = mapcache.get(iid, prefix)
-                        if current is not None:
-                            ops.append(("map_set", self._record_args(iid, prefix, current)))
-                    yield ops
+                pieces = table.pieces()
+                while True:
+                    yield []  # the copy below starts a loop turn of its own
+                    items = next(pieces, None)
+                    if items is None:
+                        break
+                    for start in range(0, len(items), chunk):
+                        ops = []
+                        for prefix, _entry in items[start : start + chunk]:
+                            current = mapcache.get(iid, prefix)
+                            if current is not None:
+                                ops.append(("map_set", self._record_args(iid, prefix, current)))
+                        yield ops
 
     # --- sockets ------------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ The event loop never waits on a worker:
 * A seed (a new, restarted or resynced worker) is a sequence of chunks of operations
   (``seed()`` returns an iterable of lists, built lazily: see
   :meth:`lispd.engine.compiled.CompiledPath.seed_operations`).  The first chunk is queued at
-  once; the rest a chunk at a time, for at most :data:`SEED_BUDGET` seconds per loop turn,
-  and only while less than :data:`SEED_LOW_WATER` bytes wait in the worker's queue (the
+  once; the rest a chunk at a time, for at most :data:`SEED_BUDGET` seconds per loop turn
+  (an empty chunk ends the turn's share: what comes next, a snapshot, takes a turn of its
+  own), and only while less than :data:`SEED_LOW_WATER` bytes wait in the worker's queue (the
   worker's own pace bounds the queue).  Before each step the pending broadcasts are flushed,
   so every message reaches the worker in the order the changes were made: a chunk built from
   the tables as they are when it is queued is followed by every change made after it.  The
@@ -445,8 +446,9 @@ class WorkerSet:
                 slot.loaded = self._sequence
                 self._enqueue(slot, [workerwire.encode_counters_request(slot.loaded)])
                 return
-            if chunk:
-                self._enqueue(slot, workerwire.batches(chunk))
+            if not chunk:  # the seed asks for a turn of its own for what comes next
+                break
+            self._enqueue(slot, workerwire.batches(chunk))
             if time.perf_counter() >= deadline:
                 break
         if slot.seed is seed:
