@@ -189,7 +189,8 @@ class CompiledPath:
                         break
                     for start in range(0, len(items), chunk):
                         ops = []
-                        for prefix, _entry in items[start : start + chunk]:
+                        for cached in items[start : start + chunk]:
+                            prefix = cached.prefix
                             current = mapcache.get(iid, prefix)
                             if current is not None:
                                 ops.append(("map_set", self._record_args(iid, prefix, current)))
