@@ -18,11 +18,13 @@ The event loop never waits on a worker:
   seconds while messages waited is taken for stuck: killed, and restarted.
 * A seed (a new, restarted or resynced worker) is a sequence of chunks of operations
   (``seed()`` returns an iterable of lists, built lazily: see
-  :meth:`lispd.engine.compiled.CompiledPath.seed_operations`).  The first chunk is queued at
-  once; the rest a chunk at a time, for at most :data:`SEED_BUDGET` seconds per loop turn
-  (an empty chunk ends the turn's share: what comes next, a snapshot, takes a turn of its
-  own), and only while less than :data:`SEED_LOW_WATER` bytes wait in the worker's queue (the
-  worker's own pace bounds the queue).  Before each step the pending broadcasts are flushed,
+  :meth:`lispd.engine.compiled.CompiledPath.seed_operations`), between a ``seed_begin`` and
+  a ``seed_end`` (meanwhile the worker's engine hands the main process every packet its
+  partial table would decide).  The first chunk is queued at once; the rest a chunk at a
+  time, for at most :data:`SEED_BUDGET` seconds per loop turn (an empty chunk ends the
+  turn's share: what comes next, a snapshot, takes a turn of its own), and only while less
+  than :data:`SEED_LOW_WATER` bytes wait in the worker's queue (the worker's own pace bounds
+  the queue).  Before each step the pending broadcasts are flushed,
   so every message reaches the worker in the order the changes were made: a chunk built from
   the tables as they are when it is queued is followed by every change made after it.  The
   worker counts as ready (:meth:`WorkerSet.ready`) only once its whole seed is applied: a
@@ -411,8 +413,11 @@ class WorkerSet:
         seed = iter(self.seed())
         slot.seed = seed
         first = self._next_chunk(slot, seed)
-        if first is not None:
-            self._enqueue(slot, workerwire.batches(first))
+        if slot.seed is not seed:  # the seed failed: the worker is being restarted
+            return
+        # The worker's engine punts everything its partial table would decide until seed_end.
+        begin: list[Operation] = [(workerwire.SEED_BEGIN, ())]
+        self._enqueue(slot, workerwire.batches(begin + (first or [])))
         if slot.seed is seed:
             self._schedule_seed_step(slot)
 
@@ -444,7 +449,8 @@ class WorkerSet:
                 slot.seed = None
                 self._sequence += 1
                 slot.loaded = self._sequence
-                self._enqueue(slot, [workerwire.encode_counters_request(slot.loaded)])
+                end = workerwire.encode_operations([(workerwire.SEED_END, ())])
+                self._enqueue(slot, [end, workerwire.encode_counters_request(slot.loaded)])
                 return
             if not chunk:  # the seed asks for a turn of its own for what comes next
                 break
