@@ -189,8 +189,7 @@ class CompiledPath:
                         break
                     for start in range(0, len(items), chunk):
                         ops = []
-                        for cached in items[start : start + chunk]:
-                            prefix = cached.prefix
+                        for prefix, _cached in items[start : start + chunk]:
                             current = mapcache.get(iid, prefix)
                             if current is not None:
                                 ops.append(("map_set", self._record_args(iid, prefix, current)))
