@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks.mapcache_scale import entries, random_prefixes
-from lispd.engine import workers
+from lispd.engine import workers, workerwire
 from lispd.engine.compiled import CompiledPath
 from lispd.engine.worker import Worker
 from lispd.engine.workers import WorkerSet, WorkerSlot
@@ -352,3 +352,40 @@ def test_a_seed_that_fails_costs_the_worker_a_restart_not_the_loop(
     with caplog.at_level(logging.ERROR, logger="lispd.engine.workers"):
         asyncio.run(story())
     assert any("worker seed failed" in r.getMessage() for r in caplog.records)
+
+
+def test_table_pieces_hold_every_prefix_once_and_are_copies() -> None:
+    rng = random.Random(6)
+    mapcache = MapCache()
+    for entry in entries(random_prefixes(500, rng), rng):
+        mapcache.add(entry)
+    for iid in mapcache.tables.instance_ids():
+        for family in (4, 6):
+            table = mapcache.tables.table(iid, family)
+            assert table is not None
+            pieces = list(table.pieces())
+            pairs = [pair for piece in pieces for pair in piece]
+            assert sorted(pairs, key=lambda p: (p[0].network_address, p[0].prefixlen)) == list(
+                table.items()
+            )
+            first = pairs[0][0]
+            mapcache.remove(iid, first)  # the copies do not change with the table
+            assert sum(len(piece) for piece in pieces) == len(pairs)
+
+
+def test_the_worker_punts_all_between_seed_marks_and_keeps_the_flag_asked_for() -> None:
+    engine = TableEngine()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        worker = Worker({"index": 1, "engine": {}, "receive": {}}, engine, theirs)
+        worker.apply(workerwire.encode_operations([("set_punt_all", (True,))]))
+        assert engine.punt_all
+        worker.apply(workerwire.encode_operations([("seed_begin", ()), ("set_punt_all", (False,))]))
+        assert engine.punt_all and worker.seeding  # still punting: the table is partial
+        worker.apply(workerwire.encode_operations([("set_punt_all", ())]))  # malformed
+        assert worker.drops == {"worker-bad-command": 1}
+        worker.apply(workerwire.encode_operations([("seed_end", ())]))
+        assert not engine.punt_all and not worker.seeding  # what was asked meanwhile
+    finally:
+        ours.close()
+        theirs.close()
