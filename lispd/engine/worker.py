@@ -152,7 +152,7 @@ class Worker:
             self.seeding = False
             engine.set_punt_all(self.punt_all)
         elif name == "set_punt_all":
-            (flag,) = args  # a TypeError (counted) when there is not exactly one
+            (flag,) = args  # a ValueError (counted) when there is not exactly one
             self.punt_all = bool(flag)
             if not self.seeding:
                 engine.set_punt_all(self.punt_all)
