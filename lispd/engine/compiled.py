@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -61,6 +61,10 @@ engine's alone (the workers read its table)."""
 REFRESH_RATE = 10_000.0
 """Records a second :class:`RecordRefresh` issues again at most, in the long run (a tenth of a
 core at most; an RLOC used by 100,000 entries is current again within 10 s)."""
+
+SEED_CHUNK = 128
+"""Forwarding records per chunk of a worker's seed (:meth:`CompiledPath.seed_operations`):
+each costs a few microseconds to build and send, so a chunk is about a millisecond."""
 
 
 def available() -> bool:
@@ -158,9 +162,30 @@ class CompiledPath:
         :meth:`seed_operations`)."""
         self.workers = workers
 
-    def seed_operations(self) -> list[Operation]:
-        """What loads a fresh engine with the current tables (with a shared table, not the
-        map-cache records: the worker's engine reads the main engine's)."""
+    def seed_operations(self, chunk: int = SEED_CHUNK) -> Iterator[list[Operation]]:
+        """What loads a fresh engine with the current tables, in chunks built lazily: each
+        when the caller asks for it (:class:`lispd.engine.workers.WorkerSet` asks for a few
+        per loop turn, sending each at once, with every table change in between).
+
+        The first chunk clears the engine and carries the local EID-prefixes and the punt-all
+        flag as they are then.  Each later chunk carries the forwarding records of up to
+        ``chunk`` map-cache prefixes, taken from a snapshot of the prefixes of one part of
+        one (iid, family) table (an unordered copy made when the seed reaches that part,
+        :meth:`lispd.mapcache.table.PrefixTable.pieces`), each record
+        built from the entry the map-cache holds *when the chunk is built*.  Why that is
+        enough, whatever changes meanwhile: every change also reaches the engine as its own
+        operation (the map-cache listener, :meth:`_apply`), in order with the chunks.  A
+        prefix changed before its chunk is built goes out with its current record (the
+        change's own operation, sent earlier, said the same or less); one changed after its
+        chunk is sent gets the change's operation after it; one removed is skipped (its
+        ``map_remove`` went out already, or goes after); one added after its table's snapshot
+        comes with its own ``map_set``, after the first chunk's ``map_clear``.  So no chunk
+        ever brings back a stale record, and when the last chunk is applied the engine's
+        table equals the map-cache.  An empty chunk comes before each snapshot: the caller
+        should end its loop turn there, so that the copy starts a turn of its own.
+
+        With a shared table (:attr:`shared_table`) the seed is the first chunk alone: the
+        worker's engine reads the main engine's records, so none are sent."""
         ops: list[Operation] = [("db_clear", ())]
         if self.database is not None:
             for entry in self.database.entries():
@@ -168,11 +193,29 @@ class CompiledPath:
                 ops.append(("db_set", (entry.iid, prefix.network_address.packed, prefix.prefixlen)))
         if not self.shared_table:
             ops.append(("map_clear", ()))
-            if self.mapcache is not None:
-                for cached in self.mapcache.entries():
-                    ops.append(("map_set", self._record_args(cached.iid, cached.prefix, cached)))
         ops.append(("set_punt_all", (self.punt_all,)))
-        return ops
+        yield ops
+        mapcache = self.mapcache
+        if mapcache is None or self.shared_table:
+            return
+        for iid in mapcache.tables.instance_ids():
+            for family in (4, 6):
+                table = mapcache.tables.table(iid, family)
+                if table is None:
+                    continue
+                pieces = table.pieces()
+                while True:
+                    yield []  # the copy below starts a loop turn of its own
+                    items = next(pieces, None)
+                    if items is None:
+                        break
+                    for start in range(0, len(items), chunk):
+                        ops = []
+                        for prefix, _cached in items[start : start + chunk]:
+                            current = mapcache.get(iid, prefix)
+                            if current is not None:
+                                ops.append(("map_set", self._record_args(iid, prefix, current)))
+                        yield ops
 
     # --- sockets ------------------------------------------------------------------------------
 
@@ -271,6 +314,9 @@ class CompiledPath:
             section = counts.setdefault("fastpath", {})
             section["engines"] = 1 + len(self.workers.slots)
             section["worker-restarts"] = self.workers.restarts
+            section["worker-resyncs"] = self.workers.resyncs
+            section["workers-seeding"] = self.workers.seeding()
+            section["worker-queued-bytes"] = self.workers.queued()
         else:
             counts.setdefault("fastpath", {})["engines"] = 1
         counts["fastpath"]["shared-table"] = int(self.shared_table)  # one table, read by all

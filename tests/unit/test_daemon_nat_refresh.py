@@ -59,9 +59,18 @@ class FakeWorkers:
 
     slots: list[object] = []  # no worker processes
     restarts = 0
+    resyncs = 0
 
     def __init__(self) -> None:
         self.operations: list[tuple[str, tuple[Any, ...]]] = []
+
+    def seeding(self) -> int:
+        """Workers being seeded: none."""
+        return 0
+
+    def queued(self) -> int:
+        """Bytes waiting for the workers: none."""
+        return 0
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The workers' counters: none."""
