@@ -371,7 +371,7 @@ def test_record_operations_reach_the_workers_only_with_a_private_table(shared: b
         fast.set_punt_all(False)
         want = ["map_set", "map_remove", "map_set"] if not shared else []
         assert recorder.names == [*want, "set_punt_all"]
-        seeded = [name for name, _args in fast.seed_operations()]
+        seeded = [name for chunk in fast.seed_operations() for name, _args in chunk]
         assert ("map_set" in seeded) is not shared and ("map_clear" in seeded) is not shared
         assert fast.engine.lookup(0, IPv4Address("198.51.100.9").packed) is not None
         if shared:  # a worker's engine, built from engine_options, reads the same record
@@ -444,7 +444,7 @@ FALLBACK = textwrap.dedent(
     mapcache.listener = fast.on_map_cache
     mapcache.add(MapCacheEntry(0, IPv4Network("198.51.100.0/24"),
                                (RlocEntry("192.0.2.1", 1, 1),), ttl=60))
-    seeded = [name for name, _ in fast.seed_operations()]
+    seeded = [name for chunk in fast.seed_operations() for name, _ in chunk]
     print(fast.shared_table, fast.engine.table()["mode"], "table_fd" in fast.engine_options,
           seeded.count("map_set"), fast.engine.lookup(0, IPv4Address("198.51.100.1").packed))
     """

@@ -85,8 +85,8 @@ class Bench:
         self.rng = rng
         self.fast = CompiledPath(
             roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
-            own_rlocs=(), nat_port=None,
-        )  # fmt: skip
+            own_rlocs=(), nat_port=None, shared_table=False,
+        )  # fmt: skip  (private tables: the records themselves are seeded)
         self.mapcache = MapCache()
         self.fast.load_map_cache(self.mapcache)
         self.mapcache.listener = self.fast.on_map_cache
@@ -296,7 +296,7 @@ def test_the_seed_chunks_carry_the_entries_current_at_each_chunk() -> None:
     bench_rng = random.Random(4)
     fast = CompiledPath(
         roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
-        own_rlocs=(), nat_port=None,
+        own_rlocs=(), nat_port=None, shared_table=False,
     )  # fmt: skip
     mapcache = MapCache()
     fast.load_map_cache(mapcache)
