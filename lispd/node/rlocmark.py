@@ -85,9 +85,13 @@ class RlocMarking:
                 continue
             address, up = self._address, self._up
             assert address is not None
-            chunk = self._entries[self._next : self._next + budget - looked]
+            start = self._next
+            chunk = self._entries[start : start + budget - looked]
             self._next += len(chunk)
             looked += len(chunk)
+            # Let go of the snapshot's references as the pass moves on: the entries replaced
+            # are freed a slice at a time, not 100,000 at once when the pass ends.
+            self._entries[start : self._next] = [None] * len(chunk)  # type: ignore[list-item]
             for entry in mapcache.still_using(address, chunk):
                 rlocs = tuple(
                     replace(r, up=up) if r.address == address and r.up != up else r
