@@ -105,8 +105,9 @@ SMR_SAMPLE = DATA_HEADER_LEN + 40  # what an SMR needs of their packet: header, 
 BINDING_LOG_RATE = 1.0  # "nat binding" lines a second (after a burst of BINDING_LOG_BURST)
 BINDING_LOG_BURST = 20.0  # spoofed sources each make a binding: their lines are bounded
 # Map-cache entries one timer turn removes at most.  Measured at 1,000,000 entries with the
-# compiled listener on the 2-core VM (``python -m benchmarks.turn_costs``): about 50 us per
-# removal (prefix table, RLOC index, compiled table), so a batch costs about 5 ms, and 10,000
+# compiled listener on the shared 2-core VM (``python -m benchmarks.turn_costs``): about 30 us
+# of CPU per removal (prefix table, RLOC index, expiry queue, compiled table; 50-70 us of wall
+# time), so a turn's batch costs about 3 ms (median 3.2 ms CPU, 7 ms wall), and 10,000
 # expiries a second take 100 short turns, with packets served between them.
 EXPIRE_BATCH = 100
 # "map-cache expired" lines a second after a burst (each costs ~75 us to format and write):
