@@ -979,10 +979,12 @@ class Node:
         The ITR's RTRs follow at once; the entries through :attr:`rloc_marking`, a bounded
         slice now and one per timer turn after (an RLOC used by 100,000 entries would
         otherwise stall the loop for seconds).  Until its slice comes, an entry still shows
-        the RLOC's former state: for a few to a few hundred milliseconds, packets to its EIDs
-        still go to the RLOC that went down (or keep avoiding the one that came back), a
-        fraction of the seconds probing takes to notice.  Entries installed meanwhile get the
-        prober's state when installed (:meth:`_with_probe_state`)."""
+        the RLOC's former state: packets to its EIDs still go to the RLOC that went down (or
+        keep avoiding the one that came back) for milliseconds when the RLOC has a few
+        thousand entries, a few seconds when it has 100,000 (see
+        :mod:`lispd.node.rlocmark`), after the many seconds probing takes to notice.
+        Entries installed meanwhile get the prober's state when installed
+        (:meth:`_with_probe_state`)."""
         for address, up in state.items():
             self.rloc_marking.mark(address, up)
         self.rloc_marking.run()
