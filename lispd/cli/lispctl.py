@@ -386,6 +386,8 @@ def _fastpath_lines(snapshot: dict[str, Any]) -> list[str]:
         line += " (forwarded: " + ", ".join(f"{k} {v}" for k, v in spread.items()) + ")"
     if fast.get("worker-restarts"):
         line += f", {_count(fast['worker-restarts'], 'worker restart')}"
+    if fast.get("worker-resyncs"):
+        line += f", {_count(fast['worker-resyncs'], 'worker resync')}"
     punted = fast.get("punted-tun", 0) + fast.get("punted-udp", 0)
     line += f"; {punted} packets left to the Python path"
     if fast.get("records-reissued") or fast.get("records-reissue-pending"):

@@ -44,6 +44,10 @@ more.  The packets the compiled fast path forwards never reach this lookup."""
 # ints, as the iid usually is and the address is the int the network already holds.
 _HeapItem = tuple[float, int, int, int]
 _V6_CODE = 33
+# Stale heap items one expire() / next_expiry() call pops at most per removal it may make: a
+# burst of stale items at the head (entries refreshed since) costs several calls, never one
+# long one.
+STALE_PER_REMOVAL = 4
 
 
 def _heap_item(entry: MapCacheEntry, expires: float) -> _HeapItem:
@@ -282,16 +286,33 @@ class MapCache:
             return None
         return entry
 
-    def expire(self, now: float) -> list[MapCacheEntry]:
-        """Remove the entries whose expiry time is at or before ``now``; return them."""
+    def expire(self, now: float, limit: int | None = None) -> list[MapCacheEntry]:
+        """Remove the entries whose expiry time is at or before ``now``; return them.
+
+        ``limit``: remove at most that many (and look at a bounded number of stale expiry
+        items, :data:`STALE_PER_REMOVAL` per removal), leaving the rest for later calls, so that
+        thousands expiring at once cost several short calls, not one long one; while some
+        remain, :meth:`next_expiry` is at or before ``now``.  None: every one, in one call.
+        """
         heap = self._heap
         removed: list[MapCacheEntry] = []
+        if limit is not None and limit < 1:
+            return removed
+        stale = 0
+        stale_limit = None if limit is None else STALE_PER_REMOVAL * limit
         while heap and heap[0][0] <= now:
-            entry = self._live(heapq.heappop(heap))
-            if entry is not None:
-                self._tables.delete(entry.iid, entry.prefix)
-                self._removed(entry)
-                removed.append(entry)
+            entry = self._live(heap[0])
+            heapq.heappop(heap)
+            if entry is None:
+                stale += 1
+                if stale_limit is not None and stale >= stale_limit:
+                    break
+                continue
+            self._tables.delete(entry.iid, entry.prefix)
+            self._removed(entry)
+            removed.append(entry)
+            if limit is not None and len(removed) >= limit:
+                break
         if removed:
             self._generation += 1
         return removed
@@ -320,9 +341,15 @@ class MapCache:
         return victim
 
     def next_expiry(self) -> float | None:
-        """Earliest expiry time among the stored entries (the timer to arm), or None."""
+        """Earliest expiry time among the stored entries (the timer to arm), or None.
+
+        Drops at most a bounded number of stale expiry items on the way (entries refreshed or
+        removed since); past that it answers the time of the first stale one left, which is
+        earlier than the true answer: the caller wakes early and :meth:`expire` moves on."""
         heap = self._heap
-        while heap and self._live(heap[0]) is None:
+        for _ in range(STALE_PER_REMOVAL * 256):
+            if not heap or self._live(heap[0]) is not None:
+                break
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 

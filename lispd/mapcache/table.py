@@ -61,6 +61,9 @@ def available_backends() -> tuple[str, ...]:
     return tuple(b for b in BACKENDS if b != "pytricia" or pytricia is not None)
 
 
+PIECE: Final = 16_384
+"""Pairs per part of :meth:`PrefixTable.pieces` at most (a millisecond or two to make)."""
+
 _MASKS4: Final = prefix_masks(32)
 _MASKS6: Final = prefix_masks(128)
 
@@ -366,6 +369,23 @@ class PrefixTable(Generic[V]):
         if self._prefix_of is not None:
             return list(self._sorted())
         return [item[1] for item in self._sorted()]
+
+    def pieces(self) -> Iterator[list[tuple[Network, V]]]:
+        """``(prefix, value)`` pairs in no particular order, one part of the table at a time,
+        for work spread over many event-loop turns that looks each prefix up again when it
+        gets to it (a worker's seed).  A part is at most :data:`PIECE` pairs of one prefix
+        length's dict: a snapshot of that dict's items is taken at C speed (no sort) when the
+        iterator reaches it (about 20 ns a prefix), and each part's pairs are made from it
+        when the part is asked for (a pair per value on a ``prefix_of`` table)."""
+        for level in list(self._by_len.values()):
+            items = list(level.values())
+            for start in range(0, len(items), PIECE):
+                part = items[start : start + PIECE]
+                if self._prefix_of is None:
+                    yield part
+                else:
+                    prefix_of = self._prefix_of
+                    yield [(prefix_of(item), item) for item in part]
 
     def covering(self, prefix: PrefixLike, *, strict: bool = False) -> list[tuple[Network, V]]:
         """Stored prefixes that contain ``prefix``, least specific first.

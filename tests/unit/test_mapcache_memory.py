@@ -30,7 +30,9 @@ from lispd.mapcache import (
     ScopedTables,
     entries,
 )
+from lispd.mapcache import table as table_module
 from lispd.mapcache.cache import MAP_CACHE_BACKEND
+from lispd.mapcache.table import order_key
 
 RLOC_A = RlocEntry(IPv4Address("192.0.2.1"), priority=1, weight=50)
 RLOC_B = RlocEntry(IPv4Address("192.0.2.5"), priority=1, weight=50)
@@ -335,3 +337,21 @@ def test_an_item_of_a_replaced_expiry_time_is_stale(backend: str) -> None:
     evicted = mc.evict_soonest()
     assert evicted is not None and evicted.source == "map-reply"  # the static one is kept
     assert mc.next_expiry() == 1.0
+
+
+def test_pieces_cover_every_prefix_once_in_bounded_parts(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(table_module, "PIECE", 3)
+    keyed: PrefixTable[Item] = PrefixTable(4, backend=backend, prefix_of=attrgetter("prefix"))
+    paired: PrefixTable[Item] = PrefixTable(4, backend=backend)
+    texts = [f"198.51.100.{k}/32" for k in range(7)] + ["198.51.100.0/24", "203.0.113.0/25"]
+    for text in texts:
+        item = Item(text, text)
+        keyed.insert(text, item)
+        paired.insert(text, item)
+    for t in (keyed, paired):
+        parts = list(t.pieces())
+        assert all(0 < len(part) <= 3 for part in parts)
+        pairs = [pair for part in parts for pair in part]
+        assert sorted(pairs, key=lambda p: order_key(p[0])) == t.items()
