@@ -401,6 +401,7 @@ class Daemon:
         """Every counter, the workers' as they last reported them (at most a second ago)."""
         snap = views.node_stats(self.node)
         snap["loop"] = self.heartbeat.lag.snapshot(time.monotonic())
+        snap["gc"] = self.heartbeat.gc_snapshot()
         if self.engine is not None:
             self.engine.stats_into(snap)
         if self.os.routes is not None:

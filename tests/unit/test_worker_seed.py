@@ -84,15 +84,9 @@ class Bench:
         require_accel()
         self.rng = rng
         self.fast = CompiledPath(
-            roles=("itr",),
-            mtu=1500,
-            tun_fd=-1,
-            offloads=False,
-            families=(4, 6),
-            own_rlocs=(),
-            nat_port=None,
-            shared_table=False,
-        )  # fmt: skip  (private tables: the records themselves are seeded)
+            roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
+            own_rlocs=(), nat_port=None, shared_table=False,
+        )  # fmt: skip
         self.mapcache = MapCache()
         self.fast.load_map_cache(self.mapcache)
         self.mapcache.listener = self.fast.on_map_cache
