@@ -32,9 +32,12 @@ from lispd.mapcache.scoped import ScopedTables
 
 MAP_CACHE_BACKEND: Final = "pure"
 """The :class:`~lispd.mapcache.PrefixTable` backend of a map-cache by default: the dicts every
-table keeps answer longest matches too (about 1-2 us from Python at a million prefixes, like
-the patricia tree through this class), and a pytricia tree would cost ~150 bytes per prefix
-more.  The packets the compiled fast path forwards never reach this lookup."""
+table keeps answer longest matches too, and a pytricia tree on top would cost about 120 bytes
+per prefix more (``python benchmarks/lpm.py --mapcache 1000000``: 190 against 309 bytes, load
+5.0 against 9.9 s of CPU).  The price is the Python lookup, one dict probe per prefix length
+in use: at a million prefixes spread over /16-/32 and /32-/128, 4.4 us against 2.5 us for an
+IPv4 hit and 15.5 us against 2.3 us for an IPv6 miss (97 lengths probed).  Only the packets
+the compiled fast path hands to Python (misses, negative entries, ...) take this lookup."""
 
 # (expires, iid, network address as int, length code): the entry's key, not the entry, so
 # that a replaced entry is not kept alive by its item, and only atomic values, which the
