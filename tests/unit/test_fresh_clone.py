@@ -24,7 +24,11 @@ THIS = Path(__file__).resolve()
 EXTERNAL = REPOSITORY / "tests" / "external.py"
 
 # Anything that reaches outside the checkout: the sibling folder or this machine's layout.
-OUTSIDE = re.compile(r"\.\./shared\b|/work/|shared/captures|[\"']shared[\"']")
+# ../shared spelled out, or joined as a path: `parent / "shared"`, `os.path.join(x, "shared")`
+# (a bare "shared" is a word the engine's options use too)
+OUTSIDE = re.compile(
+    r"\.\./shared\b|/work/|shared/captures|/\s*[\"']shared[\"']|join\([^)]*[\"']shared[\"']"
+)
 TEXT_SUFFIXES = {".py", ".md", ".c", ".h", ".toml", ".cfg", ".txt", ".service", ".conf", ".sh"}
 IMPORT = re.compile(r"^\s*(?:from|import)\s+(tests(?:\.\w+)+)", re.MULTILINE)
 
