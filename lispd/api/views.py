@@ -8,15 +8,24 @@ daemon's ``STATUS=`` line all read through here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lispd import __version__
 from lispd.api.metrics import MetricsSnapshot
-from lispd.mapcache import DatabaseEntry, MapCacheEntry
+from lispd.api.paging import Listing
+from lispd.mapcache import DatabaseEntry, MapCache, MapCacheEntry, Network, PrefixTable
 from lispd.wire.address import ElpAddress
 
 if TYPE_CHECKING:
+    from lispd.control.mapserver import Registration
+
+if TYPE_CHECKING:
     from lispd.node import Node
+
+SORTED_PART_MAX = 2_000
+"""A table part (one instance-ID and family) of up to this many entries is listed in prefix
+order; a larger one in the table's own order (sorting a million prefixes takes seconds)."""
 
 
 def node_stats(node: Node) -> dict[str, Any]:
@@ -42,7 +51,7 @@ def status_line(node: Node, stats: dict[str, Any], now: float) -> str:
         acked = sum(1 for s in status if s["acknowledged"])
         parts.append(f"registered={acked}/{len(status)}")
     if node.control.map_server is not None:
-        parts.append(f"site-registrations={len(node.control.map_server.registrations())}")
+        parts.append(f"site-registrations={len(node.control.map_server.registration_tables)}")
     if node.nat_bindings is not None:
         parts.append(f"nat-bindings={len(node.nat_bindings)}")
     # Every role's share, counted once each: ITR + PITR, ETR + PETR.
@@ -66,7 +75,7 @@ def metrics_snapshot(node: Node, stats: dict[str, Any], now: float) -> MetricsSn
         rlocs=control.prober.states(now) if control.prober else None,
         nat_bindings=len(node.nat_bindings) if node.nat_bindings is not None else None,
         sites=[site.name for site in ms.sites] if ms else None,
-        registered=[reg.site for reg in ms.registrations()] if ms else None,
+        registered_counts=ms.registrations_per_site() if ms else None,
         now=now,
     )
 
@@ -76,18 +85,74 @@ def sites(node: Node, now: float) -> list[dict[str, Any]]:
     ms = node.control.map_server
     if ms is None:
         return []
-    return [
-        {
-            "site": reg.site,
-            "instance-id": reg.iid,
-            "eid-prefix": str(reg.prefix),
-            "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
-            "last-registered-ago": round(now - reg.last_registered, 1),
-            "rlocs": [address_text(loc.address) for loc in reg.record.locators],
-            "proxy-reply": reg.proxy_reply,
-        }
-        for reg in ms.registrations()
-    ]
+    return [site_json(reg, now) for reg in ms.registrations()]
+
+
+def site_json(reg: Registration, now: float) -> dict[str, Any]:
+    """One Map-Server registration as ``lispctl site`` shows it."""
+    return {
+        "site": reg.site,
+        "instance-id": reg.iid,
+        "eid-prefix": str(reg.prefix),
+        "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
+        "last-registered-ago": round(now - reg.last_registered, 1),
+        "rlocs": [address_text(loc.address) for loc in reg.record.locators],
+        "proxy-reply": reg.proxy_reply,
+    }
+
+
+def _parts(
+    tables: Any, counts: dict[tuple[int, int], int]
+) -> list[Callable[[], Sequence[tuple[Network, Any]]]]:
+    """One snapshot function per non-empty (instance-ID, family) table of a
+    :class:`~lispd.mapcache.ScopedTables`, in (instance-ID, family) order."""
+
+    def part(table: PrefixTable[Any]) -> Callable[[], Sequence[tuple[Network, Any]]]:
+        # Small: in prefix order (the sort is cheap, and often cached); large: as stored.
+        return lambda: table.items() if len(table) <= SORTED_PART_MAX else table.snapshot()
+
+    out = []
+    for iid, family in counts:
+        table = tables.table(iid, family)
+        if table is not None:
+            out.append(part(table))
+    return out
+
+
+def map_cache_listing(mapcache: MapCache, clock: Callable[[], float]) -> Listing[Any]:
+    """A paged listing of the map-cache (see :mod:`lispd.api.paging`): each entry shown as
+    it is when its page is served, none once removed or expired."""
+
+    def render(item: tuple[Network, MapCacheEntry]) -> dict[str, Any] | None:
+        entry = item[1]
+        current = mapcache.get(entry.iid, entry.prefix)
+        if current is None or current.is_expired(clock()):
+            return None
+        return entry_json(current)
+
+    tables = mapcache.tables
+    return Listing(_parts(tables, tables.counts()), render, len(mapcache))
+
+
+def site_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
+    """A paged listing of the Map-Server's registrations (none without a Map-Server)."""
+    ms = node.control.map_server
+    if ms is None:
+        return Listing([], lambda _item: None, 0)
+    tables = ms.registration_tables
+
+    def render(item: tuple[Network, Registration]) -> dict[str, Any] | None:
+        reg = item[1]
+        current = tables.exact(reg.iid, reg.prefix)
+        return None if current is None else site_json(current, clock())
+
+    return Listing(_parts(tables, tables.counts()), render, len(tables))
+
+
+def rendered_listing(rows: list[Any]) -> Listing[Any]:
+    """A paged listing of rows rendered already (a table small enough to render at once,
+    such as the probed RLOCs or the NAT bindings, served in pages all the same)."""
+    return Listing([lambda: rows], lambda row: row, len(rows))
 
 
 def address_text(address: object) -> str:

@@ -230,6 +230,11 @@ class PrefixTable(Generic[V]):
         entries = self._entries
         return [entries[k] for k in self._sorted_keys()]
 
+    def snapshot(self) -> list[tuple[Network, V]]:
+        """``(prefix, value)`` pairs in no particular order: one list copy, no sort (what a
+        paged listing of a large table takes, see :mod:`lispd.api.paging`)."""
+        return list(self._entries.values())
+
     def covering(self, prefix: PrefixLike, *, strict: bool = False) -> list[tuple[Network, V]]:
         """Stored prefixes that contain ``prefix``, least specific first.
 
