@@ -31,10 +31,11 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_PAGE = 250
+DEFAULT_PAGE = 100
 """Items per page when the request does not say."""
-MAX_PAGE = 1000
-"""The most items one page holds, whatever the request asks (about 10 ms of rendering)."""
+MAX_PAGE = 500
+"""The most items one page holds, whatever the request asks (rendering an entry costs some
+10-40 us)."""
 SCAN_FACTOR = 4
 """A page looks at most ``SCAN_FACTOR`` times its size of snapshot items (the others having
 vanished since): a table emptied meanwhile still costs a bounded time per request."""

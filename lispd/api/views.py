@@ -8,6 +8,7 @@ daemon's ``STATUS=`` line all read through here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +163,13 @@ def address_text(address: object) -> str:
     return str(address)
 
 
+@functools.lru_cache(maxsize=4096)
+def _address_str(address: object) -> str:
+    """``str(address)``, remembered: a million entries share a few thousand RLOCs, and an
+    ``ipaddress`` object's text costs microseconds each time."""
+    return str(address)
+
+
 def entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
     """A map-cache or database entry as ``lispctl map-cache`` / ``database`` show it."""
     out: dict[str, Any] = {
@@ -169,7 +177,7 @@ def entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
         "eid-prefix": str(entry.prefix),
         "rlocs": [
             {
-                "address": str(r.address),
+                "address": _address_str(r.address),
                 "priority": r.priority,
                 "weight": r.weight,
                 "up": r.up,

@@ -65,7 +65,7 @@ from lispd.cli.args import Parser, seconds, split_iid
 
 DEFAULT_SOCKET = "/run/lispd/lispd.sock"
 DEFAULT_TIMEOUT = 5.0
-PAGE_SIZE = 250
+PAGE_SIZE = 100
 """Entries asked for per page (the daemon caps it: see :data:`lispd.api.paging.MAX_PAGE`)."""
 PAGED = frozenset(("map-cache", "database", "site", "rlocs", "rtr"))
 """The daemon commands whose tables are fetched in pages."""

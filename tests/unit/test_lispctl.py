@@ -546,9 +546,14 @@ def test_requests_carry_the_prefix_and_instance() -> None:
     assert build_request(clear, None) == {}
     assert build_request(clear, "10.0.0.0/8") == {"prefix": "10.0.0.0/8"}
     assert build_request(clear, "[7]10.0.0.0/8") == {"prefix": "10.0.0.0/8", "instance-id": 7}
-    assert build_request(show, "10.0.0.1") == {}  # the filtering is lispctl's
-    with pytest.raises(UsageError):
-        build_request(show, "10.0.0.0/8")
+    # the daemon matches: the longest prefix holding an EID, or exactly an EID-prefix
+    assert build_request(show, "10.0.0.1") == {"eid": "10.0.0.1", "instance-id": 0}
+    assert build_request(show, "[7]2001:db8::1") == {"eid": "2001:db8::1", "instance-id": 7}
+    assert build_request(show, "10.0.0.0/8") == {"prefix": "10.0.0.0/8", "instance-id": 0}
+    assert build_request(show, "[3]2001:db8::/32") == {"prefix": "2001:db8::/32", "instance-id": 3}
+    for bad in ("10.0.0.1/8", "[x]10.0.0.1", "nope/8"):
+        with pytest.raises(UsageError):
+            build_request(show, bad)
 
 
 # --------------------------------------------------------------------------------------------
