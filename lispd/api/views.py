@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from lispd.node import Node
 
 SORTED_PART_MAX = 2_000
-"""A table part (one instance-ID and family) of up to this many entries is listed in prefix
-order; a larger one in the table's own order (sorting a million prefixes takes seconds)."""
+"""A table (one instance-ID and family) of up to this many entries is listed in prefix order;
+a larger one partition by partition, in no order (sorting a million prefixes takes seconds)."""
 
 
 def node_stats(node: Node) -> dict[str, Any]:
@@ -105,18 +105,19 @@ def site_json(reg: Registration, now: float) -> dict[str, Any]:
 def _parts(
     tables: Any, counts: dict[tuple[int, int], int]
 ) -> list[Callable[[], Sequence[tuple[Network, Any]]]]:
-    """One snapshot function per non-empty (instance-ID, family) table of a
-    :class:`~lispd.mapcache.ScopedTables`, in (instance-ID, family) order."""
-
-    def part(table: PrefixTable[Any]) -> Callable[[], Sequence[tuple[Network, Any]]]:
-        # Small: in prefix order (the sort is cheap, and often cached); large: as stored.
-        return lambda: table.items() if len(table) <= SORTED_PART_MAX else table.snapshot()
-
-    out = []
+    """Snapshot functions covering every non-empty (instance-ID, family) table of a
+    :class:`~lispd.mapcache.ScopedTables`, in (instance-ID, family) order: a small table in
+    one part, in prefix order (the sort is cheap, and often cached); a large one in its
+    :meth:`~lispd.mapcache.PrefixTable.partition` s, each copied when the listing gets to it."""
+    out: list[Callable[[], Sequence[tuple[Network, Any]]]] = []
     for iid, family in counts:
-        table = tables.table(iid, family)
-        if table is not None:
-            out.append(part(table))
+        table: PrefixTable[Any] | None = tables.table(iid, family)
+        if table is None:
+            continue
+        if len(table) <= SORTED_PART_MAX:
+            out.append(table.items)
+        else:
+            out += [functools.partial(table.partition, i) for i in range(table.partitions)]
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from itertools import chain
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from lispd.mapcache.prefixes import (
@@ -57,6 +58,12 @@ _MASKS6: Final = prefix_masks(128)
 
 _Key = tuple[int, int]  # (network address as int, prefix length)
 
+PARTITIONS: Final = 256
+"""The prefix -> item dict of a table is split in this many by the key's hash (a power of 2):
+a paged listing (``lispctl show map-cache``) copies one part per page, never a million
+references in one go (75-200 ms on a small machine, on the loop that forwards packets)."""
+_PART: Final = PARTITIONS - 1
+
 
 class PrefixTable(Generic[V]):
     """Prefixes of one address family mapped to values, with longest-prefix-match lookup.
@@ -68,10 +75,11 @@ class PrefixTable(Generic[V]):
 
     __slots__ = (
         "_addr_type",
-        "_entries",
         "_masks",
         "_nbytes",
         "_order",
+        "_parts",
+        "_size",
         "bits",
         "family",
         "lookup_packed",
@@ -97,7 +105,9 @@ class PrefixTable(Generic[V]):
         self._addr_type: type[IPv4Address] | type[IPv6Address] = (
             IPv4Address if family == 4 else IPv6Address
         )
-        self._entries: dict[_Key, tuple[Network, V]] = {}
+        # Every entry, in the dict of the key's partition (see PARTITIONS).
+        self._parts: list[dict[_Key, tuple[Network, V]]] = [{} for _ in range(PARTITIONS)]
+        self._size = 0
         self._order: list[_Key] | None = None  # sorted keys, rebuilt lazily after a change
         self.lookup_packed: Callable[[bytes], tuple[Network, V] | None]
         """The fastest lookup, for callers that already hold ``bytes`` of the right length.
@@ -173,7 +183,7 @@ class PrefixTable(Generic[V]):
 
     def _sorted_keys(self) -> list[_Key]:
         if self._order is None:
-            self._order = sorted(self._entries)
+            self._order = sorted(chain.from_iterable(self._parts))
         return self._order
 
     def insert(self, prefix: PrefixLike, value: V) -> None:
@@ -181,17 +191,20 @@ class PrefixTable(Generic[V]):
         net = self._network(prefix)
         key = (int(net.network_address), net.prefixlen)
         item = (net, value)
-        new = key not in self._entries
-        self._entries[key] = item
+        part = self._parts[hash(key) & _PART]
+        new = key not in part
+        part[key] = item
         self._store(key, item)
         if new:
+            self._size += 1
             self._order = None
 
     def delete(self, prefix: PrefixLike) -> V:
         """Remove ``prefix`` (exact match) and return its value; KeyError if it is absent."""
         net = self._network(prefix)
         key = (int(net.network_address), net.prefixlen)
-        item = self._entries.pop(key)  # KeyError when absent
+        item = self._parts[hash(key) & _PART].pop(key)  # KeyError when absent
+        self._size -= 1
         self._discard(key, item[0])
         self._order = None
         return item[1]
@@ -199,13 +212,16 @@ class PrefixTable(Generic[V]):
     def exact(self, prefix: PrefixLike) -> V | None:
         """Value stored for exactly ``prefix`` (not a longest match), or None."""
         net = self._network(prefix)
-        item = self._entries.get((int(net.network_address), net.prefixlen))
+        key = (int(net.network_address), net.prefixlen)
+        item = self._parts[hash(key) & _PART].get(key)
         return None if item is None else item[1]
 
     def clear(self) -> None:
         """Remove every prefix."""
         self._clear_backend()
-        self._entries.clear()
+        for part in self._parts:
+            part.clear()
+        self._size = 0
         self._order = None
 
     def __contains__(self, prefix: object) -> bool:
@@ -215,25 +231,33 @@ class PrefixTable(Generic[V]):
         net = to_network(prefix)
         if net.version != self.family:
             return False
-        return (int(net.network_address), net.prefixlen) in self._entries
+        return self._item((int(net.network_address), net.prefixlen)) is not None
+
+    def _item(self, key: _Key) -> tuple[Network, V] | None:
+        return self._parts[hash(key) & _PART].get(key)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._size
 
     def __iter__(self) -> Iterator[Network]:
         """Stored prefixes in prefix order (address, then prefix length)."""
-        entries = self._entries
-        return iter([entries[k][0] for k in self._sorted_keys()])
+        parts = self._parts
+        return iter([parts[hash(k) & _PART][k][0] for k in self._sorted_keys()])
 
     def items(self) -> list[tuple[Network, V]]:
         """``(prefix, value)`` pairs in prefix order (a snapshot: safe to mutate while using)."""
-        entries = self._entries
-        return [entries[k] for k in self._sorted_keys()]
+        parts = self._parts
+        return [parts[hash(k) & _PART][k] for k in self._sorted_keys()]
 
-    def snapshot(self) -> list[tuple[Network, V]]:
-        """``(prefix, value)`` pairs in no particular order: one list copy, no sort (what a
-        paged listing of a large table takes, see :mod:`lispd.api.paging`)."""
-        return list(self._entries.values())
+    partitions: ClassVar[int] = PARTITIONS
+    """How many parts :meth:`partition` divides the table into."""
+
+    def partition(self, index: int) -> list[tuple[Network, V]]:
+        """A copy of one part (``index`` from 0 to :attr:`partitions` - 1) of the ``(prefix,
+        value)`` pairs, in no particular order.  A prefix is always in the same part, so a
+        paged listing (:mod:`lispd.api.paging`) walking the parts one per page shows each
+        prefix at most once, and never copies the whole table in one go."""
+        return list(self._parts[index].values())
 
     def covering(self, prefix: PrefixLike, *, strict: bool = False) -> list[tuple[Network, V]]:
         """Stored prefixes that contain ``prefix``, least specific first.
@@ -244,10 +268,11 @@ class PrefixTable(Generic[V]):
         net = self._network(prefix)
         address = int(net.network_address)
         masks = self._masks
-        entries = self._entries
+        parts = self._parts
         out: list[tuple[Network, V]] = []
         for plen in range(net.prefixlen if strict else net.prefixlen + 1):
-            item = entries.get((address & masks[plen], plen))
+            key = (address & masks[plen], plen)
+            item = parts[hash(key) & _PART].get(key)
             if item is not None:
                 out.append(item)
         return out
@@ -267,8 +292,8 @@ class PrefixTable(Generic[V]):
         hi = bisect_left(keys, (end + 1, 0), lo)
         # Sorted by (address, length): a stored prefix whose address lies inside ``prefix`` and
         # is not its first address is longer than ``prefix``, so the slice is exactly the set.
-        entries = self._entries
-        return [entries[k] for k in keys[lo:hi]]
+        parts = self._parts
+        return [parts[hash(k) & _PART][k] for k in keys[lo:hi]]
 
     def largest_uncovered(self, address: AddressLike) -> Network | None:
         """The shortest prefix holding ``address`` that overlaps no stored prefix.
@@ -279,9 +304,8 @@ class PrefixTable(Generic[V]):
         """
         a = self._address_int(address)
         masks = self._masks
-        entries = self._entries
         for plen in range(self.bits + 1):
-            if (a & masks[plen], plen) in entries:
+            if self._item((a & masks[plen], plen)) is not None:
                 return None
         keys = self._sorted_keys()
         ones = masks[self.bits]
@@ -309,8 +333,9 @@ class PyTriciaPrefixTable(PrefixTable[V]):
         self.lookup_packed = self._tree.get
 
     def _clear_backend(self) -> None:
-        for _key, (net, _value) in self._entries.items():
-            self._tree.delete(net)
+        for part in self._parts:
+            for net, _value in part.values():
+                self._tree.delete(net)
 
     def _store(self, key: _Key, item: tuple[Network, V]) -> None:
         net = item[0]

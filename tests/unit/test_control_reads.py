@@ -206,8 +206,10 @@ def test_changes_between_pages_never_duplicate_nor_crash() -> None:
 
 
 def test_a_table_emptied_between_pages_costs_bounded_work() -> None:
+    """Each page looks at SCAN_FACTOR times its size of vanished entries at most, and takes
+    one partition's copy at a time: an emptied table ends the listing in a page or two."""
     d = FakeDaemon()
-    fill(d, 3000)
+    fill(d, 3000)  # 3,000 IPv4 /32s (in partitions), 1,500 IPv6 /64s (one sorted part)
     page = ask(d, "map-cache", cursor=None, count=50)
     d.mapcache.clear()
     pages = 0
@@ -215,10 +217,31 @@ def test_a_table_emptied_between_pages_costs_bounded_work() -> None:
         page = ask(d, "map-cache", cursor=page["cursor"], count=50)
         assert page["entries"] == []
         pages += 1
-    # each page looked at SCAN_FACTOR * 50 vanished entries at most (of the IPv4 part's
-    # snapshot; the IPv6 part, reached after the clear, is empty)
-    least = (3000 - 50) // (paging.SCAN_FACTOR * 50)
-    assert least <= pages <= least + 2
+    assert pages <= 2
+    listing = views.map_cache_listing(d.mapcache, d.clock)
+    assert listing.parts == [] and listing.page(10) == [] and listing.finished
+
+
+def test_a_large_table_is_copied_one_partition_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No request copies a large table whole: each page takes the copy of the partitions it
+    reaches, a few thousandths of the table each."""
+    d = FakeDaemon()
+    fill(d, 4000)
+    table = d.mapcache.tables.table(0, 4)
+    assert table is not None
+    copied: list[int] = []
+    partition = type(table).partition
+
+    def counting(self: Any, index: int) -> list[Any]:
+        part = partition(self, index)
+        copied.append(len(part))
+        return part
+
+    monkeypatch.setattr(type(table), "partition", counting)
+    pages = walk(d, count=100)
+    assert sum(copied) == 4000 and len(copied) == table.partitions
+    assert max(copied) < 100  # 4,000 prefixes over 256 partitions
+    assert len(pages) == -(-6000 // 100)
 
 
 def test_expired_entries_are_left_out_of_pages() -> None:

@@ -521,7 +521,7 @@ def _no_walks(monkeypatch: pytest.MonkeyPatch) -> None:
     for cls, names in (
         (MapCache, ("entries", "__iter__")),
         (ScopedTables, ("items",)),
-        (PrefixTable, ("items", "snapshot", "__iter__")),
+        (PrefixTable, ("items", "partition", "__iter__")),
         (MapServer, ("registrations",)),
     ):
         for name in names:
