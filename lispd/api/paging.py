@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 DEFAULT_PAGE = 100
 """Items per page when the request does not say."""
-MAX_PAGE = 500
+MAX_PAGE = 200
 """The most items one page holds, whatever the request asks (rendering an entry costs some
 10-40 us)."""
 SCAN_FACTOR = 4
