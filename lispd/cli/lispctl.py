@@ -858,7 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask a running lispd what it knows (map-cache, database, sites, RLOCs, "
         "counters, NAT) and tell it to clear its map-cache or reload its configuration.",
         epilog=_commands_help()
-        + "\n\nEID: address or [instance-id]address; PREFIX: prefix or [instance-id]prefix."
+        + "\n\nEID: address or [instance-id]address (show map-cache also takes an EID-prefix:"
+        "\n[instance-id]prefix/len, for that prefix exactly); PREFIX: prefix or"
+        " [instance-id]prefix."
+        "\nTables come in pages, printed as they arrive; --limit N prints the first N entries."
         "\nExit status: 0 done, 1 lispd unreachable or the request failed, 2 usage error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
