@@ -158,12 +158,12 @@ def walk(d: FakeDaemon, command: str = "map-cache", count: int = 100, **first: A
 def test_pages_cover_the_table_once_in_bounded_pages() -> None:
     d = FakeDaemon()
     names = fill(d, 3000) + fill(d, 10, iid=9)
-    pages = walk(d, count=250)
-    assert all(len(p["entries"]) <= 250 for p in pages)
+    pages = walk(d, count=150)
+    assert all(len(p["entries"]) <= 150 for p in pages)
     assert {p["total"] for p in pages} == {len(names)}
     listed = [n for p in pages for n in shown(p["entries"])]
     assert sorted(listed) == sorted(names)  # each once
-    assert len(pages) == -(-len(names) // 250)  # full pages: the last one closes the listing
+    assert len(pages) == -(-len(names) // 150)  # full pages: the last one closes the listing
     assert not commands.listings(d).open  # finished: forgotten
     # a small table part (iid 9) is listed in prefix order
     assert listed[-15:] == [f"[9]{e.prefix}" for e in d.mapcache.entries() if e.iid == 9]
