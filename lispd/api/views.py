@@ -15,13 +15,18 @@ from typing import TYPE_CHECKING, Any
 from lispd import __version__
 from lispd.api.metrics import MetricsSnapshot
 from lispd.api.paging import Listing
-from lispd.mapcache import DatabaseEntry, MapCache, MapCacheEntry, Network, PrefixTable
+from lispd.mapcache import (
+    DatabaseEntry,
+    MapCache,
+    MapCacheEntry,
+    Network,
+    PrefixTable,
+    ScopedTables,
+)
 from lispd.wire.address import ElpAddress
 
 if TYPE_CHECKING:
     from lispd.control.mapserver import Registration
-
-if TYPE_CHECKING:
     from lispd.node import Node
 
 SORTED_PART_MAX = 2_000
@@ -102,15 +107,13 @@ def site_json(reg: Registration, now: float) -> dict[str, Any]:
     }
 
 
-def _parts(
-    tables: Any, counts: dict[tuple[int, int], int]
-) -> list[Callable[[], Sequence[tuple[Network, Any]]]]:
+def _parts(tables: ScopedTables[Any]) -> list[Callable[[], Sequence[tuple[Network, Any]]]]:
     """Snapshot functions covering every non-empty (instance-ID, family) table of a
     :class:`~lispd.mapcache.ScopedTables`, in (instance-ID, family) order: a small table in
     one part, in prefix order (the sort is cheap, and often cached); a large one in its
     :meth:`~lispd.mapcache.PrefixTable.partition` s, each copied when the listing gets to it."""
     out: list[Callable[[], Sequence[tuple[Network, Any]]]] = []
-    for iid, family in counts:
+    for iid, family in tables.counts():
         table: PrefixTable[Any] | None = tables.table(iid, family)
         if table is None:
             continue
@@ -133,7 +136,7 @@ def map_cache_listing(mapcache: MapCache, clock: Callable[[], float]) -> Listing
         return entry_json(current)
 
     tables = mapcache.tables
-    return Listing(_parts(tables, tables.counts()), render, len(mapcache))
+    return Listing(_parts(tables), render, len(mapcache))
 
 
 def site_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
@@ -148,7 +151,7 @@ def site_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
         current = tables.exact(reg.iid, reg.prefix)
         return None if current is None else site_json(current, clock())
 
-    return Listing(_parts(tables, tables.counts()), render, len(tables))
+    return Listing(_parts(tables), render, len(tables))
 
 
 def rendered_listing(rows: list[Any]) -> Listing[Any]:
