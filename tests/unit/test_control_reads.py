@@ -352,3 +352,39 @@ def test_views_listing_parts_are_taken_when_reached() -> None:
     mc.add(entry("198.51.100.0/25"))  # the part walked already
     assert [e["eid-prefix"] for e in listing.page(10)] == ["2001:db8::/32", "2001:db8:1::/48"]
     assert listing.finished
+
+
+# --- over the control socket -------------------------------------------------------------------
+
+
+def test_pages_over_a_real_control_socket(tmp_path: Any) -> None:
+    """The server's JSON round trip with the real handlers, and the client's page iterator
+    (closing the listing when stopped early)."""
+    import asyncio
+    import itertools
+
+    from lispd.api import client
+    from lispd.api.server import ControlServer
+
+    d = FakeDaemon()
+    names = fill(d, 700)
+    path = str(tmp_path / "c.sock")
+
+    async def scenario() -> None:
+        server = ControlServer(path, commands.handlers(d))  # type: ignore[arg-type]
+        await server.start()
+        try:
+            got = await asyncio.to_thread(lambda: list(client.entries(path, "map-cache", 64)))
+            assert sorted(f"[{e['instance-id']}]{e['eid-prefix']}" for e in got) == sorted(names)
+            first = await asyncio.to_thread(
+                lambda: list(itertools.islice(client.entries(path, "map-cache", 10), 15))
+            )
+            assert len(first) == 15 and not commands.listings(d).open  # closed when stopped
+            with pytest.raises(client.ControlError, match="unknown or expired cursor"):
+                await asyncio.to_thread(client.request, path, "map-cache", cursor="nope")
+            one = await asyncio.to_thread(client.request, path, "map-cache", eid="10.0.1.2")
+            assert shown(one) == ["[0]10.0.1.2/32"]
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
