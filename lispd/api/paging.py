@@ -8,10 +8,12 @@ listing is served in pages over several requests, each doing a bounded amount of
   page with a ``cursor`` token; each later request names the token and gets the next page; the
   last page answers ``"cursor": null``.  A request with ``"close": true`` drops the listing
   (``lispctl --limit`` does so once it has printed enough);
-- a listing is made of *parts* (for the map-cache: one per instance-ID and address family),
-  each a function returning a snapshot of that part's items, called only when the listing
-  reaches the part.  The snapshot is a list of references, not of rendered entries: rendering
-  happens page by page;
+- a listing is made of *parts*, each a function returning a snapshot of that part's items,
+  called only when the listing reaches the part: for the map-cache, a small (instance-ID,
+  family) table is one part in prefix order, a large one is its 256 partitions
+  (:meth:`lispd.mapcache.PrefixTable.partition`), so no request ever copies a million
+  references at once (measured 72 ms for 514,001, against 0.14 ms for one partition).  The
+  snapshot is a list of references, not of rendered entries: rendering happens page by page;
 - each item is rendered when its page is served, from the table's *current* state: an item gone
   since the snapshot is skipped, one replaced is shown as it is now.  So a listing shows every
   item that was in the table when its part was reached and still is when its page is served,
