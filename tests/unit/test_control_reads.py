@@ -388,3 +388,15 @@ def test_pages_over_a_real_control_socket(tmp_path: Any) -> None:
             await server.close()
 
     asyncio.run(scenario())
+
+
+def test_the_benchmark_runs_small() -> None:
+    """``python -m benchmarks.control_reads`` at 3,000 prefixes: every figure there, the dump
+    printing the whole map-cache (one line per RLOC)."""
+    from benchmarks import control_reads
+
+    result = control_reads.measure(3000)
+    for key in ("eid_median_ms", "prefix_p99_ms", "page100_max_ms", "partition_copy_max_ms"):
+        assert 0 < result[key] < 5000, (key, result)
+    assert result["whole_copy_references"] > 1000
+    assert result["dump_lines"] > 3000 + 3 and result["dump_s"] > 0
