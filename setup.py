@@ -15,8 +15,8 @@ import os
 from setuptools import Extension, setup
 
 CSRC = "lispd/engine/csrc/"
-SOURCES = ("lpm.c", "packet.c", "engine.c", "module.c")
-HEADERS = ("cursor.h", "lpm.h", "packet.h", "engine.h")
+SOURCES = ("lpm.c", "maptable.c", "packet.c", "engine.c", "module.c")
+HEADERS = ("cursor.h", "lpm.h", "maptable.h", "packet.h", "engine.h")
 WARNINGS = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 ASAN_UBSAN = "address,undefined"
 

@@ -8,7 +8,8 @@ one or two RLOCs each) the way the daemon installs Map-Reply answers: into the
 the compiled engine.  Reports the load time, the resident memory it took (process RSS before and
 after), the engine's table memory, and the longest-prefix match time per lookup of the compiled
 table (C loop over random addresses that hit) and of the Python map-cache, and how long a new
-fast-path worker process takes to load the whole table (and its memory then).  No root needed.
+fast-path worker process takes to load the whole table (and the event loop's longest turn
+meanwhile, and the worker's memory then).  No root needed.
 """
 
 from __future__ import annotations
@@ -127,8 +128,10 @@ def measure(quick: bool = False, prefixes: int | None = None) -> dict[str, Any]:
 
 async def worker_seed(fast: compiled.CompiledPath) -> dict[str, float]:
     """Start one fast-path worker process (no TUN, no sockets: tables only) and load it with
-    ``fast``'s tables, as the daemon does for a new or restarted worker: seconds until it is
-    ready, and its resident memory then."""
+    ``fast``'s tables, as the daemon does for a new or restarted worker (in chunks, over many
+    loop turns): seconds until it is ready, the longest the event loop went without running
+    a 1 ms ticker meanwhile (its longest turn, roughly: wall time, and the main thread's CPU
+    time in it), and the worker's resident memory."""
     workers = WorkerSet(
         [WorkerSlot(index=1, tun_fd=-1, receive={})],
         engine=fast.engine_options,
@@ -137,18 +140,44 @@ async def worker_seed(fast: compiled.CompiledPath) -> dict[str, float]:
         on_tun=lambda _packet: None,
         on_udp=lambda *_datagram: None,
     )
+    longest = longest_cpu = 0.0
+    seeded = False
+
+    async def ticker() -> None:
+        # Wall time between two ticks (what a packet waiting for the loop sees, inflated when
+        # the machine is busy with other processes) and this thread's CPU time between them
+        # (the work the loop did: independent of the machine's load).
+        nonlocal longest, longest_cpu
+        last, last_cpu = time.perf_counter(), time.thread_time()
+        while not seeded:
+            await asyncio.sleep(0.001)
+            now, cpu = time.perf_counter(), time.thread_time()
+            longest = max(longest, now - last - 0.001)
+            longest_cpu = max(longest_cpu, cpu - last_cpu)
+            last, last_cpu = now, cpu
+
     started = time.perf_counter()
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)  # the ticker runs before the worker starts
     workers.start()
     try:
         if not await workers.ready(timeout=300):
             raise RuntimeError("the worker did not load its tables")
         seconds = time.perf_counter() - started
+        seeded = True
+        await ticking
         (pid,) = workers.pids()
         with open(f"/proc/{pid}/statm") as fh:
             rss = int(fh.read().split()[1]) * resource.getpagesize()
     finally:
+        seeded = True
         await workers.close()
-    return {"worker_seed_s": seconds, "worker_rss_mb": rss / 1e6}
+    return {
+        "worker_seed_s": seconds,
+        "worker_seed_longest_turn_ms": longest * 1e3,
+        "worker_seed_longest_turn_cpu_ms": longest_cpu * 1e3,
+        "worker_rss_mb": rss / 1e6,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

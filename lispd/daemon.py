@@ -96,6 +96,8 @@ class Daemon:
             vnet=fast and cfg.dataplane.local_offloads,
         )
         os_ = self.os
+        if os_.routes is not None:  # from now on the loop never waits for netlink
+            os_.routes.detach(loop)
         if fast and os_.sender is not None:
             self.engine = EngineRunner(
                 node,
@@ -399,9 +401,17 @@ class Daemon:
         """Every counter, the workers' as they last reported them (at most a second ago)."""
         snap = views.node_stats(self.node)
         snap["loop"] = self.heartbeat.lag.snapshot(time.monotonic())
+        snap["gc"] = self.heartbeat.gc_snapshot()
         if self.engine is not None:
             self.engine.stats_into(snap)
+        if self.os.routes is not None:
+            snap["netlink"] = self.os.routes.stats()
         return snap
+
+    async def routes_settled(self) -> None:
+        """Wait (the loop goes on) until the kernel has every route change asked for so far."""
+        if self.os.routes is not None:
+            await self.os.routes.settled()
 
     async def refresh_workers(self) -> None:
         """Have every worker report its current counters (at most half a second)."""

@@ -230,6 +230,13 @@ def clear_map_cache(daemon: Daemon, req: Request) -> dict[str, int]:
 
 
 @command("reload")
-def reload(daemon: Daemon, _req: Request) -> dict[str, Any]:
-    """Read the configuration file again (see :meth:`Daemon.reload`)."""
-    return daemon.reload()
+def reload(daemon: Daemon, _req: Request) -> Any:
+    """Read the configuration file again (see :meth:`Daemon.reload`); answered once the
+    kernel has the route changes it made (made off the event loop)."""
+    answer = daemon.reload()
+
+    async def settled() -> dict[str, Any]:
+        await daemon.routes_settled()
+        return answer
+
+    return settled()

@@ -472,6 +472,8 @@ def _fastpath_lines(snapshot: dict[str, Any]) -> list[str]:
         line += " (forwarded: " + ", ".join(f"{k} {v}" for k, v in spread.items()) + ")"
     if fast.get("worker-restarts"):
         line += f", {_count(fast['worker-restarts'], 'worker restart')}"
+    if fast.get("worker-resyncs"):
+        line += f", {_count(fast['worker-resyncs'], 'worker resync')}"
     punted = fast.get("punted-tun", 0) + fast.get("punted-udp", 0)
     line += f"; {punted} packets left to the Python path"
     if fast.get("records-reissued") or fast.get("records-reissue-pending"):
@@ -493,6 +495,19 @@ def _loop_lines(snapshot: dict[str, Any]) -> list[str]:
         f"{loop.get('lag-recent-max-ms', 0)} ms in the last 10-20 s; "
         f"{loop.get('lag-over-20ms', 0)} of {loop['ticks']} ticks "
         f"(every {loop.get('interval-ms', 0)} ms) over 20 ms late",
+        *_gc_lines(snapshot),
+    ]
+
+
+def _gc_lines(snapshot: dict[str, Any]) -> list[str]:
+    """The garbage collector: objects frozen out of its full passes (lispd.heartbeat)."""
+    collector = snapshot.get("gc")
+    if not isinstance(collector, dict):
+        return []
+    return [
+        f"Garbage collector: {collector.get('frozen-objects', 0)} objects frozen "
+        f"({collector.get('freezes', 0)} freezes), "
+        f"{collector.get('full-collections', 0)} full collections"
     ]
 
 

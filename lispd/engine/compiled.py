@@ -14,13 +14,20 @@ The control plane owns the map-cache: :class:`CompiledPath` listens to it
 record also carries what the node knows of each RLOC apart from the mapping, the translated
 port of a NATed xTR at an RTR: when that changes, :class:`RecordRefresh` issues again the
 records of the entries using that RLOC only, a bounded number per call and per second.
+
+The records live in one table shared by every engine when the kernel allows it
+(``shared_table``, the default): the main engine writes it in a shared memory region
+(``lispd/engine/csrc/maptable.c``) and each worker's engine maps it read-only, so record
+changes go to the main engine only, and a new or restarted worker is not sent the records
+(:meth:`CompiledPath.seed_operations`).  Otherwise each engine keeps a private copy, every
+change goes to all of them and a new worker receives every record.
 """
 
 from __future__ import annotations
 
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -48,9 +55,16 @@ a part of ``itr.encap``, not counted again)."""
 REFRESH_SLICE = 250
 """Records :meth:`RecordRefresh.run` issues again per call at most: each costs 3-10 us
 (building it, the main engine's ``map_set``, the workers' message), so a few milliseconds."""
+MAP_OPERATIONS = frozenset({"map_set", "map_remove", "map_clear"})
+"""The engine methods that change the map-cache records: with a shared table, the main
+engine's alone (the workers read its table)."""
 REFRESH_RATE = 10_000.0
 """Records a second :class:`RecordRefresh` issues again at most, in the long run (a tenth of a
 core at most; an RLOC used by 100,000 entries is current again within 10 s)."""
+
+SEED_CHUNK = 128
+"""Forwarding records per chunk of a worker's seed (:meth:`CompiledPath.seed_operations`):
+each costs a few microseconds to build and send, so a chunk is about a millisecond."""
 
 
 def available() -> bool:
@@ -92,7 +106,10 @@ def forwarding_record(
 class CompiledPath:
     """An :class:`_accel.Engine` wired to a node's tables and sockets, and the workers'
     engines (:class:`lispd.engine.workers.WorkerSet`) when there are any: every table
-    operation goes to all of them.
+    operation goes to all of them, but the map-cache records' when the table is shared
+    (``shared_table``: the main engine writes it in shared memory, the workers' engines map it
+    read-only by ``engine_options["table_fd"]``; a private table per engine when the region
+    cannot be made).
 
     ``offloads``: the TUN carries virtio-net headers (TSO super-packets in, merged TCP
     segments out) when there is one; ``gso`` (with ``offloads``): runs of datagrams to one
@@ -109,6 +126,7 @@ class CompiledPath:
         families: Collection[int],
         own_rlocs: Collection[IPAddress],
         nat_port: NatPort | None,
+        shared_table: bool = True,
     ) -> None:
         if _accel is None:
             raise RuntimeError("the compiled fast path is not built")
@@ -120,7 +138,11 @@ class CompiledPath:
             "vnet": offloads and tun_fd >= 0,
             "gso": offloads and gso,
         }
-        self.engine = _accel.Engine(tun_fd=tun_fd, **self.engine_options)
+        self.engine = _accel.Engine(tun_fd=tun_fd, shared=shared_table, **self.engine_options)
+        table_fd: int = self.engine.table_fd()
+        self.shared_table = table_fd >= 0  # False: not asked, or the region could not be made
+        if self.shared_table:
+            self.engine_options["table_fd"] = table_fd  # the workers' engines read this one
         self.families = frozenset(families)
         self.own_rlocs = frozenset(own_rlocs)
         self.nat_port = nat_port
@@ -132,7 +154,7 @@ class CompiledPath:
     def _apply(self, name: str, *args: Any) -> None:
         """One table operation in every engine."""
         getattr(self.engine, name)(*args)
-        if self.workers is not None:
+        if self.workers is not None and not (self.shared_table and name in MAP_OPERATIONS):
             self.workers.broadcast(name, *args)
 
     def attach_workers(self, workers: WorkerSet) -> None:
@@ -140,19 +162,60 @@ class CompiledPath:
         :meth:`seed_operations`)."""
         self.workers = workers
 
-    def seed_operations(self) -> list[Operation]:
-        """What loads a fresh engine with the current tables."""
+    def seed_operations(self, chunk: int = SEED_CHUNK) -> Iterator[list[Operation]]:
+        """What loads a fresh engine with the current tables, in chunks built lazily: each
+        when the caller asks for it (:class:`lispd.engine.workers.WorkerSet` asks for a few
+        per loop turn, sending each at once, with every table change in between).
+
+        The first chunk clears the engine and carries the local EID-prefixes and the punt-all
+        flag as they are then.  Each later chunk carries the forwarding records of up to
+        ``chunk`` map-cache prefixes, taken from a snapshot of the prefixes of one part of
+        one (iid, family) table (an unordered copy made when the seed reaches that part,
+        :meth:`lispd.mapcache.table.PrefixTable.pieces`), each record
+        built from the entry the map-cache holds *when the chunk is built*.  Why that is
+        enough, whatever changes meanwhile: every change also reaches the engine as its own
+        operation (the map-cache listener, :meth:`_apply`), in order with the chunks.  A
+        prefix changed before its chunk is built goes out with its current record (the
+        change's own operation, sent earlier, said the same or less); one changed after its
+        chunk is sent gets the change's operation after it; one removed is skipped (its
+        ``map_remove`` went out already, or goes after); one added after its table's snapshot
+        comes with its own ``map_set``, after the first chunk's ``map_clear``.  So no chunk
+        ever brings back a stale record, and when the last chunk is applied the engine's
+        table equals the map-cache.  An empty chunk comes before each snapshot: the caller
+        should end its loop turn there, so that the copy starts a turn of its own.
+
+        With a shared table (:attr:`shared_table`) the seed is the first chunk alone: the
+        worker's engine reads the main engine's records, so none are sent."""
         ops: list[Operation] = [("db_clear", ())]
         if self.database is not None:
             for entry in self.database.entries():
                 prefix = entry.prefix
                 ops.append(("db_set", (entry.iid, prefix.network_address.packed, prefix.prefixlen)))
-        ops.append(("map_clear", ()))
-        if self.mapcache is not None:
-            for cached in self.mapcache.entries():
-                ops.append(("map_set", self._record_args(cached.iid, cached.prefix, cached)))
+        if not self.shared_table:
+            ops.append(("map_clear", ()))
         ops.append(("set_punt_all", (self.punt_all,)))
-        return ops
+        yield ops
+        mapcache = self.mapcache
+        if mapcache is None or self.shared_table:
+            return
+        for iid in mapcache.tables.instance_ids():
+            for family in (4, 6):
+                table = mapcache.tables.table(iid, family)
+                if table is None:
+                    continue
+                pieces = table.pieces()
+                while True:
+                    yield []  # the copy below starts a loop turn of its own
+                    items = next(pieces, None)
+                    if items is None:
+                        break
+                    for start in range(0, len(items), chunk):
+                        ops = []
+                        for prefix, _cached in items[start : start + chunk]:
+                            current = mapcache.get(iid, prefix)
+                            if current is not None:
+                                ops.append(("map_set", self._record_args(iid, prefix, current)))
+                        yield ops
 
     # --- sockets ------------------------------------------------------------------------------
 
@@ -242,15 +305,21 @@ class CompiledPath:
         self.engine.close()
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C, by every engine."""
+        """{"packets": ..., "drops": ..., "fastpath": ...} counted in C, by every engine
+        (``fastpath``: also ``engines``, ``worker-restarts``, and ``shared-table``, 1 when the
+        engines read one shared forwarding table)."""
         counts: dict[str, dict[str, int]] = self.engine.counters()
         if self.workers is not None:
             add_counts(counts, self.workers.counters())
             section = counts.setdefault("fastpath", {})
             section["engines"] = 1 + len(self.workers.slots)
             section["worker-restarts"] = self.workers.restarts
+            section["worker-resyncs"] = self.workers.resyncs
+            section["workers-seeding"] = self.workers.seeding()
+            section["worker-queued-bytes"] = self.workers.queued()
         else:
             counts.setdefault("fastpath", {})["engines"] = 1
+        counts["fastpath"]["shared-table"] = int(self.shared_table)  # one table, read by all
         return counts
 
     def engine_packets(self) -> dict[str, int]:

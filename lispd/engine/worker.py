@@ -58,6 +58,8 @@ class Worker:
         self.tun_fd: int = spec["engine"].get("tun_fd", -1)
         self.receive_fds: list[int] = list(spec["receive"].values())
         self.drops: dict[str, int] = {}
+        self.seeding = False  # between seed_begin and seed_end: the engine punts all
+        self.punt_all = False  # what the main process asked for (the engine's, once seeded)
         self._reported: dict[str, Any] | None = None
         self._last_error_log = 0.0
 
@@ -134,10 +136,28 @@ class Worker:
             return
         for name, args in body:
             try:
-                getattr(self.engine, name)(*args)
+                self._operation(name, args)
             except (TypeError, ValueError, OverflowError, MemoryError) as exc:
                 self._drop("worker-bad-command")
                 self._log_error("operation failed", operation=name, error=exc)
+
+    def _operation(self, name: str, args: tuple[Any, ...]) -> None:
+        """One operation: an engine method, or a mark around a seed (see
+        :data:`lispd.engine.workerwire.OPERATIONS`)."""
+        engine = self.engine
+        if name == workerwire.SEED_BEGIN:
+            self.seeding = True
+            engine.set_punt_all(True)
+        elif name == workerwire.SEED_END:
+            self.seeding = False
+            engine.set_punt_all(self.punt_all)
+        elif name == "set_punt_all":
+            (flag,) = args  # a ValueError (counted) when there is not exactly one
+            self.punt_all = bool(flag)
+            if not self.seeding:
+                engine.set_punt_all(self.punt_all)
+        else:
+            getattr(engine, name)(*args)
 
     # --- the loop --------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ one SOCK_SEQPACKET socket pair, one message per packet:
 
 main -> worker
     a batch of table operations, ``[(name, args), ...]`` (:data:`OPERATIONS`: the engine
-    methods that install records and local EID-prefixes), or a counters request; marshal
+    methods that install records and local EID-prefixes, and the marks around a seed), or a
+    counters request; marshal
     encoded (both ends are the same Python, started by us).
 
 worker -> main
@@ -29,6 +30,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+SEED_BEGIN = "seed_begin"
+SEED_END = "seed_end"
 OPERATIONS = frozenset(
     {
         "map_set",
@@ -39,9 +42,15 @@ OPERATIONS = frozenset(
         "db_clear",
         "set_punt_all",
         "forget_sources",
+        "seed_begin",
+        "seed_end",
     }
 )
-"""Engine methods the main process may call in a worker (all return None)."""
+"""Engine methods the main process may call in a worker (all return None), and the worker's
+own ``seed_begin`` / ``seed_end``, around a seed: in between the worker's engine hands every
+packet whose fate depends on the map-cache to the main process (its table is partial: a
+covering prefix could match before the more specific one arrives), and a ``set_punt_all``
+takes effect at ``seed_end``."""
 
 COUNTERS_REQUEST = "counters"
 MAX_MESSAGE = 256 * 1024

@@ -22,17 +22,29 @@ in ``T``.  Nothing else is ever changed.
 
 pyroute2 0.9 runs its own asyncio loop under the synchronous API, which cannot run inside the
 daemon's loop (and uvloop has no netlink sockets), so every netlink call is made on one worker
-thread that owns the IPRoute object.  Route changes are rare (start-up, reload); the packet
-path never waits for them.
+thread that owns the IPRoute object, one call at a time in the order they were asked for.
+At start-up (and on stop) the caller waits for each call and gets its error.  Once the daemon
+serves, :meth:`KernelRouting.detach` makes the changes asked for from the event loop
+(:meth:`~KernelRouting.add`, :meth:`~KernelRouting.remove`,
+:meth:`~KernelRouting.set_local_prefixes`) return at once: each call is queued for the thread,
+and its outcome comes back to the loop when it is done, in the same order; a failure is logged
+(at a rate limit) and counted (``failed``), and nothing waits for the kernel.  What lispd
+believes it installed (``routes``, ``throws``, ``rules``) changes when the change is asked for,
+so a later change and the clean-up on stop see it, and every delete still names lispd's table,
+protocol and priorities: a failed or late call never makes lispd touch a route or rule it did
+not create.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import logging
 import socket
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Final
@@ -54,6 +66,10 @@ FR_ACT_GOTO: Final = 2
 FR_ACT_NOP: Final = 3
 FIB_RULE_INVERT: Final = 0x2
 FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
+FAILURE_LOG_EVERY: Final = 10.0
+"""Seconds between two warnings about failed netlink calls (each one is counted)."""
+
+FailureHandler = Callable[[str, BaseException], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +150,7 @@ class KernelRouting:
         """Find the TUN ``ifname``, remove what an earlier run of ours left, and install the
         rules that do not depend on the database.  Raises OSError when the device is missing."""
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self._init_queue()
         self.ipr: IPRoute = self._call(IPRoute)
         links = self._call(self.ipr.link_lookup, ifname=ifname)
         if not links:
@@ -150,6 +167,76 @@ class KernelRouting:
         if removed:
             log.info("removed leftover routes and rules of an earlier run %s", kv(count=removed))
         self.set_local_prefixes(())
+
+    def _init_queue(self) -> None:
+        """Calls are waited for until :meth:`detach`."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_failure: FailureHandler | None = None
+        self.submitted = 0  # calls queued after detach()
+        self.done = 0  # ... and done (failed or not)
+        self.failed = 0  # ... and failed
+        self._failure_logged = -FAILURE_LOG_EVERY
+
+    # --- how calls are made ------------------------------------------------------------------
+
+    def detach(
+        self, loop: asyncio.AbstractEventLoop, on_failure: FailureHandler | None = None
+    ) -> None:
+        """From now on changes return at once (see the module docstring): each netlink call is
+        queued, and its outcome handled on ``loop`` when it is done, in order; ``on_failure``
+        (what failed, the error) is called for each failure, after it is logged and counted."""
+        self._loop, self._on_failure = loop, on_failure
+
+    async def settled(self) -> None:
+        """Wait, without blocking the loop, until every change asked for so far is done (and
+        its outcome handled)."""
+        if self._loop is not None:
+            await asyncio.wrap_future(self._worker.submit(_nothing))
+
+    @property
+    def pending(self) -> int:
+        """Netlink calls queued and not done yet."""
+        return self.submitted - self.done
+
+    def stats(self) -> dict[str, int]:
+        """The queued calls' counters: ``submitted``, ``failed``, ``pending``."""
+        return {"submitted": self.submitted, "failed": self.failed, "pending": self.pending}
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Make one call on the netlink thread and wait for its result (start-up, stop)."""
+        return self._worker.submit(fn, *args, **kwargs).result()
+
+    def _change(self, what: str, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """One change on the netlink thread: waited for (its error raised) before
+        :meth:`detach`, queued after it."""
+        loop = self._loop
+        if loop is None:
+            self._call(fn, *args, **kwargs)
+            return
+        future = self._worker.submit(fn, *args, **kwargs)
+        self.submitted += 1
+
+        def finished(done: Future[None]) -> None:  # on the netlink thread
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody left to tell
+                loop.call_soon_threadsafe(self._finished, what, done)
+
+        future.add_done_callback(finished)
+
+    def _finished(self, what: str, future: Future[None]) -> None:
+        """A queued call is done (on the loop, in the order the calls were queued)."""
+        self.done += 1
+        error = future.exception()
+        if error is None:
+            return
+        self.failed += 1
+        now = time.monotonic()
+        if now - self._failure_logged >= FAILURE_LOG_EVERY:
+            self._failure_logged = now
+            log.warning(
+                "netlink change failed %s", kv(change=what, error=error, failed=self.failed)
+            )
+        if self._on_failure is not None:
+            self._on_failure(what, error)
 
     # --- what an earlier run left ----------------------------------------------------------------
 
@@ -220,7 +307,8 @@ class KernelRouting:
 
     def add(self, prefix: Network) -> None:
         """Route ``prefix`` to the TUN in lispd's table."""
-        self._call(
+        self._change(
+            f"route replace {prefix}",
             self.ipr.route,
             "replace",
             dst=str(prefix),
@@ -248,7 +336,8 @@ class KernelRouting:
             self.throws.discard(prefix)
             self._delete_route(prefix, type="throw")
         for prefix in sorted(wanted - self.throws, key=lambda n: (n.version, n)):
-            self._call(
+            self._change(
+                f"route replace throw {prefix}",
                 self.ipr.route,
                 "replace",
                 dst=str(prefix),
@@ -283,32 +372,40 @@ class KernelRouting:
         if rule.source is not None:
             fields["src"] = str(rule.source.network_address)
             fields["src_len"] = rule.source.prefixlen
-        try:
-            self._call(self.ipr.rule, command, **fields)
-        except NetlinkError as exc:
-            if command == "del":  # already gone (removed by hand): nothing to do
-                log.debug("rule already gone %s", kv(rule=rule.describe(), error=exc))
-                return
-            raise OSError(exc.code, f"cannot add ip rule {rule.describe()}: {exc}") from exc
+
+        def call() -> None:  # on the netlink thread
+            try:
+                self.ipr.rule(command, **fields)
+            except NetlinkError as exc:
+                if command == "del":  # already gone (removed by hand): nothing to do
+                    log.debug("rule already gone %s", kv(rule=rule.describe(), error=exc))
+                    return
+                raise OSError(exc.code, f"cannot add ip rule {rule.describe()}: {exc}") from exc
+
+        self._change(f"rule {command} {rule.describe()}", call)
 
     def _delete_route(self, prefix: Network, **match: Any) -> None:
-        try:
-            self._call(
-                self.ipr.route,
-                "del",
-                dst=str(prefix),
-                family=_family(prefix),
-                table=self.policy.table,
-                proto=self.policy.protocol,
-                **match,
-            )
-        except NetlinkError as exc:  # gone with the device, or removed by hand
-            log.debug("route already gone %s", kv(prefix=prefix, error=exc))
+        def call() -> None:  # on the netlink thread
+            try:
+                self.ipr.route(
+                    "del",
+                    dst=str(prefix),
+                    family=_family(prefix),
+                    table=self.policy.table,
+                    proto=self.policy.protocol,
+                    **match,
+                )
+            except NetlinkError as exc:  # gone with the device, or removed by hand
+                log.debug("route already gone %s", kv(prefix=prefix, error=exc))
+
+        self._change(f"route del {prefix}", call)
 
     # --- stop ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Remove every route and rule this instance installed and close the netlink socket."""
+        """Remove every route and rule this instance installed and close the netlink socket:
+        after the queued calls, waiting for each."""
+        self._loop = None
         if getattr(self, "policy", None) is not None:
             for prefix in sorted(self.routes, key=lambda n: (n.version, n)):
                 self.remove(prefix)
@@ -321,8 +418,9 @@ class KernelRouting:
         self._call(self.ipr.close)
         self._worker.shutdown()
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._worker.submit(fn, *args, **kwargs).result()
+
+def _nothing() -> None:
+    """A call that marks a point in the netlink thread's queue."""
 
 
 def _route_key(msg: Any, family: int) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from lispd.mapcache.entries import MapCacheEntry
 from lispd.mapcache.prefixes import Address, AddressLike, Network, PrefixLike, to_network
 from lispd.mapcache.scoped import ScopedTables
 
-_HeapItem = tuple[float, int, MapCacheEntry]  # (expires, insertion sequence, entry)
+# (expires, insertion sequence, iid, prefix): an item is live while the entry stored for its
+# (iid, prefix) expires at its time, so an entry replaced by one expiring at the same time (an
+# RLOC marked up or down) keeps its item: no new item, no stale one holding the old entry.
+_HeapItem = tuple[float, int, int, Network]
+# Stale heap items one expire() / next_expiry() call pops at most per removal it may make: a
+# burst of stale items at the head (entries refreshed since) costs several calls, never one
+# long one.
+STALE_PER_REMOVAL = 4
 # RLOC address -> the entries with an RLOC at that address, by id() (an int key: hashing an
 # ipaddress network costs microseconds, and the index never needs the prefix).
 _RlocIndex = dict[Address, dict[int, MapCacheEntry]]
@@ -55,8 +62,10 @@ class MapCache:
         """Grows by at least one on every add, remove, clear and expiry that removed entries."""
         return self._generation
 
-    def _live(self, entry: MapCacheEntry) -> bool:
-        return self._tables.exact(entry.iid, entry.prefix) is entry
+    def _live(self, item: _HeapItem) -> MapCacheEntry | None:
+        """The entry ``item`` is due for (stored, expiring at its time), or None: stale."""
+        entry = self._tables.exact(item[2], item[3])
+        return entry if entry is not None and entry.expires == item[0] else None
 
     def add(self, entry: MapCacheEntry) -> MapCacheEntry | None:
         """Install ``entry``, replacing the entry for the same (iid, prefix); return that one."""
@@ -68,14 +77,14 @@ class MapCache:
         self._index(entry)
         if self.listener is not None:
             self.listener(entry.iid, entry.prefix, entry)
-        if entry.expires is not None:
-            heapq.heappush(self._heap, (entry.expires, next(self._seq), entry))
+        if entry.expires is not None and (old is None or old.expires != entry.expires):
+            heapq.heappush(self._heap, (entry.expires, next(self._seq), entry.iid, entry.prefix))
             if len(self._heap) > 2 * len(self._tables) + 64:
                 self._compact()
         return old
 
     def _compact(self) -> None:
-        self._heap = [item for item in self._heap if self._live(item[2])]
+        self._heap = [item for item in self._heap if self._live(item) is not None]
         heapq.heapify(self._heap)
 
     def remove(self, iid: int, prefix: PrefixLike) -> MapCacheEntry:
@@ -164,16 +173,33 @@ class MapCache:
             return None
         return entry
 
-    def expire(self, now: float) -> list[MapCacheEntry]:
-        """Remove the entries whose expiry time is at or before ``now``; return them."""
+    def expire(self, now: float, limit: int | None = None) -> list[MapCacheEntry]:
+        """Remove the entries whose expiry time is at or before ``now``; return them.
+
+        ``limit``: remove at most that many (and look at a bounded number of stale expiry
+        items, :data:`STALE_PER_REMOVAL` per removal), leaving the rest for later calls, so that
+        thousands expiring at once cost several short calls, not one long one; while some
+        remain, :meth:`next_expiry` is at or before ``now``.  None: every one, in one call.
+        """
         heap = self._heap
         removed: list[MapCacheEntry] = []
+        if limit is not None and limit < 1:
+            return removed
+        stale = 0
+        stale_limit = None if limit is None else STALE_PER_REMOVAL * limit
         while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)[2]
-            if self._live(entry):
-                self._tables.delete(entry.iid, entry.prefix)
-                self._removed(entry)
-                removed.append(entry)
+            entry = self._live(heap[0])
+            heapq.heappop(heap)
+            if entry is None:
+                stale += 1
+                if stale_limit is not None and stale >= stale_limit:
+                    break
+                continue
+            self._tables.delete(entry.iid, entry.prefix)
+            self._removed(entry)
+            removed.append(entry)
+            if limit is not None and len(removed) >= limit:
+                break
         if removed:
             self._generation += 1
         return removed
@@ -186,12 +212,13 @@ class MapCache:
         victim = None
         while heap:
             item = heapq.heappop(heap)
-            if not self._live(item[2]):
+            entry = self._live(item)
+            if entry is None:
                 continue
-            if item[2].source == "static":
+            if entry.source == "static":
                 skipped.append(item)
                 continue
-            victim = item[2]
+            victim = entry
             self._tables.delete(victim.iid, victim.prefix)
             self._removed(victim)
             self._generation += 1
@@ -201,9 +228,15 @@ class MapCache:
         return victim
 
     def next_expiry(self) -> float | None:
-        """Earliest expiry time among the stored entries (the timer to arm), or None."""
+        """Earliest expiry time among the stored entries (the timer to arm), or None.
+
+        Drops at most a bounded number of stale expiry items on the way (entries refreshed or
+        removed since); past that it answers the time of the first stale one left, which is
+        earlier than the true answer: the caller wakes early and :meth:`expire` moves on."""
         heap = self._heap
-        while heap and not self._live(heap[0][2]):
+        for _ in range(STALE_PER_REMOVAL * 256):
+            if not heap or self._live(heap[0]) is not None:
+                break
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -238,8 +271,7 @@ class MapCache:
             self._tables.clear(iid)
             for entry in removed:
                 self._removed(entry)
-            self._heap = [item for item in self._heap if self._live(item[2])]
-            heapq.heapify(self._heap)
+            self._compact()
         else:
             net = to_network(prefix)
             iids = self._tables.instance_ids() if iid is None else [iid]

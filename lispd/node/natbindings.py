@@ -324,7 +324,7 @@ class NatBindings:
     def expire(self, now: float) -> list[IPAddress]:
         """Forget the bindings not refreshed in the last ``timeout`` seconds; returns the
         addresses whose forwarding changed (a claim went or passed on), oldest first."""
-        changed: list[IPAddress] = []
+        changed: dict[IPAddress, None] = {}  # in order, each once (a set look-up each)
         limit = now - self.timeout
         count = 0
         while self._bindings:
@@ -332,11 +332,11 @@ class NatBindings:
             if binding.refreshed > limit:
                 break
             count += 1
-            if self._remove(binding) and binding.address not in changed:
-                changed.append(binding.address)
+            if self._remove(binding):
+                changed[binding.address] = None
         if count:
             self.stats["expired"] += count
-        return changed
+        return list(changed)
 
     def next_deadline(self) -> float | None:
         """When the oldest binding expires (None when the table is empty)."""

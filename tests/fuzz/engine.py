@@ -37,7 +37,9 @@ input, and checked against the Python reference path wherever both decide.
     arguments (any type, instance-IDs past 24 bits or 64, prefixes of any length, prefix
     lengths past the family, ports, weights, 0 to 300 RLOCs of any shape, bulk loads that
     grow the table): refused with ValueError, TypeError or OverflowError exactly when the
-    model refuses them, and every lookup answered as the model's longest-prefix match.
+    model refuses them, and every lookup answered as the model's longest-prefix match.  The
+    engine writes a shared table (``maptable.c``) and a second engine reads it as a worker
+    does: its lookups and record count must be the writer's, its changes refused.
 ``helpers``
     The module functions ``segment``, ``merge``, ``flow_hash`` and ``complete_checksum``
     against the model and ``lispd.dataplane.inner``.
@@ -55,6 +57,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import mmap
 import os
 import random
 import sys
@@ -645,9 +648,10 @@ def _rlocs(draw: Draw) -> Any:
     return out if draw.int(1) & 1 else tuple(out)
 
 
-def run_tables(data: bytes, engine: Any, outcomes: Counter[str]) -> None:
+def run_tables(data: bytes, engine: Any, outcomes: Counter[str], reader: Any | None = None) -> None:
     """Hostile table operations on a persistent engine; the model restarts with each input
-    (the input begins by clearing both tables)."""
+    (the input begins by clearing both tables).  ``reader``: an engine reading ``engine``'s
+    shared table, which must answer every lookup as it does."""
     draw, table = Draw(data), model.TableModel()
     engine.map_clear()
     engine.db_clear()
@@ -686,12 +690,68 @@ def run_tables(data: bytes, engine: Any, outcomes: Counter[str]) -> None:
         else:
             _expect(engine.map_set, (iid, prefix), False, "map_set-arity", outcomes)
         check(len(engine) == len(table.map), f"{len(engine)} records, model {len(table.map)}")
+        if reader is not None:
+            check(len(reader) == len(engine), f"a reader sees {len(reader)} of {len(engine)}")
     for iid, address in probes[-32:]:
         got = engine.lookup(iid, address)
         want = table.lookup(iid, address)
         check(got == want, f"lookup({iid}, {address.hex()}) = {got}, model {want}")
         outcomes["lookup"] += 1
+        if reader is not None:
+            seen = reader.lookup(iid, address)
+            check(seen == want, f"reader lookup({iid}, {address.hex()}) = {seen}, model {want}")
+            outcomes["reader-lookup"] += 1
+    if reader is not None and draw.int(1) % 8 == 0:
+        try:
+            reader.map_set(0, bytes(4), 0, None)
+        except RuntimeError:
+            outcomes["reader-refused"] += 1
+        else:
+            raise Mismatch("a reader of the shared table changed it")
     check(engine.memory() > 0 or not table.map, "memory() of a table holding records")
+    if reader is not None and draw.left() > 0 and draw.int(1) % 4 == 0:
+        _garbage_region(draw, outcomes)
+
+
+# maptable.c's header: the sequence, then the published table (slots, mask, buckets, bmask,
+# scopes, nscopes, records, the allocated end), then page 0 ends and the allocations begin.
+TABLE_SEQ, TABLE_PUBLISHED, TABLE_HEADER = 40, 48, 4096
+
+
+def _garbage_region(draw: Draw, outcomes: Counter[str]) -> None:
+    """A reader over a shared table a broken writer scribbled on (input bytes over its arrays,
+    records and published offsets, the sequence left even so that the reader believes them):
+    every lookup must end without a fault, whatever it answers."""
+    size = 1 << 20
+    writer = _accel.Engine(itr=True, shared=True, table_size=size)
+    reader = _accel.Engine(itr=True, table_fd=writer.table_fd())
+    rng = random.Random(draw.int(4))
+    probes = []
+    for _ in range(rng.randrange(1, 300)):
+        iid, address = rng.choice((0, 1)), rng.randbytes(rng.choice((4, 16)))
+        record = [(rng.randbytes(4), 4341, 1, False)] * rng.randrange(0, 4)
+        writer.map_set(iid, address, rng.randrange(len(address) * 8 + 1), record or None)
+        probes.append((iid, address))
+    allocated = max(8, writer.table()["allocated"])
+    with mmap.mmap(writer.table_fd(), size) as region:
+        for _ in range(draw.int(1) % 24 + 1):
+            where = draw.int(3)
+            if where % 5 == 0:  # a published field
+                at = TABLE_PUBLISHED + where // 5 % 8 * 8
+            else:
+                at = TABLE_HEADER + where % allocated
+            region[at : at + 8] = draw.bytes(8)
+        seq = int.from_bytes(region[TABLE_SEQ : TABLE_SEQ + 8], "little")
+        region[TABLE_SEQ : TABLE_SEQ + 8] = ((seq + 2) & ~1).to_bytes(8, "little")
+        for iid, address in probes[:32]:
+            try:
+                got = reader.lookup(iid, address)
+            except BlockingIOError:
+                outcomes["reader-garbage-busy"] += 1
+                continue
+            check(got is None or len(got) <= 255, f"a reader over garbage answered {got!r}")
+        check(len(reader) >= 0, "a reader over garbage counts records")
+    outcomes["reader-garbage"] += 1  # the writer's own table is garbage now: dropped
 
 
 def _lookup_ok(iid: Any, address: Any) -> bool:
@@ -760,7 +820,16 @@ def _bulk(
 
 @functools.cache
 def tables_engine() -> Any:
-    return _accel.Engine(itr=True, etr=True, rtr=True)
+    """The writer of a shared table (64 MiB: inputs never fill it), or a private table
+    where the region cannot be made."""
+    return _accel.Engine(itr=True, etr=True, rtr=True, shared=True, table_size=64 << 20)
+
+
+@functools.cache
+def tables_reader() -> Any | None:
+    """An engine reading :func:`tables_engine`'s table as a worker does, or None."""
+    fd = tables_engine().table_fd()
+    return _accel.Engine(itr=True, table_fd=fd) if fd >= 0 else None
 
 
 # --- the module functions -----------------------------------------------------------------------
@@ -832,7 +901,7 @@ def run_one(entry: str, data: bytes, outcomes: Counter[str]) -> None:
     elif entry == "gro":
         run_udp(data, True, outcomes)
     elif entry == "tables":
-        run_tables(data, tables_engine(), outcomes)
+        run_tables(data, tables_engine(), outcomes, tables_reader())
     elif entry == "helpers":
         run_helpers(data, outcomes)
     else:

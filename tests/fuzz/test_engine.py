@@ -36,7 +36,12 @@ REACHED = {
     },
     "udp": {"tun", "reencap", "punt", "punt-trace"},
     "gro": {"tun", "tun-merged", "reencap", "punt"},
-    "tables": {"map_set", "map_set-refused", "db_set", "lookup", "lookup-refused", "bulk"},
+    "tables": {"map_set", "map_set-refused", "db_set", "lookup", "lookup-refused", "bulk"}
+    | (
+        set()
+        if fuzz.tables_reader() is None
+        else {"reader-lookup", "reader-refused", "reader-garbage"}
+    ),
     "helpers": {"flow_hash", "complete_checksum", "segment", "merge"},
 }
 

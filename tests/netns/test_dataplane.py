@@ -326,6 +326,97 @@ def test_workers_share_flows_and_one_killed_comes_back(lab: tuple[Lab, TwoSitePl
     assert not [pid for pid in seen_pids if alive(pid)]
 
 
+def test_workers_follow_a_map_cache_changed_while_traffic_flows(
+    lab: tuple[Lab, TwoSitePlan],
+) -> None:
+    """Two engines per xTR reading one forwarding table (the main process writes it in shared
+    memory, the worker maps it read-only): while UDP flows keep going, a reload adds a more
+    specific prefix for host B on xTR2's IPv6 RLOC, then a second one takes it away.  Every
+    flow of each phase, whichever engine took it, leaves by the RLOC of the table of that
+    phase: the worker follows without being sent a record."""
+    if not compiled.available():
+        pytest.skip("workers run the compiled fast path, which is not built")
+    built, plan = lab
+    s1, s2 = sites(plan)
+    sock1, sock2 = str(built.workdir / "xtr1.sock"), str(built.workdir / "xtr2.sock")
+    narrower = configs.mapping("198.51.100.16/29", plan.xtr2_rloc_v6)  # host B is .18
+    plain = XtrConfig(s1, s2, sock1, workers=2)
+    changed = XtrConfig(s1, s2, sock1, workers=2, extra_map_cache=[narrower])
+    background = (  # traffic that never stops while the table changes
+        "import socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "end = time.monotonic() + 30\n"
+        "while time.monotonic() < end:\n"
+        f"    s.sendto(b'b' * 20, ('{plan.host_b_v4}', 9))\n"
+        "    time.sleep(0.001)\n"
+    )
+
+    def phase(mark: bytes, first_port: int) -> None:
+        """60 flows of 3 datagrams, each payload ``mark`` * 20."""
+        sender = (
+            "import socket\n"
+            f"for sport in range({first_port}, {first_port + 60}):\n"
+            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    s.bind(('0.0.0.0', sport))\n"
+            "    for _ in range(3):\n"
+            f"        s.sendto({mark!r} * 20, ('{plan.host_b_v4}', 9))\n"
+            "    s.close()\n"
+        )
+        built.run(plan.host_a, sys.executable, "-c", sender)
+
+    d1 = built.start_lispd(plan.xtr1, plain.text())
+    try:
+        d2 = built.start_lispd(plan.xtr2, XtrConfig(s2, s1, sock2, workers=2).text())
+        try:
+            version = request(sock1, "version")
+            assert version["engines"] == 2 and len(version["worker-pids"]) == 1, version
+            with built.capture(plan.xtr1, plan.xtr1_rloc_if, "udp port 4341") as cap:
+                flowing = built.popen(plan.host_a, [sys.executable, "-c", background])
+                try:
+                    time.sleep(0.3)
+                    phase(b"p", 23000)  # the table as configured: IPv4 underlay
+                    before = stats(sock1)["engines"]
+                    d1.config_path.write_text(changed.text())
+                    assert request(sock1, "reload")["reloaded"]
+                    phase(b"v", 23100)  # the /29 on IPv6
+                    during = stats(sock1)["engines"]
+                    d1.config_path.write_text(plain.text())
+                    assert request(sock1, "reload")["reloaded"]
+                    phase(b"w", 23200)  # the /29 gone: IPv4 again
+                    after = stats(sock1)
+                finally:
+                    flowing.kill()
+                    flowing.wait()
+                time.sleep(0.3)
+        finally:
+            assert d2.stop() == 0, d2.log_tail()
+    finally:
+        assert d1.stop() == 0, d1.log_tail()
+
+    want = {b"p": plan.xtr2_rloc_v4, b"v": plan.xtr2_rloc_v6, b"w": plan.xtr2_rloc_v4}
+    flows: dict[bytes, set[int]] = defaultdict(set)
+    background_rlocs = set()
+    for pkt in cap.ip_packets():
+        encap = decapsulate(pkt)
+        if str(encap.outer.src) not in (plan.xtr1_rloc_v4, plan.xtr1_rloc_v6):
+            continue  # ICMP port unreachable coming back from B
+        for inner_packet in gso_segments(encap.inner):
+            inner = parse_udp_datagram(inner_packet)
+            mark = inner.payload[:1]
+            if mark == b"b":
+                background_rlocs.add(str(encap.outer.dst))
+                continue
+            assert str(encap.outer.dst) == want[mark], (mark, encap.outer.dst)
+            flows[mark].add(inner.sport)
+    assert {mark: len(ports) for mark, ports in flows.items()} == {b"p": 60, b"v": 60, b"w": 60}
+    assert background_rlocs == {plan.xtr2_rloc_v4, plan.xtr2_rloc_v6}  # it saw both tables
+    # the worker forwarded flows of every phase (the kernel spreads them over both queues)
+    assert before["worker1"] > 0 and during["worker1"] > before["worker1"], (before, during)
+    assert after["engines"]["worker1"] > during["worker1"], after["engines"]
+    assert after["fastpath"]["worker-restarts"] == 0 and after["fastpath"]["shared-table"] == 1
+    assert not after["drops"], after["drops"]
+
+
 def test_too_big_gets_icmp_and_tcp_adapts(lab: tuple[Lab, TwoSitePlan]) -> None:
     """The ITR's TUN takes 1500-byte packets but only 1400 fits the underlay (config): DF
     packets over 1364 get ICMP frag-needed / packet-too-big with MTU 1364 (1400 - 36)."""

@@ -8,7 +8,9 @@ records of the entries using them (:class:`RecordRefresh`, sliced and scheduled 
 The compiled path's table operations are counted where they leave :class:`CompiledPath` for the
 engines: a fake :class:`WorkerSet` receives every operation broadcast to the workers (one per
 operation applied to the main engine too), so a count there is the count of ``map_set`` calls
-and of the worker messages' contents.
+and of the worker messages' contents.  With the shared forwarding table (the default) record
+operations go to the main engine alone: the fake then records them where the main engine
+receives them (:meth:`FakeWorkers.watch`), so the counts mean the same either way.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lispd.api.metrics import MetricsSnapshot, render_metrics
 from lispd.cli.lispctl import format_stats
 from lispd.config import parse_config
 from lispd.daemon import Daemon
-from lispd.engine.compiled import CompiledPath, RecordRefresh
+from lispd.engine.compiled import MAP_OPERATIONS, CompiledPath, RecordRefresh
 from lispd.engine.runner import EngineRunner
 from lispd.io.udp import Sender
 from lispd.mapcache import MapCache, MapCacheEntry, RlocEntry
@@ -57,9 +59,18 @@ class FakeWorkers:
 
     slots: list[object] = []  # no worker processes
     restarts = 0
+    resyncs = 0
 
     def __init__(self) -> None:
         self.operations: list[tuple[str, tuple[Any, ...]]] = []
+
+    def seeding(self) -> int:
+        """Workers being seeded: none."""
+        return 0
+
+    def queued(self) -> int:
+        """Bytes waiting for the workers: none."""
+        return 0
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The workers' counters: none."""
@@ -72,6 +83,31 @@ class FakeWorkers:
     def names(self) -> Counter[str]:
         """How many operations of each kind were broadcast."""
         return Counter(name for name, _ in self.operations)
+
+    def watch(self, fast: CompiledPath) -> None:
+        """Be ``fast``'s workers; with a shared table, also record the record operations
+        its main engine receives (they are not broadcast: the workers read that table)."""
+        fast.attach_workers(self)  # type: ignore[arg-type]
+        if fast.shared_table:
+            fast.engine = MainEngine(fast.engine, self.operations)
+
+
+class MainEngine:
+    """The real engine, with the record operations it receives recorded."""
+
+    def __init__(self, real: Any, operations: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.real, self.operations = real, operations
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.real, name)
+        if name not in MAP_OPERATIONS:
+            return attribute
+
+        def recorded(*args: Any) -> Any:
+            self.operations.append((name, args))
+            return attribute(*args)
+
+        return recorded
 
 
 class Clock:
@@ -132,7 +168,7 @@ class Rtr:
         assert d.engine.record_refresh is not None
         self.fast: CompiledPath = d.engine.fast
         self.workers = FakeWorkers()
-        self.fast.attach_workers(self.workers)  # type: ignore[arg-type]
+        self.workers.watch(self.fast)
         self.loaded = entries(ENTRIES, USING_NATED)
         for entry in self.loaded:
             d.node.mapcache.add(entry)
@@ -162,6 +198,7 @@ def rtr() -> Iterator[Rtr]:
     try:
         yield made
     finally:
+        made.fast.close()  # the engine's descriptors (its socket copies, the table's memfd)
         for sock in made.sockets:
             sock.close()
 
@@ -324,7 +361,7 @@ def test_record_refresh_is_sliced_rate_limited_and_coalesced() -> None:
     for entry in entries(2500, 2500):  # every one uses NATED
         mapcache.add(entry)
     workers = FakeWorkers()
-    fast.attach_workers(workers)  # type: ignore[arg-type]
+    workers.watch(fast)
     refresh = RecordRefresh(fast, mapcache, rate=8_000, slice_size=1000)
     refresh.mark(IPv4Address("192.0.2.99"))  # no entry uses it: not queued
     assert len(refresh) == 0 and refresh.run(0.0) is None
@@ -346,3 +383,4 @@ def test_record_refresh_is_sliced_rate_limited_and_coalesced() -> None:
     assert refresh.run(0.5625) is None and len(refresh) == 0
     assert refresh.issued == 1000 + 500 + 999 + 2499
     assert len(workers.operations) == 999 + 2499
+    fast.close()

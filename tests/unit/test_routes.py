@@ -5,12 +5,17 @@ The namespace tests (tests/netns/test_routing.py) run the same against a real ke
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_network
 from typing import Any
 
 import pytest
+from pyroute2.netlink.exceptions import NetlinkError
 
 from lispd.io.routes import (
     FIB_RULE_INVERT,
@@ -86,6 +91,7 @@ def routing(ipr: FakeIPRoute, *, itr: bool = True, pitr: bool = False) -> Kernel
     opening netlink."""
     kr = KernelRouting.__new__(KernelRouting)
     kr._worker = ThreadPoolExecutor(max_workers=1)
+    kr._init_queue()
     kr.ipr = ipr  # type: ignore[assignment]
     kr.ifname, kr.ifindex, kr.policy = "lisp0", TUN, POLICY
     kr.itr, kr.pitr = itr, pitr
@@ -220,3 +226,96 @@ def test_the_rules_of_a_live_lispd_on_another_tun_are_not_taken_as_leftovers() -
     ipr.link_lookup = lambda ifname: []  # type: ignore[attr-defined]
     routing(ipr)
     assert [f["priority"] for _k, cmd, f in ipr.calls if cmd == "del"] == [4340]
+
+
+class GatedIPRoute(FakeIPRoute):
+    """A FakeIPRoute whose changes wait for ``gate`` (a slow kernel) and fail for the
+    prefixes in ``refuse``, as the kernel refuses with a NetlinkError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.refuse: set[str] = set()
+
+    def route(self, command: str, **fields: Any) -> None:
+        assert self.gate.wait(10), "the test never opened the gate"
+        if fields.get("dst") in self.refuse and command != "del":
+            raise NetlinkError(errno.EEXIST, "File exists")
+        super().route(command, **fields)
+
+    def rule(self, command: str, **fields: Any) -> None:
+        assert self.gate.wait(10), "the test never opened the gate"
+        if fields.get("src") in self.refuse and command == "add":
+            raise NetlinkError(errno.EINVAL, "Invalid argument")
+        super().rule(command, **fields)
+
+
+def test_after_detach_changes_never_wait_for_netlink_and_finish_in_order() -> None:
+    """The loop asks for changes while the netlink thread is stuck: each returns at once;
+    once the kernel answers, the calls were made in the order asked, and each failure is
+    handed back to the loop in that order, logged and counted."""
+
+    async def story() -> None:
+        ipr = GatedIPRoute()
+        kr = routing(ipr)
+        failures: list[tuple[str, BaseException]] = []
+        kr.detach(asyncio.get_running_loop(), lambda what, exc: failures.append((what, exc)))
+        ipr.calls.clear()
+        ipr.gate.clear()  # the kernel is slow from now on
+        ipr.refuse = {"198.51.100.64/26", "203.0.113.0"}
+        prefixes = [ip_network(f"198.51.100.{i * 64}/26") for i in range(4)]
+        started = time.perf_counter()
+        for prefix in prefixes:
+            kr.add(prefix)
+        kr.remove(prefixes[0])
+        kr.set_local_prefixes([ip_network("203.0.113.0/24")])  # its rule is refused
+        assert time.perf_counter() - started < 0.5  # nothing waited for the thread
+        assert kr.pending == 7 and kr.routes == set(prefixes[1:])  # believed at once
+        assert ipr.calls == []  # and nothing reached the kernel yet
+        settled = asyncio.ensure_future(kr.settled())
+        await asyncio.sleep(0.05)
+        assert not settled.done()  # the loop runs on while the kernel is slow
+        ipr.gate.set()
+        await asyncio.wait_for(settled, 10)
+        assert kr.pending == 0  # every outcome handled once settled() returns
+        made = [(cmd, f.get("dst") or f.get("src")) for _kind, cmd, f in ipr.calls]
+        assert made == [
+            ("replace", "198.51.100.0/26"),
+            ("replace", "198.51.100.128/26"),  # .64/26 refused
+            ("replace", "198.51.100.192/26"),
+            ("del", "198.51.100.0/26"),
+            ("replace", "203.0.113.0/24"),  # the throw route
+        ]
+        assert [what for what, _exc in failures] == [
+            "route replace 198.51.100.64/26",
+            "rule add 4341: from 203.0.113.0/24 lookup 4341",
+        ]
+        assert isinstance(failures[0][1], NetlinkError)
+        assert isinstance(failures[1][1], OSError) and "cannot add ip rule" in str(failures[1][1])
+        assert kr.stats() == {"submitted": 7, "failed": 2, "pending": 0}
+        # Stop waits for its calls and removes only what lispd installed, under its protocol.
+        ipr.calls.clear()
+        kr.close()
+        deleted = [f for kind, cmd, f in ipr.calls if kind == "route" and cmd == "del"]
+        assert sorted(f["dst"] for f in deleted) == [
+            "198.51.100.128/26",
+            "198.51.100.192/26",
+            "198.51.100.64/26",  # believed installed: deleted by our table and protocol only
+            "203.0.113.0/24",
+        ]
+        assert all(f["table"] == 4341 and f["proto"] == 44 for f in deleted)
+        assert ipr.calls[-1][0] == "close"
+
+    asyncio.run(story())
+
+
+def test_before_detach_a_refused_change_raises_to_the_caller() -> None:
+    """At start-up the caller waits: a rule the kernel refuses stops the start."""
+    ipr = GatedIPRoute()
+    kr = routing(ipr)
+    ipr.refuse = {"198.51.100.0"}
+    with pytest.raises(OSError, match="cannot add ip rule"):
+        kr.set_local_prefixes([ip_network("198.51.100.0/24")])
+    assert kr.stats() == {"submitted": 0, "failed": 0, "pending": 0}
+    kr.close()

@@ -47,6 +47,7 @@ static inline int fam_index(int family) { return family == 6; }
 int fp_engine_init(fp_engine *e)
 {
     memset(e, 0, sizeof *e);
+    fp_map_init(&e->map);
     e->tun_fd = -1;
     for (int fi = 0; fi < 2; fi++)
         e->data[fi].fd = e->data[fi].given = -1;
@@ -70,12 +71,6 @@ int fp_engine_init(fp_engine *e)
     return 0;
 }
 
-static void release_record(void *value)
-{
-    if (value != (void *)1)
-        free(value);
-}
-
 static void close_owned(int *fd)
 {
     if (*fd >= 0)
@@ -86,6 +81,7 @@ static void close_owned(int *fd)
 void fp_close_descriptors(fp_engine *e)
 {
     close_owned(&e->tun_fd);
+    fp_map_close_fd(&e->map);
     for (int fi = 0; fi < 2; fi++) {
         for (int i = 0; i < e->pool_n[fi]; i++)
             close_owned(&e->pool[fi][i].fd);
@@ -97,7 +93,7 @@ void fp_close_descriptors(fp_engine *e)
 
 void fp_engine_free(fp_engine *e)
 {
-    lpm_clear(&e->map, release_record);
+    fp_map_free(&e->map);
     lpm_clear(&e->db, NULL);
     free(e->tun_bufs);
     free(e->udp_bufs);
@@ -241,7 +237,10 @@ static int classify_flow(fp_engine *e, const inner_flow *fp, cursor c, long iid,
         if (iid < 0)
             return FP_PUNT; /* not a local EID: a PITR's job, or a drop, for Python to say */
     }
-    const fp_record *r = lpm_lookup(&e->map, (uint32_t)iid, f.version, f.dst);
+    int busy;
+    const fp_record *r = fp_map_find(&e->map, (uint32_t)iid, f.version, f.dst, &e->record, &busy);
+    if (busy)
+        e->c.punted_table_busy++;
     if (!r || !r->n)
         return FP_PUNT;
     uint32_t h = flow_hash(&f);

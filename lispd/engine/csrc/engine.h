@@ -27,6 +27,7 @@
 
 #include "cursor.h"
 #include "lpm.h"
+#include "maptable.h"
 #include "packet.h"
 
 #define FP_BATCH 64          /* datagrams per recvmmsg, TUN reads per round */
@@ -46,21 +47,6 @@
 #define FP_MTU_MIN 68        /* the smallest MTU an engine accepts (IPv4's minimum) */
 
 typedef struct {
-    uint8_t addr[16];
-    uint16_t port;
-    uint8_t family;
-    uint8_t via_data; /* send from the 4341 socket (a NAT-translated destination) */
-    uint32_t weight;
-} fp_rloc;
-
-typedef struct {
-    uint32_t total_weight;
-    uint16_t n;       /* 0: punt every packet matching this prefix to Python */
-    uint8_t all_down; /* every RLOC of the mapping is down: these are the best anyway */
-    fp_rloc rloc[];
-} fp_record;
-
-typedef struct {
     uint64_t itr_encap_packets, itr_encap_bytes;
     uint64_t etr_decap_packets, etr_decap_bytes;
     uint64_t rtr_reencap_packets, rtr_reencap_bytes;
@@ -75,6 +61,7 @@ typedef struct {
     uint64_t punt_aborted;       /* read, then left when the Python handler raised */
     /* the fast path's own */
     uint64_t punted_tun, punted_udp;
+    uint64_t punted_table_busy; /* the shared table kept changing through a lookup's retries */
     uint64_t tun_superpackets, gso_sends, gro_datagrams, merged_writes;
     uint64_t last_send_errno; /* of the latest failed send, for the operator */
 } fp_counters;
@@ -154,7 +141,9 @@ typedef struct {
     fp_socket pool[2][FP_POOL_MAX]; /* owned */
     int pool_n[2];
     fp_socket data[2]; /* owned; fd -1: none */
-    lpm_table map, db;
+    fp_map map;        /* the map-cache records: private, or the shared table (maptable.h) */
+    fp_record_copy record; /* a reader's copy of the record it found */
+    lpm_table db;
     uint8_t *tun_bufs, *udp_bufs, *seg_buf;
     fp_out *out;
     int nout;
@@ -173,7 +162,9 @@ typedef struct {
 
 int fp_engine_init(fp_engine *e);
 void fp_engine_free(fp_engine *e); /* frees the buffers and tables, closes the descriptors */
-void fp_close_descriptors(fp_engine *e); /* the TUN and every send socket: none from now on */
+/* The TUN, every send socket and the shared table's descriptor: none from now on (the table
+ * itself stays, mapped). */
+void fp_close_descriptors(fp_engine *e);
 
 /* Descriptors: each dup()s fd (F_DUPFD_CLOEXEC) and closes the engine's previous copy; fd < 0
  * means none.  0, or -1 with errno set (nothing changed). */

@@ -5,46 +5,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The first bits bits of a 64-bit big-endian word, in memory order: masks are computed, not
- * looked up, so the table code has no file-level state at all. */
-static inline uint64_t word_mask(int bits)
+#define mask_into lpm_mask_into
+#define hash_key lpm_hash
+#define bucket_len lpm_bucket_len
+#define valid lpm_valid
+
+static void *zalloc(const lpm_table *t, size_t n, size_t size)
 {
-    uint64_t m = bits <= 0 ? 0 : bits >= 64 ? ~0ULL : ~0ULL << (64 - bits);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    m = __builtin_bswap64(m);
-#endif
-    return m;
+    if (t->mem)
+        return t->mem->zalloc(t->mem->ctx, n * size);
+    return calloc(n, size);
 }
 
-static inline void mask_into(uint8_t *out, const uint8_t *addr, int alen, int plen)
+static void release(const lpm_table *t, void *p, size_t size)
 {
-    uint64_t a[2] = {0, 0};
-    memcpy(a, addr, (size_t)alen);
-    a[0] &= word_mask(plen);
-    a[1] &= word_mask(plen - 64);
-    memcpy(out, a, 16);
+    if (!p)
+        return;
+    if (t->mem)
+        t->mem->release(t->mem->ctx, p, size);
+    else
+        free(p);
 }
 
-/* A family lpm knows and a prefix length that fits it. */
-static inline int valid(int family, int plen)
+/* Before the first change a reader of the table could see. */
+static inline void begin(lpm_table *t)
 {
-    return (family == 4 && plen >= 0 && plen <= 32) || (family == 6 && plen >= 0 && plen <= 128);
+    if (t->mem && !t->writing) {
+        if (t->mem->begin)
+            t->mem->begin(t->mem->ctx);
+        t->writing = 1;
+    }
 }
-
-static inline uint64_t hash_key(uint32_t iid, int family, int plen, const uint8_t *addr)
-{
-    uint64_t a, b;
-    memcpy(&a, addr, 8);
-    memcpy(&b, addr + 8, 8);
-    uint64_t h = ((uint64_t)iid << 16 | (uint64_t)family << 8 | (uint64_t)plen) * 0x9E3779B97F4A7C15ULL;
-    h ^= a * 0xC2B2AE3D27D4EB4FULL;
-    h = (h << 31 | h >> 33) ^ b * 0x165667B19E3779F9ULL;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ULL;
-    return h ^ (h >> 32);
-}
-
-static inline int bucket_len(int family) { return family == 4 ? 16 : 48; }
 
 static inline size_t bucket_home(const lpm_table *t, uint32_t iid, int family, const uint8_t *key)
 {
@@ -66,22 +57,25 @@ static lpm_bucket *find_bucket(const lpm_table *t, uint32_t iid, int family, con
 static int grow_buckets(lpm_table *t)
 {
     size_t cap = t->bmask ? (t->bmask + 1) * 2 : 64;
-    lpm_bucket *buckets = calloc(cap, sizeof *buckets);
-    if (!buckets)
+    lpm_bucket *buckets = zalloc(t, cap, sizeof *buckets);
+    if (!buckets) {
+        errno = ENOMEM;
         return -1;
+    }
     size_t old = t->bmask ? t->bmask + 1 : 0;
     lpm_bucket *from = t->buckets;
-    t->buckets = buckets;
-    t->bmask = cap - 1;
-    for (size_t i = 0; i < old; i++) {
+    for (size_t i = 0; i < old; i++) { /* the old array stays as it is until the switch */
         if (!from[i].family)
             continue;
-        size_t j = bucket_home(t, from[i].iid, from[i].family, from[i].addr);
+        size_t j = hash_key(from[i].iid, from[i].family, 255, from[i].addr) & (cap - 1);
         while (buckets[j].family)
-            j = (j + 1) & t->bmask;
+            j = (j + 1) & (cap - 1);
         buckets[j] = from[i];
     }
-    free(from);
+    begin(t);
+    t->buckets = buckets;
+    t->bmask = cap - 1;
+    release(t, from, old * sizeof *from);
     return 0;
 }
 
@@ -96,6 +90,7 @@ static int bucket_add(lpm_table *t, uint32_t iid, int family, const uint8_t *key
         size_t i = bucket_home(t, iid, family, cut);
         while (t->buckets[i].family)
             i = (i + 1) & t->bmask;
+        begin(t);
         b = &t->buckets[i];
         memset(b, 0, sizeof *b);
         b->iid = iid;
@@ -103,6 +98,7 @@ static int bucket_add(lpm_table *t, uint32_t iid, int family, const uint8_t *key
         memcpy(b->addr, cut, 16);
         t->bused++;
     }
+    begin(t);
     b->count++;
     b->bits[plen >> 6] |= 1ULL << (plen & 63);
     return 0;
@@ -113,7 +109,10 @@ static void bucket_remove(lpm_table *t, uint32_t iid, int family, const uint8_t 
     uint8_t cut[16];
     mask_into(cut, key, 16, bucket_len(family));
     lpm_bucket *b = find_bucket(t, iid, family, cut);
-    if (!b || --b->count)
+    if (!b)
+        return;
+    begin(t);
+    if (--b->count)
         return;
     size_t i = (size_t)(b - t->buckets), j = i;
     for (;;) { /* backward-shift deletion, as for prefixes */
@@ -160,9 +159,11 @@ static lpm_scope *find_scope(const lpm_table *t, uint32_t iid, int family, size_
 static int grow(lpm_table *t)
 {
     size_t cap = t->mask ? (t->mask + 1) * 2 : 64;
-    lpm_slot *slots = calloc(cap, sizeof *slots);
-    if (!slots)
+    lpm_slot *slots = zalloc(t, cap, sizeof *slots);
+    if (!slots) {
+        errno = ENOMEM;
         return -1;
+    }
     for (size_t i = 0; t->mask && i <= t->mask; i++) {
         lpm_slot *s = &t->slots[i];
         if (!s->family)
@@ -172,9 +173,12 @@ static int grow(lpm_table *t)
             j = (j + 1) & (cap - 1);
         slots[j] = *s;
     }
-    free(t->slots);
+    lpm_slot *from = t->slots; /* untouched until the switch: readers of it stay right */
+    size_t old = t->mask ? t->mask + 1 : 0;
+    begin(t);
     t->slots = slots;
     t->mask = cap - 1;
+    release(t, from, old * sizeof *from);
     return 0;
 }
 
@@ -206,6 +210,7 @@ int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, in
         size_t i = hash_key(iid, family, plen, key) & t->mask;
         for (; t->slots[i].family; i = (i + 1) & t->mask)
             if (slot_is(&t->slots[i], iid, family, plen, key)) {
+                begin(t);
                 *old = t->slots[i].value;
                 t->slots[i].value = value;
                 return 0;
@@ -213,19 +218,30 @@ int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, in
     }
     if ((t->used + 1) * 5 > (t->mask + 1) * 3 && grow(t) < 0)
         return -1;
+    /* Every array that may grow grows first, while readers still see the table unchanged. */
+    if (plen >= bucket_len(family) && (t->bused + 1) * 5 > (t->bmask + 1) * 3 &&
+        grow_buckets(t) < 0)
+        return -1;
     size_t where;
     lpm_scope *scope = find_scope(t, iid, family, &where);
     if (!scope) {
         if (t->nscopes == t->scopes_cap) {
             size_t cap = t->scopes_cap ? t->scopes_cap * 2 : 8;
-            lpm_scope *grown = realloc(t->scopes, cap * sizeof *grown);
+            lpm_scope *grown = zalloc(t, cap, sizeof *grown);
             if (!grown) {
                 errno = ENOMEM;
                 return -1;
             }
+            if (t->nscopes)
+                memcpy(grown, t->scopes, t->nscopes * sizeof *grown);
+            lpm_scope *from = t->scopes;
+            size_t oldcap = t->scopes_cap;
+            begin(t);
             t->scopes = grown;
             t->scopes_cap = cap;
+            release(t, from, oldcap * sizeof *from);
         }
+        begin(t);
         memmove(&t->scopes[where + 1], &t->scopes[where],
                 (t->nscopes - where) * sizeof *t->scopes);
         scope = &t->scopes[where];
@@ -237,6 +253,7 @@ int lpm_insert(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, in
     size_t i = hash_key(iid, family, plen, key) & t->mask;
     while (t->slots[i].family)
         i = (i + 1) & t->mask;
+    begin(t);
     lpm_slot *s = &t->slots[i];
     s->iid = iid;
     s->family = (uint8_t)family;
@@ -264,6 +281,7 @@ void *lpm_remove(lpm_table *t, uint32_t iid, int family, const uint8_t *prefix, 
             break;
     if (!t->slots[i].family)
         return NULL;
+    begin(t);
     void *value = t->slots[i].value;
     /* Backward-shift deletion: no tombstones, probe chains stay short. */
     size_t j = i;
@@ -339,15 +357,20 @@ void *lpm_lookup(const lpm_table *t, uint32_t iid, int family, const uint8_t *ad
     return NULL;
 }
 
-void lpm_clear(lpm_table *t, void (*release)(void *))
+void lpm_clear(lpm_table *t, void (*release_value)(void *))
 {
+    begin(t);
     for (size_t i = 0; t->mask && i <= t->mask; i++)
-        if (t->slots[i].family && release)
-            release(t->slots[i].value);
-    free(t->slots);
-    free(t->buckets);
-    free(t->scopes);
+        if (t->slots[i].family && release_value)
+            release_value(t->slots[i].value);
+    release(t, t->slots, t->mask ? (t->mask + 1) * sizeof *t->slots : 0);
+    release(t, t->buckets, t->bmask ? (t->bmask + 1) * sizeof *t->buckets : 0);
+    release(t, t->scopes, t->scopes_cap * sizeof *t->scopes);
+    const lpm_mem *mem = t->mem;
+    int writing = t->writing;
     memset(t, 0, sizeof *t);
+    t->mem = mem;
+    t->writing = writing;
 }
 
 size_t lpm_memory(const lpm_table *t)

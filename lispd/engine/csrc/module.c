@@ -14,8 +14,6 @@
 typedef struct {
     PyObject_HEAD fp_engine e;
     int ready;
-    size_t record_bytes;
-    size_t records;
 } Engine;
 
 static int address_arg(Py_buffer *b, int *family)
@@ -83,11 +81,20 @@ static int engine_ready(Engine *self)
 
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"itr", "etr", "rtr", "mtu", "tun_fd", "vnet", "gso", NULL};
-    int itr = 0, etr = 0, rtr = 0, mtu = 1500, tun_fd = -1, vnet = 0, gso = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipp", names, &itr, &etr, &rtr, &mtu,
-                                     &tun_fd, &vnet, &gso))
+    static char *names[] = {"itr",    "etr",        "rtr",      "mtu", "tun_fd", "vnet",
+                            "gso",    "shared",     "table_fd", "table_size", NULL};
+    int itr = 0, etr = 0, rtr = 0, mtu = 1500, tun_fd = -1, vnet = 0, gso = 0, shared = 0;
+    int table_fd = -1;
+    Py_ssize_t table_size = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipppin", names, &itr, &etr, &rtr, &mtu,
+                                     &tun_fd, &vnet, &gso, &shared, &table_fd, &table_size))
         return -1;
+    if (table_size < 0 || (shared && table_fd >= 0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "shared (this engine writes the table) or table_fd (it reads "
+                        "another's), not both; table_size >= 0");
+        return -1;
+    }
     if (engine_busy(self))
         return -1;
     if (mtu < FP_MTU_MIN || mtu > 65535) {
@@ -106,13 +113,19 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    /* shared: when the region cannot be made the table stays private (table_fd() says -1) */
+    if (shared)
+        (void)fp_map_share(&self->e.map, (size_t)table_size);
+    if (table_fd >= 0 && fp_map_attach(&self->e.map, table_fd) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     self->e.itr = itr;
     self->e.etr = etr;
     self->e.rtr = rtr;
     self->e.mtu = mtu;
     self->e.vnet = vnet;
     self->e.gso = gso;
-    self->record_bytes = self->records = 0;
     return 0;
 }
 
@@ -192,14 +205,17 @@ static PyObject *Engine_set_punt_all(Engine *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static void forget_record(Engine *self, void *old)
+/* A change refused by a reader of the shared table, or that failed: the Python error. */
+static PyObject *map_error(void)
 {
-    if (!old)
-        return;
-    fp_record *r = old;
-    self->record_bytes -= sizeof *r + r->n * sizeof(fp_rloc);
-    self->records--;
-    free(r);
+    if (errno == EPERM)
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this engine reads a shared table: the writer's engine changes it");
+    else if (errno == ENOMEM)
+        PyErr_NoMemory();
+    else
+        PyErr_SetFromErrno(PyExc_OSError);
+    return NULL;
 }
 
 static PyObject *Engine_map_set(Engine *self, PyObject *args)
@@ -215,7 +231,8 @@ static PyObject *Engine_map_set(Engine *self, PyObject *args)
                           &all_down))
         return NULL;
     PyObject *seq = NULL;
-    fp_record *r = NULL;
+    fp_record_copy buf;
+    fp_record *r = (fp_record *)(void *)buf.bytes;
     if (prefix_args(&prefix, plen, &family) < 0)
         goto fail;
     Py_ssize_t n = 0;
@@ -229,12 +246,7 @@ static PyObject *Engine_map_set(Engine *self, PyObject *args)
             goto fail;
         }
     }
-    size_t size = sizeof *r + (size_t)n * sizeof(fp_rloc);
-    r = calloc(1, size);
-    if (!r) {
-        PyErr_NoMemory();
-        goto fail;
-    }
+    memset(r, 0, sizeof *r + (size_t)n * sizeof(fp_rloc));
     r->n = (uint16_t)n;
     r->all_down = (uint8_t)(all_down && n > 0);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -264,19 +276,14 @@ static PyObject *Engine_map_set(Engine *self, PyObject *args)
         r->rloc[i].via_data = (uint8_t)via;
         r->total_weight += (uint32_t)weight;
     }
-    void *old;
-    if (lpm_insert(&self->e.map, (uint32_t)iid, family, prefix.buf, plen, r, &old) < 0) {
-        PyErr_NoMemory();
+    if (fp_map_set(&self->e.map, (uint32_t)iid, family, prefix.buf, plen, r) < 0) {
+        map_error();
         goto fail;
     }
-    forget_record(self, old);
-    self->record_bytes += size;
-    self->records++;
     Py_XDECREF(seq);
     PyBuffer_Release(&prefix);
     Py_RETURN_NONE;
 fail:
-    free(r);
     Py_XDECREF(seq);
     PyBuffer_Release(&prefix);
     return NULL;
@@ -295,12 +302,15 @@ static PyObject *table_remove(Engine *self, PyObject *args, int map)
         PyBuffer_Release(&prefix);
         return NULL;
     }
-    void *old = lpm_remove(map ? &self->e.map : &self->e.db, (uint32_t)iid, family, prefix.buf,
-                           plen);
-    PyBuffer_Release(&prefix);
+    int removed;
     if (map)
-        forget_record(self, old);
-    return PyBool_FromLong(old != NULL);
+        removed = fp_map_remove(&self->e.map, (uint32_t)iid, family, prefix.buf, plen);
+    else
+        removed = lpm_remove(&self->e.db, (uint32_t)iid, family, prefix.buf, plen) != NULL;
+    PyBuffer_Release(&prefix);
+    if (removed < 0)
+        return map_error();
+    return PyBool_FromLong(removed);
 }
 
 static PyObject *Engine_map_remove(Engine *self, PyObject *args) { return table_remove(self, args, 1); }
@@ -310,8 +320,8 @@ static PyObject *Engine_map_clear(Engine *self, PyObject *unused)
 {
     if (!engine_ready(self))
         return NULL;
-    lpm_clear(&self->e.map, free);
-    self->record_bytes = self->records = 0;
+    if (fp_map_clear(&self->e.map) < 0)
+        return map_error();
     Py_RETURN_NONE;
 }
 
@@ -370,8 +380,14 @@ static PyObject *Engine_lookup(Engine *self, PyObject *args)
         PyBuffer_Release(&addr);
         return NULL;
     }
-    const fp_record *r = lpm_lookup(&self->e.map, (uint32_t)iid, family, addr.buf);
+    int busy;
+    fp_record_copy copy;
+    const fp_record *r = fp_map_find(&self->e.map, (uint32_t)iid, family, addr.buf, &copy, &busy);
     PyBuffer_Release(&addr);
+    if (busy) {
+        PyErr_SetString(PyExc_BlockingIOError, "the shared table kept changing: try again");
+        return NULL;
+    }
     if (!r)
         Py_RETURN_NONE;
     return rloc_list(r);
@@ -383,8 +399,9 @@ static PyObject *Engine_bench_lookup(Engine *self, PyObject *args)
         return NULL;
     unsigned long iid;
     Py_buffer addrs;
-    int width, rounds;
-    if (!PyArg_ParseTuple(args, "O&y*ii", iid_converter, &iid, &addrs, &width, &rounds))
+    int width, rounds, record = 0;
+    if (!PyArg_ParseTuple(args, "O&y*ii|p", iid_converter, &iid, &addrs, &width, &rounds,
+                          &record))
         return NULL;
     if ((width != 4 && width != 16) || addrs.len < width || rounds < 1) {
         PyBuffer_Release(&addrs);
@@ -394,13 +411,21 @@ static PyObject *Engine_bench_lookup(Engine *self, PyObject *args)
     Py_ssize_t count = addrs.len / width;
     const uint8_t *base = addrs.buf;
     struct timespec a, b;
-    size_t hits = 0;
+    size_t hits = 0, rlocs = 0;
+    int busy;
+    fp_record_copy copy;
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (int k = 0; k < rounds; k++)
-        for (Py_ssize_t i = 0; i < count; i++)
-            hits += lpm_lookup(&self->e.map, (uint32_t)iid, width == 4 ? 4 : 6,
-                               base + i * width) != NULL;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const fp_record *r = fp_map_find(&self->e.map, (uint32_t)iid, width == 4 ? 4 : 6,
+                                             base + i * width, &copy, &busy);
+            hits += r != NULL;
+            if (r && record) /* what forwarding reads next (a reader has copied it already) */
+                rlocs += r->n;
+        }
     clock_gettime(CLOCK_MONOTONIC, &b);
+    if (rlocs == (size_t)-1) /* keeps the record reads */
+        hits++;
     PyBuffer_Release(&addrs);
     double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
     return Py_BuildValue("(dn)", ns / ((double)count * rounds), (Py_ssize_t)hits);
@@ -595,6 +620,7 @@ static const counter_name DROP_COUNTERS[] = {
 static const counter_name FASTPATH_COUNTERS[] = {
     COUNTER("punted-tun", punted_tun),
     COUNTER("punted-udp", punted_udp),
+    COUNTER("punted-table-busy", punted_table_busy),
     COUNTER("tun-superpackets", tun_superpackets),
     COUNTER("gso-sends", gso_sends),
     COUNTER("gro-datagrams", gro_datagrams),
@@ -640,8 +666,28 @@ static PyObject *Engine_memory(Engine *self, PyObject *unused)
 {
     if (!engine_ready(self))
         return NULL;
-    return PyLong_FromSize_t(lpm_memory(&self->e.map) + self->record_bytes +
-                             lpm_memory(&self->e.db));
+    return PyLong_FromSize_t(fp_map_memory(&self->e.map) + lpm_memory(&self->e.db));
+}
+
+static PyObject *Engine_table_fd(Engine *self, PyObject *unused)
+{
+    if (!engine_ready(self))
+        return NULL;
+    return PyLong_FromLong(self->e.map.mode == FP_MAP_WRITER ? self->e.map.fd : -1);
+}
+
+static PyObject *Engine_table(Engine *self, PyObject *unused)
+{
+    if (!engine_ready(self))
+        return NULL;
+    static const char *modes[] = {"private", "shared", "reader"};
+    fp_map_usage u;
+    fp_map_usage_of(&self->e.map, &u);
+    return Py_BuildValue("{sssnsnsnsnsnsK}", "mode", modes[self->e.map.mode], "records",
+                         (Py_ssize_t)fp_map_count(&self->e.map), "reserved",
+                         (Py_ssize_t)u.reserved, "allocated", (Py_ssize_t)u.allocated, "free",
+                         (Py_ssize_t)u.free, "resident", (Py_ssize_t)u.resident, "sequence",
+                         (unsigned long long)u.sequence);
 }
 
 /* (rloc, port, fd, ttl, tos, payload): fd is the caller's number for the chosen socket */
@@ -999,7 +1045,8 @@ static PyMethodDef Engine_methods[] = {
     {"lookup", (PyCFunction)Engine_lookup, METH_VARARGS,
      "lookup(iid, address) -> the matching record's RLOCs, or None."},
     {"bench_lookup", (PyCFunction)Engine_bench_lookup, METH_VARARGS,
-     "bench_lookup(iid, addresses, width, rounds) -> (ns per lookup, hits)."},
+     "bench_lookup(iid, addresses, width, rounds, record=False) -> (ns per lookup, hits); "
+     "record: each lookup also reads the record found, as forwarding does."},
     {"from_tun", (PyCFunction)Engine_from_tun, METH_VARARGS,
      "from_tun([handler[, budget]]): handle what the TUN has; each packet for the Python "
      "path goes to handler(packet) at once, in order, or (no handler) into the list returned."},
@@ -1011,6 +1058,11 @@ static PyMethodDef Engine_methods[] = {
     {"seed", (PyCFunction)Engine_seed, METH_VARARGS, "seed(n): the nonce generator's state."},
     {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "Counters, as lispd's stats."},
     {"memory", (PyCFunction)Engine_memory, METH_NOARGS, "Bytes held by the tables."},
+    {"table_fd", (PyCFunction)Engine_table_fd, METH_NOARGS,
+     "The shared forwarding table's descriptor (this engine writes it), or -1."},
+    {"table", (PyCFunction)Engine_table, METH_NOARGS,
+     "The forwarding table: mode (private, shared, reader), records, and for a shared one "
+     "reserved, allocated, free and resident bytes and the sequence."},
     {"encap", (PyCFunction)Engine_encap, METH_VARARGS,
      "encap(packet) -> (rloc, port, fd, ttl, tos, payload) or None (punt)."},
     {"datagram", (PyCFunction)Engine_datagram, METH_VARARGS,
@@ -1029,7 +1081,10 @@ static PyMethodDef Engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static Py_ssize_t Engine_len(Engine *self) { return (Py_ssize_t)self->records; }
+static Py_ssize_t Engine_len(Engine *self)
+{
+    return self->ready ? (Py_ssize_t)fp_map_count(&self->e.map) : 0;
+}
 
 static PySequenceMethods Engine_as_sequence = {.sq_length = (lenfunc)Engine_len};
 
@@ -1037,10 +1092,14 @@ static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "lispd.engine._accel.Engine",
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Engine(*, itr, etr, rtr, mtu, tun_fd, vnet, gso): the compiled packet loop and its "
-              "forwarding tables.  vnet: the TUN carries virtio-net headers (TSO reads, "
-              "merged TCP writes); gso: runs of datagrams to one destination are sent as "
-              "UDP GSO bursts (else as separate datagrams of one sendmmsg).",
+    .tp_doc = "Engine(*, itr, etr, rtr, mtu, tun_fd, vnet, gso, shared, table_fd, table_size): "
+              "the compiled packet loop and its forwarding tables.  vnet: the TUN carries "
+              "virtio-net headers (TSO reads, merged TCP writes); gso: runs of datagrams to one "
+              "destination are sent as UDP GSO bursts (else as separate datagrams of one "
+              "sendmmsg).  shared: the map-cache table lives in a shared memory region of "
+              "table_size bytes (0: 64 GiB, sparse) that other engines map read-only by "
+              "table_fd (private when the region cannot be made: table_fd() is then -1); "
+              "table_fd: read that region (map_set and friends are refused).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Engine_init,
     .tp_dealloc = (destructor)Engine_dealloc,
