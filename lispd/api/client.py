@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -33,3 +35,23 @@ def request(path: str, command: str, timeout: float = 5.0, **args: Any) -> Any:
     if not response.get("ok"):
         raise ControlError(response.get("error", "request failed"))
     return response.get("result")
+
+
+def entries(
+    path: str, command: str, count: int = 100, timeout: float = 5.0, **args: Any
+) -> Iterator[Any]:
+    """Every entry of a table command (``map-cache``, ``database``, ``site``, ``rlocs``,
+    ``rtr``), fetched a page of ``count`` at a time (see :mod:`lispd.api.paging`); stopping
+    early closes the listing at the daemon."""
+    cursor: str | None = None
+    try:
+        while True:
+            page = request(path, command, timeout, cursor=cursor, count=count, **args)
+            cursor = page["cursor"]
+            yield from page["entries"]
+            if cursor is None:
+                return
+    finally:
+        if cursor is not None:  # (the daemon drops it after its idle timeout anyway)
+            with contextlib.suppress(ControlError):
+                request(path, command, timeout, cursor=cursor, close=True)

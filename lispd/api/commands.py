@@ -3,15 +3,25 @@
 A command takes the running daemon and the request (a JSON object) and returns what is sent
 back (JSON-able), or an awaitable of it (the server awaits it).  :func:`handlers` binds the
 registry to one daemon for :class:`~lispd.api.server.ControlServer`.
+
+Reads cost what they show, never the size of a table: ``map-cache`` with ``eid`` is one
+longest-prefix match, with ``prefix`` one exact match; the table commands (``map-cache``,
+``database``, ``site``, ``rlocs``, ``rtr``) answer in pages when asked with the paging fields
+(:mod:`lispd.api.paging`), and without them only while the table is small
+(:data:`~lispd.api.paging.UNPAGED_MAX`).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lispd import __version__
-from lispd.api import views
+from lispd.api import paging, views
+from lispd.cli.args import split_iid
+from lispd.mapcache import MAX_IID, MapCacheEntry
 
 if TYPE_CHECKING:
     from lispd.daemon import Daemon
@@ -30,6 +40,17 @@ def command(name: str) -> Callable[[Command], Command]:
         return func
 
     return register
+
+
+_LISTINGS: weakref.WeakKeyDictionary[Any, paging.Listings] = weakref.WeakKeyDictionary()
+
+
+def listings(daemon: Daemon) -> paging.Listings:
+    """The open paged listings of ``daemon`` (made on first use)."""
+    found = _LISTINGS.get(daemon)
+    if found is None:
+        found = _LISTINGS[daemon] = paging.Listings()
+    return found
 
 
 def handlers(daemon: Daemon) -> dict[str, Callable[[Request], Any]]:
@@ -69,29 +90,104 @@ def stats(daemon: Daemon, _req: Request) -> Any:
     return fresh()
 
 
+def _scoped(req: Request, key: str) -> tuple[int, str]:
+    """The instance-ID and text of ``req[key]``: ``"[iid]text"``, or ``"text"`` with the
+    request's ``instance-id`` (0 when absent)."""
+    value = req.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, not {type(value).__name__}")
+    split = split_iid(value)
+    if split is None:
+        raise ValueError(f"{value!r}: expected [instance-id]{key}")
+    iid, text = split
+    if iid is None:
+        iid = req.get("instance-id", 0)
+    if not isinstance(iid, int) or isinstance(iid, bool) or not 0 <= iid <= MAX_IID:
+        raise ValueError(f"instance-id must be from 0 to {MAX_IID}, not {iid!r}")
+    return iid, text
+
+
+def _live(entry: MapCacheEntry | None, now: float) -> list[dict[str, Any]]:
+    return [] if entry is None or entry.is_expired(now) else [views.entry_json(entry)]
+
+
 @command("map-cache")
-def map_cache(daemon: Daemon, _req: Request) -> list[dict[str, Any]]:
-    """Every map-cache entry."""
-    return [views.entry_json(e) for e in daemon.node.mapcache.entries()]
+def map_cache(daemon: Daemon, req: Request) -> Any:
+    """The map-cache.  With ``eid`` (``"[iid]address"``, or an address and ``instance-id``):
+    the live entry of the longest prefix holding it, as a list of zero or one entry (an
+    expired best match is none: the more specific mapping is what must be refreshed).  With
+    ``prefix``: the live entry of exactly that prefix, likewise.  Otherwise every entry: in
+    pages with the paging fields, else all at once while there are at most
+    :data:`~lispd.api.paging.UNPAGED_MAX`."""
+    mapcache = daemon.node.mapcache
+    if "eid" in req:
+        iid, text = _scoped(req, "eid")
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an EID (an IPv4 or IPv6 address)") from None
+        return _live(mapcache.lookup(iid, address), daemon.clock())
+    if "prefix" in req:
+        iid, text = _scoped(req, "prefix")
+        try:
+            network = ipaddress.ip_network(text)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not an EID-prefix: {exc}") from None
+        return _live(mapcache.get(iid, network), daemon.clock())
+    if paging.is_paged(req):
+        return listings(daemon).serve(
+            "map-cache",
+            req,
+            lambda: views.map_cache_listing(mapcache, daemon.clock),
+            daemon.clock(),
+        )
+    paging.unpaged("map-cache", len(mapcache))
+    return [views.entry_json(e) for e in mapcache.entries()]
 
 
 @command("database")
-def database(daemon: Daemon, _req: Request) -> list[dict[str, Any]]:
-    """The local database (our EID-prefixes)."""
-    return [views.entry_json(e) for e in daemon.node.database.entries()]
+def database(daemon: Daemon, req: Request) -> Any:
+    """The local database (our EID-prefixes), in pages with the paging fields."""
+    db = daemon.node.database
+    if paging.is_paged(req):
+        return listings(daemon).serve(
+            "database",
+            req,
+            lambda: paging.Listing([db.entries], views.entry_json, len(db)),
+            daemon.clock(),
+        )
+    paging.unpaged("database", len(db))
+    return [views.entry_json(e) for e in db.entries()]
 
 
 @command("site")
-def site(daemon: Daemon, _req: Request) -> list[dict[str, Any]]:
-    """The Map-Server's site registrations."""
+def site(daemon: Daemon, req: Request) -> Any:
+    """The Map-Server's site registrations, in pages with the paging fields."""
+    if paging.is_paged(req):
+        return listings(daemon).serve(
+            "site", req, lambda: views.site_listing(daemon.node, daemon.clock), daemon.clock()
+        )
+    ms = daemon.node.control.map_server
+    paging.unpaged("site", 0 if ms is None else len(ms.registration_tables))
     return views.sites(daemon.node, daemon.clock())
 
 
+def _rendered(daemon: Daemon, kind: str, req: Request, rows: Callable[[], list[Any]]) -> Any:
+    """A table rendered whole (small: one row per RLOC, per NAT binding), paged on demand."""
+    if paging.is_paged(req):
+        return listings(daemon).serve(
+            kind, req, lambda: views.rendered_listing(rows()), daemon.clock()
+        )
+    return rows()
+
+
 @command("rlocs")
-def rlocs(daemon: Daemon, _req: Request) -> Any:
+def rlocs(daemon: Daemon, req: Request) -> Any:
     """What RLOC probing knows of every probed RLOC."""
     prober = daemon.node.control.prober
-    return prober.states(daemon.clock()) if prober is not None else []
+    return _rendered(
+        daemon, "rlocs", req, lambda: prober.states(daemon.clock()) if prober is not None else []
+    )
 
 
 @command("nat")
@@ -102,10 +198,12 @@ def nat(daemon: Daemon, _req: Request) -> Any:
 
 
 @command("rtr")
-def rtr(daemon: Daemon, _req: Request) -> Any:
+def rtr(daemon: Daemon, req: Request) -> Any:
     """The RTR's NAT bindings."""
     bindings = daemon.node.nat_bindings
-    return bindings.states(daemon.clock()) if bindings is not None else []
+    return _rendered(
+        daemon, "rtr", req, lambda: bindings.states(daemon.clock()) if bindings is not None else []
+    )
 
 
 @command("rtr-draft")

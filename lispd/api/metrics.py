@@ -157,7 +157,11 @@ class MetricsSnapshot:
     sites: Sequence[str] | None = None
     """The names of the Map-Server's configured sites."""
     registered: Sequence[str] | None = None
-    """The site of each registration the Map-Server holds (one per EID-prefix)."""
+    """The site of each registration the Map-Server holds (one per EID-prefix; counted here
+    when :attr:`registered_counts` is None)."""
+    registered_counts: Mapping[str, int] | None = None
+    """Registrations per site, counted already
+    (:meth:`lispd.control.mapserver.MapServer.registrations_per_site`: no pass over them)."""
     now: float = 0.0
     """The daemon's clock when the snapshot was taken (the clock of the times above)."""
 
@@ -215,7 +219,10 @@ class _Collector:
                 value=snap.nat_bindings,
             )
         if snap.sites is not None:
-            yield from _site_families(snap.sites, snap.registered or ())
+            per_site = snap.registered_counts
+            if per_site is None:
+                per_site = Counter(snap.registered or ())
+            yield from _site_families(snap.sites, per_site)
 
 
 def _stats_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
@@ -374,8 +381,7 @@ def _rloc_families(rlocs: Sequence[Mapping[str, Any]]) -> Iterator[Metric]:
     return iter((state, rtt, losses, sent, replies))
 
 
-def _site_families(sites: Sequence[str], registered: Sequence[str]) -> Iterator[Metric]:
-    per_site = Counter(registered)
+def _site_families(sites: Sequence[str], per_site: Mapping[str, int]) -> Iterator[Metric]:
     yield GaugeMetricFamily("lispd_map_server_sites", "Configured sites", value=len(sites))
     yield GaugeMetricFamily(
         "lispd_map_server_registered_sites",

@@ -8,15 +8,30 @@ daemon's ``STATUS=`` line all read through here.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lispd import __version__
 from lispd.api.metrics import MetricsSnapshot
-from lispd.mapcache import DatabaseEntry, MapCacheEntry
+from lispd.api.paging import Listing
+from lispd.mapcache import (
+    DatabaseEntry,
+    MapCache,
+    MapCacheEntry,
+    Network,
+    PrefixTable,
+    ScopedTables,
+)
 from lispd.wire.address import ElpAddress
 
 if TYPE_CHECKING:
+    from lispd.control.mapserver import Registration
     from lispd.node import Node
+
+SORTED_PART_MAX = 2_000
+"""A table (one instance-ID and family) of up to this many entries is listed in prefix order;
+a larger one partition by partition, in no order (sorting a million prefixes takes seconds)."""
 
 
 def node_stats(node: Node) -> dict[str, Any]:
@@ -42,7 +57,7 @@ def status_line(node: Node, stats: dict[str, Any], now: float) -> str:
         acked = sum(1 for s in status if s["acknowledged"])
         parts.append(f"registered={acked}/{len(status)}")
     if node.control.map_server is not None:
-        parts.append(f"site-registrations={len(node.control.map_server.registrations())}")
+        parts.append(f"site-registrations={len(node.control.map_server.registration_tables)}")
     if node.nat_bindings is not None:
         parts.append(f"nat-bindings={len(node.nat_bindings)}")
     # Every role's share, counted once each: ITR + PITR, ETR + PETR.
@@ -66,7 +81,7 @@ def metrics_snapshot(node: Node, stats: dict[str, Any], now: float) -> MetricsSn
         rlocs=control.prober.states(now) if control.prober else None,
         nat_bindings=len(node.nat_bindings) if node.nat_bindings is not None else None,
         sites=[site.name for site in ms.sites] if ms else None,
-        registered=[reg.site for reg in ms.registrations()] if ms else None,
+        registered_counts=ms.registrations_per_site() if ms else None,
         now=now,
     )
 
@@ -76,24 +91,86 @@ def sites(node: Node, now: float) -> list[dict[str, Any]]:
     ms = node.control.map_server
     if ms is None:
         return []
-    return [
-        {
-            "site": reg.site,
-            "instance-id": reg.iid,
-            "eid-prefix": str(reg.prefix),
-            "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
-            "last-registered-ago": round(now - reg.last_registered, 1),
-            "rlocs": [address_text(loc.address) for loc in reg.record.locators],
-            "proxy-reply": reg.proxy_reply,
-        }
-        for reg in ms.registrations()
-    ]
+    return [site_json(reg, now) for reg in ms.registrations()]
+
+
+def site_json(reg: Registration, now: float) -> dict[str, Any]:
+    """One Map-Server registration as ``lispctl site`` shows it."""
+    return {
+        "site": reg.site,
+        "instance-id": reg.iid,
+        "eid-prefix": str(reg.prefix),
+        "registered-by": f"{reg.registered_by}:{reg.registered_by_port}",
+        "last-registered-ago": round(now - reg.last_registered, 1),
+        "rlocs": [address_text(loc.address) for loc in reg.record.locators],
+        "proxy-reply": reg.proxy_reply,
+    }
+
+
+def _parts(tables: ScopedTables[Any]) -> list[Callable[[], Sequence[tuple[Network, Any]]]]:
+    """Snapshot functions covering every non-empty (instance-ID, family) table of a
+    :class:`~lispd.mapcache.ScopedTables`, in (instance-ID, family) order: a small table in
+    one part, in prefix order (the sort is cheap, and often cached); a large one in its
+    :meth:`~lispd.mapcache.PrefixTable.partition` s, each copied when the listing gets to it."""
+    out: list[Callable[[], Sequence[tuple[Network, Any]]]] = []
+    for iid, family in tables.counts():
+        table: PrefixTable[Any] | None = tables.table(iid, family)
+        if table is None:
+            continue
+        if len(table) <= SORTED_PART_MAX:
+            out.append(table.items)
+        else:
+            out += [functools.partial(table.partition, i) for i in range(table.partitions)]
+    return out
+
+
+def map_cache_listing(mapcache: MapCache, clock: Callable[[], float]) -> Listing[Any]:
+    """A paged listing of the map-cache (see :mod:`lispd.api.paging`): each entry shown as
+    it is when its page is served, none once removed or expired."""
+
+    def render(item: tuple[Network, MapCacheEntry]) -> dict[str, Any] | None:
+        entry = item[1]
+        current = mapcache.get(entry.iid, entry.prefix)
+        if current is None or current.is_expired(clock()):
+            return None
+        return entry_json(current)
+
+    tables = mapcache.tables
+    return Listing(_parts(tables), render, len(mapcache))
+
+
+def site_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
+    """A paged listing of the Map-Server's registrations (none without a Map-Server)."""
+    ms = node.control.map_server
+    if ms is None:
+        return Listing([], lambda _item: None, 0)
+    tables = ms.registration_tables
+
+    def render(item: tuple[Network, Registration]) -> dict[str, Any] | None:
+        reg = item[1]
+        current = tables.exact(reg.iid, reg.prefix)
+        return None if current is None else site_json(current, clock())
+
+    return Listing(_parts(tables), render, len(tables))
+
+
+def rendered_listing(rows: list[Any]) -> Listing[Any]:
+    """A paged listing of rows rendered already (a table small enough to render at once,
+    such as the probed RLOCs or the NAT bindings, served in pages all the same)."""
+    return Listing([lambda: rows], lambda row: row, len(rows))
 
 
 def address_text(address: object) -> str:
     """A locator address for people: an Explicit Locator Path as its hops joined by "->"."""
     if isinstance(address, ElpAddress):
         return "->".join(str(hop.address) for hop in address.hops)
+    return str(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_str(address: object) -> str:
+    """``str(address)``, remembered: a million entries share a few thousand RLOCs, and an
+    ``ipaddress`` object's text costs microseconds each time."""
     return str(address)
 
 
@@ -104,7 +181,7 @@ def entry_json(entry: MapCacheEntry | DatabaseEntry) -> dict[str, Any]:
         "eid-prefix": str(entry.prefix),
         "rlocs": [
             {
-                "address": str(r.address),
+                "address": _address_str(r.address),
                 "priority": r.priority,
                 "weight": r.weight,
                 "up": r.up,

@@ -1,12 +1,13 @@
 """``lispctl``: ask a running lispd what it knows, like ``birdc``, ``vtysh`` or ``show lisp``.
 
-    lispctl [-s SOCKET | -c CONFIG] [--json] [--timeout SECONDS] COMMAND...
+    lispctl [-s SOCKET | -c CONFIG] [--json] [--timeout SECONDS] [--limit N] COMMAND...
 
 Commands (every word may be shortened to a unique prefix: ``lispctl sh map`` is
 ``lispctl show map-cache``)::
 
     show map-cache [EID]      the map-cache; with EID (address or [iid]address), only the entry
-                              of the longest prefix holding it (instance-id 0 when not given)
+                              of the longest prefix holding it (instance-id 0 when not given);
+                              with an EID-prefix ([iid]prefix/len), only that exact prefix
     show database             the local EID-prefixes (database-mappings)
     show rlocs                RLOC probing: state, round-trip times, hop counts
     show stats                packet/byte counters, then every drop reason
@@ -24,6 +25,15 @@ JSON response line.  Tables are for people (a header line, aligned columns, mode
 ``show lisp``); ``--json`` prints the daemon's result as is (pretty, sorted keys) for scripts,
 the one exception being ``show map-cache EID``, which prints the list of the matching entry.
 
+The tables (map-cache, database, site, rlocs, rtr) are fetched in pages (:mod:`lispd.api.paging`)
+and printed as they come, so a million map-cache entries print without a timeout and without
+holding the daemon up: the header line gives the size the table had when the listing began,
+columns are as wide as the first page needs (widening when a later page needs more), and a last
+line says so when fewer entries were printed (``--limit``, or entries removed meanwhile).
+``--json`` prints the same JSON array as ever, written element by element.  ``--limit N``
+prints the first N entries.  The EID look-up is answered by the daemon (one longest-prefix
+match); an older daemon that answers with its whole map-cache is matched here.
+
 Times the daemon reports on its monotonic clock (the registrations' last-sent, last-acked and
 next-send) are turned into ages with this machine's ``time.monotonic()``: the control socket is
 a unix socket, so lispctl runs on the daemon's machine and shares its clock.
@@ -38,14 +48,16 @@ The formatting is sans-IO (functions of the JSON results, unit-tested with golde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import math
 import os
 import socket
 import sys
+import textwrap
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +65,10 @@ from lispd.cli.args import Parser, seconds, split_iid
 
 DEFAULT_SOCKET = "/run/lispd/lispd.sock"
 DEFAULT_TIMEOUT = 5.0
+PAGE_SIZE = 100
+"""Entries asked for per page (the daemon caps it: see :data:`lispd.api.paging.MAX_PAGE`)."""
+PAGED = frozenset(("map-cache", "database", "site", "rlocs", "rtr"))
+"""The daemon commands whose tables are fetched in pages."""
 MAX_IID = 0xFFFFFF
 MAX_RESPONSE = 64 * 1024 * 1024
 
@@ -159,6 +175,15 @@ def parse_eid(text: str) -> tuple[int, IPAddress]:
     return (0 if iid is None else iid), address
 
 
+def parse_map_cache_arg(text: str) -> tuple[int, IPAddress | IPNetwork]:
+    """``show map-cache`` argument: an EID (``[iid]address``) or an EID-prefix
+    (``[iid]prefix/len``), instance-id 0 when not given."""
+    if "/" not in text:
+        return parse_eid(text)
+    iid, network = parse_prefix(text)
+    return (0 if iid is None else iid), network
+
+
 def parse_prefix(text: str) -> tuple[int | None, IPNetwork]:
     """``clear map-cache`` argument: ``"[iid]prefix"`` or ``"prefix"`` (every instance)."""
     iid, rest = _split_iid(text)
@@ -175,8 +200,19 @@ def build_request(command: Command, arg: str | None) -> dict[str, Any]:
         iid, network = parse_prefix(arg)
         return {"prefix": str(network), **({"instance-id": iid} if iid is not None else {})}
     if command.request == "map-cache" and arg is not None:
-        parse_eid(arg)  # a usage error before asking the daemon
+        iid, what = parse_map_cache_arg(arg)
+        key = "prefix" if isinstance(what, ipaddress.IPv4Network | ipaddress.IPv6Network) else "eid"
+        return {key: str(what), "instance-id": iid}
     return {}
+
+
+def exact_match(entries: Iterable[dict[str, Any]], iid: int, network: IPNetwork) -> list[Any]:
+    """The map-cache entry (as the daemon reports it) of exactly ``network`` in ``iid``, as a
+    list of zero or one entry."""
+    for entry in entries:
+        if entry.get("instance-id") == iid and entry.get("eid-prefix") == str(network):
+            return [entry]
+    return []
 
 
 def longest_match(entries: Iterable[dict[str, Any]], iid: int, address: IPAddress) -> list[Any]:
@@ -259,8 +295,23 @@ def _rloc_cells(rloc: dict[str, Any]) -> list[str]:
     ]
 
 
-def format_map_cache(entries: Sequence[dict[str, Any]]) -> str:
-    """``show map-cache``: one line per RLOC, the prefix on the first one."""
+@dataclass(frozen=True)
+class TableFormat:
+    """How one table command prints: the title line for a number of entries, the column
+    headers, the rows of some entries, the right-aligned columns."""
+
+    title: Callable[[int], str]
+    headers: tuple[str, ...]
+    rows: Callable[[Sequence[dict[str, Any]]], list[list[str]]]
+    right: tuple[int, ...] = ()
+
+    def format(self, entries: Sequence[dict[str, Any]]) -> str:
+        """The whole table at once."""
+        lines = [self.title(len(entries)), ""]
+        return "\n".join(lines + table(self.headers, self.rows(entries), self.right)) + "\n"
+
+
+def _map_cache_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows: list[list[str]] = []
     for e in entries:
         first = [
@@ -275,13 +326,22 @@ def format_map_cache(entries: Sequence[dict[str, Any]]) -> str:
             rows.append([*first, "-", "-", "-"])
         for i, rloc in enumerate(rlocs):
             rows.append([*(first if i == 0 else [""] * len(first)), *_rloc_cells(rloc)])
-    headers = ["Inst-ID", "EID-prefix", "Action", "Source", "TTL", "Locator", "Pri/Wgt", "State"]
-    lines = [f"LISP map-cache: {_count(len(entries), 'entry', 'entries')}", ""]
-    return "\n".join(lines + table(headers, rows)) + "\n"
+    return rows
 
 
-def format_database(entries: Sequence[dict[str, Any]]) -> str:
-    """``show database``: the local EID-prefixes, one line per RLOC."""
+MAP_CACHE_FORMAT = TableFormat(
+    lambda n: f"LISP map-cache: {_count(n, 'entry', 'entries')}",
+    ("Inst-ID", "EID-prefix", "Action", "Source", "TTL", "Locator", "Pri/Wgt", "State"),
+    _map_cache_rows,
+)
+
+
+def format_map_cache(entries: Sequence[dict[str, Any]]) -> str:
+    """``show map-cache``: one line per RLOC, the prefix on the first one."""
+    return MAP_CACHE_FORMAT.format(entries)
+
+
+def _database_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows: list[list[str]] = []
     for e in entries:
         first = [str(e.get("instance-id", "?")), str(e.get("eid-prefix", "?"))]
@@ -290,15 +350,23 @@ def format_database(entries: Sequence[dict[str, Any]]) -> str:
             rows.append([*first, "-", "-", "-"])
         for i, rloc in enumerate(rlocs):
             rows.append([*(first if i == 0 else ["", ""]), *_rloc_cells(rloc)])
-    headers = ["Inst-ID", "EID-prefix", "Locator", "Pri/Wgt", "State"]
-    lines = [f"LISP database: {_count(len(entries), 'EID-prefix', 'EID-prefixes')}", ""]
-    return "\n".join(lines + table(headers, rows)) + "\n"
+    return rows
 
 
-def format_site(registrations: Sequence[dict[str, Any]]) -> str:
-    """``show site``: what the Map-Server holds (expired registrations are gone, so Up is yes
-    for every line)."""
-    rows = [
+DATABASE_FORMAT = TableFormat(
+    lambda n: f"LISP database: {_count(n, 'EID-prefix', 'EID-prefixes')}",
+    ("Inst-ID", "EID-prefix", "Locator", "Pri/Wgt", "State"),
+    _database_rows,
+)
+
+
+def format_database(entries: Sequence[dict[str, Any]]) -> str:
+    """``show database``: the local EID-prefixes, one line per RLOC."""
+    return DATABASE_FORMAT.format(entries)
+
+
+def _site_rows(registrations: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [
         [
             str(r.get("site", "?")),
             format_duration(r.get("last-registered-ago")),
@@ -311,24 +379,31 @@ def format_site(registrations: Sequence[dict[str, Any]]) -> str:
         ]
         for r in registrations
     ]
-    headers = [
-        "Site", "Last-register", "Up", "Who-last-registered", "Inst-ID", "EID-prefix",
-        "Proxy-reply", "RLOCs",
-    ]  # fmt: skip
-    lines = [
-        f"LISP site registrations: {_count(len(registrations), 'EID-prefix', 'EID-prefixes')}",
-        "",
-    ]
-    return "\n".join(lines + table(headers, rows)) + "\n"
+
+
+SITE_HEADERS = (
+    "Site", "Last-register", "Up", "Who-last-registered", "Inst-ID", "EID-prefix",
+    "Proxy-reply", "RLOCs",
+)  # fmt: skip
+SITE_FORMAT = TableFormat(
+    lambda n: f"LISP site registrations: {_count(n, 'EID-prefix', 'EID-prefixes')}",
+    SITE_HEADERS,
+    _site_rows,
+)
+
+
+def format_site(registrations: Sequence[dict[str, Any]]) -> str:
+    """``show site``: what the Map-Server holds (expired registrations are gone, so Up is yes
+    for every line)."""
+    return SITE_FORMAT.format(registrations)
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f}"
 
 
-def format_rlocs(states: Sequence[dict[str, Any]]) -> str:
-    """``show rlocs``: RLOC probing, newest RTT and hop count first."""
-    rows = [
+def _rloc_rows(states: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [
         [
             str(s.get("rloc", "?")),
             str(s.get("eid-prefix") or "-"),
@@ -342,12 +417,23 @@ def format_rlocs(states: Sequence[dict[str, Any]]) -> str:
         ]
         for s in states
     ]
-    headers = [
-        "RLOC", "EID-prefix", "State", "RTTs (ms)", "Hops", "Last-reply", "Probes", "Replies",
-        "Lost",
-    ]  # fmt: skip
-    lines = [f"LISP RLOC probing: {_count(len(states), 'RLOC')}", ""]
-    return "\n".join(lines + table(headers, rows, right=(6, 7, 8))) + "\n"
+
+
+RLOCS_HEADERS = (
+    "RLOC", "EID-prefix", "State", "RTTs (ms)", "Hops", "Last-reply", "Probes", "Replies",
+    "Lost",
+)  # fmt: skip
+RLOCS_FORMAT = TableFormat(
+    lambda n: f"LISP RLOC probing: {_count(n, 'RLOC')}",
+    RLOCS_HEADERS,
+    _rloc_rows,
+    right=(6, 7, 8),
+)
+
+
+def format_rlocs(states: Sequence[dict[str, Any]]) -> str:
+    """``show rlocs``: RLOC probing, newest RTT and hop count first."""
+    return RLOCS_FORMAT.format(states)
 
 
 def format_stats(snapshot: dict[str, Any]) -> str:
@@ -484,11 +570,8 @@ def format_nat(state: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_rtr(bindings: Sequence[dict[str, Any]]) -> str:
-    """``show rtr``: the NAT bindings an RTR learned (most recently refreshed first), one per
-    NATed xTR: the EID-prefixes its keepalives claim, and ``*`` on the binding that takes
-    the address's unclaimed prefixes."""
-    rows = [
+def _rtr_rows(bindings: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [
         [
             str(b.get("address", "?")),
             str(b.get("port", "?")),
@@ -499,9 +582,21 @@ def format_rtr(bindings: Sequence[dict[str, Any]]) -> str:
         ]
         for b in bindings
     ]
-    lines = [f"LISP RTR NAT bindings: {_count(len(bindings), 'binding')}", ""]
-    headers = ["xTR global RLOC", "Port", "Refreshed", "Expires-in", "Default", "EID-prefixes"]
-    return "\n".join(lines + table(headers, rows, right=(1,))) + "\n"
+
+
+RTR_FORMAT = TableFormat(
+    lambda n: f"LISP RTR NAT bindings: {_count(n, 'binding')}",
+    ("xTR global RLOC", "Port", "Refreshed", "Expires-in", "Default", "EID-prefixes"),
+    _rtr_rows,
+    right=(1,),
+)
+
+
+def format_rtr(bindings: Sequence[dict[str, Any]]) -> str:
+    """``show rtr``: the NAT bindings an RTR learned (most recently refreshed first), one per
+    NATed xTR: the EID-prefixes its keepalives claim, and ``*`` on the binding that takes
+    the address's unclaimed prefixes."""
+    return RTR_FORMAT.format(bindings)
 
 
 def _age(now: float, then: float | None) -> str:
@@ -567,8 +662,87 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
 }
 
 
+TABLE_FORMATS: dict[str, TableFormat] = {
+    "map-cache": MAP_CACHE_FORMAT,
+    "database": DATABASE_FORMAT,
+    "site": SITE_FORMAT,
+    "rlocs": RLOCS_FORMAT,
+    "rtr": RTR_FORMAT,
+}
+
+
 def format_json(result: Any) -> str:
     return json.dumps(result, indent=2, sort_keys=True) + "\n"
+
+
+class TablePrinter:
+    """Prints a table page by page (sans-IO: each call returns the text to write).
+
+    The title counts the entries the table had when the listing began; the columns are as
+    wide as the headers and the rows seen so far need (widening when a later page needs
+    more).  When the whole table came in one page, the output is :meth:`TableFormat.format`'s.
+    """
+
+    def __init__(self, fmt: TableFormat) -> None:
+        self.fmt = fmt
+        self.widths = [len(h) for h in fmt.headers]
+        self.shown = 0
+        self.started = False
+
+    def _lines(self, rows: Sequence[Sequence[str]]) -> list[str]:
+        right = set(self.fmt.right)
+        out = []
+        for row in rows:
+            cells = [
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, self.widths, strict=True))
+            ]
+            out.append("  ".join(cells).rstrip())
+        return out
+
+    def page(self, entries: Sequence[dict[str, Any]], total: int, last: bool) -> str:
+        """The text of one page of ``entries`` (of a table of ``total``; ``last``: no page
+        follows)."""
+        rows = self.fmt.rows(entries)
+        for row in rows:
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, row, strict=True)]
+        lines: list[str] = []
+        if not self.started:
+            self.started = True
+            count = len(entries) if last else total  # one page: exactly what is shown
+            lines += [self.fmt.title(count), "", *self._lines([self.fmt.headers])]
+        self.shown += len(entries)
+        lines += self._lines(rows)
+        return "".join(line + "\n" for line in lines)
+
+    def end(self, total: int, limit: int | None) -> str:
+        """The closing line: how many entries were printed when that is not the title's
+        count (``--limit`` reached, or entries gone while the table was listed)."""
+        if not self.started or self.shown == total:
+            return ""
+        if limit is not None and self.shown >= limit:
+            return f"(the first {self.shown} of {total} shown: --limit {limit})\n"
+        return f"({self.shown} of {total} shown: the table changed while it was listed)\n"
+
+
+class JsonArrayPrinter:
+    """Writes a JSON array element by element, exactly as :func:`format_json` writes it whole."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def page(self, entries: Sequence[Any]) -> str:
+        """The text of some more elements."""
+        out = []
+        for entry in entries:
+            text = textwrap.indent(json.dumps(entry, indent=2, sort_keys=True), "  ")
+            out.append(("[\n" if self.count == 0 else ",\n") + text)
+            self.count += 1
+        return "".join(out)
+
+    def end(self) -> str:
+        """What closes the array."""
+        return "[]\n" if self.count == 0 else "\n]\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,6 +788,59 @@ def call(path: str, command: str, timeout: float = DEFAULT_TIMEOUT, **args: Any)
     return response.get("result")
 
 
+def pages(
+    path: str, command: str, timeout: float, limit: int | None = None
+) -> Iterator[tuple[list[Any], int, bool]]:
+    """The pages of a table command: ``(entries, total, last)`` each, up to ``limit`` entries
+    in all.  The listing is closed at the daemon when it stops early (``limit`` reached, or the
+    caller stops iterating).  A daemon older than paging answers with the whole table at once:
+    one page then."""
+    cursor: str | None = None
+    taken = 0
+    try:
+        while True:
+            size = PAGE_SIZE if limit is None else max(1, min(PAGE_SIZE, limit - taken))
+            result = call(path, command, timeout, cursor=cursor, count=size)
+            if isinstance(result, list):  # no paging at the daemon: the whole table
+                entries = result if limit is None else result[:limit]
+                yield entries, len(result), True
+                return
+            if not isinstance(result, dict) or not isinstance(result.get("entries"), list):
+                raise ControlFailure(f"malformed {command} page from lispd at {path}")
+            entries = result["entries"]
+            if limit is not None:
+                entries = entries[: limit - taken]
+            taken += len(entries)
+            cursor = result.get("cursor")
+            last = cursor is None or (limit is not None and taken >= limit)
+            yield entries, int(result.get("total", taken)), last
+            if last:
+                return
+    finally:
+        if cursor is not None:  # stopped early: the daemon may forget the listing now
+            # (the daemon drops it after its idle timeout anyway)
+            with contextlib.suppress(ControlFailure):
+                call(path, command, timeout, cursor=cursor, close=True)
+
+
+def print_table(path: str, command: str, args: argparse.Namespace, out: Any) -> None:
+    """Fetch a table page by page and print each page as it comes."""
+    limit = args.limit
+    if args.json:
+        array = JsonArrayPrinter()
+        for entries, _total, _last in pages(path, command, args.timeout, limit):
+            out.write(array.page(entries))
+            out.flush()
+        out.write(array.end())
+        return
+    printer = TablePrinter(TABLE_FORMATS[command])
+    total = 0
+    for entries, total, last in pages(path, command, args.timeout, limit):
+        out.write(printer.page(entries, total, last))
+        out.flush()
+    out.write(printer.end(total, limit))
+
+
 # --------------------------------------------------------------------------------------------
 # The command
 
@@ -629,13 +856,27 @@ def _commands_help() -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lispctl",
         description="Ask a running lispd what it knows (map-cache, database, sites, RLOCs, "
         "counters, NAT) and tell it to clear its map-cache or reload its configuration.",
         epilog=_commands_help()
-        + "\n\nEID: address or [instance-id]address; PREFIX: prefix or [instance-id]prefix."
+        + "\n\nEID: address or [instance-id]address (show map-cache also takes an EID-prefix:"
+        "\n[instance-id]prefix/len, for that prefix exactly); PREFIX: prefix or"
+        " [instance-id]prefix."
+        "\nTables come in pages, printed as they arrive; --limit N prints the first N entries."
         "\nExit status: 0 done, 1 lispd unreachable or the request failed, 2 usage error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -657,6 +898,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long to wait for the daemon (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="print only the first N entries of a table (map-cache, database, site, rlocs, rtr)",
     )
     parser.add_argument("command", nargs="+", metavar="COMMAND", help="see below")
     return parser
@@ -682,15 +929,25 @@ def socket_path(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace, command: Command, arg: str | None, out: Any) -> int:
     """Ask the daemon, print the answer; the exit status."""
     request = build_request(command, arg)
-    result = call(socket_path(args), command.request, args.timeout, **request)
+    path = socket_path(args)
+    if command.request in PAGED and arg is None:
+        print_table(path, command.request, args, out)
+        return EXIT_OK
+    result = call(path, command.request, args.timeout, **request)
     status = EXIT_OK
     if command.request == "map-cache" and arg is not None:
-        iid, address = parse_eid(arg)
-        result = longest_match(result or [], iid, address)
+        iid, what = parse_map_cache_arg(arg)
+        # The daemon's answer is the match already; an older daemon's, the whole map-cache.
+        if isinstance(what, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            result = exact_match(result or [], iid, what)
+            missing = f"no map-cache entry for [{iid}]{what}"
+        else:
+            result = longest_match(result or [], iid, what)
+            missing = f"no map-cache entry holds [{iid}]{what}"
         if not result:
             status = EXIT_ERROR
             if not args.json:
-                sys.stderr.write(f"lispctl: no map-cache entry holds [{iid}]{address}\n")
+                sys.stderr.write(f"lispctl: {missing}\n")
                 return status
     elif command.request == "reload" and not (result or {}).get("reloaded"):
         status = EXIT_ERROR

@@ -622,6 +622,11 @@ class MapServer:
         """Every registration, in (instance-ID, family, prefix) order."""
         return [reg for _iid, _net, reg in self._registrations.items()]
 
+    def registrations_per_site(self) -> dict[str, int]:
+        """How many EID-prefixes each site has registered (sites with none left out): kept up
+        to date on every change, so this costs the number of sites, not of registrations."""
+        return {site: n for site, n in self._per_site.items() if n > 0}
+
     def lookup(self, iid: int, address: IPAddress | str) -> Registration | None:
         """The registration with the longest prefix covering ``address`` in ``iid``."""
         try:

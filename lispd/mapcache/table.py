@@ -28,7 +28,7 @@ one in the first.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
@@ -70,6 +70,27 @@ _MASKS6: Final = prefix_masks(128)
 # A stored item: the value (tables with ``prefix_of``) or a (network, value) pair.
 _Item = Any
 _Level = dict[int, _Item]  # network address as int -> item, for one prefix length
+
+
+class _Pairs(Sequence[tuple[Network, V]]):
+    """``(prefix, value)`` pairs of a copy of stored values that know their own prefix, made
+    only for what is read: a slice of a page costs the page, not the whole copy."""
+
+    __slots__ = ("_prefix_of", "_values")
+
+    def __init__(self, values: list[V], prefix_of: Callable[[V], Network]) -> None:
+        self._values = values
+        self._prefix_of = prefix_of
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, index: Any) -> Any:
+        prefix_of = self._prefix_of
+        if isinstance(index, slice):
+            return [(prefix_of(v), v) for v in self._values[index]]
+        value = self._values[index]
+        return (prefix_of(value), value)
 
 
 def _pair_prefix(item: tuple[Network, Any]) -> Network:
@@ -386,6 +407,25 @@ class PrefixTable(Generic[V]):
                 else:
                     prefix_of = self._prefix_of
                     yield [(prefix_of(item), item) for item in part]
+
+    @property
+    def partitions(self) -> int:
+        """How many parts :meth:`partition` numbers: one per prefix length, 0 to :attr:`bits`."""
+        return self.bits + 1
+
+    def partition(self, index: int) -> Sequence[tuple[Network, V]]:
+        """A copy of the ``(prefix, value)`` pairs of one part, the prefixes of length
+        ``index``, in no particular order.  A prefix is always in the same part, so a paged
+        listing (:mod:`lispd.api.paging`) walking the parts one per page shows each prefix at
+        most once, and never copies the whole table in one go: one length's references at
+        C speed (about 20 ns a prefix; a million prefixes of one length would still be one
+        copy of some 20 ms), the pairs made only for the slices read."""
+        level = self._by_len.get(index)
+        if not level:
+            return []
+        if self._prefix_of is None:
+            return list(level.values())
+        return _Pairs(list(level.values()), self._prefix_of)
 
     def covering(self, prefix: PrefixLike, *, strict: bool = False) -> list[tuple[Network, V]]:
         """Stored prefixes that contain ``prefix``, least specific first.

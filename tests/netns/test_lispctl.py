@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from lispd.api.client import ControlError, request
-from lispd.lab import Lab, nat_topology
+from lispd.lab import Lab, Topology, nat_topology
 from tests import configs
 from tests.netns import common
 from tests.netns.test_rtr_nat import World, ms_config, rtr_config, xtr_config
@@ -231,3 +231,85 @@ def test_every_lispctl_command_against_live_daemons() -> None:
             "lispd is not running? cannot connect to"
             in ctl("-s", lab_sock, "version", expect=1).stderr
         )
+
+
+# --- a map-cache of a few thousand entries, page by page -------------------------------------
+
+BIG_V6 = 2500  # /64s in 2001:db8:1000::/48
+BIG_V4 = 256  # /32s in 203.0.113.0/24
+BIG_RLOC = "192.0.2.2"  # the other end of the link, answered by nobody
+
+
+def big_map_cache() -> list[configs.Doc]:
+    """A few thousand static map-cache entries: IPv6 /64s, IPv4 /32s, a few in instance 7."""
+    entries = [
+        configs.mapping(f"2001:db8:1000:{k:x}::/64", {"address": BIG_RLOC, "priority": 1})
+        for k in range(BIG_V6)
+    ]
+    entries += [
+        configs.mapping(f"203.0.113.{k}/32", {"address": BIG_RLOC, "priority": 1})
+        for k in range(BIG_V4)
+    ]
+    entries += [
+        configs.mapping("203.0.113.0/24", {"address": BIG_RLOC, "priority": 2}, instance_id=7),
+        configs.negative("198.51.100.0/24", "drop", instance_id=7),
+    ]
+    return entries
+
+
+def test_a_map_cache_of_thousands_page_by_page() -> None:
+    topo = Topology()
+    h1, h2 = topo.host("h1"), topo.host("h2")
+    topo.link(h1, h2, ["192.0.2.1/30"], ["192.0.2.2/30"])
+    total = BIG_V6 + BIG_V4 + 2
+    with Lab(topo) as lab:
+        sock = str(lab.workdir / "h1.sock")
+        doc = configs.xtr(
+            "h1",
+            ("192.0.2.1",),
+            ("198.51.100.0/28",),
+            control_socket=sock,
+            probing={"map-cache": False},
+        )
+        doc["map-cache"] = big_map_cache()
+        daemon = lab.start_lispd("h1", configs.toml(doc), timeout=60.0)
+        try:
+            # the control protocol itself: pages of at most the count asked, each entry once
+            page = request(sock, "map-cache", cursor=None, count=100)
+            assert page["total"] == total
+            seen = [(e["instance-id"], e["eid-prefix"]) for e in page["entries"]]
+            pages = 1
+            while page["cursor"] is not None:
+                page = request(sock, "map-cache", cursor=page["cursor"], count=100)
+                assert len(page["entries"]) <= 100
+                seen += [(e["instance-id"], e["eid-prefix"]) for e in page["entries"]]
+                pages += 1
+            assert len(seen) == len(set(seen)) == total
+            assert pages == -(-total // 100)
+            # lispctl prints every entry, as a table and as JSON, fetching pages
+            text = show(sock, "show", "map-cache")
+            assert text.startswith(f"LISP map-cache: {total} entries\n\nInst-ID ")
+            rows = [line for line in text.splitlines()[3:] if line.strip()]
+            assert len(rows) == total  # one RLOC each (or none: one line)
+            assert re.search(r"^7\s+198\.51\.100\.0/24\s+drop\s+static\s+never\s+-", text, re.M)
+            listed = show_json(sock, "show", "map-cache")
+            assert sorted((e["instance-id"], e["eid-prefix"]) for e in listed) == sorted(seen)
+            # --limit: the first N
+            text = show(sock, "--limit", "25", "show", "map-cache")
+            assert len(text.splitlines()) == 3 + 25 + 1
+            assert text.endswith(f"(the first 25 of {total} shown: --limit 25)\n")
+            assert len(show_json(sock, "--limit", "7", "show", "map-cache")) == 7
+            # one EID, one prefix: answered by the daemon
+            [entry] = show_json(sock, "show", "map-cache", "2001:db8:1000:9c3::1")
+            assert entry["eid-prefix"] == "2001:db8:1000:9c3::/64"
+            [entry] = show_json(sock, "show", "map-cache", "[7]203.0.113.9")
+            assert entry["eid-prefix"] == "203.0.113.0/24" and entry["instance-id"] == 7
+            [entry] = show_json(sock, "show", "map-cache", "203.0.113.9/32")
+            assert entry["rlocs"][0]["priority"] == 1
+            assert show_json(sock, "show", "map-cache", "203.0.113.0/24", expect=1) == []
+            # an old client's un-paged request still gets the whole (small enough) table
+            assert len(request(sock, "map-cache")) == total
+        finally:
+            # (the routes of every static prefix are removed one netlink call each on the
+            # way out: more than the default 5 s on a busy machine)
+            assert daemon.stop(timeout=60.0) == 0, daemon.log_tail()

@@ -9,7 +9,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from lispd.cli.lispctl import (
     format_clear,
     format_database,
     format_duration,
+    format_json,
     format_map_cache,
     format_nat,
     format_registrations,
@@ -546,9 +547,14 @@ def test_requests_carry_the_prefix_and_instance() -> None:
     assert build_request(clear, None) == {}
     assert build_request(clear, "10.0.0.0/8") == {"prefix": "10.0.0.0/8"}
     assert build_request(clear, "[7]10.0.0.0/8") == {"prefix": "10.0.0.0/8", "instance-id": 7}
-    assert build_request(show, "10.0.0.1") == {}  # the filtering is lispctl's
-    with pytest.raises(UsageError):
-        build_request(show, "10.0.0.0/8")
+    # the daemon matches: the longest prefix holding an EID, or exactly an EID-prefix
+    assert build_request(show, "10.0.0.1") == {"eid": "10.0.0.1", "instance-id": 0}
+    assert build_request(show, "[7]2001:db8::1") == {"eid": "2001:db8::1", "instance-id": 7}
+    assert build_request(show, "10.0.0.0/8") == {"prefix": "10.0.0.0/8", "instance-id": 0}
+    assert build_request(show, "[3]2001:db8::/32") == {"prefix": "2001:db8::/32", "instance-id": 3}
+    for bad in ("10.0.0.1/8", "[x]10.0.0.1", "nope/8"):
+        with pytest.raises(UsageError):
+            build_request(show, bad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -725,3 +731,151 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
         lispctl.main(argv)
     assert exc.value.code == 2
     assert "lispctl: error:" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Tables in pages
+
+
+def test_a_table_in_one_page_prints_as_it_always_did() -> None:
+    printer = lispctl.TablePrinter(lispctl.MAP_CACHE_FORMAT)
+    text = printer.page(MAP_CACHE, len(MAP_CACHE) + 3, last=True) + printer.end(5, None)
+    assert text == format_map_cache(MAP_CACHE)  # the title counts what is shown
+    empty = lispctl.TablePrinter(lispctl.SITE_FORMAT)
+    assert empty.page([], 0, last=True) + empty.end(0, None) == format_site([])
+
+
+def test_pages_print_as_they_come_columns_widening_when_needed() -> None:
+    printer = lispctl.TablePrinter(lispctl.MAP_CACHE_FORMAT)
+    first = printer.page(MAP_CACHE[:2], 9, last=False)
+    assert first.splitlines() == [
+        "LISP map-cache: 9 entries",
+        "",
+        "Inst-ID  EID-prefix       Action            Source     TTL       Locator  Pri/Wgt  State",
+        "0        0.0.0.0/0        send-map-request  static     never     -        -        -",
+        "0        198.51.100.0/24  native-forward    map-reply  00:01:00  -        -        -",
+    ]
+    second = printer.page(MAP_CACHE[4:], 9, last=True)
+    assert second.splitlines() == [  # wider columns from here on
+        "7        2001:db8:100:2::/64  encapsulate       map-reply  00:15:00  "
+        "192.0.2.1->192.0.2.5->192.0.2.14  1/100    up"
+    ]
+    assert printer.end(9, None) == "(3 of 9 shown: the table changed while it was listed)\n"
+    assert printer.end(9, 3) == "(the first 3 of 9 shown: --limit 3)\n"
+
+
+def test_json_array_written_element_by_element_is_format_json() -> None:
+    for entries in (MAP_CACHE, MAP_CACHE[:1], []):
+        array = lispctl.JsonArrayPrinter()
+        text = array.page(entries[:2]) + array.page(entries[2:]) + array.end()
+        assert text == format_json(entries)
+
+
+def _paging_daemon(
+    table: list[dict[str, Any]], per_page: int | None = None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A fake daemon serving ``table`` in pages (of what the request counts, or at most
+    ``per_page``) under one cursor; an un-paged request gets the whole table."""
+
+    def answer(req: dict[str, Any]) -> dict[str, Any]:
+        if "cursor" not in req:
+            return {"ok": True, "result": table}
+        if req.get("close"):
+            return {"ok": True, "result": {"entries": [], "cursor": None, "total": len(table)}}
+        start = 0 if req["cursor"] is None else int(req["cursor"])
+        end = start + min(req["count"], per_page or req["count"])
+        more = end < len(table)
+        page = {"entries": table[start:end], "cursor": str(end) if more else None}
+        return {"ok": True, "result": {**page, "total": len(table)}}
+
+    return answer
+
+
+def test_lispctl_fetches_pages_and_prints_every_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = [dict(MAP_CACHE[k % 5], **{"eid-prefix": f"10.0.{k // 256}.{k % 256}/32"})
+             for k in range(lispctl.PAGE_SIZE * 3 + 7)]  # fmt: skip
+    sock = str(tmp_path / "c.sock")
+    with fake_daemon(sock, _paging_daemon(table)) as seen:
+        assert lispctl.main(["-s", sock, "show", "map-cache"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"LISP map-cache: {len(table)} entries\n\nInst-ID ")
+        assert [line.split()[1] for line in out.splitlines()[3:] if line[:1] in "07"] == [
+            e["eid-prefix"] for e in table
+        ]
+        assert [r.get("cursor") for r in seen] == [None, "100", "200", "300"]
+        assert all(r["count"] == lispctl.PAGE_SIZE for r in seen)
+
+        seen.clear()
+        assert lispctl.main(["-s", sock, "--json", "show", "map-cache"]) == 0
+        assert json.loads(capsys.readouterr().out) == table
+
+        # --limit: the first N, then the listing is closed at the daemon
+        seen.clear()
+        assert lispctl.main(["-s", sock, "--limit", "150", "show", "map-cache"]) == 0
+        out = capsys.readouterr().out
+        assert out.endswith(f"(the first 150 of {len(table)} shown: --limit 150)\n")
+        assert [r.get("count") for r in seen] == [100, 50, None]
+        assert seen[-1] == {"command": "map-cache", "cursor": "150", "close": True}
+        assert lispctl.main(["-s", sock, "--json", "--limit", "3", "sh", "ma"]) == 0
+        assert json.loads(capsys.readouterr().out) == table[:3]
+
+        # every table command pages the same way
+        for words, title in (
+            (["show", "database"], "LISP database: "),
+            (["show", "site"], "LISP site registrations: "),
+            (["show", "rlocs"], "LISP RLOC probing: "),
+            (["show", "rtr"], "LISP RTR NAT bindings: "),
+        ):
+            seen.clear()
+            assert lispctl.main(["-s", sock, "--limit", "2", *words]) == 0
+            assert capsys.readouterr().out.startswith(title)
+            assert seen[0]["command"] == lispctl.parse_command(words)[0].request
+            assert seen[0]["cursor"] is None and seen[0]["count"] == 2
+
+
+def test_a_daemon_older_than_paging_answers_with_the_whole_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sock = str(tmp_path / "c.sock")
+    with fake_daemon(sock, {"ok": True, "result": MAP_CACHE}) as seen:
+        assert lispctl.main(["-s", sock, "show", "map-cache"]) == 0
+        assert capsys.readouterr().out == format_map_cache(MAP_CACHE)
+        assert lispctl.main(["-s", sock, "--limit", "2", "show", "map-cache"]) == 0
+        assert capsys.readouterr().out.endswith("(the first 2 of 5 shown: --limit 2)\n")
+        # an EID or a prefix: matched here when the daemon answers with everything
+        assert lispctl.main(["-s", sock, "--json", "show", "map-cache", "[7]198.51.100.17"]) == 0
+        assert json.loads(capsys.readouterr().out) == [MAP_CACHE[3]]
+        assert lispctl.main(["-s", sock, "--json", "show", "map-cache", "198.51.100.0/24"]) == 0
+        assert json.loads(capsys.readouterr().out) == [MAP_CACHE[1]]
+        assert lispctl.main(["-s", sock, "show", "map-cache", "198.51.100.0/25"]) == 1
+        assert capsys.readouterr().err == "lispctl: no map-cache entry for [0]198.51.100.0/25\n"
+        assert seen[-1] == {"command": "map-cache", "prefix": "198.51.100.0/25", "instance-id": 0}
+
+
+def test_a_failing_page_is_an_error_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon forgot the listing (its idle timeout) or refuses a new one: exit 1, what was
+    printed stays printed."""
+
+    def answer(req: dict[str, Any]) -> dict[str, Any]:
+        if req["cursor"] is None:
+            return {"ok": True, "result": {"entries": MAP_CACHE[:2], "cursor": "c1", "total": 5}}
+        return {"ok": False, "error": "unknown or expired cursor 'c1'"}
+
+    sock = str(tmp_path / "c.sock")
+    with fake_daemon(sock, answer):
+        assert lispctl.main(["-s", sock, "show", "map-cache"]) == 1
+        out, err = capsys.readouterr()
+        assert out.startswith("LISP map-cache: 5 entries\n") and "198.51.100.0/24" in out
+        assert err == "lispctl: lispd: unknown or expired cursor 'c1'\n"
+
+
+def test_limit_must_be_a_positive_number(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(SystemExit) as exit_info:
+            lispctl.main(["--limit", bad, "show", "map-cache"])
+        assert exit_info.value.code == 2
+    assert "--limit" in capsys.readouterr().err

@@ -503,3 +503,80 @@ def test_fastpath_engines_what_each_forwarded_and_worker_restarts() -> None:
         (("engine", "main"),): 30,
         (("engine", "worker1"),): 12,
     }
+
+
+# --- a scrape never walks the tables ------------------------------------------------------------
+
+
+def _no_walks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every whole-table walk of the map-cache and of the Map-Server's registrations
+    raise: a scrape that still works touched no entry one by one."""
+
+    def walked(*_args: object, **_kw: object) -> Any:
+        raise AssertionError("a metrics scrape walked a whole table")
+
+    from lispd.control.mapserver import MapServer
+    from lispd.mapcache import MapCache, PrefixTable, ScopedTables
+
+    for cls, names in (
+        (MapCache, ("entries", "__iter__")),
+        (ScopedTables, ("items",)),
+        (PrefixTable, ("items", "partition", "__iter__")),
+        (MapServer, ("registrations",)),
+    ):
+        for name in names:
+            monkeypatch.setattr(cls, name, walked)
+
+
+def test_a_scrape_does_not_touch_map_cache_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lispd.api import views
+    from lispd.config import parse_config
+    from lispd.node import Node
+    from tests import configs
+
+    node = Node(parse_config(configs.toml(configs.xtr(probing={"map-cache": False}))), 0.0)
+    n = 5000
+    for k in range(n):
+        node.mapcache.add(
+            MapCacheEntry(
+                iid=k % 2,
+                prefix=ip_network((0x0A000000 + k, 32)),
+                rlocs=(RlocEntry(RLOC_A, 1, 1),),
+                ttl=600.0,
+                source="map-reply",
+            )
+        )
+    _no_walks(monkeypatch)
+    snap = views.metrics_snapshot(node, views.node_stats(node), 1.0)
+    families = parse(render_metrics(lambda: snap))
+    for iid in (0, 1):
+        assert value(
+            families, "lispd_map_cache_entries", instance_id=str(iid), family="ipv4",
+            source="map-reply",
+        ) == n // 2  # fmt: skip
+    assert f"map-cache={n}" in views.status_line(node, views.node_stats(node), 1.0)
+
+
+def test_a_scrape_does_not_walk_map_server_registrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lispd.api import views
+    from lispd.config import parse_config
+    from lispd.node import Node
+    from tests import configs
+    from tests.unit.test_mapserver import ETR_A, record, register
+
+    sites = [configs.site("site-a", "key-site-a", {"eid-prefix": "198.51.100.0/24",
+                                                   "accept-more-specifics": True})]  # fmt: skip
+    node = Node(parse_config(configs.toml(configs.msmr(sites=sites))), 0.0)
+    ms = node.control.map_server
+    assert ms is not None
+    subnets = list(ip_network("198.51.100.0/24").subnets(new_prefix=28))
+    for k, net in enumerate(subnets):
+        register(ms, (record(str(net), ETR_A),), b"key-site-a", 1.0, src=ETR_A, nonce=k + 1)
+    assert ms.registrations_per_site() == {"site-a": len(subnets)}
+    _no_walks(monkeypatch)
+    snap = views.metrics_snapshot(node, views.node_stats(node), 2.0)
+    families = parse(render_metrics(lambda: snap))
+    assert value(families, "lispd_map_server_registered_prefixes", site="site-a") == len(subnets)
+    assert value(families, "lispd_map_server_registered_sites") == 1
+    line = views.status_line(node, views.node_stats(node), 2.0)
+    assert f"site-registrations={len(subnets)}" in line
