@@ -905,7 +905,10 @@ class Churn:
                 time.sleep(0.5)  # settle: the next window starts quiet
         finally:
             pinger.stop()
-        stalls = self.agent.ask("stalls", windows={k: list(v) for k, v in windows.items()})
+        # A stall that ends the window shows in the tick just after it: 0.3 s more (of the
+        # 0.5 s of quiet between two phases).
+        late = {k: [a, b + 0.3] for k, (a, b) in windows.items()}
+        stalls = self.agent.ask("stalls", windows=late)
         phases = {}
         for name, (start, end) in windows.items():
             phases[name] = {

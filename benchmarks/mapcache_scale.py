@@ -13,9 +13,10 @@ fast-path worker process takes to load the whole table (and its memory then).  N
 for these ("unit" figures).
 
 As root it goes on with the churn phase (:mod:`benchmarks.churn`): the same number of prefixes
-in a running lispd (xTR with two engines) in network namespaces, and the event loop's stalls,
-a 10 ms ping's losses and ``lispctl show map-cache EID``'s latency while its map-cache churns
-(expiries, an RLOC flapping, NAT rebindings, metrics scrapes, a full dump, a worker killed).
+(``--quick``: 5,000) in a running lispd (xTR with two engines) in network namespaces, and the
+event loop's stalls, a 10 ms ping's losses and ``lispctl show map-cache EID``'s latency while
+its map-cache churns (expiries, an RLOC flapping, NAT rebindings, metrics scrapes, a full dump,
+a worker killed).
 The JSON's top-level ``load_s``, ``rss_total_mb``, ``bytes_per_prefix``, ``loop_stall_max_ms``,
 ``loop_stall_p99_ms``, ``show_map_cache_eid_ms`` and ``ping_loss`` are the churn run's (the unit
 figures' ``load_s`` and ``bytes_per_prefix`` without root), printed beside issue 22's targets.
