@@ -853,7 +853,9 @@ class Churn:
         for t in threads:
             t.start()
         time.sleep(self.phase_s)
+        # The continuous sources run for the phase time; the one-shot ones to their end.
         stop.set()
+        done = {s: self.agent.ask("stop", source=s) for s in agent_sources}
         limit = start + self.phase_limit
         for t in threads:  # the one-shot sources run to their end, within the limit
             t.join(timeout=max(0.0, limit - time.monotonic()))
@@ -861,7 +863,6 @@ class Churn:
         if unfinished:
             raise RuntimeError(f"phase {name}: {unfinished} still running after "
                                f"{self.phase_limit:g} s")  # fmt: skip
-        done = {s: self.agent.ask("stop", source=s) for s in agent_sources}
         end = time.monotonic()
         return start, end, done
 
@@ -903,6 +904,11 @@ class Churn:
                     detail["kill"] = self.kills[marks[3] :]
                 details[name] = detail
                 time.sleep(0.5)  # settle: the next window starts quiet
+                # Told as it goes: a later phase that fails leaves these figures at least.
+                window = {name: [start, end + 0.3]}
+                stall = self.agent.ask("stalls", windows=window)[name]
+                progress(f"phase {name}: {round(end - start, 1)} s, stall {stall}, "
+                         f"ping {pinger.window(start, end)}, {detail}")  # fmt: skip
         finally:
             pinger.stop()
         # A stall that ends the window shows in the tick just after it: 0.3 s more (of the
