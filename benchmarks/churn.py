@@ -15,10 +15,11 @@ input this lab could produce at the rate asked.  xtr2 is a plain lispd; a 10 ms 
 a to b through both xTRs the whole time.
 
 What xtr1's map-cache holds: ``N`` learned entries (source ``map-reply``, TTL one day), loaded
-after the daemon started, through the node's own install path for Map-Reply answers
-(``Node._apply`` of a :class:`lispd.control.plane.ControlResult` with the entries as
-``installs``, 2,000 per loop turn) so that the engines and the worker mirror them as they
-would: IPv4 /24-/32 inside 203.0.113.0/24 (511 of them) and IPv6 /48-/128 inside
+after the daemon started with ``MapCache.add``, 2,000 per loop turn, so that engine 0 and the
+worker mirror them through the map-cache's listener as they mirror a Map-Reply's install (not
+through ``Node._apply`` itself: its log line is built whatever the log level, ~100 us an
+entry today, which would make a million take minutes; no route is added either way): IPv4
+/24-/32 inside 203.0.113.0/24 (511 of them) and IPv6 /53-/128 (for a million) inside
 2001:db8:8000::/33.  ``min(100,000, N/2)`` of them have RLOC 192.0.2.200 (priority 1, the
 flapping one) and a pool RLOC (priority 2); every entry has one RLOC of a pool of
 ``N / 100`` IPv6 addresses counted up from 2001:db8:ff00::1 (100 entries each).  None of
@@ -28,7 +29,7 @@ The churn sources, each alone for ``--phase-seconds`` and then all at once:
 
 ``expiry``
     10,000 entries a second expire and are learned again: the agent installs 100 entries
-    every 10 ms (the node's Map-Reply install path again) with a TTL of one second, cycling
+    every 10 ms (as the load does) with a TTL of one second, cycling
     through 20,000 of them, so that the node's own timer expires 10,000 a second
     (``MapCache.expire`` from ``Node.handle_timer``) and each is re-learned a second after
     it went.  Afterwards the 20,000 get their one-day TTL back (outside the measured window).
@@ -160,8 +161,10 @@ def stall_figures(lags: list[float], seconds: float) -> dict[str, Any]:
 
 
 def eid_prefixes(n: int, seed: int = 22) -> Iterator[IPv4Network | IPv6Network]:
-    """``n`` distinct EID-prefixes: the 511 of 203.0.113.0/24 from /24 to /32 first, then
-    random IPv6 /48-/128 inside 2001:db8:8000::/33."""
+    """``n`` distinct EID-prefixes: the 511 of 203.0.113.0/24 from /24 to /32 first, then IPv6
+    ones inside 2001:db8:8000::/33, distinct by construction (the bits after the /33 count
+    them; no set of those seen, whose garbage would stay in the RSS measured): random lengths
+    from just past the counter (/53 for a million) to /128, random bits below."""
     made = 0
     base = int(EID_V4.network_address)
     for plen in range(24, 33):
@@ -171,15 +174,11 @@ def eid_prefixes(n: int, seed: int = 22) -> Iterator[IPv4Network | IPv6Network]:
             yield IPv4Network((base + (k << (32 - plen)), plen))
             made += 1
     rng = random.Random(seed)
-    seen: set[tuple[int, int]] = set()
-    while made < n:
-        plen = rng.randint(48, 128)
-        value = (EID_V6_BASE | rng.getrandbits(95)) >> (128 - plen) << (128 - plen)
-        if (plen, value) in seen:
-            continue
-        seen.add((plen, value))
-        yield IPv6Network((value, plen))
-        made += 1
+    shift = 95 - max(1, n.bit_length())  # the counter sits just below the /33
+    for k in range(n - made):
+        plen = rng.randint(128 - shift, 128)
+        value = EID_V6_BASE | (k << shift) | rng.getrandbits(shift)
+        yield IPv6Network((value >> (128 - plen) << (128 - plen), plen))
 
 
 def pool_size(prefixes: int) -> int:
@@ -776,6 +775,8 @@ class Churn:
             "seconds": round(time.monotonic() - started, 3),
             "exit": proc.returncode,
             "lines": proc.stdout.count(b"\n"),
+            **({"error": proc.stderr.decode(errors="replace").strip()[-300:]}
+               if proc.returncode else {}),
         })  # fmt: skip
 
     def lookup(self, times: int = 5) -> None:
@@ -958,6 +959,7 @@ def summary(load: dict[str, Any], phases: dict[str, Any]) -> dict[str, Any]:
         "loop_stall_max_ms": max((s["max_ms"] for s in stalls), default=None),
         "loop_stall_p99_ms": max((s["p99_ms"] for s in stalls), default=None),
         "show_map_cache_eid_ms": max(lookups) if lookups else None,
+        "show_map_cache_eid_failures": sum(len(p.get("lookup_failures", [])) for p in churn),
         "ping_loss": sum(p["ping"]["lost"] for p in churn),
         "ping_sent": sum(p["ping"]["sent"] for p in churn),
     }
@@ -1023,9 +1025,13 @@ def print_report(r: dict[str, Any]) -> None:
             what.append(f"scrapes {p['scrape']['count']} max {p['scrape']['max_ms']} ms")
         if "lookup_ms" in p:
             what.append(f"show map-cache EID ms {p['lookup_ms']}")
+            for failure in p.get("lookup_failures", []):
+                what.append(f"show map-cache EID failed after {failure}")
         if "dump" in p:
-            what.append("dump " + ", ".join(f"{d['seconds']} s {d['lines']} lines"
-                                            for d in p["dump"]))  # fmt: skip
+            what.append("dump " + ", ".join(
+                f"{d['seconds']} s {d['lines']} lines"
+                + (f" (exit {d['exit']}: {d.get('error', '')[-80:]})" if d["exit"] else "")
+                for d in p["dump"]))  # fmt: skip
         if "kill" in p:
             what.append(
                 "worker "
