@@ -226,8 +226,9 @@ def test_mapcache_scale_churn_quick(tmp_path: Path) -> None:
     for name, p in phases.items():
         seconds, stall, ping = p["seconds"], p["stall"], p["ping"]
         assert seconds >= churn["phase_seconds"], name
-        # a 10 ms tick: about 100 a second, fewer when the loop stalled
-        assert 0 < stall["ticks"] <= seconds * 100 + 5, (name, stall)
+        # a 10 ms tick: about 100 a second, fewer when the loop stalled (the stalls are read
+        # 0.3 s past the phase's end: one that ends it shows in the tick just after)
+        assert 0 < stall["ticks"] <= (seconds + 0.3) * 100 + 5, (name, stall)
         assert stall["max_ms"] >= stall["p99_ms"] >= 0, (name, stall)
         assert stall["over_20ms"] <= stall["ticks"]
         # a ping every 10 ms from a thread of the benchmark, give or take its scheduling
