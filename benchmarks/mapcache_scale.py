@@ -1,6 +1,7 @@
 """Map-cache scale: a million EID-prefixes in the map-cache and the compiled fast path's table.
 
-    .venv/bin/python -m benchmarks.mapcache_scale [--prefixes N] [--quick] [--json FILE]
+    sudo .venv/bin/python -m benchmarks.mapcache_scale [--prefixes N] [--quick] [--json FILE]
+        [--phase-seconds S] [--no-unit] [--no-churn]
 
 Loads N prefixes (default 1,000,000; IPv4 /16-/32 and IPv6 /32-/128 mixed, two instance-IDs,
 one or two RLOCs each) the way the daemon installs Map-Reply answers: into the
@@ -9,7 +10,16 @@ the compiled engine.  Reports the load time, the resident memory it took (proces
 after), the engine's table memory, and the longest-prefix match time per lookup of the compiled
 table (C loop over random addresses that hit) and of the Python map-cache, and how long a new
 fast-path worker process takes to load the whole table (and the event loop's longest turn
-meanwhile, and the worker's memory then).  No root needed.
+meanwhile, and the worker's memory then).  No root needed for these ("unit" figures).
+
+As root it goes on with the churn phase (:mod:`benchmarks.churn`): the same number of prefixes
+(``--quick``: 5,000) in a running lispd (xTR with two engines) in network namespaces, and the
+event loop's stalls, a 10 ms ping's losses and ``lispctl show map-cache EID``'s latency while
+its map-cache churns (expiries, an RLOC flapping, NAT rebindings, metrics scrapes, a full dump,
+a worker killed).
+The JSON's top-level ``load_s``, ``rss_total_mb``, ``bytes_per_prefix``, ``loop_stall_max_ms``,
+``loop_stall_p99_ms``, ``show_map_cache_eid_ms`` and ``ping_loss`` are the churn run's (the unit
+figures' ``load_s`` and ``bytes_per_prefix`` without root), printed beside issue 22's targets.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import resource
 import sys
@@ -68,7 +79,7 @@ def entries(
     """One map-cache entry per prefix, one or two RLOCs, a 24-hour TTL."""
     out = []
     for iid, prefix in prefixes:
-        rlocs = (RlocEntry(rng.choice(RLOCS), 1, 50),)
+        rlocs: tuple[RlocEntry, ...] = (RlocEntry(rng.choice(RLOCS), 1, 50),)
         if rng.random() < 0.3:
             rlocs += (RlocEntry(RLOCS[1], 1, 50),)
         out.append(MapCacheEntry(iid=iid, prefix=prefix, rlocs=rlocs, ttl=86400.0, created=0.0))
@@ -184,12 +195,40 @@ def main(argv: list[str] | None = None) -> int:
     """Run and print the figures (and write JSON when asked)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mapcache_scale")
     parser.add_argument("--prefixes", type=int)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="20,000 prefixes (the churn: 5,000, phases of 1.5 s)",
+    )  # fmt: skip
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--phase-seconds", type=float, help="each churn phase (default 8)")
+    parser.add_argument("--no-unit", action="store_true", help="the churn phase only")
+    parser.add_argument("--no-churn", action="store_true", help="the unit figures only")
     args = parser.parse_args(argv)
-    result = measure(args.quick, args.prefixes)
-    for key, value in result.items():
-        print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
+    n = args.prefixes or (20_000 if args.quick else 1_000_000)
+    result: dict[str, Any] = {"prefixes": n}
+    if not args.no_unit:
+        unit = measure(args.quick, n)
+        result["unit"] = unit
+        for key, value in unit.items():
+            print(f"{key:>28}: {value:.3f}" if isinstance(value, float) else f"{key:>28}: {value}")
+        result.update(load_s=unit["load_s"], bytes_per_prefix=unit["bytes_per_prefix"])
+    if args.no_churn:
+        pass  # the unit figures only
+    elif os.geteuid() != 0:
+        result["churn"] = {"skipped": "the churn phase needs root (network namespaces)"}
+        print("churn: skipped (needs root: network namespaces)")
+    else:
+        from benchmarks import churn
+
+        phase_s = args.phase_seconds or (1.5 if args.quick else 8.0)
+        churn_n = args.prefixes or (5_000 if args.quick else 1_000_000)
+        section = churn.run_churn(churn_n, phase_s)
+        result["churn"] = section
+        for key in ("load_s", "rss_total_mb", "bytes_per_prefix", "loop_stall_max_ms",
+                    "loop_stall_p99_ms", "show_map_cache_eid_ms", "ping_loss"):  # fmt: skip
+            result[key] = section[key]
+        result["targets"] = section["targets"]
+        churn.print_report(section)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)
