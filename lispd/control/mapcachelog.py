@@ -49,21 +49,34 @@ def _mapping(entry: MapCacheEntry) -> tuple[object, ...]:
     )
 
 
+def install_event(previous: MapCacheEntry | None, entry: MapCacheEntry) -> str | None:
+    """What installing ``entry`` in place of ``previous`` is worth an INFO line as: ``learned``
+    or ``negative``; None for a refresh (the same mapping again: a DEBUG line at most)."""
+    if previous is not None and _mapping(previous) == _mapping(entry):
+        return None
+    return "learned" if entry.rlocs else "negative"
+
+
 def log_install(
     previous: MapCacheEntry | None, entry: MapCacheEntry, logger: logging.Logger = log
 ) -> None:
-    """Log the install of ``entry`` in place of ``previous`` (None: a new prefix)."""
-    fields = entry_fields(entry)
-    if previous is not None and _mapping(previous) == _mapping(entry):
-        logger.debug("map-cache refreshed %s", pairs(fields))
+    """Log the install of ``entry`` in place of ``previous`` (None: a new prefix); the line's
+    text is built only when its level is shown (tens of microseconds an entry otherwise)."""
+    event = install_event(previous, entry)
+    if event is None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("map-cache refreshed %s", pairs(entry_fields(entry)))
         return
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = entry_fields(entry)
     if previous is not None:
         fields["was-action"] = previous.action
         fields["was-rlocs"] = rloc_texts(previous)
-    event = "learned" if entry.rlocs else "negative"
     logger.info("map-cache %s %s", event, pairs(fields))
 
 
 def log_removed(entry: MapCacheEntry, why: str, logger: logging.Logger = log) -> None:
     """Log the removal of ``entry``: ``why`` is ``expired`` or ``cleared``."""
-    logger.info("map-cache %s %s", why, pairs(entry_fields(entry)))
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("map-cache %s %s", why, pairs(entry_fields(entry)))

@@ -31,7 +31,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from lispd.config import Config
-from lispd.control.mapcachelog import log_install, log_removed
+from lispd.control.mapcachelog import install_event, log_install, log_removed
 from lispd.control.nat import NatStatus, nat_record
 from lispd.control.natdraft import DraftRtr, draft_record, ecm_via_rtr, relayed_control
 from lispd.control.outputs import SendControl, SendData
@@ -227,7 +227,8 @@ class Node:
         self._binding_log = TokenBucket(BINDING_LOG_RATE, BINDING_LOG_BURST)
         self._bindings_unlogged = 0
         self._removal_log = TokenBucket(EXPIRY_LOG_RATE, EXPIRY_LOG_BURST)
-        # Removals not logged one by one, by why (expired, cleared), summed up at ...
+        self._install_log = TokenBucket(EXPIRY_LOG_RATE, EXPIRY_LOG_BURST)
+        # Map-cache lines left out, by event (expired, cleared, learned, negative), summed up at ...
         self._removals_unlogged: Counter[str] = Counter()
         self._removal_summary_due = now  # ... this time
         # RLOC up/down changes being shown in the map-cache entries, a slice per timer turn.
@@ -835,7 +836,7 @@ class Node:
             previous = self.mapcache.get(entry.iid, entry.prefix)  # for the log line
             self.mapcache.add(entry)
             self._watch_rlocs(entry)
-            log_install(previous, entry)
+            self._log_install(previous, entry, self.now)
             if victim is not None:  # after the install: an RLOC both use stays probed
                 self._unwatch_unused(r.address for r in victim.rlocs)
         self._send_control(result.sends)
@@ -956,6 +957,22 @@ class Node:
         for rloc in rlocs:
             if rloc not in used and not self.mapcache.uses(rloc):
                 prober.unwatch(rloc)  # an RLOC not watched: nothing happens
+
+    def _log_install(
+        self, previous: MapCacheEntry | None, entry: MapCacheEntry, now: float
+    ) -> None:
+        """A ``map-cache learned`` / ``negative`` line per install, at the removals' rate (a
+        bucket of its own: a million Map-Replies must not write a million lines on the loop);
+        those left out are summed up with the removals' (``learned-unlogged`` /
+        ``negative-unlogged``).  A refresh (the same mapping again) is a DEBUG line, outside
+        the budget."""
+        event = install_event(previous, entry)
+        if event is None or self._install_log.take(now):
+            log_install(previous, entry)
+            return
+        if not self._removals_unlogged:
+            self._removal_summary_due = now + EXPIRY_SUMMARY_INTERVAL
+        self._removals_unlogged[event] += 1
 
     def _log_removals(self, removed: list[MapCacheEntry], why: str, now: float) -> None:
         """A ``map-cache expired`` / ``cleared`` line per entry, at most

@@ -96,6 +96,25 @@ def test_clearing_a_prefix_looks_it_up_and_logs_at_a_bounded_rate(
         node.clear_map_cache(None, "not-a-prefix", 2.0)
 
 
+def test_installs_are_logged_at_a_bounded_rate_with_a_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A burst of Map-Reply installs writes EXPIRY_LOG_BURST lines, then sums up the rest;
+    installing the same mapping again is a refresh, never counted against the budget."""
+    node = node_with()
+    caplog.set_level(logging.INFO, logger="lispd.mapcache")
+    many = int(EXPIRY_LOG_BURST) + 40
+    node.now = 0.0
+    node._apply(ControlResult(installs=[learned(k, SHARED) for k in range(many)]))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if m.startswith("map-cache learned ")]) == EXPIRY_LOG_BURST
+    node._apply(ControlResult(installs=[learned(k, SHARED) for k in range(many)]))  # refreshes
+    assert node.get_timer() <= EXPIRY_SUMMARY_INTERVAL
+    node.handle_timer(EXPIRY_SUMMARY_INTERVAL)
+    summary = [r.getMessage() for r in caplog.records if "-unlogged" in r.getMessage()]
+    assert summary == [f"map-cache learned-unlogged count={many - int(EXPIRY_LOG_BURST)}"]
+
+
 def test_an_rloc_change_marks_rtrs_at_once_and_entries_in_slices() -> None:
     node = node_with()
     itr = node.itr
