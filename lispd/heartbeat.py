@@ -79,9 +79,10 @@ class Heartbeat:
         self._freeze_handle = loop.call_later(FREEZE_INTERVAL, self.freeze_tick)
 
     def gc_snapshot(self) -> dict[str, int]:
-        """The collector's figures for ``stats``: objects frozen, freezes, full collections."""
+        """The collector's figures for ``stats``: freezes, full collections.  (Not the count
+        of frozen objects: :func:`gc.get_freeze_count` walks them all, 40 ms at 300,000
+        entries.)"""
         return {
-            "frozen-objects": gc.get_freeze_count(),
             "freezes": self.freezes,
             "full-collections": gc.get_stats()[2]["collections"],
         }

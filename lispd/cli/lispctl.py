@@ -505,8 +505,7 @@ def _gc_lines(snapshot: dict[str, Any]) -> list[str]:
     if not isinstance(collector, dict):
         return []
     return [
-        f"Garbage collector: {collector.get('frozen-objects', 0)} objects frozen "
-        f"({collector.get('freezes', 0)} freezes), "
+        f"Garbage collector: survivors frozen {collector.get('freezes', 0)} times, "
         f"{collector.get('full-collections', 0)} full collections"
     ]
 

@@ -95,9 +95,9 @@ def test_the_collectors_survivors_are_frozen_out_of_its_full_passes() -> None:
         asyncio.run(run())
         assert gc.get_freeze_count() >= len(survivors)
         snap = d.stats()["gc"]
-        assert snap["freezes"] == 1 and snap["frozen-objects"] == gc.get_freeze_count()
+        assert snap["freezes"] == 1 and "frozen-objects" not in snap  # a count walks them
         assert snap["full-collections"] == gc.get_stats()[2]["collections"]
         text = format_stats({**d.stats(), "loop": {"ticks": 1}})
-        assert f"Garbage collector: {snap['frozen-objects']} objects frozen (1 freezes)" in text
+        assert "Garbage collector: survivors frozen 1 times" in text
     finally:
         gc.unfreeze()
