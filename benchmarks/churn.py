@@ -105,6 +105,7 @@ EXPIRY_TTL = 1.0
 REBIND_RATE = 1_000  # keepalives a second
 FLAP_PERIOD = 2.0  # seconds: down for half, up for half
 LOAD_CHUNK = 2_000
+RESTORE_CHUNK = 200  # entries learned again per loop turn inside a measured phase (~3 ms)
 LONG_TTL = 86400.0
 STALL_LIMIT_MS = 20.0
 SOURCES = ("expiry", "flap", "rebind", "scrape", "dump", "lookup", "kill")
@@ -348,8 +349,8 @@ class Agent:
         lowest = len(mapcache)
         await asyncio.sleep(EXPIRY_TTL + 0.2)  # the last ones expire
         expired_after = before - len(mapcache)
-        for k in range(0, len(cycle), LOAD_CHUNK):  # learned again, for a day
-            self.learn(self.reissued(cycle[k : k + LOAD_CHUNK]))
+        for k in range(0, len(cycle), RESTORE_CHUNK):  # learned again, for a day
+            self.learn(self.reissued(cycle[k : k + RESTORE_CHUNK]))
             await asyncio.sleep(0)
         return {
             "installed": installed,

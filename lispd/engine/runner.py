@@ -18,7 +18,7 @@ from typing import Any
 
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
 from lispd.engine.workers import TunHandler, UdpHandler, WorkerSet, WorkerSlot
-from lispd.io.tun import Tun
+from lispd.io.tun import Tun, set_queue_attached
 from lispd.io.udp import Sender, enable_offloads
 from lispd.logfmt import kv
 from lispd.node import Node
@@ -93,10 +93,34 @@ class EngineRunner:
                 on_tun=on_tun,
                 on_udp=on_udp,
                 on_bad_report=lambda: node.drop("worker-bad-report"),
+                cover=self._cover,
             )
             fast.attach_workers(self.workers)
+        self._on_udp = on_udp
         mode = ("gso" if gso else "auto") if offloads else "off"
         log.info("fast path compiled %s", kv(offloads=mode, engines=self.engines))
+
+    def _cover(self, slot: WorkerSlot, covering: bool) -> None:
+        """While a worker restarts, its share of the traffic is the main engine's: its TUN
+        queue detached (the kernel steers its flows to the attached queues) and its 4341
+        sockets read here; given back before the new worker starts."""
+        loop = asyncio.get_running_loop()
+        for fd in slot.receive.values():
+            if covering:
+                loop.add_reader(fd, self._read_orphaned, fd)
+            else:
+                loop.remove_reader(fd)
+        if slot.tun_fd >= 0:
+            set_queue_attached(slot.tun_fd, not covering)
+        taken = "main" if covering else "worker"
+        log.info("worker traffic %s", kv(worker=slot.index, taken_by=taken))
+
+    def _read_orphaned(self, fd: int) -> None:
+        """A restarting worker's 4341 socket has datagrams: the main engine takes them."""
+        try:
+            self.fast.engine.from_udp(fd, self._on_udp)
+        except Exception:  # the receive failed (handlers guard themselves)
+            log.exception("reading a restarting worker's socket failed")
 
     @property
     def engines(self) -> int:

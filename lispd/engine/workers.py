@@ -94,6 +94,7 @@ class WorkerSlot:
     writing: bool = False  # waiting for its socket to be writable
     progress: float = 0.0  # when its socket last took a message (or its queue was empty)
     seed: Iterator[list[Operation]] | None = None  # the rest of its seed, while seeding
+    covered: bool = False  # its traffic taken by the main process while it restarts
     seed_step: asyncio.Handle | None = None  # the next seed step, when one is scheduled
 
 
@@ -133,6 +134,7 @@ class WorkerSet:
         on_bad_report: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         queue_limit: int = QUEUE_LIMIT,
+        cover: Callable[[WorkerSlot, bool], None] | None = None,
     ) -> None:
         self.slots = slots
         self.engine = engine
@@ -141,6 +143,9 @@ class WorkerSet:
         self.on_tun = on_tun
         self.on_udp = on_udp
         self.on_bad_report = on_bad_report
+        # Told (slot, True) when a worker is lost and (slot, False) before its new process
+        # starts: the main process takes the dead worker's share of the traffic meanwhile.
+        self.cover = cover
         self.clock = clock
         self.queue_limit = queue_limit
         self.seed_low_water = min(SEED_LOW_WATER, queue_limit // 4)
@@ -161,10 +166,22 @@ class WorkerSet:
         for slot in self.slots:
             self._spawn(slot)
 
+    def _set_covered(self, slot: WorkerSlot, covered: bool) -> None:
+        """Tell :attr:`cover` when the main process starts or stops taking ``slot``'s share
+        (a failing cover is logged: the restart goes on)."""
+        if self.cover is None or slot.covered == covered:
+            return
+        slot.covered = covered
+        try:
+            self.cover(slot, covered)
+        except OSError as exc:
+            log.warning("worker cover failed %s", kv(worker=slot.index, error=exc))
+
     def _spawn(self, slot: WorkerSlot) -> None:
         slot.restart = None
         if self._closing:
             return
+        self._set_covered(slot, False)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for end in (ours, theirs):
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CONTROL_BUFFER)
@@ -224,6 +241,7 @@ class WorkerSet:
             log.info("worker stopped %s", kv(worker=slot.index, exit=code))
             return
         self.restarts += 1
+        self._set_covered(slot, True)
         if self.clock() - slot.started >= STABLE_AFTER:
             slot.delay = RESTART_FIRST
         log.warning(
@@ -253,6 +271,7 @@ class WorkerSet:
         for slot in self.slots:
             if slot.restart is not None:
                 slot.restart.cancel()
+            self._set_covered(slot, False)
             if slot.control is not None:
                 self._disconnect(slot)
             if slot.process is not None:

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import logging
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,3 +141,17 @@ class Tun:
             queue.close()
         self.extra_queues = []
         self.device.close()
+
+
+_TUNSETQUEUE = 0x400454D9  # _IOW('T', 217, int)
+_IFF_ATTACH_QUEUE = 0x0200
+_IFF_DETACH_QUEUE = 0x0400
+
+
+def set_queue_attached(fd: int, attached: bool) -> None:
+    """Attach or detach the queue ``fd`` of a multi-queue TUN device: the kernel spreads
+    flows over the attached queues only, so a detached queue's flows move to the others (a
+    worker's queue while the worker restarts).  OSError when the kernel refuses (a queue in
+    that state already, a single-queue device)."""
+    flags = _IFF_ATTACH_QUEUE if attached else _IFF_DETACH_QUEUE
+    fcntl.ioctl(fd, _TUNSETQUEUE, struct.pack("16sH22x", b"", flags))

@@ -146,6 +146,7 @@ class Harness:
         ]
         self.tun_punts: list[bytes] = []
         self.udp_punts: list[tuple[bytes, int, int, str, int]] = []
+        self.covers: list[tuple[int, bool]] = []  # (worker, covered) as the set told them
         slot = WorkerSlot(1, tun_theirs.fileno(), {4: self.receive.fileno()})
         self.set = WorkerSet(
             [slot],
@@ -154,6 +155,7 @@ class Harness:
             seed=lambda: [list(self.tables)],
             on_tun=self.tun_punts.append,
             on_udp=lambda *punt: self.udp_punts.append(punt),
+            cover=lambda slot, covered: self.covers.append((slot.index, covered)),
         )
 
     def close(self) -> None:
@@ -217,8 +219,12 @@ async def worker_story() -> None:
         await until("the removed prefix punted", lambda: len(h.tun_punts) == 2)
 
         # killed, it comes back with the tables seed() gives and its counts are kept
+        assert h.covers == []
         os.kill(pid, signal.SIGKILL)
+        # lost: the main process takes its traffic until the new process is about to start
+        await until("the main process covering", lambda: h.covers == [(1, True)])
         await until("a new worker", lambda: ws.pids() and ws.pids() != [pid], timeout=15)
+        assert h.covers == [(1, True), (1, False)]
         assert ws.restarts == 1
         data = await encapsulated(h, to_peer)  # seed() still has the peer's prefix
         assert data[8:] == to_peer
