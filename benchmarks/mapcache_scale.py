@@ -203,7 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase-seconds", type=float, help="each churn phase (default 8)")
     parser.add_argument("--no-unit", action="store_true", help="the churn phase only")
     parser.add_argument("--no-churn", action="store_true", help="the unit figures only")
+    parser.add_argument(
+        "--before", metavar="FILE",
+        help="a --json file of an earlier run (e.g. the previous code, same machine): "
+        "its figures are printed beside this run's",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    before: dict[str, Any] | None = None
+    if args.before:
+        with open(args.before) as fh:
+            before = json.load(fh)
     n = args.prefixes or (20_000 if args.quick else 1_000_000)
     result: dict[str, Any] = {"prefixes": n}
     if not args.no_unit:
@@ -229,10 +238,40 @@ def main(argv: list[str] | None = None) -> int:
             result[key] = section[key]
         result["targets"] = section["targets"]
         churn.print_report(section)
+    if before is not None:
+        print_comparison(before, result)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)
     return 0
+
+
+COMPARED = (
+    "load_s", "rss_total_mb", "bytes_per_prefix", "loop_stall_max_ms", "loop_stall_p99_ms",
+    "show_map_cache_eid_ms", "ping_loss",
+)  # fmt: skip
+"""The top-level figures :func:`print_comparison` shows (issue 22's), then every unit one."""
+
+
+def comparison_rows(before: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(figure, before, now) for the top-level figures and the unit figures either run has;
+    a figure a run lacks is None."""
+    rows = [(key, before.get(key), now.get(key)) for key in COMPARED]
+    unit_before, unit_now = before.get("unit", {}), now.get("unit", {})
+    for key in [*unit_before, *(k for k in unit_now if k not in unit_before)]:
+        rows.append((f"unit.{key}", unit_before.get(key), unit_now.get(key)))
+    return rows
+
+
+def print_comparison(before: dict[str, Any], now: dict[str, Any]) -> None:
+    """An earlier run's figures beside this run's."""
+
+    def text(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    print(f"{'figure':<38} {'before':>12} {'now':>12}")
+    for key, old, new in comparison_rows(before, now):
+        print(f"{key:<38} {text(old):>12} {text(new):>12}")
 
 
 if __name__ == "__main__":
