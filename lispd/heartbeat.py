@@ -29,7 +29,7 @@ log = logging.getLogger("lispd.daemon")
 
 STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd (when changed)
 LAG_INTERVAL = 0.01  # seconds between two ticks measuring the loop's lag (its stalls)
-FREEZE_INTERVAL = 10.0  # seconds between two freezes of the collector's survivors
+FREEZE_INTERVAL = 1.0  # seconds between two freezes of the collector's survivors
 
 
 class Heartbeat:
