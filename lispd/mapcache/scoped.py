@@ -24,6 +24,14 @@ from lispd.mapcache.table import PrefixTable
 V = TypeVar("V")
 
 
+def _as_network(prefix: PrefixLike) -> Network:
+    """``prefix`` itself when it is a network object already (one type check: the map-cache's
+    hot path), else parsed."""
+    if type(prefix) is IPv4Network or type(prefix) is IPv6Network:
+        return prefix
+    return to_network(prefix)
+
+
 class ScopedTables(Generic[V]):
     """Longest-prefix-match tables per (instance-ID, family 4|6).
 
@@ -75,16 +83,7 @@ class ScopedTables(Generic[V]):
 
     def put(self, iid: int, prefix: PrefixLike, value: V) -> V | None:
         """Map ``prefix`` in instance ``iid`` to ``value``; return the value it replaced."""
-        kind = type(prefix)
-        if kind is IPv4Network:
-            table = self._v4.get(iid)
-        elif kind is IPv6Network:
-            table = self._v6.get(iid)
-        else:
-            table = None
-        if table is not None:
-            return table.put(prefix, value)
-        net = to_network(prefix)
+        net = _as_network(prefix)
         table = self._existing(iid, net)
         if table is None:
             table = self.table(iid, net.version, create=True)
@@ -105,16 +104,9 @@ class ScopedTables(Generic[V]):
 
     def exact(self, iid: int, prefix: PrefixLike) -> V | None:
         """Value stored for exactly ``prefix`` in ``iid``, or None."""
-        kind = type(prefix)
-        if kind is IPv4Network:
-            table = self._v4.get(iid)
-        elif kind is IPv6Network:
-            table = self._v6.get(iid)
-        else:
-            net = to_network(prefix)
-            table = self._by_family(net.version).get(iid)
-            return None if table is None else table.exact(net)
-        return None if table is None else table.exact(prefix)
+        net = _as_network(prefix)
+        table = self._existing(iid, net)
+        return None if table is None else table.exact(net)
 
     def exact_int(self, iid: int, family: int, address: int, plen: int) -> V | None:
         """Value stored for exactly the prefix (``address`` as an int, ``plen``) of ``family``
