@@ -212,6 +212,7 @@ class WorkerSet:
         except OSError as exc:
             ours.close()
             log.error("worker could not start %s", kv(worker=slot.index, error=exc))
+            self._set_covered(slot, True)  # its queue and sockets are the main engine's meanwhile
             self._schedule_restart(slot)
             return
         finally:
