@@ -35,8 +35,9 @@ Every ``--sample-every`` seconds (10 by default): each lispd's VmRSS (``/proc/PI
 CPU time, its map-cache size, pending resolutions and held packets (the Prometheus endpoint,
 ``[metrics]``), its counters and drops (control socket ``stats``), and the map-cache entries
 installed and expired so far (its ``map-cache learned`` / ``negative`` / ``expired`` log lines,
-at ``log-level = "info"``; a refresh of an unchanged mapping is logged at debug and not
-counted); the daemons' notify sockets are read as systemd would (their last ``STATUS=`` goes
+at ``log-level = "debug"``, where every map-cache change gets its line, uncapped; a
+refresh of an unchanged mapping is a different line and not counted); the daemons' notify
+sockets are read as systemd would (their last ``STATUS=`` goes
 in the sample).  After the warm-up (the first minute; a third of the run when
 it is shorter than two minutes) the sample taken then is the *start*; the last one the *end*.
 
@@ -98,7 +99,7 @@ def lispd_config(site: SiteHandle, plan: MappingSystemPlan, sock: str) -> str:
 [daemon]
 name = "{site.xtr}"
 roles = ["itr", "etr"]
-log-level = "info"
+log-level = "debug"
 control-socket = "{sock}"
 
 [underlay]

@@ -95,6 +95,13 @@ from lispd.wire.records import EidRecord
 log = logging.getLogger("lispd.node")
 mapcache_log = logging.getLogger("lispd.mapcache")
 
+
+def _every_line() -> bool:
+    """At ``log-level = "debug"`` every map-cache change gets its line (no rate cap): who
+    debugs, or counts the lines (benchmarks/soak.py), wants them all."""
+    return mapcache_log.isEnabledFor(logging.DEBUG)
+
+
 IPAddress = IPv4Address | IPv6Address
 
 DATA_ROLES = frozenset({"itr", "etr", "pitr", "petr", "rtr"})
@@ -962,12 +969,13 @@ class Node:
         self, previous: MapCacheEntry | None, entry: MapCacheEntry, now: float
     ) -> None:
         """A ``map-cache learned`` / ``negative`` line per install, at the removals' rate (a
-        bucket of its own: a million Map-Replies must not write a million lines on the loop);
+        bucket of its own: a million Map-Replies must not write a million lines on the loop;
+        every line at debug level);
         those left out are summed up with the removals' (``learned-unlogged`` /
         ``negative-unlogged``).  A refresh (the same mapping again) is a DEBUG line, outside
         the budget."""
         event = install_event(previous, entry)
-        if event is None or self._install_log.take(now):
+        if event is None or self._install_log.take(now) or _every_line():
             log_install(previous, entry)
             return
         if not self._removals_unlogged:
@@ -982,7 +990,7 @@ class Node:
         bucket = self._removal_log
         unlogged = self._removals_unlogged
         for entry in removed:
-            if bucket.take(now):
+            if bucket.take(now) or _every_line():
                 log_removed(entry, why)
                 continue
             if not unlogged:

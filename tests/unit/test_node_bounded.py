@@ -113,6 +113,11 @@ def test_installs_are_logged_at_a_bounded_rate_with_a_summary(
     node.handle_timer(EXPIRY_SUMMARY_INTERVAL)
     summary = [r.getMessage() for r in caplog.records if "-unlogged" in r.getMessage()]
     assert summary == [f"map-cache learned-unlogged count={many - int(EXPIRY_LOG_BURST)}"]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="lispd.mapcache")  # debugging: every line
+    node._apply(ControlResult(installs=[learned(k, ONLY_OLD) for k in range(many)]))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if m.startswith("map-cache learned ")]) == many
 
 
 def test_an_rloc_change_marks_rtrs_at_once_and_entries_in_slices() -> None:
