@@ -120,7 +120,7 @@ class EngineRunner:
         try:
             self.fast.engine.from_udp(fd, self._on_udp)
         except Exception:  # the receive failed (handlers guard themselves)
-            log.exception("reading a restarting worker's socket failed")
+            self.node.internal_error("udp")  # counted, logged at a rate limit
 
     @property
     def engines(self) -> int:
