@@ -86,6 +86,17 @@ def entries(
     return out
 
 
+def table_only_path() -> compiled.CompiledPath | None:
+    """A compiled ITR path with no TUN and no sockets (its tables only), or None when the
+    compiled fast path is not built."""
+    if not compiled.available():
+        return None
+    return compiled.CompiledPath(
+        roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
+        own_rlocs=(), nat_port=None,
+    )  # fmt: skip
+
+
 def measure(quick: bool = False, prefixes: int | None = None) -> dict[str, Any]:
     """Load the map-cache and the compiled table, and time lookups; figures as a dict."""
     n = prefixes or (20_000 if quick else 1_000_000)
@@ -97,12 +108,8 @@ def measure(quick: bool = False, prefixes: int | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"prefixes": n, "compiled": compiled.available()}
     rss0 = rss_bytes()
     mapcache = MapCache()
-    fast = None
-    if compiled.available():
-        fast = compiled.CompiledPath(
-            roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
-            own_rlocs=(), nat_port=None,
-        )  # fmt: skip
+    fast = table_only_path()
+    if fast is not None:
         mapcache.listener = fast.on_map_cache
     started = time.perf_counter()
     for entry in made:

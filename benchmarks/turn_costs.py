@@ -36,9 +36,8 @@ import time
 from ipaddress import ip_address
 from typing import Any
 
-from benchmarks.mapcache_scale import random_prefixes
+from benchmarks.mapcache_scale import random_prefixes, table_only_path
 from lispd.config import parse_config
-from lispd.engine import compiled
 from lispd.mapcache import MapCacheEntry, RlocEntry
 from lispd.node import Node
 
@@ -100,12 +99,8 @@ def measure(prefixes: int, gc_freeze: bool = False) -> dict[str, Any]:
     the collector's full passes over a million entries from the turns' own work."""
     rng = random.Random(22)
     node = Node(parse_config(CONFIG), 0.0)
-    fast = None
-    if compiled.available():
-        fast = compiled.CompiledPath(
-            roles=("itr",), mtu=1500, tun_fd=-1, offloads=False, families=(4, 6),
-            own_rlocs=(), nat_port=None,
-        )  # fmt: skip
+    fast = table_only_path()
+    if fast is not None:
         node.mapcache.listener = fast.on_map_cache
     expiring = flapping = 0
     for k, (iid, prefix) in enumerate(random_prefixes(prefixes, rng)):

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -210,6 +211,15 @@ def gso_segments(inner: bytes) -> Iterator[bytes]:
         inner = inner[length + DATA_HEADER_LEN :]
 
 
+def sent_by_xtr1(packets: Iterable[bytes], plan: TwoSitePlan) -> Iterator[tuple[Any, list[Any]]]:
+    """The captured packets xtr1 encapsulated (ICMP port unreachables coming back from B left
+    out), each with its inner UDP datagrams (a GSO super-packet's segments)."""
+    for pkt in packets:
+        encap = decapsulate(pkt)
+        if str(encap.outer.src) in (plan.xtr1_rloc_v4, plan.xtr1_rloc_v6):
+            yield encap, [parse_udp_datagram(seg) for seg in gso_segments(encap.inner)]
+
+
 def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> None:
     """Site B reachable on xTR2's two RLOCs (weights 75/25) and on an unusable one (255)."""
     built, plan = lab
@@ -239,12 +249,8 @@ def test_weighted_rlocs_and_unusable_priority(lab: tuple[Lab, TwoSitePlan]) -> N
         time.sleep(0.5)
     rloc_of_flow: dict[int, set[str]] = defaultdict(set)
     ports_used = set()
-    for pkt in cap.ip_packets():
-        encap = decapsulate(pkt)
-        if str(encap.outer.src) not in (plan.xtr1_rloc_v4, plan.xtr1_rloc_v6):
-            continue  # ICMP port unreachable coming back from B
-        for inner_packet in gso_segments(encap.inner):
-            inner = parse_udp_datagram(inner_packet)
+    for encap, datagrams in sent_by_xtr1(cap.ip_packets(), plan):
+        for inner in datagrams:
             assert inner.dport == 9
             rloc_of_flow[inner.sport].add(str(encap.outer.dst))
         ports_used.add(encap.sport)
@@ -396,12 +402,8 @@ def test_workers_follow_a_map_cache_changed_while_traffic_flows(
     want = {b"p": plan.xtr2_rloc_v4, b"v": plan.xtr2_rloc_v6, b"w": plan.xtr2_rloc_v4}
     flows: dict[bytes, set[int]] = defaultdict(set)
     background_rlocs = set()
-    for pkt in cap.ip_packets():
-        encap = decapsulate(pkt)
-        if str(encap.outer.src) not in (plan.xtr1_rloc_v4, plan.xtr1_rloc_v6):
-            continue  # ICMP port unreachable coming back from B
-        for inner_packet in gso_segments(encap.inner):
-            inner = parse_udp_datagram(inner_packet)
+    for encap, datagrams in sent_by_xtr1(cap.ip_packets(), plan):
+        for inner in datagrams:
             mark = inner.payload[:1]
             if mark == b"b":
                 background_rlocs.add(str(encap.outer.dst))
