@@ -24,7 +24,16 @@ from typing import Any, Literal
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-ROLES: tuple[str, ...] = ("itr", "etr", "rtr", "pitr", "petr", "map-server", "map-resolver")
+ROLES: tuple[str, ...] = (
+    "itr",
+    "etr",
+    "rtr",
+    "pitr",
+    "petr",
+    "map-server",
+    "map-resolver",
+    "ddt-node",
+)
 """Every value ``daemon.roles`` accepts."""
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
@@ -274,6 +283,55 @@ class MappingSystemConfig:
     """Algorithm of the MS-RTR authentication: 1 HMAC-SHA-1 (what OOR uses), 2 HMAC-SHA-256."""
 
 
+DDT_DELEGATION_KINDS: tuple[str, ...] = ("ddt-node", "map-server")
+"""The values of ``ddt-delegation.kind``: who the delegated prefix is referred to."""
+
+
+@dataclass(frozen=True, slots=True)
+class DdtConfig:
+    """The ``[ddt]`` table: LISP-DDT (RFC 8111) as client (Map-Resolver) and as DDT node."""
+
+    roots: tuple[IPAddress, ...] = ()
+    """The DDT root nodes a Map-Resolver starts every uncached resolution at, in file order;
+    no duplicates. Non-empty: the Map-Resolver resolves through DDT instead of its co-located
+    Map-Server."""
+    request_timeout: float = 1.0
+    """Seconds the Map-Resolver waits for a referral before asking the next member of the
+    referral set, 0.1..30."""
+    max_steps: int = 16
+    """Referrals followed (requests sent) per resolution before giving up, 2..64."""
+    max_pending: int = 1000
+    """Resolutions in progress at once; more Map-Requests are dropped, 1..1000000."""
+    referral_cache_entries: int = 100_000
+    """Referrals the Map-Resolver caches, 1..10000000; when full, new ones are not cached."""
+    referral_ttl: int = 1440
+    """Minutes, the TTL of the referrals a DDT node hands out (and of a Map-Server's MS-ACK),
+    1..0xFFFFFFFF."""
+    hole_ttl: int = 15
+    """Minutes, the TTL of a DDT node's delegation-hole answers, 1..1440."""
+
+
+@dataclass(frozen=True, slots=True)
+class DdtAuthority:
+    """One ``[[ddt-authority]]``: an EID-prefix this DDT node is authoritative for."""
+
+    instance_id: int
+    prefix: IPNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class DdtDelegation:
+    """One ``[[ddt-delegation]]``: part of an authority prefix referred to child DDT nodes or
+    to Map-Servers."""
+
+    instance_id: int
+    prefix: IPNetwork
+    kind: str
+    """One of :data:`DDT_DELEGATION_KINDS`."""
+    referrals: tuple[IPAddress, ...]
+    """The referral set, in file order (their preference); 1..16, no duplicates."""
+
+
 @dataclass(frozen=True, slots=True)
 class NatTraversalConfig:
     """The ``[nat-traversal]`` table: an xTR that may sit behind a NAT
@@ -452,6 +510,12 @@ class Config:
     """``[limits]``, defaults when absent."""
     dataplane: DataplaneConfig = field(default_factory=DataplaneConfig)
     """``[dataplane]``, defaults when absent."""
+    ddt: DdtConfig = field(default_factory=DdtConfig)
+    """``[ddt]``, defaults (no roots) when absent."""
+    ddt_authorities: tuple[DdtAuthority, ...] = ()
+    """``[[ddt-authority]]`` entries (``ddt-node`` role only), in file order."""
+    ddt_delegations: tuple[DdtDelegation, ...] = ()
+    """``[[ddt-delegation]]`` entries (``ddt-node`` role only), in file order."""
     path: str = field(default="<string>", compare=False)
     """Where the configuration was read from (not part of equality, so a reload can diff)."""
 
