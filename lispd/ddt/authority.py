@@ -11,8 +11,9 @@ For the requested EID (longest match in its instance-id):
 - outside every authority prefix: NOT-AUTHORITATIVE for the requested prefix, TTL 0, the A bit
   clear: the asker's referral (or its root configuration) is wrong.
 
-Requests are ECMs with the D bit (DDT-originated) carrying a Map-Request; the answer goes to the
-ECM's outer source address at its inner UDP source port with the Map-Request's nonce.  Answers
+Requests are ECMs with the D bit (DDT-originated) carrying a Map-Request; the answer goes back to
+the ECM's outer source address and port (a Map-Resolver's 4342, rig's own port) with the
+Map-Request's nonce.  Answers
 are limited per source address (a Map-Referral may be larger than the request that made it:
 without a bound a spoofed source would make the node a reflector).  Every lookup is a
 longest-prefix match over at most 33 or 129 prefix lengths, whatever the table sizes.
@@ -28,7 +29,6 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import ip_network
 
 from lispd.config.model import DdtAuthority, DdtConfig, DdtDelegation
 from lispd.control.mapserver import RefusalLog, request_eid
@@ -38,6 +38,7 @@ from lispd.ddt.replies import (
     ACTION_NAMES,
     IPAddress,
     IPNetwork,
+    host_prefix,
     referral_datagram,
     referral_set,
 )
@@ -148,8 +149,10 @@ class DdtNode:
         prefix = hole if hole.prefixlen >= authority[0].prefixlen else authority[0]
         return prefix, ReferralAction.DELEGATION_HOLE, self.hole_ttl, (), True
 
-    def on_ecm(self, ecm: EncapsulatedControl, src: IPAddress, now: float) -> list[SendControl]:
-        """Answer the DDT ECM received from ``src`` (its outer source address)."""
+    def on_ecm(
+        self, ecm: EncapsulatedControl, src: IPAddress, sport: int, now: float
+    ) -> list[SendControl]:
+        """Answer the DDT ECM received from ``src``:``sport`` (its outer source)."""
         if not ecm.ddt:
             self._refuse(NOT_DDT, ecm, now)
             return []
@@ -164,19 +167,19 @@ class DdtNode:
         if eid is None:
             self._refuse(BAD_EID, ecm, now)
             return []
-        if not 0 < ecm.sport <= 0xFFFF:
+        if not 0 < sport <= 0xFFFF:
             self._refuse(BAD_PORT, ecm, now)
             return []
         iid, address = eid
         found = self.answer(iid, address)
         if found is None:
-            prefix = _host_prefix(address, request.records[0].mask_len)
+            prefix = host_prefix(address, request.records[0].mask_len)
             found = (prefix, ReferralAction.NOT_AUTHORITATIVE, 0, (), False)
         prefix, action, ttl, referrals, auth = found
         try:
             send = referral_datagram(
                 src,
-                ecm.sport,
+                sport,
                 request.nonce,
                 iid,
                 prefix,
@@ -197,9 +200,3 @@ class DdtNode:
             f"<DdtNode {len(self._authorities)} authority prefixes "
             f"{len(self._delegations)} delegations>"
         )
-
-
-def _host_prefix(address: IPAddress, mask_len: int) -> IPNetwork:
-    """The requested prefix (its length clamped to the address family's)."""
-    bits = 32 if address.version == 4 else 128
-    return ip_network((address, max(0, min(mask_len, bits))), strict=False)

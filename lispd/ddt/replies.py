@@ -1,10 +1,10 @@
 """What every DDT answerer shares: action names, the referral set on the wire, and the
-Map-Referral datagram (sent to the ECM's outer source address at its inner UDP source port)."""
+Map-Referral datagram (sent back to the ECM's outer source address and port)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 from lispd.control.outputs import SendControl
 from lispd.wire.address import eid_prefix
@@ -31,6 +31,13 @@ def referral_set(addresses: Iterable[IPAddress]) -> tuple[Locator, ...]:
         Locator(address=a, priority=min(index + 1, 254), weight=REFERRAL_WEIGHT)
         for index, a in enumerate(addresses)
     )
+
+
+def host_prefix(address: IPAddress, mask_len: int) -> IPNetwork:
+    """The prefix a Map-Request asked for: ``address`` with ``mask_len`` clamped to its family
+    (what a not-authoritative answer names)."""
+    bits = 32 if address.version == 4 else 128
+    return ip_network((address, max(0, min(mask_len, bits))), strict=False)
 
 
 def referral_datagram(
@@ -65,6 +72,7 @@ __all__ = [
     "EncodeError",
     "IPAddress",
     "IPNetwork",
+    "host_prefix",
     "referral_datagram",
     "referral_set",
 ]
