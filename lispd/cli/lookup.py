@@ -26,6 +26,7 @@ from lispd.wire.address import (
 from lispd.wire.ecm import EncapsulatedControl, encode_ecm
 from lispd.wire.errors import WireError
 from lispd.wire.ip import IPv4Header, IPv6Header
+from lispd.wire.mapreferral import ReferralRecord
 from lispd.wire.mapreply import TYPE_MAP_REPLY, MapReply, decode_map_reply
 from lispd.wire.maprequest import MapRequest
 from lispd.wire.records import TTL_UNLIMITED, Action, EidPrefix, EidRecord, Locator
@@ -218,7 +219,7 @@ def format_seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def format_prefix(record: EidRecord) -> str:
+def format_prefix(record: EidRecord | ReferralRecord) -> str:
     """``[iid]prefix/len`` of a record (non-IP EIDs as their text and length)."""
     iid, network = split_eid(record.eid, record.mask_len)
     if network is None:
