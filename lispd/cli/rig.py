@@ -340,19 +340,19 @@ class Walk:
     timeout: float = DEFAULT_TIMEOUT
     max_steps: int = DEFAULT_MAX_STEPS
     nonce: Callable[[], int] = random_nonce
-    requests: dict[int, Request] = field(default_factory=dict)
-    steps: list[Step] = field(default_factory=list)
-    ignored: collections.Counter[str] = field(default_factory=collections.Counter)
-    outcome: str | None = None
-    map_reply: MapReplyAnswer | None = None
-    _members: list[IPAddress] = field(default_factory=list)
-    _round: int = 0
-    _round_ms: bool | None = None
-    _current: Request | None = None
-    _followed: set[tuple[Any, ...]] = field(default_factory=set)
-    _previous: ReferralRecord | None = None
-    _linger_until: float | None = None
-    _pending_reply: MapReplyAnswer | None = None
+    requests: dict[int, Request] = field(default_factory=dict, init=False)
+    steps: list[Step] = field(default_factory=list, init=False)
+    ignored: collections.Counter[str] = field(default_factory=collections.Counter, init=False)
+    outcome: str | None = field(default=None, init=False)
+    map_reply: MapReplyAnswer | None = field(default=None, init=False)
+    _members: list[IPAddress] = field(default_factory=list, init=False)
+    _round: int = field(default=0, init=False)
+    _round_ms: bool | None = field(default=None, init=False)
+    _current: Request | None = field(default=None, init=False)
+    _followed: set[tuple[Any, ...]] = field(default_factory=set, init=False)
+    _previous: ReferralRecord | None = field(default=None, init=False)
+    _linger_until: float | None = field(default=None, init=False)
+    _pending_reply: MapReplyAnswer | None = field(default=None, init=False)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -396,13 +396,11 @@ class Walk:
         if current is None or now < current.sent + self.timeout:
             return []
         self._current = None
-        if self._pending_reply is not None:
-            # A Map-Server that answered with a Map-Reply only: that is the answer.
-            step = TimedOut(current.node, self.timeout)
-            self.steps.append(step)
-            return [StepDone(step), *self._finish_with_reply(self._pending_reply)]
         step = TimedOut(current.node, self.timeout)
         self.steps.append(step)
+        if self._pending_reply is not None:
+            # A Map-Server that answered with a Map-Reply only: that is the answer.
+            return [StepDone(step), *self._finish_with_reply(self._pending_reply)]
         return [StepDone(step), *self._ask_next(now)]
 
     def on_send_error(self, nonce: int, error: str, now: float) -> list[Effect]:
