@@ -16,6 +16,11 @@ The root refers 198.51.100.0/25 to (dead, priority 1; node, priority 2), so ever
 first times out on the dead node.  The node refers 198.51.100.0/26 to the Map-Server and
 answers a delegation hole for the rest; the Map-Server acknowledges 198.51.100.0/28 (and
 forwards the request to the ETR) and answers ms-not-registered for the rest of its /26.
+
+The last test walks a tree of lispd daemons instead: a lispd DDT node (root of 198.51.100.0/24,
+198.51.100.0/26 delegated to a lispd Map-Server) added to
+``lispd.lab.mapping_system_topology(sites=3)``, where xtr1 and xtr2 register their sites and
+site 3 is configured on the Map-Server but never registers.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from typing import Any
 
 import pytest
 
-from lispd.lab import Lab, Topology
+from lispd.api.client import request
+from lispd.lab import Lab, Topology, mapping_system_topology
 from tests import configs
-from tests.netns.common import REPO
+from tests.netns.common import REPO, ms_config, wait_for, xtr_config
 
 pytestmark = pytest.mark.netns
 
@@ -266,3 +272,98 @@ def test_loop_max_steps_and_dead_node(world: World) -> None:
         assert counts[name]["answered"] == counts[name]["requests"], (name, counts)
     assert counts["ms"]["forwarded"] == 2  # the two walks that reached the MS-ACK
     assert counts["etr"]["answered"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# rig against lispd: a DDT node and a Map-Server (DDT leaf) of the mapping-system lab
+
+DDT_RLOC = "192.0.2.38"
+R_DDT = "192.0.2.37"
+KEYS = {1: "key-one", 2: "key-two", 3: "key-three"}
+
+
+def test_rig_against_lispd() -> None:
+    plan = mapping_system_topology(sites=3)
+    topo = plan.topology
+    ddt = topo.lisp_router("ddt")
+    topo.link(ddt, plan.r, [f"{DDT_RLOC}/30"], [f"{R_DDT}/30"])
+    topo.route(ddt, "192.0.2.0/24", via=R_DDT)
+    ms = plan.msmr_rloc
+    site1, site2, site3 = plan.sites
+    with Lab(topo) as lab:
+        sock = {n: str(lab.workdir / f"{n}.sock") for n in (plan.msmr, site1.xtr, site2.xtr)}
+        ddt_doc = configs.node(
+            "ddt",
+            ("ddt-node",),
+            (DDT_RLOC,),
+            daemon={"log-level": "debug"},
+            ddt_authority=[{"eid-prefix": "198.51.100.0/24"}],
+            ddt_delegation=[
+                {"eid-prefix": "198.51.100.0/26", "kind": "map-server", "referrals": [ms]}
+            ],
+        )
+        daemons = [
+            lab.start_lispd("ddt", configs.toml(ddt_doc)),
+            lab.start_lispd(plan.msmr, ms_config(plan.msmr, ms, sock[plan.msmr], plan.sites, KEYS)),
+        ]
+        for site in (site1, site2):
+            config = xtr_config(site, sock[site.xtr], ms, KEYS[site.index])
+            daemons.append(lab.start_lispd(site.xtr, config))
+        wanted = {p for s in (site1, site2) for p in (s.prefix_v4, s.prefix_v6)}
+        wait_for(
+            "sites to register",
+            lambda: wanted <= {r["eid-prefix"] for r in request(sock[plan.msmr], "site")},
+        )
+
+        def rig(*args: str) -> tuple[int, str, str]:
+            proc = lab.run(site1.xtr, *RIG, *args, check=False, timeout=30, env=ENV)
+            return proc.returncode, proc.stdout, proc.stderr
+
+        try:
+            # Site 2's host: MS-REFERRAL to the Map-Server, its MS-ACK, xtr2's Map-Reply.
+            code, out, err = rig("-t", DDT_RLOC, "--timeout", "1", site2.host_v4)
+            assert (code, err) == (0, ""), out + err
+            assert _steps(out) == [
+                f"Received ms-referral from {DDT_RLOC} with rtt X",
+                f"Received ms-ack from {ms} with rtt X",
+                f"Received map-reply from {site2.rloc} with rtt X",
+            ], out
+            assert "  [0]198.51.100.0/26, ttl 1440, auth\n" in out, out
+            assert f"  [0]{site2.prefix_v4}, ttl 1440, auth\n" in out, out
+            assert f"Mapping entry for EID '[0]{site2.prefix_v4}', record ttl 1440, auth" in out
+            assert re.search(rf"^  {re.escape(site2.rloc)} +up +1/100$", out, re.M), out
+            assert "Ignored" not in out, out
+
+            code, out, err = rig("-t", DDT_RLOC, "--json", site2.host_v4)
+            assert code == 0, out + err
+            result = json.loads(out)
+            assert result["outcome"] == "ms-ack" and result["ignored"] == {}
+            assert [s["action"] for s in result["steps"]] == ["ms-referral", "ms-ack"]
+            assert result["steps"][0]["referrals"] == [
+                {"address": ms, "priority": 1, "weight": 100}
+            ]
+            assert result["steps"][1]["prefix"] == f"[0]{site2.prefix_v4}"
+            assert result["map_reply"]["from"] == site2.rloc
+
+            # Site 3 is configured on the Map-Server but not registered.
+            code, out, err = rig("-t", DDT_RLOC, "--json", site3.host_v4)
+            assert code == 0, out + err
+            result = json.loads(out)
+            assert result["outcome"] == "ms-not-registered", result
+            assert result["steps"][-1]["node"] == ms and result["map_reply"] is None
+
+            # Inside the authority, outside the delegation: the DDT node's hole.
+            code, out, err = rig("-t", DDT_RLOC, "--json", "198.51.100.100")
+            assert code == 0, out + err
+            result = json.loads(out)
+            assert result["outcome"] == "delegation-hole"
+            assert result["steps"][0]["prefix"] == "[0]198.51.100.64/26"
+            # Outside the authority: not authoritative.
+            code, out, err = rig("-t", DDT_RLOC, "--json", plan.outside_v4)
+            assert code == 0, out + err
+            result = json.loads(out)
+            assert result["outcome"] == "not-authoritative"
+            assert result["steps"][0]["authoritative"] is False
+        finally:
+            for daemon in daemons:
+                assert daemon.stop() == 0, daemon.log_tail()
