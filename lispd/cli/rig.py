@@ -34,7 +34,8 @@ The walk (RFC 8111 section 7.3, as a DDT Map-Resolver walks, without its referra
   configuration (``-c``, default ``/etc/lispd/lispd.conf``), the first root first, the next
   one when it does not answer.
 * A NODE-REFERRAL or MS-REFERRAL is followed to the best member of its referral set: lowest
-  priority first (file order among equals), priority 255 never, non-IP addresses never.  When
+  priority first (file order among equals); never priority 255, a non-IP, multicast,
+  broadcast or unspecified address.  When
   the member asked does not answer within ``--timeout`` seconds (``Timed out: ...``), the next
   member is asked; when the whole set is silent, the walk ends (``timeout``).
 * MS-ACK, MS-NOT-REGISTERED, DELEGATION-HOLE and NOT-AUTHORITATIVE end the walk.  The
@@ -142,6 +143,7 @@ EXIT_USAGE = 2
 
 _RECV_SIZE = 65535
 _MASK64 = (1 << 64) - 1
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 ACTION_NAMES: dict[ReferralAction, str] = {
     ReferralAction.NODE_REFERRAL: "node-referral",
@@ -197,7 +199,8 @@ class Request:
     """A Map-Request sent: to ``node`` at ``sent``, for the referral set number ``round``.
 
     ``ms``: True when the node is a Map-Server (reached by an MS-REFERRAL, or it answered as
-    one), False when a DDT node, None while not known (a start node before its answer)."""
+    one), False when it answered as a DDT node (a referral), None while not known.  A Map-Reply
+    is taken for any but False."""
 
     nonce: int
     node: IPAddress
@@ -306,13 +309,15 @@ def pick_record(message: MapReferral, target: Target) -> ReferralRecord | None:
 
 def usable_referrals(record: ReferralRecord) -> list[IPAddress]:
     """The members of a referral set to ask, best first: IP addresses, priority below 255,
-    lowest priority first (set order among equals), each once."""
+    lowest priority first (set order among equals), each once; never a multicast, broadcast or
+    unspecified address."""
     members: list[IPAddress] = []
     for loc in sorted(record.referrals, key=lambda loc: loc.priority):
         address = loc.address
         if (
             loc.usable
             and isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address)
+            and not (address.is_multicast or address.is_unspecified or address == _BROADCAST)
             and address not in members
         ):
             members.append(address)
@@ -529,7 +534,9 @@ class Walk:
         self._followed.add(key)
         self._previous = record
         self._round += 1
-        self._round_ms = record.action == ReferralAction.MS_REFERRAL
+        # Members of an MS-REFERRAL are Map-Servers; of a NODE-REFERRAL, unknown until they
+        # answer (one may be a Map-Server all the same).
+        self._round_ms = True if record.action == ReferralAction.MS_REFERRAL else None
         self._pending_reply = None
         self._members = usable_referrals(record)
         if not self._members:

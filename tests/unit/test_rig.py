@@ -587,11 +587,35 @@ def test_usable_referrals_order() -> None:
         members=[
             ("192.0.2.3", 2, 1),
             ("192.0.2.1", 1, 1),
+            ("224.0.0.1", 0, 1),
             ("192.0.2.2", 1, 1),
+            ("0.0.0.0", 0, 1),
+            ("255.255.255.255", 0, 1),
+            ("ff02::1", 0, 1),
+            ("::", 0, 1),
             ("192.0.2.1", 3, 1),
+            ("2001:db8::1", 4, 1),
         ],
     )
-    assert rig.usable_referrals(rec) == [V4("192.0.2.1"), V4("192.0.2.2"), V4("192.0.2.3")]
+    assert rig.usable_referrals(rec) == [
+        V4("192.0.2.1"),
+        V4("192.0.2.2"),
+        V4("192.0.2.3"),
+        V6("2001:db8::1"),
+    ]
+
+
+def test_a_node_referral_to_a_map_server() -> None:
+    # A NODE-REFERRAL may lead to a Map-Server: its ETR's Map-Reply, even ahead of the MS-ACK,
+    # is the answer; a Map-Reply for a node that answered with a referral is not.
+    d = Driver()
+    d.answer(record(A.NODE_REFERRAL, members=[("192.0.2.10", 1, 100)]))
+    d.datagram(map_reply(d.sent[0].nonce), ETR)
+    d.datagram(map_reply(d.last.nonce), ETR)
+    d.answer(record(A.MS_ACK, "198.51.100.0/28", [("192.0.2.10", 1, 100)]))
+    assert d.walk.done and d.walk.outcome == "ms-ack"
+    assert d.walk.map_reply is not None and d.walk.map_reply.message.nonce == d.last.nonce
+    assert d.walk.ignored == {"map-reply-not-for-ms": 1}
 
 
 # --------------------------------------------------------------------------------------------
