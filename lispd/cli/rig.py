@@ -34,10 +34,13 @@ The walk (RFC 8111 section 7.3, as a DDT Map-Resolver walks, without its referra
   configuration (``-c``, default ``/etc/lispd/lispd.conf``), the first root first, the next
   one when it does not answer.
 * A NODE-REFERRAL or MS-REFERRAL is followed to the best member of its referral set: lowest
-  priority first (file order among equals); never priority 255, a non-IP, multicast,
-  broadcast or unspecified address.  When
-  the member asked does not answer within ``--timeout`` seconds (``Timed out: ...``), the next
-  member is asked; when the whole set is silent, the walk ends (``timeout``).
+  priority first (set order among equals); never priority 255, a non-IP, multicast, broadcast
+  or unspecified address.  When the member asked does not answer within ``--timeout`` seconds
+  (``Timed out: ...``), the next member is asked; when the whole set is silent, the walk ends
+  (``timeout``); when it has no usable member, too (``no-usable-referral``).
+* The Map-Reply is taken from any address (the ETR answers, not the Map-Server) when it
+  carries the nonce of a request to a node not known to be a DDT node (one that answered with
+  a referral).
 * MS-ACK, MS-NOT-REGISTERED, DELEGATION-HOLE and NOT-AUTHORITATIVE end the walk.  The
   Map-Server of an MS-ACK also forwards the request to the ETR (or answers for it): the
   Map-Reply that comes back to us (carrying the nonce of our request to a Map-Server) is shown
