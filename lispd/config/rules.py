@@ -15,7 +15,9 @@ are the rules that need two of them:
   1280 when any EID-prefix is IPv6;
 - the control plane: ``map-server`` needs at least one ``site``, ``map-resolver`` needs the
   ``map-server`` role (lispd's Map-Resolver answers from its co-located Map-Server's
-  registrations); ``[[map-server]]`` entries need the ``etr`` role or an enabled
+  registrations) or ``[ddt] roots`` (it resolves through LISP-DDT); ``ddt-node`` needs a
+  ``[[ddt-authority]]`` (the DDT rules are in :mod:`lispd.config.ddt`); ``[[map-server]]``
+  entries need the ``etr`` role or an enabled
   ``[nat-traversal]`` (an ITR behind a NAT sends them Info-Requests), and ``[[site]]`` entries
   the ``map-server`` role (else they would be ignored); a ``"send-map-request"`` map-cache entry
   needs the ``itr`` role and at least one ``[[map-resolver]]``;
@@ -37,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lispd.config.ddt import check_ddt
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
     DEFAULT_ROUTE_TABLE,
@@ -99,9 +102,16 @@ ROLE_NEEDS: dict[str, tuple[RoleNeed, ...]] = {
     ),
     "map-resolver": (
         (
-            lambda values: "map-server" in values["daemon"].roles,
-            "needs the 'map-server' role too: lispd's Map-Resolver answers Map-Requests from "
-            "the registrations of its co-located Map-Server",
+            lambda values: "map-server" in values["daemon"].roles or bool(values["ddt"].roots),
+            "needs the 'map-server' role too (lispd's Map-Resolver answers Map-Requests from "
+            "the registrations of its co-located Map-Server) or [ddt] roots (it resolves "
+            "through LISP-DDT)",
+        ),
+    ),
+    "ddt-node": (
+        (
+            lambda values: bool(values["ddt_authority"]),
+            "needs at least one [[ddt-authority]] (the EID-prefixes it is authoritative for)",
         ),
     ),
 }
@@ -168,6 +178,7 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
     mapping_system: MappingSystemConfig = values["mapping_system"]
     _check_rtr_rlocs(mapping_system, underlay, daemon, ctx)
     _check_ms_rtr_keys(mapping_system, nat_traversal, daemon, ctx)
+    check_ddt(values, daemon, underlay, ctx)
 
     tun = _resolve_tun(values["tun"], underlay, database + map_cache, ctx)
     return Config(
@@ -189,6 +200,9 @@ def build_config(values: dict[str, Any], path: KeyPath, ctx: Context) -> Config:
         metrics=values["metrics"],
         limits=values["limits"],
         dataplane=values["dataplane"],
+        ddt=values["ddt"],
+        ddt_authorities=values["ddt_authority"],
+        ddt_delegations=values["ddt_delegation"],
         path=ctx.path,
     )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from lispd.config.ddt import AUTHORITY, DDT, DELEGATION
 from lispd.config.locate import KeyPath
 from lispd.config.model import (
     DEFAULT_INSTANCE_ID,
@@ -627,6 +628,9 @@ ROOT = Table(
         Key("metrics", METRICS, default_factory=lambda: None),
         Key("limits", LIMITS),
         Key("dataplane", DATAPLANE),
+        Key("ddt", DDT),
+        Key("ddt-authority", ListOf(AUTHORITY), default=()),
+        Key("ddt-delegation", ListOf(DELEGATION), default=()),
     ),
     build=build_config,
 )

@@ -37,9 +37,10 @@ from lispd.config.locate import key_lines
 EXAMPLE = Path(__file__).resolve().parents[2] / "lispd.conf.example"
 EXAMPLE_MSMR = EXAMPLE.with_name("lispd.conf.example.msmr")
 EXAMPLE_PXTR = EXAMPLE.with_name("lispd.conf.example.pxtr")
-EXAMPLES = (EXAMPLE, EXAMPLE_MSMR, EXAMPLE_PXTR)
-"""The xTR example and the Map-Server/Map-Resolver one (together they document every key), and
-the PITR + PETR one (only keys the first two describe)."""
+EXAMPLE_DDT = EXAMPLE.with_name("lispd.conf.example.ddt")
+EXAMPLES = (EXAMPLE, EXAMPLE_MSMR, EXAMPLE_DDT, EXAMPLE_PXTR)
+"""The xTR example, the Map-Server/Map-Resolver one and the DDT one (together they document every
+key), and the PITR + PETR one (only keys the first three describe)."""
 
 DOC_RANGES = [
     ipaddress.ip_network(n)
@@ -201,7 +202,7 @@ def test_example_uses_every_key() -> None:
         in_this = _document_paths(tomllib.loads(example.read_text()))
         assert in_this - accepted == set(), example.name
         used |= in_this
-    assert accepted - used == set(), "keys missing from both lispd.conf.example files"
+    assert accepted - used == set(), "keys missing from every lispd.conf.example file"
     # Sanity of the schema walk itself.
     assert ("daemon", "log-level") in accepted
     assert ("database-mapping", "rlocs", "weight") in accepted
@@ -345,8 +346,9 @@ def test_log_levels(level: str) -> None:
 def test_every_role_accepted() -> None:
     roles = ", ".join(f'"{role}"' for role in ROLES)
     pitr_needs = '\n[[map-resolver]]\naddress = "192.0.2.10"\n' + SEND_MAP_REQUEST
+    ddt_needs = '\n[[ddt-authority]]\neid-prefix = "198.51.100.128/25"\n'
     text = BASE.replace('roles = ["itr", "etr"]', f"roles = [{roles}]") + SITE + pitr_needs
-    config = parse_config(text)
+    config = parse_config(text + ddt_needs)
     assert config.roles == frozenset(ROLES)
 
 
@@ -985,8 +987,8 @@ MSMR_CASES = [
      "198.51.100.0/28 in instance-id 0 is already eid-prefixes[0]"),
     ("[[site]]", "[site]", "site", 7, "must be an array (write [[site]] headers), not a table"),
     ('roles = ["map-server", "map-resolver"]', 'roles = ["map-resolver"]', "daemon.roles", 2,
-     "role 'map-resolver' needs the 'map-server' role too: lispd's Map-Resolver answers "
-     "Map-Requests from the registrations of its co-located Map-Server"),
+     "role 'map-resolver' needs the 'map-server' role too (lispd's Map-Resolver answers "
+     "Map-Requests from the registrations of its co-located Map-Server) or [ddt] roots"),
     ('roles = ["map-server", "map-resolver"]', 'roles = ["rtr"]', "site[0]", 7,
      "[[site]] is only used by the 'map-server' role"),
 ]

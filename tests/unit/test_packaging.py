@@ -77,6 +77,7 @@ def test_the_sdist_carries_what_the_build_and_a_user_need(built: Built) -> None:
         "lispd/py.typed",
         "lispd.conf.example",
         "lispd.conf.example.msmr",
+        "lispd.conf.example.ddt",
         "lispd.conf.example.pxtr",
         "systemd/lispd.service",
         "docs/ARCHITECTURE.md",
@@ -130,6 +131,11 @@ def test_the_installed_wheel_runs_without_the_repository(built: Built, tmp_path:
     for command in COMMANDS:
         helped = run(str(bin_dir / command), "--help")
         assert helped.returncode == 0 and "usage" in helped.stdout.lower(), (command, helped)
-    for example in ("lispd.conf.example", "lispd.conf.example.msmr", "lispd.conf.example.pxtr"):
+    for example in (
+        "lispd.conf.example",
+        "lispd.conf.example.msmr",
+        "lispd.conf.example.ddt",
+        "lispd.conf.example.pxtr",
+    ):
         checked = run(str(bin_dir / "lispd"), "--check", "-c", str(REPOSITORY / example))
         assert checked.returncode == 0, (example, checked.stdout, checked.stderr)
