@@ -86,6 +86,7 @@ import select
 import selectors
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -551,6 +552,108 @@ def ddt_counters(stats: Any) -> dict[str, Any]:
     return found
 
 
+# --- in process: the referral cache alone ----------------------------------------------------
+
+
+def _rss_self() -> int:
+    return vm_rss(os.getpid())
+
+
+def referral_cache_memory(plan: Plan, backend: str | None = None) -> dict[str, Any]:
+    """The Map-Resolver's :class:`~lispd.ddt.cache.ReferralCache` filled, in this process, with
+    what mr's holds after one resolution in every site (as :class:`~lispd.ddt.resolver.
+    DdtResolver` puts them): the root's NODE-REFERRAL per child /34, the children's MS-REFERRAL
+    per Map-Server /36, and per site the MS-ACK kept as an MS-REFERRAL for its /48, each with a
+    freshly decoded prefix, referral set and source address (interned sets, as the cache does).
+    ``tracemalloc``'s count of the Python allocations it made, this process's RSS growth (which
+    also sees C allocations: a pytricia tree), bytes per entry; and a longest-prefix lookup's
+    time.  ``backend`` replaces the tables' backend (None: the cache's own choice)."""
+    import gc
+    import tracemalloc
+
+    from lispd.ddt.cache import ReferralCache
+    from lispd.mapcache.scoped import ScopedTables
+    from lispd.wire.mapreferral import ReferralAction
+
+    def addr(text: str) -> IPv4Address:
+        return IPv4Address(text)
+
+    texts: list[tuple[str, ReferralAction, str, str]] = []  # made as text: no object freed
+    for c in range(plan.children):
+        if any(plan.ms_child(m) == c for m in range(plan.map_servers)):
+            child, root = plan.address(f"ddt{c + 1}"), plan.address("root")
+            texts.append((str(plan.child_prefix(c)), ReferralAction.NODE_REFERRAL, child, root))
+    for m in range(plan.map_servers):
+        ms, parent = plan.address(f"ms{m + 1}"), plan.address(f"ddt{plan.ms_child(m) + 1}")
+        texts.append((str(plan.ms_prefix(m)), ReferralAction.MS_REFERRAL, ms, parent))
+    for i in range(plan.sites):
+        ms = plan.address(f"ms{plan.site_ms(i) + 1}")
+        texts.append((str(plan.site_prefix(i)), ReferralAction.MS_REFERRAL, ms, ms))
+    now = 100.0
+
+    def fill() -> ReferralCache:
+        cache = ReferralCache(1_000_000)
+        if backend is not None:
+            cache._tables = ScopedTables(backend=backend)  # the measured variant
+        for net_text, action, member, src in texts:
+            cache.put(0, IPv6Network(net_text), action, (addr(member),), 1440, addr(src), now)
+        return cache
+
+    # RSS first, on memory the process never had (tracemalloc's own records would count too)
+    gc.collect()
+    rss0 = _rss_self()
+    cache = fill()
+    gc.collect()
+    rss1 = _rss_self()
+    del cache
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    cache = fill()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    by_line = after.compare_to(before, "lineno")
+    traced = sum(stat.size_diff for stat in by_line)
+    top = [
+        {"where": f"{Path(st.traceback[0].filename).name}:{st.traceback[0].lineno}",
+         "bytes_per_entry": round(st.size_diff / max(1, len(cache)), 1)}
+        for st in sorted(by_line, key=lambda st: -st.size_diff)[:8]
+    ]  # fmt: skip
+    entries = len(cache)
+    probes = [plan.eid(i, EID_MEMORY) for i in range(0, plan.sites, max(1, plan.sites // 2000))]
+    started = time.perf_counter()
+    for eid in probes:
+        cache.lookup(0, eid, now)
+    lookup_us = (time.perf_counter() - started) / len(probes) * 1e6
+    tables = cache.tables()
+    backends = sorted({t.backend for t in (tables.table(0, 6),) if t is not None})
+    return {
+        "entries": entries,
+        "backend": ",".join(backends),
+        "tracemalloc_bytes": traced,
+        "tracemalloc_bytes_per_entry": round(traced / entries, 1),
+        "rss_growth_bytes": rss1 - rss0,
+        "rss_bytes_per_entry": round((rss1 - rss0) / entries, 1),
+        "lookup_us": round(lookup_us, 2),
+        "tracemalloc_top": top,
+    }
+
+
+def in_process_figures(plan: Plan, backend: str) -> dict[str, Any]:
+    """:func:`referral_cache_memory` in a fresh interpreter (``backend``: ``default`` or a
+    :class:`~lispd.mapcache.PrefixTable` backend), so that its RSS growth is on memory no earlier
+    measure freed."""
+    argv = [sys.executable, "-m", "benchmarks.ddt", "--in-process-child", backend]
+    argv += ["--sites", str(plan.sites), "--map-servers", str(plan.map_servers)]
+    proc = subprocess.run(
+        argv, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+        check=True, timeout=300,
+    )  # fmt: skip
+    figures: dict[str, Any] = json.loads(proc.stdout)
+    return figures
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -716,33 +819,40 @@ def _kinds(cache: Sequence[Any]) -> dict[str, int]:
 def print_report(result: dict[str, Any]) -> None:
     """The figures as a short table."""
     s = result["settings"]
-    print(
-        f"DDT: {s['sites']} sites under {s['map_servers']} Map-Servers, "
-        f"{s['ddt_nodes']} DDT nodes (root + {s['ddt_nodes'] - 1}); {s['samples']} samples"
-    )
-    reg = result["registration"]
-    print(f"registration: {reg['registrations']} Map-Registers acknowledged in {reg['seconds']} s")
-    timed = result["timed"]
-    print(f"{'resolution':<10} {'median':>8} {'p95':>8} {'max':>8} {'lost':>5}   (ms)")
-    for kind in ("cold", "warm", "baseline"):
-        t = timed[kind]
-        cells = [
-            f"{t[k]:>8.3f}" if t[k] is not None else f"{'-':>8}"
-            for k in ("median_ms", "p95_ms", "max_ms")
-        ]
-        print(f"{kind:<10} {' '.join(cells)} {t['lost']:>5}")
-    for name, r in timed["ratios"].items():
-        print(f"{name:<14} median {r['median']}  p95 {r['p95']}  max {r['max']}")
-    mem = result["memory"]
-    bulk = mem["resolutions"]
-    print(
-        f"memory: {bulk['answered']}/{bulk['eids']} sites resolved in {bulk['seconds']} s "
-        f"({bulk['retried']} retried, {bulk['failed']} failed); referral cache "
-        f"{mem['referral_entries']} entries {mem['referral_entries_by_kind']}; mr RSS "
-        f"+{mem['rss_growth_bytes'] / 1e6:.2f} MB, {mem['bytes_per_referral']} bytes/referral"
-    )
-    if "in_process" in mem:
-        print(f"in process: {mem['in_process']}")
+    if "timed" in result:
+        print(
+            f"DDT: {s['sites']} sites under {s['map_servers']} Map-Servers, "
+            f"{s['ddt_nodes']} DDT nodes (root + {s['ddt_nodes'] - 1}); {s['samples']} samples"
+        )
+        reg = result["registration"]
+        print(
+            f"registration: {reg['registrations']} Map-Registers acknowledged in {reg['seconds']} s"
+        )
+        timed = result["timed"]
+        print(f"{'resolution':<10} {'median':>8} {'p95':>8} {'max':>8} {'lost':>5}   (ms)")
+        for kind in ("cold", "warm", "baseline"):
+            t = timed[kind]
+            cells = [
+                f"{t[k]:>8.3f}" if t[k] is not None else f"{'-':>8}"
+                for k in ("median_ms", "p95_ms", "max_ms")
+            ]
+            print(f"{kind:<10} {' '.join(cells)} {t['lost']:>5}")
+        for name, r in timed["ratios"].items():
+            print(f"{name:<14} median {r['median']}  p95 {r['p95']}  max {r['max']}")
+        mem = result["memory"]
+        bulk = mem["resolutions"]
+        print(
+            f"memory: {bulk['answered']}/{bulk['eids']} sites resolved in {bulk['seconds']} s "
+            f"({bulk['retried']} retried, {bulk['failed']} failed); referral cache "
+            f"{mem['referral_entries']} entries {mem['referral_entries_by_kind']}; mr RSS "
+            f"+{mem['rss_growth_bytes'] / 1e6:.2f} MB, {mem['bytes_per_referral']} bytes/referral"
+        )
+    for name, figures in result["in_process"].items():
+        print(
+            f"in process ({name} backend: {figures['backend']}): {figures['entries']} referrals, "
+            f"tracemalloc {figures['tracemalloc_bytes_per_entry']} bytes/entry, RSS "
+            f"{figures['rss_bytes_per_entry']} bytes/entry, lookup {figures['lookup_us']} us"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -756,8 +866,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=8, help="client source addresses")
     parser.add_argument("--registration-timeout", type=float, default=1800.0)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--in-process-only", action="store_true",
+        help="only the referral cache measured in this process (no lab, no root needed)",
+    )  # fmt: skip
+    parser.add_argument("--in-process-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not (args.in_process_only or args.in_process_child):
         print("benchmarks.ddt needs root (network namespaces)", file=sys.stderr)
         return 2
     args.sites = args.sites or (200 if args.quick else 10_000)
@@ -765,8 +880,22 @@ def main(argv: list[str] | None = None) -> int:
     args.samples = args.samples or (30 if args.quick else 300)
     plan = Plan(args.sites, args.map_servers, args.sources, args.registration_timeout)
     started = time.monotonic()
+    if args.in_process_child:
+        backend = None if args.in_process_child == "default" else args.in_process_child
+        print(json.dumps(referral_cache_memory(plan, backend)))
+        return 0
+    # the referral cache alone, with its own backend and with "pure", each in a fresh process
+    in_process = {name: in_process_figures(plan, name) for name in ("default", "pure")}
+    if args.in_process_only:
+        result: dict[str, Any] = {"settings": {"sites": plan.sites}, "in_process": in_process}
+        print_report(result)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=2)
+        return 0
     with Lab(topology(plan)) as lab:
         result = Bench(lab, plan, args).run()
+    result["in_process"] = in_process
     result["elapsed_s"] = round(time.monotonic() - started, 3)
     print_report(result)
     if args.json:
