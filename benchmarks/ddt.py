@@ -69,7 +69,7 @@ from ``--sources`` (8) addresses in turn, each at most ``--rate / --sources`` a 
 phase and 40 a second in the timed phase.
 
 ``--quick``: 200 sites under 2 Map-Servers (one under each child), 30 samples (well under a
-minute); the full run defaults to 10,000 sites under 8 Map-Servers and 300 samples.  Exit status
+minute); the full run defaults to 10,000 sites under 8 Map-Servers and 1,000 samples.  Exit status
 0 when every phase got its answers, 1 when requests went unanswered in the timed phase or a
 site could not be registered or resolved.
 """
@@ -206,6 +206,14 @@ class Plan:
     def site_locator(self, i: int) -> IPv4Address:
         """The (unused) RLOC site ``i`` registers."""
         return IPv4Address(f"203.0.113.{1 + i % 250}")
+
+    def sample_sites(self, n: int) -> list[int]:
+        """``n`` distinct sites, the Map-Servers taking turns, spread over each one's sites."""
+        rounds = -(-n // self.map_servers)
+        stride = max(1, (self.sites // self.map_servers) // rounds)
+        picked = [k % self.map_servers + self.map_servers * (k // self.map_servers) * stride
+                  for k in range(n)]  # fmt: skip
+        return [i for i in picked if i < self.sites][:n]
 
     def ms_sites(self, m: int) -> range:
         """The sites of Map-Server ``m``."""
@@ -535,21 +543,18 @@ def vm_rss(pid: int) -> int:
 
 
 def ddt_counters(stats: Any) -> dict[str, Any]:
-    """The DDT counters of a ``stats`` answer: every key (at any depth) starting ``ddt-`` or
-    ``referral-``, with its path."""
-    found: dict[str, Any] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                name = f"{path}.{key}" if path else str(key)
-                if str(key).startswith(("ddt-", "referral-")) and not isinstance(sub, dict):
-                    found[name] = sub
-                else:
-                    walk(sub, name)
-
-    walk(stats, "")
-    return found
+    """The DDT figures of a ``stats`` answer: its ``ddt`` section (what the resolver, DDT node
+    or Map-Server leaf did) and, under ``drops``, the drop counters named ``ddt-...`` or
+    ``referral-...`` and ``request-rate-limited``."""
+    out: dict[str, Any] = dict(stats.get("ddt", {}))
+    drops = {
+        k: v
+        for k, v in stats.get("drops", {}).items()
+        if k.startswith(("ddt-", "referral-")) or k == "request-rate-limited"
+    }
+    if drops:
+        out["drops"] = drops
+    return out
 
 
 # --- in process: the referral cache alone ----------------------------------------------------
@@ -743,9 +748,7 @@ class Bench:
         """Cold, warm and baseline samples, interleaved, one site each."""
         plan, mr, msmr = self.plan, self.plan.address("mr"), self.plan.address("msmr")
         samples = min(self.args.samples, plan.sites)
-        # distinct sites spread over every Map-Server, none asked before
-        step = max(1, plan.sites // samples)
-        sites = [(k * step) % plan.sites for k in range(samples)]
+        sites = plan.sample_sites(samples)
         times: dict[str, list[float]] = {"cold": [], "warm": [], "baseline": []}
         lost = dict.fromkeys(times, 0)
         entries_after_cold: list[int] = []
@@ -790,7 +793,9 @@ class Bench:
         rss1 = vm_rss(pid)
         cache = self.cache_entries()
         grown = rss1 - rss0
+        counted = self.ask("mr", "stats").get("ddt", {}).get("referral-cache-entries")
         return {
+            "referral_cache_entries_counter": counted,
             "resolutions": bulk,
             "referral_entries": len(cache),
             "referral_entries_by_kind": _kinds(cache),
@@ -861,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 sites, 2 Map-Servers, 30 samples")
     parser.add_argument("--sites", type=int, help="sites (default 10,000; --quick 200)")
     parser.add_argument("--map-servers", type=int, help="Map-Servers (default 8; --quick 2)")
-    parser.add_argument("--samples", type=int, help="cold/warm/baseline samples (300; --quick 30)")
+    parser.add_argument("--samples", type=int, help="cold/warm/baseline samples (1000; --quick 30)")
     parser.add_argument("--rate", type=float, default=400.0, help="requests/s of the memory phase")
     parser.add_argument("--sources", type=int, default=8, help="client source addresses")
     parser.add_argument("--registration-timeout", type=float, default=1800.0)
@@ -877,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.sites = args.sites or (200 if args.quick else 10_000)
     args.map_servers = args.map_servers or (2 if args.quick else 8)
-    args.samples = args.samples or (30 if args.quick else 300)
+    args.samples = args.samples or (30 if args.quick else 1000)
     plan = Plan(args.sites, args.map_servers, args.sources, args.registration_timeout)
     started = time.monotonic()
     if args.in_process_child:

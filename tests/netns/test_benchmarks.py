@@ -326,16 +326,29 @@ def test_ddt_quick(tmp_path: Path) -> None:
             timed[baseline_kind]["median_ms"] / timed["baseline"]["median_ms"], 2
         )
         assert all(v is not None and v > 0 for v in r.values()), (name, r)
-    # after one cold resolution the cache holds the referrals of the walk
-    assert all(n >= 1 for n in timed["referral_entries_after_one_site"]), timed
+    # after one cold resolution the cache holds the walk's three referrals: the root's node
+    # referral, the child's MS referral and the Map-Server's MS-ACK (kept as an MS referral)
+    assert timed["referral_entries_after_one_site"] == [3, 3, 3], timed
+    counters = result["counters"]
+    mr = counters["mr"]
+    # every cold sample walked from the root (the cache was cleared), every warm one started
+    # from the cache; the samples took turns between both Map-Servers
+    assert mr["received-node-referral"] >= 30 and mr["received-ms-referral"] >= 30, mr
+    assert mr["cache-hits"] >= 30 and mr["max-steps-per-resolution"] == 3, mr
+    assert counters["root"]["sent-node-referral"] == mr["received-node-referral"]
+    assert counters["ms1"]["sent-ms-ack"] >= 30 and counters["ms2"]["sent-ms-ack"] >= 30
+    assert mr["answered"] == mr["resolutions"], mr
+    assert not any("drops" in c for c in counters.values()), counters
 
     memory = result["memory"]
     bulk = memory["resolutions"]
     assert bulk["answered"] == bulk["eids"] == 200 and bulk["failed"] == 0, bulk
-    assert memory["referral_entries"] >= 1
-    assert sum(memory["referral_entries_by_kind"].values()) == memory["referral_entries"]
+    # one MS-ACK per site, each Map-Server's /36 and each child's /34
+    assert memory["referral_entries_by_kind"] == {"node-referral": 2, "ms-referral": 202}
+    assert memory["referral_entries"] == memory["referral_cache_entries_counter"] == 204
     assert memory["rss_before_bytes"] > 0 and memory["rss_after_bytes"] > 0
     assert memory["rss_growth_bytes"] == memory["rss_after_bytes"] - memory["rss_before_bytes"]
-    # the DDT Map-Resolver counted its work
-    assert result["counters"]["mr"], result["counters"]
+    # the cache alone, in process: the same 204 referrals
+    for figures in result["in_process"].values():
+        assert figures["entries"] == 204 and figures["tracemalloc_bytes_per_entry"] > 0
     assert "resolution" in stdout and "cold/baseline" in stdout
