@@ -1,7 +1,8 @@
 """LISP-DDT resolution: cold and warm referral cache against a one-step Map-Resolver (issue 23).
 
     sudo .venv/bin/python -m benchmarks.ddt [--quick] [--sites N] [--map-servers M]
-        [--samples N] [--rate R] [--sources K] [--json FILE]
+        [--samples N] [--rate R] [--sources K] [--registration-timeout S] [--json FILE]
+    .venv/bin/python -m benchmarks.ddt --in-process-only [--sites N] [--map-servers M]
 
 Lab (its own topology, :class:`lispd.lab.Lab`): every node hangs off one core router::
 
@@ -49,8 +50,8 @@ reply read, in this process:
     ``lispctl clear referral-cache`` sends) and then a Map-Request for ``site::1`` of a site never
     asked before: mr walks root -> ddt1/2 -> the Map-Server, which proxy-replies to the client.
 ``warm``
-    right after, ``site::2`` of the same site: the Map-Server's referral is in mr's cache, mr asks
-    the Map-Server at once.
+    right after, ``site::2`` of the same site: the Map-Server's MS-ACK is in mr's cache (an
+    MS referral for the site's /48), mr asks the Map-Server at once.
 ``baseline``
     ``site::3`` of the same site to msmr: one Map-Resolver that holds the registration itself.
 
@@ -62,16 +63,26 @@ Memory: mr's referral cache cleared, mr's VmRSS (``/proc/PID/status``) read, the
 (``site::4``) of every site resolved through mr at ``--rate`` requests a second in total,
 answered ones counted (a request unanswered after 2 s is sent again, 3 tries), then the referral
 cache's entries (``referral-cache`` listing) and the DDT counters of ``stats``, and VmRSS again:
-the growth, and bytes per cached referral.
+the growth, and bytes per cached referral.  Then, each in a fresh interpreter of its own (no
+root needed: ``--in-process-only`` does this alone), :class:`lispd.ddt.cache.ReferralCache` filled
+with the same referrals as mr's (one node referral per child /34, one MS referral per Map-Server
+/36, one per site /48, as :class:`lispd.ddt.resolver.DdtResolver` puts them): ``tracemalloc``'s
+count of what it allocated (and the 8 lines that allocated most, per entry), the RSS growth (C
+allocations too), and a lookup's time; with the cache's own table backend and with ``pure``.
 
 Rate: mr rate-limits ECMs to 100 a second per source address (burst 200), so requests go out
 from ``--sources`` (8) addresses in turn, each at most ``--rate / --sources`` a second in the bulk
-phase and 40 a second in the timed phase.
+phase and 40 a second in the timed phase (where one request waits for its answer before the
+next).  The DDT nodes and the Map-Servers limit DDT requests per source address too (100 a
+second, burst 200), and every DDT request comes from mr: ``--rate`` (400) spread over 8
+Map-Servers stays under it; over 100 a second per Map-Server they drop the excess
+(``ddt-request-rate-limited`` in their counters) and those resolutions time out.
 
 ``--quick``: 200 sites under 2 Map-Servers (one under each child), 30 samples (well under a
 minute); the full run defaults to 10,000 sites under 8 Map-Servers and 1,000 samples.  Exit status
-0 when every phase got its answers, 1 when requests went unanswered in the timed phase or a
-site could not be registered or resolved.
+0 when every request got its answer, 1 when a timed request went unanswered or a site could not
+be resolved in the memory phase (after 3 tries); a site whose Map-Register is never acknowledged
+stops the run with an error.
 """
 
 from __future__ import annotations
