@@ -110,6 +110,7 @@ REPO = str(Path(__file__).resolve().parent.parent)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmarks.cpuload import OtherLoad  # noqa: E402
 from benchmarks.traffic import percentile  # noqa: E402
 from lispd.api.client import entries, request  # noqa: E402
 from lispd.cli.lig import Target, build_request, match_reply  # noqa: E402
@@ -768,6 +769,9 @@ class Bench:
         for resolver, eid in ((mr, plan.eid(sites[0], 9)), (msmr, plan.eid(sites[0], 9))):
             if client.resolve(resolver, eid) is None:
                 raise RuntimeError(f"no Map-Reply from {resolver} for {eid}")
+        noise = OtherLoad(self.lab.namespaces())
+        noise.start()
+        started = time.monotonic()
         for i in sites:
             registrar.refresh_if_due()
             self.clear()
@@ -789,6 +793,11 @@ class Bench:
             "warm/baseline": ratios(out["warm"], out["baseline"]),
         }
         out["referral_entries_after_one_site"] = entries_after_cold
+        seconds = time.monotonic() - started
+        out["seconds"] = round(seconds, 3)
+        # CPU that processes outside the lab took meanwhile (other work on the machine)
+        out["other_load"] = {**noise.stop(), "cores": None}
+        out["other_load"]["cores"] = round(out["other_load"]["other_cpu_s"] / seconds, 2)
         return out
 
     def memory(self, client: Client) -> dict[str, Any]:
@@ -855,6 +864,11 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"{kind:<10} {' '.join(cells)} {t['lost']:>5}")
         for name, r in timed["ratios"].items():
             print(f"{name:<14} median {r['median']}  p95 {r['p95']}  max {r['max']}")
+        load = timed["other_load"]
+        print(
+            f"meanwhile processes outside the lab used {load['cores']} cores "
+            f"(top: {', '.join(f'{c} {s:.1f}s' for c, s in load['top'])})"
+        )
         mem = result["memory"]
         bulk = mem["resolutions"]
         print(
