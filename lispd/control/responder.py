@@ -154,7 +154,14 @@ class MapReplier:
         if request.smr:
             self.drops["request-smr-at-etr"] += 1  # handled by the ITR side, not here
             return []
-        if not self.limiter.allow(src, now):
+        # The limit is per destination of the reply (the ITR-RLOC), not per source: a
+        # Map-Server forwards every ITR's request from its one address, and what needs a bound
+        # is how much one address can be sent, whoever asks.
+        reply_to = pick_itr_rloc(request, self.families)
+        if reply_to is None:
+            self.drops["request-no-usable-itr-rloc"] += 1
+            return []
+        if not self.limiter.allow(reply_to, now):
             self.drops["request-rate-limited"] += 1
             return []
         records = [r for r in map(self._record_for, request.records) if r is not None]
@@ -165,10 +172,7 @@ class MapReplier:
             return []
         if request.probe and dst is not None:
             records = [mark_probed(r, dst) for r in records]
-        dst = pick_itr_rloc(request, self.families)
-        if dst is None:
-            self.drops["request-no-usable-itr-rloc"] += 1
-            return []
+        dst = reply_to
         reported = ttl if request.probe and ttl is not None and 0 < ttl < 256 else 0
         reply = MapReply(
             nonce=request.nonce,

@@ -73,13 +73,19 @@ def test_refuses_foreign_eids_smrs_and_unreachable_requesters() -> None:
     }
 
 
-def test_rate_limited_per_requester() -> None:
+def test_rate_limited_per_reply_destination() -> None:
+    """The budget is the ITR-RLOC's the reply goes to, whoever sends the request: a
+    Map-Server forwarding many ITRs' requests from its one address is not throttled as one,
+    and no address gets more than the budget, however many sources name it."""
     replier = MapReplier(database(), [RLOC], rate=1.0, burst=3.0)
     req = request(ip_address("198.51.100.1"), 32)
     answered = sum(len(replier.on_map_request(req, 1, ITR, 0.0)) for _ in range(10))
     assert answered == 3 and replier.drops["request-rate-limited"] == 7
-    other = IPv4Address("192.0.2.99")
-    assert replier.on_map_request(req, 1, other, 0.0)  # another requester has its own budget
+    spoofed = IPv4Address("192.0.2.99")
+    assert replier.on_map_request(req, 1, spoofed, 0.0) == []  # same destination, no budget
+    other_itr = IPv4Address("192.0.2.77")
+    forwarded = MapRequest(nonce=1, records=req.records, itr_rlocs=(other_itr,))
+    assert replier.on_map_request(forwarded, 1, ITR, 0.0)  # another ITR has its own budget
     assert replier.on_map_request(req, 1, ITR, 1.5)  # tokens come back with time
 
 
