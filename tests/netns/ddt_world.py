@@ -316,7 +316,8 @@ def ms_doc(plan: DdtPlan, name: str, sock: str) -> Any:
 def mr_doc(plan: DdtPlan, name: str, sock: str) -> Any:
     """A DDT Map-Resolver starting at both roots."""
     roots = [plan.rloc[r] for r in ROOTS]
-    return _node_doc(name, ["map-resolver"], sock, plan, ddt={"roots": roots, "request-timeout": REQUEST_TIMEOUT})
+    ddt = {"roots": roots, "request-timeout": REQUEST_TIMEOUT}
+    return _node_doc(name, ["map-resolver"], sock, plan, ddt=ddt)
 
 
 def xtr_doc(plan: DdtPlan, site: DdtSite, sock: str) -> Any:
@@ -346,9 +347,7 @@ def pxtr_doc(plan: DdtPlan, sock: str) -> Any:
         (plan.rloc[PXTR],),
         control_socket=sock,
         daemon={"log-level": "debug"},
-        map_cache=[
-            configs.resolve(p, instance_id=iid) for iid in IIDS for p in SITE_BLOCKS[iid]
-        ],
+        map_cache=[configs.resolve(p, instance_id=iid) for iid in IIDS for p in SITE_BLOCKS[iid]],
         map_resolver=configs.addresses(*(plan.rloc[mr] for mr in MAP_RESOLVERS)),
     )
 
