@@ -173,6 +173,10 @@ class DdtPlan:
                 seen[(s.iid, s.child_block_v6)] = None
         return list(seen)
 
+    def root_delegations(self, iid: int) -> list[str]:
+        """The prefixes the roots delegate in instance ``iid`` (both children, families)."""
+        return [p for child in CHILDREN for i, p in self.child_blocks(child) if i == iid]
+
 
 def ddt_plan() -> DdtPlan:
     """Build the topology of this module's documentation; return its plan."""
@@ -240,7 +244,7 @@ def delegation_hole(eid: str, delegations: Sequence[str]) -> str:
     nets = [n for n in nets if n.version == address.version]
     for length in range(address.max_prefixlen + 1):
         candidate = ipaddress.ip_network((address, length), strict=False)
-        if not any(candidate.overlaps(n) for n in nets):  # type: ignore[arg-type]
+        if not any(candidate.overlaps(n) for n in nets):
             return str(candidate)
     raise ValueError(f"{eid} lies in a delegation")
 
