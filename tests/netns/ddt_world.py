@@ -18,7 +18,9 @@ The EID space and who is authoritative for what (``[iid]prefix``):
 - The roots: [0]0.0.0.0/0, [0]::/0, [7]0.0.0.0/0, [7]::/0.  They delegate each instance's site
   block (iid 0: 198.51.100.0/25 and 2001:db8:100::/40; iid 7: 198.51.100.128/25 and
   2001:db8:700::/40) by halves: the first half to ddt1, the second to ddt2 (``kind =
-  "ddt-node"``).  Everything else is a delegation hole (203.0.113.0/24, the internet).
+  "ddt-node"``), ddt2 by its IPv6 address (the mapping system's nodes have an IPv4 and an
+  IPv6 RLOC; the xTRs and the PxTR only IPv4).  Everything else is a delegation hole
+  (203.0.113.0/24, the internet).
 - ddt1 and ddt2: authoritative for their halves; each delegates one Map-Server block per
   half (a /27 and a /44) to its pair of Map-Servers (``kind = "map-server"``).
 - The Map-Servers: sites registered inside those blocks (a /28 and a /48 each); every xTR
@@ -77,6 +79,11 @@ INET = "inet"
 CORE = "core"
 CORE_NODES = (*ROOTS, *CHILDREN, *MAP_SERVERS, *MAP_RESOLVERS, *XTRS, PXTR)
 """The nodes on core, in the order of their links (node k on 192.0.2.4k/30)."""
+DUAL_STACK = (*ROOTS, *CHILDREN, *MAP_SERVERS, *MAP_RESOLVERS)
+"""The mapping system's nodes: IPv4 and IPv6 RLOCs (the xTRs and the PxTR only IPv4)."""
+REFERRED_BY_V6 = ("ddt2",)
+"""Nodes their parents refer to by their IPv6 address (the roots' referral set for ddt2's
+halves): the Map-Resolvers walk an IPv6 hop of the tree."""
 
 IIDS = (0, 7)
 SITE_BLOCKS: dict[int, tuple[str, str]] = {
@@ -155,6 +162,16 @@ class DdtPlan:
     def site(self, index: int) -> DdtSite:
         """Site ``index`` (1..4)."""
         return self.sites[index - 1]
+
+    def referral(self, node: str) -> str:
+        """The address by which ``node``'s parent refers to it (see :data:`REFERRED_BY_V6`)."""
+        return self.rloc_v6[node] if node in REFERRED_BY_V6 else self.rloc[node]
+
+    def rlocs(self, node: str) -> tuple[str, ...]:
+        """``node``'s underlay RLOCs (both families for :data:`DUAL_STACK` nodes)."""
+        if node in DUAL_STACK:
+            return (self.rloc[node], self.rloc_v6[node])
+        return (self.rloc[node],)
 
     def in_iid(self, iid: int) -> list[DdtSite]:
         """The sites of instance ``iid``."""
@@ -256,7 +273,7 @@ def _node_doc(name: str, roles: Sequence[str], sock: str, plan: DdtPlan, **table
     return configs.node(
         name,
         roles,
-        (plan.rloc[name],),
+        plan.rlocs(name),
         control_socket=sock,
         daemon={"log-level": "debug"},
         **tables,
@@ -274,7 +291,7 @@ def root_doc(plan: DdtPlan, name: str, sock: str) -> Any:
             "eid-prefix": prefix,
             "instance-id": iid,
             "kind": "ddt-node",
-            "referrals": [plan.rloc[child]],
+            "referrals": [plan.referral(child)],
         }
         for child in CHILDREN
         for iid, prefix in plan.child_blocks(child)
@@ -293,7 +310,7 @@ def child_doc(plan: DdtPlan, name: str, sock: str) -> Any:
             "eid-prefix": prefix,
             "instance-id": s.iid,
             "kind": "map-server",
-            "referrals": [plan.rloc[ms] for ms in s.map_servers],
+            "referrals": [plan.referral(ms) for ms in s.map_servers],
         }
         for s in plan.sites
         if s.child == name

@@ -137,7 +137,7 @@ def test_rig_walks_root_child_map_server_and_the_referral_cache_lists_the_chain(
                 assert out["outcome"] == "ms-ack", out
                 assert [s["node"] for s in steps] == [
                     plan.rloc[root],
-                    plan.rloc[site.child],
+                    plan.referral(site.child),
                     plan.rloc[site.map_servers[0]],
                 ], out
                 assert [s["action"] for s in steps] == ["node-referral", "ms-referral", "ms-ack"]
@@ -146,11 +146,19 @@ def test_rig_walks_root_child_map_server_and_the_referral_cache_lists_the_chain(
                     iid_prefix(site.iid, ms_block),
                     iid_prefix(site.iid, prefix),
                 ], out
-                assert [r["address"] for r in steps[0]["referrals"]] == [plan.rloc[site.child]]
+                assert [r["address"] for r in steps[0]["referrals"]] == [plan.referral(site.child)]
                 assert [r["address"] for r in steps[1]["referrals"]] == [
                     plan.rloc[ms] for ms in site.map_servers
                 ]
+                ms = site.map_servers[0]  # MS-ACK: the Map-Server's own RLOCs
+                assert [r["address"] for r in steps[2]["referrals"]] == list(plan.rlocs(ms))
                 assert all(s["authoritative"] for s in steps), out
+                # The Map-Server also forwarded the request to the site's ETR: its Map-Reply.
+                reply = out["map_reply"]
+                assert reply is not None, out
+                record = reply["records"][0]
+                assert record["eid-prefix"] == iid_prefix(site.iid, prefix), reply
+                assert [loc["address"] for loc in record["locators"]] == [site.rloc], reply
 
     # The Map-Resolvers cached what they walked through for test 1's (or this test's) pings.
     for src in plan.sites:
@@ -166,8 +174,8 @@ def test_rig_walks_root_child_map_server_and_the_referral_cache_lists_the_chain(
     for site in plan.sites:
         node = cached.get((iid_prefix(site.iid, site.child_block_v4), "node-referral"))
         assert node is not None, cached
-        ms = cached.get((iid_prefix(site.iid, site.ms_block_v4), "ms-referral"))
-        assert ms is not None, cached
+        ms_entry = cached.get((iid_prefix(site.iid, site.ms_block_v4), "ms-referral"))
+        assert ms_entry is not None, cached
 
 
 # -- 4. the internet: a delegation hole, natively forwarded through the PETR ----------------------
