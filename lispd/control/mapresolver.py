@@ -91,6 +91,48 @@ def _narrower(a: IPNetwork, b: IPNetwork) -> IPNetwork:
     return a if a.prefixlen >= b.prefixlen else b
 
 
+def negative_answer(
+    ms: MapServer, iid: int, address: IPAddress, negative_ttl_minutes: int
+) -> tuple[IPNetwork, Action, int] | None:
+    """(EID-prefix, action, TTL minutes) of the negative reply for ``address`` in ``iid`` from
+    what ``ms`` holds, or None when a registration covers it: Send-Map-Request for 1 minute
+    inside a configured site prefix (see the module docstring), else Natively-Forward."""
+    registered = ms.registration_tables.largest_uncovered(iid, address)
+    if registered is None:
+        return None
+    configured = ms.site_prefix_tables.largest_uncovered(iid, address)
+    if configured is None:  # inside a configured site prefix: EID space, not registered
+        site = ms.site_prefix(iid, address)
+        prefix = registered if site is None else _narrower(site[0], registered)
+        return prefix, Action.SEND_MAP_REQUEST, UNREGISTERED_TTL_MINUTES
+    return _narrower(configured, registered), Action.NATIVELY_FORWARD, negative_ttl_minutes
+
+
+def negative_reply(
+    request: MapRequest,
+    ecm: EncapsulatedControl,
+    iid: int,
+    prefix: IPNetwork,
+    action: Action,
+    ttl: int,
+) -> SendControl | str:
+    """A negative Map-Reply (no locators) for ``prefix`` to the ITR that sent ``request`` in
+    ``ecm`` (one of its ITR-RLOCs, at the ECM's inner UDP source port), or the refusal reason
+    when it cannot be sent."""
+    if not 0 < ecm.sport <= 0xFFFF:
+        return REQUEST_BAD_PORT
+    dst = reply_destination(request, ecm)
+    if dst is None:
+        return REQUEST_NO_ITR_RLOC
+    eid_addr, mask_len = eid_prefix(iid, prefix)
+    record = EidRecord(eid=eid_addr, mask_len=mask_len, ttl=ttl, action=action)
+    try:
+        payload = encode_map_reply(MapReply(nonce=request.nonce, records=(record,)))
+    except EncodeError:
+        return REQUEST_ENCODE_FAILED
+    return SendControl(dst, ecm.sport, payload)
+
+
 class MapResolver:
     """Resolves ECM'd Map-Requests: through the Map-Server, or with a negative Map-Reply."""
 
@@ -123,16 +165,7 @@ class MapResolver:
     def negative_answer(self, iid: int, address: IPAddress) -> tuple[IPNetwork, Action, int] | None:
         """(EID-prefix, action, TTL minutes) of the negative reply for ``address`` in ``iid``,
         or None when a registration covers it (the Map-Server answers then)."""
-        ms = self.map_server
-        registered = ms.registration_tables.largest_uncovered(iid, address)
-        if registered is None:
-            return None
-        configured = ms.site_prefix_tables.largest_uncovered(iid, address)
-        if configured is None:  # inside a configured site prefix: EID space, not registered
-            site = ms.site_prefix(iid, address)
-            prefix = registered if site is None else _narrower(site[0], registered)
-            return prefix, Action.SEND_MAP_REQUEST, UNREGISTERED_TTL_MINUTES
-        return _narrower(configured, registered), Action.NATIVELY_FORWARD, self.negative_ttl_minutes
+        return negative_answer(self.map_server, iid, address, self.negative_ttl_minutes)
 
     def on_ecm(
         self, ecm: EncapsulatedControl, now: float, src: IPAddress | None = None
@@ -166,24 +199,14 @@ class MapResolver:
         if answer is None:  # pragma: no cover - the Map-Server would have answered
             return []
         prefix, action, ttl = answer
-        if not 0 < ecm.sport <= 0xFFFF:
-            self._refuse(REQUEST_BAD_PORT, ecm)
-            return []
-        dst = reply_destination(request, ecm)
-        if dst is None:
-            self._refuse(REQUEST_NO_ITR_RLOC, ecm, eid=f"[{iid}]{address}")
-            return []
-        eid_addr, mask_len = eid_prefix(iid, prefix)
-        record = EidRecord(eid=eid_addr, mask_len=mask_len, ttl=ttl, action=action)
-        try:
-            payload = encode_map_reply(MapReply(nonce=request.nonce, records=(record,)))
-        except EncodeError as exc:
-            self._refuse(REQUEST_ENCODE_FAILED, ecm, error=exc)
+        reply = negative_reply(request, ecm, iid, prefix, action, ttl)
+        if isinstance(reply, str):
+            self._refuse(reply, ecm, eid=f"[{iid}]{address}")
             return []
         self.stats["negative"] += 1
         if action == Action.SEND_MAP_REQUEST:
             self.stats["negative-unregistered"] += 1
-        return [SendControl(dst, ecm.sport, payload)]
+        return [reply]
 
     def __repr__(self) -> str:
         return f"<MapResolver negative-ttl={self.negative_ttl_minutes}min {self.map_server!r}>"

@@ -25,6 +25,9 @@ from lispd.control.prober import Prober, RlocChange
 from lispd.control.registrar import Registrar
 from lispd.control.resolver import Resolver
 from lispd.control.responder import MapReplier, SmrSender
+from lispd.ddt.authority import DdtNode
+from lispd.ddt.leaf import DdtLeaf
+from lispd.ddt.resolver import DdtResolver
 from lispd.mapcache import MapCacheEntry
 from lispd.wire.address import max_mask_len, split_eid
 from lispd.wire.control import decode_control
@@ -66,6 +69,9 @@ class ControlPlane:
     prober: Prober | None = None
     nat: NatClient | None = None
     info_responder: InfoResponder | None = None
+    ddt_node: DdtNode | None = None  # the ddt-node role
+    ddt_leaf: DdtLeaf | None = None  # every Map-Server: answers DDT Map-Requests for its sites
+    ddt_resolver: DdtResolver | None = None  # a Map-Resolver with [ddt] roots
     # Whether the ITR's map-cache holds a mapping for (iid, EID): an SMR is only acted on for
     # a mapping we actually cache (the daemon sets this; the resolver cannot see the cache).
     is_cached: Callable[[int, IPAddress], bool] = lambda _iid, _eid: False
@@ -88,6 +94,9 @@ class ControlPlane:
                 self.prober,
                 self.nat,
                 self.info_responder,
+                self.ddt_node,
+                self.ddt_leaf,
+                self.ddt_resolver,
             )
             if m is not None
         ]
@@ -126,7 +135,7 @@ class ControlPlane:
             local = ip_address(dst) if dst is not None else None
             return self._map_request(msg, sport, source, now, ttl, local)
         if isinstance(msg, EncapsulatedControl):
-            return self._ecm(msg, source, now)
+            return self._ecm(msg, source, sport, now)
         if isinstance(msg, MapRegister):
             if self.map_server is None:
                 return self._unexpected("map-register")
@@ -152,8 +161,10 @@ class ControlPlane:
             if isinstance(responder, DraftInfoResponder):  # verifies authenticated requests
                 return ControlResult(list(responder.answer(data, msg, source, sport, now)))
             return ControlResult(list(responder.on_info_request(msg, source, sport, now)))
-        if isinstance(msg, MapReferral):  # lispd is no DDT Map-Resolver (yet)
-            return self._unexpected("map-referral")
+        if isinstance(msg, MapReferral):
+            if self.ddt_resolver is None:
+                return self._unexpected("map-referral")
+            return ControlResult(list(self.ddt_resolver.on_map_referral(msg, source, now)))
         return self._unexpected(type(msg).__name__.lower())
 
     def _unexpected(self, what: str) -> ControlResult:
@@ -211,8 +222,27 @@ class ControlPlane:
             self.smr.saw_invoked(msg.itr_rlocs)
         return self.replier.on_map_request(msg, port, src, now, ttl, dst)
 
-    def _ecm(self, ecm: EncapsulatedControl, src: IPAddress, now: float) -> ControlResult:
+    def _ddt_ecm(
+        self, ecm: EncapsulatedControl, src: IPAddress, sport: int, now: float
+    ) -> ControlResult:
+        """A DDT-originated request: the Map-Server answers for its sites, the DDT node for
+        the rest (or the Map-Server says it is not authoritative)."""
+        if self.ddt_leaf is not None:
+            sends = self.ddt_leaf.on_ecm(ecm, src, sport, now, last_word=self.ddt_node is None)
+            if sends is not None:
+                return ControlResult(list(sends))
+        if self.ddt_node is not None:
+            return ControlResult(list(self.ddt_node.on_ecm(ecm, src, sport, now)))
+        return self._unexpected("ddt-ecm")
+
+    def _ecm(
+        self, ecm: EncapsulatedControl, src: IPAddress, sport: int, now: float
+    ) -> ControlResult:
         inner = ecm.message
+        if ecm.ddt and not ecm.to_etr:
+            return self._ddt_ecm(ecm, src, sport, now)
+        if self.ddt_resolver is not None and not ecm.to_etr:
+            return ControlResult(list(self.ddt_resolver.on_ecm(ecm, now, src)))
         if ecm.to_etr or (self.map_resolver is None and self.map_server is None):
             # A Map-Server forwarded a request to us as the ETR (or we are only an ETR).
             if self.replier is None or not isinstance(inner, MapRequest):
@@ -246,6 +276,8 @@ class ControlPlane:
             result.rloc_changes += changes
         if self.nat is not None:
             result.sends += self.nat.on_timer(now)
+        if self.ddt_resolver is not None:
+            result.sends += self.ddt_resolver.on_timer(now)
         if self.map_server is not None:
             self.map_server.expire(now)
         return result
@@ -261,6 +293,7 @@ class ControlPlane:
                 self.map_server,
                 self.prober,
                 self.nat,
+                self.ddt_resolver,
             )
             if m is not None and (d := m.next_deadline()) is not None
         ]

@@ -19,6 +19,9 @@ from lispd.control.prober import Prober, ProbeSettings
 from lispd.control.registrar import MapServerTarget, Registrar
 from lispd.control.resolver import Resolver, ResolverSettings
 from lispd.control.responder import MapReplier, SmrSender, database_records
+from lispd.ddt.authority import DdtNode
+from lispd.ddt.leaf import DdtLeaf
+from lispd.ddt.resolver import DdtResolver
 from lispd.mapcache import (
     Action,
     DatabaseEntry,
@@ -190,4 +193,11 @@ def build_control_plane(
             plane.map_resolver = MapResolver(
                 plane.map_server, negative_ttl_minutes=config.mapping_system.negative_ttl
             )
+        plane.ddt_leaf = DdtLeaf(plane.map_server, rlocs, config.ddt.referral_ttl)
+    if "ddt-node" in roles:
+        plane.ddt_node = DdtNode(config.ddt_authorities, config.ddt_delegations, config.ddt)
+    if "map-resolver" in roles and config.ddt.roots:
+        plane.ddt_resolver = DdtResolver(
+            config.ddt.roots, config.ddt, frozenset(a.version for a in rlocs)
+        )
     return plane

@@ -47,6 +47,9 @@ LIVE: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("probing", lambda c: c.probing),
     ("rtr", lambda c: replace(c.rtr, public_rlocs=())),
     ("limits", lambda c: c.limits),
+    ("ddt", lambda c: c.ddt),
+    ("ddt-authority", lambda c: c.ddt_authorities),
+    ("ddt-delegation", lambda c: c.ddt_delegations),
 )
 
 
@@ -150,4 +153,25 @@ def update_control_plane(
             plane.info_responder.rtrs = fresh.info_responder.rtrs
         if plane.map_resolver is not None:
             plane.map_resolver.map_server = ms
+    _update_ddt(plane, fresh)
     return sends
+
+
+def _update_ddt(plane: ControlPlane, fresh: ControlPlane) -> None:
+    """The DDT machines: a DDT node takes the new tables with its counters kept, the
+    Map-Server's leaf follows the Map-Server, a DDT resolver keeps its walks in progress and its
+    referral cache (referrals are the tree's answers, not configuration)."""
+    if fresh.ddt_node is not None and plane.ddt_node is not None:
+        fresh.ddt_node.drops, fresh.ddt_node.stats = plane.ddt_node.drops, plane.ddt_node.stats
+    plane.ddt_node = fresh.ddt_node
+    if fresh.ddt_leaf is not None and plane.map_server is not None:
+        fresh.ddt_leaf.map_server = plane.map_server
+        if plane.ddt_leaf is not None:
+            fresh.ddt_leaf.drops, fresh.ddt_leaf.stats = plane.ddt_leaf.drops, plane.ddt_leaf.stats
+    plane.ddt_leaf = fresh.ddt_leaf
+    if plane.ddt_resolver is None or fresh.ddt_resolver is None:
+        plane.ddt_resolver = fresh.ddt_resolver
+    else:
+        new = fresh.ddt_resolver
+        plane.ddt_resolver.families = new.families
+        plane.ddt_resolver.configure_from(new)
