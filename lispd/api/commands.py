@@ -229,6 +229,43 @@ def clear_map_cache(daemon: Daemon, req: Request) -> dict[str, int]:
     return {"cleared": cleared}
 
 
+@command("referral-cache")
+def referral_cache(daemon: Daemon, req: Request) -> Any:
+    """The DDT Map-Resolver's referral cache, in pages with the paging fields; with ``eid``,
+    the live referral of the longest prefix holding it (a list of zero or one)."""
+    resolver = daemon.node.control.ddt_resolver
+    if "eid" in req:
+        iid, text = _scoped(req, "eid")
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an EID (an IPv4 or IPv6 address)") from None
+        now = daemon.clock()
+        hit = None if resolver is None else resolver.cache.lookup(iid, address, now)
+        return [] if hit is None else [hit[1].view(iid, hit[0], now)]
+    if paging.is_paged(req):
+        return listings(daemon).serve(
+            "referral-cache",
+            req,
+            lambda: views.referral_listing(daemon.node, daemon.clock),
+            daemon.clock(),
+        )
+    paging.unpaged("referral-cache", 0 if resolver is None else len(resolver.cache))
+    listing = views.referral_listing(daemon.node, daemon.clock)
+    return [row for part in listing.parts for item in part() if (row := listing.render(item))]
+
+
+@command("clear-referral-cache")
+def clear_referral_cache(daemon: Daemon, req: Request) -> dict[str, int]:
+    """Forget the DDT Map-Resolver's referrals (every one, or those of ``instance-id``): the
+    next resolutions start from the roots."""
+    resolver = daemon.node.control.ddt_resolver
+    iid = req.get("instance-id")
+    if iid is not None and (not isinstance(iid, int) or isinstance(iid, bool) or iid < 0):
+        raise ValueError(f"instance-id must be a non-negative integer, not {iid!r}")
+    return {"cleared": 0 if resolver is None else resolver.cache.clear(iid)}
+
+
 @command("reload")
 def reload(daemon: Daemon, _req: Request) -> Any:
     """Read the configuration file again (see :meth:`Daemon.reload`); answered once the

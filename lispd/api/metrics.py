@@ -78,6 +78,13 @@ The event loop (every running daemon):
 ``lispd_event_loop_lag_recent_max_seconds``
     gauge: the largest of those lags in the last 10 to 20 seconds.
 
+With a DDT role (a DDT node, a Map-Server, a Map-Resolver with ``[ddt] roots``):
+``lispd_ddt_referrals_received_total{action}``, ``lispd_ddt_referrals_sent_total{action}``,
+``lispd_ddt_events_total{event}`` (``resolutions``, ``requests-sent``, ``steps``,
+``timeouts``, ``gave-up-loop``, ...; ``steps`` / ``resolutions-finished`` is the mean number of
+requests per resolution), gauges ``lispd_ddt_referral_cache_entries``,
+``lispd_ddt_resolutions_pending``, ``lispd_ddt_max_steps_per_resolution``.
+
 With the ``map-server`` role:
 
 ``lispd_map_server_sites``
@@ -243,7 +250,58 @@ def _stats_families(stats: Mapping[str, Mapping[str, int]]) -> Iterator[Metric]:
     )
     for reason, value in sorted(stats.get("drops", {}).items()):
         drops.add_metric([reason], value)
-    return iter((packets, nbytes, drops, *_fastpath_families(stats), *_loop_families(stats)))
+    return iter(
+        (
+            packets,
+            nbytes,
+            drops,
+            *_fastpath_families(stats),
+            *_loop_families(stats),
+            *_ddt_families(stats),
+        )
+    )
+
+
+DDT_GAUGES = {
+    "referral-cache-entries": ("lispd_ddt_referral_cache_entries", "Referrals cached"),
+    "pending": ("lispd_ddt_resolutions_pending", "DDT resolutions in progress"),
+    "max-steps-per-resolution": (
+        "lispd_ddt_max_steps_per_resolution",
+        "The most requests one DDT resolution took so far",
+    ),
+}
+
+
+def _ddt_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
+    """LISP-DDT (``show stats``'s ``ddt`` section): referrals received per action, sent per
+    action, resolutions and their steps, referral cache size."""
+    ddt = stats.get("ddt")
+    if not isinstance(ddt, Mapping) or not ddt:
+        return
+    received = CounterMetricFamily(
+        "lispd_ddt_referrals_received", "Map-Referrals accepted, per action", labels=["action"]
+    )
+    sent = CounterMetricFamily(
+        "lispd_ddt_referrals_sent", "Map-Referrals sent, per action", labels=["action"]
+    )
+    events = CounterMetricFamily(
+        "lispd_ddt_events",
+        "DDT resolver events (resolutions, requests-sent, steps, timeouts, gave-up-...)",
+        labels=["event"],
+    )
+    for key, value in sorted(ddt.items()):
+        if key in DDT_GAUGES:
+            name, doc = DDT_GAUGES[key]
+            yield GaugeMetricFamily(name, doc, value=value)
+        elif key.startswith("received-"):
+            received.add_metric([key.removeprefix("received-")], value)
+        elif key.startswith("sent-"):
+            sent.add_metric([key.removeprefix("sent-")], value)
+        else:
+            events.add_metric([key], value)
+    yield received
+    yield sent
+    yield events
 
 
 def _loop_families(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:

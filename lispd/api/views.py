@@ -35,12 +35,73 @@ a larger one partition by partition, in no order (sorting a million prefixes tak
 
 
 def node_stats(node: Node) -> dict[str, Any]:
-    """The node's counters with the control machines' and the NAT bindings' drops."""
+    """The node's counters with the control machines' and the NAT bindings' drops, and the
+    DDT machines' work (``ddt``) when the node runs any."""
     snap = node.counters.snapshot()
     snap["drops"].update(node.control.counters())
     if node.nat_bindings is not None:
         snap["drops"].update(node.nat_bindings.drops)
+    ddt = ddt_stats(node)
+    if ddt:
+        snap["ddt"] = ddt
     return snap
+
+
+def ddt_stats(node: Node) -> dict[str, int]:
+    """What the DDT machines did: the resolver's walks (``resolutions``, ``requests-sent``,
+    ``received-<action>``, ``steps``, ...; ``referral-cache-entries``, ``pending``), the DDT
+    node's and the Map-Server's answers (``sent-<action>``, ``referrals-sent``)."""
+    control = node.control
+    out: dict[str, int] = {}
+    resolver = control.ddt_resolver
+    if resolver is not None:
+        out.update(resolver.stats)
+        out["referral-cache-entries"] = len(resolver.cache)
+        out["referral-cache-full"] = resolver.cache.full
+        out["pending"] = resolver.pending()
+        out["max-steps-per-resolution"] = resolver.max_steps_seen
+    for answerer in (control.ddt_node, control.ddt_leaf):
+        if answerer is not None:
+            for key, value in answerer.stats.items():
+                out[key] = out.get(key, 0) + value
+    return out
+
+
+def referral_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
+    """A paged listing of the DDT Map-Resolver's referral cache (none without one)."""
+    resolver = node.control.ddt_resolver
+    if resolver is None:
+        return Listing([], lambda _item: None, 0)
+    cache = resolver.cache
+    tables = cache.tables()
+    parts: list[Callable[[], Sequence[tuple[int, Network, Any]]]] = []
+    for iid, family in tables.counts():
+        table = tables.table(iid, family)
+        if table is None:
+            continue
+        pieces: list[Callable[[], Sequence[tuple[Network, Any]]]] = (
+            [table.items]
+            if len(table) <= SORTED_PART_MAX
+            else [functools.partial(table.partition, i) for i in range(table.partitions)]
+        )
+        for piece in pieces:
+            parts.append(functools.partial(_scoped_items, iid, piece))
+
+    def render(item: tuple[int, Network, Any]) -> dict[str, Any] | None:
+        iid, net, _entry = item
+        current = tables.exact(iid, net)
+        now = clock()
+        if current is None or current.expires <= now:
+            return None
+        return current.view(iid, net, now)
+
+    return Listing(parts, render, len(cache))
+
+
+def _scoped_items(
+    iid: int, piece: Callable[[], Sequence[tuple[Network, Any]]]
+) -> list[tuple[int, Network, Any]]:
+    return [(iid, net, value) for net, value in piece()]
 
 
 def status_line(node: Node, stats: dict[str, Any], now: float) -> str:

@@ -15,8 +15,12 @@ Commands (every word may be shortened to a unique prefix: ``lispctl sh map`` is
     show nat                  NAT traversal (xTR behind a NAT)
     show rtr                  RTR: the NAT bindings of the xTRs behind NATs
     show registrations        ETR: the Map-Servers registered with
+    show referral-cache [EID] DDT Map-Resolver: the referrals learned from the DDT tree; with
+                              EID, only the one of the longest prefix holding it
     clear map-cache [PREFIX]  remove learned entries (all, or exactly [iid]PREFIX); static
                               entries of the configuration stay
+    clear referral-cache      DDT Map-Resolver: forget every referral (resolutions start
+                              from the roots again)
     reload                    read the configuration again (as SIGHUP does)
     version                   the daemon's version and name
 
@@ -67,7 +71,7 @@ DEFAULT_SOCKET = "/run/lispd/lispd.sock"
 DEFAULT_TIMEOUT = 5.0
 PAGE_SIZE = 100
 """Entries asked for per page (the daemon caps it: see :data:`lispd.api.paging.MAX_PAGE`)."""
-PAGED = frozenset(("map-cache", "database", "site", "rlocs", "rtr"))
+PAGED = frozenset(("map-cache", "database", "site", "rlocs", "rtr", "referral-cache"))
 """The daemon commands whose tables are fetched in pages."""
 MAX_IID = 0xFFFFFF
 MAX_RESPONSE = 64 * 1024 * 1024
@@ -111,7 +115,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(("show", "nat"), "nat"),
     Command(("show", "rtr"), "rtr"),
     Command(("show", "registrations"), "registrations"),
+    Command(("show", "referral-cache"), "referral-cache", "EID"),
     Command(("clear", "map-cache"), "clear-map-cache", "PREFIX"),
+    Command(("clear", "referral-cache"), "clear-referral-cache"),
     Command(("reload",), "reload"),
     Command(("version",), "version"),
 )
@@ -199,6 +205,9 @@ def build_request(command: Command, arg: str | None) -> dict[str, Any]:
     if command.request == "clear-map-cache" and arg is not None:
         iid, network = parse_prefix(arg)
         return {"prefix": str(network), **({"instance-id": iid} if iid is not None else {})}
+    if command.request == "referral-cache" and arg is not None:
+        iid, address = parse_eid(arg)
+        return {"eid": str(address), "instance-id": iid}
     if command.request == "map-cache" and arg is not None:
         iid, what = parse_map_cache_arg(arg)
         key = "prefix" if isinstance(what, ipaddress.IPv4Network | ipaddress.IPv6Network) else "eid"
@@ -336,6 +345,34 @@ MAP_CACHE_FORMAT = TableFormat(
 )
 
 
+def _referral_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for e in entries:
+        first = [
+            str(e.get("instance-id", "?")),
+            str(e.get("eid-prefix", "?")),
+            str(e.get("action", "?")),
+            format_duration(e.get("expires-in")),
+            str(e.get("learned-from", "?")),
+        ]
+        referrals = e.get("referrals") or ["-"]
+        for i, address in enumerate(referrals):
+            rows.append([*(first if i == 0 else [""] * len(first)), str(address)])
+    return rows
+
+
+REFERRAL_FORMAT = TableFormat(
+    lambda n: f"LISP-DDT referral cache: {_count(n, 'referral')}",
+    ("Inst-ID", "EID-prefix", "Referral", "Expires", "Learned from", "Referral set"),
+    _referral_rows,
+)
+
+
+def format_referral_cache(entries: Sequence[dict[str, Any]]) -> str:
+    """``show referral-cache``: one line per member of the referral set."""
+    return REFERRAL_FORMAT.format(entries)
+
+
 def format_map_cache(entries: Sequence[dict[str, Any]]) -> str:
     """``show map-cache``: one line per RLOC, the prefix on the first one."""
     return MAP_CACHE_FORMAT.format(entries)
@@ -453,6 +490,7 @@ def format_stats(snapshot: dict[str, Any]) -> str:
     lines += table(["Counter", "Packets", "Bytes"], rows, right=(1, 2))
     lines += _fastpath_lines(snapshot)
     lines += _loop_lines(snapshot)
+    lines += _ddt_lines(snapshot)
     if not drops:
         return "\n".join([*lines, "", "Drops: none"]) + "\n"
     lines += ["", f"Drops: {sum(drops.values())} in {_count(len(drops), 'reason')}", ""]
@@ -497,6 +535,15 @@ def _loop_lines(snapshot: dict[str, Any]) -> list[str]:
         f"(every {loop.get('interval-ms', 0)} ms) over 20 ms late",
         *_gc_lines(snapshot),
     ]
+
+
+def _ddt_lines(snapshot: dict[str, Any]) -> list[str]:
+    """LISP-DDT: the resolver's walks and the referrals this node sent and received."""
+    ddt = snapshot.get("ddt")
+    if not isinstance(ddt, dict) or not ddt:
+        return []
+    rows = [[k, str(v)] for k, v in sorted(ddt.items())]
+    return ["", "LISP-DDT", "", *table(["Counter", "Count"], rows, right=(1,))]
 
 
 def _gc_lines(snapshot: dict[str, Any]) -> list[str]:
@@ -650,6 +697,7 @@ def format_version(result: dict[str, Any]) -> str:
 
 FORMATTERS: dict[str, Callable[[Any], str]] = {
     "map-cache": format_map_cache,
+    "referral-cache": format_referral_cache,
     "database": format_database,
     "rlocs": format_rlocs,
     "stats": format_stats,
@@ -663,6 +711,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
 
 TABLE_FORMATS: dict[str, TableFormat] = {
     "map-cache": MAP_CACHE_FORMAT,
+    "referral-cache": REFERRAL_FORMAT,
     "database": DATABASE_FORMAT,
     "site": SITE_FORMAT,
     "rlocs": RLOCS_FORMAT,
@@ -902,7 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit",
         type=_positive,
         metavar="N",
-        help="print only the first N entries of a table (map-cache, database, site, rlocs, rtr)",
+        help="print only the first N entries of a table (map-cache, database, site, rlocs, rtr, "
+        "referral-cache)",
     )
     parser.add_argument("command", nargs="+", metavar="COMMAND", help="see below")
     return parser
@@ -934,6 +984,11 @@ def run(args: argparse.Namespace, command: Command, arg: str | None, out: Any) -
         return EXIT_OK
     result = call(path, command.request, args.timeout, **request)
     status = EXIT_OK
+    if command.request == "referral-cache" and not result:
+        status = EXIT_ERROR
+        if not args.json:
+            sys.stderr.write(f"lispctl: no referral cached for {arg}\n")
+            return status
     if command.request == "map-cache" and arg is not None:
         iid, what = parse_map_cache_arg(arg)
         # The daemon's answer is the match already; an older daemon's, the whole map-cache.
@@ -957,6 +1012,9 @@ def run(args: argparse.Namespace, command: Command, arg: str | None, out: Any) -
         out.write(format_json(result))
     elif command.request == "clear-map-cache":
         out.write(format_clear(result or {}, arg))
+    elif command.request == "clear-referral-cache":
+        n = int((result or {}).get("cleared", 0))
+        out.write(f"Cleared {_count(n, 'referral')}\n")
     elif command.request == "registrations":
         out.write(format_registrations(result or [], time.monotonic()))
     else:

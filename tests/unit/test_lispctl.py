@@ -510,7 +510,10 @@ def test_commands_and_abbreviations(words: list[str], daemon_command: str, arg: 
         ([], "missing command"),
         (["show"], "incomplete command 'show': expected database | map-cache"),
         (["s"], "incomplete command 'show'"),
-        (["sh", "r"], "ambiguous command 'r' after 'show': registrations | rlocs | rtr"),
+        (
+            ["sh", "r"],
+            "ambiguous command 'r' after 'show': referral-cache | registrations | rlocs | rtr",
+        ),
         (["show", "routes"], "unknown command 'routes' after 'show'"),
         (["frobnicate"], "unknown command 'frobnicate': expected clear | reload | show | version"),
         (["show", "stats", "extra"], "too many arguments: 'extra' (usage: show stats)"),
