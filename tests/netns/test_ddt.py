@@ -13,7 +13,9 @@ back afterwards.
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,22 +162,48 @@ def test_rig_walks_root_child_map_server_and_the_referral_cache_lists_the_chain(
                 assert record["eid-prefix"] == iid_prefix(site.iid, prefix), reply
                 assert [loc["address"] for loc in record["locators"]] == [site.rloc], reply
 
-    # The Map-Resolvers cached what they walked through for test 1's (or this test's) pings.
+    # The referral cache: cold, then what the walks of one ping per pair learned.
+    clear_caches(w)
+    for mr in MAP_RESOLVERS:
+        assert w.lispctl_json(mr, "show", "referral-cache") == []
     for src in plan.sites:
         for dst in plan.in_iid(src.iid):
             if dst is not src:
-                assert w.lab.ping(src.host, dst.host_v4, count=1, wait=4.0)
+                for addr in (dst.host_v4, dst.host_v6):
+                    assert w.lab.ping(src.host, addr, count=1, wait=4.0), (src.host, addr)
     cached: dict[tuple[str, str], dict[str, Any]] = {}
-    for mr in MAP_RESOLVERS:
-        table = w.lispctl(mr, "show", "referral-cache")
-        assert "referral" in table.lower(), table
+    tables = ""
+    for mr in MAP_RESOLVERS:  # the ITRs may use either
+        tables += w.lispctl(mr, "show", "referral-cache")
         for entry in w.lispctl_json(mr, "show", "referral-cache"):
             cached[(entry["eid-prefix"], entry["action"])] = entry
+    ms_rlocs = {s.index: [plan.rloc[ms] for ms in s.map_servers] for s in plan.sites}
+    expected = {}
     for site in plan.sites:
-        node = cached.get((iid_prefix(site.iid, site.child_block_v4), "node-referral"))
-        assert node is not None, cached
-        ms_entry = cached.get((iid_prefix(site.iid, site.ms_block_v4), "ms-referral"))
-        assert ms_entry is not None, cached
+        for child_block, ms_block, prefix in (
+            (site.child_block_v4, site.ms_block_v4, site.prefix_v4),
+            (site.child_block_v6, site.ms_block_v6, site.prefix_v6),
+        ):
+            # root1 (first of the roots) referred the child's half, the child the Map-Server
+            # block; the MS-ACK's registered prefix is kept as a referral to the same pair.
+            expected[(iid_prefix(site.iid, child_block), "node-referral")] = (
+                plan.rloc[ROOTS[0]],
+                [plan.referral(site.child)],
+            )
+            expected[(iid_prefix(site.iid, ms_block), "ms-referral")] = (
+                plan.referral(site.child),
+                ms_rlocs[site.index],
+            )
+            expected[(iid_prefix(site.iid, prefix), "ms-referral")] = (
+                plan.rloc[site.map_servers[0]], ms_rlocs[site.index])  # fmt: skip
+    got = {key: (e["learned-from"], e["referrals"]) for key, e in cached.items()}
+    assert got == expected, tables
+    for (prefix, action), (learned_from, _) in expected.items():
+        assert re.search(
+            rf"^\d+\s+{re.escape(prefix)}\s+{action}\s+\S+\s+{re.escape(learned_from)}\s",
+            tables, re.M,
+        ), tables  # fmt: skip
+    assert all(e["ttl"] == 1440 for e in cached.values()), cached
 
 
 # -- 4. the internet: a delegation hole, natively forwarded through the PETR ----------------------
@@ -200,14 +228,48 @@ def test_a_non_eid_destination_is_a_delegation_hole_reached_through_the_petr(w: 
 # -- 5. counters ----------------------------------------------------------------------------------
 
 
-def test_ddt_counters_on_the_map_resolver_and_the_ddt_nodes(w: World) -> None:
+def ddt_counters(w: World, nodes: tuple[str, ...]) -> Counter[str]:
+    """The ``ddt`` section of ``lispctl show stats`` summed over ``nodes``."""
+    total: Counter[str] = Counter()
+    for node in nodes:
+        total.update(stats(w, node).get("ddt", {}))
+    return total
+
+
+def test_ddt_counters_on_the_map_resolvers_and_the_ddt_nodes(w: World) -> None:
     plan = w.plan
     site1, site2 = plan.site(1), plan.site(2)
-    before = {node: stats(w, node) for node in (*MAP_RESOLVERS, *ROOTS, *CHILDREN)}
+    groups = {
+        "mr": MAP_RESOLVERS,
+        "roots": ROOTS,
+        "ddt1": ("ddt1",),
+        "ddt2": ("ddt2",),
+        "ms12": site1.map_servers,
+        "ms34": site2.map_servers,
+    }
+    before = {g: ddt_counters(w, nodes) for g, nodes in groups.items()}
     clear_caches(w)
+    # h1 -> h2 and h2's answer: two walks, root -> child -> Map-Server, one per direction.
     assert w.lab.ping(site1.host, site2.host_v4, count=1, wait=4.0)
-    after = {node: stats(w, node) for node in before}
-    del after  # placeholder until the counter names are known
+    delta = {g: ddt_counters(w, nodes) - before[g] for g, nodes in groups.items()}
+    mr = delta["mr"]
+    assert mr["resolutions"] >= 2 and mr["answered"] >= 2, mr
+    for action in ("node-referral", "ms-referral", "ms-ack"):
+        assert mr[f"received-{action}"] >= 2, (action, mr)
+    assert mr["referrals-received"] >= 6 and mr["requests-sent"] >= 6, mr
+    assert delta["roots"]["sent-node-referral"] >= 2, delta["roots"]
+    assert delta["roots"]["referrals-sent"] >= 2, delta["roots"]
+    for child in CHILDREN:
+        assert delta[child]["sent-ms-referral"] >= 1, (child, delta[child])
+        assert delta[child]["referrals-sent"] >= 1, (child, delta[child])
+    for pair in ("ms12", "ms34"):
+        assert delta[pair]["sent-ms-ack"] >= 1, (pair, delta[pair])
+    # The text table has the section, and a node without a DDT role has none.
+    text = w.lispctl(MAP_RESOLVERS[0], "show", "stats")
+    assert "LISP-DDT" in text and re.search(r"^referrals-received\s+\d+$", text, re.M), text
+    assert "ddt" not in stats(w, site1.xtr) and "LISP-DDT" not in w.lispctl(
+        site1.xtr, "show", "stats"
+    )
 
 
 # -- 3. failure: a root and a Map-Server die ------------------------------------------------------
@@ -216,23 +278,35 @@ def test_ddt_counters_on_the_map_resolver_and_the_ddt_nodes(w: World) -> None:
 def test_a_dead_root_and_a_dead_map_server_are_walked_around(w: World) -> None:
     plan = w.plan
     site1, site2, site3, site4 = plan.sites
-    common.sigkill(w.daemons[ROOTS[0]])
-    w.killed.add(ROOTS[0])
-    common.sigkill(w.daemons[site1.map_servers[0]])
-    w.killed.add(site1.map_servers[0])
+    dead_root, live_root = ROOTS
+    dead_ms, live_ms = site1.map_servers
+    before = ddt_counters(w, MAP_RESOLVERS)
+    acks_before = ddt_counters(w, (live_ms,))["sent-ms-ack"]
+    for node in (dead_root, dead_ms):
+        common.sigkill(w.daemons[node])
+        w.killed.add(node)
     try:
         clear_caches(w)
-        # h2 -> h1: root1 is asked first and times out, root2 answers; ddt1 refers to ms1
-        # (dead) and ms2; ms2 forwards to xtr1.  The same for h4 -> h3 in instance 7.
+        # h2 -> h1: root1 is asked first and stays silent, root2 answers; ddt1 refers to ms1
+        # (dead) and ms2, and ms2 forwards the request to xtr1.  The same for h4 -> h3 in
+        # instance 7.  The first ping of each comes back: the ITR holds it meanwhile.
         for src, dst in ((site2, site1), (site4, site3)):
             for addr in (dst.host_v4, dst.host_v6):
                 assert w.lab.ping(src.host, addr, count=1, wait=6.0), f"{src.host} -> {addr}"
+        delta = ddt_counters(w, MAP_RESOLVERS) - before
+        assert delta["timeouts"] >= 2, delta  # root1 and ms1, at least once each
+        assert ddt_counters(w, (live_ms,))["sent-ms-ack"] >= acks_before + 4
+        for mr in MAP_RESOLVERS:
+            for entry in w.lispctl_json(mr, "show", "referral-cache"):
+                assert entry["learned-from"] not in (plan.rloc[dead_root], plan.rloc[dead_ms])
+                if entry["action"] == "node-referral":
+                    assert entry["learned-from"] == plan.rloc[live_root], entry
     finally:
         docs = configs_of(plan, w.sock)
         for node in sorted(w.killed):
             w.start(node, docs[node])
         wait_for(
-            "ms1 has its sites again",
-            lambda: w.registered(site1.map_servers[0]) == w.expected_at(site1.map_servers[0]),
+            f"{dead_ms} has its sites again",
+            lambda: w.registered(dead_ms) == w.expected_at(dead_ms),
             timeout=20,
         )
