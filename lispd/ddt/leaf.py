@@ -43,6 +43,7 @@ from lispd.wire.records import Action
 
 ENCODE_FAILED = "ddt-referral-encode-failed"
 RATE_LIMITED = "ddt-request-rate-limited"
+BAD_PORT = "ddt-request-bad-port"
 
 
 class DdtLeaf:
@@ -82,8 +83,11 @@ class DdtLeaf:
             return []
         request = ecm.message
         plain = dataclasses.replace(ecm, ddt=False)
+        if not 0 < sport <= 0xFFFF:
+            self.drops[BAD_PORT] += 1  # no way to answer the asker
+            return []
         eid = request_eid(request) if isinstance(request, MapRequest) else None
-        if eid is None or not isinstance(request, MapRequest) or not 0 < sport <= 0xFFFF:
+        if eid is None or not isinstance(request, MapRequest):
             # the Map-Server refuses and counts malformed requests itself
             return self.map_server.on_map_request(plain, now) or []
         iid, address = eid

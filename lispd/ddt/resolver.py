@@ -372,6 +372,8 @@ class DdtResolver:
         rec, net = found
         self.stats["referrals-received"] += 1
         self.stats["received-" + ACTION_NAMES[rec.action]] += 1
+        if rec.signatures:
+            self.stats["signed-not-verified"] += 1  # kept, not checked: trust is nonce+source
         action = rec.action
         if action in (ReferralAction.NODE_REFERRAL, ReferralAction.MS_REFERRAL):
             return self._descend(walk, rec, net, src, now)

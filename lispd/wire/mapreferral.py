@@ -5,8 +5,13 @@ and referral records laid out as Map-Reply EID-records, with three differences o
 3-bit ACT field holds a referral action, the locators are the DDT nodes or Map-Servers to ask
 next ("referral set", its count where a Map-Reply has the locator count), and the top 4 bits of
 the map-version word count DDT signatures that follow the record.  lispd decodes and re-encodes
-them (``lispd decode``, captures of other implementations); records carrying signatures are
-refused as ``unsupported-signature`` since lispd does not verify DDT signatures.
+them (``lispd decode``, captures of other implementations, its DDT roles).
+
+Signatures (RFC 8111 section 6.4.1) are kept, not verified: each is a fixed 20-byte part
+(original record TTL, signature expiration and inception, key tag, signature length, algorithm,
+24 reserved bits) and the signature bytes; they decode into :class:`DdtSignature` and re-encode
+byte for byte.  lispd's DDT nodes sign nothing and its Map-Resolver trusts referrals by nonce and
+source (the tree is configured, not discovered), counting the signed ones it followed.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ from enum import IntEnum
 
 from lispd.wire.address import Address
 from lispd.wire.errors import (
+    BAD_COUNT,
     BAD_TYPE,
     TRAILING_BYTES,
-    UNSUPPORTED_SIGNATURE,
     EncodeError,
     WireError,
 )
 from lispd.wire.reader import Reader
-from lispd.wire.records import Action, EidRecord, Locator, decode_records, encode_eid_record
+from lispd.wire.records import Action, EidRecord, Locator, decode_eid_record, encode_eid_record
 
 TYPE_MAP_REFERRAL = 6
 
@@ -41,6 +46,24 @@ class ReferralAction(IntEnum):
     # 6 and 7 are unassigned; kept so that decoding never fails on them.
     UNASSIGNED_6 = 6
     UNASSIGNED_7 = 7
+
+
+_SIGNATURE = struct.Struct("!IIIHHBBH")
+MAX_SIGNATURES = 15
+"""SigCnt is 4 bits."""
+
+
+@dataclass(frozen=True, slots=True)
+class DdtSignature:
+    """One signature of a referral record, as received (not verified)."""
+
+    original_ttl: int
+    expiration: int
+    inception: int
+    key_tag: int
+    algorithm: int
+    signature: bytes
+    reserved: int = 0  # the 24 reserved bits after the algorithm
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +83,7 @@ class ReferralRecord:
     incomplete: bool = False
     map_version: int = 0
     reserved: int = 0
+    signatures: tuple[DdtSignature, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +95,24 @@ class MapReferral:
     reserved: int = 0
 
 
-def _referral(rec: EidRecord) -> ReferralRecord:
-    signatures = rec.reserved & 0xF
-    if signatures:
-        raise WireError(
-            UNSUPPORTED_SIGNATURE, f"referral record with {signatures} DDT signature(s)"
-        )
+def _signature(r: Reader) -> DdtSignature:
+    ttl, expiration, inception, key_tag, length, algorithm, res8, res16 = _SIGNATURE.unpack(
+        r.take(_SIGNATURE.size, "ddt signature")
+    )
+    return DdtSignature(
+        original_ttl=ttl,
+        expiration=expiration,
+        inception=inception,
+        key_tag=key_tag,
+        algorithm=algorithm,
+        signature=r.take(length, "ddt signature bytes"),
+        reserved=(res8 << 16) | res16,
+    )
+
+
+def _referral(r: Reader) -> ReferralRecord:
+    rec = decode_eid_record(r)
+    signatures = tuple(_signature(r) for _ in range(rec.reserved & 0xF))
     return ReferralRecord(
         eid=rec.eid,
         mask_len=rec.mask_len,
@@ -87,6 +123,7 @@ def _referral(rec: EidRecord) -> ReferralRecord:
         incomplete=rec.incomplete,
         map_version=rec.map_version,
         reserved=rec.reserved >> 4,
+        signatures=signatures,
     )
 
 
@@ -97,10 +134,30 @@ def decode_map_referral(data: bytes) -> MapReferral:
     if word0 >> 28 != TYPE_MAP_REFERRAL:
         raise WireError(BAD_TYPE, f"type {word0 >> 28} is not a Map-Referral")
     nonce = r.u64("nonce")
-    records = tuple(_referral(rec) for rec in decode_records(r, word0 & 0xFF))
+    count = word0 & 0xFF
+    if count * 12 > r.remaining:  # every record takes at least 12 bytes
+        raise WireError(BAD_COUNT, f"{count} records cannot fit in {r.remaining} bytes")
+    records = tuple(_referral(r) for _ in range(count))
     if r.remaining:
         raise WireError(TRAILING_BYTES, f"{r.remaining} bytes after the Map-Referral")
     return MapReferral(nonce=nonce, records=records, reserved=(word0 >> 8) & 0x0FFFFF)
+
+
+def _encode_signature(sig: DdtSignature) -> bytes:
+    try:
+        head = _SIGNATURE.pack(
+            sig.original_ttl,
+            sig.expiration,
+            sig.inception,
+            sig.key_tag,
+            len(sig.signature),
+            sig.algorithm,
+            sig.reserved >> 16,
+            sig.reserved & 0xFFFF,
+        )
+    except struct.error as exc:
+        raise EncodeError(f"DDT signature field out of range: {exc}") from None
+    return head + sig.signature
 
 
 def encode_map_referral(m: MapReferral) -> bytes:
@@ -115,6 +172,8 @@ def encode_map_referral(m: MapReferral) -> bytes:
     for rec in m.records:
         if not 0 <= rec.reserved <= 0x7FF:
             raise EncodeError("a referral record's reserved field is 11 bits")
+        if len(rec.signatures) > MAX_SIGNATURES:
+            raise EncodeError(f"a referral record carries at most {MAX_SIGNATURES} signatures")
         body.append(
             encode_eid_record(
                 EidRecord(
@@ -126,9 +185,10 @@ def encode_map_referral(m: MapReferral) -> bytes:
                     authoritative=rec.authoritative,
                     incomplete=rec.incomplete,
                     map_version=rec.map_version,
-                    reserved=rec.reserved << 4,
+                    reserved=(rec.reserved << 4) | len(rec.signatures),
                 )
             )
         )
+        body += [_encode_signature(sig) for sig in rec.signatures]
     word0 = (TYPE_MAP_REFERRAL << 28) | (m.reserved << 8) | len(m.records)
     return struct.pack("!IQ", word0, m.nonce) + b"".join(body)

@@ -125,6 +125,32 @@ ROLE_CONFIGS: dict[str, str] = {
             },
         )
     ),
+    # LISP-DDT in one node: a DDT node for everything (delegating to the remote site's node
+    # and to itself as Map-Server), the Map-Server of site-a (a DDT leaf) and a DDT
+    # Map-Resolver walking from the remote node as root.
+    "ddt": configs.toml(
+        configs.msmr(
+            "ddt1",
+            _a(MS_V4, MS_V6),
+            (
+                configs.site(
+                    "site-a", SITE_KEYS["site-a"], "198.51.100.0/28", "2001:db8:100:1::/64"
+                ),
+            ),
+            roles=["map-server", "map-resolver", "ddt-node"],
+            ddt={"roots": _a(REMOTE_V4, REMOTE_V6), "request-timeout": 0.5, "max-pending": 50},
+            ddt_authority=[{"eid-prefix": "0.0.0.0/0"}, {"eid-prefix": "::/0"}],
+            ddt_delegation=[
+                {"eid-prefix": "198.51.100.0/28", "kind": "map-server", "referrals": _a(MS_V4)},
+                {"eid-prefix": "198.51.100.64/26", "kind": "ddt-node", "referrals": _a(REMOTE_V4)},
+                {
+                    "eid-prefix": "2001:db8:100::/48",
+                    "kind": "ddt-node",
+                    "referrals": _a(REMOTE_V6, MS_V6),
+                },
+            ],
+        )
+    ),
     # A proxy ITR and ETR: encapsulates for non-LISP sources, decapsulates for anywhere.
     "pxtr": configs.toml(
         configs.pxtr(
@@ -165,6 +191,7 @@ PEERS: dict[str, tuple[IPv4Address | IPv6Address, ...]] = {
     "rtr": (NAT_GLOBAL_V4, REMOTE_V4, REMOTE_V6, XTR_V4, XTR_V6, MS_V4, PETR_V4),
     "msmr": (XTR_V4, XTR_V6, REMOTE_V4, RTR_V4, NAT_GLOBAL_V4, PETR_V4, MS_V6),
     "pxtr": (MS_V4, REMOTE_V4, REMOTE_V6, XTR_V4, RTR_V4, RTR_V6),
+    "ddt": (REMOTE_V4, REMOTE_V6, XTR_V4, XTR_V6, PETR_V4, MS_V6),
     "nat-xtr": (MS_V4, RTR_V4, RTR_PUBLIC_V4, REMOTE_V4),
 }
 STRANGERS: tuple[str, ...] = (

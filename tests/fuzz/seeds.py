@@ -76,6 +76,15 @@ def built_control_messages() -> list[bytes]:
             )
         ),
         encode_control(
+            EncapsulatedControl(
+                IPv4Header(IPv4Address("198.51.100.1"), IPv4Address("198.51.100.70")),
+                4342,
+                4342,
+                request,
+                ddt=True,
+            )
+        ),
+        encode_control(
             MapReferral(
                 nonce=11,
                 records=(

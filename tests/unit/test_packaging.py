@@ -24,7 +24,7 @@ import pytest
 import lispd
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-COMMANDS = ("lispd", "lispctl", "ltr", "lig", "lispd-lab")
+COMMANDS = ("lispd", "lispctl", "ltr", "lig", "rig", "lispd-lab")
 
 
 @dataclass(frozen=True)

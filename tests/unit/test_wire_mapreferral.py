@@ -4,6 +4,7 @@ saying why, when the shared captures are absent)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
@@ -14,6 +15,7 @@ from lispd.wire.control import decode_control, encode_control
 from lispd.wire.errors import WireError
 from lispd.wire.ip import parse_udp_datagram
 from lispd.wire.mapreferral import (
+    DdtSignature,
     MapReferral,
     ReferralAction,
     ReferralRecord,
@@ -81,13 +83,19 @@ def test_several_records_and_reserved_bits_survive() -> None:
     assert decode_map_referral(encode_map_referral(referral(rec))).records == (rec,)
 
 
-def test_signed_records_are_refused() -> None:
-    """lispd does not verify DDT signatures: a record announcing some is refused by name."""
-    wire = bytearray(encode_map_referral(referral(RECORDS[0])))
-    wire[20] |= 0x10  # SigCnt = 1 (the top 4 bits of the map-version word)
-    with pytest.raises(WireError) as info:
-        decode_map_referral(bytes(wire))
-    assert info.value.reason == "unsupported-signature"
+def test_signed_records_are_kept_byte_for_byte() -> None:
+    """Signatures (RFC 8111 section 6.4.1) decode into fields and the bytes they carry, and
+    re-encode exactly; lispd does not verify them."""
+    sig = DdtSignature(1440, 2_000_000_000, 1_900_000_000, 0xBEEF, 8, b"\x01" * 64, reserved=7)
+    rec = replace(RECORDS[0], signatures=(sig, replace(sig, key_tag=1, signature=b"")))
+    wire = encode_map_referral(referral(rec))
+    assert wire[20] >> 4 == 2  # SigCnt, the top 4 bits of the map-version word
+    assert decode_map_referral(wire).records == (rec,)
+    for end in range(len(wire) - 1, len(wire) - 90, -1):  # cut inside the signatures
+        with pytest.raises(WireError):
+            decode_map_referral(wire[:end])
+    with pytest.raises(ValueError):
+        encode_map_referral(referral(replace(rec, signatures=(sig,) * 16)))
 
 
 def test_every_truncation_and_trailing_bytes_are_refused() -> None:
