@@ -74,12 +74,12 @@ def iid_prefix(iid: int, prefix: str) -> str:
 
 
 def rig(w: World, site: DdtSite, to: str, eid: str) -> tuple[int, dict[str, Any]]:
-    """``rig --json`` run in ``site``'s xTR namespace toward node ``to`` for ``eid`` (in the
-    site's instance): its exit status and output."""
+    """``rig --json`` run in ``site``'s xTR namespace toward node ``to`` for ``eid``
+    (``[iid]address``): its exit status and output."""
     config = str(w.daemons[site.xtr].config_path)
     proc = w.lab.run(
-        site.xtr, *RIG, "-c", config, "--to", w.plan.rloc[to], "--iid", str(site.iid),
-        "--timeout", "2", "--json", eid, check=False, timeout=30, env={"PYTHONPATH": REPO},
+        site.xtr, *RIG, "-c", config, "--to", w.plan.rloc[to], "--timeout", "2", "--json", eid,
+        check=False, timeout=30, env={"PYTHONPATH": REPO},
     )  # fmt: skip
     assert proc.stdout, (proc.returncode, proc.stderr)
     return proc.returncode, json.loads(proc.stdout)
