@@ -24,7 +24,8 @@ The EID space and who is authoritative for what (``[iid]prefix``):
 - ddt1 and ddt2: authoritative for their halves; each delegates one Map-Server block per
   half (a /27 and a /44) to its pair of Map-Servers (``kind = "map-server"``).
 - The Map-Servers: sites registered inside those blocks (a /28 and a /48 each); every xTR
-  registers with both Map-Servers of its pair.
+  registers with both Map-Servers of its pair.  ms3 and ms4 are also configured for site5
+  ([0]198.51.100.80/28, [0]2001:db8:198::/48), which nobody registers.
 
 ========  ====  =====  =========  ====================  =====================
 site      iid   child  MS pair    IPv4 EID-prefix       IPv6 EID-prefix
@@ -94,6 +95,16 @@ SITE_BLOCKS: dict[int, tuple[str, str]] = {
 
 PAIRS: dict[str, tuple[str, str]] = {"ddt1": ("ms1", "ms2"), "ddt2": ("ms3", "ms4")}
 """Each child DDT node's pair of Map-Servers."""
+
+SILENT_SITE: tuple[str, str, int, str, str] = (
+    "site5",
+    "site5-key",
+    0,
+    "198.51.100.80/28",
+    "2001:db8:198::/48",
+)
+"""A site ms3 and ms4 are configured for (name, key, iid, prefixes) that no xTR registers:
+inside ddt2's Map-Server block of instance 0, so the walk for it ends in MS-NOT-REGISTERED."""
 
 UNDERLAY_V4 = "192.0.2.0/24"
 UNDERLAY_V6 = "2001:db8::/48"
@@ -331,6 +342,13 @@ def ms_doc(plan: DdtPlan, name: str, sock: str) -> Any:
         )
         for s in plan.served_by(name)
     ]
+    if name in PAIRS["ddt2"]:
+        silent, key, iid, *prefixes = SILENT_SITE
+        sites.append(
+            configs.site(
+                str(silent), str(key), *({"eid-prefix": p, "instance-id": iid} for p in prefixes)
+            )
+        )
     return _node_doc(name, ["map-server"], sock, plan, site=sites)
 
 

@@ -12,6 +12,7 @@ back afterwards.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import sys
@@ -30,6 +31,7 @@ from tests.netns.ddt_world import (
     MAP_RESOLVERS,
     PXTR,
     ROOTS,
+    SILENT_SITE,
     DdtSite,
     World,
     configs_of,
@@ -211,18 +213,62 @@ def test_rig_walks_root_child_map_server_and_the_referral_cache_lists_the_chain(
 
 def test_a_non_eid_destination_is_a_delegation_hole_reached_through_the_petr(w: World) -> None:
     plan = w.plan
-    petr_before = stats(w, PXTR)["packets"].get("petr.decap.packets", 0)
+    proxy_before = stats(w, PXTR)["packets"]
     for site in (plan.site(1), plan.site(3)):  # one site per instance
         for dst in (INET_V4, INET_V6):
+            # The root is authoritative for the whole family and delegated nothing around
+            # the internet host: one step, the largest undelegated prefix holding it.
             hole = delegation_hole(dst, plan.root_delegations(site.iid))
             code, out = rig(w, site, ROOTS[0], f"[{site.iid}]{dst}")
             assert code == 0 and out["outcome"] == "delegation-hole", out
-            assert [s["prefix"] for s in out["steps"]] == [iid_prefix(site.iid, hole)], out
+            [step] = out["steps"]
+            assert step["node"] == plan.rloc[ROOTS[0]] and step["prefix"] == iid_prefix(
+                site.iid, hole
+            ), out
+            assert step["referrals"] == [] and step["ttl"] == 15 and step["authoritative"], out
+            # Through the Map-Resolver: natively-forward for the hole, so the ITR sends to the
+            # PETR, which hands the packets to the internet; the replies come back through
+            # the PITR side of the same node, which resolves the site through DDT as well.
             assert w.lab.ping(site.host, dst, count=3, wait=4.0), f"{site.host} -> {dst}"
             entry = learned(w, site.xtr).get((site.iid, hole))
             assert entry is not None, learned(w, site.xtr)
             assert entry["action"] == "native-forward" and entry["rlocs"] == [], entry
-    assert stats(w, PXTR)["packets"].get("petr.decap.packets", 0) >= petr_before + 12
+            assert 15 * 60 - 30 <= entry["ttl"] <= 15 * 60, entry
+    proxy = stats(w, PXTR)["packets"]
+    for counter in ("petr.decap.packets", "pitr.encap.packets"):
+        assert proxy.get(counter, 0) >= proxy_before.get(counter, 0) + 12, (counter, proxy)
+    assert learned(w, PXTR), "the PITR resolved nothing"
+
+
+# -- a configured site nobody registers: MS-NOT-REGISTERED from both Map-Servers ---------------
+
+
+def test_an_unregistered_site_is_ms_not_registered_and_the_itr_gets_send_map_request(
+    w: World,
+) -> None:
+    plan = w.plan
+    site1 = plan.site(1)  # instance 0, as the silent site
+    _, _, iid, *prefixes = SILENT_SITE
+    before = ddt_counters(w, MAP_RESOLVERS)
+    for prefix in prefixes:
+        eid = str(ipaddress.ip_network(prefix).network_address + 2)
+        code, out = rig(w, site1, ROOTS[0], f"[{iid}]{eid}")
+        assert code == 0 and out["outcome"] == "ms-not-registered", out
+        steps = out["steps"]
+        assert [s["action"] for s in steps] == ["node-referral", "ms-referral", "ms-not-registered"]
+        assert steps[-1]["prefix"] == iid_prefix(iid, prefix) and steps[-1]["ttl"] == 1, out
+        assert out["map_reply"] is None, out
+        # Through the Map-Resolver: ms3 and then ms4 say not registered; the ITR gets a
+        # negative Map-Reply send-map-request for the site's prefix, for a minute.
+        assert not w.lab.ping(site1.host, eid, count=1, wait=2.0)
+        entry = wait_for(
+            f"negative entry for {prefix} at {site1.xtr}",
+            lambda prefix=prefix: learned(w, site1.xtr).get((iid, prefix)),  # type: ignore[misc]
+        )
+        assert entry["action"] == "send-map-request" and entry["rlocs"] == [], entry
+        assert 0 < entry["ttl"] <= 60, entry
+    delta = ddt_counters(w, MAP_RESOLVERS) - before
+    assert delta["received-ms-not-registered"] >= 4 and delta["not-registered"] >= 2, delta
 
 
 # -- 5. counters ----------------------------------------------------------------------------------
