@@ -412,19 +412,19 @@ class World:
         """One control-socket request to ``node``'s lispd."""
         return request(self.sock(node), command, **args)
 
-    def lispctl(self, node: str, *argv: str) -> str:
-        """``lispctl -s SOCK ARGV`` on the host against ``node``'s lispd: its stdout (the
-        command must succeed)."""
+    def lispctl(self, node: str, *argv: str, codes: tuple[int, ...] = (0,)) -> str:
+        """``lispctl -s SOCK ARGV`` on the host against ``node``'s lispd: its stdout (its
+        exit status must be one of ``codes``)."""
         proc = subprocess.run(
             [sys.executable, "-m", "lispd.cli.lispctl", "-s", self.sock(node), *argv],
             capture_output=True, text=True, timeout=20, cwd=REPO, env=_env(),
         )  # fmt: skip
-        assert proc.returncode == 0, (node, argv, proc.returncode, proc.stdout, proc.stderr)
+        assert proc.returncode in codes, (node, argv, proc.returncode, proc.stdout, proc.stderr)
         return proc.stdout
 
-    def lispctl_json(self, node: str, *argv: str) -> Any:
+    def lispctl_json(self, node: str, *argv: str, codes: tuple[int, ...] = (0,)) -> Any:
         """What ``lispctl --json ARGV`` prints against ``node``, parsed."""
-        return json.loads(self.lispctl(node, "--json", *argv))
+        return json.loads(self.lispctl(node, "--json", *argv, codes=codes))
 
     def start(self, node: str, doc: Any) -> DaemonHandle:
         """Start lispd on ``node`` with the configuration ``doc``."""

@@ -207,6 +207,17 @@ def test_rig_walks_root_child_map_server_and_the_referral_cache_lists_the_chain(
             tables, re.M,
         ), tables  # fmt: skip
     assert all(e["ttl"] == 1440 for e in cached.values()), cached
+    # One EID: the longest cached prefix holding it, the site's (from the MS-ACK); a
+    # Map-Resolver that has none says so with exit status 1 and an empty list.
+    for site in plan.sites:
+        for addr, prefix in ((site.host_v4, site.prefix_v4), (site.host_v6, site.prefix_v6)):
+            eid = f"[{site.iid}]{addr}"
+            found = [
+                entry
+                for mr in MAP_RESOLVERS
+                for entry in w.lispctl_json(mr, "show", "referral-cache", eid, codes=(0, 1))
+            ]
+            assert {e["eid-prefix"] for e in found} == {iid_prefix(site.iid, prefix)}, found
 
 
 # -- 4. the internet: a delegation hole, natively forwarded through the PETR ----------------------
