@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
 
+from lispd.api import views
+from lispd.api.metrics import render_metrics
+from lispd.cli import lispctl
 from lispd.wire.control import decode_control
 from lispd.wire.ecm import EncapsulatedControl
 from lispd.wire.mapreferral import MapReferral
@@ -287,3 +290,37 @@ def test_ecms_to_the_map_server_carry_the_itr_nonce_and_the_d_bit() -> None:
     assert to_ms and to_ms[0][2] and to_ms[0][4] == itr_nonce
     assert to_etr and not to_etr[0][2] and str(to_etr[0][1]) == XTR2  # D bit cleared
     assert ip_address(XTR2)
+
+
+def test_operators_see_the_referral_cache_and_the_walks() -> None:
+    """What ``lispctl show referral-cache``, ``show stats`` and ``/metrics`` are made of."""
+    tree = Tree()
+    Pinger(tree.net, "xtr1", H1, H2).send()
+    tree.net.inject("xtr1", _echo(H1, "203.0.113.9"))
+    tree.net.advance(1.0)
+    listing = views.referral_listing(tree.mr.node, lambda: tree.net.now)
+    rows = listing.page(2) + listing.page(200)
+    assert len(rows) == listing.total == len(tree.referrals()) >= 4
+    hole = next(r for r in rows if r["action"] == "delegation-hole")
+    assert hole["eid-prefix"] == "[0]200.0.0.0/5" and hole["referrals"] == []
+    assert hole["learned-from"] == ROOT and 0 < hole["expires-in"] <= 15 * 60
+    text = lispctl.format_referral_cache(rows)
+    assert text.startswith(f"LISP-DDT referral cache: {len(rows)} referrals")
+    assert "[0]198.51.100.0/26" in text and f"{MS_A}\n" in text and f"{MS_B}\n" in text
+    stats = views.node_stats(tree.mr.node)["ddt"]
+    assert stats["referral-cache-entries"] == len(rows) and stats["pending"] == 0
+    assert stats["received-ms-ack"] == 2  # xtr1 -> h2, and xtr2 resolving h1 for the reply
+    assert stats["received-delegation-hole"] == 1
+    assert "LISP-DDT" in lispctl.format_stats(views.node_stats(tree.mr.node))
+    root_stats = views.node_stats(tree.root.node)["ddt"]
+    assert root_stats["sent-node-referral"] >= 1 and root_stats["sent-delegation-hole"] == 1
+    ms_stats = views.node_stats(tree.ms.node)["ddt"]
+    assert ms_stats["sent-ms-ack"] == 2
+    snapshot = views.metrics_snapshot(tree.mr.node, views.node_stats(tree.mr.node), tree.net.now)
+    exposition = render_metrics(lambda: snapshot).decode()
+    assert f"lispd_ddt_referral_cache_entries {float(len(rows))}" in exposition
+    assert 'lispd_ddt_referrals_received_total{action="ms-ack"} 2.0' in exposition
+    # Cleared: the next walk starts at the root again.
+    resolver = tree.mr.node.control.ddt_resolver
+    assert resolver is not None and resolver.cache.clear() == len(rows)
+    assert views.referral_listing(tree.mr.node, lambda: tree.net.now).total == 0
