@@ -26,6 +26,7 @@ from tests.netns import common
 from tests.netns.common import REPO, wait_for
 from tests.netns.ddt_world import (
     CHILDREN,
+    INET,
     INET_V4,
     INET_V6,
     MAP_RESOLVERS,
@@ -250,6 +251,25 @@ def test_a_non_eid_destination_is_a_delegation_hole_reached_through_the_petr(w: 
     for counter in ("petr.decap.packets", "pitr.encap.packets"):
         assert proxy.get(counter, 0) >= proxy_before.get(counter, 0) + 12, (counter, proxy)
     assert learned(w, PXTR), "the PITR resolved nothing"
+
+    # The internet's first packet to a site, caches cold: the PITR holds it while it walks
+    # the tree for the site, the site's ITR holds the answer while it walks for the hole.
+    clear_caches(w)
+    for site in plan.sites:
+        for addr in (site.host_v4, site.host_v6):
+            assert w.lab.ping(INET, addr, count=1, wait=4.0), f"first ping {INET} -> {addr}"
+    pitr = learned(w, PXTR)
+    for site in plan.sites:
+        for prefix in site.prefixes():
+            assert [r["address"] for r in pitr[(site.iid, prefix)]["rlocs"]] == [site.rloc]
+
+    # Another instance's EID-prefix is no EID in this one: the roots delegated instance 7's
+    # blocks only, so [7] of instance 0's site is a hole too (the largest one without them).
+    site1, site3 = plan.site(1), plan.site(3)
+    hole = delegation_hole(site1.host_v4, plan.root_delegations(site3.iid))
+    code, out = rig(w, site3, ROOTS[1], f"[{site3.iid}]{site1.host_v4}")
+    assert code == 0 and out["outcome"] == "delegation-hole", out
+    assert [s["prefix"] for s in out["steps"]] == [iid_prefix(site3.iid, hole)], out
 
 
 # -- a configured site nobody registers: MS-NOT-REGISTERED from both Map-Servers ---------------
