@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -401,3 +403,61 @@ def test_a_dead_root_and_a_dead_map_server_are_walked_around(w: World) -> None:
             lambda: w.registered(dead_ms) == w.expected_at(dead_ms),
             timeout=20,
         )
+
+
+# -- load: many ITRs behind one Map-Resolver ------------------------------------------------------
+
+BURST_ITRS = ("xtr1", "xtr3", "xtr4", PXTR)
+BURST_COUNT, BURST_RATE = 150, 100.0  # per ITR address: what one lispd ITR sends at most
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="per-source rate limits count the Map-Resolver (DdtLeaf, lispd/ddt/leaf.py) and the "
+    "forwarding Map-Server (MapReplier, lispd/control/responder.py) as one ITR",
+)
+def test_many_itrs_resolving_at_their_own_rate_through_one_map_resolver_are_answered(
+    w: World,
+) -> None:
+    """Four ITR addresses, each at 100 Map-Requests a second (a lispd ITR's most, and within
+    the Map-Resolver's per-ITR limit), for site 2 through mr1, whose referral cache already
+    leads straight to ms3/ms4: every request should get its Map-Reply.
+
+    Found here (the xfail): ms3 and ms4 answer a DDT request only within
+    ``DdtLeaf._limiter`` (lispd/ddt/leaf.py, ``on_ecm``: 100 a second and source address,
+    bursts of 200, :data:`lispd.control.mapresolver.DEFAULT_RATE`, sized for one ITR) keyed
+    by the outer source, which is always the Map-Resolver: beyond it the request is dropped
+    unanswered (``ddt-request-rate-limited``), the Map-Resolver times out on both Map-Servers
+    and the walk ends without an answer.  Behind them the ETR (xtr2) answers requests a
+    Map-Server forwarded within ``MapReplier.limiter`` (lispd/control/responder.py,
+    ``on_map_request``: 10 a second, bursts of 20) keyed by the ECM's outer source
+    (lispd/control/plane.py ``_ecm``, the ``to_etr`` branch): the Map-Server, for every ITR at
+    once (``request-rate-limited``); that one predates DDT (any forwarding Map-Server)."""
+    plan = w.plan
+    site1, site2 = plan.site(1), plan.site(2)
+    mr = MAP_RESOLVERS[0]
+    assert w.lab.ping(site1.host, site2.host_v4, count=1, wait=4.0)  # a warm referral cache
+    ms_drops = {
+        ms: stats(w, ms)["drops"].get("ddt-request-rate-limited", 0) for ms in site2.map_servers
+    }
+    senders = []
+    for node in BURST_ITRS:
+        argv = [sys.executable, "-m", "tests.netns.ddt_burst", plan.rloc[mr], plan.rloc[node]]
+        argv += [site2.prefix_v4, str(BURST_COUNT), str(BURST_RATE)]
+        env = {**os.environ, "PYTHONPATH": REPO}
+        senders.append(
+            w.lab.popen(node, argv, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        )
+    answered = 0
+    for sender in senders:
+        out, _ = sender.communicate(timeout=30)
+        match = re.fullmatch(r"sent (\d+) replies (\d+)\n", out)
+        assert match and int(match.group(1)) == BURST_COUNT, out
+        answered += int(match.group(2))
+    dropped = {
+        ms: stats(w, ms)["drops"].get("ddt-request-rate-limited", 0) - ms_drops[ms]
+        for ms in site2.map_servers
+    }
+    etr_drops = stats(w, site2.xtr)["drops"].get("request-rate-limited", 0)
+    total = BURST_COUNT * len(BURST_ITRS)
+    assert answered >= 0.95 * total and not any(dropped.values()), (answered, dropped, etr_drops)
