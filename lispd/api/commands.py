@@ -107,6 +107,15 @@ def _scoped(req: Request, key: str) -> tuple[int, str]:
     return iid, text
 
 
+def _eid(req: Request) -> tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The request's ``eid`` (with its instance-id) as an address; ValueError if it is none."""
+    iid, text = _scoped(req, "eid")
+    try:
+        return iid, ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an EID (an IPv4 or IPv6 address)") from None
+
+
 def _live(entry: MapCacheEntry | None, now: float) -> list[dict[str, Any]]:
     return [] if entry is None or entry.is_expired(now) else [views.entry_json(entry)]
 
@@ -121,11 +130,7 @@ def map_cache(daemon: Daemon, req: Request) -> Any:
     :data:`~lispd.api.paging.UNPAGED_MAX`."""
     mapcache = daemon.node.mapcache
     if "eid" in req:
-        iid, text = _scoped(req, "eid")
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not an EID (an IPv4 or IPv6 address)") from None
+        iid, address = _eid(req)
         return _live(mapcache.lookup(iid, address), daemon.clock())
     if "prefix" in req:
         iid, text = _scoped(req, "prefix")
@@ -235,11 +240,7 @@ def referral_cache(daemon: Daemon, req: Request) -> Any:
     the live referral of the longest prefix holding it (a list of zero or one)."""
     resolver = daemon.node.control.ddt_resolver
     if "eid" in req:
-        iid, text = _scoped(req, "eid")
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not an EID (an IPv4 or IPv6 address)") from None
+        iid, address = _eid(req)
         now = daemon.clock()
         hit = None if resolver is None else resolver.cache.lookup(iid, address, now)
         return [] if hit is None else [hit[1].view(iid, hit[0], now)]

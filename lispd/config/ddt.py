@@ -61,6 +61,7 @@ DDT = Table(
         Key("referral-cache-entries", Int(1, 10_000_000)),
         Key("referral-ttl", Int(1, 0xFFFFFFFF)),
         Key("hole-ttl", Int(1, 1440)),
+        Key("answer-rate", Int(1, 1_000_000)),
     ),
     build=_build_ddt,
     model=DdtConfig,

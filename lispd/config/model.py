@@ -309,6 +309,10 @@ class DdtConfig:
     1..0xFFFFFFFF."""
     hole_ttl: int = 15
     """Minutes, the TTL of a DDT node's delegation-hole answers, 1..1440."""
+    answer_rate: int = 10_000
+    """DDT Map-Requests a DDT node or Map-Server answers per second and source address (in
+    bursts of twice that), 1..1000000: one Map-Resolver is one source for all its ITRs, and a
+    Map-Referral is no larger than the request (no amplification to bound)."""
 
 
 @dataclass(frozen=True, slots=True)

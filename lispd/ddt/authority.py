@@ -14,8 +14,9 @@ For the requested EID (longest match in its instance-id):
 Requests are ECMs with the D bit (DDT-originated) carrying a Map-Request; the answer goes back to
 the ECM's outer source address and port (a Map-Resolver's 4342, rig's own port) with the
 Map-Request's nonce.  Answers
-are limited per source address (a Map-Referral may be larger than the request that made it:
-without a bound a spoofed source would make the node a reflector).  Every lookup is a
+are limited per source address (``[ddt] answer-rate``, 10,000 a second: a Map-Resolver is one
+source for all its ITRs; a Map-Referral is no larger than its request, but a spoofed source
+must not get an unbounded stream either).  Every lookup is a
 longest-prefix match over at most 33 or 129 prefix lengths, whatever the table sizes.
 
 Refusals are counted in :attr:`DdtNode.drops` and logged at WARNING through ``lispd.ddt``, at
@@ -52,9 +53,6 @@ from lispd.wire.records import Locator
 
 log = logging.getLogger("lispd.ddt")
 
-DEFAULT_RATE = 100.0
-"""DDT Map-Requests answered per second and source address."""
-DEFAULT_BURST = 200.0
 
 NOT_DDT = "ddt-request-not-ddt"
 NOT_MAP_REQUEST = "ddt-request-not-map-request"
@@ -85,12 +83,12 @@ class DdtNode:
         authorities: Sequence[DdtAuthority],
         delegations: Sequence[DdtDelegation],
         settings: DdtConfig | None = None,
-        rate: float = DEFAULT_RATE,
-        burst: float = DEFAULT_BURST,
     ) -> None:
         """Authoritative for ``authorities``, referring ``delegations`` (as checked by the
-        configuration: inside an authority, not overlapping)."""
-        self._limiter = _Limiter(rate, burst)
+        configuration: inside an authority, not overlapping); ``settings.answer_rate`` answers
+        a second per source address."""
+        rate = (settings or DdtConfig()).answer_rate
+        self._limiter = _Limiter(float(rate), 2.0 * rate)
         self._refusal_log = RefusalLog(log)
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()

@@ -11,8 +11,10 @@ Keyed by (instance-id, EID-prefix) with longest-prefix lookup (:class:`ScopedTab
 Bounded: at most ``capacity`` entries; a new prefix beyond that is not kept (counted
 ``referral-cache-full``: the resolution itself goes on), a known one is refreshed.  Expired
 entries are never returned and are removed at most :data:`EXPIRE_BATCH` per :meth:`expire`
-call (a timer turn), through a heap of expiry times.  Referral sets are interned: the thousands
-of site prefixes under one pair of Map-Servers share one tuple.
+call (a timer turn), through a heap of expiry times holding one item per entry.  Referral sets
+and the addresses referrals were learned from are interned: the thousands of site prefixes
+under one pair of Map-Servers share one tuple.  The tables are the map-cache's ``pure``
+backend (dicts per prefix length, no patricia tree beside them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lispd.ddt.replies import ACTION_NAMES, IPAddress, IPNetwork
+from lispd.mapcache.cache import MAP_CACHE_BACKEND
 from lispd.mapcache.scoped import ScopedTables
 from lispd.wire.mapreferral import ReferralAction
 
@@ -39,6 +42,7 @@ class CachedReferral:
     expires: float
     learned_from: IPAddress
     ttl: int  # minutes, as received (capped)
+    seq: int  # of the entry's one item in the expiry heap (kept across refreshes)
 
     def view(self, iid: int, prefix: IPNetwork, now: float) -> dict[str, object]:
         """The entry as ``lispctl show referral-cache`` prints it."""
@@ -59,13 +63,14 @@ class ReferralCache:
     def __init__(self, capacity: int) -> None:
         """Keep at most ``capacity`` referrals."""
         self.capacity = capacity
-        self._tables: ScopedTables[CachedReferral] = ScopedTables()
-        # One heap item per key at most (``_queued``): a refresh does not push another one, the
-        # item is pushed again with the new expiry when it comes up early.
+        self._tables: ScopedTables[CachedReferral] = ScopedTables(backend=MAP_CACHE_BACKEND)
+        # One heap item per entry: a refresh keeps the entry's ``seq`` and pushes nothing; when
+        # the item comes up before the refreshed expiry it is pushed again, and an item whose
+        # seq is not its entry's (removed, replaced) is dropped.
         self._heap: list[tuple[float, int, int, IPNetwork]] = []
-        self._queued: set[tuple[int, IPNetwork]] = set()
         self._seq = itertools.count()
         self._sets: dict[tuple[IPAddress, ...], tuple[IPAddress, ...]] = {}
+        self._sources: dict[IPAddress, IPAddress] = {}
         self.full = 0  # referrals not kept because the cache was full
 
     def __len__(self) -> int:
@@ -84,18 +89,22 @@ class ReferralCache:
         """Keep (or refresh) a referral for ``ttl_minutes``; False when the cache is full."""
         if ttl_minutes <= 0:
             return False
-        if self._tables.exact(iid, prefix) is None and len(self._tables) >= self.capacity:
+        old = self._tables.exact(iid, prefix)
+        if old is None and len(self._tables) >= self.capacity:
             self.full += 1
             return False
         if len(self._sets) > 4 * self.capacity:  # sets of entries long gone
             self._sets.clear()
+        if len(self._sources) > 4 * self.capacity:
+            self._sources.clear()
         interned = self._sets.setdefault(referrals, referrals)
+        source = self._sources.setdefault(learned_from, learned_from)
         expires = now + ttl_minutes * 60.0
-        entry = CachedReferral(action, interned, expires, learned_from, ttl_minutes)
+        seq = next(self._seq) if old is None else old.seq
+        entry = CachedReferral(action, interned, expires, source, ttl_minutes, seq)
         self._tables.put(iid, prefix, entry)
-        if (iid, prefix) not in self._queued:
-            self._queued.add((iid, prefix))
-            heapq.heappush(self._heap, (expires, next(self._seq), iid, prefix))
+        if old is None:
+            heapq.heappush(self._heap, (expires, seq, iid, prefix))
         return True
 
     def lookup(
@@ -123,8 +132,8 @@ class ReferralCache:
         self._tables.clear(iid)
         if iid is None:
             self._heap.clear()
-            self._queued.clear()
             self._sets.clear()
+            self._sources.clear()
         return before - len(self._tables)
 
     def expire(self, now: float, limit: int = EXPIRE_BATCH) -> int:
@@ -132,14 +141,12 @@ class ReferralCache:
         removed = 0
         heap = self._heap
         while heap and heap[0][0] <= now and removed < limit:
-            _when, _seq, iid, prefix = heapq.heappop(heap)
-            self._queued.discard((iid, prefix))
+            _when, seq, iid, prefix = heapq.heappop(heap)
             entry = self._tables.exact(iid, prefix)
-            if entry is None:
-                continue  # removed or cleared since
+            if entry is None or entry.seq != seq:
+                continue  # removed or replaced since: that entry has its own item
             if entry.expires > now:  # refreshed since: queue its new expiry
-                self._queued.add((iid, prefix))
-                heapq.heappush(heap, (entry.expires, next(self._seq), iid, prefix))
+                heapq.heappush(heap, (entry.expires, seq, iid, prefix))
                 continue
             self._tables.delete(iid, prefix)
             removed += 1

@@ -24,7 +24,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from lispd.control.mapresolver import DEFAULT_BURST, DEFAULT_RATE, negative_answer
+from lispd.control.mapresolver import negative_answer
 from lispd.control.mapserver import MapServer, request_eid
 from lispd.control.outputs import SendControl
 from lispd.control.responder import _Limiter
@@ -54,15 +54,14 @@ class DdtLeaf:
         map_server: MapServer,
         own_rlocs: Sequence[IPAddress],
         referral_ttl: int = 1440,
-        rate: float = DEFAULT_RATE,
-        burst: float = DEFAULT_BURST,
+        rate: float = 10_000.0,
     ) -> None:
         """``own_rlocs`` are handed out as the MS-ACK's referral set; answers are limited to
-        ``rate`` a second per source address, in bursts of ``burst``."""
+        ``rate`` a second per source address, in bursts of twice that."""
         self.map_server = map_server
         self.own = referral_set(own_rlocs)
         self.referral_ttl = referral_ttl
-        self._limiter = _Limiter(rate, burst)
+        self._limiter = _Limiter(rate, 2.0 * rate)
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 

@@ -193,7 +193,9 @@ def build_control_plane(
             plane.map_resolver = MapResolver(
                 plane.map_server, negative_ttl_minutes=config.mapping_system.negative_ttl
             )
-        plane.ddt_leaf = DdtLeaf(plane.map_server, rlocs, config.ddt.referral_ttl)
+        plane.ddt_leaf = DdtLeaf(
+            plane.map_server, rlocs, config.ddt.referral_ttl, float(config.ddt.answer_rate)
+        )
     if "ddt-node" in roles:
         plane.ddt_node = DdtNode(config.ddt_authorities, config.ddt_delegations, config.ddt)
     if "map-resolver" in roles and config.ddt.roots:

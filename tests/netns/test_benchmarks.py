@@ -275,3 +275,80 @@ def test_mapcache_scale_churn_quick(tmp_path: Path) -> None:
         assert t["met"] is (t["value"] <= float(t["target"].split()[1]) if "<=" in t["target"]
                             else t["value"] < float(t["target"].split()[1]))  # fmt: skip
     assert "target (issue 22)" in stdout and "loop_stall_max_ms" in stdout
+
+
+# --- python -m benchmarks.ddt --quick: DDT resolution, cold and warm --------------------------
+
+DDT_TIMEOUT_S = 90.0
+
+
+def test_ddt_quick(tmp_path: Path) -> None:
+    """The DDT benchmark end to end at 200 sites under 2 Map-Servers: every site registered
+    (its Map-Notify came back), every timed request answered, the figures consistent, one
+    resolution per site through the DDT Map-Resolver filled its referral cache, and nothing of
+    the lab is left."""
+    out = tmp_path / "ddt.json"
+    argv = [sys.executable, "-m", "benchmarks.ddt", "--quick", "--json", str(out)]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        stdout, stderr = proc.communicate(timeout=DDT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # the Lab tears itself down
+        stdout, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"benchmarks.ddt --quick took over {DDT_TIMEOUT_S:g} s:\n{stderr[-3000:]}")
+    elapsed = time.monotonic() - started
+    child = re.compile(rf"^{NS_PREFIX}{proc.pid}[a-z]-")
+    left = [n for n in list_namespaces() if child.match(n)]
+    if left:
+        cleanup_stale()
+    assert not left, f"namespaces left behind: {left}"
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr[-3000:]}"
+    assert elapsed < 60, f"--quick took {elapsed:.1f} s"
+    result = json.loads(out.read_text())
+
+    settings = result["settings"]
+    assert (settings["quick"], settings["sites"], settings["map_servers"]) == (True, 200, 2)
+    registration = result["registration"]
+    assert registration["registrations"] == 400 and registration["unacknowledged"] == 0
+
+    timed = result["timed"]
+    for kind in ("cold", "warm", "baseline"):
+        t = timed[kind]
+        assert t["samples"] == 30 and t["lost"] == 0, (kind, t)
+        assert 0 < t["min_ms"] <= t["median_ms"] <= t["p95_ms"] <= t["max_ms"], (kind, t)
+    for name, baseline_kind in (("cold/baseline", "cold"), ("warm/baseline", "warm")):
+        r = timed["ratios"][name]
+        assert r["median"] == round(
+            timed[baseline_kind]["median_ms"] / timed["baseline"]["median_ms"], 2
+        )
+        assert all(v is not None and v > 0 for v in r.values()), (name, r)
+    # after one cold resolution the cache holds the walk's three referrals: the root's node
+    # referral, the child's MS referral and the Map-Server's MS-ACK (kept as an MS referral)
+    assert timed["referral_entries_after_one_site"] == [3, 3, 3], timed
+    counters = result["counters"]
+    mr = counters["mr"]
+    # every cold sample walked from the root (the cache was cleared), every warm one started
+    # from the cache; the samples took turns between both Map-Servers
+    assert mr["received-node-referral"] >= 30 and mr["received-ms-referral"] >= 30, mr
+    assert mr["cache-hits"] >= 30 and mr["max-steps-per-resolution"] == 3, mr
+    assert counters["root"]["sent-node-referral"] == mr["received-node-referral"]
+    assert counters["ms1"]["sent-ms-ack"] >= 30 and counters["ms2"]["sent-ms-ack"] >= 30
+    assert mr["answered"] == mr["resolutions"], mr
+    assert not any("drops" in c for c in counters.values()), counters
+
+    memory = result["memory"]
+    bulk = memory["resolutions"]
+    assert bulk["answered"] == bulk["eids"] == 200 and bulk["failed"] == 0, bulk
+    # one MS-ACK per site, each Map-Server's /36 and each child's /34
+    assert memory["referral_entries_by_kind"] == {"node-referral": 2, "ms-referral": 202}
+    assert memory["referral_entries"] == memory["referral_cache_entries_counter"] == 204
+    assert memory["rss_before_bytes"] > 0 and memory["rss_after_bytes"] > 0
+    assert memory["rss_growth_bytes"] == memory["rss_after_bytes"] - memory["rss_before_bytes"]
+    # the cache alone, in process: the same 204 referrals
+    for figures in result["in_process"].values():
+        assert figures["entries"] == 204 and figures["tracemalloc_bytes_per_entry"] > 0
+    assert "resolution" in stdout and "cold/baseline" in stdout

@@ -135,18 +135,18 @@ def test_a_ddt_node_answers_in_its_instance_ids_only() -> None:
 
 
 def test_a_ddt_node_refuses_by_name_and_limits_each_source() -> None:
-    ddt = DdtNode([DdtAuthority(0, ip_network("0.0.0.0/0"))], [], rate=1.0, burst=3.0)
+    ddt = DdtNode([DdtAuthority(0, ip_network("0.0.0.0/0"))], [], DdtConfig(answer_rate=2))
     assert ddt.on_ecm(request_ecm(ddt=False), MR, 4342, 0.0) == []
     assert ddt.on_ecm(request_ecm(sport=0), MR, 0, 0.0) == []
     not_a_request = replace(request_ecm(), message=MapReply(nonce=1, records=()))
     assert ddt.on_ecm(not_a_request, MR, 4342, 0.0) == []
     answered = sum(len(ddt.on_ecm(request_ecm(), ROOT2, 4342, 1.0)) for _ in range(50))
-    assert answered == 3
+    assert answered == 4  # a burst of twice the rate
     assert ddt.drops == {
         "ddt-request-not-ddt": 1,
         "ddt-request-bad-port": 1,
         "ddt-request-not-map-request": 1,
-        "ddt-request-rate-limited": 47,
+        "ddt-request-rate-limited": 46,
     }
 
 
