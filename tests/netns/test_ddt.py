@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests import configs
 from tests.netns import common
 from tests.netns.common import REPO, wait_for
 from tests.netns.ddt_world import (
@@ -40,6 +41,7 @@ from tests.netns.ddt_world import (
     World,
     configs_of,
     delegation_hole,
+    root_doc,
     world,
 )
 
@@ -350,6 +352,41 @@ def test_ddt_counters_on_the_map_resolvers_and_the_ddt_nodes(w: World) -> None:
     assert "ddt" not in stats(w, site1.xtr) and "LISP-DDT" not in w.lispctl(
         site1.xtr, "show", "stats"
     )
+
+
+# -- reload: a root's delegations change in place ------------------------------------------------
+
+
+def test_a_reloaded_root_answers_from_its_new_delegations(w: World) -> None:
+    plan = w.plan
+    site1, site2 = plan.site(1), plan.site(2)
+    root = ROOTS[0]
+    daemon = w.daemons[root]
+    original = daemon.config_path.read_text()
+    doc = root_doc(plan, root, w.sock(root))
+    doc["ddt-delegation"] = [
+        d for d in doc["ddt-delegation"]
+        if (d["instance-id"], d["eid-prefix"]) != (site2.iid, site2.child_block_v4)
+    ]  # fmt: skip
+    try:
+        daemon.config_path.write_text(configs.toml(doc))
+        assert "reloaded" in w.lispctl(root, "reload")
+        # ddt2's IPv4 half of instance 0 is now undelegated at root1: a hole of that half.
+        code, out = rig(w, site1, root, f"[{site2.iid}]{site2.host_v4}")
+        assert code == 0 and out["outcome"] == "delegation-hole", out
+        assert [s["prefix"] for s in out["steps"]] == [
+            iid_prefix(site2.iid, site2.child_block_v4)
+        ], out
+        # root2, unchanged, still refers it; root1's other delegations stand.
+        code, out = rig(w, site1, ROOTS[1], f"[{site2.iid}]{site2.host_v4}")
+        assert code == 0 and out["outcome"] == "ms-ack", out
+        code, out = rig(w, site2, root, f"[{site1.iid}]{site1.host_v4}")
+        assert code == 0 and out["outcome"] == "ms-ack", out
+    finally:
+        daemon.config_path.write_text(original)
+        w.lispctl(root, "reload")
+    code, out = rig(w, site1, root, f"[{site2.iid}]{site2.host_v4}")
+    assert code == 0 and out["outcome"] == "ms-ack", out
 
 
 # -- 3. failure: a root and a Map-Server die ------------------------------------------------------
