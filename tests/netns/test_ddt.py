@@ -6,8 +6,11 @@ instance-id 0, two in 7, each instance with one site under each child), and a PI
 front of a non-LISP internet host, every node one hop from a core router.  Every lispd is a
 real process; the xTRs know nothing but "resolve everything through the Map-Resolvers".
 
-The failure test kills daemons, so it runs last (pytest keeps file order) and brings them
-back afterwards.
+Each test clears the caches it depends on (``lispctl clear referral-cache`` on the
+Map-Resolvers, ``clear map-cache`` on the ITRs) or measures deltas, so they share the world.  The
+failure test kills a root and a Map-Server and brings them back afterwards; the load test after
+it (strict xfail: see its docstring for the two rate limits found) leaves the Map-Resolver
+thinking ms3/ms4 failed lately, so both come last (pytest keeps file order).
 """
 
 from __future__ import annotations
