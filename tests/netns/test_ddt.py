@@ -9,8 +9,8 @@ real process; the xTRs know nothing but "resolve everything through the Map-Reso
 Each test clears the caches it depends on (``lispctl clear referral-cache`` on the
 Map-Resolvers, ``clear map-cache`` on the ITRs) or measures deltas, so they share the world.  The
 failure test kills a root and a Map-Server and brings them back afterwards; the load test after
-it (strict xfail: see its docstring for the two rate limits found) leaves the Map-Resolver
-thinking ms3/ms4 failed lately, so both come last (pytest keeps file order).
+it (an xfail while the ETR's rate limit it found stays: see its docstring) may leave the
+Map-Resolver thinking ms3/ms4 failed lately, so both come last (pytest keeps file order).
 """
 
 from __future__ import annotations
@@ -451,11 +451,6 @@ BURST_ITRS = ("xtr1", "xtr3", "xtr4", PXTR)
 BURST_COUNT, BURST_RATE = 150, 100.0  # per ITR address: what one lispd ITR sends at most
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="per-source rate limits count the Map-Resolver (DdtLeaf, lispd/ddt/leaf.py) and the "
-    "forwarding Map-Server (MapReplier, lispd/control/responder.py) as one ITR",
-)
 def test_many_itrs_resolving_at_their_own_rate_through_one_map_resolver_are_answered(
     w: World,
 ) -> None:
@@ -463,16 +458,18 @@ def test_many_itrs_resolving_at_their_own_rate_through_one_map_resolver_are_answ
     the Map-Resolver's per-ITR limit), for site 2 through mr1, whose referral cache already
     leads straight to ms3/ms4: every request should get its Map-Reply.
 
-    Found here (the xfail): ms3 and ms4 answer a DDT request only within
-    ``DdtLeaf._limiter`` (lispd/ddt/leaf.py, ``on_ecm``: 100 a second and source address,
-    bursts of 200, :data:`lispd.control.mapresolver.DEFAULT_RATE`, sized for one ITR) keyed
-    by the outer source, which is always the Map-Resolver: beyond it the request is dropped
-    unanswered (``ddt-request-rate-limited``), the Map-Resolver times out on both Map-Servers
-    and the walk ends without an answer.  Behind them the ETR (xtr2) answers requests a
-    Map-Server forwarded within ``MapReplier.limiter`` (lispd/control/responder.py,
-    ``on_map_request``: 10 a second, bursts of 20) keyed by the ECM's outer source
-    (lispd/control/plane.py ``_ecm``, the ``to_etr`` branch): the Map-Server, for every ITR at
-    once (``request-rate-limited``); that one predates DDT (any forwarding Map-Server)."""
+    The Map-Servers must drop none of the Map-Resolver's DDT requests: before main's 44f5420
+    ([ddt] answer-rate) ``DdtLeaf`` answered 100 a second per source, and a Map-Resolver is
+    one source for all its ITRs (this test saw ms3/ms4 drop 185 of these 600 as
+    ``ddt-request-rate-limited``).
+
+    Still found here (an xfail, while it is the cause): the ETR (xtr2) answers the requests a
+    Map-Server forwards to it within ``MapReplier.limiter`` (lispd/control/responder.py,
+    ``on_map_request``: 10 a second and source, bursts of 20), and the source it keys on is the
+    ECM's outer source (lispd/control/plane.py ``_ecm``, the ``to_etr`` branch: ``src``), i.e.
+    the Map-Server, the same for every ITR: 35 of the 600 were answered on main 5146d7d, 565
+    counted ``request-rate-limited`` at xtr2.  That limit predates DDT (any forwarding
+    Map-Server); the test calls ``pytest.xfail`` only when those drops explain the shortfall."""
     plan = w.plan
     site1, site2 = plan.site(1), plan.site(2)
     mr = MAP_RESOLVERS[0]
@@ -480,6 +477,7 @@ def test_many_itrs_resolving_at_their_own_rate_through_one_map_resolver_are_answ
     ms_drops = {
         ms: stats(w, ms)["drops"].get("ddt-request-rate-limited", 0) for ms in site2.map_servers
     }
+    etr_before = stats(w, site2.xtr)["drops"].get("request-rate-limited", 0)
     senders = []
     for node in BURST_ITRS:
         argv = [sys.executable, "-m", "tests.netns.ddt_burst", plan.rloc[mr], plan.rloc[node]]
@@ -498,6 +496,12 @@ def test_many_itrs_resolving_at_their_own_rate_through_one_map_resolver_are_answ
         ms: stats(w, ms)["drops"].get("ddt-request-rate-limited", 0) - ms_drops[ms]
         for ms in site2.map_servers
     }
-    etr_drops = stats(w, site2.xtr)["drops"].get("request-rate-limited", 0)
+    assert not any(dropped.values()), dropped
+    etr_drops = stats(w, site2.xtr)["drops"].get("request-rate-limited", 0) - etr_before
     total = BURST_COUNT * len(BURST_ITRS)
-    assert answered >= 0.95 * total and not any(dropped.values()), (answered, dropped, etr_drops)
+    if answered < 0.95 * total and etr_drops >= total - answered - 0.05 * total:
+        pytest.xfail(
+            f"{answered} of {total} answered: the ETR dropped {etr_drops} forwarded requests, "
+            "rate-limited per Map-Server (lispd/control/responder.py MapReplier.limiter)"
+        )
+    assert answered >= 0.95 * total, (answered, etr_drops)
