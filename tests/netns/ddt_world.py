@@ -52,7 +52,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,9 +65,16 @@ __all__ = [
     "DdtPlan",
     "DdtSite",
     "World",
+    "child_doc",
+    "configs_of",
     "ddt_plan",
     "delegation_hole",
+    "mr_doc",
+    "ms_doc",
+    "pxtr_doc",
+    "root_doc",
     "world",
+    "xtr_doc",
 ]
 
 ROOTS = ("root1", "root2")
@@ -456,7 +463,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": REPO}
 
 
-def configs_of(plan: DdtPlan, sock: Any) -> dict[str, Any]:
+def configs_of(plan: DdtPlan, sock: Callable[[str], str]) -> dict[str, Any]:
     """Every daemon's configuration document by node, in start order (``sock(node)`` gives
     the control socket path)."""
     out: dict[str, Any] = {}
