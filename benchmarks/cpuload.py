@@ -38,6 +38,51 @@ def _netns_inodes(namespaces: Iterable[str]) -> set[int]:
     return inodes
 
 
+# /proc/stat's aggregate "cpu" line: user nice system idle iowait irq softirq steal guest ...
+_BUSY_FIELDS = (1, 2, 3, 6, 7)  # user, nice, system, irq, softirq (guest time is in user)
+_SOFTIRQ_FIELD = 7
+
+
+def machine_cpu_seconds(stat_line: str | None = None) -> tuple[float, float]:
+    """(busy, softirq) CPU seconds of the whole machine since boot, every CPU summed: busy is
+    user + nice + system + irq + softirq (idle, iowait and the hypervisor's steal left out).
+    ``stat_line`` is the first line of ``/proc/stat`` (read now when None)."""
+    if stat_line is None:
+        with open("/proc/stat") as fh:
+            stat_line = fh.readline()
+    fields = stat_line.split()
+    if not fields or fields[0] != "cpu":
+        raise ValueError(f"not /proc/stat's cpu line: {stat_line!r}")
+    ticks = [int(f) for f in fields[1:]]
+    busy = sum(ticks[i - 1] for i in _BUSY_FIELDS if i - 1 < len(ticks))
+    softirq = ticks[_SOFTIRQ_FIELD - 1] if len(ticks) >= _SOFTIRQ_FIELD else 0
+    return busy / CLK_TCK, softirq / CLK_TCK
+
+
+class MachineCpu:
+    """The whole machine's CPU time over a run (every process, kernel threads and softirq
+    work included: the veth, netfilter and UDP work of a kernel path as much as lispd's), so
+    that paths are compared by what they cost the machine for the same traffic."""
+
+    def __init__(self) -> None:
+        self._start: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        """Take the first sample."""
+        self._start = machine_cpu_seconds()
+
+    def stop(self) -> dict[str, float]:
+        """``{"machine_cpu_s": busy seconds, "machine_softirq_s": softirq seconds}`` since
+        :meth:`start`."""
+        if self._start is None:
+            raise RuntimeError("MachineCpu.stop() before start()")
+        busy, softirq = machine_cpu_seconds()
+        return {
+            "machine_cpu_s": round(busy - self._start[0], 3),
+            "machine_softirq_s": round(softirq - self._start[1], 3),
+        }
+
+
 def _steal_seconds() -> float:
     with open("/proc/stat") as fh:
         fields = fh.readline().split()

@@ -19,7 +19,12 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "udp64": ("udp64", "max", "received_pps"),
     "udp1400": ("udp1400", "max", "received_pps"),
     "latency_p50": ("latency", "p50_us", ""),
+    # whole-machine CPU cost of the same traffic (lower is better)
+    "tcp1_cpu_per_gb": ("tcp1", "machine_cpu_s_per_gb", ""),
+    "tcp4_cpu_per_gb": ("tcp4", "machine_cpu_s_per_gb", ""),
+    "udp64_cpu_per_mpkt": ("udp64", "max", "machine_cpu_s_per_mpkt"),
 }
+COST_FIGURES = ("tcp1_cpu_per_gb", "tcp4_cpu_per_gb", "udp64_cpu_per_mpkt")
 LISPD_VARIANTS = ("python", "compiled")
 # (path with the default engines, the same with one engine): the multi-core gain
 ENGINE_PAIRS = (("compiled", "compiled-1"), ("rtr-compiled", "rtr-compiled-1"))
@@ -84,6 +89,11 @@ def add_derived(results: dict[str, Any]) -> None:
             }
         if ratios:
             path["ratios"] = ratios
+        vxlan = base["vxlan"]
+        if name != "vxlan" and vxlan is not None:
+            costs = {fig: ratio(figure(path, fig), figure(vxlan, fig)) for fig in COST_FIGURES}
+            if any(v is not None for v in costs.values()):
+                path["cost_ratios_vs_vxlan"] = costs
     results["targets"] = evaluate_targets(paths)
     results["multicore_gain"] = multicore_gain(paths)
 
@@ -203,6 +213,20 @@ def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
             "x",
             lambda v: v >= 5.0,
             _why_missing(paths, "compiled", "python"),
+        )
+    )
+    rows.append(
+        _row(
+            "machine CPU per GB, TCP1 <= 1.5x VXLAN",
+            "compiled",
+            ratio(
+                figure(paths.get("compiled"), "tcp1_cpu_per_gb"),
+                figure(paths.get("vxlan"), "tcp1_cpu_per_gb"),
+            ),
+            1.5,
+            "x",
+            lambda x: x <= 1.5,
+            _why_missing(paths, "compiled", "vxlan"),
         )
     )
     for v in LISPD_VARIANTS:
@@ -368,6 +392,28 @@ def format_report(results: dict[str, Any]) -> str:
             x = _get(ratios, "vxlan", fig)
             cells.append(f"{_num(r, 3)} / {_num(x, 3)}")
         out.append(f"{name:<32}" + "".join(f"{c:>14}" for c in cells))
+    # whole-machine cost
+    costs = [
+        (name, [figure(path, fig) for fig in COST_FIGURES], path.get("cost_ratios_vs_vxlan") or {})
+        for name, path in paths.items()
+        if path.get("status") == "ok"
+    ]
+    if any(any(v is not None for v in values) for _n, values, _r in costs):
+        out += [
+            "",
+            f"{'whole-machine CPU':<24}{'TCP1 s/GB':>11}{'TCP4 s/GB':>11}{'UDP64 s/Mpkt':>14}"
+            f"{'x VXLAN (TCP1/TCP4/UDP64)':>28}",
+        ]
+        for name, values, rel in costs:
+            cells = " / ".join(_num(rel.get(fig), 2) for fig in COST_FIGURES) if rel else "-"
+            out.append(
+                f"{name:<24}{_num(values[0], 2):>11}{_num(values[1], 2):>11}"
+                f"{_num(values[2], 2):>14}{cells:>28}"
+            )
+        out.append(
+            "  user + system + irq + softirq of every CPU during the runs (senders, receivers and "
+            "routers included), per GB received / per million datagrams received at full rate"
+        )
     # CPU
     cpu_rows = [
         (name, label, c)

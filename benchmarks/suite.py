@@ -46,7 +46,7 @@ from typing import Any
 
 import lispd
 from benchmarks import report
-from benchmarks.cpuload import CLK_TCK, OtherLoad
+from benchmarks.cpuload import CLK_TCK, MachineCpu, OtherLoad
 from benchmarks.dataplane import (
     CheckFailed,
     check_rtr_counters,
@@ -428,6 +428,16 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
 # -- measuring -----------------------------------------------------------------------------
 
 
+def cost_per(run: dict[str, Any], moved: str, unit: float) -> float | None:
+    """Whole-machine CPU seconds of one run per ``unit`` of what it moved (``run[moved]``:
+    bytes received for TCP, datagrams received for UDP); None when nothing moved or the run
+    has no machine sample."""
+    cpu, amount = run.get("machine_cpu_s"), run.get(moved)
+    if not isinstance(cpu, int | float) or not isinstance(amount, int | float) or amount <= 0:
+        return None
+    return float(cpu) * unit / float(amount)
+
+
 class Suite:
     """Runs the selected paths and tests in one lab and collects the results."""
 
@@ -445,9 +455,12 @@ class Suite:
         before = up.sample() if up.daemons else {}
         load = OtherLoad(self.lab.namespaces())
         load.start()
+        machine = MachineCpu()
+        machine.start()
         started = time.monotonic()
         result = fn()
         wall = time.monotonic() - started
+        result.update(machine.stop())
         result.update(load.stop())
         result["wall_s"] = round(wall, 3)
         result["disturbed"] = result["other_cpu_s"] > self.settings.max_other_cpu * wall
@@ -538,13 +551,17 @@ class Suite:
             up, f"tcp{streams}", one, self.settings.runs, lambda r: f"{r['gbps']:.3f} Gbit/s"
         )
         values = [r["gbps"] for r in runs]
-        return {
+        out: dict[str, Any] = {
             "gbps": round(statistics.median(values), 4),
             "min": min(values),
             "max": max(values),
             "streams": streams,
             "runs": runs,
         }
+        per_gb = [v for r in runs if (v := cost_per(r, "bytes", 1e9)) is not None]
+        if per_gb and len(per_gb) == len(runs):
+            out["machine_cpu_s_per_gb"] = round(statistics.median(per_gb), 3)
+        return out
 
     def _udp(self, up: PathUp, test: str) -> dict[str, Any]:
         assert self.lab is not None and self.udpgen is not None
@@ -593,6 +610,9 @@ class Suite:
                 "runs": runs,
             },
         }
+        per_mpkt = [v for r in runs if (v := cost_per(r, "received", 1e6)) is not None]
+        if per_mpkt and len(per_mpkt) == len(runs):
+            out["max"]["machine_cpu_s_per_mpkt"] = round(statistics.median(per_mpkt), 3)
         if best <= 0:
             out["half"] = {"error": "nothing received at full rate"}
             return out

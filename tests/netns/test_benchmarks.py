@@ -100,6 +100,10 @@ def test_quick_benchmark_measures_kernel_and_lispd(tmp_path: Path) -> None:
             assert 0 <= p[test]["half"]["loss_pct"] <= 100
         positive(p, "latency", "p50_us")
         assert p["latency"]["p99_us"] >= p["latency"]["p50_us"]
+        # what the traffic cost the whole machine (every CPU, softirq included)
+        positive(p, "tcp1", "machine_cpu_s_per_gb")
+        positive(p, "udp64", "max", "machine_cpu_s_per_mpkt")
+        assert all(r["machine_cpu_s"] >= r["machine_softirq_s"] >= 0 for r in p["tcp1"]["runs"])
 
     # the kernel's tunnel cannot beat the plain path by much; lispd's Python path is slower
     assert paths["python"]["tcp1"]["gbps"] < paths["routed"]["tcp1"]["gbps"]
@@ -110,6 +114,7 @@ def test_quick_benchmark_measures_kernel_and_lispd(tmp_path: Path) -> None:
             positive(paths[name], "ratios", baseline, "tcp1")
             positive(paths[name], "ratios", baseline, "udp64")
     assert "added_p50_us" in paths["python"]["latency"]
+    positive(paths["python"], "cost_ratios_vs_vxlan", "tcp1_cpu_per_gb")
 
     # CPU per lispd process, and the RTR check on every run
     for node in ("xtr1", "xtr2"):

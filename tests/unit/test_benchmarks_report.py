@@ -228,3 +228,34 @@ def test_format_report_shows_engines_spread_and_gain() -> None:
     assert "UDP flows: 16 (source ports" in text and "datagram by datagram" in text
     assert "multi-core gain" in text
     assert "TCP4: compiled / compiled-1" in text and "2 vs 1 engines" in text
+
+
+def with_cost(p: dict[str, Any], per_gb: float, per_mpkt: float) -> dict[str, Any]:
+    p["tcp1"]["machine_cpu_s_per_gb"] = per_gb
+    p["udp64"]["max"]["machine_cpu_s_per_mpkt"] = per_mpkt
+    return p
+
+
+def test_whole_machine_cost_ratios_target_and_table() -> None:
+    """CPU seconds of the whole machine per GB and per million datagrams, each path against
+    the kernel VXLAN path of the same run; the target is <= 1.5x VXLAN's per GB."""
+    r = results()
+    with_cost(r["paths"]["vxlan"], 2.0, 8.0)
+    with_cost(r["paths"]["compiled"], 3.6, 20.0)
+    with_cost(r["paths"]["routed"], 1.0, 5.0)
+    add_derived(r)
+    compiled = r["paths"]["compiled"]
+    assert compiled["cost_ratios_vs_vxlan"] == {
+        "tcp1_cpu_per_gb": 1.8,
+        "tcp4_cpu_per_gb": None,
+        "udp64_cpu_per_mpkt": 2.5,
+    }
+    assert "cost_ratios_vs_vxlan" not in r["paths"]["vxlan"]
+    assert "cost_ratios_vs_vxlan" not in r["paths"]["python"]  # no cost measured
+    rows = {(t["target"], t["path"]): t for t in r["targets"]}
+    target = rows[("machine CPU per GB, TCP1 <= 1.5x VXLAN", "compiled")]
+    assert target["value"] == 1.8 and target["met"] is False
+    text = format_report(r)
+    assert "whole-machine CPU" in text
+    line = next(x for x in text.splitlines() if x.startswith("compiled ") and "3.60" in x)
+    assert "1.80 / - / 2.50" in line

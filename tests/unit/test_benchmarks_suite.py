@@ -9,12 +9,14 @@ import sys
 import pytest
 
 from benchmarks.__main__ import parse_args
+from benchmarks.cpuload import CLK_TCK, machine_cpu_seconds
 from benchmarks.dataplane import lispd_config
 from benchmarks.suite import (
     PATH_NAMES,
     PATHS,
     QUICK_PATHS,
     TESTS,
+    cost_per,
     cpu_summary,
     daemon_deltas,
     dataplane_table,
@@ -236,3 +238,19 @@ def test_no_accelerator_in_a_plain_process() -> None:
         assert loaded_accelerator(child.pid) is None
     finally:
         child.communicate(b"")
+
+
+def test_machine_cpu_from_proc_stat_and_cost_per_unit() -> None:
+    """Busy = user + nice + system + irq + softirq of the aggregate line; idle, iowait and
+    steal are not work done for the traffic."""
+    line = "cpu  100 10 50 9000 40 5 20 7 0 0\n"
+    busy, softirq = machine_cpu_seconds(line)
+    assert busy == (100 + 10 + 50 + 5 + 20) / CLK_TCK and softirq == 20 / CLK_TCK
+    with pytest.raises(ValueError):
+        machine_cpu_seconds("cpu0 1 2 3 4")
+    now_busy, _ = machine_cpu_seconds()
+    assert now_busy > 0
+    assert cost_per({"machine_cpu_s": 3.0, "bytes": 2e9}, "bytes", 1e9) == 1.5
+    assert cost_per({"machine_cpu_s": 3.0, "received": 500_000}, "received", 1e6) == 6.0
+    assert cost_per({"machine_cpu_s": 3.0, "received": 0}, "received", 1e6) is None
+    assert cost_per({"bytes": 10}, "bytes", 1e9) is None
