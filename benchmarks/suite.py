@@ -84,6 +84,7 @@ class PathSpec:
     offloads: str = "auto"  # [dataplane] offloads of a compiled variant
     via_rtr: bool = False
     workers: int = 0  # [dataplane] workers of a compiled variant: 0 = one engine per core
+    gso_peer: bool = False  # [dataplane] gso-rlocs = the other xTR's (and RTR's) RLOC
 
 
 PATHS: tuple[PathSpec, ...] = (
@@ -93,6 +94,13 @@ PATHS: tuple[PathSpec, ...] = (
     PathSpec("compiled", "lispd ITR->ETR, compiled", "lispd", "compiled"),
     PathSpec("compiled-1", "lispd ITR->ETR, compiled, one engine", "lispd", "compiled", workers=1),
     PathSpec("compiled-gso", "lispd ITR->ETR, compiled, UDP GSO sends", "lispd", "compiled", "gso"),
+    PathSpec(
+        "compiled-gso-peers",
+        "lispd ITR->ETR, compiled, UDP GSO to the lispd peer only (gso-rlocs)",
+        "lispd",
+        "compiled",
+        gso_peer=True,
+    ),
     PathSpec(
         "compiled-nooffload", "lispd ITR->ETR, compiled, offloads off", "lispd", "compiled", "off"
     ),
@@ -289,12 +297,15 @@ def vxlan_tunnel(lab: Lab, plan: TwoSitePlan, action: str) -> None:
         lab.run(node, "ip", "route", "add", prefix, "via", VXLAN_ADDRS[1 - me])
 
 
-def dataplane_table(spec: PathSpec) -> str:
-    """The ``[dataplane]`` table of a lispd variant."""
+def dataplane_table(spec: PathSpec, peers: tuple[str, ...] = ()) -> str:
+    """The ``[dataplane]`` table of a lispd variant (``peers``: every lispd RLOC of the lab,
+    its ``gso-rlocs`` when the variant sends GSO bursts to lispd peers only)."""
     text = f'\n[dataplane]\nfastpath = "{spec.fastpath}"\n'
     if spec.fastpath == "compiled":
         text += f'offloads = "{spec.offloads}"\n'
         text += f"workers = {spec.workers}\n"
+        if spec.gso_peer:
+            text += f"gso-rlocs = [{', '.join(repr(p) for p in peers)}]\n".replace("'", '"')
     return text
 
 
@@ -386,7 +397,8 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
             vxlan_tunnel(lab, plan, "del")
         return
     socks = {n: str(lab.workdir / f"{spec.name}-{n}.sock") for n in ("xtr1", "rtr", "xtr2")}
-    extra = dataplane_table(spec)
+    peers = (plan.xtr1_rloc_v4, plan.xtr2_rloc_v4, plan.r_xtr1_v4, plan.r_xtr2_v4)
+    extra = dataplane_table(spec, peers)
     via = plan.r_xtr1_v4 if spec.via_rtr else None
     wanted = [("xtr1", plan.xtr1, lispd_config(plan, 1, via, socks["xtr1"], extra))]
     if spec.via_rtr:

@@ -106,6 +106,7 @@ class Daemon:
                 worker_receive=os_.worker_receive,
                 offloads=cfg.dataplane.local_offloads,
                 gso=cfg.dataplane.udp_gso,
+                gso_rlocs=cfg.dataplane.gso_rlocs,
                 on_tun=self._worker_tun_packet,
                 on_udp=self._worker_data_packet,
                 clock=self.clock,

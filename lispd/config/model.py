@@ -419,6 +419,10 @@ class DataplaneConfig:
     """Compiled path only: how many engines forward packets, each in its own process on its
     own TUN queue and SO_REUSEPORT 4341 sockets (the main process runs the first); 0: one per
     CPU core lispd may run on."""
+    gso_rlocs: tuple[IPAddress, ...] = ()
+    """Compiled path, ``offloads = "auto"``: RLOCs that get UDP GSO bursts all the same, the
+    peers known to read UDP 4341 from a socket (other lispd xTRs and RTRs), up to 64, no
+    duplicates.  Default: none."""
 
     @property
     def local_offloads(self) -> bool:

@@ -543,9 +543,18 @@ METRICS = Table(
 MAX_WORKERS = 256
 
 
+MAX_GSO_RLOCS = 64
+"""What the compiled engine holds (``FP_GSO_PEERS_MAX``)."""
+
+
 def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> DataplaneConfig:
+    if len(values["gso_rlocs"]) > MAX_GSO_RLOCS:
+        ctx.fail((*path, "gso-rlocs"), f"at most {MAX_GSO_RLOCS} RLOCs")
     return DataplaneConfig(
-        fastpath=values["fastpath"], offloads=values["offloads"], workers=values["workers"]
+        fastpath=values["fastpath"],
+        offloads=values["offloads"],
+        workers=values["workers"],
+        gso_rlocs=values["gso_rlocs"],
     )
 
 
@@ -554,6 +563,7 @@ DATAPLANE = Table(
         Key("fastpath", Str(choices=FASTPATHS)),
         Key("offloads", Str(choices=OFFLOADS, booleans=tuple(OFFLOAD_BOOLS.items()))),
         Key("workers", Int(0, MAX_WORKERS)),
+        Key("gso-rlocs", ListOf(Address(), unique=True)),
     ),
     build=_build_dataplane,
     model=DataplaneConfig,

@@ -142,7 +142,8 @@ class CompiledPath:
 
     ``offloads``: the TUN carries virtio-net headers (TSO super-packets in, merged TCP
     segments out) when there is one; ``gso`` (with ``offloads``): runs of datagrams to one
-    destination leave as UDP GSO bursts, else as separate datagrams of one ``sendmmsg``."""
+    destination leave as UDP GSO bursts, else as separate datagrams of one ``sendmmsg``;
+    ``gso_rlocs`` (with ``offloads``): runs to these RLOCs leave as GSO bursts even so."""
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class CompiledPath:
         tun_fd: int,
         offloads: bool,
         gso: bool = False,
+        gso_rlocs: Collection[IPAddress] = (),
         families: Collection[int],
         own_rlocs: Collection[IPAddress],
         nat_port: NatPort | None,
@@ -166,6 +168,7 @@ class CompiledPath:
             "mtu": mtu,
             "vnet": offloads and tun_fd >= 0,
             "gso": offloads and gso,
+            "gso_peers": [str(a) for a in gso_rlocs] if offloads else [],
         }
         self.engine = _accel.Engine(tun_fd=tun_fd, shared=shared_table, **self.engine_options)
         table_fd: int = self.engine.table_fd()

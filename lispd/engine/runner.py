@@ -41,12 +41,13 @@ class EngineRunner:
         worker_receive: list[dict[int, socket.socket]],
         offloads: bool,
         gso: bool = False,
+        gso_rlocs: tuple[Any, ...] = (),
         on_tun: TunHandler,
         on_udp: UdpHandler,
         clock: Callable[[], float],
     ) -> None:
         """``on_tun``/``on_udp``: where a worker's punts go (the node, then a transmit);
-        ``offloads``/``gso`` as :class:`CompiledPath`'s."""
+        ``offloads``/``gso``/``gso_rlocs`` as :class:`CompiledPath`'s."""
         cfg, itr = node.config, node.itr
         self.node = node
         self.clock = clock
@@ -56,14 +57,16 @@ class EngineRunner:
             tun_fd=tun.fd if tun is not None else -1,
             offloads=offloads,
             gso=gso,
+            gso_rlocs=gso_rlocs,
             families=itr.families if itr is not None else (),
             own_rlocs=itr.own_rlocs if itr is not None else (),
             nat_port=itr.nat_port if itr is not None else None,
         )
         if offloads:
-            enable_offloads(sender.pools, sender.data_sockets, gso=gso)
+            checksums = gso or bool(gso_rlocs)  # IPv4 UDP GSO needs UDP checksums
+            enable_offloads(sender.pools, sender.data_sockets, gso=checksums)
             for receive in worker_receive:
-                enable_offloads({}, receive, gso=gso)
+                enable_offloads({}, receive, gso=checksums)
         fast.use_sockets(sender.pools, sender.data_sockets)
         fast.load_database(node.database)
         fast.load_map_cache(node.mapcache)
@@ -98,7 +101,8 @@ class EngineRunner:
             fast.attach_workers(self.workers)
         self._on_udp = on_udp
         mode = ("gso" if gso else "auto") if offloads else "off"
-        log.info("fast path compiled %s", kv(offloads=mode, engines=self.engines))
+        peers = ",".join(map(str, gso_rlocs)) if offloads and gso_rlocs else None
+        log.info("fast path compiled %s", kv(offloads=mode, gso_rlocs=peers, engines=self.engines))
 
     def _cover(self, slot: WorkerSlot, covering: bool) -> None:
         """While a worker restarts, its share of the traffic is the main engine's: its TUN

@@ -49,9 +49,12 @@ def lab() -> Iterator[tuple[Lab, TwoSitePlan]]:
         yield built, plan
 
 
-def itr_config(plan: TwoSitePlan, sock: str, offloads: str | None) -> str:
+def itr_config(
+    plan: TwoSitePlan, sock: str, offloads: str | None, gso_rlocs: list[str] | None = None
+) -> str:
     """lispd on xTR1: site A's IPv4 prefix on its RLOC, site B's mapped to xTR2's RLOC;
-    ``offloads`` None leaves the ``[dataplane]`` table out (the defaults)."""
+    ``offloads`` None leaves the ``[dataplane]`` table out (the defaults); ``gso_rlocs`` its
+    ``gso-rlocs`` (with the default offloads)."""
     doc = configs.xtr(
         plan.xtr1,
         (plan.xtr1_rloc_v4,),
@@ -61,6 +64,8 @@ def itr_config(plan: TwoSitePlan, sock: str, offloads: str | None) -> str:
     )
     if offloads is not None:
         doc["dataplane"] = {"offloads": offloads}
+    if gso_rlocs is not None:
+        doc["dataplane"] = {"gso-rlocs": gso_rlocs}
     return configs.toml(doc)
 
 
@@ -162,3 +167,25 @@ def test_gso_offloads_put_unsegmented_bursts_on_the_veth(lab: tuple[Lab, TwoSite
     if counts["oversized"] == 0:
         pytest.skip(f"this kernel segmented lispd's UDP GSO bursts before the veth: {counts}")
     assert counts["largest"] > counts["mtu"] and counts["carried"] > counts["oversized"], counts
+
+
+def test_gso_rlocs_sends_bursts_only_to_the_rlocs_listed(lab: tuple[Lab, TwoSitePlan]) -> None:
+    """``gso-rlocs``: RLOCs known to read 4341 from a UDP socket get GSO bursts with the
+    default offloads; any other (here xTR2's raw-socket receiver, not listed) still gets one
+    LISP packet per frame.  Listing xTR2 anyway shows the setting takes effect."""
+    built, plan = lab
+    for listed, bursts in ((["192.0.2.99"], False), ([plan.xtr2_rloc_v4], True)):
+        sock = str(built.workdir / f"xtr1-gso-rlocs-{bursts}.sock")
+        with raw_xtr(built, plan) as counts:
+            daemon = built.start_lispd(plan.xtr1, itr_config(plan, sock, None, listed))
+            try:
+                built.wait_ping(plan.host_a, plan.host_b_v4)
+                elapsed = timed_transfer(built, plan, 1_000_000, 5.0)
+                fast = fastpath_counters(sock)
+            finally:
+                assert daemon.stop() == 0, daemon.log_tail()
+        if not bursts:
+            assert elapsed is not None and fast["gso-sends"] == 0, fast
+            assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
+        else:
+            assert fast["gso-sends"] > 0, fast

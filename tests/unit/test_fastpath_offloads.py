@@ -701,6 +701,42 @@ def test_a_super_packet_leaves_as_datagrams_unless_gso_was_asked_for(
         sock.close()
 
 
+@pytest.mark.parametrize(
+    ("peers", "burst"), [(["192.0.2.9"], True), (["192.0.2.8", "2001:db8::9"], False), ([], False)]
+)
+def test_gso_peers_get_bursts_without_gso(
+    tun: tuple[socket.socket, socket.socket], peers: list[str], burst: bool
+) -> None:
+    """``[dataplane] gso-rlocs``: without ``gso`` a run to an RLOC listed in ``gso_peers``
+    still leaves as one UDP GSO burst (it reads 4341 from a UDP socket), any other RLOC gets
+    separate datagrams."""
+    _, theirs = tun
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        engine = _accel.Engine(
+            itr=True, mtu=1500, tun_fd=theirs.fileno(), vnet=True, gso=False, gso_peers=peers
+        )
+        engine.set_pool(4, [sock.fileno()])
+        engine.db_set(0, packed("198.51.100.0"), 24)
+        engine.map_set(0, packed("203.0.113.0"), 24, [(packed("192.0.2.9"), 4341, 1, False)])
+        pkt = tcp_packet(*V4, payload=bytes(range(256)) * 40, flags=ACK)  # 10240 bytes
+        events = engine.fuzz_tun([super_header(pkt, 1400) + with_partial_checksum(pkt)])
+        sends = [e for e in events if e[0] == "send"]
+        assert len(sends) == (1 if burst else 8)
+        assert engine.counters()["fastpath"]["gso-sends"] == (1 if burst else 0)
+    finally:
+        sock.close()
+
+
+def test_gso_peers_are_checked() -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        _accel.Engine(itr=True, gso_peers=["192.0.2.300"])
+    with pytest.raises(ValueError, match="at most 64"):
+        _accel.Engine(itr=True, gso_peers=[f"192.0.2.{i}" for i in range(65)])
+    with pytest.raises(TypeError):
+        _accel.Engine(itr=True, gso_peers=[b"\xc0\x00\x02\x01"])
+
+
 def test_without_gso_the_etr_still_merges_tcp_for_its_tun() -> None:
     """Merging decapsulated TCP segments into one TUN write is an offload between the engine
     and its own kernel: it goes with the vnet TUN, not with UDP GSO on send."""

@@ -413,6 +413,19 @@ static int send_messages(fp_engine *e, int fd, int given, struct mmsghdr *msgs, 
     return (int)n;
 }
 
+/* A run to this destination may leave as one UDP GSO burst: GSO for every RLOC, or this one
+ * is a peer known to take bursts. */
+static int gso_to(const fp_engine *e, const fp_out *o)
+{
+    if (e->gso)
+        return 1;
+    size_t n = o->family == 4 ? 4 : 16;
+    for (int i = 0; i < e->ngso_peers; i++)
+        if (e->gso_peer_family[i] == o->family && memcmp(e->gso_peer[i], o->addr, n) == 0)
+            return 1;
+    return 0;
+}
+
 void fp_flush(fp_engine *e)
 {
     fp_tx *t = e->tx;
@@ -422,7 +435,8 @@ void fp_flush(fp_engine *e)
         const fp_out *o = &e->out[i];
         int j = i + 1;
         size_t total = o->len;
-        if (e->gso && o->len + overhead[fam_index(o->family)] - FP_LISP_HDR <= (size_t)e->mtu) {
+        if (o->len + overhead[fam_index(o->family)] - FP_LISP_HDR <= (size_t)e->mtu &&
+            gso_to(e, o)) {
             while (j < e->nout && j - i < GSO_MAX_SEGS && same_dest(&e->out[j], o) &&
                    e->out[j].len <= o->len && total + e->out[j].len <= GSO_MAX_BYTES) {
                 total += e->out[j].len;

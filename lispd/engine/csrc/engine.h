@@ -40,6 +40,7 @@
 #define FP_SEEN 4096         /* ITR sources remembered between two forget_sources() (as Python) */
 #define FP_SEEN_SLOTS 8192
 #define FP_POOL_MAX 64       /* send sockets per family */
+#define FP_GSO_PEERS_MAX 64 /* [dataplane] gso-rlocs */
 #define FP_GROUPS 256        /* destinations told apart per flush; more share one tail group */
 #define FP_GROUP_SLOTS 512
 #define FP_CMSG_OUT 96       /* TTL, TOS and UDP_SEGMENT: three CMSG_SPACE(4) = 72 bytes */
@@ -136,6 +137,11 @@ typedef struct {
                * (one unsegmented skb up to the device: only for next hops that take it);
                * without it the run is separate datagrams of one sendmmsg */
     int gro;
+    /* RLOCs that take UDP GSO bursts even without ``gso`` (peers known to read 4341 from a UDP
+     * socket, as lispd does): family 4 or 6 and the address (IPv4 in the first 4 bytes) */
+    int ngso_peers;
+    uint8_t gso_peer_family[FP_GSO_PEERS_MAX];
+    uint8_t gso_peer[FP_GSO_PEERS_MAX][16];
     int itr, etr, rtr, punt_all;
     int mtu;
     fp_socket pool[2][FP_POOL_MAX]; /* owned */

@@ -79,15 +79,57 @@ static int engine_ready(Engine *self)
     return 1;
 }
 
+/* gso_peers: a sequence of at most FP_GSO_PEERS_MAX address strings (IPv4 or IPv6). */
+static int parse_gso_peers(PyObject *seq, int *n, uint8_t family[], uint8_t addr[][16])
+{
+    PyObject *fast = PySequence_Fast(seq, "gso_peers must be a sequence of addresses");
+    if (!fast)
+        return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
+    if (len > FP_GSO_PEERS_MAX) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "at most %d gso_peers", FP_GSO_PEERS_MAX);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        const char *text = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(fast, i));
+        if (!text) {
+            Py_DECREF(fast);
+            return -1;
+        }
+        memset(addr[i], 0, 16);
+        if (inet_pton(AF_INET, text, addr[i]) == 1)
+            family[i] = 4;
+        else if (inet_pton(AF_INET6, text, addr[i]) == 1)
+            family[i] = 6;
+        else {
+            Py_DECREF(fast);
+            PyErr_Format(PyExc_ValueError, "gso_peers: %s is not an IP address", text);
+            return -1;
+        }
+    }
+    *n = (int)len;
+    Py_DECREF(fast);
+    return 0;
+}
+
 static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"itr",    "etr",        "rtr",      "mtu", "tun_fd", "vnet",
-                            "gso",    "shared",     "table_fd", "table_size", NULL};
+                            "gso",    "shared",     "table_fd", "table_size", "gso_peers",
+                            NULL};
     int itr = 0, etr = 0, rtr = 0, mtu = 1500, tun_fd = -1, vnet = 0, gso = 0, shared = 0;
     int table_fd = -1;
     Py_ssize_t table_size = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipppin", names, &itr, &etr, &rtr, &mtu,
-                                     &tun_fd, &vnet, &gso, &shared, &table_fd, &table_size))
+    PyObject *gso_peers = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipppinO", names, &itr, &etr, &rtr, &mtu,
+                                     &tun_fd, &vnet, &gso, &shared, &table_fd, &table_size,
+                                     &gso_peers))
+        return -1;
+    int npeers = 0;
+    uint8_t peer_family[FP_GSO_PEERS_MAX], peer[FP_GSO_PEERS_MAX][16];
+    if (gso_peers && gso_peers != Py_None &&
+        parse_gso_peers(gso_peers, &npeers, peer_family, peer) < 0)
         return -1;
     if (table_size < 0 || (shared && table_fd >= 0)) {
         PyErr_SetString(PyExc_ValueError,
@@ -126,6 +168,9 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
     self->e.mtu = mtu;
     self->e.vnet = vnet;
     self->e.gso = gso;
+    self->e.ngso_peers = npeers;
+    memcpy(self->e.gso_peer_family, peer_family, (size_t)npeers);
+    memcpy(self->e.gso_peer, peer, sizeof peer[0] * (size_t)npeers);
     return 0;
 }
 
