@@ -74,18 +74,8 @@ def referral_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
         return Listing([], lambda _item: None, 0)
     cache = resolver.cache
     tables = cache.tables()
-    parts: list[Callable[[], Sequence[tuple[int, Network, Any]]]] = []
-    for iid, family in tables.counts():
-        table = tables.table(iid, family)
-        if table is None:
-            continue
-        pieces: list[Callable[[], Sequence[tuple[Network, Any]]]] = (
-            [table.items]
-            if len(table) <= SORTED_PART_MAX
-            else [functools.partial(table.partition, i) for i in range(table.partitions)]
-        )
-        for piece in pieces:
-            parts.append(functools.partial(_scoped_items, iid, piece))
+    # The referral does not carry its instance-id: each part's items get it attached.
+    parts = [functools.partial(_scoped_items, iid, piece) for iid, piece in _iid_parts(tables)]
 
     def render(item: tuple[int, Network, Any]) -> dict[str, Any] | None:
         iid, net, _entry = item
@@ -98,9 +88,7 @@ def referral_listing(node: Node, clock: Callable[[], float]) -> Listing[Any]:
     return Listing(parts, render, len(cache))
 
 
-def _scoped_items(
-    iid: int, piece: Callable[[], Sequence[tuple[Network, Any]]]
-) -> list[tuple[int, Network, Any]]:
+def _scoped_items(iid: int, piece: Part) -> list[tuple[int, Network, Any]]:
     return [(iid, net, value) for net, value in piece()]
 
 
@@ -168,21 +156,30 @@ def site_json(reg: Registration, now: float) -> dict[str, Any]:
     }
 
 
-def _parts(tables: ScopedTables[Any]) -> list[Callable[[], Sequence[tuple[Network, Any]]]]:
+Part = Callable[[], Sequence[tuple[Network, Any]]]
+
+
+def _iid_parts(tables: ScopedTables[Any]) -> list[tuple[int, Part]]:
     """Snapshot functions covering every non-empty (instance-ID, family) table of a
-    :class:`~lispd.mapcache.ScopedTables`, in (instance-ID, family) order: a small table in
-    one part, in prefix order (the sort is cheap, and often cached); a large one in its
-    :meth:`~lispd.mapcache.PrefixTable.partition` s, each copied when the listing gets to it."""
-    out: list[Callable[[], Sequence[tuple[Network, Any]]]] = []
+    :class:`~lispd.mapcache.ScopedTables`, each with its instance-ID, in (instance-ID, family)
+    order: a small table in one part, in prefix order (the sort is cheap, and often cached); a
+    large one in its :meth:`~lispd.mapcache.PrefixTable.partition` s, each copied when the
+    listing gets to it."""
+    out: list[tuple[int, Part]] = []
     for iid, family in tables.counts():
         table: PrefixTable[Any] | None = tables.table(iid, family)
         if table is None:
             continue
         if len(table) <= SORTED_PART_MAX:
-            out.append(table.items)
+            out.append((iid, table.items))
         else:
-            out += [functools.partial(table.partition, i) for i in range(table.partitions)]
+            out += [(iid, functools.partial(table.partition, i)) for i in range(table.partitions)]
     return out
+
+
+def _parts(tables: ScopedTables[Any]) -> list[Part]:
+    """:func:`_iid_parts` without the instance-IDs (the values carry theirs)."""
+    return [part for _iid, part in _iid_parts(tables)]
 
 
 def map_cache_listing(mapcache: MapCache, clock: Callable[[], float]) -> Listing[Any]:

@@ -162,11 +162,6 @@ class MapResolver:
         src = endpoint(ecm.inner_ip.src, ecm.sport)
         self._refusal_log.warn(reason, self._now, "map-request refused", src=src, **fields)
 
-    def negative_answer(self, iid: int, address: IPAddress) -> tuple[IPNetwork, Action, int] | None:
-        """(EID-prefix, action, TTL minutes) of the negative reply for ``address`` in ``iid``,
-        or None when a registration covers it (the Map-Server answers then)."""
-        return negative_answer(self.map_server, iid, address, self.negative_ttl_minutes)
-
     def on_ecm(
         self, ecm: EncapsulatedControl, now: float, src: IPAddress | None = None
     ) -> list[SendControl]:
@@ -195,7 +190,7 @@ class MapResolver:
             return out
 
         iid, address = eid
-        answer = self.negative_answer(iid, address)
+        answer = negative_answer(self.map_server, iid, address, self.negative_ttl_minutes)
         if answer is None:  # pragma: no cover - the Map-Server would have answered
             return []
         prefix, action, ttl = answer

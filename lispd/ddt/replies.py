@@ -8,7 +8,6 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_net
 
 from lispd.control.outputs import SendControl
 from lispd.wire.address import eid_prefix
-from lispd.wire.errors import EncodeError
 from lispd.wire.mapreferral import MapReferral, ReferralAction, ReferralRecord, encode_map_referral
 from lispd.wire.records import Locator
 
@@ -52,7 +51,8 @@ def referral_datagram(
     *,
     authoritative: bool = True,
 ) -> SendControl:
-    """A one-record Map-Referral to ``dst``:``port``; raises EncodeError when it cannot be
+    """A one-record Map-Referral to ``dst``:``port``; raises ``lispd.wire.errors.EncodeError``
+    when it cannot be
     encoded (an instance-id or TTL out of range)."""
     eid, mask_len = eid_prefix(iid, prefix)
     record = ReferralRecord(
@@ -69,7 +69,6 @@ def referral_datagram(
 
 __all__ = [
     "ACTION_NAMES",
-    "EncodeError",
     "IPAddress",
     "IPNetwork",
     "host_prefix",

@@ -150,22 +150,19 @@ class DdtResolver:
         self.stats: Counter[str] = Counter()
         self.max_steps_seen = 0
 
-    def configure(self, settings: DdtConfig, roots: Sequence[IPAddress] | None = None) -> None:
+    def configure(self, settings: DdtConfig) -> None:
         """Take new settings (a reload); walks in progress go on."""
-        if roots is not None:
-            self.roots = tuple(roots)
+        self.settings = settings
         self.request_timeout = settings.request_timeout
         self.max_steps = settings.max_steps
         self.max_pending = settings.max_pending
         self.cache.capacity = settings.referral_cache_entries
 
     def configure_from(self, other: DdtResolver) -> None:
-        """Take the roots and settings of ``other`` (built from a new configuration)."""
-        self.roots = other.roots
-        self.request_timeout = other.request_timeout
-        self.max_steps = other.max_steps
-        self.max_pending = other.max_pending
-        self.cache.capacity = other.cache.capacity
+        """Take the roots, families and settings of ``other`` (built from a new
+        configuration); the referral cache and the walks in progress stay."""
+        self.roots, self.families = other.roots, other.families
+        self.configure(other.settings)
 
     def pending(self) -> int:
         """Walks in progress."""

@@ -172,6 +172,4 @@ def _update_ddt(plane: ControlPlane, fresh: ControlPlane) -> None:
     if plane.ddt_resolver is None or fresh.ddt_resolver is None:
         plane.ddt_resolver = fresh.ddt_resolver
     else:
-        new = fresh.ddt_resolver
-        plane.ddt_resolver.families = new.families
-        plane.ddt_resolver.configure_from(new)
+        plane.ddt_resolver.configure_from(fresh.ddt_resolver)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from ipaddress import IPv4Address, ip_address, ip_network
+from typing import Any
 
 import pytest
 
@@ -512,3 +513,24 @@ def test_lispd_follows_oor_referrals() -> None:
         (step,) = out
         assert step.dst == ip_address("192.0.2.10")
     assert r.stats["answered"] == 1 and r.pending() == 0
+
+
+def test_a_reload_keeps_the_referral_cache_and_takes_new_roots_and_settings() -> None:
+    from lispd.config import parse_config
+    from lispd.mapcache import LocalDatabase
+    from lispd.node.build import build_control_plane
+    from lispd.node.reload import update_control_plane
+
+    def plane(roots: str, timeout: float) -> Any:
+        text = (
+            '[daemon]\nroles = ["map-resolver"]\n[underlay]\nrlocs = ["192.0.2.41"]\n'
+            f"[ddt]\nroots = [{roots}]\nrequest-timeout = {timeout}\n"
+        )
+        return build_control_plane(parse_config(text), LocalDatabase(), lambda: 7)
+
+    running = plane('"192.0.2.40"', 1.0)
+    resolver = running.ddt_resolver
+    resolver.cache.put(0, ip_network("198.51.100.0/24"), A.NODE_REFERRAL, (CHILD,), 10, ROOT, 0.0)
+    update_control_plane(running, plane('"192.0.2.42", "192.0.2.40"', 0.3), 1.0)
+    assert running.ddt_resolver is resolver and len(resolver.cache) == 1
+    assert resolver.roots == (ROOT2, ROOT) and resolver.request_timeout == 0.3
