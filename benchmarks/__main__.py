@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         "paths, which forward in the senders' softirq context (one sender would bound them "
         "to one core), one for lispd paths (more would take CPU from lispd)",
     )
+    parser.add_argument(
+        "--busy-poll",
+        type=int,
+        metavar="US",
+        help="[dataplane] busy-poll of every compiled path, in microseconds (default: "
+        "lispd's own default)",
+    )
     add_noise_arguments(parser)
     args = parser.parse_args(argv)
     only = args.only or []
@@ -99,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str | None]:
         settings.ping_count = args.pings
     settings.flows, settings.senders = args.flows, args.senders
     settings.flow_run = args.flow_run
+    settings.busy_poll = args.busy_poll
+    if settings.busy_poll is not None and not 0 <= settings.busy_poll <= 1000:
+        parser.error("--busy-poll must be 0..1000")
     if settings.seconds <= 0 or settings.runs < 1 or settings.ping_count < 1:
         parser.error("--seconds, --runs and --pings must be positive")
     if (

@@ -307,6 +307,27 @@ def _loss(d: Any) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+HANDOFFS = {"lispd ITR->ETR": 3, "ITR->RTR->ETR": 5}
+"""Process hand-offs a ping's round trip crosses beyond the kernel paths' (the ITR takes the
+request from the TUN, the ETR from its socket, the ITR the reply from its socket; via an RTR
+also the RTR, twice).  The ETR's TUN write and the echo reply run in the ETR's own system
+call, and the sender's wake-up is in every path alike."""
+
+
+def _handoff_lines(floor: Any) -> list[str]:
+    """The machine's hand-off floor (``udpgen handoff``) and what it makes of the added
+    latency of lispd's paths."""
+    p50 = _get(floor, "p50_us")
+    if p50 is None:
+        return []
+    one = p50 / 2
+    floors = ", ".join(f"{name} {n} = {n * one:.0f} us" for name, n in HANDOFFS.items())
+    return [
+        f"hand-off floor: two processes passing a message there and back, p50 {p50:.0f} us "
+        f"({one:.0f} us a hand-off); least latency lispd can add here: {floors}"
+    ]
+
+
 def format_report(results: dict[str, Any]) -> str:
     """The tables printed at the end of a run: figures, ratios to the kernel baselines, CPU
     per lispd process, the issue's targets, the paths not measured and why."""
@@ -319,6 +340,7 @@ def format_report(results: dict[str, Any]) -> str:
         f"{settings.get('seconds')} s per run, median of {settings.get('runs')} runs "
         f"(min-max and every run in the JSON); latency: {settings.get('ping_count')} pings "
         f"every {settings.get('ping_interval_ms')} ms",
+        *_handoff_lines(machine.get("handoff_rtt")),
         "",
     ]
     head = (

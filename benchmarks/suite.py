@@ -40,7 +40,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from benchmarks.dataplane import (
     plain_routes,
     rtr_config,
 )
-from benchmarks.traffic import build_udpgen, iperf_tcp, ping, udp_flood
+from benchmarks.traffic import build_udpgen, handoff, iperf_tcp, ping, udp_flood
 from lispd.api.client import ControlError, request
 from lispd.lab import (
     DaemonHandle,
@@ -85,6 +85,7 @@ class PathSpec:
     via_rtr: bool = False
     workers: int = 0  # [dataplane] workers of a compiled variant: 0 = one engine per core
     gso_peer: bool = False  # [dataplane] gso-rlocs = the other xTR's (and RTR's) RLOC
+    busy_poll: int | None = None  # [dataplane] busy-poll (us) of a compiled variant; None: default
 
 
 PATHS: tuple[PathSpec, ...] = (
@@ -157,6 +158,7 @@ class Settings:
     flows: int = 16  # UDP flows (source ports) of the floods, shared by the senders
     flow_run: int = 1  # datagrams in a row per flow (1: interleaved datagram by datagram)
     senders: int = 0  # 0: one per CPU for kernel paths, one for lispd paths (udp_senders)
+    busy_poll: int | None = None  # [dataplane] busy-poll of every compiled path; None: default
 
     def as_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -306,6 +308,8 @@ def dataplane_table(spec: PathSpec, peers: tuple[str, ...] = ()) -> str:
         text += f"workers = {spec.workers}\n"
         if spec.gso_peer:
             text += f"gso-rlocs = [{', '.join(repr(p) for p in peers)}]\n".replace("'", '"')
+        if spec.busy_poll is not None:
+            text += f"busy-poll = {spec.busy_poll}\n"
     return text
 
 
@@ -647,6 +651,8 @@ class Suite:
     def measure_path(self, spec: PathSpec) -> dict[str, Any]:
         """Bring ``spec`` up, run the selected tests, take it down; its results."""
         assert self.lab is not None
+        if spec.fastpath == "compiled" and self.settings.busy_poll is not None:
+            spec = replace(spec, busy_poll=self.settings.busy_poll)
         out: dict[str, Any] = {
             "label": spec.label,
             "kind": spec.kind,
@@ -655,6 +661,7 @@ class Suite:
                 "offloads": spec.offloads,
                 "via_rtr": spec.via_rtr,
                 "workers": spec.workers,
+                "busy_poll_us": spec.busy_poll,
             }
             if spec.kind == "lispd"
             else {},
@@ -715,6 +722,11 @@ class Suite:
         }
         self.udpgen = build_udpgen()
         wanted = [spec for spec in PATHS if spec.name in self.settings.paths]
+        if wanted and "latency" in self.settings.tests:
+            s = self.settings
+            floor = handoff(self.udpgen, count=s.ping_count, interval_ms=s.ping_interval_ms)
+            results["machine"]["handoff_rtt"] = floor
+            self.log(f"hand-off floor: two processes' round trip p50 {floor.get('p50_us')} us")
         if wanted:
             with Lab(self.plan.topology) as lab:
                 self.lab = lab

@@ -271,6 +271,22 @@ def ping(
     return latency_summary(parse_ping(proc.stdout), count)
 
 
+def handoff(udpgen: Path, *, count: int, interval_ms: float) -> dict[str, Any]:
+    """The machine's floor for passing a message between two processes and back (``udpgen
+    handoff``: two wake-ups, no network), one round trip every ``interval_ms``; as
+    :func:`latency_summary`."""
+    proc = subprocess.run(
+        [str(udpgen), "handoff", str(count), f"{interval_ms:g}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=count * interval_ms / 1000 + 30,
+    )
+    if proc.returncode not in (0, 1):
+        raise LabError(f"udpgen handoff failed: {proc.stderr.strip()}")
+    return latency_summary(parse_ping(proc.stdout), count)
+
+
 # -- iperf3 --------------------------------------------------------------------------------
 
 

@@ -22,6 +22,10 @@
  *       ICMP echo (raw socket, IPv4): one request every INTERVAL_MS, prints
  *       "reply from A seq=N time=T ms" per reply (T with microsecond resolution, taken with
  *       CLOCK_MONOTONIC around the send and the receive) and "sent=N received=M".
+ *   udpgen handoff COUNT INTERVAL_MS
+ *       the machine's floor for a hand-off between processes: a child echoes what it
+ *       receives on a datagram socket pair, both sides blocked in recv() between messages;
+ *       one round trip (two wake-ups, no network) every INTERVAL_MS, printed as ping does.
  *
  * Compiled at run time by benchmarks/traffic.py (gcc -O2), cached by the hash of this file.
  */
@@ -40,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -336,6 +341,51 @@ static int cmd_ping(int argc, char **argv) {
     return received ? 0 : 1;
 }
 
+static int cmd_handoff(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: udpgen handoff COUNT INTERVAL_MS\n");
+        return 2;
+    }
+    int count = atoi(argv[0]);
+    double interval = atof(argv[1]) / 1e3;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0) {
+        perror("udpgen: socketpair");
+        return 2;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        perror("udpgen: fork");
+        return 2;
+    }
+    if (child == 0) { /* the echo: back what comes, until an empty message */
+        char buf[64];
+        close(sv[0]);
+        for (;;) {
+            ssize_t n = recv(sv[1], buf, sizeof buf, 0);
+            if (n <= 0 || send(sv[1], buf, (size_t)n, 0) < 0)
+                _exit(0);
+        }
+    }
+    close(sv[1]);
+    int received = 0;
+    char msg[8] = "handoff", in[64];
+    for (int seq = 1; seq <= count; seq++) {
+        double t0 = now();
+        if (send(sv[0], msg, sizeof msg, 0) < 0 || recv(sv[0], in, sizeof in, 0) <= 0)
+            break;
+        double t1 = now();
+        printf("reply from handoff seq=%d time=%.3f ms\n", seq, (t1 - t0) * 1e3);
+        received++;
+        sleep_until(t0 + interval);
+    }
+    send(sv[0], msg, 0, 0);
+    close(sv[0]);
+    waitpid(child, NULL, 0);
+    printf("sent=%d received=%d\n", count, received);
+    return received ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "send") == 0)
@@ -344,6 +394,8 @@ int main(int argc, char **argv) {
         return cmd_recv(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "ping") == 0)
         return cmd_ping(argc - 2, argv + 2);
-    fprintf(stderr, "usage: udpgen send|recv|ping ...\n");
+    if (argc >= 2 && strcmp(argv[1], "handoff") == 0)
+        return cmd_handoff(argc - 2, argv + 2);
+    fprintf(stderr, "usage: udpgen send|recv|ping|handoff ...\n");
     return 2;
 }

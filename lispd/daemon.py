@@ -107,15 +107,26 @@ class Daemon:
                 offloads=cfg.dataplane.local_offloads,
                 gso=cfg.dataplane.udp_gso,
                 gso_rlocs=cfg.dataplane.gso_rlocs,
+                busy_poll=cfg.dataplane.busy_poll,
                 on_tun=self._worker_tun_packet,
                 on_udp=self._worker_data_packet,
                 clock=self.clock,
             )
             self.engine.start()
-        if os_.tun is not None:
-            loop.add_reader(os_.tun.fd, self._on_tun_readable)
-        for sock in os_.receivers:
-            loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+        if self.engine is not None:  # engine 0 serves the TUN and the 4341 sockets itself
+            self.engine.serve(
+                [sock.fileno() for sock in os_.receivers],
+                on_tun=self._tun_packet,
+                on_udp=self._data_packet,
+                on_batch=self.transmit,
+                on_error=self.node.internal_error,
+                on_drop=self.node.counters.drop,
+            )
+        else:
+            if os_.tun is not None:
+                loop.add_reader(os_.tun.fd, self._on_tun_readable)
+            for sock in os_.receivers:
+                loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
         for sock in os_.trace_sockets.values():
             loop.add_reader(sock.fileno(), self._on_trace_readable, sock)
         for group in os_.control_sockets.values():
@@ -237,20 +248,12 @@ class Daemon:
     # --- inputs -------------------------------------------------------------------------------
 
     def _on_tun_readable(self) -> None:
+        """The Python fast path's TUN reader (the compiled engine reads the TUN itself)."""
         tun = self.os.tun
         assert tun is not None
-        if self.engine is not None:
-            inputs = self.node.inputs
-            try:
-                self.engine.fast.from_tun(self._tun_packet)  # we get what it leaves to Python
-            except Exception:  # the TUN read failed (handlers guard themselves)
-                self.node.internal_error("tun")
-            if self.node.inputs == inputs:
-                return  # the engine kept every packet: nothing for the node to act on
-        else:
-            now = self.clock()
-            for pkt in tun.read_batch(BATCH):
-                self.node.tun_packet(pkt, now)
+        now = self.clock()
+        for pkt in tun.read_batch(BATCH):
+            self.node.tun_packet(pkt, now)
         self.transmit()
 
     def _tun_packet(self, pkt: bytes) -> None:
@@ -268,19 +271,11 @@ class Daemon:
         self.transmit()
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
-        if self.engine is not None:
-            inputs = self.node.inputs
-            try:
-                # We get what it leaves to Python.
-                self.engine.fast.from_udp(sock, self._data_packet)
-            except Exception:  # the receive failed (handlers guard themselves)
-                self.node.internal_error("udp")
-            if self.node.inputs == inputs:
-                return  # the engine kept every packet: nothing for the node to act on
-        else:
-            now = self.clock()
-            for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
-                self.node.data_datagram(payload, ttl, tos, src, sport, now)
+        """The Python fast path's 4341 reader (the compiled engine reads its sockets
+        itself)."""
+        now = self.clock()
+        for payload, ttl, tos, src, sport in recv_batch(sock, BATCH):
+            self.node.data_datagram(payload, ttl, tos, src, sport, now)
         self.transmit()
 
     def _data_packet(self, payload: bytes, ttl: int, tos: int, src: str, sport: int) -> None:

@@ -423,6 +423,11 @@ class DataplaneConfig:
     """Compiled path, ``offloads = "auto"``: RLOCs that get UDP GSO bursts all the same, the
     peers known to read UDP 4341 from a socket (other lispd xTRs and RTRs), up to 64, no
     duplicates.  Default: none."""
+    busy_poll: int = 0
+    """Compiled path only: after each batch an engine keeps reading its TUN queue and 4341
+    sockets for this many microseconds without sleeping (the idle time that ends the spin,
+    2 ms at most per batch); a packet arriving meanwhile costs no wake-up.  0 (default): sleep
+    right away."""
 
     @property
     def local_offloads(self) -> bool:

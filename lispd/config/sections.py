@@ -543,6 +543,9 @@ METRICS = Table(
 MAX_WORKERS = 256
 
 
+MAX_BUSY_POLL_US = 1000
+"""``FP_BUSY_POLL_MAX_US`` of the compiled engine."""
+
 MAX_GSO_RLOCS = 64
 """What the compiled engine holds (``FP_GSO_PEERS_MAX``)."""
 
@@ -555,6 +558,7 @@ def _build_dataplane(values: dict[str, Any], path: KeyPath, ctx: Context) -> Dat
         offloads=values["offloads"],
         workers=values["workers"],
         gso_rlocs=values["gso_rlocs"],
+        busy_poll=values["busy_poll"],
     )
 
 
@@ -564,6 +568,7 @@ DATAPLANE = Table(
         Key("offloads", Str(choices=OFFLOADS, booleans=tuple(OFFLOAD_BOOLS.items()))),
         Key("workers", Int(0, MAX_WORKERS)),
         Key("gso-rlocs", ListOf(Address(), unique=True)),
+        Key("busy-poll", Int(0, MAX_BUSY_POLL_US)),
     ),
     build=_build_dataplane,
     model=DataplaneConfig,

@@ -143,7 +143,9 @@ class CompiledPath:
     ``offloads``: the TUN carries virtio-net headers (TSO super-packets in, merged TCP
     segments out) when there is one; ``gso`` (with ``offloads``): runs of datagrams to one
     destination leave as UDP GSO bursts, else as separate datagrams of one ``sendmmsg``;
-    ``gso_rlocs`` (with ``offloads``): runs to these RLOCs leave as GSO bursts even so."""
+    ``gso_rlocs`` (with ``offloads``): runs to these RLOCs leave as GSO bursts even so;
+    ``busy_poll``: microseconds every engine keeps reading after a batch before it sleeps
+    (``[dataplane] busy-poll``)."""
 
     def __init__(
         self,
@@ -154,6 +156,7 @@ class CompiledPath:
         offloads: bool,
         gso: bool = False,
         gso_rlocs: Collection[IPAddress] = (),
+        busy_poll: int = 0,
         families: Collection[int],
         own_rlocs: Collection[IPAddress],
         nat_port: NatPort | None,
@@ -169,6 +172,7 @@ class CompiledPath:
             "vnet": offloads and tun_fd >= 0,
             "gso": offloads and gso,
             "gso_peers": [str(a) for a in gso_rlocs] if offloads else [],
+            "busy_poll_us": busy_poll,
         }
         self.engine = _accel.Engine(tun_fd=tun_fd, shared=shared_table, **self.engine_options)
         table_fd: int = self.engine.table_fd()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
+from lispd.engine.serving import ServeThread, TunPunt, UdpPunt
 from lispd.engine.workers import TunHandler, UdpHandler, WorkerSet, WorkerSlot
 from lispd.io.tun import Tun, set_queue_attached
 from lispd.io.udp import Sender, enable_offloads
@@ -42,12 +43,13 @@ class EngineRunner:
         offloads: bool,
         gso: bool = False,
         gso_rlocs: tuple[Any, ...] = (),
+        busy_poll: int = 0,
         on_tun: TunHandler,
         on_udp: UdpHandler,
         clock: Callable[[], float],
     ) -> None:
         """``on_tun``/``on_udp``: where a worker's punts go (the node, then a transmit);
-        ``offloads``/``gso``/``gso_rlocs`` as :class:`CompiledPath`'s."""
+        ``offloads``/``gso``/``gso_rlocs``/``busy_poll`` as :class:`CompiledPath`'s."""
         cfg, itr = node.config, node.itr
         self.node = node
         self.clock = clock
@@ -58,6 +60,7 @@ class EngineRunner:
             offloads=offloads,
             gso=gso,
             gso_rlocs=gso_rlocs,
+            busy_poll=busy_poll,
             families=itr.families if itr is not None else (),
             own_rlocs=itr.own_rlocs if itr is not None else (),
             nat_port=itr.nat_port if itr is not None else None,
@@ -100,20 +103,53 @@ class EngineRunner:
             )
             fast.attach_workers(self.workers)
         self._on_udp = on_udp
+        self.serving: ServeThread | None = None
         mode = ("gso" if gso else "auto") if offloads else "off"
         peers = ",".join(map(str, gso_rlocs)) if offloads and gso_rlocs else None
-        log.info("fast path compiled %s", kv(offloads=mode, gso_rlocs=peers, engines=self.engines))
+        log.info(
+            "fast path compiled %s",
+            kv(offloads=mode, gso_rlocs=peers, busy_poll_us=busy_poll, engines=self.engines),
+        )
+
+    def serve(
+        self,
+        fds: list[int],
+        *,
+        on_tun: TunPunt,
+        on_udp: UdpPunt,
+        on_batch: Callable[[], None],
+        on_error: Callable[[str], None],
+        on_drop: Callable[[str], None],
+    ) -> None:
+        """Have engine 0 serve the TUN and the 4341 sockets ``fds`` from a thread
+        (:class:`ServeThread`); its punts reach ``on_tun``/``on_udp`` on this loop."""
+        self.serving = ServeThread(
+            self.fast.engine,
+            fds,
+            loop=asyncio.get_running_loop(),
+            on_tun=on_tun,
+            on_udp=on_udp,
+            on_batch=on_batch,
+            on_error=on_error,
+            on_drop=on_drop,
+        )
+        self.serving.start()
 
     def _cover(self, slot: WorkerSlot, covering: bool) -> None:
         """While a worker restarts, its share of the traffic is the main engine's: its TUN
         queue detached (the kernel steers its flows to the attached queues) and its 4341
         sockets read here; given back before the new worker starts."""
-        loop = asyncio.get_running_loop()
-        for fd in slot.receive.values():
-            if covering:
-                loop.add_reader(fd, self._read_orphaned, fd)
-            else:
-                loop.remove_reader(fd)
+        orphans = list(slot.receive.values())
+        if self.serving is not None:
+            kept = [fd for fd in self.serving.fds if fd not in orphans]
+            self.serving.set_fds(kept + orphans if covering else kept)
+        else:
+            loop = asyncio.get_running_loop()
+            for fd in orphans:
+                if covering:
+                    loop.add_reader(fd, self._read_orphaned, fd)
+                else:
+                    loop.remove_reader(fd)
         if slot.tun_fd >= 0:
             set_queue_attached(slot.tun_fd, not covering)
         taken = "main" if covering else "worker"
@@ -202,6 +238,9 @@ class EngineRunner:
         if self._refresh_handle is not None:
             self._refresh_handle.cancel()
             self._refresh_handle = None
+        if self.serving is not None:  # the engine is free again once it has stopped
+            self.serving.stop()
+            self.serving = None
         if self.workers is not None:
             await self.workers.close()
             self.workers = None

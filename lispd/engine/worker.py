@@ -19,12 +19,10 @@ import ctypes
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from lispd.engine import workerwire
@@ -161,40 +159,27 @@ class Worker:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def _read(self, read: Callable[..., object], *args: object) -> None:
-        try:
-            read(*args)
-        except Exception as exc:  # a device or socket failure costs this wake-up, not the worker
-            self._drop("internal-error")
-            self._log_error("read failed", read=read.__name__, error=exc)
-
     def run(self) -> None:
-        """Serve until the main process closes the control socket."""
-        poller = select.epoll()
-        control_fd = self.control.fileno()
-        poller.register(control_fd, select.EPOLLIN)
-        if self.tun_fd >= 0:
-            poller.register(self.tun_fd, select.EPOLLIN)
-        for fd in self.receive_fds:
-            poller.register(fd, select.EPOLLIN)
+        """Serve until the main process closes the control socket: the engine's own loop in C
+        (:meth:`_accel.Engine.serve`: no Python between a packet's wake-up and its
+        forwarding) returns when the main process sent something or a report is due."""
         engine, punt_tun, punt_udp = self.engine, self.punt_tun, self.punt_udp
+        control_fd = self.control.fileno()
         next_report = time.monotonic() + COUNTERS_EVERY
-        try:
-            while True:
-                for fd, _events in poller.poll(COUNTERS_EVERY):
-                    if fd == control_fd:
-                        if not self.on_control():
-                            return
-                    elif fd == self.tun_fd:
-                        self._read(engine.from_tun, punt_tun)
-                    else:
-                        self._read(engine.from_udp, fd, punt_udp)
-                now = time.monotonic()
-                if now >= next_report:
-                    self.report()
-                    next_report = now + COUNTERS_EVERY
-        finally:
-            poller.close()
+        while True:
+            wait_ms = max(0, int((next_report - time.monotonic()) * 1000))
+            try:
+                control = engine.serve(self.receive_fds, control_fd, wait_ms, punt_tun, punt_udp)
+            except Exception as exc:  # a device or socket failure costs this wake-up, not us
+                self._drop("internal-error")
+                self._log_error("serve failed", error=exc)
+                control = True  # what the main process sent is read all the same
+            if control and not self.on_control():
+                return
+            now = time.monotonic()
+            if now >= next_report:
+                self.report()
+                next_report = now + COUNTERS_EVERY
 
 
 def make_engine(spec: dict[str, Any]) -> Any:

@@ -1339,3 +1339,15 @@ def test_dataplane_workers_default_one_per_core_and_bounds() -> None:
     for bad in ("-1", "257", '"auto"'):
         err = error_of(BASE + f"\n[dataplane]\nworkers = {bad}\n")
         assert (err.key_path, err.line) == ("dataplane.workers", 12), err
+
+
+def test_dataplane_busy_poll_microseconds_and_bounds() -> None:
+    default = parse_config(BASE, "test.conf").dataplane.busy_poll
+    assert 0 <= default <= 1000
+    got = parse_config(BASE + "\n[dataplane]\nbusy-poll = 0\n", "test.conf")
+    assert got.dataplane.busy_poll == 0
+    got = parse_config(BASE + "\n[dataplane]\nbusy-poll = 1000\n", "test.conf")
+    assert got.dataplane.busy_poll == 1000
+    for bad in ("-1", "1001", '"50us"'):
+        err = error_of(BASE + f"\n[dataplane]\nbusy-poll = {bad}\n")
+        assert (err.key_path, err.line) == ("dataplane.busy-poll", 12), err

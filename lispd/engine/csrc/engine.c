@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sched.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef UDP_SEGMENT
@@ -790,6 +792,7 @@ int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx)
                 continue; /* an ICMP error for something we sent, reported here */
             return -1;
         }
+        e->received += (uint64_t)r;
         for (int i = 0; i < r; i++) {
             struct msghdr *m = &x->msgs[i].msg_hdr;
             int ttl = 64, tos = 0, seg = 0;
@@ -956,6 +959,7 @@ int fp_from_tun(fp_engine *e, int budget, fp_punt_tun punt, void *ctx)
                 errno = saved;
                 return -1;
             }
+            e->received++;
             if (fp_tun_packet(e, k, (size_t)r, punt, ctx) < 0) {
                 fp_flush(e);
                 return -2;
@@ -966,4 +970,45 @@ int fp_from_tun(fp_engine *e, int budget, fp_punt_tun punt, void *ctx)
             break;
     }
     return 0;
+}
+
+/* --- adaptive busy-polling -------------------------------------------------------------------- */
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+int fp_busy_poll(fp_engine *e, const int *fds, int nfds, fp_punt_tun punt_tun, void *tun_ctx,
+                 fp_punt_udp punt_udp, void *udp_ctx)
+{
+    if (e->busy_poll_us == 0)
+        return 0;
+    uint64_t idle = (uint64_t)e->busy_poll_us * 1000u;
+    uint64_t start = monotonic_ns(), last = start;
+    uint64_t cap = start + (uint64_t)FP_BUSY_POLL_CAP_US * 1000u;
+    e->c.busy_polls++;
+    for (;;) {
+        uint64_t before = e->received;
+        int r = e->tun_fd >= 0 ? fp_from_tun(e, 1, punt_tun, tun_ctx) : 0;
+        for (int i = 0; r == 0 && i < nfds; i++)
+            r = fp_from_udp(e, fds[i], 1, punt_udp, udp_ctx);
+        if (r < 0)
+            return r;
+        uint64_t now = monotonic_ns();
+        if (e->received != before) {
+            e->c.busy_poll_packets += e->received - before;
+            last = now;
+        } else if (now - last >= idle) {
+            return 0;
+        } else {
+            /* A process woken on this CPU (the peer this spin waits for, often) runs now,
+             * not when the spin ends: without this a spin holds up what it waits for. */
+            sched_yield();
+        }
+        if (now >= cap)
+            return 0;
+    }
 }

@@ -65,6 +65,8 @@ typedef struct {
     uint64_t punted_table_busy; /* the shared table kept changing through a lookup's retries */
     uint64_t tun_superpackets, gso_sends, gro_datagrams, merged_writes;
     uint64_t last_send_errno; /* of the latest failed send, for the operator */
+    uint64_t busy_polls;        /* fp_busy_poll calls: spins after a batch */
+    uint64_t busy_poll_packets; /* packets a spin read: each a wake-up saved */
 } fp_counters;
 
 /* One encapsulated datagram waiting for the next flush. */
@@ -163,6 +165,8 @@ typedef struct {
     uint64_t nonce_state;
     fp_sink sink;
     int busy; /* inside a read loop or a fuzz call: the buffers are in use */
+    uint32_t busy_poll_us; /* [dataplane] busy-poll: 0 = sleep right after a batch */
+    uint64_t received;     /* TUN reads and 4341 messages so far (fp_busy_poll's progress) */
     fp_counters c;
 } fp_engine;
 
@@ -197,6 +201,15 @@ typedef int (*fp_punt_udp)(void *ctx, const uint8_t *p, size_t n, int ttl, int t
 int fp_from_tun(fp_engine *e, int budget, fp_punt_tun punt, void *ctx);
 int fp_from_udp(fp_engine *e, int fd, int budget, fp_punt_udp punt, void *ctx);
 void fp_flush(fp_engine *e);
+/* Adaptive busy-polling, called after a batch: keeps reading the engine's TUN and the nfds
+ * 4341 sockets fds without sleeping until e->busy_poll_us pass with nothing read, or
+ * FP_BUSY_POLL_CAP_US in all.  A packet that arrives meanwhile is handled without a wake-up
+ * (the sleep/wake-up of a process, an idle virtual CPU's above all, costs tens of
+ * microseconds).  Returns as fp_from_tun; 0 at once when busy_poll_us is 0. */
+#define FP_BUSY_POLL_MAX_US 1000 /* the largest [dataplane] busy-poll */
+#define FP_BUSY_POLL_CAP_US 2000 /* one call's longest spin, whatever arrives */
+int fp_busy_poll(fp_engine *e, const int *fds, int nfds, fp_punt_tun punt_tun, void *tun_ctx,
+                 fp_punt_udp punt_udp, void *udp_ctx);
 /* What fp_from_tun does with one read of r bytes into slot k of e->tun_bufs: the read goes
  * to fp_tun_slot(e, k), fp_tun_read_room(e) bytes of room. */
 size_t fp_tun_read_offset(const fp_engine *e);

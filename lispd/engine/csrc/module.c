@@ -7,7 +7,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 
@@ -117,15 +119,21 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"itr",    "etr",        "rtr",      "mtu", "tun_fd", "vnet",
                             "gso",    "shared",     "table_fd", "table_size", "gso_peers",
-                            NULL};
+                            "busy_poll_us", NULL};
     int itr = 0, etr = 0, rtr = 0, mtu = 1500, tun_fd = -1, vnet = 0, gso = 0, shared = 0;
     int table_fd = -1;
     Py_ssize_t table_size = 0;
     PyObject *gso_peers = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipppinO", names, &itr, &etr, &rtr, &mtu,
+    int busy_poll_us = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$pppiipppinOi", names, &itr, &etr, &rtr, &mtu,
                                      &tun_fd, &vnet, &gso, &shared, &table_fd, &table_size,
-                                     &gso_peers))
+                                     &gso_peers, &busy_poll_us))
         return -1;
+    if (busy_poll_us < 0 || busy_poll_us > FP_BUSY_POLL_MAX_US) {
+        PyErr_Format(PyExc_ValueError, "busy_poll_us %d outside 0..%d", busy_poll_us,
+                     FP_BUSY_POLL_MAX_US);
+        return -1;
+    }
     int npeers = 0;
     uint8_t peer_family[FP_GSO_PEERS_MAX], peer[FP_GSO_PEERS_MAX][16];
     if (gso_peers && gso_peers != Py_None &&
@@ -168,6 +176,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kw)
     self->e.mtu = mtu;
     self->e.vnet = vnet;
     self->e.gso = gso;
+    self->e.busy_poll_us = (uint32_t)busy_poll_us;
     self->e.ngso_peers = npeers;
     memcpy(self->e.gso_peer_family, peer_family, (size_t)npeers);
     memcpy(self->e.gso_peer, peer, sizeof peer[0] * (size_t)npeers);
@@ -600,6 +609,197 @@ static PyObject *Engine_from_udp(Engine *self, PyObject *args)
     return io_result(r, &ctx);
 }
 
+/* fds: a sequence of at most FP_POOL_MAX descriptors (4341 sockets), for busy_poll/serve. */
+static int parse_fds(PyObject *seq, const char *what, int fds[FP_POOL_MAX], int *n)
+{
+    PyObject *fast = PySequence_Fast(seq, "fds must be a sequence of descriptors");
+    if (!fast)
+        return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
+    if (len > FP_POOL_MAX) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "%s: at most %d sockets", what, FP_POOL_MAX);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        if ((fd == -1 && PyErr_Occurred()) || fd < 0 || fd > INT_MAX) {
+            Py_DECREF(fast);
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "%s: a descriptor out of range", what);
+            return -1;
+        }
+        fds[i] = (int)fd;
+    }
+    Py_DECREF(fast);
+    *n = (int)len;
+    return 0;
+}
+
+/* Both punt handlers of busy_poll/serve (callables, not None). */
+static int punt_pair(punt_ctx *tun_ctx, PyObject *tun_handler, punt_ctx *udp_ctx,
+                     PyObject *udp_handler, const char *what)
+{
+    if (punt_start(tun_ctx, tun_handler) < 0)
+        return -1;
+    if (punt_start(udp_ctx, udp_handler) < 0) {
+        Py_DECREF(tun_ctx->list);
+        return -1;
+    }
+    if (!tun_ctx->handler || !udp_ctx->handler) {
+        Py_DECREF(tun_ctx->list);
+        Py_DECREF(udp_ctx->list);
+        PyErr_Format(PyExc_TypeError, "%s needs both handlers", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* The end of busy_poll/serve: r as fp_from_tun's; value on success. */
+static PyObject *pair_result(int r, punt_ctx *tun_ctx, punt_ctx *udp_ctx, PyObject *value)
+{
+    Py_DECREF(udp_ctx->list);
+    PyObject *done = io_result(r, tun_ctx); /* an empty list: the handlers took every punt */
+    if (!done)
+        return NULL;
+    Py_DECREF(done);
+    return Py_NewRef(value);
+}
+
+static PyObject *Engine_busy_poll(Engine *self, PyObject *args)
+{
+    PyObject *seq, *tun_handler, *udp_handler;
+    if (!PyArg_ParseTuple(args, "OOO", &seq, &tun_handler, &udp_handler))
+        return NULL;
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
+    int fds[FP_POOL_MAX], n;
+    punt_ctx tun_ctx, udp_ctx;
+    if (parse_fds(seq, "busy_poll", fds, &n) < 0 ||
+        punt_pair(&tun_ctx, tun_handler, &udp_ctx, udp_handler, "busy_poll") < 0)
+        return NULL;
+    self->e.busy = 1; /* the fds are borrowed for this call */
+    int r = fp_busy_poll(&self->e, fds, n, punt_tun, &tun_ctx, punt_udp, &udp_ctx);
+    self->e.busy = 0;
+    return pair_result(r, &tun_ctx, &udp_ctx, Py_None);
+}
+
+#define SERVE_CONTROL UINT32_MAX
+#define SERVE_TUN (UINT32_MAX - 1)
+#define SERVE_EVENTS 8
+
+static uint64_t serve_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* The wait of serve(): epoll_wait with the GIL released. */
+static int serve_wait(int ep, struct epoll_event *events, int timeout_ms)
+{
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = epoll_wait(ep, events, SERVE_EVENTS, timeout_ms);
+    Py_END_ALLOW_THREADS
+    return n;
+}
+
+/* serve()'s loop on epoll descriptor ep: 1 when the control descriptor became readable, 0
+ * when timeout_ms passed, -1/-2 as fp_from_tun (-3: a signal handler raised). */
+static int serve_loop(Engine *self, int ep, const int *fds, int n, int timeout_ms,
+                      punt_ctx *tun_ctx, punt_ctx *udp_ctx)
+{
+    fp_engine *e = &self->e;
+    uint64_t deadline = serve_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = serve_now_ms();
+        int left = now >= deadline ? 0 : (int)(deadline - now);
+        struct epoll_event events[SERVE_EVENTS];
+        int ready = serve_wait(ep, events, left);
+        if (ready < 0) {
+            if (errno != EINTR)
+                return -1;
+            if (PyErr_CheckSignals() < 0)
+                return -3;
+            continue;
+        }
+        if (ready == 0 && left == 0)
+            return 0;
+        for (int i = 0; i < ready; i++)
+            if (events[i].data.u32 == SERVE_CONTROL)
+                return 1; /* table changes first: the packets wait (level-triggered) */
+        for (int i = 0; i < ready; i++) {
+            uint32_t which = events[i].data.u32;
+            int r = 0;
+            if (which == SERVE_TUN)
+                r = fp_from_tun(e, 4, punt_tun, tun_ctx);
+            else if (which < (uint32_t)n)
+                r = fp_from_udp(e, fds[which], 4, punt_udp, udp_ctx);
+            if (r < 0)
+                return r;
+        }
+        if (ready > 0) {
+            int r = fp_busy_poll(e, fds, n, punt_tun, tun_ctx, punt_udp, udp_ctx);
+            if (r < 0)
+                return r;
+        }
+    }
+}
+
+static PyObject *Engine_serve(Engine *self, PyObject *args)
+{
+    PyObject *seq, *tun_handler, *udp_handler;
+    int control_fd, timeout_ms;
+    if (!PyArg_ParseTuple(args, "OiiOO", &seq, &control_fd, &timeout_ms, &tun_handler,
+                          &udp_handler))
+        return NULL;
+    if (!engine_ready(self) || engine_busy(self))
+        return NULL;
+    if (timeout_ms < 0) {
+        PyErr_SetString(PyExc_ValueError, "serve: timeout_ms must be >= 0");
+        return NULL;
+    }
+    int fds[FP_POOL_MAX], n;
+    if (parse_fds(seq, "serve", fds, &n) < 0)
+        return NULL;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    struct epoll_event ev = {.events = EPOLLIN};
+    int bad = 0;
+    ev.data.u32 = SERVE_CONTROL;
+    bad |= control_fd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, control_fd, &ev) < 0;
+    ev.data.u32 = SERVE_TUN;
+    bad |= !bad && self->e.tun_fd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, self->e.tun_fd, &ev) < 0;
+    for (int i = 0; !bad && i < n; i++) {
+        ev.data.u32 = (uint32_t)i;
+        bad |= epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) < 0;
+    }
+    if (bad) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        close(ep);
+        return NULL;
+    }
+    punt_ctx tun_ctx, udp_ctx;
+    if (punt_pair(&tun_ctx, tun_handler, &udp_ctx, udp_handler, "serve") < 0) {
+        close(ep);
+        return NULL;
+    }
+    self->e.busy = 1; /* the fds are borrowed for this call */
+    int r = serve_loop(self, ep, fds, n, timeout_ms, &tun_ctx, &udp_ctx);
+    self->e.busy = 0;
+    int saved = errno;
+    close(ep);
+    errno = saved;
+    if (r == -3) {
+        Py_DECREF(tun_ctx.list);
+        Py_DECREF(udp_ctx.list);
+        return NULL;
+    }
+    return pair_result(r < 0 ? r : 0, &tun_ctx, &udp_ctx, r == 1 ? Py_True : Py_False);
+}
+
 static PyObject *Engine_forget_sources(Engine *self, PyObject *unused)
 {
     if (!engine_ready(self))
@@ -671,6 +871,8 @@ static const counter_name FASTPATH_COUNTERS[] = {
     COUNTER("gro-datagrams", gro_datagrams),
     COUNTER("merged-writes", merged_writes),
     COUNTER("last-send-errno", last_send_errno),
+    COUNTER("busy-polls", busy_polls),
+    COUNTER("busy-poll-packets", busy_poll_packets),
     {NULL, 0},
 };
 
@@ -1095,6 +1297,16 @@ static PyMethodDef Engine_methods[] = {
     {"from_tun", (PyCFunction)Engine_from_tun, METH_VARARGS,
      "from_tun([handler[, budget]]): handle what the TUN has; each packet for the Python "
      "path goes to handler(packet) at once, in order, or (no handler) into the list returned."},
+    {"busy_poll", (PyCFunction)Engine_busy_poll, METH_VARARGS,
+     "busy_poll(fds, tun_handler, udp_handler): after a batch, keep reading the TUN and the "
+     "4341 sockets fds without sleeping until busy_poll_us (an Engine() option, 0: return at "
+     "once) pass with nothing read, or 2 ms in all; what is for Python goes to the handlers "
+     "as with from_tun and from_udp."},
+    {"serve", (PyCFunction)Engine_serve, METH_VARARGS,
+     "serve(fds, control_fd, timeout_ms, tun_handler, udp_handler) -> bool: a worker's loop "
+     "in C: wait (the GIL released) for the TUN, the 4341 sockets fds or control_fd, handle "
+     "the packets (then busy_poll), until control_fd is readable (True) or timeout_ms pass "
+     "(False); control_fd -1: none.  Punts go to the handlers as with from_tun/from_udp."},
     {"from_udp", (PyCFunction)Engine_from_udp, METH_VARARGS,
      "from_udp(fd[, handler[, budget]]): the same for a 4341 socket; handler(payload, ttl, "
      "tos, source, port), or (no handler) a list of those tuples."},
