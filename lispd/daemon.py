@@ -7,8 +7,10 @@ for in :meth:`Daemon.transmit` and keeps one timer armed at the node's next dead
 decisions are all the node's; this module is I/O, signals and systemd.
 
 One asyncio loop (uvloop when installed).  The TUN device and the UDP sockets are drained in
-batches (read until EAGAIN, bounded per wake-up so that no source starves the others); with
-the compiled engine, only what it leaves to Python reaches the node.
+batches (read until EAGAIN, bounded per wake-up so that no source starves the others).  With
+the compiled engine the TUN and the 4341 sockets are not the loop's: engine 0 serves them from
+a thread of its own (:mod:`lispd.engine.serving`), and only what it leaves to Python reaches
+the node, on the loop.
 """
 
 from __future__ import annotations

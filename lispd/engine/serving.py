@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -103,6 +104,8 @@ class ServeThread:
     # --- the thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Signals are the loop's thread's business (asyncio handles them there).
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         serve, wake = self.engine.serve, self._wake_r
         while not self._stopping:
             try:

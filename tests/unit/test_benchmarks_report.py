@@ -146,6 +146,15 @@ def test_format_report_shows_every_path_and_target() -> None:
     assert "total 123 s" in text
 
 
+def test_format_report_names_the_hand_off_floor() -> None:
+    r = results()
+    assert "hand-off floor" not in format_report(r)
+    r["machine"]["handoff_rtt"] = {"p50_us": 60.0, "count": 200}
+    text = format_report(r)
+    assert "p50 60 us (30 us a hand-off)" in text
+    assert "lispd ITR->ETR 3 = 90 us, ITR->RTR->ETR 5 = 150 us" in text
+
+
 def test_summarize_section_and_disturbed() -> None:
     assert summarize_section({"prefixes": 1000000, "load_s": 3.25, "ok": True, "x": {}}) == (
         "prefixes=1000000, load_s=3.25"

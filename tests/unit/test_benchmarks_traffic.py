@@ -14,6 +14,7 @@ from benchmarks.traffic import (
     SPORT_BASE,
     build_udpgen,
     flow_shares,
+    handoff,
     iperf_summary,
     latency_summary,
     parse_ping,
@@ -123,10 +124,17 @@ def test_udpgen_builds_once_per_source_and_checks_its_arguments(tmp_path: Path) 
         ["send", "127.0.0.1", "9", "64", "1", "0", "16", "65530"],  # ports past 65535
         ["send", "127.0.0.1", "9", "64", "1", "0", "16", "20000", "0"],  # flow run 0
     )
-    for argv in ([], ["send"], *bad_sends, ["ping"]):
+    for argv in ([], ["send"], *bad_sends, ["ping"], ["handoff", "5"]):
         proc = subprocess.run([str(binary), *argv], capture_output=True, text=True, check=False)
         assert proc.returncode == 2, argv
         assert "udpgen" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_handoff_times_round_trips_between_two_processes(tmp_path: Path) -> None:
+    floor = handoff(build_udpgen(tmp_path), count=20, interval_ms=1)
+    assert floor["count"] == 20 and floor["lost"] == 0
+    assert 0 < floor["min_us"] <= floor["p50_us"] <= floor["max_us"]
 
 
 def test_flow_shares() -> None:
