@@ -11,7 +11,7 @@ Per path: TCP Gbit/s (iperf3, 1 and 4 streams), 64- and 1400-byte UDP packets/s 
 with loss (udpgen, a sendmmsg/recvmmsg generator) and the loss at half the maximum, ICMP round trips
 (p50/p99, and the latency added over the routed path), CPU seconds per million packets of
 each lispd process (with its workers), the engines each ran and their share of the packets.
-Prints a table with ratios to the baselines, the targets of issue 9 and the multi-core gain;
+Prints a table with ratios to the baselines, the targets of issue 24 and the multi-core gain;
 ``--json`` writes everything.  Progress goes to
 stderr.  Exit status 0 when every path was measured or is not available, 1 when a path or a
 test failed, 2 on a usage error.  See benchmarks/README.md.

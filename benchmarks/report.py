@@ -26,6 +26,7 @@ FIGURES: dict[str, tuple[str, str, str]] = {
 }
 COST_FIGURES = ("tcp1_cpu_per_gb", "tcp4_cpu_per_gb", "udp64_cpu_per_mpkt")
 LISPD_VARIANTS = ("python", "compiled")
+KERNEL_PATHS = ("routed", "vxlan")
 # (path with the default engines, the same with one engine): the multi-core gain
 ENGINE_PAIRS = (("compiled", "compiled-1"), ("rtr-compiled", "rtr-compiled-1"))
 GAIN_FIGURES = (("tcp4", "TCP4"), ("udp64", "UDP64 pps"))
@@ -177,31 +178,48 @@ def at_least(threshold: float) -> Callable[[float], bool]:
     return lambda value: value >= threshold
 
 
+TCP_PATHS = ("compiled", "compiled-gso-peers")
+"""The ITR->ETR paths held to the TCP targets: the default, and UDP GSO to lispd peers."""
+
+
 def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets of issue 9, each with its value in this run and ``met`` (True, False or
+    """The targets of issue 24, each with its value in this run and ``met`` (True, False or
     None when a figure is missing; then ``note`` says why).
 
-    * compiled TCP (1 stream) >= 0.7x kernel VXLAN (0.5x: first milestone), >= 5x python;
-    * 64-byte UDP >= 1 Mpps per core: packets the ITR (xTR1) encapsulated per CPU-second of
-      its process during the full-rate 64-byte floods;
-    * no loss at 50% of the measured maximum 64-byte rate (not one datagram lost);
-    * latency added by lispd over the routed path, p50 < 50 us;
+    * TCP (1 stream) through ITR->ETR >= 0.8x the kernel's VXLAN tunnel (the goal beyond:
+      1.0x), and the whole machine's CPU per GB moved <= 1.5x VXLAN's, for the default compiled
+      path and with UDP GSO to the lispd peer (``gso-rlocs``); compiled >= 5x python;
+    * latency added over the routed path, p50 <= 50 us;
+    * 64-byte UDP >= 600,000 packets per CPU-second of the ITR (xTR1's process) during the
+      full-rate floods (goal 1,000,000); no loss at 50% of the measured maximum on every
+      lispd path (not one datagram lost);
     * RTR (ITR -> RTR -> ETR) >= 0.8x ITR->ETR, in TCP and in 64-byte UDP packets/s.
     """
     rows = []
-    compiled_vs_vxlan = ratio(
-        figure(paths.get("compiled"), "tcp1"), figure(paths.get("vxlan"), "tcp1")
-    )
-    for share, text in ((0.7, ""), (0.5, " (first milestone)")):
+    for v in TCP_PATHS:
         rows.append(
             _row(
-                f"TCP >= {share}x kernel VXLAN{text}",
-                "compiled",
-                compiled_vs_vxlan,
-                share,
+                "TCP1 >= 0.8x kernel VXLAN",
+                v,
+                ratio(figure(paths.get(v), "tcp1"), figure(paths.get("vxlan"), "tcp1")),
+                0.8,
                 "x",
-                at_least(share),
-                _why_missing(paths, "compiled", "vxlan"),
+                at_least(0.8),
+                _why_missing(paths, v, "vxlan"),
+            )
+        )
+        rows.append(
+            _row(
+                "machine CPU per GB, TCP1 <= 1.5x VXLAN",
+                v,
+                ratio(
+                    figure(paths.get(v), "tcp1_cpu_per_gb"),
+                    figure(paths.get("vxlan"), "tcp1_cpu_per_gb"),
+                ),
+                1.5,
+                "x",
+                lambda x: x <= 1.5,
+                _why_missing(paths, v, "vxlan"),
             )
         )
     rows.append(
@@ -215,36 +233,37 @@ def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
             _why_missing(paths, "compiled", "python"),
         )
     )
-    rows.append(
-        _row(
-            "machine CPU per GB, TCP1 <= 1.5x VXLAN",
-            "compiled",
-            ratio(
-                figure(paths.get("compiled"), "tcp1_cpu_per_gb"),
-                figure(paths.get("vxlan"), "tcp1_cpu_per_gb"),
-            ),
-            1.5,
-            "x",
-            lambda x: x <= 1.5,
-            _why_missing(paths, "compiled", "vxlan"),
+    for v in LISPD_VARIANTS:
+        path = paths.get(v) or {}
+        latency = path.get("latency", {}) if path.get("status") == "ok" else {}
+        rows.append(
+            _row(
+                "added latency p50 <= 50 us",
+                v,
+                latency.get("added_p50_us"),
+                50.0,
+                "us",
+                lambda x: x <= 50.0,
+                _why_missing(paths, v, "routed"),
+            )
         )
-    )
     for v in LISPD_VARIANTS:
         path = paths.get(v) or {}
         itr = path.get("cpu", {}).get("xtr1", {}) if path.get("status") == "ok" else {}
         rows.append(
             _row(
-                "64-byte UDP >= 1 Mpps encapsulated per core",
+                "64-byte UDP >= 600k pkt/CPU-s at the ITR",
                 v,
                 itr.get("udp64_pps_per_cpu"),
-                1e6,
+                6e5,
                 "pps/core",
-                lambda x: x >= 1e6,
+                lambda x: x >= 6e5,
                 _why_missing(paths, v),
             )
         )
-    for v in LISPD_VARIANTS:
-        path = paths.get(v) or {}
+    for v, path in paths.items():
+        if v in KERNEL_PATHS or not isinstance(path, dict):
+            continue
         half = path.get("udp64", {}).get("half", {}) if path.get("status") == "ok" else {}
         rows.append(
             _row(
@@ -255,20 +274,6 @@ def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
                 "% lost",
                 lambda x: x == 0.0,
                 _why_missing(paths, v),
-            )
-        )
-    for v in LISPD_VARIANTS:
-        path = paths.get(v) or {}
-        latency = path.get("latency", {}) if path.get("status") == "ok" else {}
-        rows.append(
-            _row(
-                "added latency p50 < 50 us",
-                v,
-                latency.get("added_p50_us"),
-                50.0,
-                "us",
-                lambda x: x < 50.0,
-                _why_missing(paths, v, "routed"),
             )
         )
     for v in LISPD_VARIANTS:
@@ -467,7 +472,7 @@ def format_report(results: dict[str, Any]) -> str:
             f"{c['xtrs_decap']})"
         )
     # targets
-    out += ["", f"{'target (issue 9)':<46}{'path':<14}{'value':>12}  result"]
+    out += ["", f"{'target (issue 24)':<46}{'path':<20}{'value':>12}  result"]
     for t in results.get("targets", []):
         value = t["value"]
         if value is None:
@@ -476,7 +481,7 @@ def format_report(results: dict[str, Any]) -> str:
             digits = 0 if t["unit"] in ("pps/core",) else (1 if t["unit"] == "us" else 3)
             shown = f"{value:.{digits}f}"
             verdict = "met" if t["met"] else "NOT met"
-        out.append(f"{t['target']:<46}{t['path']:<14}{shown:>12}  {verdict}")
+        out.append(f"{t['target']:<46}{t['path']:<20}{shown:>12}  {verdict}")
     gains = results.get("multicore_gain") or []
     if gains:
         out += ["", f"{'multi-core gain (engines per core / one)':<46}{'path':<14}{'value':>12}"]
