@@ -33,6 +33,7 @@ from lispd.config import Config, ConfigError, load_config
 from lispd.engine import compiled
 from lispd.engine.runner import EngineAction, EngineRunner
 from lispd.heartbeat import Heartbeat
+from lispd.io.egress import BurstCheck, udp_bursts_safe
 from lispd.io.notify import sd_notify
 from lispd.io.udp import recv_batch
 from lispd.logfmt import kv
@@ -101,13 +102,15 @@ class Daemon:
         if os_.routes is not None:  # from now on the loop never waits for netlink
             os_.routes.detach(loop)
         if fast and os_.sender is not None:
+            bursts = self._udp_bursts()
             self.engine = EngineRunner(
                 node,
                 tun=os_.tun,
                 sender=os_.sender,
                 worker_receive=os_.worker_receive,
                 offloads=cfg.dataplane.local_offloads,
-                gso=cfg.dataplane.udp_gso,
+                gso=bursts.safe,
+                gso_reason=bursts.reason,
                 gso_rlocs=cfg.dataplane.gso_rlocs,
                 busy_poll=cfg.dataplane.busy_poll,
                 on_tun=self._worker_tun_packet,
@@ -171,6 +174,15 @@ class Daemon:
                 '(lispd.engine._accel is missing: install with a C compiler, or use "auto")'
             )
         return compiled.available()
+
+    def _udp_bursts(self) -> BurstCheck:
+        """Whether the engines send UDP GSO bursts to every RLOC: ``offloads = "gso"`` says
+        yes, ``"off"`` no, ``"auto"`` when every interface they can leave by cuts them before
+        the wire (:mod:`lispd.io.egress`)."""
+        dataplane = self.config.dataplane
+        if dataplane.offloads != "auto":
+            return BurstCheck(dataplane.udp_gso, f'offloads = "{dataplane.offloads}"')
+        return udp_bursts_safe(self.config.tun.name)
 
     def _engine_count(self) -> int:
         """``[dataplane] workers``: engines forwarding in parallel (0: one per usable core)."""

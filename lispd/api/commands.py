@@ -64,7 +64,8 @@ def _bind(func: Command, daemon: Daemon) -> Callable[[Request], Any]:
 
 @command("version")
 def version(daemon: Daemon, _req: Request) -> dict[str, Any]:
-    """lispd's version, the node's name and the fast path it runs."""
+    """lispd's version, the node's name, the fast path it runs and whether its engines send
+    UDP GSO bursts to every RLOC (and why)."""
     engine = daemon.engine
     workers = engine.workers if engine is not None else None
     return {
@@ -73,6 +74,8 @@ def version(daemon: Daemon, _req: Request) -> dict[str, Any]:
         "fastpath": "compiled" if engine is not None else "python",
         "engines": engine.engines if engine is not None else 1,
         "worker-pids": workers.pids() if workers is not None else [],
+        "udp-gso": engine.udp_bursts if engine is not None else False,
+        "udp-gso-why": engine.udp_bursts_reason if engine is not None else "",
     }
 
 

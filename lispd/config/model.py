@@ -407,14 +407,14 @@ class DataplaneConfig:
     """``compiled`` (the C accelerator; refused at start when it is not built), ``python``
     (the pure-Python reference), or ``auto`` (compiled when built, else Python)."""
     offloads: str = "auto"
-    """Compiled path only.  ``auto``: the offloads no other node sees: TUN super-packets
-    (IFF_VNET_HDR with TSO, TCP segments merged on the way back), UDP GRO on receive, and
-    encapsulated datagrams sent as separate datagrams batched by ``sendmmsg``.  ``gso``: the
-    same, and runs of datagrams to one RLOC sent as UDP GSO bursts (one system call and one
-    kernel pass per burst; a veth, bridge or container link hands such a burst to the next hop
-    unsegmented, which a raw-socket or pcap receiver such as OOR or lispers.net reads as one
-    packet).  ``off``: one packet per datagram, still batched.  ``true``/``false`` (the older
-    boolean form) mean ``auto``/``off``."""
+    """Compiled path only.  ``auto``: TUN super-packets (IFF_VNET_HDR with TSO, TCP segments
+    merged on the way back) and UDP GRO on receive; encapsulated datagrams leave as UDP GSO
+    bursts when every interface up is a card that cuts them before the wire (checked at start,
+    :mod:`lispd.io.egress`), else as separate datagrams batched by ``sendmmsg`` (a veth,
+    bridge or container link hands a burst to the next hop unsegmented, which a raw-socket or
+    pcap receiver such as OOR or lispers.net reads as one packet).  ``gso``: bursts whatever
+    the interfaces.  ``off``: one packet per datagram, still batched.  ``true``/``false`` (the
+    older boolean form) mean ``auto``/``off``."""
     workers: int = 0
     """Compiled path only: how many engines forward packets, each in its own process on its
     own TUN queue and SO_REUSEPORT 4341 sockets (the main process runs the first); 0: one per
@@ -436,7 +436,8 @@ class DataplaneConfig:
 
     @property
     def udp_gso(self) -> bool:
-        """UDP GSO bursts on send: only with ``offloads = "gso"``."""
+        """UDP GSO bursts on send whatever the interfaces: ``offloads = "gso"`` (``auto``
+        decides at start, :mod:`lispd.io.egress`)."""
         return self.offloads == "gso"
 
 

@@ -42,6 +42,7 @@ class EngineRunner:
         worker_receive: list[dict[int, socket.socket]],
         offloads: bool,
         gso: bool = False,
+        gso_reason: str = "",
         gso_rlocs: tuple[Any, ...] = (),
         busy_poll: int = 0,
         on_tun: TunHandler,
@@ -49,7 +50,8 @@ class EngineRunner:
         clock: Callable[[], float],
     ) -> None:
         """``on_tun``/``on_udp``: where a worker's punts go (the node, then a transmit);
-        ``offloads``/``gso``/``gso_rlocs``/``busy_poll`` as :class:`CompiledPath`'s."""
+        ``offloads``/``gso``/``gso_rlocs``/``busy_poll`` as :class:`CompiledPath`'s
+        (``gso_reason``: why bursts are sent or not, for the log and ``version``)."""
         cfg, itr = node.config, node.itr
         self.node = node
         self.clock = clock
@@ -104,11 +106,19 @@ class EngineRunner:
             fast.attach_workers(self.workers)
         self._on_udp = on_udp
         self.serving: ServeThread | None = None
-        mode = ("gso" if gso else "auto") if offloads else "off"
+        self.udp_bursts = offloads and gso
+        self.udp_bursts_reason = gso_reason
         peers = ",".join(map(str, gso_rlocs)) if offloads and gso_rlocs else None
         log.info(
             "fast path compiled %s",
-            kv(offloads=mode, gso_rlocs=peers, busy_poll_us=busy_poll, engines=self.engines),
+            kv(
+                offloads=offloads,
+                udp_gso="on" if self.udp_bursts else "off",
+                why=gso_reason or None,
+                gso_rlocs=peers,
+                busy_poll_us=busy_poll,
+                engines=self.engines,
+            ),
         )
 
     def serve(

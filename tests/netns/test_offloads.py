@@ -138,9 +138,15 @@ def test_default_offloads_reach_a_raw_socket_receiver_one_packet_per_frame(
             built.wait_ping(plan.host_a, plan.host_b_v4)
             elapsed = timed_transfer(built, plan, TRANSFER_BYTES, TRANSFER_SECONDS)
             fast = fastpath_counters(sock)
+            version = request(sock, "version")
         finally:
             assert daemon.stop() == 0, daemon.log_tail()
     assert elapsed is not None, f"4 MB did not cross in {TRANSFER_SECONDS} s: {counts}"
+    # "auto" looked at the ways out: xTR1's are veths, which would pass a burst on whole
+    assert version["udp-gso"] is False, version
+    if offloads is None:
+        assert "bursts would leave whole by" in version["udp-gso-why"], version
+        assert "(veth)" in version["udp-gso-why"], version
     # the compiled engine forwarded it (TSO super-packets from the TUN unless the offloads are
     # off), and no burst left as one send
     assert (fast["tun-superpackets"] > 0) == (offloads is None) and fast["gso-sends"] == 0, fast
