@@ -102,7 +102,7 @@ class Daemon:
         if os_.routes is not None:  # from now on the loop never waits for netlink
             os_.routes.detach(loop)
         if fast and os_.sender is not None:
-            bursts = self._udp_bursts()
+            bursts = await self._udp_bursts()
             self.engine = EngineRunner(
                 node,
                 tun=os_.tun,
@@ -175,14 +175,15 @@ class Daemon:
             )
         return compiled.available()
 
-    def _udp_bursts(self) -> BurstCheck:
+    async def _udp_bursts(self) -> BurstCheck:
         """Whether the engines send UDP GSO bursts to every RLOC: ``offloads = "gso"`` says
         yes, ``"off"`` no, ``"auto"`` when every interface they can leave by cuts them before
-        the wire (:mod:`lispd.io.egress`)."""
+        the wire (:mod:`lispd.io.egress`; on a thread: pyroute2's netlink calls cannot run
+        inside a running event loop)."""
         dataplane = self.config.dataplane
         if dataplane.offloads != "auto":
             return BurstCheck(dataplane.udp_gso, f'offloads = "{dataplane.offloads}"')
-        return udp_bursts_safe(self.config.tun.name)
+        return await asyncio.to_thread(udp_bursts_safe, self.config.tun.name)
 
     def _engine_count(self) -> int:
         """``[dataplane] workers``: engines forwarding in parallel (0: one per usable core)."""
