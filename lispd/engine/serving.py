@@ -33,6 +33,10 @@ log = logging.getLogger("lispd.engine")
 
 WAIT_MS = 1000  # the longest serve() call: a stop or new descriptors wake it sooner anyway
 JOIN_S = 5.0
+PUNT_QUEUE_MAX = 4096
+"""Punts waiting for the loop; more are dropped (``punt-queue-full``), so a flood of packets
+for Python (misses, control bits, everything behind a NAT) cannot queue without bound while
+the loop is behind: the engine goes on forwarding what it settles itself."""
 
 TunPunt = Callable[[bytes], None]
 UdpPunt = Callable[[bytes, int, int, str, int], None]
@@ -63,6 +67,8 @@ class ServeThread:
         self.on_error, self.on_drop = on_error, on_drop
         self._fds = list(fds)
         self._punts: deque[tuple[bytes] | tuple[bytes, int, int, str, int]] = deque()
+        self._overflow = 0  # punts dropped since the loop last counted them
+        self._overflow_lock = threading.Lock()
         self._scheduled = False
         self._stopping = False
         self._failures = 0
@@ -131,11 +137,17 @@ class ServeThread:
         time.sleep(0.001)  # a device that fails at once every time must not spin a core
 
     def _tun_punt(self, packet: bytes) -> None:
-        self._punts.append((packet,))
-        self._schedule()
+        self._queue((packet,))
 
     def _udp_punt(self, payload: bytes, ttl: int, tos: int, source: str, port: int) -> None:
-        self._punts.append((payload, ttl, tos, source, port))
+        self._queue((payload, ttl, tos, source, port))
+
+    def _queue(self, punt: tuple[bytes] | tuple[bytes, int, int, str, int]) -> None:
+        if len(self._punts) < PUNT_QUEUE_MAX:
+            self._punts.append(punt)
+        else:
+            with self._overflow_lock:
+                self._overflow += 1
         self._schedule()
 
     def _schedule(self) -> None:
@@ -148,6 +160,10 @@ class ServeThread:
     def _deliver(self) -> None:
         """The punts queued so far, to the node in the order read, then one transmit."""
         self._scheduled = False  # before the queue is emptied: a later punt schedules anew
+        with self._overflow_lock:
+            dropped, self._overflow = self._overflow, 0
+        for _ in range(dropped):
+            self.on_drop("punt-queue-full")
         punts = self._punts
         while punts:
             punt = punts.popleft()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -154,5 +155,38 @@ def test_a_failing_device_is_counted_and_stop_still_returns(
             serve.stop()
         assert set(seen.drops) == {"internal-error"}
         serve.stop()  # twice: nothing more
+
+    asyncio.run(story())
+
+
+def test_punts_beyond_the_queue_are_dropped_and_counted(
+    sockets: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lispd.engine.serving as serving_module
+
+    monkeypatch.setattr(serving_module, "PUNT_QUEUE_MAX", 2)
+    tun_ours, tun_theirs = pair()
+    sockets.extend((tun_ours, tun_theirs))
+    engine = _accel.Engine(itr=True, tun_fd=tun_theirs.fileno())
+    seen = Seen()
+    packets = [udp_packet(SRC, DST, sport=1000 + i) for i in range(5)]
+
+    async def story() -> None:
+        serve = serving(engine, [], seen)
+        for packet in packets:  # read in one batch while the loop is busy here
+            tun_ours.send(packet)
+        serve.start()
+        try:
+            # the loop's thread does not yield until the thread has punted all five, so the
+            # loop cannot empty the queue in between
+            deadline = time.monotonic() + 10
+            while engine.counters()["fastpath"]["punted-tun"] < len(packets):
+                assert time.monotonic() < deadline, "the thread did not read the packets"
+                time.sleep(0.001)
+            await until("the drops counted", lambda: len(seen.drops) == 3)
+        finally:
+            serve.stop()
+        assert [p for kind, p in seen.events if kind == "tun"] == packets[:2]
+        assert seen.drops == ["punt-queue-full"] * 3
 
     asyncio.run(story())
