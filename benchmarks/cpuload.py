@@ -153,8 +153,9 @@ def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.1,
         metavar="CORES",
-        help="a run is disturbed when processes outside the lab used more than this many "
-        "cores on average meanwhile (default 0.1); disturbed runs are repeated",
+        help="a run is disturbed when processes outside the lab and the hypervisor (steal "
+        "time) took more than this many cores on average meanwhile (default 0.1); disturbed "
+        "runs are repeated",
     )
     parser.add_argument(
         "--retries", type=int, default=2, help="repeats of a disturbed run (default 2)"

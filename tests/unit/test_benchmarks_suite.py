@@ -254,3 +254,10 @@ def test_machine_cpu_from_proc_stat_and_cost_per_unit() -> None:
     assert cost_per({"machine_cpu_s": 3.0, "received": 500_000}, "received", 1e6) == 6.0
     assert cost_per({"machine_cpu_s": 3.0, "received": 0}, "received", 1e6) is None
     assert cost_per({"bytes": 10}, "bytes", 1e9) is None
+
+
+def test_a_run_is_disturbed_by_other_processes_and_by_steal_time() -> None:
+    from benchmarks.suite import disturbance
+
+    assert disturbance({"other_cpu_s": 0.1, "steal_s": 0.25}) == 0.35
+    assert disturbance({}) == 0.0
