@@ -32,6 +32,7 @@ from lispd.api.server import ControlServer
 from lispd.config import Config, ConfigError, load_config
 from lispd.engine import compiled
 from lispd.engine.runner import EngineAction, EngineRunner
+from lispd.engine.serving import LoopHandlers
 from lispd.heartbeat import Heartbeat
 from lispd.io.egress import BurstCheck, udp_bursts_safe
 from lispd.io.notify import sd_notify
@@ -119,14 +120,14 @@ class Daemon:
             )
             self.engine.start()
         if self.engine is not None:  # engine 0 serves the TUN and the 4341 sockets itself
-            self.engine.serve(
-                [sock.fileno() for sock in os_.receivers],
+            to_loop = LoopHandlers(
                 on_tun=self._tun_packet,
                 on_udp=self._data_packet,
                 on_batch=self.transmit,
                 on_error=self.node.internal_error,
                 on_drop=self.node.counters.drop,
             )
+            self.engine.serve([sock.fileno() for sock in os_.receivers], to_loop)
         else:
             if os_.tun is not None:
                 loop.add_reader(os_.tun.fd, self._on_tun_readable)

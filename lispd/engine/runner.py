@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
-from lispd.engine.serving import ServeThread, TunPunt, UdpPunt
+from lispd.engine.serving import LoopHandlers, ServeThread
 from lispd.engine.workers import TunHandler, UdpHandler, WorkerSet, WorkerSlot
 from lispd.io.tun import Tun, set_queue_attached
 from lispd.io.udp import Sender, enable_offloads
@@ -121,28 +121,11 @@ class EngineRunner:
             ),
         )
 
-    def serve(
-        self,
-        fds: list[int],
-        *,
-        on_tun: TunPunt,
-        on_udp: UdpPunt,
-        on_batch: Callable[[], None],
-        on_error: Callable[[str], None],
-        on_drop: Callable[[str], None],
-    ) -> None:
+    def serve(self, fds: list[int], handlers: LoopHandlers) -> None:
         """Have engine 0 serve the TUN and the 4341 sockets ``fds`` from a thread
-        (:class:`ServeThread`); its punts reach ``on_tun``/``on_udp`` on this loop."""
-        self.serving = ServeThread(
-            self.fast.engine,
-            fds,
-            loop=asyncio.get_running_loop(),
-            on_tun=on_tun,
-            on_udp=on_udp,
-            on_batch=on_batch,
-            on_error=on_error,
-            on_drop=on_drop,
-        )
+        (:class:`ServeThread`); its punts reach ``handlers`` on this loop."""
+        loop = asyncio.get_running_loop()
+        self.serving = ServeThread(self.fast.engine, fds, loop=loop, handlers=handlers)
         self.serving.start()
 
     def _cover(self, slot: WorkerSlot, covering: bool) -> None:

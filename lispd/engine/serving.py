@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lispd.logfmt import kv
@@ -42,12 +43,26 @@ TunPunt = Callable[[bytes], None]
 UdpPunt = Callable[[bytes, int, int, str, int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class LoopHandlers:
+    """What runs on the loop's thread for engine 0's thread."""
+
+    on_tun: TunPunt
+    """A packet from the TUN the engine left to Python."""
+    on_udp: UdpPunt
+    """A 4341 datagram the engine left to Python."""
+    on_batch: Callable[[], None]
+    """After each batch of punts (the daemon's ``transmit``)."""
+    on_error: Callable[[str], None]
+    """A punt handler raised: called inside its ``except`` with "tun" or "udp"."""
+    on_drop: Callable[[str], None]
+    """Count a drop by reason: a failed wait or read (the thread logs it), a punt over the
+    queue's bound."""
+
+
 class ServeThread:
     """One thread serving ``engine``'s TUN and the 4341 sockets ``fds`` (see the module
-    docstring).  ``on_tun``/``on_udp`` get the punts on ``loop``'s thread; ``on_batch`` runs
-    after each batch of them (the daemon's ``transmit``); ``on_error(where)`` takes a handler's
-    exception (inside its ``except``), ``on_drop(reason)`` counts a failed wait or read (the
-    thread logs it)."""
+    docstring), handing its punts to ``handlers`` on ``loop``'s thread."""
 
     def __init__(
         self,
@@ -55,16 +70,11 @@ class ServeThread:
         fds: Sequence[int],
         *,
         loop: asyncio.AbstractEventLoop,
-        on_tun: TunPunt,
-        on_udp: UdpPunt,
-        on_batch: Callable[[], None],
-        on_error: Callable[[str], None],
-        on_drop: Callable[[str], None],
+        handlers: LoopHandlers,
     ) -> None:
         self.engine = engine
         self.loop = loop
-        self.on_tun, self.on_udp, self.on_batch = on_tun, on_udp, on_batch
-        self.on_error, self.on_drop = on_error, on_drop
+        self.handlers = handlers
         self._fds = list(fds)
         self._punts: deque[tuple[bytes] | tuple[bytes, int, int, str, int]] = deque()
         self._overflow = 0  # punts dropped since the loop last counted them
@@ -129,7 +139,7 @@ class ServeThread:
 
     def _failed(self, exc: Exception) -> None:
         self._failures += 1
-        self.loop.call_soon_threadsafe(self.on_drop, "internal-error")
+        self.loop.call_soon_threadsafe(self.handlers.on_drop, "internal-error")
         now = time.monotonic()
         if now - self._last_log >= 1.0:
             self._last_log = now
@@ -160,18 +170,19 @@ class ServeThread:
     def _deliver(self) -> None:
         """The punts queued so far, to the node in the order read, then one transmit."""
         self._scheduled = False  # before the queue is emptied: a later punt schedules anew
+        handlers = self.handlers
         with self._overflow_lock:
             dropped, self._overflow = self._overflow, 0
         for _ in range(dropped):
-            self.on_drop("punt-queue-full")
+            handlers.on_drop("punt-queue-full")
         punts = self._punts
         while punts:
             punt = punts.popleft()
             try:
                 if len(punt) == 1:
-                    self.on_tun(punt[0])
+                    handlers.on_tun(punt[0])
                 else:
-                    self.on_udp(*punt)
+                    handlers.on_udp(*punt)
             except Exception:  # a bug in the node: counted (logged there), the rest goes on
-                self.on_error("tun" if len(punt) == 1 else "udp")
-        self.on_batch()
+                handlers.on_error("tun" if len(punt) == 1 else "udp")
+        handlers.on_batch()

@@ -5,6 +5,7 @@ change while it runs, a failing handler is counted, and ``stop`` frees the engin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lispd.engine.serving import ServeThread
+from lispd.engine.serving import LoopHandlers, ServeThread
 from tests.unit.fastpath_packets import lisp_header, packed, require_accel, udp_packet
 
 _accel = require_accel()
@@ -33,6 +34,13 @@ def sockets() -> Iterator[list[socket.socket]]:
     yield made
     for sock in made:
         sock.close()
+
+
+def itr_on_a_pair(sockets: list[socket.socket]) -> tuple[socket.socket, object]:
+    """(our end of the TUN pair, an ITR engine on the other end); both ends in ``sockets``."""
+    tun_ours, tun_theirs = pair()
+    sockets.extend((tun_ours, tun_theirs))
+    return tun_ours, _accel.Engine(itr=True, tun_fd=tun_theirs.fileno())
 
 
 class Seen:
@@ -58,16 +66,16 @@ async def until(what: str, condition: Callable[[], bool], timeout: float = 5.0) 
             await asyncio.sleep(0.005)
 
 
-def serving(engine: object, fds: list[int], seen: Seen, **handlers: object) -> ServeThread:
-    args: dict[str, object] = {
-        "on_tun": seen.handler("tun"),
-        "on_udp": seen.handler("udp"),
-        "on_batch": lambda: seen.events.append(("batch", None)),
-        "on_error": seen.errors.append,
-        "on_drop": seen.drops.append,
-        **handlers,
-    }
-    return ServeThread(engine, fds, loop=asyncio.get_running_loop(), **args)  # type: ignore[arg-type]
+def serving(engine: object, fds: list[int], seen: Seen, **changed: object) -> ServeThread:
+    handlers = LoopHandlers(
+        on_tun=seen.handler("tun"),
+        on_udp=seen.handler("udp"),
+        on_batch=lambda: seen.events.append(("batch", None)),
+        on_error=seen.errors.append,
+        on_drop=seen.drops.append,
+    )
+    handlers = dataclasses.replace(handlers, **changed)  # type: ignore[arg-type]
+    return ServeThread(engine, fds, loop=asyncio.get_running_loop(), handlers=handlers)
 
 
 def test_punts_reach_the_loop_thread_in_order_and_new_sockets_are_served(
@@ -113,9 +121,7 @@ def test_punts_reach_the_loop_thread_in_order_and_new_sockets_are_served(
 def test_a_failing_handler_is_counted_and_the_rest_of_the_batch_goes_on(
     sockets: list[socket.socket],
 ) -> None:
-    tun_ours, tun_theirs = pair()
-    sockets.extend((tun_ours, tun_theirs))
-    engine = _accel.Engine(itr=True, tun_fd=tun_theirs.fileno())
+    tun_ours, engine = itr_on_a_pair(sockets)
     seen = Seen()
     first, second = udp_packet(SRC, DST), udp_packet(SRC, DST, sport=7)
 
@@ -141,9 +147,7 @@ def test_a_failing_handler_is_counted_and_the_rest_of_the_batch_goes_on(
 def test_a_failing_device_is_counted_and_stop_still_returns(
     sockets: list[socket.socket],
 ) -> None:
-    tun_ours, tun_theirs = pair()
-    sockets.extend((tun_ours, tun_theirs))
-    engine = _accel.Engine(itr=True, tun_fd=tun_theirs.fileno())
+    _, engine = itr_on_a_pair(sockets)
     seen = Seen()
 
     async def story() -> None:
@@ -165,9 +169,7 @@ def test_punts_beyond_the_queue_are_dropped_and_counted(
     import lispd.engine.serving as serving_module
 
     monkeypatch.setattr(serving_module, "PUNT_QUEUE_MAX", 2)
-    tun_ours, tun_theirs = pair()
-    sockets.extend((tun_ours, tun_theirs))
-    engine = _accel.Engine(itr=True, tun_fd=tun_theirs.fileno())
+    tun_ours, engine = itr_on_a_pair(sockets)
     seen = Seen()
     packets = [udp_packet(SRC, DST, sport=1000 + i) for i in range(5)]
 
