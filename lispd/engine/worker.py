@@ -174,6 +174,7 @@ class Worker:
                 self._drop("internal-error")
                 self._log_error("serve failed", error=exc)
                 control = True  # what the main process sent is read all the same
+                time.sleep(0.001)  # a device failing at once every time must not spin a core
             if control and not self.on_control():
                 return
             now = time.monotonic()
