@@ -34,7 +34,7 @@ LOAD_SECONDS_EXTRA = 4.0  # traffic runs this much longer than the recording, ar
 
 def perf_report(data: Path, *args: str) -> str:
     """``perf report --stdio`` of ``data`` without call graphs; the sample lines only."""
-    argv = ["perf", "report", "-i", str(data), "--stdio", "-g", "none", *args]
+    argv = ["perf", "report", "-i", str(data), "--stdio", "--no-children", "-g", "none", *args]
     out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
     return "\n".join(line for line in out.splitlines() if line.strip() and "%" in line[:12])
 
