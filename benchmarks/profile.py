@@ -1,14 +1,15 @@
 """A ``perf`` profile of one path under load: where the CPU goes, user and kernel.
 
     sudo .venv/bin/python -m benchmarks.profile [--path NAME] [--load tcp|udp64]
-                                                [--seconds S] [--out FILE] [--top N]
+                                                [--seconds S] [--out FILE] [--top N] [--children]
 
 Brings up one path of :mod:`benchmarks.suite` (default ``compiled-1``) on the two-site lab,
 runs a TCP flow (iperf3, one stream) or a 64-byte UDP flood (udpgen, 16 flows) from A to B, and
 records the whole machine with ``perf record -a -g`` for the middle ``--seconds`` (default 4)
 of it.  Prints the traffic's figure, the share of the samples per command, and per lispd
 process (xTR1 is the ITR, xTR2 the ETR, with their workers) the ``--top`` symbols by
-self time.  ``--out`` keeps ``perf.data`` for ``perf report -i FILE --pid PID``.  Needs root,
+self time (``--children``: counting what they called, a system call's whole cost).
+``--out`` keeps ``perf.data`` for ``perf report -i FILE --pid PID``.  Needs root,
 perf, iperf3.
 """
 
@@ -32,9 +33,11 @@ from lispd.lab import Lab
 LOAD_SECONDS_EXTRA = 4.0  # traffic runs this much longer than the recording, around it
 
 
-def perf_report(data: Path, *args: str) -> str:
-    """``perf report --stdio`` of ``data`` without call graphs; the sample lines only."""
-    argv = ["perf", "report", "-i", str(data), "--stdio", "--no-children", "-g", "none", *args]
+def perf_report(data: Path, *args: str, children: bool = False) -> str:
+    """``perf report --stdio`` of ``data`` without call graphs, by self time (``children``:
+    with the time of what each function called); the sample lines only."""
+    mode = "--children" if children else "--no-children"
+    argv = ["perf", "report", "-i", str(data), "--stdio", mode, "-g", "none", *args]
     out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
     return "\n".join(line for line in out.splitlines() if line.strip() and "%" in line[:12])
 
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="recorded (default 4)")
     parser.add_argument("--out", help="keep perf.data here")
     parser.add_argument("--top", type=int, default=15, help="symbols per process (15)")
+    parser.add_argument(
+        "--children", action="store_true", help="rank by time with callees (default: self time)"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("benchmarks.profile needs root (network namespaces)", file=sys.stderr)
@@ -105,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(top_lines(perf_report(data, "--sort", "comm"), 8)))
         for label, pids in processes.items():
             shown = ",".join(map(str, pids))
-            print(f"\n{label} (pids {shown}), top symbols by self time (% of all samples):")
-            text = perf_report(data, "--pid", shown, "--sort", "dso,symbol")
+            rank = "with callees" if args.children else "by self time"
+            print(f"\n{label} (pids {shown}), top symbols {rank} (% of all samples):")
+            text = perf_report(data, "--pid", shown, "--sort", "dso,symbol", children=args.children)
             print("\n".join(top_lines(text, args.top)))
     return 0
 

@@ -118,8 +118,6 @@ class Daemon:
                 on_udp=self._worker_data_packet,
                 clock=self.clock,
             )
-            self.engine.start()
-        if self.engine is not None:  # engine 0 serves the TUN and the 4341 sockets itself
             to_loop = LoopHandlers(
                 on_tun=self._tun_packet,
                 on_udp=self._data_packet,
@@ -127,7 +125,8 @@ class Daemon:
                 on_error=self.node.internal_error,
                 on_drop=self.node.counters.drop,
             )
-            self.engine.serve([sock.fileno() for sock in os_.receivers], to_loop)
+            # engine 0 serves the TUN and the 4341 sockets itself, from a thread
+            self.engine.start([sock.fileno() for sock in os_.receivers], to_loop)
         else:
             if os_.tun is not None:
                 loop.add_reader(os_.tun.fd, self._on_tun_readable)

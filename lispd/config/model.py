@@ -426,8 +426,9 @@ class DataplaneConfig:
     busy_poll: int = 0
     """Compiled path only: after each batch an engine keeps reading its TUN queue and 4341
     sockets for this many microseconds without sleeping (the idle time that ends the spin,
-    2 ms at most per batch); a packet arriving meanwhile costs no wake-up.  0 (default): sleep
-    right away."""
+    2 ms at most per batch); a packet arriving meanwhile costs no wake-up.  Engine 0 spins on
+    its thread with the GIL held (the engine's tables are only safe under it), so the main
+    process's event loop waits out each spin.  0 (default): sleep right away."""
 
     @property
     def local_offloads(self) -> bool:

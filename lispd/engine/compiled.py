@@ -334,19 +334,6 @@ class CompiledPath:
 
     # --- packets ------------------------------------------------------------------------------
 
-    def from_tun(self, handler: Callable[[bytes], None]) -> None:
-        """Handle what the TUN has; ``handler`` gets, at once and in order, each packet the
-        Python path must take."""
-        self.engine.from_tun(handler)
-
-    def from_udp(
-        self, sock: socket.socket, handler: Callable[[bytes, int, int, str, int], None]
-    ) -> None:
-        """Handle what ``sock`` (a 4341 socket) has; ``handler`` gets each datagram for Python
-        as (payload, ttl, tos, source address, source port), like
-        :func:`lispd.io.udp.recv_batch` gives them."""
-        self.engine.from_udp(sock.fileno(), handler)
-
     def forget_sources(self) -> None:
         """Python starts a new list of recent ITRs: show it the next packet of each again."""
         self._apply("forget_sources")

@@ -104,7 +104,6 @@ class EngineRunner:
                 cover=self._cover,
             )
             fast.attach_workers(self.workers)
-        self._on_udp = on_udp
         self.serving: ServeThread | None = None
         self.udp_bursts = offloads and gso
         self.udp_bursts_reason = gso_reason
@@ -121,47 +120,31 @@ class EngineRunner:
             ),
         )
 
-    def serve(self, fds: list[int], handlers: LoopHandlers) -> None:
-        """Have engine 0 serve the TUN and the 4341 sockets ``fds`` from a thread
-        (:class:`ServeThread`); its punts reach ``handlers`` on this loop."""
-        loop = asyncio.get_running_loop()
-        self.serving = ServeThread(self.fast.engine, fds, loop=loop, handlers=handlers)
-        self.serving.start()
-
     def _cover(self, slot: WorkerSlot, covering: bool) -> None:
         """While a worker restarts, its share of the traffic is the main engine's: its TUN
         queue detached (the kernel steers its flows to the attached queues) and its 4341
-        sockets read here; given back before the new worker starts."""
+        sockets served by engine 0's thread; given back before the new worker starts."""
+        assert self.serving is not None  # started before the workers (start)
         orphans = list(slot.receive.values())
-        if self.serving is not None:
-            kept = [fd for fd in self.serving.fds if fd not in orphans]
-            self.serving.set_fds(kept + orphans if covering else kept)
-        else:
-            loop = asyncio.get_running_loop()
-            for fd in orphans:
-                if covering:
-                    loop.add_reader(fd, self._read_orphaned, fd)
-                else:
-                    loop.remove_reader(fd)
+        kept = [fd for fd in self.serving.fds if fd not in orphans]
+        self.serving.set_fds(kept + orphans if covering else kept)
         if slot.tun_fd >= 0:
             set_queue_attached(slot.tun_fd, not covering)
         taken = "main" if covering else "worker"
         log.info("worker traffic %s", kv(worker=slot.index, taken_by=taken))
-
-    def _read_orphaned(self, fd: int) -> None:
-        """A restarting worker's 4341 socket has datagrams: the main engine takes them."""
-        try:
-            self.fast.engine.from_udp(fd, self._on_udp)
-        except Exception:  # the receive failed (handlers guard themselves)
-            self.node.internal_error("udp")  # counted, logged at a rate limit
 
     @property
     def engines(self) -> int:
         """Engines forwarding: this process's and one per worker."""
         return 1 + (len(self.workers.slots) if self.workers is not None else 0)
 
-    def start(self) -> None:
-        """Start the workers' processes."""
+    def start(self, fds: list[int], handlers: LoopHandlers) -> None:
+        """Have engine 0 serve the TUN and the 4341 sockets ``fds`` from a thread
+        (:class:`ServeThread`; its punts reach ``handlers`` on this loop), then start the
+        workers' processes."""
+        loop = asyncio.get_running_loop()
+        self.serving = ServeThread(self.fast.engine, fds, loop=loop, handlers=handlers)
+        self.serving.start()
         if self.workers is not None:
             self.workers.start()
 

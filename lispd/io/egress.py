@@ -38,6 +38,17 @@ class Link:
     bus: str | None  # the bus of the device behind it (pci, virtio, vmbus, ...): None if none
     udp_segmentation: bool | None  # tx-udp-segmentation enabled; None: unknown
 
+    @property
+    def card(self) -> bool:
+        """A network card: a device on a bus, no link kind of the kernel's."""
+        return self.kind is None and self.bus is not None
+
+    @property
+    def paravirtual(self) -> bool:
+        """A card that is not PCI hardware (virtio, vmbus, ...): it may hand a burst to its
+        host whole unless its UDP segmentation is off."""
+        return self.card and self.bus != HARDWARE_BUS
+
 
 @dataclass(frozen=True, slots=True)
 class BurstCheck:
@@ -49,9 +60,9 @@ class BurstCheck:
 
 def describe(link: Link) -> str:
     """``eth0 (pci)``, ``to-r (veth)``, ``eth1 (virtio, UDP segmentation on)``."""
-    if link.kind is not None or link.bus is None:
+    if not link.card:
         return f"{link.name} ({link.kind or 'no device'})"
-    if link.bus == HARDWARE_BUS:
+    if not link.paravirtual:
         return f"{link.name} ({link.bus})"
     state = {True: "on", False: "off", None: "unknown"}[link.udp_segmentation]
     return f"{link.name} ({link.bus}, UDP segmentation {state})"
@@ -59,9 +70,9 @@ def describe(link: Link) -> str:
 
 def cuts_bursts(link: Link) -> bool:
     """Whether a UDP GSO burst sent through ``link`` reaches the wire as datagrams."""
-    if link.kind is not None or link.bus is None:
+    if not link.card:
         return False  # a virtual device: the burst goes on whole
-    return link.bus == HARDWARE_BUS or link.udp_segmentation is False
+    return not link.paravirtual or link.udp_segmentation is False
 
 
 def check_links(links: Iterable[Link]) -> BurstCheck:
@@ -92,7 +103,7 @@ def read_links(exclude: Iterable[str]) -> list[Link]:
             kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
             bus = msg.get_attr("IFLA_PARENT_DEV_BUS_NAME")
             links.append(Link(name, kind, bus, None))
-    if not any(link.kind is None and link.bus not in (None, HARDWARE_BUS) for link in links):
+    if not any(link.paravirtual for link in links):
         return links
     ethtool = Ethtool()
     try:
@@ -102,7 +113,7 @@ def read_links(exclude: Iterable[str]) -> list[Link]:
 
 
 def _with_segmentation(ethtool: object, link: Link) -> Link:
-    if link.kind is not None or link.bus in (None, HARDWARE_BUS):
+    if not link.paravirtual:
         return link
     try:
         features = ethtool.get_features(link.name).features  # type: ignore[attr-defined]

@@ -32,9 +32,17 @@ TIMEOUT_S = 85.0
 
 
 def run_quick(json_path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    """``python -m benchmarks --quick --json FILE``; the process and its wall time.  Fails
-    when it takes over :data:`TIMEOUT_S` or leaves a namespace behind (removed then)."""
+    """``python -m benchmarks --quick --json FILE`` (see :func:`run_child`)."""
     argv = [sys.executable, "-m", "benchmarks", "--quick", "--json", str(json_path)]
+    return run_child(argv, TIMEOUT_S, "python -m benchmarks --quick")
+
+
+def run_child(
+    argv: list[str], timeout_s: float, what: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a benchmark's ``argv`` from the repository; the process and its wall time.  Fails
+    when it takes over ``timeout_s`` (interrupted: its Lab tears itself down) or leaves a
+    namespace behind (removed then)."""
     env = {**os.environ, "PYTHONPATH": REPO}
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -42,7 +50,7 @@ def run_quick(json_path: Path) -> tuple[subprocess.CompletedProcess[str], float]
     )
     timed_out = False
     try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
+        out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
         proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: the Lab tears itself down
@@ -60,7 +68,7 @@ def run_quick(json_path: Path) -> tuple[subprocess.CompletedProcess[str], float]
     left = [n for n in list_namespaces() if child.match(n)]
     if left:
         cleanup_stale()  # its process is gone: the lab's namespaces are stale
-    assert not timed_out, f"python -m benchmarks --quick took over {TIMEOUT_S:g} s:\n{err[-3000:]}"
+    assert not timed_out, f"{what} took over {timeout_s:g} s:\n{err[-3000:]}"
     assert not left, f"namespaces left behind: {left}"
     return subprocess.CompletedProcess(argv, proc.returncode, out, err), elapsed
 
@@ -194,22 +202,9 @@ def test_mapcache_scale_churn_quick(tmp_path: Path) -> None:
     out = tmp_path / "churn.json"
     argv = [sys.executable, "-m", "benchmarks.mapcache_scale", "--quick", "--no-unit",
             "--json", str(out)]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(timeout=CHURN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)  # the Lab tears itself down
-        stdout, stderr = proc.communicate(timeout=30)
-        pytest.fail(f"mapcache_scale --quick took over {CHURN_TIMEOUT_S:g} s:\n{stderr[-3000:]}")
-    child = re.compile(rf"^{NS_PREFIX}{proc.pid}[a-z]-")
-    left = [n for n in list_namespaces() if child.match(n)]
-    if left:
-        cleanup_stale()
-    assert not left, f"namespaces left behind: {left}"
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr[-3000:]}"
+    proc, _ = run_child(argv, CHURN_TIMEOUT_S, "mapcache_scale --quick")
+    returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr[-3000:]}"
     result = json.loads(out.read_text())
     churn = result["churn"]
     n = churn["prefixes"]
@@ -295,24 +290,9 @@ def test_ddt_quick(tmp_path: Path) -> None:
     the lab is left."""
     out = tmp_path / "ddt.json"
     argv = [sys.executable, "-m", "benchmarks.ddt", "--quick", "--json", str(out)]
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    started = time.monotonic()
-    try:
-        stdout, stderr = proc.communicate(timeout=DDT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)  # the Lab tears itself down
-        stdout, stderr = proc.communicate(timeout=30)
-        pytest.fail(f"benchmarks.ddt --quick took over {DDT_TIMEOUT_S:g} s:\n{stderr[-3000:]}")
-    elapsed = time.monotonic() - started
-    child = re.compile(rf"^{NS_PREFIX}{proc.pid}[a-z]-")
-    left = [n for n in list_namespaces() if child.match(n)]
-    if left:
-        cleanup_stale()
-    assert not left, f"namespaces left behind: {left}"
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr[-3000:]}"
+    proc, elapsed = run_child(argv, DDT_TIMEOUT_S, "benchmarks.ddt --quick")
+    returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr[-3000:]}"
     assert elapsed < 60, f"--quick took {elapsed:.1f} s"
     result = json.loads(out.read_text())
 

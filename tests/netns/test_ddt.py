@@ -9,8 +9,8 @@ real process; the xTRs know nothing but "resolve everything through the Map-Reso
 Each test clears the caches it depends on (``lispctl clear referral-cache`` on the
 Map-Resolvers, ``clear map-cache`` on the ITRs) or measures deltas, so they share the world.  The
 failure test kills a root and a Map-Server and brings them back afterwards; the load test after
-it (an xfail while the ETR's rate limit it found stays: see its docstring) may leave the
-Map-Resolver thinking ms3/ms4 failed lately, so both come last (pytest keeps file order).
+it may leave the Map-Resolver thinking ms3/ms4 failed lately, so both come last (pytest keeps
+file order).
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def test_engine_and_python_send_to_the_down_rloc_and_count_alike(
     punted: list[bytes] = []
     for pkt in packets:
         ours.send(pkt)
-    fast.from_tun(punted.append)
+    fast.engine.from_tun(punted.append)
     assert punted == []  # the engine forwarded them all itself
     for pkt in packets:
         data, _ = receiver.recvfrom(4096)
@@ -204,7 +204,7 @@ def test_engine_and_python_send_to_the_down_rloc_and_count_alike(
         MapCacheEntry(0, ip_network("203.0.113.0/24"), (RlocEntry("127.0.0.1", 1, 100, port=port),))
     )
     ours.send(packets[0])
-    fast.from_tun(punted.append)
+    fast.engine.from_tun(punted.append)
     assert punted == [] and receiver.recvfrom(4096)[0][8:] == packets[0]
     assert fast.counters()["packets"]["itr.all-rlocs-down.packets"] == 5
     assert fast.counters()["packets"]["itr.encap.packets"] == 6

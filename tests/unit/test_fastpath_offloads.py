@@ -668,6 +668,22 @@ def test_interleaved_flows_leave_grouped_by_destination_each_flow_in_order() -> 
 # --- UDP GSO on send: only when asked for (offloads = "gso") ----------------------------------
 
 
+def itr_to_one_rloc(tun_end: socket.socket, sock: socket.socket, **options: Any) -> Any:
+    """An ITR engine on a vnet TUN (``tun_end``) sending from ``sock``: local EIDs
+    198.51.100.0/24, 203.0.113.0/24 mapped to the RLOC 192.0.2.9 (``options``: Engine's)."""
+    engine = _accel.Engine(itr=True, mtu=1500, tun_fd=tun_end.fileno(), vnet=True, **options)
+    engine.set_pool(4, [sock.fileno()])
+    engine.db_set(0, packed("198.51.100.0"), 24)
+    engine.map_set(0, packed("203.0.113.0"), 24, [(packed("192.0.2.9"), 4341, 1, False)])
+    return engine
+
+
+def super_packet_through(engine: Any) -> tuple[bytes, list[Any]]:
+    """A 10,240-byte TCP super-packet (MSS 1400) read by ``engine``: the packet, the events."""
+    pkt = tcp_packet(*V4, payload=bytes(range(256)) * 40, flags=ACK)
+    return pkt, engine.fuzz_tun([super_header(pkt, 1400) + with_partial_checksum(pkt)])
+
+
 @pytest.mark.parametrize("gso", [False, True])
 def test_a_super_packet_leaves_as_datagrams_unless_gso_was_asked_for(
     tun: tuple[socket.socket, socket.socket], gso: bool
@@ -679,12 +695,8 @@ def test_a_super_packet_leaves_as_datagrams_unless_gso_was_asked_for(
     _, theirs = tun
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        engine = _accel.Engine(itr=True, mtu=1500, tun_fd=theirs.fileno(), vnet=True, gso=gso)
-        engine.set_pool(4, [sock.fileno()])
-        engine.db_set(0, packed("198.51.100.0"), 24)
-        engine.map_set(0, packed("203.0.113.0"), 24, [(packed("192.0.2.9"), 4341, 1, False)])
-        pkt = tcp_packet(*V4, payload=bytes(range(256)) * 40, flags=ACK)  # 10240 bytes
-        events = engine.fuzz_tun([super_header(pkt, 1400) + with_partial_checksum(pkt)])
+        engine = itr_to_one_rloc(theirs, sock, gso=gso)
+        pkt, events = super_packet_through(engine)
         sends = [e for e in events if e[0] == "send"]
         assert len(sends) == len(events)  # nothing punted, nothing dropped
         segments = _accel.segment(super_header(pkt, 1400), pkt)
@@ -713,14 +725,8 @@ def test_gso_peers_get_bursts_without_gso(
     _, theirs = tun
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        engine = _accel.Engine(
-            itr=True, mtu=1500, tun_fd=theirs.fileno(), vnet=True, gso=False, gso_peers=peers
-        )
-        engine.set_pool(4, [sock.fileno()])
-        engine.db_set(0, packed("198.51.100.0"), 24)
-        engine.map_set(0, packed("203.0.113.0"), 24, [(packed("192.0.2.9"), 4341, 1, False)])
-        pkt = tcp_packet(*V4, payload=bytes(range(256)) * 40, flags=ACK)  # 10240 bytes
-        events = engine.fuzz_tun([super_header(pkt, 1400) + with_partial_checksum(pkt)])
+        engine = itr_to_one_rloc(theirs, sock, gso=False, gso_peers=peers)
+        _, events = super_packet_through(engine)
         sends = [e for e in events if e[0] == "send"]
         assert len(sends) == (1 if burst else 8)
         assert engine.counters()["fastpath"]["gso-sends"] == (1 if burst else 0)
