@@ -209,17 +209,18 @@ class EngineRunner:
             self.workers.stopping()
 
     async def close(self) -> None:
-        """Stop the workers, stop mirroring the map-cache, release the engine's own copies of
-        the TUN and the sockets."""
+        """Stop the workers (a covered one's sockets handed back to nobody), then engine 0's
+        thread, stop mirroring the map-cache, release the engine's own copies of the TUN and
+        the sockets."""
         if self._refresh_handle is not None:
             self._refresh_handle.cancel()
             self._refresh_handle = None
+        if self.workers is not None:  # while engine 0 serves: closing may uncover a worker
+            await self.workers.close()
+            self.workers = None
         if self.serving is not None:  # the engine is free again once it has stopped
             self.serving.stop()
             self.serving = None
-        if self.workers is not None:
-            await self.workers.close()
-            self.workers = None
         self.node.mapcache.listener = None
         self.fast.close()
         self.record_refresh = None
