@@ -26,7 +26,7 @@ import pytest
 from lispd.lab.netns import NS_PREFIX, cleanup_stale, list_namespaces
 from tests.netns.common import REPO
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.solo]  # measures: nothing else may run beside it
 
 TIMEOUT_S = 85.0
 

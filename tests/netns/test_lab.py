@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from lispd.lab import (
     cleanup_stale,
     two_site_topology,
 )
-from lispd.lab.netns import TMP_PREFIX, list_namespaces, namespace_pids, pid_alive
+from lispd.lab.netns import NS_PREFIX, TMP_PREFIX, list_namespaces, namespace_pids, pid_alive
 
 # A fake daemon: prints its arguments and config, sends STATUS + READY=1 to $NOTIFY_SOCKET
 # (as sd_notify does), then sleeps.  With "ignore-term" as 2nd argument it ignores SIGTERM.
@@ -394,13 +395,17 @@ def test_teardown_when_build_fails_half_way() -> None:
     topo = small_topology()
     topo.nodes["h2"].sysctls["net.ipv4.no_such_setting"] = "1"  # fails after h1 exists
     tmp = Path(tempfile.gettempdir())
-    before = set(list_namespaces()), set(tmp.glob(f"{TMP_PREFIX}*"))
+    # only this process's labs: other test runs may build theirs meanwhile
+    mine = re.compile(rf"^{NS_PREFIX}{os.getpid()}[a-z]-")
+    dirs = f"{TMP_PREFIX}{os.getpid()}[a-z]-*"
+    before = set(list_namespaces()), set(tmp.glob(dirs))
     with pytest.raises(LabError, match="no_such_setting"):
         Lab(topo).start()
-    assert set(list_namespaces()) <= before[0]
-    assert set(tmp.glob(f"{TMP_PREFIX}*")) <= before[1]
+    assert {n for n in list_namespaces() if mine.match(n)} <= before[0]
+    assert set(tmp.glob(dirs)) <= before[1]
 
 
+@pytest.mark.solo  # another run's Lab start would clean up the stale namespace first
 def test_cleanup_stale_removes_dead_runs_only() -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()

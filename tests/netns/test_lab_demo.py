@@ -21,7 +21,8 @@ from lispd.lab import pinger
 from lispd.lab.netns import NS_PREFIX, TMP_PREFIX, list_namespaces
 from tests.netns.common import REPO
 
-pytestmark = pytest.mark.netns
+# solo: it kills keepers, and a Lab starting beside it would clean up their worlds first
+pytestmark = [pytest.mark.netns, pytest.mark.solo]
 
 LAB = [sys.executable, "-m", "lispd.lab"]
 ENV = {**os.environ, "PYTHONPATH": REPO, "PYTHONUNBUFFERED": "1"}

@@ -19,7 +19,7 @@ import pytest
 
 from benchmarks import nat_flood
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.solo]  # measures: nothing else may run beside it
 
 PER_RLOC = 100
 

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks import soak
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.solo]  # measures: nothing else may run beside it
 
 
 def test_quick_soak_churns_and_keeps_the_steady_flow() -> None:
