@@ -10,16 +10,20 @@ with the host's USO) hands it to its host, which may pass it whole to another gu
 
 So bursts are safe when every interface the data could leave by is a card: it sits on a bus
 and is no link kind of the kernel's, and it is a PCI device (real hardware or a passed-through
-function) or has UDP segmentation off (the kernel cuts bursts before it).  The interfaces are
-those up in lispd's own network namespace, but loopback and lispd's TUN, read through netlink
-(``/sys/class/net`` may show another namespace's).  Checked once, at start.
+function) or has UDP segmentation off (the kernel cuts bursts before it).  A VLAN, bond, team
+or bridge only hands what it sends to the devices under it (the VLAN's lower device, the
+bond's or bridge's ports), so it cuts bursts when all of those do: a router's ``eth0.100`` or
+``bond0`` of two cards keeps the bursts.  A macvlan or ipvlan does not count as one of these:
+it delivers straight to its siblings on the same host.  The interfaces are those up in lispd's
+own network namespace, but loopback and lispd's TUN, read through netlink (``/sys/class/net``
+may show another namespace's).  Checked once, at start.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lispd.logfmt import kv
 
@@ -27,6 +31,10 @@ log = logging.getLogger("lispd.io")
 
 IFF_UP = 0x1
 HARDWARE_BUS = "pci"
+PASSES_DOWN = frozenset({"vlan", "bond", "team", "bridge"})
+"""Link kinds that send only through the devices under them."""
+MAX_DEPTH = 8
+"""How deep devices under devices are followed (a VLAN on a bond on cards is 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class Link:
     kind: str | None  # the kernel's link kind (veth, bridge, tun, vlan, ...): None for a card
     bus: str | None  # the bus of the device behind it (pci, virtio, vmbus, ...): None if none
     udp_segmentation: bool | None  # tx-udp-segmentation enabled; None: unknown
+    below: tuple[Link, ...] = ()  # a VLAN's lower device, a bond's or bridge's ports
 
     @property
     def card(self) -> bool:
@@ -59,7 +68,12 @@ class BurstCheck:
 
 
 def describe(link: Link) -> str:
-    """``eth0 (pci)``, ``to-r (veth)``, ``eth1 (virtio, UDP segmentation on)``."""
+    """``eth0 (pci)``, ``to-r (veth)``, ``eth1 (virtio, UDP segmentation on)``,
+    ``eth0.100 (vlan on eth0 (pci))``, ``bond0 (bond of eth1 (pci), eth2 (pci))``."""
+    if link.kind in PASSES_DOWN:
+        how = "on" if link.kind == "vlan" else "of"
+        under = ", ".join(map(describe, link.below)) or "nothing"
+        return f"{link.name} ({link.kind} {how} {under})"
     if not link.card:
         return f"{link.name} ({link.kind or 'no device'})"
     if not link.paravirtual:
@@ -70,6 +84,8 @@ def describe(link: Link) -> str:
 
 def cuts_bursts(link: Link) -> bool:
     """Whether a UDP GSO burst sent through ``link`` reaches the wire as datagrams."""
+    if link.kind in PASSES_DOWN:  # as the devices under it do; with none, it goes nowhere known
+        return bool(link.below) and all(map(cuts_bursts, link.below))
     if not link.card:
         return False  # a virtual device: the burst goes on whole
     return not link.paravirtual or link.udp_segmentation is False
@@ -86,41 +102,93 @@ def check_links(links: Iterable[Link]) -> BurstCheck:
     return BurstCheck(True, "every way out is a card: " + ", ".join(map(describe, links)))
 
 
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """One interface as netlink lists it: what :func:`assemble` builds :class:`Link` from."""
+
+    index: int
+    name: str
+    up: bool
+    kind: str | None
+    bus: str | None
+    lower: int | None = None  # IFLA_LINK: a VLAN's lower device (None when in another namespace)
+    master: int | None = None  # IFLA_MASTER: the bond, team or bridge it is a port of
+    udp_segmentation: bool | None = None
+
+
+def assemble(records: Iterable[LinkRecord], exclude: Iterable[str]) -> list[Link]:
+    """The interfaces up but loopback and ``exclude``, each with the devices under it."""
+    records = list(records)
+    by_index = {r.index: r for r in records}
+    ports: dict[int, list[LinkRecord]] = {}
+    for r in records:
+        if r.master is not None:
+            ports.setdefault(r.master, []).append(r)
+
+    def build(r: LinkRecord, depth: int) -> Link:
+        below: list[LinkRecord] = []
+        if r.kind in PASSES_DOWN and depth < MAX_DEPTH:
+            if r.kind == "vlan":
+                lower = by_index.get(r.lower) if r.lower is not None else None
+                below = [lower] if lower is not None else []
+            else:
+                below = ports.get(r.index, [])
+        return Link(
+            r.name,
+            r.kind,
+            r.bus,
+            r.udp_segmentation,
+            tuple(build(b, depth + 1) for b in below),
+        )
+
+    skip = {"lo", *exclude}
+    return [build(r, 0) for r in records if r.up and r.name not in skip]
+
+
 def read_links(exclude: Iterable[str]) -> list[Link]:
-    """The interfaces up in this network namespace but loopback and ``exclude`` (netlink,
-    ethtool over netlink for the UDP segmentation flag)."""
+    """The interfaces up in this network namespace but loopback and ``exclude``, with the
+    devices under each (netlink; ethtool over netlink for the UDP segmentation flag)."""
     from pyroute2 import IPRoute
     from pyroute2.ethtool import Ethtool
 
-    skip = {"lo", *exclude}
-    links = []
+    records = []
     with IPRoute() as ipr:
         for msg in ipr.get_links():
-            name = msg.get_attr("IFLA_IFNAME")
-            if name in skip or not msg["flags"] & IFF_UP:
-                continue
             info = msg.get_attr("IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-            bus = msg.get_attr("IFLA_PARENT_DEV_BUS_NAME")
-            links.append(Link(name, kind, bus, None))
-    if not any(link.paravirtual for link in links):
-        return links
-    ethtool = Ethtool()
-    try:
-        return [_with_segmentation(ethtool, link) for link in links]
-    finally:
-        ethtool.close()
+            in_other_namespace = msg.get_attr("IFLA_LINK_NETNSID") is not None
+            records.append(
+                LinkRecord(
+                    index=msg["index"],
+                    name=msg.get_attr("IFLA_IFNAME"),
+                    up=bool(msg["flags"] & IFF_UP),
+                    kind=info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+                    bus=msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
+                    lower=None if in_other_namespace else msg.get_attr("IFLA_LINK"),
+                    master=msg.get_attr("IFLA_MASTER"),
+                )
+            )
+    if any(_paravirtual(r) for r in records):
+        ethtool = Ethtool()
+        try:
+            records = [_with_segmentation(ethtool, r) for r in records]
+        finally:
+            ethtool.close()
+    return assemble(records, exclude)
 
 
-def _with_segmentation(ethtool: object, link: Link) -> Link:
-    if not link.paravirtual:
-        return link
+def _paravirtual(r: LinkRecord) -> bool:
+    return Link(r.name, r.kind, r.bus, None).paravirtual
+
+
+def _with_segmentation(ethtool: object, r: LinkRecord) -> LinkRecord:
+    if not _paravirtual(r):
+        return r
     try:
-        features = ethtool.get_features(link.name).features  # type: ignore[attr-defined]
+        features = ethtool.get_features(r.name).features  # type: ignore[attr-defined]
         enabled = bool(features["tx-udp-segmentation"].enable)
     except Exception:  # an old kernel or a driver without the feature list: unknown
-        return link
-    return Link(link.name, link.kind, link.bus, enabled)
+        return r
+    return replace(r, udp_segmentation=enabled)
 
 
 def udp_bursts_safe(tun_name: str | None) -> BurstCheck:

@@ -195,3 +195,42 @@ def test_gso_rlocs_sends_bursts_only_to_the_rlocs_listed(lab: tuple[Lab, TwoSite
             assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
         else:
             assert fast["gso-sends"] > 0, fast
+
+
+@pytest.mark.parametrize("kind", ["bridge", "vlan"])
+def test_auto_sees_through_bridges_and_vlans_to_the_veths_under_them(
+    lab: tuple[Lab, TwoSitePlan], kind: str
+) -> None:
+    """The check as lispd runs it, over real netlink: a bridge with a veth port, a VLAN on
+    host A's veth, are ways out as the devices under them are (veths: whole bursts)."""
+    built, plan = lab
+    if kind == "bridge":
+        under = "px"
+        setup = [
+            ["ip", "link", "add", "px", "type", "veth", "peer", "name", "py"],
+            ["ip", "link", "add", "dev0", "type", "bridge"],
+            ["ip", "link", "set", "px", "master", "dev0"],
+            *(["ip", "link", "set", name, "up"] for name in ("px", "py")),
+        ]
+    else:
+        under = built.iface(plan.host_a).name
+        setup = [["ip", "link", "add", "link", under, "name", "dev0", "type", "vlan", "id", "5"]]
+    script = (
+        "from lispd.io.egress import describe, read_links, udp_bursts_safe\n"
+        "for link in read_links([]): print(describe(link))\n"
+        "print(udp_bursts_safe(None).safe)\n"
+    )
+    try:
+        for argv in [*setup, ["ip", "link", "set", "dev0", "up"]]:
+            made = built.run(plan.host_a, *argv, check=False)
+            if "Unknown device type" in made.stderr:
+                pytest.skip(f"this kernel has no {kind} devices")
+            assert made.returncode == 0, made.stderr
+        out = built.run(plan.host_a, sys.executable, "-c", script, env=PYENV).stdout
+    finally:
+        for name in ("dev0", "px"):
+            built.run(plan.host_a, "ip", "link", "del", name, check=False)
+    lines = out.splitlines()
+    how = "on" if kind == "vlan" else "of"
+    assert f"dev0 ({kind} {how} {under} (veth))" in lines, out
+    assert lines[-1] == "False", out
