@@ -178,8 +178,9 @@ def at_least(threshold: float) -> Callable[[float], bool]:
     return lambda value: value >= threshold
 
 
-TCP_PATHS = ("compiled", "compiled-gso-peers")
-"""The ITR->ETR paths held to the TCP targets: the default, and UDP GSO to lispd peers."""
+TCP_PATHS = ("compiled", "compiled-gso-peers", "compiled-cut")
+"""The ITR->ETR paths held to the TCP targets: the default, UDP GSO to lispd peers, and bursts
+the kernel cuts before veths without UDP segmentation."""
 
 
 def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,12 +7,15 @@ host B) is built once; each path of :data:`PATHS` is brought up on it in turn, m
 * ``routed``: the kernel forwards natively (static routes between the sites);
 * ``vxlan``: the kernel's own UDP encapsulation: a VXLAN device with ``dstport 4341`` on each
   xTR, remote = the other xTR's RLOC, the remote site routed over it (link 192.0.2.248/30);
-* ``python``, ``compiled``, ``compiled-1``, ``compiled-gso``, ``compiled-nooffload``: lispd
-  ITR+ETR on both xTRs with static map-caches pointing at each other, ``[dataplane]
-  fastpath`` as named (``workers = 1``: a single engine for ``compiled-1``, the default of one
-  engine per core otherwise; ``offloads = "gso"`` (UDP GSO sends) for ``compiled-gso``,
-  ``"off"`` for ``compiled-nooffload``, the default ``"auto"`` otherwise);
-* ``rtr-*``: the same five, with both xTRs mapping the other site to R (192.0.2.1), where
+* ``python``, ``compiled``, ``compiled-1``, ``compiled-gso``, ``compiled-gso-peers``,
+  ``compiled-cut``, ``compiled-nooffload``: lispd ITR+ETR on both xTRs with static map-caches
+  pointing at each other, ``[dataplane] fastpath`` as named (``workers = 1``: a single engine
+  for ``compiled-1``, the default of one engine per core otherwise; ``offloads = "gso"`` (UDP
+  GSO sends) for ``compiled-gso``, ``"off"`` for ``compiled-nooffload``, the default ``"auto"``
+  otherwise; ``gso-rlocs`` = the lispd peers for ``compiled-gso-peers``; for ``compiled-cut``
+  the lispd nodes' veths have UDP segmentation off, so the kernel cuts bursts before them and
+  ``"auto"`` sends bursts);
+* ``rtr-*``: the same, with both xTRs mapping the other site to R (192.0.2.1), where
   lispd runs as RTR: ITR -> RTR -> ETR, every run checked against the daemons' counters
   (:func:`benchmarks.dataplane.check_rtr_counters`).
 
@@ -86,6 +89,7 @@ class PathSpec:
     workers: int = 0  # [dataplane] workers of a compiled variant: 0 = one engine per core
     gso_peer: bool = False  # [dataplane] gso-rlocs = the other xTR's (and RTR's) RLOC
     busy_poll: int | None = None  # [dataplane] busy-poll (us) of a compiled variant; None: default
+    cut: bool = False  # the lispd nodes' veths without UDP segmentation: the kernel cuts bursts
 
 
 PATHS: tuple[PathSpec, ...] = (
@@ -101,6 +105,13 @@ PATHS: tuple[PathSpec, ...] = (
         "lispd",
         "compiled",
         gso_peer=True,
+    ),
+    PathSpec(
+        "compiled-cut",
+        "lispd ITR->ETR, compiled, veths without UDP segmentation (auto: bursts the kernel cuts)",
+        "lispd",
+        "compiled",
+        cut=True,
     ),
     PathSpec(
         "compiled-nooffload", "lispd ITR->ETR, compiled, offloads off", "lispd", "compiled", "off"
@@ -122,6 +133,14 @@ PATHS: tuple[PathSpec, ...] = (
         "compiled",
         "gso",
         True,
+    ),
+    PathSpec(
+        "rtr-compiled-cut",
+        "lispd ITR->RTR->ETR, compiled, veths without UDP segmentation",
+        "lispd",
+        "compiled",
+        via_rtr=True,
+        cut=True,
     ),
     PathSpec(
         "rtr-compiled-nooffload",
@@ -409,7 +428,10 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
         wanted.append(("rtr", plan.r, rtr_config(plan, socks["rtr"], extra)))
     wanted.append(("xtr2", plan.xtr2, lispd_config(plan, 2, via, socks["xtr2"], extra)))
     up = PathUp(spec)
+    cut = [node for _, node, _ in wanted] if spec.cut else []
     try:
+        for node in cut:
+            lab.set_udp_segmentation(node, on=False)
         for label, node, config in wanted:
             try:
                 handle = lab.start_lispd(node, config, name=spec.name)
@@ -439,6 +461,8 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
     finally:
         for d in up.daemons:
             d.handle.stop()
+        for node in cut:
+            lab.set_udp_segmentation(node, on=True)
 
 
 # -- measuring -----------------------------------------------------------------------------

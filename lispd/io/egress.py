@@ -1,22 +1,25 @@
 """Whether UDP GSO bursts can leave this host whole: ``[dataplane] offloads = "auto"``'s check.
 
 A UDP GSO burst is one packet of up to 64 KB that the kernel cuts into datagrams as late as it
-can.  A network card cuts it before the wire: in hardware when it offers UDP segmentation, else
-the kernel does it in software just before the driver.  A virtual device (veth, bridge, tun,
-VLAN, bond, ...) hands the burst on as it is, so the next namespace or guest gets one oversized
-packet, which a receiver reading 4341 by raw socket or pcap (Open Overlay Router, lispers.net)
-takes for a single LISP packet.  A paravirtual card that offers UDP segmentation (virtio-net
-with the host's USO) hands it to its host, which may pass it whole to another guest.
+can: just before it hands the burst to a device that does not offer UDP segmentation
+(``tx-udp-segmentation`` off), whatever the device.  A network card cuts it before the wire:
+in hardware when it offers UDP segmentation, else the kernel does it in software just before
+the driver.  A virtual device that offers it (veth, bridge, tun, ... do by default) hands the
+burst on as it is, so the next namespace or guest gets one oversized packet, which a receiver
+reading 4341 by raw socket or pcap (Open Overlay Router, lispers.net) takes for a single LISP
+packet.  A paravirtual card that offers it (virtio-net with the host's USO) hands it to its
+host, which may pass it whole to another guest.
 
-So bursts are safe when every interface the data could leave by is a card: it sits on a bus
-and is no link kind of the kernel's, and it is a PCI device (real hardware or a passed-through
-function) or has UDP segmentation off (the kernel cuts bursts before it).  A VLAN, bond, team
-or bridge only hands what it sends to the devices under it (the VLAN's lower device, the
-bond's or bridge's ports), so it cuts bursts when all of those do: a router's ``eth0.100`` or
-``bond0`` of two cards keeps the bursts.  A macvlan or ipvlan does not count as one of these:
-it delivers straight to its siblings on the same host.  The interfaces are those up in lispd's
-own network namespace, but loopback and lispd's TUN, read through netlink (``/sys/class/net``
-may show another namespace's).  Checked once, at start.
+So bursts are safe when every interface the data could leave by cuts them: it has UDP
+segmentation off (any kind of device: ``ethtool -K to-r tx-udp-segmentation off`` on a
+container's veth makes the kernel cut the bursts before it), or it is a PCI card (real hardware
+or a passed-through function: it sits on a bus and is no link kind of the kernel's).  A VLAN,
+bond, team or bridge with UDP segmentation on only hands what it sends to the devices under it
+(the VLAN's lower device, the bond's or bridge's ports), so it cuts bursts when all of those
+do: a router's ``eth0.100`` or ``bond0`` of two cards keeps the bursts.  A macvlan or ipvlan
+does not count as one of these: it delivers straight to its siblings on the same host.  The
+interfaces are those up in lispd's own network namespace, but loopback and lispd's TUN, read
+through netlink (``/sys/class/net`` may show another namespace's).  Checked once, at start.
 """
 
 from __future__ import annotations
@@ -68,27 +71,29 @@ class BurstCheck:
 
 
 def describe(link: Link) -> str:
-    """``eth0 (pci)``, ``to-r (veth)``, ``eth1 (virtio, UDP segmentation on)``,
-    ``eth0.100 (vlan on eth0 (pci))``, ``bond0 (bond of eth1 (pci), eth2 (pci))``."""
+    """``eth0 (pci)``, ``to-r (veth, UDP segmentation on)``, ``to-r (veth, UDP segmentation
+    off)``, ``eth1 (virtio, UDP segmentation unknown)``, ``eth0.100 (vlan on eth0 (pci))``,
+    ``bond0 (bond of eth1 (pci), eth2 (pci))``."""
+    what = link.kind or link.bus or "no device"
+    if link.udp_segmentation is False:
+        return f"{link.name} ({what}, UDP segmentation off)"
     if link.kind in PASSES_DOWN:
         how = "on" if link.kind == "vlan" else "of"
         under = ", ".join(map(describe, link.below)) or "nothing"
         return f"{link.name} ({link.kind} {how} {under})"
-    if not link.card:
-        return f"{link.name} ({link.kind or 'no device'})"
-    if not link.paravirtual:
+    if link.card and not link.paravirtual:
         return f"{link.name} ({link.bus})"
     state = {True: "on", False: "off", None: "unknown"}[link.udp_segmentation]
-    return f"{link.name} ({link.bus}, UDP segmentation {state})"
+    return f"{link.name} ({what}, UDP segmentation {state})"
 
 
 def cuts_bursts(link: Link) -> bool:
     """Whether a UDP GSO burst sent through ``link`` reaches the wire as datagrams."""
+    if link.udp_segmentation is False:
+        return True  # the kernel cuts it before handing it to the device
     if link.kind in PASSES_DOWN:  # as the devices under it do; with none, it goes nowhere known
         return bool(link.below) and all(map(cuts_bursts, link.below))
-    if not link.card:
-        return False  # a virtual device: the burst goes on whole
-    return not link.paravirtual or link.udp_segmentation is False
+    return link.card and not link.paravirtual  # a PCI card cuts it, or its driver's kernel
 
 
 def check_links(links: Iterable[Link]) -> BurstCheck:
@@ -99,7 +104,7 @@ def check_links(links: Iterable[Link]) -> BurstCheck:
     whole = [link for link in links if not cuts_bursts(link)]
     if whole:
         return BurstCheck(False, "bursts would leave whole by " + ", ".join(map(describe, whole)))
-    return BurstCheck(True, "every way out is a card: " + ", ".join(map(describe, links)))
+    return BurstCheck(True, "every way out cuts them: " + ", ".join(map(describe, links)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +152,7 @@ def assemble(records: Iterable[LinkRecord], exclude: Iterable[str]) -> list[Link
 
 def read_links(exclude: Iterable[str]) -> list[Link]:
     """The interfaces up in this network namespace but loopback and ``exclude``, with the
-    devices under each (netlink; ethtool over netlink for the UDP segmentation flag)."""
+    devices under each (netlink; ethtool over netlink for the UDP segmentation flags)."""
     from pyroute2 import IPRoute
     from pyroute2.ethtool import Ethtool
 
@@ -167,7 +172,7 @@ def read_links(exclude: Iterable[str]) -> list[Link]:
                     master=msg.get_attr("IFLA_MASTER"),
                 )
             )
-    if any(_paravirtual(r) for r in records):
+    if any(_asked(r) for r in records):
         ethtool = Ethtool()
         try:
             records = [_with_segmentation(ethtool, r) for r in records]
@@ -176,12 +181,13 @@ def read_links(exclude: Iterable[str]) -> list[Link]:
     return assemble(records, exclude)
 
 
-def _paravirtual(r: LinkRecord) -> bool:
-    return Link(r.name, r.kind, r.bus, None).paravirtual
+def _asked(r: LinkRecord) -> bool:
+    """Whether the check needs the device's UDP segmentation flag: not for a PCI card."""
+    return not Link(r.name, r.kind, r.bus, None).card or r.bus != HARDWARE_BUS
 
 
 def _with_segmentation(ethtool: object, r: LinkRecord) -> LinkRecord:
-    if not _paravirtual(r):
+    if not _asked(r):
         return r
     try:
         features = ethtool.get_features(r.name).features  # type: ignore[attr-defined]

@@ -419,6 +419,13 @@ class Lab:
                 self.ns(node), [f"route replace {' '.join(r.ip_args())}" for r in routes]
             )
 
+    def set_udp_segmentation(self, node: NodeRef, *, on: bool) -> None:
+        """``ethtool -K IFACE tx-udp-segmentation on|off`` on every interface of ``node``
+        (pyroute2's ethtool, run in its namespace).  Off: the kernel cuts a UDP GSO burst
+        into datagrams before it hands it to the veth, as it does before a card."""
+        names = [i.name for i in self.topology.interfaces(node)]
+        self.run(node, sys.executable, "-c", _SET_UDP_SEGMENTATION, "1" if on else "0", *names)
+
     # -- sysctls and conntrack (NAT state) ---------------------------------------------
 
     def sysctl(self, node: NodeRef, key: str) -> str | None:
@@ -668,6 +675,19 @@ _NLMSG = struct.Struct("=IHHII")
 _NFGEN = struct.Struct("=BBH")
 _NLA = struct.Struct("=HH")
 _SEQ = itertools.count(1)
+
+
+_SET_UDP_SEGMENTATION = """
+import sys
+from pyroute2.ethtool import Ethtool
+tool = Ethtool()
+for name in sys.argv[2:]:
+    features = tool.get_features(name)
+    features.features["tx-udp-segmentation"].enable = sys.argv[1] == "1"
+    tool.set_features(name, features)
+    assert tool.get_features(name).features["tx-udp-segmentation"].enable == (sys.argv[1] == "1")
+tool.close()
+"""
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,43 @@ def test_default_offloads_reach_a_raw_socket_receiver_one_packet_per_frame(
     assert version["udp-gso"] is False, version
     if offloads is None:
         assert "bursts would leave whole by" in version["udp-gso-why"], version
-        assert "(veth)" in version["udp-gso-why"], version
+        assert "(veth, UDP segmentation on)" in version["udp-gso-why"], version
     # the compiled engine forwarded it (TSO super-packets from the TUN unless the offloads are
     # off), and no burst left as one send
     assert (fast["tun-superpackets"] > 0) == (offloads is None) and fast["gso-sends"] == 0, fast
+    segments = TRANSFER_BYTES // counts["mtu"]
+    assert counts["frames"] >= segments and counts["decapsulated"] >= segments, counts
+    assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
+    assert counts["malformed"] == 0, counts
+
+
+def test_auto_sends_bursts_the_kernel_cuts_before_veths_without_udp_segmentation(
+    lab: tuple[Lab, TwoSitePlan],
+) -> None:
+    """``ethtool -K ... tx-udp-segmentation off`` on xTR1's veths: the kernel cuts each UDP GSO
+    burst into datagrams before it hands it to the veth, as before a card.  So "auto" sends
+    bursts (one send per burst), and the raw-socket receiver still gets one LISP packet per
+    frame."""
+    built, plan = lab
+    sock = str(built.workdir / "xtr1-cut.sock")
+    built.set_udp_segmentation(plan.xtr1, on=False)
+    try:
+        with raw_xtr(built, plan) as counts:
+            daemon = built.start_lispd(plan.xtr1, itr_config(plan, sock, None))
+            try:
+                built.wait_ping(plan.host_a, plan.host_b_v4)
+                elapsed = timed_transfer(built, plan, TRANSFER_BYTES, TRANSFER_SECONDS)
+                fast = fastpath_counters(sock)
+                version = request(sock, "version")
+            finally:
+                assert daemon.stop() == 0, daemon.log_tail()
+    finally:
+        built.set_udp_segmentation(plan.xtr1, on=True)
+    assert elapsed is not None, f"4 MB did not cross in {TRANSFER_SECONDS} s: {counts}"
+    assert version["udp-gso"] is True, version
+    assert version["udp-gso-why"].startswith("every way out cuts them: "), version
+    assert "(veth, UDP segmentation off)" in version["udp-gso-why"], version
+    assert fast["tun-superpackets"] > 0 and fast["gso-sends"] > 0, fast
     segments = TRANSFER_BYTES // counts["mtu"]
     assert counts["frames"] >= segments and counts["decapsulated"] >= segments, counts
     assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
@@ -232,5 +265,5 @@ def test_auto_sees_through_bridges_and_vlans_to_the_veths_under_them(
             built.run(plan.host_a, "ip", "link", "del", name, check=False)
     lines = out.splitlines()
     how = "on" if kind == "vlan" else "of"
-    assert f"dev0 ({kind} {how} {under} (veth))" in lines, out
+    assert f"dev0 ({kind} {how} {under} (veth, UDP segmentation on))" in lines, out
     assert lines[-1] == "False", out

@@ -1,6 +1,6 @@
 """``offloads = "auto"``'s check of the ways out (:mod:`lispd.io.egress`): UDP GSO bursts only
-when every interface up cuts them before the wire, a VLAN, bond or bridge as the devices under
-it do."""
+when every interface up cuts them before the wire: one with UDP segmentation off (the kernel cuts
+them before it), a PCI card, a VLAN, bond or bridge as the devices under it do."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ NIC = Link("eth0", None, "pci", True)  # hardware with UDP segmentation: it cuts
 VIRTIO_OFF = Link("eth1", None, "virtio", False)  # the guest's kernel cuts them
 VIRTIO_ON = Link("eth2", None, "virtio", True)  # the host gets them whole
 VIRTIO_UNKNOWN = Link("eth3", None, "vmbus", None)
-VETH = Link("to-r", "veth", None, None)
+VETH = Link("to-r", "veth", None, True)
+VETH_CUT = Link("to-r", "veth", None, False)  # ethtool -K to-r tx-udp-segmentation off
 BRIDGE = Link("br0", "bridge", None, None)
 NO_DEVICE = Link("odd0", None, None, None)
 
 
 def test_which_interfaces_cut_bursts() -> None:
-    assert cuts_bursts(NIC) and cuts_bursts(VIRTIO_OFF)
+    assert cuts_bursts(NIC) and cuts_bursts(VIRTIO_OFF) and cuts_bursts(VETH_CUT)
     for link in (VIRTIO_ON, VIRTIO_UNKNOWN, VETH, BRIDGE, NO_DEVICE):
         assert not cuts_bursts(link), link
 
@@ -33,16 +34,20 @@ def test_every_way_out_must_cut_them() -> None:
     safe = check_links([NIC, VIRTIO_OFF])
     assert safe.safe
     assert safe.reason == (
-        "every way out is a card: eth0 (pci), eth1 (virtio, UDP segmentation off)"
+        "every way out cuts them: eth0 (pci), eth1 (virtio, UDP segmentation off)"
     )
     mixed = check_links([NIC, VETH, VIRTIO_ON, VIRTIO_UNKNOWN])
     assert not mixed.safe
     assert mixed.reason == (
-        "bursts would leave whole by to-r (veth), eth2 (virtio, UDP segmentation on), "
+        "bursts would leave whole by to-r (veth, UDP segmentation on), eth2 (virtio, UDP "
+        "segmentation on), "
         "eth3 (vmbus, UDP segmentation unknown)"
     )
     assert not check_links([]).safe
-    assert describe(NO_DEVICE) == "odd0 (no device)"
+    assert describe(NO_DEVICE) == "odd0 (no device, UDP segmentation unknown)"
+    assert check_links([VETH_CUT]).reason == (
+        "every way out cuts them: to-r (veth, UDP segmentation off)"
+    )
 
 
 def test_read_links_leaves_out_loopback_and_the_excluded() -> None:
@@ -71,11 +76,13 @@ def test_vlans_bonds_and_bridges_cut_bursts_as_the_devices_under_them() -> None:
         "bond0.7 (vlan on bond0 (bond of eth0 (pci), eth1 (virtio, UDP segmentation off)))"
     )
     assert describe(lonely_bridge) == "br1 (bridge of nothing)"
+    bridge_cut = Link("br0", "bridge", None, False, (VETH,))  # the kernel cuts before the bridge
+    assert cuts_bursts(bridge_cut) and describe(bridge_cut) == "br0 (bridge, UDP segmentation off)"
     assert check_links([NIC, vlan_on_nic]).reason == (
-        "every way out is a card: eth0 (pci), eth0.100 (vlan on eth0 (pci))"
+        "every way out cuts them: eth0 (pci), eth0.100 (vlan on eth0 (pci))"
     )
     assert check_links([NIC, bridge_with_veth]).reason == (
-        "bursts would leave whole by br0 (bridge of eth0 (pci), to-r (veth))"
+        "bursts would leave whole by br0 (bridge of eth0 (pci), to-r (veth, UDP segmentation on))"
     )
 
 
