@@ -277,7 +277,7 @@ def evaluate_targets(paths: dict[str, Any]) -> list[dict[str, Any]]:
                 _why_missing(paths, v),
             )
         )
-    for v in LISPD_VARIANTS:
+    for v in (*LISPD_VARIANTS, "compiled-cut"):
         for fig, text in (("tcp1", "TCP"), ("udp64", "64-byte UDP pps")):
             rows.append(
                 _row(

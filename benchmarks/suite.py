@@ -89,8 +89,11 @@ class PathSpec:
     workers: int = 0  # [dataplane] workers of a compiled variant: 0 = one engine per core
     gso_peer: bool = False  # [dataplane] gso-rlocs = the other xTR's (and RTR's) RLOC
     busy_poll: int | None = None  # [dataplane] busy-poll (us) of a compiled variant; None: default
-    cut: bool = False  # the lispd nodes' veths without UDP segmentation: the kernel cuts bursts
+    features: tuple[tuple[str, bool], ...] = ()  # ethtool -K of the lispd nodes' veths
 
+
+CUT = (("tx-udp-segmentation", False),)
+"""The kernel cuts UDP GSO bursts before the veth, as before a card."""
 
 PATHS: tuple[PathSpec, ...] = (
     PathSpec("routed", "kernel, routed (no tunnel)", "kernel"),
@@ -111,7 +114,7 @@ PATHS: tuple[PathSpec, ...] = (
         "lispd ITR->ETR, compiled, veths without UDP segmentation (auto: bursts the kernel cuts)",
         "lispd",
         "compiled",
-        cut=True,
+        features=CUT,
     ),
     PathSpec(
         "compiled-nooffload", "lispd ITR->ETR, compiled, offloads off", "lispd", "compiled", "off"
@@ -140,7 +143,7 @@ PATHS: tuple[PathSpec, ...] = (
         "lispd",
         "compiled",
         via_rtr=True,
-        cut=True,
+        features=CUT,
     ),
     PathSpec(
         "rtr-compiled-nooffload",
@@ -428,10 +431,10 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
         wanted.append(("rtr", plan.r, rtr_config(plan, socks["rtr"], extra)))
     wanted.append(("xtr2", plan.xtr2, lispd_config(plan, 2, via, socks["xtr2"], extra)))
     up = PathUp(spec)
-    cut = [node for _, node, _ in wanted] if spec.cut else []
+    changed = [node for _, node, _ in wanted] if spec.features else []
     try:
-        for node in cut:
-            lab.set_udp_segmentation(node, on=False)
+        for node in changed:
+            lab.set_features(node, dict(spec.features))
         for label, node, config in wanted:
             try:
                 handle = lab.start_lispd(node, config, name=spec.name)
@@ -461,8 +464,8 @@ def bring_up(lab: Lab, plan: TwoSitePlan, spec: PathSpec) -> Iterator[PathUp]:
     finally:
         for d in up.daemons:
             d.handle.stop()
-        for node in cut:
-            lab.set_udp_segmentation(node, on=True)
+        for node in changed:  # back to what the lab made
+            lab.set_features(node, {name: not on for name, on in spec.features})
 
 
 # -- measuring -----------------------------------------------------------------------------

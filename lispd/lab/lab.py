@@ -419,12 +419,15 @@ class Lab:
                 self.ns(node), [f"route replace {' '.join(r.ip_args())}" for r in routes]
             )
 
-    def set_udp_segmentation(self, node: NodeRef, *, on: bool) -> None:
-        """``ethtool -K IFACE tx-udp-segmentation on|off`` on every interface of ``node``
-        (pyroute2's ethtool, run in its namespace).  Off: the kernel cuts a UDP GSO burst
-        into datagrams before it hands it to the veth, as it does before a card."""
+    def set_features(self, node: NodeRef, features: Mapping[str, bool]) -> None:
+        """``ethtool -K IFACE FEATURE on|off ...`` on every interface of ``node`` (pyroute2's
+        ethtool, run in its namespace), e.g. ``{"tx-udp-segmentation": False}``: the kernel
+        then cuts a UDP GSO burst into datagrams before it hands it to the veth, as it does
+        before a card; ``{"rx-gro": True}``: the veth coalesces what it receives (UDP too,
+        for sockets that ask for UDP GRO)."""
         names = [i.name for i in self.topology.interfaces(node)]
-        self.run(node, sys.executable, "-c", _SET_UDP_SEGMENTATION, "1" if on else "0", *names)
+        flags = [f"{name}={int(on)}" for name, on in features.items()]
+        self.run(node, sys.executable, "-c", _SET_FEATURES, ",".join(names), *flags)
 
     # -- sysctls and conntrack (NAT state) ---------------------------------------------
 
@@ -677,15 +680,18 @@ _NLA = struct.Struct("=HH")
 _SEQ = itertools.count(1)
 
 
-_SET_UDP_SEGMENTATION = """
+_SET_FEATURES = """
 import sys
 from pyroute2.ethtool import Ethtool
 tool = Ethtool()
-for name in sys.argv[2:]:
+wanted = {f: v == "1" for f, v in (a.split("=") for a in sys.argv[2:])}
+for name in sys.argv[1].split(","):
     features = tool.get_features(name)
-    features.features["tx-udp-segmentation"].enable = sys.argv[1] == "1"
+    for feature, on in wanted.items():
+        features.features[feature].enable = on
     tool.set_features(name, features)
-    assert tool.get_features(name).features["tx-udp-segmentation"].enable == (sys.argv[1] == "1")
+    now = tool.get_features(name).features
+    assert all(now[f].enable == on for f, on in wanted.items()), (name, wanted)
 tool.close()
 """
 

@@ -165,7 +165,7 @@ def test_auto_sends_bursts_the_kernel_cuts_before_veths_without_udp_segmentation
     frame."""
     built, plan = lab
     sock = str(built.workdir / "xtr1-cut.sock")
-    built.set_udp_segmentation(plan.xtr1, on=False)
+    built.set_features(plan.xtr1, {"tx-udp-segmentation": False})
     try:
         with raw_xtr(built, plan) as counts:
             daemon = built.start_lispd(plan.xtr1, itr_config(plan, sock, None))
@@ -177,7 +177,7 @@ def test_auto_sends_bursts_the_kernel_cuts_before_veths_without_udp_segmentation
             finally:
                 assert daemon.stop() == 0, daemon.log_tail()
     finally:
-        built.set_udp_segmentation(plan.xtr1, on=True)
+        built.set_features(plan.xtr1, {"tx-udp-segmentation": True})
     assert elapsed is not None, f"4 MB did not cross in {TRANSFER_SECONDS} s: {counts}"
     assert version["udp-gso"] is True, version
     assert version["udp-gso-why"].startswith("every way out cuts them: "), version
