@@ -21,8 +21,7 @@ from lispd.lab import pinger
 from lispd.lab.netns import NS_PREFIX, TMP_PREFIX, list_namespaces
 from tests.netns.common import REPO
 
-# solo: it kills keepers, and a Lab starting beside it would clean up their worlds first
-pytestmark = [pytest.mark.netns, pytest.mark.solo]
+pytestmark = pytest.mark.netns
 
 LAB = [sys.executable, "-m", "lispd.lab"]
 ENV = {**os.environ, "PYTHONPATH": REPO, "PYTHONUNBUFFERED": "1"}
@@ -202,6 +201,7 @@ def test_up_leaves_a_working_world_that_down_removes(state_dir: Path) -> None:
     assert nothing.returncode == 0 and "nothing is up" in nothing.stdout
 
 
+@pytest.mark.solo  # a Lab starting beside it would clean up the dead keeper's world first
 def test_down_cleans_up_after_a_killed_keeper(state_dir: Path) -> None:
     up = lab(state_dir, "up")
     assert up.returncode == 0, up.stdout + up.stderr
