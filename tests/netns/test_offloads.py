@@ -11,7 +11,8 @@ With lispd's defaults (``offloads = "auto"``: TUN TSO, UDP GRO, datagrams sent o
 ``sendmmsg`` batches), and with ``offloads = "off"``, a 4 MB TCP transfer from A to B
 completes in seconds and no frame on xTR2's link is longer than its MTU.  With
 ``offloads = "gso"`` the same receiver sees frames carrying several LISP packets: what the
-default avoids.
+default avoids.  With UDP segmentation off on xTR1's veths, ``"auto"`` sends bursts, and the
+kernel cuts them before the veth: one LISP packet per frame again.
 """
 
 from __future__ import annotations
@@ -125,23 +126,37 @@ def fastpath_counters(sock: str) -> dict[str, Any]:
     return fastpath
 
 
-@pytest.mark.parametrize("offloads", [None, "off"])
-def test_default_offloads_reach_a_raw_socket_receiver_one_packet_per_frame(
-    lab: tuple[Lab, TwoSitePlan], offloads: str | None
-) -> None:
-    """The defaults (no ``[dataplane]`` table), and ``offloads = "off"`` for comparison."""
-    built, plan = lab
-    sock = str(built.workdir / f"xtr1-{offloads or 'default'}.sock")
+def transfer_to_raw_receiver(
+    built: Lab, plan: TwoSitePlan, offloads: str | None, label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """lispd on xTR1 with ``offloads``, the raw-socket receiver on xTR2: 4 MB of TCP from A
+    to B must cross in time, one LISP packet per frame on xTR2's link, none malformed.  The
+    daemon's ``fastpath`` counters and ``version`` answer."""
+    sock = str(built.workdir / f"xtr1-{label}.sock")
     with raw_xtr(built, plan) as counts:
         daemon = built.start_lispd(plan.xtr1, itr_config(plan, sock, offloads))
         try:
             built.wait_ping(plan.host_a, plan.host_b_v4)
             elapsed = timed_transfer(built, plan, TRANSFER_BYTES, TRANSFER_SECONDS)
             fast = fastpath_counters(sock)
-            version = request(sock, "version")
+            version: dict[str, Any] = request(sock, "version")
         finally:
             assert daemon.stop() == 0, daemon.log_tail()
     assert elapsed is not None, f"4 MB did not cross in {TRANSFER_SECONDS} s: {counts}"
+    segments = TRANSFER_BYTES // counts["mtu"]
+    assert counts["frames"] >= segments and counts["decapsulated"] >= segments, counts
+    assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
+    assert counts["malformed"] == 0, counts
+    return fast, version
+
+
+@pytest.mark.parametrize("offloads", [None, "off"])
+def test_default_offloads_reach_a_raw_socket_receiver_one_packet_per_frame(
+    lab: tuple[Lab, TwoSitePlan], offloads: str | None
+) -> None:
+    """The defaults (no ``[dataplane]`` table), and ``offloads = "off"`` for comparison."""
+    built, plan = lab
+    fast, version = transfer_to_raw_receiver(built, plan, offloads, offloads or "default")
     # "auto" looked at the ways out: xTR1's are veths, which would pass a burst on whole
     assert version["udp-gso"] is False, version
     if offloads is None:
@@ -150,10 +165,6 @@ def test_default_offloads_reach_a_raw_socket_receiver_one_packet_per_frame(
     # the compiled engine forwarded it (TSO super-packets from the TUN unless the offloads are
     # off), and no burst left as one send
     assert (fast["tun-superpackets"] > 0) == (offloads is None) and fast["gso-sends"] == 0, fast
-    segments = TRANSFER_BYTES // counts["mtu"]
-    assert counts["frames"] >= segments and counts["decapsulated"] >= segments, counts
-    assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
-    assert counts["malformed"] == 0, counts
 
 
 def test_auto_sends_bursts_the_kernel_cuts_before_veths_without_udp_segmentation(
@@ -164,29 +175,15 @@ def test_auto_sends_bursts_the_kernel_cuts_before_veths_without_udp_segmentation
     bursts (one send per burst), and the raw-socket receiver still gets one LISP packet per
     frame."""
     built, plan = lab
-    sock = str(built.workdir / "xtr1-cut.sock")
     built.set_features(plan.xtr1, {"tx-udp-segmentation": False})
     try:
-        with raw_xtr(built, plan) as counts:
-            daemon = built.start_lispd(plan.xtr1, itr_config(plan, sock, None))
-            try:
-                built.wait_ping(plan.host_a, plan.host_b_v4)
-                elapsed = timed_transfer(built, plan, TRANSFER_BYTES, TRANSFER_SECONDS)
-                fast = fastpath_counters(sock)
-                version = request(sock, "version")
-            finally:
-                assert daemon.stop() == 0, daemon.log_tail()
+        fast, version = transfer_to_raw_receiver(built, plan, None, "cut")
     finally:
         built.set_features(plan.xtr1, {"tx-udp-segmentation": True})
-    assert elapsed is not None, f"4 MB did not cross in {TRANSFER_SECONDS} s: {counts}"
     assert version["udp-gso"] is True, version
     assert version["udp-gso-why"].startswith("every way out cuts them: "), version
     assert "(veth, UDP segmentation off)" in version["udp-gso-why"], version
     assert fast["tun-superpackets"] > 0 and fast["gso-sends"] > 0, fast
-    segments = TRANSFER_BYTES // counts["mtu"]
-    assert counts["frames"] >= segments and counts["decapsulated"] >= segments, counts
-    assert counts["oversized"] == 0 and counts["largest"] <= counts["mtu"], counts
-    assert counts["malformed"] == 0, counts
 
 
 def test_gso_offloads_put_unsegmented_bursts_on_the_veth(lab: tuple[Lab, TwoSitePlan]) -> None:
