@@ -54,6 +54,9 @@ from lispd.startup import opening
 log = logging.getLogger("lispd.daemon")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
+EGRESS_RECHECK_S = 5.0
+"""How often ``offloads = "auto"`` looks at the ways out again (a netlink dump and one
+ethtool query per interface, on a thread)."""
 
 
 class Daemon:
@@ -78,6 +81,7 @@ class Daemon:
         self._armed_after = -1  # node.inputs when the timer was last armed
         self.heartbeat = Heartbeat(self._status_line)
         self._stop = asyncio.Event()
+        self._egress_watch: asyncio.Task[None] | None = None  # offloads = "auto" at work
 
     @property
     def config(self) -> Config:
@@ -127,6 +131,8 @@ class Daemon:
             )
             # engine 0 serves the TUN and the 4341 sockets itself, from a thread
             self.engine.start([sock.fileno() for sock in os_.receivers], to_loop)
+            if cfg.dataplane.offloads == "auto" and cfg.dataplane.local_offloads:
+                self._egress_watch = asyncio.create_task(self._watch_egress(self.engine))
         else:
             if os_.tun is not None:
                 loop.add_reader(os_.tun.fd, self._on_tun_readable)
@@ -185,6 +191,14 @@ class Daemon:
             return BurstCheck(dataplane.udp_gso, f'offloads = "{dataplane.offloads}"')
         return await asyncio.to_thread(udp_bursts_safe, self.config.tun.name)
 
+    async def _watch_egress(self, engine: EngineRunner) -> None:
+        """``offloads = "auto"``: the ways out looked at again every
+        :data:`EGRESS_RECHECK_S` seconds, the engines following the verdict (a container's
+        veth that came up after lispd, an ``ethtool -K`` since)."""
+        while True:
+            await asyncio.sleep(EGRESS_RECHECK_S)
+            engine.set_udp_bursts(await self._udp_bursts())
+
     def _engine_count(self) -> int:
         """``[dataplane] workers``: engines forwarding in parallel (0: one per usable core)."""
         wanted = self.config.dataplane.workers
@@ -215,6 +229,9 @@ class Daemon:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._egress_watch is not None:
+            self._egress_watch.cancel()
+            self._egress_watch = None
         self.heartbeat.stop()
         if self.api is not None:
             await self.api.close()

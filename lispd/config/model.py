@@ -409,12 +409,13 @@ class DataplaneConfig:
     offloads: str = "auto"
     """Compiled path only.  ``auto``: TUN super-packets (IFF_VNET_HDR with TSO, TCP segments
     merged on the way back) and UDP GRO on receive; encapsulated datagrams leave as UDP GSO
-    bursts when every interface up is a card that cuts them before the wire, or a VLAN, bond or
-    bridge over such cards only (checked at start, :mod:`lispd.io.egress`), else as separate datagrams batched by ``sendmmsg`` (a veth,
-    bridge or container link hands a burst to the next hop unsegmented, which a raw-socket or
-    pcap receiver such as OOR or lispers.net reads as one packet).  ``gso``: bursts whatever
-    the interfaces.  ``off``: one packet per datagram, still batched.  ``true``/``false`` (the
-    older boolean form) mean ``auto``/``off``."""
+    bursts while every interface up cuts them before the wire (UDP segmentation off, a PCI
+    card, or a VLAN, bond or bridge over such devices only: :mod:`lispd.io.egress`, checked at
+    start and every few seconds after), else as separate datagrams batched by ``sendmmsg`` (a
+    veth, bridge or container link with UDP segmentation on hands a burst to the next hop
+    unsegmented, which a raw-socket or pcap receiver such as OOR or lispers.net reads as one
+    packet).  ``gso``: bursts whatever the interfaces.  ``off``: one packet per datagram, still
+    batched.  ``true``/``false`` (the older boolean form) mean ``auto``/``off``."""
     workers: int = 0
     """Compiled path only: how many engines forward packets, each in its own process on its
     own TUN queue and SO_REUSEPORT 4341 sockets (the main process runs the first); 0: one per

@@ -332,6 +332,12 @@ class CompiledPath:
         self.punt_all = flag
         self._apply("set_punt_all", flag)
 
+    def set_gso(self, flag: bool) -> None:
+        """Whether runs to one RLOC leave as UDP GSO bursts, in every engine (and in a worker
+        started later)."""
+        self.engine_options["gso"] = flag
+        self._apply("set_gso", flag)
+
     # --- packets ------------------------------------------------------------------------------
 
     def forget_sources(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from lispd.engine.compiled import CompiledPath, RecordRefresh, merge_counts
 from lispd.engine.serving import LoopHandlers, ServeThread
 from lispd.engine.workers import TunHandler, UdpHandler, WorkerSet, WorkerSlot
+from lispd.io.egress import BurstCheck
 from lispd.io.tun import Tun, set_queue_attached
 from lispd.io.udp import Sender, enable_offloads
 from lispd.logfmt import kv
@@ -105,6 +106,8 @@ class EngineRunner:
             )
             fast.attach_workers(self.workers)
         self.serving: ServeThread | None = None
+        self.offloads = offloads
+        self._sockets = (sender, worker_receive)  # whose UDP checksums bursts need
         self.udp_bursts = offloads and gso
         self.udp_bursts_reason = gso_reason
         peers = ",".join(map(str, gso_rlocs)) if offloads and gso_rlocs else None
@@ -119,6 +122,24 @@ class EngineRunner:
                 engines=self.engines,
             ),
         )
+
+    def set_udp_bursts(self, check: BurstCheck) -> None:
+        """``offloads = "auto"`` looked at the ways out again (``check``): every engine sends
+        UDP GSO bursts from now on, or stops.  Before the first burst the IPv4 data sockets
+        compute UDP checksums (the kernel refuses GSO without them); they keep computing them
+        when the bursts stop, since a worker may still send one before it hears."""
+        self.udp_bursts_reason = check.reason
+        safe = self.offloads and check.safe
+        if safe == self.udp_bursts:
+            return
+        if safe:
+            sender, worker_receive = self._sockets
+            enable_offloads(sender.pools, sender.data_sockets, gso=True)
+            for receive in worker_receive:
+                enable_offloads({}, receive, gso=True)
+        self.fast.set_gso(safe)
+        self.udp_bursts = safe
+        log.warning("UDP GSO bursts %s %s", "on" if safe else "off", kv(why=check.reason))
 
     def _cover(self, slot: WorkerSlot, covering: bool) -> None:
         """While a worker restarts, its share of the traffic is the main engine's: its TUN

@@ -41,6 +41,7 @@ OPERATIONS = frozenset(
         "db_remove",
         "db_clear",
         "set_punt_all",
+        "set_gso",
         "forget_sources",
         "seed_begin",
         "seed_end",

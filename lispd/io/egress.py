@@ -19,7 +19,8 @@ bond, team or bridge with UDP segmentation on only hands what it sends to the de
 do: a router's ``eth0.100`` or ``bond0`` of two cards keeps the bursts.  A macvlan or ipvlan
 does not count as one of these: it delivers straight to its siblings on the same host.  The
 interfaces are those up in lispd's own network namespace, but loopback and lispd's TUN, read
-through netlink (``/sys/class/net`` may show another namespace's).  Checked once, at start.
+through netlink (``/sys/class/net`` may show another namespace's).  Checked at start and again
+every few seconds (:meth:`lispd.daemon.Daemon._watch_egress`).
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from lispd.api.client import request
+from lispd.daemon import EGRESS_RECHECK_S
 from lispd.engine import compiled
 from lispd.lab import Lab, TwoSitePlan, two_site_topology
 from tests import configs
@@ -127,16 +128,22 @@ def fastpath_counters(sock: str) -> dict[str, Any]:
 
 
 def transfer_to_raw_receiver(
-    built: Lab, plan: TwoSitePlan, offloads: str | None, label: str
+    built: Lab,
+    plan: TwoSitePlan,
+    offloads: str | None,
+    label: str,
+    before: Callable[[str], None] = lambda sock: None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """lispd on xTR1 with ``offloads``, the raw-socket receiver on xTR2: 4 MB of TCP from A
     to B must cross in time, one LISP packet per frame on xTR2's link, none malformed.  The
-    daemon's ``fastpath`` counters and ``version`` answer."""
+    daemon's ``fastpath`` counters and ``version`` answer after the transfer.  ``before`` runs
+    with the daemon's control socket once it forwards, before the transfer."""
     sock = str(built.workdir / f"xtr1-{label}.sock")
     with raw_xtr(built, plan) as counts:
         daemon = built.start_lispd(plan.xtr1, itr_config(plan, sock, offloads))
         try:
             built.wait_ping(plan.host_a, plan.host_b_v4)
+            before(sock)
             elapsed = timed_transfer(built, plan, TRANSFER_BYTES, TRANSFER_SECONDS)
             fast = fastpath_counters(sock)
             version: dict[str, Any] = request(sock, "version")
@@ -167,22 +174,43 @@ def test_default_offloads_reach_a_raw_socket_receiver_one_packet_per_frame(
     assert (fast["tun-superpackets"] > 0) == (offloads is None) and fast["gso-sends"] == 0, fast
 
 
-def test_auto_sends_bursts_the_kernel_cuts_before_veths_without_udp_segmentation(
+def wait_udp_gso(sock: str, wanted: bool) -> dict[str, Any]:
+    """The daemon's ``version`` answer once its ``udp-gso`` is ``wanted`` (``"auto"`` looks
+    again every few seconds); fails after three looks."""
+    deadline = time.monotonic() + 3 * EGRESS_RECHECK_S + 2
+    while True:
+        version: dict[str, Any] = request(sock, "version")
+        if version["udp-gso"] is wanted:
+            return version
+        assert time.monotonic() < deadline, version
+        time.sleep(0.25)
+
+
+def test_auto_follows_the_veths_and_the_kernel_cuts_bursts_where_udp_segmentation_is_off(
     lab: tuple[Lab, TwoSitePlan],
 ) -> None:
-    """``ethtool -K ... tx-udp-segmentation off`` on xTR1's veths: the kernel cuts each UDP GSO
-    burst into datagrams before it hands it to the veth, as before a card.  So "auto" sends
-    bursts (one send per burst), and the raw-socket receiver still gets one LISP packet per
-    frame."""
+    """lispd starts with xTR1's veths as the lab made them (separate datagrams), then
+    ``ethtool -K ... tx-udp-segmentation off`` on them: ``"auto"`` sees it within a few
+    seconds and sends bursts, which the kernel cuts into datagrams before the veth, as before
+    a card, so the raw-socket receiver still gets one LISP packet per frame.  With the flag
+    back on (as a veth that comes up later has it), the bursts stop again."""
     built, plan = lab
-    built.set_features(plan.xtr1, {"tx-udp-segmentation": False})
+    seen: dict[str, Any] = {}
+
+    def cut(sock: str) -> None:
+        assert request(sock, "version")["udp-gso"] is False
+        for on in (False, True, False):  # off: bursts; on again (a new veth): none; off
+            built.set_features(plan.xtr1, {"tx-udp-segmentation": on})
+            seen[str(on)] = wait_udp_gso(sock, not on)
+
     try:
-        fast, version = transfer_to_raw_receiver(built, plan, None, "cut")
+        fast, version = transfer_to_raw_receiver(built, plan, None, "cut", before=cut)
     finally:
         built.set_features(plan.xtr1, {"tx-udp-segmentation": True})
+    why = seen["False"]["udp-gso-why"]
+    assert why.startswith("every way out cuts them: ") and "(veth, UDP segmentation off)" in why
+    assert "(veth, UDP segmentation on)" in seen["True"]["udp-gso-why"], seen
     assert version["udp-gso"] is True, version
-    assert version["udp-gso-why"].startswith("every way out cuts them: "), version
-    assert "(veth, UDP segmentation off)" in version["udp-gso-why"], version
     assert fast["tun-superpackets"] > 0 and fast["gso-sends"] > 0, fast
 
 

@@ -734,6 +734,27 @@ def test_gso_peers_get_bursts_without_gso(
         sock.close()
 
 
+def test_set_gso_turns_bursts_on_and_off_in_a_running_engine(
+    tun: tuple[socket.socket, socket.socket],
+) -> None:
+    """``offloads = "auto"`` looking again: ``set_gso`` changes what the next flush does."""
+    _, theirs = tun
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        engine = itr_to_one_rloc(theirs, sock, gso=False)
+        sends_per_packet = []
+        for flag in (True, False, True):
+            engine.set_gso(flag)
+            _, events = super_packet_through(engine)
+            sends_per_packet.append(len([e for e in events if e[0] == "send"]))
+        assert sends_per_packet == [1, 8, 1]
+        assert engine.counters()["fastpath"]["gso-sends"] == 2
+        with pytest.raises(TypeError):
+            engine.set_gso()
+    finally:
+        sock.close()
+
+
 def test_gso_peers_are_checked() -> None:
     with pytest.raises(ValueError, match="not an IP address"):
         _accel.Engine(itr=True, gso_peers=["192.0.2.300"])

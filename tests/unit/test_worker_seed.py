@@ -37,6 +37,7 @@ class TableEngine:
         self.records: dict[Key, tuple[Any, bool]] = {}
         self.database: set[Key] = set()
         self.punt_all = False
+        self.gso = False
         self.clears = 0
 
     def map_set(self, iid: int, address: bytes, plen: int, rlocs: Any, down: bool = False) -> None:
@@ -60,6 +61,9 @@ class TableEngine:
 
     def set_punt_all(self, flag: bool) -> None:
         self.punt_all = flag
+
+    def set_gso(self, flag: bool) -> None:
+        self.gso = flag
 
     def forget_sources(self) -> None:
         pass
@@ -386,6 +390,21 @@ def test_the_worker_punts_all_between_seed_marks_and_keeps_the_flag_asked_for() 
         assert worker.drops == {"worker-bad-command": 1}
         worker.apply(workerwire.encode_operations([("seed_end", ())]))
         assert not engine.punt_all and not worker.seeding  # what was asked meanwhile
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_the_worker_follows_the_udp_burst_verdict() -> None:
+    """``offloads = "auto"`` changing its mind reaches a running worker's engine."""
+    engine = TableEngine()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        worker = Worker({"index": 1, "engine": {}, "receive": {}}, engine, theirs)
+        for flag in (True, False):
+            worker.apply(workerwire.encode_operations([("set_gso", (flag,))]))
+            assert engine.gso is flag
+        assert worker.drops == {}
     finally:
         ours.close()
         theirs.close()

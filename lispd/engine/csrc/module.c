@@ -259,6 +259,17 @@ static PyObject *Engine_set_punt_all(Engine *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *Engine_set_gso(Engine *self, PyObject *args)
+{
+    if (!engine_ready(self))
+        return NULL;
+    int flag;
+    if (!PyArg_ParseTuple(args, "p", &flag))
+        return NULL;
+    self->e.gso = flag;
+    Py_RETURN_NONE;
+}
+
 /* A change refused by a reader of the shared table, or that failed: the Python error. */
 static PyObject *map_error(void)
 {
@@ -1280,6 +1291,8 @@ static PyMethodDef Engine_methods[] = {
      "it is given); the engine then punts what it would send, and from_tun raises."},
     {"set_punt_all", (PyCFunction)Engine_set_punt_all, METH_VARARGS,
      "set_punt_all(flag): hand every packet to Python (behind a NAT: all goes to RTRs)."},
+    {"set_gso", (PyCFunction)Engine_set_gso, METH_VARARGS,
+     "set_gso(flag): send runs to one RLOC as UDP GSO bursts (the gso option, changed later)."},
     {"map_set", (PyCFunction)Engine_map_set, METH_VARARGS,
      "map_set(iid, prefix, plen, rlocs, all_down=False): install a forwarding record; rlocs "
      "None punts; all_down: the RLOCs are down, used anyway (counted)."},
