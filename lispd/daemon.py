@@ -197,7 +197,11 @@ class Daemon:
         veth that came up after lispd, an ``ethtool -K`` since)."""
         while True:
             await asyncio.sleep(EGRESS_RECHECK_S)
-            engine.set_udp_bursts(await self._udp_bursts())
+            check = await self._udp_bursts()
+            try:
+                engine.set_udp_bursts(check)
+            except OSError as exc:  # a socket option refused: keep what runs, try again later
+                log.warning("cannot change UDP GSO bursts %s", kv(error=exc))
 
     def _engine_count(self) -> int:
         """``[dataplane] workers``: engines forwarding in parallel (0: one per usable core)."""
