@@ -134,6 +134,9 @@ class ReferralCache:
             self._heap.clear()
             self._sets.clear()
             self._sources.clear()
+        else:  # the instance's expiry items go too (an operator's command: once over the heap)
+            self._heap = [item for item in self._heap if item[2] != iid]
+            heapq.heapify(self._heap)
         return before - len(self._tables)
 
     def expire(self, now: float, limit: int = EXPIRE_BATCH) -> int:

@@ -430,6 +430,21 @@ def test_the_referral_cache_is_bounded_and_expires_in_batches() -> None:
     assert cache.clear() == 1 and cache.next_deadline() is None
 
 
+def test_clearing_one_instance_takes_its_expiry_items_too() -> None:
+    """``lispctl clear`` of one instance-ID: its referrals and their heap items go, the
+    other instance's stay (the heap does not keep items of a cleared instance until expiry)."""
+    cache = ReferralCache(capacity=100)
+    for iid, ttl in ((1, 1), (2, 5)):
+        for i in range(4):
+            net = ip_network(f"198.51.100.{16 * i}/28")
+            cache.put(iid, net, A.MS_REFERRAL, (MS_A,), ttl, MS_A, 0.0)
+    assert cache.next_deadline() == 60.0 and len(cache._heap) == 8
+    assert cache.clear(1) == 4
+    assert len(cache) == 4 and len(cache._heap) == 4 and cache.next_deadline() == 300.0
+    assert cache.lookup(2, ip_address("198.51.100.1"), 61.0) is not None
+    assert cache.expire(301.0) == 4 and cache.next_deadline() is None
+
+
 def test_referral_sets_are_shared_between_entries() -> None:
     cache = ReferralCache(capacity=100)
     for i in range(10):
