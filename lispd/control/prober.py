@@ -85,6 +85,8 @@ from an address other than the RLOC it was sent to).  ``stats`` counts ``probes-
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import secrets
@@ -290,6 +292,8 @@ class _Target:
     expires: float = 0.0  # when the outstanding probe counts as lost
     next_probe: float = 0.0
     changed: float | None = None  # when ``up`` last changed
+    order: int = 0  # when it was watched: due targets are handled in this order
+    stamp: int = -1  # of its live item in the prober's deadline heap (older items are stale)
 
     def __post_init__(self) -> None:
         self.rtts = deque(maxlen=self.history)
@@ -342,9 +346,12 @@ class Prober:
         rate = self.settings.max_per_second
         self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
         self._full_logged = False
-        # next_deadline's answer, valid until a target changes (None: not known): the daemon
-        # asks after every input, which must not cost a pass over thousands of RLOCs.
-        self._deadline: tuple[float | None] | None = None
+        # (deadline, stamp, rloc): each target's deadline, queued again when it changes (the
+        # older item goes stale: its stamp is no longer the target's).  Neither a timer nor a
+        # reply nor next_deadline walks the targets: thousands of RLOCs cost log(n) per event.
+        self._heap: list[tuple[float, int, IpAddress]] = []
+        self._stamps = itertools.count()
+        self._orders = itertools.count()
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
 
@@ -356,7 +363,6 @@ class Prober:
         self.settings = settings
         rate = settings.max_per_second
         self._budget = TokenBucket(rate=rate, burst=max(1.0, rate))
-        self._deadline = None
 
     @property
     def watched(self) -> tuple[IpAddress, ...]:
@@ -398,24 +404,23 @@ class Prober:
             if isinstance(iid, bool) or not isinstance(iid, int) or not 0 <= iid < 1 << 24:
                 raise ValueError(f"instance-ID {iid!r} is not a 24-bit integer")
             record = (iid, ip_network(prefix))
-        target = _Target(rloc, record, self.settings.history)
+        target = _Target(rloc, record, self.settings.history, order=next(self._orders))
         self._encode(target, 0)  # refuse an unencodable probe now, before any state is kept
         self._targets[rloc] = target
-        self._deadline = None
         try:
-            return self._probe_within_budget(target, now)
+            sends = self._probe_within_budget(target, now)
         except RuntimeError:
             del self._targets[rloc]
             raise
+        self._schedule(target)
+        return sends
 
     def unwatch(self, rloc: IpAddress) -> None:
         """Stop probing ``rloc`` and forget its state (a later reply to its probe is dropped as
         ``probe-reply-unknown-nonce``).  Unknown RLOCs are ignored."""
         target = self._targets.pop(rloc, None)
-        if target is not None:
-            self._deadline = None
-            if target.nonce is not None:
-                self._nonces.pop(target.nonce, None)
+        if target is not None and target.nonce is not None:  # its heap items are stale now
+            self._nonces.pop(target.nonce, None)
 
     def is_usable(self, rloc: IpAddress) -> bool:
         """False only for an RLOC probing has declared down (unknown, up and unwatched RLOCs are
@@ -472,31 +477,46 @@ class Prober:
     def on_timer(self, now: float) -> tuple[list[SendControl], list[RlocChange]]:
         """Count the probes lost by ``now`` and send the ones due; returns (probes to send,
         RLOCs that went down)."""
+        due: list[_Target] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _when, stamp, rloc = heapq.heappop(heap)
+            target = self._targets.get(rloc)
+            if target is not None and target.stamp == stamp:
+                due.append(target)
+        due.sort(key=lambda t: t.order)
         sends: list[SendControl] = []
         changes: list[RlocChange] = []
         retries: list[_Target] = []
-        self._deadline = None
-        for target in self._targets.values():
-            if target.nonce is not None and now >= target.expires:
-                change = self._lost(target, now)
-                if change is not None:
-                    changes.append(change)
-            if target.nonce is None and now >= target.next_probe:
-                if target.losses and target.up is not False:
-                    retries.append(target)  # a suspect's quick retry: after the regular probes
-                else:
-                    sends += self._probe_within_budget(target, now)
-        for target in retries:
-            sends += self._probe_within_budget(target, now)
+        try:
+            for target in due:
+                if target.nonce is not None and now >= target.expires:
+                    change = self._lost(target, now)
+                    if change is not None:
+                        changes.append(change)
+                if target.nonce is None and now >= target.next_probe:
+                    if target.losses and target.up is not False:
+                        retries.append(target)  # a suspect's quick retry: after the others
+                    else:
+                        sends += self._probe_within_budget(target, now)
+            for target in retries:
+                sends += self._probe_within_budget(target, now)
+        finally:  # queued again, also when a probe could not be made (a failing nonce source)
+            for target in due:
+                self._schedule(target)
         return sends, changes
 
     def next_deadline(self) -> float | None:
-        """When :meth:`on_timer` next has something to do (None when nothing is watched).
-        Computed over every target once after each change, then remembered: asking again
-        costs nothing."""
-        if self._deadline is None:
-            self._deadline = (min((t.deadline() for t in self._targets.values()), default=None),)
-        return self._deadline[0]
+        """When :meth:`on_timer` next has something to do (None when nothing is watched): the
+        earliest live item of the deadline heap."""
+        heap = self._heap
+        while heap:
+            _when, stamp, rloc = heap[0]
+            target = self._targets.get(rloc)
+            if target is not None and target.stamp == stamp:
+                return heap[0][0]
+            heapq.heappop(heap)  # its target changed or went since it was queued
+        return None
 
     def on_map_reply(
         self, reply: MapReply, src: IpAddress, now: float, ttl: int | None = None
@@ -524,7 +544,7 @@ class Prober:
             return None
         del self._nonces[reply.nonce]
         target.nonce = None
-        self._deadline = None
+        self._schedule(target)  # its deadline is the next probe now
         target.losses = 0
         target.replies += 1
         target.last_reply = now
@@ -544,6 +564,15 @@ class Prober:
         return self._targets[rloc].phase
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _schedule(self, target: _Target) -> None:
+        """Queue ``target``'s deadline (its earlier items go stale); rebuild the heap from the
+        targets when stale items outnumber them."""
+        target.stamp = next(self._stamps)
+        heapq.heappush(self._heap, (target.deadline(), target.stamp, target.rloc))
+        if len(self._heap) > 4 * len(self._targets) + 64:
+            self._heap = [(t.deadline(), t.stamp, t.rloc) for t in self._targets.values()]
+            heapq.heapify(self._heap)
 
     def _step(self, target: _Target, kind: ProbeInput) -> bool:
         """Consult :data:`PROBER_TABLE`: move ``target`` on ``kind`` and return True, or return

@@ -543,7 +543,7 @@ _REPLIES = st.builds(
 )
 def test_random_inputs_never_raise_and_keep_invariants(ops: list) -> None:
     """Whatever arrives: no exception, bounded histories, down only after losses, and
-    ``next_deadline`` (remembered between changes) equal to a walk over every target."""
+    ``next_deadline`` (the top of the deadline heap) equal to a walk over every target."""
     p = Prober((LOCAL4, LOCAL6), ProbeSettings(interval=5.0, timeout=3.0), counting_rng())
     now = 0.0
     for kind, reply, src, ttl, step in ops:
@@ -625,8 +625,8 @@ def test_the_probe_table_is_bounded() -> None:
 
 
 def test_the_remembered_deadline_follows_every_change() -> None:
-    """``next_deadline`` is computed once per change and remembered (the daemon asks after
-    every packet): a watch, a reply, a timer run, an unwatch and new settings each move it."""
+    """``next_deadline`` (the daemon asks after every packet) follows every change: a watch, a
+    reply, a timer run, an unwatch and new settings each move it, a refused reply does not."""
     p = make()
     assert p.next_deadline() is None
     (probe,) = p.watch(ETR4, None, 0.0)
@@ -648,3 +648,44 @@ def test_the_remembered_deadline_follows_every_change() -> None:
     p.unwatch(ETR4)
     assert p.next_deadline() is None
     assert probe6.dst == PETR6
+
+
+class _NoWalk(dict):  # type: ignore[type-arg]
+    """The prober's target table, refusing to be walked (lookups by RLOC only)."""
+
+    walking_allowed = False
+
+    def values(self):  # type: ignore[no-untyped-def]
+        assert self.walking_allowed, "the targets were walked"
+        return super().values()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        assert self.walking_allowed, "the targets were walked"
+        return super().__iter__()
+
+
+def test_timers_replies_and_deadlines_do_not_walk_thousands_of_rlocs() -> None:
+    """With 2,000 RLOCs watched, a timer run, a reply and ``next_deadline`` touch only the
+    RLOCs concerned (a heap of deadlines), never every watched RLOC."""
+    p = Prober(
+        (LOCAL4,),
+        ProbeSettings(interval=10.0, timeout=3.0, max_rlocs=5000, max_per_second=1e6),
+        counting_rng(),
+    )
+    table = _NoWalk()
+    p._targets = table
+    probes = {}
+    for i in range(2000):
+        rloc = IPv4Address(f"203.0.{113 + i // 250}.{i % 250 + 1}")
+        (probes[rloc],) = p.watch(rloc, None, i * 0.001)
+    assert p.next_deadline() == 3.0  # the first probe's timeout
+    first = IPv4Address("203.0.113.1")
+    p.on_map_reply(answer(probes[first]), first, 1.0)
+    assert p.on_timer(2.9) == ([], [])  # nothing due yet
+    sends, changes = p.on_timer(3.001)  # the second probe timed out: retried at once
+    assert [s.dst for s in sends] == [IPv4Address("203.0.113.2")] and changes == []
+    assert p.next_deadline() == 3.002  # the third probe's timeout
+    table.walking_allowed = True
+    walked = min(t.deadline() for t in p._targets.values())
+    assert p.next_deadline() == walked
+    assert len(p._heap) <= 4 * len(p._targets) + 64
