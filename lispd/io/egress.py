@@ -26,8 +26,9 @@ every few seconds (:meth:`lispd.daemon.Daemon._watch_egress`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from lispd.logfmt import kv
 
@@ -57,6 +58,11 @@ class Link:
         return self.kind is None and self.bus is not None
 
     @property
+    def pci_card(self) -> bool:
+        """A card on the PCI bus (hardware or a passed-through function): it cuts bursts."""
+        return self.card and self.bus == HARDWARE_BUS
+
+    @property
     def paravirtual(self) -> bool:
         """A card that is not PCI hardware (virtio, vmbus, ...): it may hand a burst to its
         host whole unless its UDP segmentation is off."""
@@ -82,7 +88,7 @@ def describe(link: Link) -> str:
         how = "on" if link.kind == "vlan" else "of"
         under = ", ".join(map(describe, link.below)) or "nothing"
         return f"{link.name} ({link.kind} {how} {under})"
-    if link.card and not link.paravirtual:
+    if link.pci_card:
         return f"{link.name} ({link.bus})"
     state = {True: "on", False: "off", None: "unknown"}[link.udp_segmentation]
     return f"{link.name} ({what}, UDP segmentation {state})"
@@ -94,7 +100,7 @@ def cuts_bursts(link: Link) -> bool:
         return True  # the kernel cuts it before handing it to the device
     if link.kind in PASSES_DOWN:  # as the devices under it do; with none, it goes nowhere known
         return bool(link.below) and all(map(cuts_bursts, link.below))
-    return link.card and not link.paravirtual  # a PCI card cuts it, or its driver's kernel
+    return link.pci_card  # the card cuts it, or the kernel just before its driver
 
 
 def check_links(links: Iterable[Link]) -> BurstCheck:
@@ -122,14 +128,29 @@ class LinkRecord:
     udp_segmentation: bool | None = None
 
 
-def assemble(records: Iterable[LinkRecord], exclude: Iterable[str]) -> list[Link]:
-    """The interfaces up but loopback and ``exclude``, each with the devices under it."""
+def assemble(
+    records: Iterable[LinkRecord],
+    exclude: Iterable[str],
+    segmentation: Callable[[LinkRecord], bool | None] | None = None,
+) -> list[Link]:
+    """The interfaces up but loopback and ``exclude``, each with the devices under it;
+    ``segmentation`` gives the UDP segmentation flag of a device the verdict needs it for
+    (every one but a PCI card), else the record's own is used."""
     records = list(records)
     by_index = {r.index: r for r in records}
     ports: dict[int, list[LinkRecord]] = {}
     for r in records:
         if r.master is not None:
             ports.setdefault(r.master, []).append(r)
+
+    flags: dict[int, bool | None] = {}  # asked once per device, however often it appears
+
+    def flag_of(r: LinkRecord) -> bool | None:
+        if segmentation is None or Link(r.name, r.kind, r.bus, None).pci_card:
+            return r.udp_segmentation
+        if r.index not in flags:
+            flags[r.index] = segmentation(r)
+        return flags[r.index]
 
     def build(r: LinkRecord, depth: int) -> Link:
         below: list[LinkRecord] = []
@@ -139,13 +160,8 @@ def assemble(records: Iterable[LinkRecord], exclude: Iterable[str]) -> list[Link
                 below = [lower] if lower is not None else []
             else:
                 below = ports.get(r.index, [])
-        return Link(
-            r.name,
-            r.kind,
-            r.bus,
-            r.udp_segmentation,
-            tuple(build(b, depth + 1) for b in below),
-        )
+        under = tuple(build(b, depth + 1) for b in below)
+        return Link(r.name, r.kind, r.bus, flag_of(r), under)
 
     skip = {"lo", *exclude}
     return [build(r, 0) for r in records if r.up and r.name not in skip]
@@ -153,7 +169,8 @@ def assemble(records: Iterable[LinkRecord], exclude: Iterable[str]) -> list[Link
 
 def read_links(exclude: Iterable[str]) -> list[Link]:
     """The interfaces up in this network namespace but loopback and ``exclude``, with the
-    devices under each (netlink; ethtool over netlink for the UDP segmentation flags)."""
+    devices under each (netlink; ethtool over netlink for the UDP segmentation flags, asked
+    only of the devices the verdict depends on)."""
     from pyroute2 import IPRoute
     from pyroute2.ethtool import Ethtool
 
@@ -173,29 +190,22 @@ def read_links(exclude: Iterable[str]) -> list[Link]:
                     master=msg.get_attr("IFLA_MASTER"),
                 )
             )
-    if any(_asked(r) for r in records):
-        ethtool = Ethtool()
+    tools: list[Any] = []  # the ethtool socket, opened at the first question
+
+    def segmentation(r: LinkRecord) -> bool | None:
+        if not tools:
+            tools.append(Ethtool())
         try:
-            records = [_with_segmentation(ethtool, r) for r in records]
-        finally:
-            ethtool.close()
-    return assemble(records, exclude)
+            features = tools[0].get_features(r.name).features
+            return bool(features["tx-udp-segmentation"].enable)
+        except Exception:  # an old kernel or a driver without the feature list: unknown
+            return None
 
-
-def _asked(r: LinkRecord) -> bool:
-    """Whether the check needs the device's UDP segmentation flag: not for a PCI card."""
-    return not Link(r.name, r.kind, r.bus, None).card or r.bus != HARDWARE_BUS
-
-
-def _with_segmentation(ethtool: object, r: LinkRecord) -> LinkRecord:
-    if not _asked(r):
-        return r
     try:
-        features = ethtool.get_features(r.name).features  # type: ignore[attr-defined]
-        enabled = bool(features["tx-udp-segmentation"].enable)
-    except Exception:  # an old kernel or a driver without the feature list: unknown
-        return r
-    return replace(r, udp_segmentation=enabled)
+        return assemble(records, exclude, segmentation)
+    finally:
+        for tool in tools:
+            tool.close()
 
 
 def udp_bursts_safe(tun_name: str | None) -> BurstCheck:

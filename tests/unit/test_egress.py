@@ -113,3 +113,28 @@ def test_a_loop_of_lower_devices_ends() -> None:
         LinkRecord(2, "b", True, "vlan", None, lower=1),
     ]
     assert not check_links(assemble(records, exclude=[])).safe
+
+
+def test_only_the_devices_the_verdict_depends_on_are_asked_for_their_flag() -> None:
+    records = [
+        LinkRecord(1, "lo", True, None, None),
+        LinkRecord(2, "eth0", True, None, "pci"),  # a PCI card: no question
+        LinkRecord(3, "eth1", True, None, "virtio", master=5),
+        LinkRecord(4, "eth9", False, None, "virtio"),  # down, no port of anything
+        LinkRecord(5, "br0", True, "bridge", None),
+        LinkRecord(6, "lisp0", True, "tun", None),
+    ]
+    asked: list[str] = []
+
+    def segmentation(r: LinkRecord) -> bool | None:
+        asked.append(r.name)
+        return r.name == "br0"  # the bridge offers it, its virtio port does not
+
+    links = assemble(records, exclude=["lisp0"], segmentation=segmentation)
+    assert sorted(asked) == ["br0", "eth1"]  # once each: eth1 is a way out and a port
+    assert check_links(links).safe  # eth0 a PCI card, br0 over eth1 without segmentation
+    assert [describe(link) for link in links] == [
+        "eth0 (pci)",
+        "eth1 (virtio, UDP segmentation off)",
+        "br0 (bridge of eth1 (virtio, UDP segmentation off))",
+    ]
