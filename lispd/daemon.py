@@ -55,8 +55,8 @@ log = logging.getLogger("lispd.daemon")
 
 BATCH = 256  # packets handled per wake-up and source before yielding to the loop
 EGRESS_RECHECK_S = 5.0
-"""How often ``offloads = "auto"`` looks at the ways out again (a netlink dump and one
-ethtool query per interface, on a thread)."""
+"""How often ``offloads = "auto"`` looks at the ways out again (a netlink dump and an ethtool
+query per device the verdict depends on, on a thread)."""
 
 
 class Daemon:
@@ -131,7 +131,7 @@ class Daemon:
             )
             # engine 0 serves the TUN and the 4341 sockets itself, from a thread
             self.engine.start([sock.fileno() for sock in os_.receivers], to_loop)
-            if cfg.dataplane.offloads == "auto" and cfg.dataplane.local_offloads:
+            if cfg.dataplane.offloads == "auto":
                 self._egress_watch = asyncio.create_task(self._watch_egress(self.engine))
         else:
             if os_.tun is not None:

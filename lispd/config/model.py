@@ -439,7 +439,7 @@ class DataplaneConfig:
     @property
     def udp_gso(self) -> bool:
         """UDP GSO bursts on send whatever the interfaces: ``offloads = "gso"`` (``auto``
-        decides at start, :mod:`lispd.io.egress`)."""
+        decides from the interfaces, :mod:`lispd.io.egress`)."""
         return self.offloads == "gso"
 
 

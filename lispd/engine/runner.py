@@ -108,7 +108,6 @@ class EngineRunner:
         self.serving: ServeThread | None = None
         self.offloads = offloads
         self._sockets = (sender, worker_receive)  # whose UDP checksums bursts need
-        self.udp_bursts = offloads and gso
         self.udp_bursts_reason = gso_reason
         peers = ",".join(map(str, gso_rlocs)) if offloads and gso_rlocs else None
         log.info(
@@ -138,7 +137,6 @@ class EngineRunner:
             for receive in worker_receive:
                 enable_offloads({}, receive, gso=True)
         self.fast.set_gso(safe)
-        self.udp_bursts = safe
         log.warning("UDP GSO bursts %s %s", "on" if safe else "off", kv(why=check.reason))
 
     def _cover(self, slot: WorkerSlot, covering: bool) -> None:
@@ -153,6 +151,11 @@ class EngineRunner:
             set_queue_attached(slot.tun_fd, not covering)
         taken = "main" if covering else "worker"
         log.info("worker traffic %s", kv(worker=slot.index, taken_by=taken))
+
+    @property
+    def udp_bursts(self) -> bool:
+        """Whether the engines send UDP GSO bursts to every RLOC (the engines' ``gso``)."""
+        return bool(self.fast.engine_options["gso"])
 
     @property
     def engines(self) -> int:

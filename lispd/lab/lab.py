@@ -54,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from socket import socket as Socket  # in Lab's body, ``socket`` is its method
@@ -421,13 +421,11 @@ class Lab:
 
     def set_features(self, node: NodeRef, features: Mapping[str, bool]) -> None:
         """``ethtool -K IFACE FEATURE on|off ...`` on every interface of ``node`` (pyroute2's
-        ethtool, run in its namespace), e.g. ``{"tx-udp-segmentation": False}``: the kernel
+        ethtool, inside its namespace), e.g. ``{"tx-udp-segmentation": False}``: the kernel
         then cuts a UDP GSO burst into datagrams before it hands it to the veth, as it does
-        before a card; ``{"rx-gro": True}``: the veth coalesces what it receives (UDP too,
-        for sockets that ask for UDP GRO)."""
+        before a card."""
         names = [i.name for i in self.topology.interfaces(node)]
-        flags = [f"{name}={int(on)}" for name, on in features.items()]
-        self.run(node, sys.executable, "-c", _SET_FEATURES, ",".join(names), *flags)
+        self._in_namespace(node, "ethtool", lambda: _set_features(names, features))
 
     # -- sysctls and conntrack (NAT state) ---------------------------------------------
 
@@ -495,10 +493,18 @@ class Lab:
     def socket(self, node: NodeRef, family: int, kind: int, proto: int = 0) -> socket.socket:
         """A socket opened inside ``node``'s namespace (from a helper thread that enters it, so
         this process stays where it is); it sends and receives there whoever uses it."""
+        sock: socket.socket = self._in_namespace(
+            node, "socket", lambda: socket.socket(family, kind, proto)
+        )
+        return sock
+
+    def _in_namespace(self, node: NodeRef, what: str, work: Callable[[], Any]) -> Any:
+        """``work()``'s result, run on a helper thread inside ``node``'s namespace (sockets it
+        opens stay there); its failure as a :class:`LabError` naming ``what``."""
         path = f"/run/netns/{self.ns(node)}"
         box: dict[str, Any] = {}
 
-        def enter_and_open() -> None:
+        def enter_and_work() -> None:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
@@ -508,17 +514,16 @@ class Lab:
                         raise OSError(err, f"setns({path}): {os.strerror(err)}")
                 finally:
                     os.close(fd)
-                box["sock"] = socket.socket(family, kind, proto)
+                box["result"] = work()
             except BaseException as exc:
                 box["error"] = exc
 
-        thread = threading.Thread(target=enter_and_open, name="lab-setns")
+        thread = threading.Thread(target=enter_and_work, name="lab-setns")
         thread.start()
         thread.join()
         if "error" in box:
-            raise LabError(f"socket in {self.ns(node)}: {box['error']}")
-        sock: socket.socket = box["sock"]
-        return sock
+            raise LabError(f"{what} in {self.ns(node)}: {box['error']}")
+        return box["result"]
 
     def _ctnetlink(self, node: NodeRef) -> Socket:
         """A ctnetlink socket inside ``node``'s namespace."""
@@ -680,20 +685,22 @@ _NLA = struct.Struct("=HH")
 _SEQ = itertools.count(1)
 
 
-_SET_FEATURES = """
-import sys
-from pyroute2.ethtool import Ethtool
-tool = Ethtool()
-wanted = {f: v == "1" for f, v in (a.split("=") for a in sys.argv[2:])}
-for name in sys.argv[1].split(","):
-    features = tool.get_features(name)
-    for feature, on in wanted.items():
-        features.features[feature].enable = on
-    tool.set_features(name, features)
-    now = tool.get_features(name).features
-    assert all(now[f].enable == on for f, on in wanted.items()), (name, wanted)
-tool.close()
-"""
+def _set_features(names: Sequence[str], features: Mapping[str, bool]) -> None:
+    """Set ``features`` on the interfaces ``names`` of the calling thread's namespace."""
+    from pyroute2.ethtool import Ethtool
+
+    tool = Ethtool()
+    try:
+        for name in names:
+            current = tool.get_features(name)
+            for feature, on in features.items():
+                current.features[feature].enable = on
+            tool.set_features(name, current)
+            now = tool.get_features(name).features
+            if any(now[f].enable != on for f, on in features.items()):
+                raise LabError(f"{name} keeps its features: {dict(features)} not taken")
+    finally:
+        tool.close()
 
 
 @dataclass(frozen=True)

@@ -248,26 +248,26 @@ static PyObject *Engine_close(Engine *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *Engine_set_punt_all(Engine *self, PyObject *args)
+/* A flag of the running engine, set from one bool argument. */
+static PyObject *set_flag(Engine *self, PyObject *args, int *field)
 {
     if (!engine_ready(self))
         return NULL;
     int flag;
     if (!PyArg_ParseTuple(args, "p", &flag))
         return NULL;
-    self->e.punt_all = flag;
+    *field = flag;
     Py_RETURN_NONE;
+}
+
+static PyObject *Engine_set_punt_all(Engine *self, PyObject *args)
+{
+    return set_flag(self, args, &self->e.punt_all);
 }
 
 static PyObject *Engine_set_gso(Engine *self, PyObject *args)
 {
-    if (!engine_ready(self))
-        return NULL;
-    int flag;
-    if (!PyArg_ParseTuple(args, "p", &flag))
-        return NULL;
-    self->e.gso = flag;
-    Py_RETURN_NONE;
+    return set_flag(self, args, &self->e.gso);
 }
 
 /* A change refused by a reader of the shared table, or that failed: the Python error. */
